@@ -1,0 +1,1 @@
+"""Generate CloudWatch alarms, dashboards and CodeDeploy rollback configuration; replay EMF offline."""

@@ -1,0 +1,1 @@
+"""Load scenarios (Locust) that reproduce the alarm-triggered rollback against any endpoint."""

@@ -1,0 +1,1 @@
+"""Blue/green deployment with alarm-triggered rollback, rehearsed on one machine."""

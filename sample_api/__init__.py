@@ -1,0 +1,1 @@
+"""Points service: purchase amount in JPY -> points; balances and redemptions."""

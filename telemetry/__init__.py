@@ -1,0 +1,1 @@
+"""RED/USE metrics as CloudWatch EMF, JSON logs and X-Ray-compatible traces for Flask services and workers."""
