@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+# One image for the points API (default CMD: gunicorn) and the SQS worker (command: python -m worker).
+# Build:  docker build -t points-service .            (another base: --build-arg PYTHON_IMAGE=...)
+# The final stage runs as a non-root user and works with a read-only root filesystem: gunicorn's
+# heartbeat files go to /dev/shm and nothing else is written (SQLite only on a mounted volume).
+
+ARG PYTHON_IMAGE=python:3.12-slim
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+# Dependencies come from the project's own metadata (pyproject.toml extras), not a second list.
+# (README.md* : the metadata names a readme; the wildcard keeps the build working without one.)
+COPY pyproject.toml README.md* ./
+COPY sample_api ./sample_api
+COPY worker ./worker
+COPY telemetry ./telemetry
+RUN /opt/venv/bin/pip install ".[api,worker]" \
+    && /opt/venv/bin/python -m compileall -q /opt/venv
+
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PORT=8080 \
+    WEB_CONCURRENCY=2 \
+    POINTS_DB_PATH=/data/points.db
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent app \
+    && mkdir -p /data && chown 10001:10001 /data
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+# gunicorn's config is read by path; the package itself is installed in /opt/venv.
+COPY sample_api/gunicorn.conf.py ./sample_api/gunicorn.conf.py
+USER 10001:10001
+EXPOSE 8080
+# No curl in a slim image: the standard library makes the request (non-2xx or no answer -> exit 1).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/healthz', timeout=2)"]
+CMD ["gunicorn", "--config", "sample_api/gunicorn.conf.py", "--worker-tmp-dir", "/dev/shm", "sample_api.wsgi:app"]
