@@ -1,0 +1,95 @@
+"""Worker settings, read from documented environment variables (see docs/worker.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """A setting is missing or unusable; the CLI prints it on one line and exits 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """Everything the worker loop needs; build it with :meth:`from_env`."""
+
+    queue_url: str
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    concurrency: int = 10
+    batch_size: int = 10
+    wait_time_s: int = 10
+    visibility_timeout_s: int = 30
+    queue_poll_s: float = 10.0
+    stop_timeout_s: float = 20.0
+    job_timeout_s: float = 300.0
+    simulated_work_ms: float = 0.0
+    simulated_failure_rate: float = 0.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
+        """Read the ``WORKER_*`` / AWS variables; :class:`ConfigError` names the bad one."""
+        env = os.environ if env is None else env
+        queue_url = env.get("QUEUE_URL", "").strip()
+        if not queue_url:
+            raise ConfigError(
+                "QUEUE_URL is required (the SQS queue URL; `python -m worker setup-queues` "
+                "creates one locally and prints it)"
+            )
+        if not queue_url.startswith(("http://", "https://")):
+            raise ConfigError(f"QUEUE_URL must be an http(s) URL, got {queue_url!r}")
+        cfg = cls(
+            queue_url=queue_url,
+            region=region_from(env),
+            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            concurrency=_int(env, "WORKER_CONCURRENCY", 10, 1, 256),
+            batch_size=_int(env, "WORKER_BATCH_SIZE", 10, 1, 10),
+            wait_time_s=_int(env, "WORKER_WAIT_TIME_S", 10, 0, 20),
+            visibility_timeout_s=_int(env, "WORKER_VISIBILITY_TIMEOUT_S", 30, 1, 43_200),
+            queue_poll_s=_float(env, "WORKER_QUEUE_POLL_S", 10.0, 0.0, 3600.0),
+            stop_timeout_s=_float(env, "WORKER_STOP_TIMEOUT_S", 20.0, 1.0, 120.0),
+            job_timeout_s=_float(env, "WORKER_JOB_TIMEOUT_S", 300.0, 1.0, 43_200.0),
+            simulated_work_ms=_float(env, "WORKER_SIMULATED_WORK_MS", 0.0, 0.0, 600_000.0),
+            simulated_failure_rate=_float(env, "WORKER_SIMULATED_FAILURE_RATE", 0.0, 0.0, 1.0),
+        )
+        if cfg.stop_timeout_s <= cfg.wait_time_s:
+            # The last long poll must be able to return inside the stop budget, or messages it
+            # picks up stay invisible until their visibility timeout instead of being released.
+            raise ConfigError(
+                f"WORKER_STOP_TIMEOUT_S ({cfg.stop_timeout_s:g}) must be greater than "
+                f"WORKER_WAIT_TIME_S ({cfg.wait_time_s})"
+            )
+        return cfg
+
+
+def region_from(env: Mapping[str, str]) -> str:
+    """``AWS_REGION``, then ``AWS_DEFAULT_REGION``, then us-east-1."""
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {text!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {text!r}") from None
+    if not low <= value <= high:  # also rejects nan
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {text}")
+    return value
