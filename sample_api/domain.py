@@ -19,6 +19,9 @@ MIN_AMOUNT_JPY = 1
 MAX_AMOUNT_JPY = 10_000_000
 MAX_POINTS = MAX_AMOUNT_JPY  # a redemption can never ask for more than the largest grant could give
 DEFAULT_RATE = Decimal("0.01")  # 1 point per 100 JPY
+DEFAULT_HISTORY_LIMIT = 20
+MAX_HISTORY_LIMIT = 100
+_LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
 
 
 class ValidationError(ValueError):
@@ -79,6 +82,17 @@ def validate_int(value: Any, field: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValidationError(f"{field} must be between {low:,} and {high:,}", field)
     return value
+
+
+def validate_limit(text: str | None) -> int:
+    """A history page size from query text: 1 to ``MAX_HISTORY_LIMIT`` (default 20 when absent)."""
+    if text is None:
+        return DEFAULT_HISTORY_LIMIT
+    if not _LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_HISTORY_LIMIT:
+        raise ValidationError(
+            f"limit must be an integer between 1 and {MAX_HISTORY_LIMIT}", "limit"
+        )
+    return int(text)
 
 
 def _check_fields(payload: Any, required: tuple[str, ...]) -> Mapping[str, Any]:

@@ -1,0 +1,1 @@
+"""Blueprints: ``points`` (the API), ``health`` (liveness/readiness), ``meta`` (version, OpenAPI)."""

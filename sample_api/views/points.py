@@ -1,0 +1,137 @@
+"""The points API: grants, redemptions and a user's balance with history. Rate limited."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from sample_api import ratelimit
+from sample_api.app import state
+from sample_api.domain import (
+    ValidationError,
+    validate_grant,
+    validate_id,
+    validate_limit,
+    validate_redemption,
+)
+from sample_api.problems import BadRequest
+from sample_api.storage import LedgerEntry
+
+bp = Blueprint("points", __name__)
+
+
+@bp.before_request
+def _limit() -> None:
+    ratelimit.enforce(state().limiter)
+
+
+bp.after_request(ratelimit.server_timing)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def json_body() -> Any:
+    """The request body as JSON: 415 unless ``application/json`` (UTF-8), 413 over the size
+    limit (werkzeug), 400 ``malformed-json`` when it does not parse. Strict: no NaN/Infinity,
+    no duplicate keys."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(
+            f"the body must be application/json, not {request.mimetype or 'missing'}"
+        )
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in {"utf-8", "utf8"}:
+        raise UnsupportedMediaType(f"the body must be UTF-8 encoded, not {charset}")
+    data = request.get_data(cache=False)
+    try:
+        return json.loads(
+            data.decode("utf-8"),
+            parse_constant=_reject_constant,
+            object_pairs_hook=_no_duplicates,
+        )
+    except json.JSONDecodeError as exc:
+        detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except UnicodeDecodeError:
+        detail = "the body is not valid UTF-8"
+    except (ValueError, RecursionError) as exc:  # huge integers, nesting, NaN, duplicates
+        detail = str(exc)[:200] or type(exc).__name__
+    raise BadRequest("malformed-json", "Malformed JSON", f"the body is not valid JSON: {detail}")
+
+
+@bp.post("/v1/points/grants")
+def create_grant() -> tuple[Response, int]:
+    app = state()
+    grant = validate_grant(json_body())
+    outcome = app.service.grant(grant)
+    e = outcome.entry
+    body = {
+        "grant_id": e.entry_id,
+        "user_id": e.user_id,
+        "order_id": e.order_id,
+        "amount_jpy": e.amount_jpy,
+        "points": e.points,
+        "balance": e.balance,
+    }
+    return jsonify(body), 201 if outcome.created else 200
+
+
+@bp.post("/v1/points/redemptions")
+def create_redemption() -> tuple[Response, int]:
+    app = state()
+    redemption = validate_redemption(json_body())
+    outcome = app.service.redeem(redemption)
+    e = outcome.entry
+    body = {
+        "redemption_id": e.entry_id,
+        "user_id": e.user_id,
+        "order_id": e.order_id,
+        "points": e.points,
+        "balance": e.balance,
+    }
+    return jsonify(body), 201 if outcome.created else 200
+
+
+def _query(name: str) -> str | None:
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise ValidationError(f"{name} may be given only once", name)
+    return values[0] if values else None
+
+
+def _entry(e: LedgerEntry) -> dict[str, Any]:
+    return {
+        "entry_id": e.entry_id,
+        "kind": e.kind,
+        "order_id": e.order_id,
+        "amount_jpy": e.amount_jpy,
+        "points": e.points,
+        "balance": e.balance,
+        "created_at": e.created_at,
+    }
+
+
+@bp.get("/v1/users/<user_id>/points")
+def user_points(user_id: str) -> Response:
+    validate_id(user_id, "user_id")
+    limit = validate_limit(_query("limit"))
+    cursor = _query("cursor") or None  # an empty cursor means the first page
+    page = state().storage.history(user_id, limit=limit, cursor=cursor)
+    return jsonify(
+        user_id=user_id,
+        balance=page.balance,
+        entries=[_entry(e) for e in page.entries],
+        next_cursor=page.next_cursor,
+    )
