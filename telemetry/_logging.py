@@ -1,0 +1,120 @@
+"""JSON lines on the standard ``logging`` module.
+
+Every field goes through ``json.dumps`` (ASCII-only), so a newline, quote or control character in
+user input is escaped by construction: no input can end a line early or add a field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import TextIO
+
+from opentelemetry import trace
+
+from telemetry import _context, _errors
+from telemetry.sinks import OUTPUT_LOCK
+
+# attributes every LogRecord has; anything else was passed with ``extra=`` and is logged
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "telemetry"}
+_CORE = ("time", "level", "message", "logger", "service", "version")
+
+
+def xray_trace_id(trace_id: int) -> str:
+    """An OpenTelemetry trace id in X-Ray form: ``1-<8 hex epoch>-<24 hex>``."""
+    h = f"{trace_id:032x}"
+    return f"1-{h[:8]}-{h[8:]}"
+
+
+class JsonFormatter(logging.Formatter):
+    """time, level, message, logger, service, version, request_id, trace_id, span_id + extras."""
+
+    def __init__(self, service: str = "", version: str = "") -> None:
+        super().__init__()
+        self.service, self.version = service, version
+        self._sec = -1
+        self._sec_text = ""
+
+    def _time(self, created: float) -> str:
+        sec = int(created)
+        if sec != self._sec:  # strftime once per second
+            self._sec_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            self._sec = sec
+        return f"{self._sec_text}.{int((created - sec) * 1000):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, object] = {
+            "time": self._time(record.created),
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+            "service": self.service,
+            "version": self.version,
+        }
+        scope = _context.current.get()
+        if scope is not None:
+            doc["request_id"] = scope.request_id
+            if scope.fields:
+                for k, v in scope.fields.items():
+                    doc.setdefault(k, v)
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.trace_id:
+            doc["trace_id"] = xray_trace_id(ctx.trace_id)
+            doc["span_id"] = f"{ctx.span_id:016x}"
+        fields = record.__dict__.get("telemetry")
+        if fields:
+            for k, v in fields.items():
+                doc.setdefault(k, v)
+        for k, v in record.__dict__.items():
+            if k not in _STANDARD and k not in doc:
+                doc[k] = v
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            doc["exception"] = record.exc_text
+        return json.dumps(doc, default=str)
+
+
+class JsonHandler(logging.Handler):
+    """Writes formatted lines to ``sys.stdout`` (looked up per line); failures are counted."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def handle(self, record: logging.LogRecord) -> bool:  # no per-handler lock: OUTPUT_LOCK
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            stream = self.stream or sys.stdout
+            with OUTPUT_LOCK:
+                stream.write(line)
+                stream.flush()
+        except RecursionError:  # pragma: no cover - as logging.Handler does
+            raise
+        except Exception as exc:
+            _errors.record("log", repr(exc))
+
+
+def install(service: str, version: str, level: str, stream: TextIO | None = None) -> JsonHandler:
+    """Put one JSON handler on the root logger (replacing a previous one of ours)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, JsonHandler):
+            root.removeHandler(h)
+    handler = JsonHandler(stream)
+    handler.setFormatter(JsonFormatter(service, version))
+    root.addHandler(handler)
+    try:
+        root.setLevel(level)
+    except (TypeError, ValueError):
+        _errors.record("config", f"TELEMETRY_LOG_LEVEL={level!r} is not a level; using INFO")
+        root.setLevel(logging.INFO)
+    return handler

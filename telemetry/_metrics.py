@@ -1,0 +1,431 @@
+"""Per-process metric aggregation over time windows, written as CloudWatch EMF lines.
+
+Windows are aligned to UTC multiples of the flush interval (a 5 s window never straddles a 10 s
+or 60 s alarm period) and each line's ``Timestamp`` is its window start. A background thread
+(started lazily, re-created after ``fork``) flushes every window once it has ended; ``flush(final=
+True)`` at exit writes the rest. After a fork the child starts with no data, so a window's data is
+written by exactly one process, exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+
+from aws_embedded_metrics import constants as emf_limits
+
+from telemetry import _errors, catalog
+from telemetry._config import Settings
+from telemetry._histogram import MAX_PER_ARRAY, Histogram, Samples
+from telemetry.sinks import Sink
+
+MAX_EVENT_BYTES = 1_000_000  # EMF: 1 MB per log event
+MAX_METRICS = emf_limits.MAX_METRICS_PER_EVENT  # 100 per directive
+MAX_DIMENSIONS = emf_limits.MAX_DIMENSION_SET_SIZE  # 30 per dimension set
+MAX_DIM_VALUE = emf_limits.MAX_DIMENSION_VALUE_LENGTH  # 1024 characters
+MAX_GAUGE_VALUES = MAX_PER_ARRAY
+
+_DEFS = {m.name: m for m in catalog.METRICS}
+_API_SETS = catalog.get("Requests").dimension_sets
+_WORKER_SETS = catalog.get("Jobs").dimension_sets
+
+
+def _dims_of(sets: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    for s in sets:
+        if len(s) > MAX_DIMENSIONS:
+            raise ValueError(f"dimension set {s} has more than {MAX_DIMENSIONS} dimensions")
+        out.extend(d for d in s if d not in out)
+    return tuple(out)
+
+
+#: metrics whose dimension sets use ``Route`` (the value comes from the current request)
+_NEEDS_ROUTE = frozenset(
+    m.name for m in catalog.METRICS if any(catalog.ROUTE in s for s in m.dimension_sets)
+)
+
+#: counters written (zero included) in every line of a (dimension sets, component) group
+_ZERO_COUNTERS: dict[tuple[tuple[tuple[str, ...], ...], str], tuple[str, ...]] = {}
+for _m in catalog.METRICS:
+    if _m.kind == "counter" and _m.role != "SELF":
+        key = (_m.dimension_sets, _m.component)
+        _ZERO_COUNTERS[key] = (*_ZERO_COUNTERS.get(key, ()), _m.name)
+
+
+def _num(v: float) -> float | int:
+    """``3`` rather than ``3.0``: shorter lines."""
+    return int(v) if float(v).is_integer() else v
+
+
+class _Series:
+    """The data of one dimension-value combination in one window."""
+
+    __slots__ = ("counters", "dists", "gauges", "route", "sets", "zero_filled")
+
+    def __init__(self, sets: tuple[tuple[str, ...], ...], route: str | None) -> None:
+        self.sets = sets
+        self.route = route
+        self.counters: dict[str, float] = {}
+        self.dists: dict[str, Histogram | Samples] = {}
+        self.gauges: dict[str, list[float]] = {}
+        self.zero_filled: set[str] = set()
+
+    def zero_fill(self, component: str) -> None:
+        if component not in self.zero_filled:
+            self.zero_filled.add(component)
+            for name in _ZERO_COUNTERS.get((self.sets, component), ()):
+                self.counters.setdefault(name, 0)
+
+
+class _Window:
+    __slots__ = ("end", "routes", "series", "start")
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start, self.end = start, end
+        self.series: dict[tuple, _Series] = {}
+        self.routes: set[str] = set()
+
+
+_instances: weakref.WeakSet[Aggregator] = weakref.WeakSet()
+
+
+class Aggregator:
+    """Thread-safe, fork-safe metric aggregator for one process."""
+
+    def __init__(self, settings: Settings, sink: Sink) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.interval_ms = max(1, round(settings.flush_interval_s * 1000))
+        self._counts_mode = settings.histogram == "counts"
+        self._lock = threading.Lock()
+        self._windows: dict[int, _Window] = {}
+        self._cur: _Window | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._closed = False
+        # worker utilization: busy seconds per window start (ms), jobs in progress
+        self._busy: dict[int, float] = {}
+        self._active: dict[int, float] = {}
+        self._next_job = 0
+        self._util_next: int | None = None
+        self.lines_written = 0
+        _instances.add(self)
+
+    # -- recording (hot path) ------------------------------------------------------------------
+
+    def _window(self, now: float) -> _Window:
+        """The window containing ``now``; the caller holds the lock."""
+        w = self._cur
+        if w is not None and w.start <= now < w.end:
+            return w
+        start_ms = (int(now * 1000) // self.interval_ms) * self.interval_ms
+        w = self._windows.get(start_ms)
+        if w is None:
+            w = self._windows[start_ms] = _Window(
+                start_ms / 1000, (start_ms + self.interval_ms) / 1000
+            )
+        if self._cur is None or w.start >= self._cur.start:
+            self._cur = w
+        return w
+
+    def _route(self, w: _Window, route: str) -> str:
+        routes = w.routes
+        if route not in routes:
+            if len(routes) >= self.settings.max_routes:
+                return catalog.OVERFLOW_VALUE
+            routes.add(route)
+        return route
+
+    def _series(self, w: _Window, sets: tuple, route: str | None) -> _Series:
+        key = (sets, route)
+        s = w.series.get(key)
+        if s is None:
+            s = w.series[key] = _Series(sets, route)
+        return s
+
+    def _dist(self, s: _Series, name: str) -> Histogram | Samples:
+        d = s.dists.get(name)
+        if d is None:
+            d = s.dists[name] = (
+                Histogram() if self._counts_mode else Samples(self.settings.max_values)
+            )
+        return d
+
+    def record_request(self, route: str, status: int, latency_ms: float) -> None:
+        """RED for one request: ``Requests``, ``ServerErrors``, ``ClientErrors``, ``Latency``."""
+        now = time.time()
+        with self._lock:
+            w = self._window(now)
+            s = self._series(w, _API_SETS, self._route(w, route))
+            if not s.zero_filled:
+                s.zero_fill("api")
+            c = s.counters
+            c["Requests"] += 1
+            if status >= 500:
+                c["ServerErrors"] += 1
+            elif status >= 400:
+                c["ClientErrors"] += 1
+            self._dist(s, "Latency").add(latency_ms)
+        if self._thread is None:
+            self._start_thread()
+
+    def add(self, metric: catalog.MetricDef, value: float, route: str | None = None) -> None:
+        """One observation of a declared metric (already validated)."""
+        now = time.time()
+        with self._lock:
+            w = self._window(now)
+            if metric.name in _NEEDS_ROUTE:
+                route = self._route(w, route or catalog.UNMATCHED_ROUTE)
+            else:
+                route = None
+            s = self._series(w, metric.dimension_sets, route)
+            s.zero_fill(metric.component)
+            if metric.kind == "counter":
+                s.counters[metric.name] = s.counters.get(metric.name, 0) + value
+            elif metric.kind == "distribution":
+                d = self._dist(s, metric.name)
+                d.add(value)
+                if isinstance(d, Samples) and d.dropped == 1:
+                    _errors.record("buffer_full", f"{metric.name}: more than {d.limit} values")
+            else:
+                g = s.gauges.setdefault(metric.name, [])
+                g.append(value)
+                if len(g) > MAX_GAUGE_VALUES:
+                    del g[0]
+        if self._thread is None:
+            self._start_thread()
+
+    # -- worker utilization ----------------------------------------------------------------------
+
+    def job_started(self) -> int:
+        with self._lock:
+            self._next_job += 1
+            token = self._next_job
+            now = time.time()
+            self._active[token] = now
+            if self._util_next is None:
+                w = self._window(now)
+                self._util_next = round(w.start * 1000)
+        if self._thread is None:
+            self._start_thread()
+        return token
+
+    def job_finished(self, token: int) -> None:
+        with self._lock:
+            start = self._active.pop(token, None)
+            if start is not None:
+                self._credit(start, time.time())
+
+    def _credit(self, start: float, end: float) -> None:
+        """Add busy time ``[start, end)`` to the windows it overlaps (bounded loop)."""
+        step = self.interval_ms
+        ws = (int(start * 1000) // step) * step
+        for _ in range(1000):
+            if ws / 1000 >= end:
+                break
+            lo, hi = max(start, ws / 1000), min(end, (ws + step) / 1000)
+            if hi > lo:
+                self._busy[ws] = self._busy.get(ws, 0.0) + (hi - lo)
+            ws += step
+
+    def _utilization(self, upto_ms: int, now: float) -> None:
+        """Write ``WorkerUtilization`` for every window that ended before ``upto_ms``."""
+        if self._util_next is None:
+            return
+        step = self.interval_ms
+        if (upto_ms - self._util_next) // step > 1000:  # suspended for long: skip the gap
+            self._util_next = upto_ms - step
+        metric = _DEFS["WorkerUtilization"]
+        slots = self.settings.worker_slots
+        while self._util_next < upto_ms:
+            ws = self._util_next
+            end = min((ws + step) / 1000, now)
+            for token, since in list(self._active.items()):
+                if since < end:
+                    self._credit(since, end)
+                    self._active[token] = end
+            length = end - ws / 1000
+            if length > 0:
+                busy = self._busy.pop(ws, 0.0)
+                pct = min(100.0, 100.0 * busy / (length * slots))
+                w = self._windows.get(ws)
+                if w is None:
+                    w = self._windows[ws] = _Window(ws / 1000, (ws + step) / 1000)
+                s = self._series(w, metric.dimension_sets, None)
+                s.zero_fill("worker")
+                s.gauges.setdefault(metric.name, []).append(round(pct, 3))
+            self._util_next = ws + step
+
+    # -- flushing ------------------------------------------------------------------------------
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            t = threading.Thread(target=self._run, name="telemetry-flush", daemon=True)
+            self._thread = t
+        t.start()
+
+    def _run(self) -> None:
+        stop = self._stop
+        step = self.interval_ms / 1000
+        while True:
+            now = time.time()
+            wait = (math.floor(now / step) + 1) * step - now + 0.002
+            if stop.wait(wait):
+                return
+            self.flush()
+
+    def flush(self, final: bool = False) -> int:
+        """Write every ended window (all windows if ``final``); return the number of lines."""
+        try:
+            with self._lock:
+                now = time.time()
+                cur_ms = (int(now * 1000) // self.interval_ms) * self.interval_ms
+                self._utilization(cur_ms + self.interval_ms if final else cur_ms, now)
+                ready = sorted(k for k, w in self._windows.items() if final or w.end <= now)
+                windows = [self._windows.pop(k) for k in ready]
+                if self._cur is not None and round(self._cur.start * 1000) in ready:
+                    self._cur = None
+            lines: list[str] = []
+            for w in windows:
+                lines.extend(self._serialize(w))
+            pending = _errors.take_pending()
+            if pending:
+                last = windows[-1].start if windows else (cur_ms - self.interval_ms) / 1000
+                w = _Window(last, last + self.interval_ms / 1000)
+                s = self._series(w, catalog.get("TelemetryErrors").dimension_sets, None)
+                s.counters["TelemetryErrors"] = pending
+                lines.extend(self._serialize(w))
+            if lines:
+                self._write(lines)
+            return len(lines)
+        except Exception as exc:  # never raise into the app (or kill the flush thread)
+            _errors.record("flush", repr(exc))
+            return 0
+
+    def _write(self, lines: list[str]) -> None:
+        try:
+            self.sink.write(lines)
+            self.lines_written += len(lines)
+        except Exception as exc:
+            _errors.record("sink", f"{len(lines)} EMF line(s) dropped: {exc!r}")
+
+    def close(self) -> None:
+        """Stop the flush thread and write everything (idempotent)."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self.flush(final=True)
+
+    # -- EMF -----------------------------------------------------------------------------------
+
+    def _serialize(self, w: _Window) -> Iterable[str]:
+        st = self.settings
+        ts = round(w.start * 1000)
+        for s in w.series.values():
+            yield from self._lines(st, ts, s)
+
+    def _lines(self, st: Settings, ts: int, s: _Series) -> Iterable[str]:
+        dims = _dims_of(s.sets)
+        values = {
+            catalog.SERVICE: st.service[:MAX_DIM_VALUE] or "unknown_service",
+            catalog.VERSION: st.version[:MAX_DIM_VALUE] or "unknown",
+        }
+        if s.route is not None:
+            values[catalog.ROUTE] = s.route[:MAX_DIM_VALUE] or "/"
+        base = {d: values.get(d, "none") for d in dims}
+        dimension_sets = [list(x) for x in s.sets]
+        # metric -> list of per-line values (a distribution may need several lines)
+        chunked: list[tuple[catalog.MetricDef, list]] = []
+        for m in catalog.METRICS:
+            if m.name in s.counters:
+                chunked.append((m, [_num(s.counters[m.name])]))
+            elif m.name in s.dists:
+                d = s.dists[m.name]
+                if d.count:
+                    chunked.append((m, d.chunks()))
+                if isinstance(d, Samples) and d.dropped:
+                    _errors.record("buffer_full", f"{m.name}: {d.dropped} value(s) dropped")
+            elif m.name in s.gauges:
+                g = s.gauges[m.name]
+                chunked.append((m, [_num(g[0]) if len(g) == 1 else [_num(x) for x in g]]))
+        depth = max((len(c) for _, c in chunked), default=0)
+        for i in range(depth):
+            present = [(m, c[i]) for m, c in chunked if len(c) > i]
+            for j in range(0, len(present), MAX_METRICS):
+                part = present[j : j + MAX_METRICS]
+                metrics = []
+                for m, _ in part:
+                    md: dict[str, object] = {"Name": m.name, "Unit": m.unit}
+                    if st.storage_resolution == 1:
+                        md["StorageResolution"] = 1
+                    metrics.append(md)
+                doc: dict[str, object] = {
+                    "_aws": {
+                        "Timestamp": ts,
+                        "CloudWatchMetrics": [
+                            {
+                                "Namespace": st.namespace,
+                                "Dimensions": dimension_sets,
+                                "Metrics": metrics,
+                            }
+                        ],
+                    },
+                    **base,
+                }
+                if st.uses_agent:
+                    doc["_aws"]["LogGroupName"] = st.log_group or f"{st.service}-metrics"  # type: ignore[index]
+                for m, v in part:
+                    doc[m.name] = v
+                line = json.dumps(doc, separators=(",", ":"), allow_nan=False)
+                if len(line.encode()) > MAX_EVENT_BYTES:
+                    _errors.record("event_too_large", f"{len(line)} bytes; line dropped")
+                    continue
+                yield line
+
+    # -- fork ----------------------------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        self._lock.acquire()
+
+    def _after_fork_parent(self) -> None:
+        self._lock.release()
+
+    def _after_fork_child(self) -> None:
+        # The parent still owns (and will flush) its windows; the child starts empty.
+        self._lock = threading.Lock()
+        self._windows = {}
+        self._cur = None
+        self._thread = None
+        self._stop = threading.Event()
+        self._busy = {}
+        self._active = {}
+        self._util_next = None
+        self.lines_written = 0
+        reset = getattr(self.sink, "after_fork", None)
+        if reset is not None:
+            reset()
+
+
+def _each(method: str):
+    def run() -> None:
+        for agg in list(_instances):
+            getattr(agg, method)()
+
+    return run
+
+
+os.register_at_fork(
+    before=_each("_before_fork"),
+    after_in_parent=_each("_after_fork_parent"),
+    after_in_child=_each("_after_fork_child"),
+)

@@ -1,0 +1,147 @@
+"""The process-wide telemetry state behind the public functions."""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import threading
+from typing import TextIO
+
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from telemetry import _config, _context, _errors, _logging, _tracing, catalog
+from telemetry._metrics import Aggregator
+from telemetry.sinks import AgentSink, Sink, StdoutSink
+
+_DEFS = {m.name: m for m in catalog.METRICS}
+
+
+class State:
+    def __init__(self) -> None:
+        self.settings = _config.load()
+        self.aggregator: Aggregator | None = None
+        self.provider: TracerProvider | None = None
+        self.tracer: trace.Tracer | None = None
+        self.propagator: TextMapPropagator = _tracing.build_propagator(
+            os.environ.get("OTEL_PROPAGATORS") or _tracing.DEFAULT_PROPAGATORS
+        )
+        self.provider_pid = 0
+        self.configured = False
+
+
+state = State()
+_lock = threading.RLock()
+_atexit_registered = False
+
+
+def _default_sink(settings: _config.Settings) -> Sink:
+    if settings.uses_agent:
+        try:
+            return AgentSink(settings.agent_endpoint or _config.DEFAULT_AGENT_ENDPOINT)
+        except ValueError as exc:
+            _errors.record("config", str(exc))
+    return StdoutSink()
+
+
+def aggregator() -> Aggregator:
+    """The process's aggregator; created from the environment if ``configure()`` was not called."""
+    agg = state.aggregator
+    if agg is None:
+        with _lock:
+            if state.aggregator is None:
+                state.aggregator = Aggregator(state.settings, _default_sink(state.settings))
+                _register_atexit()
+            agg = state.aggregator
+    return agg
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
+
+
+def configure(
+    service: str | None = None,
+    version: str | None = None,
+    *,
+    sink: Sink | None = None,
+    span_exporter: SpanExporter | None = None,
+    log_stream: TextIO | None = None,
+    **options: object,
+) -> _config.Settings:
+    """See :func:`telemetry.configure`."""
+    with _lock:
+        settings = _config.load(service=service, version=version, **options)  # type: ignore[arg-type]
+        for problem in settings.problems:
+            _errors.record("config", problem)
+        old = state.aggregator
+        if old is not None:
+            old.close()  # writes what it holds under the old settings (nothing right after fork)
+        state.settings = settings
+        state.aggregator = Aggregator(settings, sink or _default_sink(settings))
+        # tracing: a fresh provider (and BatchSpanProcessor thread) per process
+        if state.provider is not None and state.provider_pid == os.getpid():
+            try:
+                state.provider.shutdown()
+            except Exception as exc:
+                _errors.record("tracing", repr(exc))
+        try:
+            state.propagator = _tracing.build_propagator(
+                os.environ.get("OTEL_PROPAGATORS") or _tracing.DEFAULT_PROPAGATORS
+            )
+            state.provider = _tracing.build_provider(
+                settings.service, settings.version, exporter=span_exporter
+            )
+        except Exception as exc:
+            _errors.record("tracing", repr(exc))
+            state.provider = None
+        state.provider_pid = os.getpid()
+        state.tracer = state.provider.get_tracer("telemetry") if state.provider else None
+        try:
+            _tracing.install_global(state.provider, state.propagator)
+        except Exception as exc:
+            _errors.record("tracing", repr(exc))
+        if settings.json_logs:
+            _logging.install(settings.service, settings.version, settings.log_level, log_stream)
+        state.configured = True
+        _register_atexit()
+        return settings
+
+
+def shutdown() -> None:
+    """See :func:`telemetry.shutdown`."""
+    try:
+        with _lock:
+            if state.aggregator is not None:
+                state.aggregator.close()
+            if state.provider is not None and state.provider_pid == os.getpid():
+                state.provider.force_flush(5000)
+    except Exception as exc:
+        _errors.record("shutdown", repr(exc))
+    _errors.flush_report()
+
+
+def put_metric(name: str, value: float) -> None:
+    """See :func:`telemetry.put_metric`."""
+    try:
+        m = _DEFS.get(name) if isinstance(name, str) else None
+        if m is None or m.role == "SELF":
+            _errors.record("invalid_name", f"{name!r} is not a metric of telemetry.catalog")
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _errors.record("invalid_value", f"{name}: {type(value).__name__} is not a number")
+            return
+        v = float(value)
+        if not math.isfinite(v) or v < 0:
+            _errors.record("invalid_value", f"{name}: {v!r} (must be finite and >= 0)")
+            return
+        scope = _context.current.get()
+        aggregator().add(m, v, scope.route if scope is not None else None)
+    except Exception as exc:
+        _errors.record("internal", repr(exc))

@@ -1,0 +1,186 @@
+"""OpenTelemetry SDK set-up: X-Ray ids, X-Ray + W3C propagation, parent-based sampling, OTLP/HTTP.
+
+Configured from the standard variables (``OTEL_TRACES_SAMPLER``/``_ARG`` are read by the SDK
+itself, ``OTEL_EXPORTER_OTLP_*`` by the exporter). The provider and its ``BatchSpanProcessor`` are
+created by ``configure()``; under gunicorn call it again in ``post_fork`` so every worker has its
+own export thread.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from importlib.metadata import entry_points
+
+from opentelemetry import trace
+from opentelemetry.propagate import set_global_textmap
+from opentelemetry.propagators.aws import AwsXRayPropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from telemetry import _errors
+
+DEFAULT_PROPAGATORS = "xray,tracecontext"
+
+#: A trace id to use for the next root span: an ALB's ``X-Amzn-Trace-Id: Root=...`` without
+#: ``Parent`` is not a parent span, but its trace must still be continued.
+forced_trace_id: ContextVar[int] = ContextVar("telemetry_forced_trace_id", default=0)
+
+
+class ContinuingIdGenerator(AwsXRayIdGenerator):
+    """X-Ray trace ids (epoch seconds in the first 32 bits), or the forced one."""
+
+    def generate_trace_id(self) -> int:
+        forced = forced_trace_id.get()
+        return forced or super().generate_trace_id()
+
+
+def parse_xray_root(header: str) -> int:
+    """The trace id of ``Root=1-xxxxxxxx-<24 hex>`` in an X-Ray header, or 0."""
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "Root":
+            pieces = value.split("-")
+            if (
+                len(pieces) == 3
+                and pieces[0] == "1"
+                and len(pieces[1]) == 8
+                and len(pieces[2]) == 24
+            ):
+                try:
+                    return int(pieces[1] + pieces[2], 16)
+                except ValueError:
+                    return 0
+    return 0
+
+
+def build_propagator(names: str) -> TextMapPropagator:
+    """``OTEL_PROPAGATORS`` (comma-separated); unknown names are counted and skipped."""
+    known: dict[str, type[TextMapPropagator]] = {
+        "xray": AwsXRayPropagator,
+        "tracecontext": TraceContextTextMapPropagator,
+    }
+    out: list[TextMapPropagator] = []
+    for name in (n.strip().lower() for n in names.split(",")):
+        if not name or name == "none":
+            continue
+        if name in known:
+            out.append(known[name]())
+            continue
+        try:
+            (ep,) = entry_points(group="opentelemetry_propagator", name=name)
+            out.append(ep.load()())
+        except Exception as exc:
+            _errors.record("config", f"OTEL_PROPAGATORS: {name!r} unavailable ({exc!r})")
+    return CompositePropagator(out)
+
+
+class _CountingExporter(SpanExporter):
+    """Counts failed exports (unreachable collector) as ``TelemetryErrors``."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:
+            _errors.record("span_export", repr(exc))
+            return SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            _errors.record("span_export", f"{len(spans)} span(s) not exported")
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def build_provider(
+    service: str,
+    version: str,
+    env: Mapping[str, str] | None = None,
+    exporter: SpanExporter | None = None,
+) -> TracerProvider | None:
+    """A TracerProvider, or None when ``OTEL_SDK_DISABLED=true``."""
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return None
+    resource = Resource.create({"service.name": service, "service.version": version})
+    provider = TracerProvider(resource=resource, id_generator=ContinuingIdGenerator())
+    if exporter is None:
+        kind = env.get("OTEL_TRACES_EXPORTER", "").lower()
+        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        if kind == "console":
+            exporter = ConsoleSpanExporter(out=sys.stderr)  # stdout carries EMF and logs
+        elif kind != "none" and (endpoint or kind == "otlp"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(_CountingExporter(exporter)))
+    return provider
+
+
+class _ProxyTracer(trace.Tracer):
+    """Tracer handed out by the global provider: always uses the current configured provider."""
+
+    def __init__(self, owner: GlobalProvider, args: tuple, kwargs: dict) -> None:
+        self._owner, self._args, self._kwargs = owner, args, kwargs
+        self._cache: tuple[object, trace.Tracer] | None = None
+
+    def _real(self) -> trace.Tracer:
+        provider = self._owner.current
+        if provider is None:
+            return trace.NoOpTracer()
+        if self._cache is None or self._cache[0] is not provider:
+            self._cache = (provider, provider.get_tracer(*self._args, **self._kwargs))
+        return self._cache[1]
+
+    def start_span(self, *args, **kwargs):  # type: ignore[override]
+        return self._real().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args, **kwargs):  # type: ignore[override]
+        return self._real().start_as_current_span(*args, **kwargs)
+
+
+class GlobalProvider(trace.TracerProvider):
+    """Installed once as OpenTelemetry's global provider so ``trace.get_tracer()`` in application
+    code follows every re-``configure()`` (the API allows setting the global only once)."""
+
+    def __init__(self) -> None:
+        self.current: TracerProvider | None = None
+
+    def get_tracer(self, *args, **kwargs) -> trace.Tracer:  # type: ignore[override]
+        return _ProxyTracer(self, args, kwargs)
+
+
+_global: GlobalProvider | None = None
+
+
+def install_global(provider: TracerProvider | None, propagator: TextMapPropagator) -> None:
+    global _global
+    set_global_textmap(propagator)
+    if _global is None:
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            _global = GlobalProvider()
+            trace.set_tracer_provider(_global)
+        else:
+            return  # the application installed its own provider; leave it alone
+    _global.current = provider

@@ -1,0 +1,102 @@
+"""Where EMF lines go: stdout (ECS ``awslogs`` ingests EMF from it) or the CloudWatch agent.
+
+A sink is anything with ``write(lines)`` and ``close()``; ``write`` may raise, the aggregator
+counts the failure (``TelemetryErrors``) and drops the lines - it never blocks the application.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from typing import Protocol, TextIO
+from urllib.parse import urlparse
+
+#: One lock for everything telemetry writes to stdout (EMF lines and JSON log lines), so lines
+#: written from different threads never interleave.
+OUTPUT_LOCK = threading.RLock()
+
+
+class Sink(Protocol):
+    """Receives complete EMF lines (JSON without the trailing newline)."""
+
+    def write(self, lines: list[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StdoutSink:
+    """One line per ``write`` call on ``sys.stdout`` (looked up each time), flushed per batch."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+
+    def write(self, lines: list[str]) -> None:
+        stream = self._stream or sys.stdout
+        with OUTPUT_LOCK:
+            for line in lines:
+                # one write per line: a pipe write of <= 4 KiB is atomic between processes
+                stream.write(line + "\n")
+            stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class AgentSink:
+    """The CloudWatch agent's EMF listener (``tcp://`` or ``udp://host:port``, default 25888).
+
+    The socket has a timeout so an unreachable agent costs the flush thread at most
+    ``timeout_s`` per flush, never the request path.
+    """
+
+    def __init__(self, endpoint: str, timeout_s: float = 1.0) -> None:
+        url = urlparse(endpoint)
+        if url.scheme not in ("tcp", "udp") or not url.hostname or not url.port:
+            raise ValueError(
+                f"AWS_EMF_AGENT_ENDPOINT={endpoint!r}: expected tcp://host:port or udp://host:port"
+            )
+        self.scheme, self.address, self.timeout_s = url.scheme, (url.hostname, url.port), timeout_s
+        self._sock: socket.socket | None = None
+
+    def write(self, lines: list[str]) -> None:
+        payloads = [(line + "\n").encode() for line in lines]
+        if self.scheme == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for p in payloads:
+                    s.sendto(p, self.address)
+            return
+        data = b"".join(payloads)
+        for attempt in (1, 2):  # one reconnect: the agent may have restarted
+            try:
+                if self._sock is None:
+                    self._sock = socket.create_connection(self.address, timeout=self.timeout_s)
+                self._sock.sendall(data)
+                return
+            except OSError:
+                self.close()
+                if attempt == 2:
+                    raise
+
+    def after_fork(self) -> None:
+        self._sock = None  # the parent's connection is the parent's
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+class MemorySink:
+    """Keeps the lines in a list (tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, lines: list[str]) -> None:
+        self.lines.extend(lines)
+
+    def close(self) -> None:
+        pass
