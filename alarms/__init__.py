@@ -1,1 +1,38 @@
-"""Generate CloudWatch alarms, dashboards and CodeDeploy rollback configuration; replay EMF offline."""
+"""Generate CloudWatch alarms, dashboards and CodeDeploy rollback configuration; replay EMF offline.
+
+```python
+from alarms import load_spec, synth, Evaluator, rollback_alarm_names
+spec = load_spec("alarms/specs/points-service.yaml")
+defs = synth(spec, format="json", profile="rehearsal")
+ev = Evaluator(defs)
+ev.ingest_line(line); ev.advance(now)
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._evaluator import Evaluation, Evaluator, decide
+from ._expr import ExpressionError
+from ._spec import Profile, Spec, SpecError, load_spec, parse_spec
+from ._synth import MAX_DEPLOYMENT_ALARMS, rollback_alarm_names, synth
+
+#: The points service's own spec (shipped as package data).
+POINTS_SERVICE_SPEC = Path(__file__).with_name("specs") / "points-service.yaml"
+
+__all__ = [
+    "MAX_DEPLOYMENT_ALARMS",
+    "POINTS_SERVICE_SPEC",
+    "Evaluation",
+    "Evaluator",
+    "ExpressionError",
+    "Profile",
+    "Spec",
+    "SpecError",
+    "decide",
+    "load_spec",
+    "parse_spec",
+    "rollback_alarm_names",
+    "synth",
+]

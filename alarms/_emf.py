@@ -1,0 +1,107 @@
+"""Read EMF records from log lines: plain EMF, CloudWatch Logs export records, prefixed lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+Samples = list[tuple[float, float]]  # (value, count)
+
+
+def decode_line(line: str | bytes) -> dict[str, Any] | None:
+    """The EMF object in ``line`` or ``None`` if the line holds none.
+
+    Accepts a plain EMF JSON line; a CloudWatch Logs export record whose ``message`` field holds
+    the EMF JSON (``filter-log-events``/subscription shape); and a line prefixed by a timestamp
+    and a tab or space (the S3 export shape).
+    """
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    text = line.strip()
+    if not text:
+        return None
+    if text[0] != "{":
+        brace = text.find("{")
+        if brace < 0:
+            return None
+        text = text[brace:]
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if "_aws" in obj:
+        return obj
+    message = obj.get("message")
+    if isinstance(message, str) and "_aws" in message:
+        try:
+            inner = json.loads(message)
+        except ValueError:
+            return None
+        return inner if isinstance(inner, dict) and "_aws" in inner else None
+    return None
+
+
+def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | None] | None:
+    """Samples of one metric value, or ``None`` if the value is malformed.
+
+    Returns ``(samples, None)`` for a number, an array of numbers, or ``{"Values", "Counts"}``;
+    ``([], (count, sum, min, max))`` for a statistic set without values (percentiles then
+    unavailable for that period).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return [(float(value), 1.0)], None
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                return None
+            out.append((float(v), 1.0))
+        return out, None
+    if isinstance(value, dict):
+        values = value.get("Values")
+        if isinstance(values, list):
+            counts = value.get("Counts")
+            if counts is None:
+                counts = [1.0] * len(values)
+            if not isinstance(counts, list) or len(counts) != len(values):
+                return None
+            out = []
+            for v, c in zip(values, counts, strict=True):
+                if (
+                    isinstance(v, bool)
+                    or not isinstance(v, int | float)
+                    or isinstance(c, bool)
+                    or not isinstance(c, int | float)
+                    or c < 0
+                ):
+                    return None
+                if c:
+                    out.append((float(v), float(c)))
+            return out, None
+        try:  # a statistic set: {"Count", "Sum", "Min", "Max"}
+            stats = tuple(float(value[k]) for k in ("Count", "Sum", "Min", "Max"))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return [], stats  # type: ignore[return-value]
+    return None
+
+
+def directives(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The ``CloudWatchMetrics`` directives of an EMF object (malformed ones skipped)."""
+    aws = obj.get("_aws")
+    if not isinstance(aws, dict):
+        return
+    cwm = aws.get("CloudWatchMetrics")
+    if not isinstance(cwm, list):
+        return
+    for d in cwm:
+        if isinstance(d, dict):
+            yield d

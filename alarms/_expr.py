@@ -1,0 +1,258 @@
+"""Small, safe parsers (no ``eval``): metric-math arithmetic and composite alarm rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+class ExpressionError(ValueError):
+    """An expression or rule this evaluator cannot parse (or does not support)."""
+
+
+# --- metric math ----------------------------------------------------------------------------
+
+_MATH_TOKEN = re.compile(
+    r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|(.))"
+)
+
+MathFn = Callable[[Mapping[str, float | None]], float | None]
+
+
+def _tokens(text: str, pattern: re.Pattern[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = pattern.match(text, pos)
+        if m is None:  # pragma: no cover - the last alternative matches any character
+            raise ExpressionError(f"cannot read {text[pos:]!r}")
+        pos = m.end()
+        kinds = [i for i, g in enumerate(m.groups()) if g is not None]
+        if not kinds:
+            continue
+        out.append((str(kinds[0]), m.group(kinds[0] + 1)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class MathExpr:
+    """A parsed arithmetic expression over metric ids: ``+ - * / ^``, unary minus, parentheses.
+
+    Evaluated per datapoint: a missing input counts as 0 (CloudWatch's rule for arithmetic);
+    a division by zero (or a non-finite result) drops the datapoint (returns ``None``).
+    """
+
+    text: str
+    ids: frozenset[str]
+    _fn: Callable[[Mapping[str, float]], float]
+
+    def __call__(self, values: Mapping[str, float | None]) -> float | None:
+        env = {k: (0.0 if values.get(k) is None else values[k]) for k in self.ids}
+        try:
+            result = self._fn(env)  # type: ignore[arg-type]
+        except (ZeroDivisionError, OverflowError):
+            return None
+        if result != result or result in (float("inf"), float("-inf")):
+            return None
+        return result
+
+
+def parse_math(text: str) -> MathExpr:
+    """Parse a metric-math expression; :class:`ExpressionError` for anything unsupported."""
+    toks = _tokens(text, _MATH_TOKEN)
+    ids: set[str] = set()
+    pos = 0
+
+    def peek() -> tuple[str, str] | None:
+        return toks[pos] if pos < len(toks) else None
+
+    def take() -> tuple[str, str]:
+        nonlocal pos
+        if pos >= len(toks):
+            raise ExpressionError(f"unexpected end of expression {text!r}")
+        pos += 1
+        return toks[pos - 1]
+
+    def expr() -> Callable:
+        left = term()
+        while peek() in (("2", "+"), ("2", "-")):
+            op = take()[1]
+            right = term()
+            left = (
+                (lambda a, b: lambda e: a(e) + b(e))(left, right)
+                if op == "+"
+                else (lambda a, b: lambda e: a(e) - b(e))(left, right)
+            )
+        return left
+
+    def term() -> Callable:
+        left = power()
+        while (t := peek()) and t[0] == "2" and t[1] in "*/":
+            op = take()[1]
+            right = power()
+            left = (
+                (lambda a, b: lambda e: a(e) * b(e))(left, right)
+                if op == "*"
+                else (lambda a, b: lambda e: a(e) / b(e))(left, right)
+            )
+        return left
+
+    def power() -> Callable:
+        base = unary()
+        if (t := peek()) and t == ("2", "^"):
+            take()
+            exp = power()  # right associative
+            return lambda e: float(base(e) ** exp(e))
+        return base
+
+    def unary() -> Callable:
+        t = peek()
+        if t == ("2", "-"):
+            take()
+            inner = unary()
+            return lambda e: -inner(e)
+        if t == ("2", "+"):
+            take()
+            return unary()
+        return atom()
+
+    def atom() -> Callable:
+        kind, value = take()
+        if kind == "0":
+            number = float(value)
+            return lambda e: number
+        if kind == "1":
+            if (t := peek()) and t == ("2", "("):
+                raise ExpressionError(f"function {value}() is not supported (arithmetic only)")
+            if not value[0].islower():
+                raise ExpressionError(f"{value!r} is not a metric id (ids start lower-case)")
+            ids.add(value)
+            return lambda e: e[value]
+        if value == "(":
+            inner = expr()
+            if take() != ("2", ")"):
+                raise ExpressionError(f"missing ')' in {text!r}")
+            return inner
+        raise ExpressionError(f"unexpected {value!r} in {text!r}")
+
+    if not toks:
+        raise ExpressionError("empty expression")
+    fn = expr()
+    if pos != len(toks):
+        raise ExpressionError(f"unexpected {toks[pos][1]!r} in {text!r}")
+    return MathExpr(text, frozenset(ids), fn)
+
+
+# --- composite alarm rules ------------------------------------------------------------------
+
+_RULE_TOKEN = re.compile(
+    r'\s*(?:(ALARM|OK|INSUFFICIENT_DATA)\s*\(\s*(?:"([^"]*)"|([^()\s"]+))\s*\)'
+    r"|(AND|OR|NOT|TRUE|FALSE)\b|(\()|(\))|(\S+))"
+)
+
+Rule = tuple  # ("state", STATE, name) | ("const", bool) | ("and"|"or", a, b) | ("not", a)
+
+
+def _alarm_name(ref: str) -> str:
+    # A rule may name an alarm by ARN: arn:aws:cloudwatch:region:account:alarm:NAME
+    return ref.split(":alarm:", 1)[1] if ":alarm:" in ref else ref
+
+
+def parse_rule(text: str) -> Rule:
+    """Parse an AlarmRule: ALARM()/OK()/INSUFFICIENT_DATA(), TRUE, FALSE, AND, OR, NOT, ( )."""
+    toks: list[tuple[str, ...]] = []
+    pos = 0
+    while pos < len(text.rstrip()):
+        m = _RULE_TOKEN.match(text, pos)
+        if m is None:  # pragma: no cover
+            raise ExpressionError(f"cannot read rule at {text[pos:]!r}")
+        pos = m.end()
+        state, quoted, bare, word, lp, rp, other = m.groups()
+        if state:
+            toks.append(("state", state, _alarm_name(quoted if quoted is not None else bare)))
+        elif word:
+            toks.append(("word", word))
+        elif lp:
+            toks.append(("(",))
+        elif rp:
+            toks.append((")",))
+        elif other:
+            raise ExpressionError(f"unsupported token {other!r} in alarm rule")
+    i = 0
+
+    def peek() -> tuple[str, ...] | None:
+        return toks[i] if i < len(toks) else None
+
+    def take() -> tuple[str, ...]:
+        nonlocal i
+        if i >= len(toks):
+            raise ExpressionError(f"unexpected end of rule {text!r}")
+        i += 1
+        return toks[i - 1]
+
+    def or_() -> Rule:
+        left = and_()
+        while peek() == ("word", "OR"):
+            take()
+            left = ("or", left, and_())
+        return left
+
+    def and_() -> Rule:
+        left = not_()
+        while peek() == ("word", "AND"):
+            take()
+            left = ("and", left, not_())
+        return left
+
+    def not_() -> Rule:
+        if peek() == ("word", "NOT"):
+            take()
+            return ("not", not_())
+        return atom()
+
+    def atom() -> Rule:
+        t = take()
+        if t[0] == "state":
+            return t
+        if t == ("word", "TRUE"):
+            return ("const", True)
+        if t == ("word", "FALSE"):
+            return ("const", False)
+        if t == ("(",):
+            inner = or_()
+            if take() != (")",):
+                raise ExpressionError(f"missing ')' in rule {text!r}")
+            return inner
+        raise ExpressionError(f"unexpected {t[-1]!r} in rule {text!r}")
+
+    if not toks:
+        raise ExpressionError("empty alarm rule")
+    rule = or_()
+    if i != len(toks):
+        raise ExpressionError(f"unexpected {toks[i][-1]!r} in rule {text!r}")
+    return rule
+
+
+def rule_names(rule: Rule) -> set[str]:
+    """Every alarm name a rule refers to."""
+    if rule[0] == "state":
+        return {rule[2]}
+    if rule[0] == "const":
+        return set()
+    return set().union(*(rule_names(r) for r in rule[1:]))
+
+
+def eval_rule(rule: Rule, states: Mapping[str, str]) -> bool:
+    """True when the rule holds; an alarm not in ``states`` counts as INSUFFICIENT_DATA."""
+    kind = rule[0]
+    if kind == "state":
+        return states.get(rule[2], "INSUFFICIENT_DATA") == rule[1]
+    if kind == "const":
+        return rule[1]
+    if kind == "not":
+        return not eval_rule(rule[1], states)
+    if kind == "and":
+        return eval_rule(rule[1], states) and eval_rule(rule[2], states)
+    return eval_rule(rule[1], states) or eval_rule(rule[2], states)

@@ -1,0 +1,427 @@
+"""The service spec: a small YAML file validated into frozen dataclasses.
+
+Every validation error is one :class:`SpecError` whose message names the field, e.g.
+``spec error: latency.threshold_ms: must be a positive number``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATISTICS = ("SampleCount", "Sum", "Average", "Minimum", "Maximum")
+_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,2})?)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the offending field."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"spec error: {path}: {problem}" if path else f"spec error: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    """Values of the ``Version`` dimension: the running version and the one being deployed."""
+
+    blue: str = "v1"
+    green: str = "v2"
+
+
+@dataclass(frozen=True, slots=True)
+class BurnWindow:
+    """One multiwindow burn-rate pair: both windows must exceed ``burn_rate`` to page."""
+
+    long_s: int
+    short_s: int
+    burn_rate: float
+
+
+DEFAULT_BURN_WINDOWS = (BurnWindow(3600, 300, 14.4), BurnWindow(21600, 1800, 6.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    target: float = 0.999
+    window_days: int = 30
+    burn_windows: tuple[BurnWindow, ...] = DEFAULT_BURN_WINDOWS
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    statistic: str = "Average"
+    threshold_ms: float = 250.0
+    percentile: str = "p99"
+    percentile_threshold_ms: float = 1000.0
+    evaluate_low_sample_count_percentile: str = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class Errors:
+    rate_threshold_percent: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    service: str = "points-worker"
+    backlog_threshold: float = 100.0
+    message_age_threshold_s: float = 300.0
+    dead_letter_threshold: float = 0.0
+    job_error_rate_threshold_percent: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Alb:
+    load_balancer: str = "app/points-alb/0123456789abcdef"
+    blue_target_group: str = "targetgroup/points-blue/0123456789abcdef"
+    green_target_group: str = "targetgroup/points-green/0123456789abcdef"
+    response_time_threshold_s: float = 0.5
+    target_5xx_threshold: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    application: str = ""
+    deployment_group: str = ""
+    config_name: str = "CodeDeployDefault.ECSCanary10Percent5Minutes"
+    worker_cluster: str = "default"
+    worker_ecs_service: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Alarm period and M of N for one profile (``production`` or ``rehearsal``)."""
+
+    period_s: int
+    evaluation_periods: int
+    datapoints_to_alarm: int
+
+
+DEFAULT_PROFILES = {
+    "production": Profile(60, 3, 2),
+    "rehearsal": Profile(10, 3, 2),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A validated service spec (see docs/alarms.md for every field)."""
+
+    service: str
+    namespace: str = "SafeDeploy"
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    versions: Versions = field(default_factory=Versions)
+    slo: Slo = field(default_factory=Slo)
+    latency: Latency = field(default_factory=Latency)
+    errors: Errors = field(default_factory=Errors)
+    worker: Worker | None = field(default_factory=Worker)
+    alb: Alb | None = field(default_factory=Alb)
+    deployment: Deployment = field(default_factory=Deployment)
+    profiles: dict[str, Profile] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise SpecError(
+                "profiles", f"no profile {name!r} (have {sorted(self.profiles)})"
+            ) from None
+
+
+# --- validation helpers ---------------------------------------------------------------------
+
+
+def _mapping(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(path, "must be a mapping")
+    return value
+
+
+def _check_keys(data: dict[str, Any], allowed: set[str], path: str) -> None:
+    for key in data:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise SpecError(where, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _number(
+    data: dict[str, Any],
+    key: str,
+    path: str,
+    default: float,
+    *,
+    minimum: float = 0.0,
+    strict: bool = True,
+    maximum: float | None = None,
+) -> float:
+    value = data.get(key, default)
+    where = f"{path}.{key}" if path else key
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SpecError(where, "must be a number")
+    if strict and value <= minimum:
+        raise SpecError(
+            where, "must be a positive number" if minimum == 0 else f"must be > {minimum}"
+        )
+    if not strict and value < minimum:
+        raise SpecError(where, f"must be >= {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise SpecError(where, f"must be <= {maximum:g}")
+    return float(value)
+
+
+def _int(data: dict[str, Any], key: str, path: str, default: int, *, minimum: int = 1) -> int:
+    value = data.get(key, default)
+    where = f"{path}.{key}" if path else key
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(where, "must be an integer")
+    if value < minimum:
+        raise SpecError(where, f"must be >= {minimum}")
+    return value
+
+
+def _name(data: dict[str, Any], key: str, path: str, default: str | None) -> str:
+    value = data.get(key, default)
+    where = f"{path}.{key}" if path else key
+    if value is None:
+        raise SpecError(where, "is required")
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise SpecError(where, "must be a name of letters, digits, '.', '_' or '-' (1-121 chars)")
+    return value
+
+
+def _text(data: dict[str, Any], key: str, path: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise SpecError(f"{path}.{key}" if path else key, "must be a non-empty string")
+    return value
+
+
+def _choice(
+    data: dict[str, Any], key: str, path: str, default: str, choices: tuple[str, ...]
+) -> str:
+    value = data.get(key, default)
+    if value not in choices:
+        raise SpecError(f"{path}.{key}", f"must be one of {', '.join(choices)}")
+    return value
+
+
+def check_period(period: int, where: str) -> None:
+    """CloudWatch accepts 10, 20, 30 (high resolution) or a multiple of 60 seconds."""
+    if period not in (10, 20, 30) and period % 60:
+        raise SpecError(where, "must be 10, 20, 30 or a multiple of 60 seconds")
+
+
+def _profile(data: Any, path: str, default: Profile | None) -> Profile:
+    d = _mapping(data, path)
+    _check_keys(d, {"period_s", "evaluation_periods", "datapoints_to_alarm"}, path)
+    base = default or Profile(60, 3, 2)
+    period = _int(d, "period_s", path, base.period_s)
+    check_period(period, f"{path}.period_s")
+    n = _int(d, "evaluation_periods", path, base.evaluation_periods)
+    m = _int(d, "datapoints_to_alarm", path, min(base.datapoints_to_alarm, n))
+    if m > n:
+        raise SpecError(f"{path}.datapoints_to_alarm", "must be <= evaluation_periods")
+    if period * n > 86400:
+        raise SpecError(
+            f"{path}.evaluation_periods", "period_s x evaluation_periods must be <= 1 day"
+        )
+    return Profile(period, n, m)
+
+
+def parse_spec(data: Any) -> Spec:
+    """Validate a spec already parsed from YAML/JSON into a :class:`Spec`."""
+    if not isinstance(data, dict):
+        raise SpecError("", "the document must be a mapping")
+    top = {
+        "service",
+        "namespace",
+        "region",
+        "account_id",
+        "versions",
+        "slo",
+        "latency",
+        "errors",
+        "worker",
+        "alb",
+        "deployment",
+        "profiles",
+    }
+    _check_keys(data, top, "")
+    service = _name(data, "service", "", None)
+    namespace = _text(data, "namespace", "", "SafeDeploy")
+    if namespace.startswith("AWS/"):
+        raise SpecError("namespace", "must not start with 'AWS/' (reserved for AWS services)")
+    region = _name(data, "region", "", "us-east-1")
+    account_id = data.get("account_id", "123456789012")
+    if not isinstance(account_id, str) or not re.fullmatch(r"\d{12}", account_id):
+        raise SpecError("account_id", "must be a 12-digit string")
+
+    v = _mapping(data.get("versions"), "versions")
+    _check_keys(v, {"blue", "green"}, "versions")
+    versions = Versions(_name(v, "blue", "versions", "v1"), _name(v, "green", "versions", "v2"))
+    if versions.blue == versions.green:
+        raise SpecError("versions.green", "must differ from versions.blue")
+
+    s = _mapping(data.get("slo"), "slo")
+    _check_keys(s, {"target", "window_days", "burn_windows"}, "slo")
+    target = _number(s, "target", "slo", 0.999)
+    if not 0 < target < 1:
+        raise SpecError("slo.target", "must be between 0 and 1 (e.g. 0.999)")
+    window_days = _int(s, "window_days", "slo", 30)
+    burn = DEFAULT_BURN_WINDOWS
+    if "burn_windows" in s:
+        raw = s["burn_windows"]
+        if not isinstance(raw, list) or not raw:
+            raise SpecError("slo.burn_windows", "must be a non-empty list")
+        items = []
+        for i, w in enumerate(raw):
+            p = f"slo.burn_windows[{i}]"
+            w = _mapping(w, p)
+            _check_keys(w, {"long_s", "short_s", "burn_rate"}, p)
+            long_s, short_s = _int(w, "long_s", p, 3600), _int(w, "short_s", p, 300)
+            check_period(long_s, f"{p}.long_s")
+            check_period(short_s, f"{p}.short_s")
+            if short_s >= long_s:
+                raise SpecError(f"{p}.short_s", "must be shorter than long_s")
+            if long_s > 86400:
+                raise SpecError(f"{p}.long_s", "must be <= 86400 (one day)")
+            items.append(BurnWindow(long_s, short_s, _number(w, "burn_rate", p, 1.0)))
+        burn = tuple(items)
+    slo = Slo(target, window_days, burn)
+
+    lat = _mapping(data.get("latency"), "latency")
+    _check_keys(
+        lat,
+        {
+            "statistic",
+            "threshold_ms",
+            "percentile",
+            "percentile_threshold_ms",
+            "evaluate_low_sample_count_percentile",
+        },
+        "latency",
+    )
+    pct = lat.get("percentile", "p99")
+    m = _PERCENTILE.match(pct) if isinstance(pct, str) else None
+    if not m or not 0 < float(m.group(1)) < 100:
+        raise SpecError("latency.percentile", "must look like p50, p90, p99 or p99.9")
+    latency = Latency(
+        _choice(lat, "statistic", "latency", "Average", ("Average", "Maximum", "Minimum")),
+        _number(lat, "threshold_ms", "latency", 250.0),
+        pct,
+        _number(lat, "percentile_threshold_ms", "latency", 1000.0),
+        _choice(
+            lat, "evaluate_low_sample_count_percentile", "latency", "ignore", ("evaluate", "ignore")
+        ),
+    )
+
+    e = _mapping(data.get("errors"), "errors")
+    _check_keys(e, {"rate_threshold_percent"}, "errors")
+    errors = Errors(_number(e, "rate_threshold_percent", "errors", 5.0, maximum=100.0))
+
+    worker: Worker | None = None
+    if data.get("worker", {}) is not False:
+        w = _mapping(data.get("worker"), "worker")
+        _check_keys(
+            w,
+            {
+                "service",
+                "backlog_threshold",
+                "message_age_threshold_s",
+                "dead_letter_threshold",
+                "job_error_rate_threshold_percent",
+            },
+            "worker",
+        )
+        worker = Worker(
+            _name(w, "service", "worker", "points-worker"),
+            _number(w, "backlog_threshold", "worker", 100.0),
+            _number(w, "message_age_threshold_s", "worker", 300.0),
+            _number(w, "dead_letter_threshold", "worker", 0.0, strict=False),
+            _number(w, "job_error_rate_threshold_percent", "worker", 10.0, maximum=100.0),
+        )
+
+    alb: Alb | None = None
+    if data.get("alb", {}) is not False:
+        a = _mapping(data.get("alb"), "alb")
+        _check_keys(
+            a,
+            {
+                "load_balancer",
+                "blue_target_group",
+                "green_target_group",
+                "response_time_threshold_s",
+                "target_5xx_threshold",
+            },
+            "alb",
+        )
+        d = Alb()
+        alb = Alb(
+            _text(a, "load_balancer", "alb", d.load_balancer),
+            _text(a, "blue_target_group", "alb", d.blue_target_group),
+            _text(a, "green_target_group", "alb", d.green_target_group),
+            _number(a, "response_time_threshold_s", "alb", d.response_time_threshold_s),
+            _number(a, "target_5xx_threshold", "alb", d.target_5xx_threshold, strict=False),
+        )
+
+    dep = _mapping(data.get("deployment"), "deployment")
+    _check_keys(
+        dep,
+        {"application", "deployment_group", "config_name", "worker_cluster", "worker_ecs_service"},
+        "deployment",
+    )
+    deployment = Deployment(
+        _name(dep, "application", "deployment", service),
+        _name(dep, "deployment_group", "deployment", f"{service}-dg"),
+        _name(dep, "config_name", "deployment", Deployment.config_name),
+        _name(dep, "worker_cluster", "deployment", "default"),
+        _name(dep, "worker_ecs_service", "deployment", worker.service if worker else service),
+    )
+
+    profiles = dict(DEFAULT_PROFILES)
+    p = _mapping(data.get("profiles"), "profiles")
+    for name, body in p.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise SpecError(f"profiles.{name}", "profile names are letters, digits, '.', '_', '-'")
+        profiles[name] = _profile(body, f"profiles.{name}", DEFAULT_PROFILES.get(name))
+
+    return Spec(
+        service,
+        namespace,
+        region,
+        account_id,
+        versions,
+        slo,
+        latency,
+        errors,
+        worker,
+        alb,
+        deployment,
+        profiles,
+    )
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a YAML (or JSON) spec file; :class:`SpecError` on any problem."""
+    import yaml  # the "alarms" extra; imported here so the evaluator works without it
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError("", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError("", f"{path} is not valid YAML{where}") from None
+    return parse_spec(data)
