@@ -309,15 +309,11 @@ class Worker:
         except PoisonMessage as exc:
             poison = exc.reason
         order_id = request.order_id if request else None
-        fields: dict[str, Any] = {
-            "message_id": held.message_id,
-            "order_id": order_id,
-            "receive_count": receive_count,
-        }
-        outcome = "failed"
-        error: Exception | None = None
-        try:
-            with instrument.job(held.message_id, order_id):
+
+        with instrument.job(held.message_id, order_id, receive_count) as job:
+            fields: dict[str, Any] = {}
+            error: BaseException | None = None
+            try:
                 if poison is not None:
                     raise PoisonMessage(poison)
                 assert request is not None
@@ -330,39 +326,47 @@ class Worker:
                     ) from None
                 outcome = "credited" if result.created else "duplicate"
                 fields.update(user_id=request.user_id, points=result.entry.points)
-        except PoisonMessage as exc:
-            outcome, error = "poison", exc
-        except Exception as exc:
-            outcome, error = "failed", exc
+            except PoisonMessage as exc:
+                outcome, error = "poison", exc
+            except Exception as exc:
+                outcome, error = "failed", exc
 
-        if not self._forget(held):
-            # the shutdown already released it; the effect (if any) is committed and idempotent
-            fields["late"] = True
-        elif outcome in ("credited", "duplicate"):
-            self._acker.delete(held.message_id, held.receipt)
-        elif outcome == "poison" and self.info.dlq_url is not None:
-            # Fail fast: visible again at once, so SQS's redrive policy moves it to the DLQ
-            # after maxReceiveCount receives within moments instead of maxReceiveCount
-            # visibility timeouts; the rest of the queue is never blocked behind it.
-            self._acker.release(held.message_id, held.receipt)
-        # else ("failed"): leave it; it reappears when its visibility timeout runs out (SQS's
-        # retry, with the timeout as back-off), and goes to the DLQ after maxReceiveCount.
+            if not self._forget(held):
+                # the shutdown released it already; the effect (if any) is committed and the
+                # redelivery will be a no-op
+                fields["late"] = True
+            elif error is None:
+                self._acker.delete(held.message_id, held.receipt)
+            elif outcome == "poison" and self.info.dlq_url is not None:
+                # Fail fast: visible again at once, so SQS's redrive policy moves it to the DLQ
+                # after maxReceiveCount receives within moments instead of maxReceiveCount
+                # visibility timeouts; the rest of the queue is never blocked behind it.
+                self._acker.release(held.message_id, held.receipt)
+            # else ("failed"): left alone, it reappears when its visibility timeout runs out
+            # (SQS's retry, the timeout being the back-off) and after maxReceiveCount receives
+            # SQS moves it to the DLQ.
 
-        self._count({"credited": "credited", "duplicate": "duplicates"}.get(outcome, outcome), 1)
-        fields["outcome"] = outcome
-        if error is None:
-            instrument.log.info("job %s", outcome, extra=fields)
-            return
-        fields["reason"] = str(error)
-        if last_try:
-            fields["dead_letter"] = True
-            self._count("dead_lettered", 1)
-            instrument.dead_lettered()
-        if outcome == "poison":
-            instrument.log.warning("poison message: %s", error, extra=fields)
-        else:
-            fields["error_type"] = type(error).__name__
-            instrument.log.error("job failed: %s", error, extra=fields)
+            self._count("duplicates" if outcome == "duplicate" else outcome, 1)
+            fields["outcome"] = outcome
+            if error is None:
+                instrument.log.info("order %s", outcome, extra=fields)
+                return
+            job.failed = True
+            fields["reason"] = str(error)
+            if last_try:
+                fields["dead_letter"] = True
+                self._count("dead_lettered", 1)
+                instrument.dead_lettered()
+            if outcome == "poison":
+                instrument.log.warning("poison message: %s", error, extra=fields)
+            else:
+                fields["error_type"] = type(error).__name__
+                instrument.log.error(
+                    "job failed: %s",
+                    error,
+                    extra=fields,
+                    exc_info=None if isinstance(error, SimulatedFailure) else error,
+                )
 
     def _simulate(self) -> None:
         cfg = self.config

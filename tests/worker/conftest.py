@@ -1,0 +1,138 @@
+"""Fixtures for the worker tests: fresh queues on the session's moto server, a ledger, helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sample_api.storage import open_storage
+from worker import Worker, WorkerConfig, make_client, setup_queues
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.1
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(every_s)
+
+
+@pytest.fixture
+def sqs(aws_env: dict[str, str]) -> Any:
+    return make_client("us-east-1", aws_env["AWS_ENDPOINT_URL"])
+
+
+@pytest.fixture
+def queues(sqs: Any) -> dict[str, str]:
+    """A queue + DLQ (maxReceiveCount 3, visibility 2 s) unique to the test."""
+    return setup_queues(
+        sqs, f"t-{uuid.uuid4().hex[:12]}", max_receive_count=3, visibility_timeout_s=2
+    )
+
+
+def depth(sqs: Any, url: str) -> tuple[int, int]:
+    """(visible, in flight) approximate counts; moto's are exact."""
+    a = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+def drained(sqs: Any, url: str) -> bool:
+    return depth(sqs, url) == (0, 0)
+
+
+class Ledger:
+    """Read-only view of the worker's SQLite file (independent of the worker's own connections)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        if not self.path.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(self.path, timeout=5)) as conn:
+            try:
+                return conn.execute(
+                    "SELECT user_id, order_id, points FROM ledger WHERE kind = 'grant'"
+                ).fetchall()
+            except sqlite3.OperationalError:  # schema not created yet
+                return []
+
+    def count(self) -> int:
+        return len(self.rows())
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "points.db"
+
+
+@pytest.fixture
+def ledger(db_path: Path) -> Ledger:
+    return Ledger(db_path)
+
+
+def worker_env(
+    aws_env: dict[str, str], queue_url: str, db_path: Path, **extra: Any
+) -> dict[str, str]:
+    """Environment for a worker subprocess: moto endpoint, queue, SQLite file, fast settings."""
+    env = {
+        **aws_env,
+        "QUEUE_URL": queue_url,
+        "POINTS_DB_PATH": str(db_path),
+        "POINTS_STORE": "sqlite",
+        "WORKER_WAIT_TIME_S": "1",
+        "WORKER_VISIBILITY_TIMEOUT_S": "2",
+        "WORKER_QUEUE_POLL_S": "1",
+        "TELEMETRY_FLUSH_INTERVAL_S": "1",
+        "OTEL_SERVICE_NAME": "points-worker",
+        "APP_VERSION": "test",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+WORKER_CMD = [sys.executable, "-m", "worker"]
+
+
+@contextlib.contextmanager
+def running_worker(
+    queue_url: str, db_path: Path, endpoint: str, **settings: Any
+) -> Iterator[Worker]:
+    """An in-process :class:`Worker` over HTTP to moto, stopped (gracefully) on exit."""
+    config = WorkerConfig(
+        queue_url=queue_url,
+        endpoint_url=endpoint,
+        **{"wait_time_s": 1, "visibility_timeout_s": 2, "queue_poll_s": 0, **settings},
+    )
+    storage = open_storage({"POINTS_DB_PATH": str(db_path)})
+    worker = Worker(config, storage)
+    worker.start()
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(worker.wait()), daemon=True)
+    waiter.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        waiter.join(config.stop_timeout_s + 5)
+        storage.close()
+    assert result == [True], "the worker did not stop cleanly"
