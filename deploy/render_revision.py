@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Render a CodeDeploy revision of the API: ``taskdef.json`` + ``appspec.yaml`` (+ deployment input).
+
+Standard library only: it runs in CodeBuild (deploy/buildspec.yml) and on a laptop.
+
+    aws cloudformation describe-stacks --stack-name points-service \\
+        --query 'Stacks[0].Outputs' > out/outputs.json
+    python3 deploy/render_revision.py --outputs out/outputs.json --region us-east-1 \\
+        --version v2 --image 1234.dkr.ecr.us-east-1.amazonaws.com/points-service:v2 \\
+        --set-env RATE_LIMIT_ENABLED=true --out out/v2
+
+``--image`` defaults to ``<IMAGE1_NAME>``, the placeholder CodePipeline's ECS blue/green action
+fills in from ``imageDetail.json``. With ``--task-definition-arn`` (after
+``aws ecs register-task-definition``) the AppSpec names that revision and ``create-deployment.json``
+is written for ``aws deploy create-deployment --cli-input-json``. Bad input: one line on stderr,
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TASKDEF_TEMPLATE = HERE / "taskdef.json"
+APPSPEC_TEMPLATE = HERE / "appspec.yaml"
+#: Stack outputs the task definition template needs.
+REQUIRED_OUTPUTS = (
+    "ServiceName",
+    "ExecutionRoleArn",
+    "ApiTaskRoleArn",
+    "LogGroupName",
+    "PointsTableName",
+    "CollectorConfigParameter",
+)
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
+_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+
+
+class UsageError(ValueError):
+    """Input that cannot produce a revision; reported on one line, exit status 2."""
+
+
+def load_outputs(path: Path) -> dict[str, str]:
+    """Stack outputs from ``describe-stacks`` (a list of OutputKey/OutputValue or a plain dict)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not JSON: {exc.msg} (line {exc.lineno})") from None
+    if isinstance(data, dict) and "Stacks" in data:
+        data = data["Stacks"][0].get("Outputs", [])
+    if isinstance(data, list):
+        try:
+            data = {o["OutputKey"]: o["OutputValue"] for o in data}
+        except (TypeError, KeyError):
+            raise UsageError(f"{path}: expected OutputKey/OutputValue objects") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected stack outputs")
+    missing = [k for k in REQUIRED_OUTPUTS if not isinstance(data.get(k), str) or not data[k]]
+    if missing:
+        raise UsageError(f"{path}: missing stack output {missing[0]}")
+    return {k: str(v) for k, v in data.items()}
+
+
+def render_taskdef(
+    outputs: dict[str, str],
+    *,
+    region: str,
+    version: str,
+    image: str = "<IMAGE1_NAME>",
+    env: dict[str, str] | None = None,
+) -> dict:
+    """The API task definition (register-task-definition input) for one release."""
+    if not _VERSION.fullmatch(version):
+        raise UsageError(f"--version must be 1-64 characters of A-Z a-z 0-9 . _ -, got {version!r}")
+    if not _REGION.fullmatch(region):
+        raise UsageError(f"--region does not look like an AWS region: {region!r}")
+    values = {**outputs, "Region": region, "AppVersion": version}
+
+    def fill(match: re.Match[str]) -> str:
+        return json.dumps(values[match.group(1)])[1:-1]  # JSON-escaped, inside the quotes
+
+    text = _PLACEHOLDER.sub(fill, TASKDEF_TEMPLATE.read_text(encoding="utf-8"))
+    taskdef = json.loads(text)
+    app = taskdef["containerDefinitions"][0]
+    app["image"] = image
+    environment = {e["name"]: e["value"] for e in app["environment"]}
+    for name, value in (env or {}).items():
+        if name == "APP_VERSION":
+            raise UsageError("set APP_VERSION with --version, not --set-env")
+        environment[name] = value
+    app["environment"] = [{"name": k, "value": v} for k, v in environment.items()]
+    return taskdef
+
+
+def render_appspec(task_definition: str = "<TASK_DEFINITION>") -> str:
+    """The AppSpec text; ``task_definition`` replaces the placeholder when given."""
+    return APPSPEC_TEMPLATE.read_text(encoding="utf-8").replace(
+        "TaskDefinition: <TASK_DEFINITION>", f"TaskDefinition: {task_definition}"
+    )
+
+
+def deployment_input(outputs: dict[str, str], appspec: str, description: str) -> dict:
+    """``aws deploy create-deployment --cli-input-json`` body for this revision."""
+    for key in ("CodeDeployApplication", "DeploymentGroupName"):
+        if not outputs.get(key):
+            raise UsageError(f"missing stack output {key}")
+    return {
+        "applicationName": outputs["CodeDeployApplication"],
+        "deploymentGroupName": outputs["DeploymentGroupName"],
+        "description": description,
+        "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}},
+    }
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not _ENV_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outputs", type=Path, required=True, help="describe-stacks outputs JSON")
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--version", required=True, help="APP_VERSION (also the image tag)")
+    parser.add_argument("--image", default="<IMAGE1_NAME>")
+    parser.add_argument("--set-env", type=_env_pair, action="append", default=[], metavar="K=V")
+    parser.add_argument("--task-definition-arn", help="write the AppSpec for this revision")
+    parser.add_argument("--out", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    try:
+        outputs = load_outputs(args.outputs)
+        taskdef = render_taskdef(
+            outputs,
+            region=args.region,
+            version=args.version,
+            image=args.image,
+            env=dict(args.set_env),
+        )
+        appspec = render_appspec(args.task_definition_arn or "<TASK_DEFINITION>")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "taskdef.json").write_text(json.dumps(taskdef, indent=2) + "\n")
+        (args.out / "appspec.yaml").write_text(appspec)
+        if args.task_definition_arn:
+            body = deployment_input(outputs, appspec, f"{outputs['ServiceName']} {args.version}")
+            (args.out / "create-deployment.json").write_text(json.dumps(body, indent=2) + "\n")
+    except UsageError as exc:
+        print(f"render_revision: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"render_revision: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,468 @@
+"""DynamoDB backend: the points ledger for more than one task (``POINTS_STORE=dynamodb``).
+
+Environment: ``POINTS_TABLE`` (required), ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` (default
+us-east-1), ``AWS_ENDPOINT_URL`` (optional: a local endpoint such as moto's server), credentials
+from the usual boto3 chain (on ECS: the task role).
+
+One table, two key attributes (``pk``, ``sk``), three kinds of item::
+
+    pk = "USER#<user_id>"            sk = "BALANCE"             balance, seq
+    pk = "USER#<user_id>"            sk = "ENTRY#<seq:020d>"    one ledger entry
+    pk = "ORDER#<kind>#<order_id>"   sk = "ORDER"               the entry an order produced
+
+Every write is one ``TransactWriteItems`` of those three items, each with a condition: the order
+item must not exist (idempotency: two writers of the same order cannot both succeed), the entry
+item must not exist, and the balance item must still carry the ``seq`` the writer read (optimistic
+concurrency: no lost update, so balances are exact). A cancelled transaction is retried from a
+fresh consistent read, which then sees the winner's order item and answers as a replay. History is
+a ``Query`` on the user's ``ENTRY#`` items, newest first (``seq`` is zero-padded so it sorts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sample_api.storage.base import (
+    EntryKind,
+    HistoryPage,
+    IdempotencyConflict,
+    InsufficientPoints,
+    InvalidCursor,
+    LedgerEntry,
+    Outcome,
+    StorageUnavailable,
+)
+
+__all__ = ["ATTRIBUTE_DEFINITIONS", "KEY_SCHEMA", "DynamoDBStorage", "create_table", "from_env"]
+
+#: The table's key; deploy/stack.yaml declares the same (tests/deploy checks).
+KEY_SCHEMA = [
+    {"AttributeName": "pk", "KeyType": "HASH"},
+    {"AttributeName": "sk", "KeyType": "RANGE"},
+]
+ATTRIBUTE_DEFINITIONS = [
+    {"AttributeName": "pk", "AttributeType": "S"},
+    {"AttributeName": "sk", "AttributeType": "S"},
+]
+DEFAULT_REGION = "us-east-1"
+#: Write attempts before giving up under contention (each re-reads; backoff is jittered).
+MAX_ATTEMPTS = 40
+_BALANCE_SK = "BALANCE"
+_ENTRY_PREFIX = "ENTRY#"
+_ORDER_SK = "ORDER"
+_SEQ_WIDTH = 20
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def _order_pk(kind: EntryKind, order_id: str) -> str:
+    return f"ORDER#{kind}#{order_id}"
+
+
+def _entry_sk(seq: int) -> str:
+    return f"{_ENTRY_PREFIX}{seq:0{_SEQ_WIDTH}d}"
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _entry_attributes(entry: LedgerEntry, seq: int) -> dict[str, dict[str, Any]]:
+    item: dict[str, dict[str, Any]] = {
+        "entry_id": _s(entry.entry_id),
+        "kind": _s(entry.kind),
+        "user_id": _s(entry.user_id),
+        "order_id": _s(entry.order_id),
+        "points": _n(entry.points),
+        "balance": _n(entry.balance),
+        "created_at": _s(entry.created_at),
+        "seq": _n(seq),
+    }
+    item["amount_jpy"] = {"NULL": True} if entry.amount_jpy is None else _n(entry.amount_jpy)
+    return item
+
+
+def _entry_from(item: Mapping[str, Mapping[str, Any]]) -> LedgerEntry:
+    amount = item.get("amount_jpy", {"NULL": True})
+    return LedgerEntry(
+        entry_id=item["entry_id"]["S"],
+        kind=item["kind"]["S"],  # type: ignore[arg-type]
+        user_id=item["user_id"]["S"],
+        order_id=item["order_id"]["S"],
+        amount_jpy=None if "NULL" in amount else int(amount["N"]),
+        points=int(item["points"]["N"]),
+        balance=int(item["balance"]["N"]),
+        created_at=item["created_at"]["S"],
+    )
+
+
+def _encode_cursor(user_id: str, seq: int) -> str:
+    raw = f"v1:{user_id}:{seq}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(user_id: str, cursor: str) -> int:
+    """The ``seq`` a cursor points below; :class:`InvalidCursor` for anything we did not issue."""
+    try:
+        if len(cursor) > 200:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, rest = raw.partition(":")
+        owner, _, seq_text = rest.rpartition(":")
+        if version != "v1" or owner != user_id or not seq_text.isdigit():
+            raise ValueError("not ours")
+        seq = int(seq_text)
+        if not 1 <= seq < 10**_SEQ_WIDTH:
+            raise ValueError("out of range")
+        return seq
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("cursor is not valid for this user's history") from None
+
+
+def _same_request(entry: LedgerEntry, user_id: str, amount_jpy: int | None, points: int) -> bool:
+    """A grant repeats if user and amount match (not points: the rate may differ between two app
+    versions during a deployment); a redemption if user and points match."""
+    if entry.user_id != user_id:
+        return False
+    if entry.kind == "grant":
+        return entry.amount_jpy == amount_jpy
+    return entry.points == points
+
+
+class _Contended(Exception):
+    """A transaction lost a race; re-read and try again."""
+
+
+class DynamoDBStorage:
+    """The points ledger in one DynamoDB table (see the module docstring for the item layout)."""
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        region: str = DEFAULT_REGION,
+        endpoint_url: str | None = None,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        self.table = table
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self._credentials = dict(credentials or {})
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._client_pid: int | None = None
+
+    # -- client ----------------------------------------------------------------------------------
+
+    def _dynamodb(self) -> Any:
+        # One client per process: botocore's connection pool must not cross a fork (gunicorn).
+        # Clients are thread-safe, so the threads of one process share it.
+        pid = os.getpid()
+        with self._lock:
+            if self._client is None or self._client_pid != pid:
+                self._client = boto3.session.Session(**self._credentials).client(
+                    "dynamodb",
+                    region_name=self.region,
+                    endpoint_url=self.endpoint_url,
+                    config=BotoConfig(
+                        connect_timeout=2,
+                        read_timeout=5,
+                        retries={"max_attempts": 3, "mode": "standard"},
+                    ),
+                )
+                self._client_pid = pid
+            return self._client
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Network, throttling and missing-table errors become :class:`StorageUnavailable`."""
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise StorageUnavailable(
+                f"DynamoDB table {self.table!r}: {error.get('Code', 'error')}: "
+                f"{error.get('Message', '')}".rstrip(": ")
+            ) from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"DynamoDB table {self.table!r}: {exc}") from exc
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        resp = self._dynamodb().get_item(
+            TableName=self.table, Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=True
+        )
+        return resp.get("Item")
+
+    # -- Storage protocol ------------------------------------------------------------------------
+
+    def grant(self, *, user_id: str, order_id: str, amount_jpy: int, points: int) -> Outcome:
+        return self._append("grant", user_id, order_id, amount_jpy, points)
+
+    def redeem(self, *, user_id: str, order_id: str, points: int) -> Outcome:
+        return self._append("redemption", user_id, order_id, None, points)
+
+    def _append(
+        self,
+        kind: EntryKind,
+        user_id: str,
+        order_id: str,
+        amount_jpy: int | None,
+        points: int,
+    ) -> Outcome:
+        if points < 0:
+            raise ValueError("points must not be negative")
+        with self._errors():
+            for attempt in range(MAX_ATTEMPTS):
+                try:
+                    return self._try_append(kind, user_id, order_id, amount_jpy, points)
+                except _Contended:
+                    # Jittered exponential backoff, capped, so racing writers spread out.
+                    time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+        raise StorageUnavailable(
+            f"DynamoDB table {self.table!r}: {MAX_ATTEMPTS} write attempts lost to contention"
+        )
+
+    def _try_append(
+        self,
+        kind: EntryKind,
+        user_id: str,
+        order_id: str,
+        amount_jpy: int | None,
+        points: int,
+    ) -> Outcome:
+        order_item = self._get(_order_pk(kind, order_id), _ORDER_SK)
+        if order_item is not None:
+            existing = _entry_from(order_item)
+            if _same_request(existing, user_id, amount_jpy, points):
+                return Outcome(entry=existing, created=False)
+            raise IdempotencyConflict(
+                f"order_id {order_id!r} was already used for a different {kind}"
+            )
+        balance_item = self._get(_user_pk(user_id), _BALANCE_SK)
+        balance = int(balance_item["balance"]["N"]) if balance_item else 0
+        seq = int(balance_item["seq"]["N"]) if balance_item else 0
+        if kind == "grant":
+            new_balance = balance + points
+        else:
+            if points > balance:
+                raise InsufficientPoints(balance=balance, requested=points)
+            new_balance = balance - points
+        entry = LedgerEntry(
+            entry_id=("grt_" if kind == "grant" else "rdm_") + uuid.uuid4().hex,
+            kind=kind,
+            user_id=user_id,
+            order_id=order_id,
+            amount_jpy=amount_jpy,
+            points=points,
+            balance=new_balance,
+            created_at=_now(),
+        )
+        new_seq = seq + 1
+        attrs = _entry_attributes(entry, new_seq)
+        if balance_item is None:
+            balance_condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            balance_condition = {
+                "ConditionExpression": "seq = :seq",
+                "ExpressionAttributeValues": {":seq": _n(seq)},
+            }
+        items = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {"pk": _s(_order_pk(kind, order_id)), "sk": _s(_ORDER_SK), **attrs},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {"pk": _s(_user_pk(user_id)), "sk": _s(_entry_sk(new_seq)), **attrs},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        "pk": _s(_user_pk(user_id)),
+                        "sk": _s(_BALANCE_SK),
+                        "balance": _n(new_balance),
+                        "seq": _n(new_seq),
+                    },
+                    **balance_condition,
+                }
+            },
+        ]
+        try:
+            self._dynamodb().transact_write_items(
+                TransactItems=items, ClientRequestToken=uuid.uuid4().hex
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            # Cancelled (a condition failed: someone else wrote this order or this user's ledger
+            # first) or in conflict with a concurrent transaction: re-read and decide again.
+            if code in ("TransactionCanceledException", "TransactionConflictException"):
+                raise _Contended from exc
+            raise
+        return Outcome(entry=entry, created=True)
+
+    def balance(self, user_id: str) -> int:
+        with self._errors():
+            item = self._get(_user_pk(user_id), _BALANCE_SK)
+        return int(item["balance"]["N"]) if item else 0
+
+    def history(self, user_id: str, *, limit: int, cursor: str | None = None) -> HistoryPage:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        below = _decode_cursor(user_id, cursor) if cursor is not None else None
+        if below is not None and below <= 1:
+            high = None  # nothing below the first entry
+        else:
+            high = _entry_sk(below - 1) if below is not None else _entry_sk(10**_SEQ_WIDTH - 1)
+        with self._errors():
+            balance = self.balance(user_id)
+            items: list[dict[str, Any]] = []
+            if high is not None:
+                resp = self._dynamodb().query(
+                    TableName=self.table,
+                    KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                    ExpressionAttributeValues={
+                        ":pk": _s(_user_pk(user_id)),
+                        ":low": _s(_entry_sk(0)),
+                        ":high": _s(high),
+                    },
+                    ScanIndexForward=False,  # newest (highest seq) first
+                    Limit=limit + 1,
+                    ConsistentRead=True,
+                )
+                items = resp.get("Items", [])
+        more = len(items) > limit
+        items = items[:limit]
+        return HistoryPage(
+            balance=balance,
+            entries=[_entry_from(i) for i in items],
+            next_cursor=_encode_cursor(user_id, int(items[-1]["seq"]["N"])) if more else None,
+        )
+
+    def ping(self) -> None:
+        with self._errors():
+            status = self._dynamodb().describe_table(TableName=self.table)["Table"]["TableStatus"]
+        if status not in ("ACTIVE", "UPDATING"):
+            raise StorageUnavailable(f"DynamoDB table {self.table!r} is {status}")
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client, self._client_pid = self._client, None, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def from_env(env: Mapping[str, str]) -> DynamoDBStorage:
+    """Open the table named by ``POINTS_TABLE``; ``ValueError`` names a missing variable.
+
+    No I/O here: an unreachable table shows up as :class:`StorageUnavailable` on first use.
+    """
+    table = (env.get("POINTS_TABLE") or "").strip()
+    if not table:
+        raise ValueError("POINTS_TABLE is required when POINTS_STORE=dynamodb")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    credentials = {}
+    # Explicit credentials in the mapping win (tests pass a complete environment); otherwise the
+    # default chain applies (the ECS task role in production).
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        credentials = {
+            "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        }
+        if env.get("AWS_SESSION_TOKEN"):
+            credentials["aws_session_token"] = env["AWS_SESSION_TOKEN"]
+    return DynamoDBStorage(
+        table,
+        region=region,
+        endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        credentials=credentials,
+    )
+
+
+def create_table(
+    table: str,
+    *,
+    region: str = DEFAULT_REGION,
+    endpoint_url: str | None = None,
+    timeout_s: float = 60.0,
+) -> bool:
+    """Create the table (on-demand capacity) unless it exists; wait until ACTIVE.
+
+    For local runs and tests (moto's server, DynamoDB Local); on AWS the stack creates it.
+    Returns True if this call created it.
+    """
+    client = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url)
+    created = True
+    try:
+        client.create_table(
+            TableName=table,
+            KeySchema=KEY_SCHEMA,
+            AttributeDefinitions=ATTRIBUTE_DEFINITIONS,
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            raise
+        created = False
+    deadline = time.monotonic() + timeout_s
+    while client.describe_table(TableName=table)["Table"]["TableStatus"] != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"table {table!r} not ACTIVE after {timeout_s:g} s")
+        time.sleep(0.5)
+    return created
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sample_api.storage.dynamodb create-table [--table NAME]`` (env as the app)."""
+    parser = argparse.ArgumentParser(prog="python -m sample_api.storage.dynamodb")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create-table", help="create the ledger table (local runs)")
+    create.add_argument("--table", default=os.environ.get("POINTS_TABLE") or "points-ledger")
+    args = parser.parse_args(argv)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    try:
+        created = create_table(
+            args.table, region=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None
+        )
+    except (ClientError, BotoCoreError, TimeoutError) as exc:
+        print(f"create-table: {exc}", file=sys.stderr)
+        return 2
+    print(f"POINTS_TABLE={args.table} ({'created' if created else 'already there'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
