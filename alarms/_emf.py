@@ -47,12 +47,22 @@ def decode_line(line: str | bytes) -> dict[str, Any] | None:
     return None
 
 
+def _stat_set(value: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    try:
+        stats = tuple(float(value[k]) for k in ("Count", "Sum", "Min", "Max"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return stats if all(x == x for x in stats) else None  # type: ignore[return-value]
+
+
 def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | None] | None:
     """Samples of one metric value, or ``None`` if the value is malformed.
 
-    Returns ``(samples, None)`` for a number, an array of numbers, or ``{"Values", "Counts"}``;
-    ``([], (count, sum, min, max))`` for a statistic set without values (percentiles then
-    unavailable for that period).
+    Returns ``(samples, stats)``: ``samples`` as ``(value, count)`` pairs from a number, an
+    array of numbers or ``{"Values", "Counts"}``; ``stats`` = ``(count, sum, min, max)`` when the
+    object carries ``Count``/``Sum``/``Min``/``Max`` (then those exact figures give SampleCount,
+    Sum, Average, Minimum and Maximum, and the Values/Counts pairs give percentiles), else None.
+    A statistic set without ``Values`` gives no samples: percentiles are unavailable.
     """
     if isinstance(value, bool):
         return None
@@ -65,33 +75,30 @@ def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | No
                 return None
             out.append((float(v), 1.0))
         return out, None
-    if isinstance(value, dict):
-        values = value.get("Values")
-        if isinstance(values, list):
-            counts = value.get("Counts")
-            if counts is None:
-                counts = [1.0] * len(values)
-            if not isinstance(counts, list) or len(counts) != len(values):
-                return None
-            out = []
-            for v, c in zip(values, counts, strict=True):
-                if (
-                    isinstance(v, bool)
-                    or not isinstance(v, int | float)
-                    or isinstance(c, bool)
-                    or not isinstance(c, int | float)
-                    or c < 0
-                ):
-                    return None
-                if c:
-                    out.append((float(v), float(c)))
-            return out, None
-        try:  # a statistic set: {"Count", "Sum", "Min", "Max"}
-            stats = tuple(float(value[k]) for k in ("Count", "Sum", "Min", "Max"))
-        except (KeyError, TypeError, ValueError):
+    if not isinstance(value, dict):
+        return None
+    stats = _stat_set(value)
+    values = value.get("Values")
+    if not isinstance(values, list):
+        return ([], stats) if stats is not None else None
+    counts = value.get("Counts")
+    if counts is None:
+        counts = [1.0] * len(values)
+    if not isinstance(counts, list) or len(counts) != len(values):
+        return None
+    out = []
+    for v, c in zip(values, counts, strict=True):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or isinstance(c, bool)
+            or not isinstance(c, int | float)
+            or c < 0
+        ):
             return None
-        return [], stats  # type: ignore[return-value]
-    return None
+        if c:
+            out.append((float(v), float(c)))
+    return out, stats
 
 
 def directives(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -144,24 +144,25 @@ class _Series:
     ) -> None:
         agg = self.buckets.get(bucket)
         if agg is None:
-            agg = self.buckets[bucket] = [
-                0.0,
-                0.0,
-                math.inf,
-                -math.inf,
-                {} if self.values else None,
-                True,
-            ]
+            vmap0: dict[float, float] | None = {} if self.values else None
+            agg = self.buckets[bucket] = [0.0, 0.0, math.inf, -math.inf, vmap0, True]
         self.version += 1
+        vmap = agg[4]
         if stats is not None:
+            # Exact figures written next to the histogram: they give count/sum/min/max.
             c, s, lo, hi = stats
             agg[0] += c
             agg[1] += s
-            agg[2] = min(agg[2], lo)
-            agg[3] = max(agg[3], hi)
-            agg[5] = False  # values incomplete: no percentile for this bucket
+            if lo < agg[2]:
+                agg[2] = lo
+            if hi > agg[3]:
+                agg[3] = hi
+            if not samples:
+                agg[5] = False  # no values: no percentile for this bucket
+            elif vmap is not None:
+                for v, n in samples:
+                    vmap[v] = vmap.get(v, 0.0) + n
             return
-        vmap = agg[4]
         count, total, lo, hi = agg[0], agg[1], agg[2], agg[3]
         for v, c in samples:
             count += c
@@ -204,8 +205,9 @@ class _Series:
             del self.buckets[t]
 
 
-def _percentile(vmap: Mapping[float, float], count: float, p: float) -> float:
+def _percentile(vmap: Mapping[float, float], p: float) -> float:
     """Nearest rank: the smallest sample v with at least p% of the samples <= v."""
+    count = sum(vmap.values())
     rank = max(1.0, math.ceil(p / 100.0 * count - 1e-9))
     seen = 0.0
     for v in sorted(vmap):
@@ -256,7 +258,7 @@ class _Query:
             elif agg[2] < 0 or not agg[5] or not agg[4]:
                 v = None  # percentiles need raw, non-negative samples
             else:
-                v = _percentile(agg[4], count, self.pct)  # type: ignore[arg-type]
+                v = _percentile(agg[4], self.pct)  # type: ignore[arg-type]
             out = (v, count)
         self.cache[start] = out
         return out
@@ -326,7 +328,8 @@ class Evaluator:
     period is evaluated once it ended at least this long before the evaluation time;
     ``max_lateness_s`` drop samples older than the last evaluation minus this (None = keep);
     ``low_sample_scope`` "newest" or "any" datapoint checked by EvaluateLowSampleCountPercentile;
-    ``params`` values for template parameters without a default (or to override one).
+    ``params`` values for template parameters without a default (or to override one);
+    ``tick_s`` evaluate every alarm at this interval instead of CloudWatch's 60 s / 10 s.
     """
 
     def __init__(
@@ -340,6 +343,7 @@ class Evaluator:
         max_lateness_s: float | None = None,
         low_sample_scope: str = "newest",
         params: Mapping[str, str] | None = None,
+        tick_s: int | None = None,
     ) -> None:
         if alignment not in ("rolling", "period"):
             raise ValueError("alignment must be 'rolling' or 'period'")
@@ -347,6 +351,9 @@ class Evaluator:
             raise ValueError("low_sample_scope must be 'newest' or 'any'")
         if range_extra < 0 or datapoint_delay_s < 0:
             raise ValueError("range_extra and datapoint_delay_s must be >= 0")
+        if tick_s is not None and (tick_s <= 0 or tick_s % 10):
+            raise ValueError("tick_s must be a positive multiple of 10")
+        self.tick_s = tick_s
         self.range_extra = int(range_extra)
         self.alignment = alignment
         self.datapoint_delay_s = float(datapoint_delay_s)
@@ -397,6 +404,11 @@ class Evaluator:
         if not isinstance(metric, list) or not isinstance(composite, list):
             raise ValueError("MetricAlarms and CompositeAlarms must be lists")
         return metric, composite
+
+    def _tick_for(self, period: int) -> int:
+        if self.tick_s is not None:
+            return self.tick_s
+        return 10 if period < 60 else 60  # CloudWatch's schedule
 
     def _series_for(
         self,
@@ -450,7 +462,7 @@ class Evaluator:
                 self._compile_math(a, d["Metrics"])
             else:
                 a.period = _period(d.get("Period"))
-                a.tick = 10 if a.period < 60 else 60
+                a.tick = self._tick_for(a.period)
                 stat = d.get("Statistic") or d.get("ExtendedStatistic")
                 a.query = self._query(
                     a,
@@ -492,7 +504,7 @@ class Evaluator:
         if len(periods) != 1:
             raise ExpressionError("metric math alarms need MetricStat queries of one Period")
         a.period = periods.pop()
-        a.tick = 10 if a.period < 60 else 60
+        a.tick = self._tick_for(a.period)
         for qid, ms in stats.items():
             m = ms["Metric"]
             a.inputs[qid] = self._query(
@@ -608,7 +620,7 @@ class Evaluator:
                     self.stats["bad_lines"] += 1
                     continue
                 smp, sset = parsed
-                n_samples = sset[0] if sset else sum(c for _, c in smp)
+                n_samples = sset[0] if sset is not None else sum(c for _, c in smp)
                 read += 1
                 self.stats["samples"] += n_samples
                 targets = [s for k in keys for s in index.get((ns, name, k), ())]

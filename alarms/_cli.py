@@ -1,0 +1,194 @@
+"""``python -m alarms synth|apply|replay`` (see docs/alarms.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+from ._evaluator import Evaluator, iso
+from ._io import InputError, load_document, parse_time
+from ._spec import SpecError, load_spec
+from ._synth import synth
+
+PROG = "alarms"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        raise InputError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=f"python -m {PROG}", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("synth", help="generate a CloudFormation template or JSON request shapes")
+    s.add_argument("--spec", required=True, help="service spec (YAML)")
+    s.add_argument("--format", choices=("cloudformation", "json"), default="cloudformation")
+    s.add_argument("--profile", default=None, help="production (default) or rehearsal")
+    s.add_argument("-o", "--output", help="write here instead of stdout")
+
+    a = sub.add_parser("apply", help="create or update the alarms, dashboard, rollback config")
+    a.add_argument("--spec", required=True)
+    a.add_argument("--profile", default="production")
+    a.add_argument("--dry-run", action="store_true", help="print the calls, change nothing")
+
+    r = sub.add_parser("replay", help="evaluate alarms over recorded EMF lines")
+    r.add_argument("--alarms", required=True, help="synth JSON or any CloudFormation template")
+    r.add_argument("--emf", required=True, nargs="+", help="EMF log files ('-' = stdin)")
+    r.add_argument("--start", help="first evaluation (ISO 8601 or epoch s; default: first data)")
+    r.add_argument("--end", help="last evaluation (default: last data + 60 s)")
+    r.add_argument(
+        "--tick",
+        type=int,
+        help="evaluate every S seconds (multiple of 10) instead of CloudWatch's 60 s / 10 s",
+    )
+    r.add_argument("--range-extra", type=int, default=2, help="evaluation range = N + this")
+    r.add_argument("--alignment", choices=("rolling", "period"), default="rolling")
+    r.add_argument("--datapoint-delay", type=float, default=0.0, metavar="S")
+    r.add_argument("--max-lateness", type=float, default=None, metavar="S")
+    r.add_argument("--low-sample-scope", choices=("newest", "any"), default="newest")
+    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    r.add_argument("--changes-only", action="store_true", help="print only state changes")
+    return p
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    out = synth(spec, format=args.format, profile=args.profile)
+    _write(json.dumps(out, indent=2) + "\n", args.output)
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from ._apply import ApplyError, apply, describe_plan
+
+    spec = load_spec(args.spec)
+    spec.profile(args.profile)
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+
+    if args.dry_run:
+        return describe_plan(synth(spec, "json", args.profile), report)
+    try:
+        counts = apply(spec, args.profile, report)
+    except ApplyError as exc:
+        print(f"{PROG} apply: AWS error: {exc}", file=sys.stderr)
+        return 1
+    report("applied: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def _lines(paths: Sequence[str]) -> Iterator[str]:
+    for path in paths:
+        if path == "-":
+            yield from sys.stdin
+            continue
+        try:
+            f: TextIO = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        with f:
+            yield from f
+
+
+def _params(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise InputError(f"--param {item!r}: use NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    if args.tick is not None and (args.tick <= 0 or args.tick % 10):
+        raise InputError("--tick must be a positive multiple of 10 seconds")
+    start = parse_time(args.start) if args.start else None
+    end = parse_time(args.end) if args.end else None
+    if start is not None and end is not None and end < start:
+        raise InputError("--end is before --start")
+    defs = load_document(args.alarms)
+    try:
+        ev = Evaluator(
+            defs,
+            start=start,
+            range_extra=args.range_extra,
+            alignment=args.alignment,
+            datapoint_delay_s=args.datapoint_delay,
+            max_lateness_s=args.max_lateness,
+            low_sample_scope=args.low_sample_scope,
+            params=_params(args.param),
+            tick_s=args.tick,
+        )
+    except ValueError as exc:
+        raise InputError(f"{args.alarms}: {exc}") from None
+    for w in ev.warnings:
+        print(f"{PROG} replay: warning: {w}", file=sys.stderr)
+    for line in _lines(args.emf):
+        ev.ingest_line(line)
+    span = ev.data_range
+    if start is None and span is None:
+        raise InputError("no EMF data in the input; give --start and --end to evaluate anyway")
+    if end is None:
+        end = (span[1] if span else start) + 60  # type: ignore[operator]
+    out = sys.stdout
+    changes: list[dict[str, Any]] = []
+    evaluations = 0
+    # Advance an hour at a time so output streams and buckets behind the window are pruned.
+    t = (start if start is not None else span[0]) + 3600  # type: ignore[index]
+    while True:
+        batch = ev.advance(min(t, end))
+        evaluations += len(batch)
+        for e in batch:
+            if e.changed:
+                changes.append(
+                    {"time": iso(e.time), "alarm": e.alarm, "from": e.previous_state, "to": e.state}
+                )
+            if e.changed or not args.changes_only:
+                out.write(json.dumps(e.to_dict()) + "\n")
+        if t >= end:
+            break
+        t += 3600
+    states = ev.states
+    summary = {
+        "summary": {
+            "evaluations": evaluations,
+            "state_changes": changes,
+            "final_states": states,
+            "alarmed": sorted({c["alarm"] for c in changes if c["to"] == "ALARM"}),
+            "no_data": sorted(n for n, s in states.items() if s == "INSUFFICIENT_DATA"),
+            "input": ev.stats,
+            "warnings": ev.warnings,
+        }
+    }
+    out.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return {"synth": _cmd_synth, "apply": _cmd_apply, "replay": _cmd_replay}[args.command](args)
+    except (InputError, SpecError) as exc:
+        text = str(exc) if isinstance(exc, SpecError) else f"{PROG}: {exc}"
+        print(text.splitlines()[0] if text else f"{PROG}: bad input", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `| head` closed stdout
+        return 0
