@@ -1,0 +1,103 @@
+"""Config.from_env: defaults, parsing, and one-line errors naming the variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from sample_api import Config, ConfigError, RateLimitSettings
+from tests.support.processes import ROOT
+
+
+def test_defaults() -> None:
+    cfg = Config.from_env({})
+    assert cfg.version == "dev"
+    assert cfg.store == "sqlite"
+    assert cfg.db_path == "./points.db"
+    assert cfg.points_rate == Decimal("0.01")
+    assert cfg.rate_limit == RateLimitSettings()
+    assert cfg.rate_limit.enabled is False
+    assert cfg.max_body_bytes == 16 * 1024
+
+
+def test_values_are_read() -> None:
+    cfg = Config.from_env(
+        {
+            "APP_VERSION": "v2",
+            "POINTS_DB_PATH": "/data/p.db",
+            "POINTS_RATE": "0.05",
+            "RATE_LIMIT_ENABLED": "TRUE",
+            "RATE_LIMIT_RPS": "2.5",
+            "RATE_LIMIT_BURST": "3",
+            "RATE_LIMIT_MODE": "Reject",
+            "RATE_LIMIT_MAX_WAIT_S": "0",
+            "POINTS_TABLE": "t",
+        }
+    )
+    assert (cfg.version, cfg.db_path, cfg.points_rate) == ("v2", "/data/p.db", Decimal("0.05"))
+    assert cfg.rate_limit == RateLimitSettings(True, 2.5, 3, "reject", 0.0)
+    assert cfg.storage_env()["POINTS_TABLE"] == "t"
+    assert cfg.storage_env()["POINTS_DB_PATH"] == "/data/p.db"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RATE_LIMIT_RPS", "abc"),
+        ("RATE_LIMIT_RPS", "0"),
+        ("RATE_LIMIT_RPS", "-1"),
+        ("RATE_LIMIT_RPS", "nan"),
+        ("RATE_LIMIT_RPS", "inf"),
+        ("RATE_LIMIT_BURST", "0"),
+        ("RATE_LIMIT_BURST", "1.5"),
+        ("RATE_LIMIT_MODE", "sometimes"),
+        ("RATE_LIMIT_MAX_WAIT_S", "-1"),
+        ("RATE_LIMIT_ENABLED", "maybe"),
+        ("POINTS_RATE", "lots"),
+        ("POINTS_RATE", "2"),
+        ("POINTS_STORE", "postgres"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({name: value})
+    message = str(info.value)
+    assert name in message and repr(value) in message and "\n" not in message
+
+
+def test_gunicorn_stops_with_one_line_on_a_bad_variable() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "sample_api/gunicorn.conf.py",
+            "sample_api.wsgi:app",
+        ],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "RATE_LIMIT_RPS": "abc", "BIND": "127.0.0.1:0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "points-service: configuration error: RATE_LIMIT_RPS must be a number; got 'abc'"
+    ]
+
+
+def test_wsgi_import_exits_with_gunicorns_app_load_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sample_api.wsgi"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "RATE_LIMIT_MODE": "later"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 4
+    assert "RATE_LIMIT_MODE" in proc.stderr and "Traceback" not in proc.stderr

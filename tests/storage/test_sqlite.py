@@ -1,0 +1,137 @@
+"""SQLite specifics: WAL, busy timeout, the UNIQUE backstop, shared files, open_storage()."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from sample_api.storage import DEFAULT_DB_PATH, StorageUnavailable, open_storage
+from sample_api.storage.sqlite import SQLiteStorage
+
+
+def test_file_is_in_wal_mode_with_the_schema(tmp_path: Path) -> None:
+    store = SQLiteStorage(str(tmp_path / "p.db"))
+    store.ping()
+    with contextlib.closing(sqlite3.connect(tmp_path / "p.db")) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    store.close()
+
+
+def test_unique_kind_order_is_enforced_by_the_schema(tmp_path: Path) -> None:
+    store = SQLiteStorage(str(tmp_path / "p.db"))
+    store.grant(user_id="u", order_id="o", amount_jpy=100, points=1)
+    with (
+        contextlib.closing(sqlite3.connect(tmp_path / "p.db")) as conn,
+        pytest.raises(sqlite3.IntegrityError),
+    ):
+        conn.execute(
+            "INSERT INTO ledger (entry_id, kind, user_id, order_id, amount_jpy, points, balance,"
+            " created_at) VALUES ('x', 'grant', 'u', 'o', 100, 1, 2, 'now')"
+        )
+    store.close()
+
+
+def test_unreachable_file_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    store = SQLiteStorage(str(tmp_path / "no-such-dir" / "p.db"))
+    with pytest.raises(StorageUnavailable):
+        store.ping()
+    with pytest.raises(StorageUnavailable):
+        store.grant(user_id="u", order_id="o", amount_jpy=100, points=1)
+    with pytest.raises(StorageUnavailable):
+        store.history("u", limit=5)
+    (tmp_path / "no-such-dir").mkdir()
+    store.ping()  # recovers without a restart
+    assert store.grant(user_id="u", order_id="o", amount_jpy=100, points=1).created
+
+
+def test_writer_lock_held_too_long_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    store = SQLiteStorage(str(path), busy_timeout_ms=100)
+    store.ping()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageUnavailable):
+            store.grant(user_id="u", order_id="o", amount_jpy=100, points=1)
+        assert store.balance("u") == 0  # WAL: readers are not blocked by the writer
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.grant(user_id="u", order_id="o", amount_jpy=100, points=1).created
+    store.close()
+
+
+def test_two_versions_sharing_one_file_see_one_ledger(tmp_path: Path) -> None:
+    blue = SQLiteStorage(str(tmp_path / "p.db"))
+    green = SQLiteStorage(str(tmp_path / "p.db"))
+    first = blue.grant(user_id="u", order_id="o", amount_jpy=100, points=1)
+    again = green.grant(user_id="u", order_id="o", amount_jpy=100, points=2)  # other rate
+    assert again.created is False and again.entry == first.entry
+    assert green.balance("u") == 1 and blue.balance("u") == 1
+    blue.close()
+    green.close()
+
+
+def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
+    store = SQLiteStorage(str(tmp_path / "p.db"))
+    conns = []
+
+    def use() -> None:
+        conns.append(store._connect())
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    use()
+    assert len({id(c) for c in conns}) == 4
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    store = SQLiteStorage(str(tmp_path / "p.db"))
+    parent_conn = store._connect()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = store._connect() is not parent_conn
+            store.grant(user_id="child", order_id="o", amount_jpy=100, points=1)
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    os.close(read)
+    assert store.balance("child") == 1
+    store.close()
+
+
+def test_open_storage_picks_sqlite_with_the_documented_default(monkeypatch, tmp_path) -> None:
+    store = open_storage({})
+    assert isinstance(store, SQLiteStorage) and store.path == DEFAULT_DB_PATH
+    store = open_storage({"POINTS_STORE": "SQLite", "POINTS_DB_PATH": str(tmp_path / "x.db")})
+    assert isinstance(store, SQLiteStorage) and store.path == str(tmp_path / "x.db")
+    monkeypatch.setenv("POINTS_DB_PATH", str(tmp_path / "env.db"))
+    assert open_storage().path == str(tmp_path / "env.db")
+
+
+def test_open_storage_rejects_unknown_backends() -> None:
+    with pytest.raises(ValueError, match=r"POINTS_STORE must be one of dynamodb, sqlite; got 'x'"):
+        open_storage({"POINTS_STORE": "x"})
+
+
+def test_dynamodb_without_its_module_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "sample_api.storage.dynamodb", None)
+    with pytest.raises(ValueError, match="POINTS_STORE=dynamodb"):
+        open_storage({"POINTS_STORE": "dynamodb"})
