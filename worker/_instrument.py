@@ -22,6 +22,8 @@ def configure(slots: int) -> None:
     """Start telemetry for this process; ``slots`` (job concurrency) is utilization's 100 %."""
     service = os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE
     telemetry.configure(service=service, worker_slots=slots)
+    # botocore logs "Found credentials in environment variables." and the like at INFO
+    logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
 def shutdown() -> None:

@@ -1,0 +1,217 @@
+"""Real ``python -m worker`` processes against moto's SQS over HTTP: SIGKILL, SIGTERM, EMF."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sample_api.domain import points_for
+from telemetry import catalog
+from tests.support.processes import child
+from tests.worker.conftest import WORKER_CMD, Ledger, depth, drained, wait_for, worker_env
+from worker import make_event
+from worker._sample import POISON_BODIES, message_entry, new_trace, sample_orders, send_bodies
+
+
+def _orders(prefix: str, n: int) -> list[tuple[str, str, int]]:
+    return [(f"user-{i % 5}", f"{prefix}-{i}", 1_000 + 37 * i) for i in range(n)]
+
+
+def _expected_rows(orders: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    return sorted((u, o, points_for(a)) for u, o, a in orders)
+
+
+def test_sigkill_mid_batch_loses_nothing_and_credits_once(
+    sqs: Any, queues: dict[str, str], db_path: Path, ledger: Ledger, aws_env: dict[str, str]
+) -> None:
+    orders = _orders("kill", 40)
+    send_bodies(sqs, queues["queue_url"], [make_event(*o) for o in orders])
+    env = worker_env(
+        aws_env,
+        queues["queue_url"],
+        db_path,
+        WORKER_CONCURRENCY=4,
+        WORKER_SIMULATED_WORK_MS=400,
+    )
+    with child(WORKER_CMD, env=env) as first:
+        wait_for(lambda: ledger.count() >= 4, 30, "the first worker to credit some orders")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+    assert first.returncode == -signal.SIGKILL
+    credited_before = ledger.count()
+    assert credited_before < len(orders), "the kill must land in the middle of the work"
+    _, in_flight = depth(sqs, queues["queue_url"])
+    assert in_flight > 0, "the killed worker held messages it never acknowledged"
+
+    # a new worker: the held messages come back after the 2 s visibility timeout
+    with child(WORKER_CMD, env=worker_env(aws_env, queues["queue_url"], db_path)) as second:
+        wait_for(lambda: ledger.count() == len(orders), 40, "every order to be credited")
+        wait_for(lambda: drained(sqs, queues["queue_url"]), 20, "the queue to drain")
+        assert second.poll() is None
+    assert sorted(ledger.rows()) == _expected_rows(orders)  # each order exactly once
+    assert depth(sqs, queues["dlq_url"]) == (0, 0)
+
+
+def test_sigterm_mid_batch_exits_0_in_time_and_releases_the_rest(
+    sqs: Any, queues: dict[str, str], db_path: Path, ledger: Ledger, aws_env: dict[str, str]
+) -> None:
+    orders = _orders("term", 20)
+    send_bodies(sqs, queues["queue_url"], [make_event(*o) for o in orders])
+    env = worker_env(
+        aws_env,
+        queues["queue_url"],
+        db_path,
+        WORKER_CONCURRENCY=3,
+        WORKER_SIMULATED_WORK_MS=1_500,
+        # long enough that only an explicit release can make messages visible again
+        WORKER_VISIBILITY_TIMEOUT_S=60,
+        # the default long poll: the stop must still come well within ECS's 30 s
+        WORKER_WAIT_TIME_S=10,
+    )
+    with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        wait_for(lambda: depth(sqs, queues["queue_url"])[1] >= 3, 30, "jobs to be in flight")
+        assert ledger.count() < len(orders)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)  # the correctness bound, not a speed target
+    assert proc.returncode == 0, err[-2000:]
+    visible, in_flight = depth(sqs, queues["queue_url"])
+    assert in_flight == 0, "every held message was finished (deleted) or released"
+    credited = ledger.count()
+    assert credited >= 1 and credited + visible == len(orders)
+    rows = ledger.rows()
+    assert set(rows) <= set(_expected_rows(orders))
+    assert len({o for _, o, _ in rows}) == len(rows)
+    lines = out.decode().splitlines()
+    stopped = [json.loads(line) for line in lines if '"worker stopped"' in line]
+    assert len(stopped) == 1 and stopped[0]["unfinished_jobs"] == 0
+    # held but not started -> released (visible at once despite the 60 s visibility timeout)
+    assert stopped[0]["released"] == stopped[0]["received"] - credited >= 1
+
+
+def _emf_lines(out: str) -> list[dict[str, Any]]:
+    docs = []
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            docs.append(json.loads(line))
+    return docs
+
+
+def _values(doc: dict[str, Any], name: str) -> list[float]:
+    """A metric's samples in any of the three EMF value forms."""
+    v = doc[name]
+    if isinstance(v, dict):
+        return [x for x, c in zip(v["Values"], v["Counts"], strict=True) for _ in range(int(c))]
+    return list(v) if isinstance(v, list) else [v]
+
+
+def _xray_id(w3c_trace_id: str) -> str:
+    return f"1-{w3c_trace_id[:8]}-{w3c_trace_id[8:]}"
+
+
+def test_use_metrics_logs_and_traces(
+    sqs: Any, queues: dict[str, str], db_path: Path, ledger: Ledger, aws_env: dict[str, str]
+) -> None:
+    orders = list(sample_orders(30, users=7, seed=11))
+    entries = [
+        message_entry(make_event(o.user_id, o.order_id, o.amount_jpy), i)
+        for i, o in enumerate(orders)
+    ]
+    # W3C traceparent message attribute (moto drops system attributes in batches)
+    producer_trace = {
+        o.order_id: _xray_id(e["MessageAttributes"]["traceparent"]["StringValue"][3:35])
+        for o, e in zip(orders, entries, strict=True)
+    }
+    for i in range(0, len(entries), 10):
+        sqs.send_message_batch(QueueUrl=queues["queue_url"], Entries=entries[i : i + 10])
+    # the AWSTraceHeader system attribute, as SQS sets it for X-Ray-instrumented producers
+    xray, _ = new_trace()
+    sqs.send_message(
+        QueueUrl=queues["queue_url"],
+        MessageBody=make_event("user-x", "order-xray", 2_000),
+        MessageSystemAttributes={"AWSTraceHeader": {"DataType": "String", "StringValue": xray}},
+    )
+    producer_trace["order-xray"] = xray.split(";")[0].removeprefix("Root=")
+    summary = {"orders": len(orders) + 1}
+    poison = POISON_BODIES[:2]
+    send_bodies(sqs, queues["queue_url"], list(poison))
+    env = worker_env(aws_env, queues["queue_url"], db_path, WORKER_CONCURRENCY=4)
+    with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        wait_for(lambda: ledger.count() == summary["orders"], 30, "every order credited")
+        wait_for(lambda: depth(sqs, queues["dlq_url"])[0] == len(poison), 30, "poison in DLQ")
+        wait_for(lambda: drained(sqs, queues["queue_url"]), 20, "the queue to drain")
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    out = out.decode()
+    docs = _emf_lines(out)
+    assert docs, "no EMF output"
+    sums: Counter[str] = Counter()
+    samples: dict[str, list[float]] = {}
+    worker_names = set(catalog.names("worker"))
+    for doc in docs:
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "SafeDeploy"
+            for metric in directive["Metrics"]:
+                name = metric["Name"]
+                assert name in worker_names, f"{name} is not a worker metric of the catalog"
+                assert metric["Unit"] == catalog.get(name).unit
+                dims = {tuple(d) for d in directive["Dimensions"]}
+                assert dims == set(catalog.get(name).dimension_sets), name
+                values = _values(doc, name)
+                samples.setdefault(name, []).extend(values)
+                sums[name] += sum(values)
+        assert doc["Service"] == "points-worker"
+    use = {
+        "Jobs",
+        "JobErrors",
+        "JobDuration",
+        "WorkerUtilization",
+        "QueueBacklog",
+        "QueueInFlight",
+        "MessageAge",
+        "DeadLetterBacklog",
+        "DeadLettered",
+    }
+    assert use <= set(samples), f"missing: {use - set(samples)}"
+    jobs = summary["orders"] + 3 * len(poison)  # each poison message: maxReceiveCount tries
+    assert sums["Jobs"] == jobs
+    assert sums["JobErrors"] == 3 * len(poison)
+    assert sums["DeadLettered"] == len(poison)
+    assert len(samples["JobDuration"]) == jobs
+    assert len(samples["MessageAge"]) == jobs  # one per receive
+    assert all(0 <= u <= 100 for u in samples["WorkerUtilization"])
+    assert max(samples["WorkerUtilization"]) > 0
+    assert max(samples["DeadLetterBacklog"]) == len(poison)
+
+    logs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    outcome_lines = [d for d in logs if d.get("outcome") in ("credited", "duplicate", "poison")]
+    credited = [d for d in outcome_lines if d["outcome"] == "credited"]
+    assert len(credited) == summary["orders"]
+    assert all(d["message_id"] and d["order_id"] and d["trace_id"] for d in credited)
+    poisoned = [d for d in outcome_lines if d["outcome"] == "poison"]
+    assert len(poisoned) == 3 * len(poison) and all(d["reason"] for d in poisoned)
+    assert sum(1 for d in poisoned if d.get("dead_letter")) == len(poison)
+    # the job span continues the producer's trace (W3C or X-Ray), as a new span in it
+    assert {d["order_id"]: d["trace_id"] for d in credited} == producer_trace
+
+
+def test_sigterm_during_an_idle_long_poll_exits_0(
+    sqs: Any, queues: dict[str, str], db_path: Path, aws_env: dict[str, str]
+) -> None:
+    # defaults for the poll (10 s) and the stop budget (20 s): the receiver is blocked in a long
+    # poll on an empty queue when the signal lands
+    env = worker_env(aws_env, queues["queue_url"], db_path, WORKER_WAIT_TIME_S="")
+    with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()  # the "worker started" line: polling now
+        assert '"worker started"' in first
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b'"worker stopped"' in out
+    assert depth(sqs, queues["queue_url"]) == (0, 0)
