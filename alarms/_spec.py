@@ -85,11 +85,14 @@ class Alb:
     target_5xx_threshold: float = 10.0
 
 
+DEFAULT_DEPLOYMENT_CONFIG = "CodeDeployDefault.ECSCanary10Percent5Minutes"
+
+
 @dataclass(frozen=True, slots=True)
 class Deployment:
     application: str = ""
     deployment_group: str = ""
-    config_name: str = "CodeDeployDefault.ECSCanary10Percent5Minutes"
+    config_name: str = DEFAULT_DEPLOYMENT_CONFIG
     worker_cluster: str = "default"
     worker_ecs_service: str = ""
 
@@ -215,9 +218,13 @@ def _choice(
 
 
 def check_period(period: int, where: str) -> None:
-    """CloudWatch accepts 10, 20, 30 (high resolution) or a multiple of 60 seconds."""
-    if period not in (10, 20, 30) and period % 60:
-        raise SpecError(where, "must be 10, 20, 30 or a multiple of 60 seconds")
+    """PutMetricAlarm accepts 10, 30 (high resolution) or a multiple of 60 seconds.
+
+    (The user guide also mentions 20 s; the API reference and cfn-lint do not, so neither does
+    the spec. The evaluator accepts 20 s alarms from other sources.)
+    """
+    if period not in (10, 30) and period % 60:
+        raise SpecError(where, "must be 10, 30 or a multiple of 60 seconds")
 
 
 def _profile(data: Any, path: str, default: Profile | None) -> Profile:
@@ -382,7 +389,7 @@ def parse_spec(data: Any) -> Spec:
     deployment = Deployment(
         _name(dep, "application", "deployment", service),
         _name(dep, "deployment_group", "deployment", f"{service}-dg"),
-        _name(dep, "config_name", "deployment", Deployment.config_name),
+        _name(dep, "config_name", "deployment", DEFAULT_DEPLOYMENT_CONFIG),
         _name(dep, "worker_cluster", "deployment", "default"),
         _name(dep, "worker_ecs_service", "deployment", worker.service if worker else service),
     )

@@ -1,0 +1,496 @@
+"""The evaluator's CloudWatch semantics: identity, statistics, periods, schedule, math, composites."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from alarms import Evaluator
+from alarms._expr import ExpressionError, eval_rule, parse_math, parse_rule
+
+T0 = 1_800_000_000 - 1_800_000_000 % 3600  # a UTC hour boundary
+
+
+def emf(
+    ts: float,
+    values: dict[str, Any],
+    *,
+    dims: list[list[str]] | None = None,
+    props: dict[str, str] | None = None,
+    unit: str = "Milliseconds",
+    hires: bool = True,
+    namespace: str = "NS",
+) -> str:
+    metrics = [
+        {"Name": n, "Unit": unit, **({"StorageResolution": 1} if hires else {})} for n in values
+    ]
+    doc = {
+        "_aws": {
+            "Timestamp": int(ts * 1000),
+            "CloudWatchMetrics": [
+                {"Namespace": namespace, "Dimensions": dims or [["Service"]], "Metrics": metrics}
+            ],
+        },
+        "Service": "svc",
+        **(props or {}),
+        **values,
+    }
+    return json.dumps(doc)
+
+
+def alarm(
+    name: str = "a",
+    *,
+    stat: str = "Average",
+    period: int = 10,
+    n: int = 1,
+    m: int = 1,
+    threshold: float = 100.0,
+    op: str = "GreaterThanThreshold",
+    treat: str = "missing",
+    dims: list[dict[str, str]] | None = None,
+    unit: str | None = None,
+    metric: str = "Latency",
+    **extra: Any,
+) -> dict[str, Any]:
+    a = {
+        "AlarmName": name,
+        "Namespace": "NS",
+        "MetricName": metric,
+        "Dimensions": dims if dims is not None else [{"Name": "Service", "Value": "svc"}],
+        "Period": period,
+        "EvaluationPeriods": n,
+        "DatapointsToAlarm": m,
+        "Threshold": threshold,
+        "ComparisonOperator": op,
+        "TreatMissingData": treat,
+        **extra,
+    }
+    if stat.startswith("p"):
+        a["ExtendedStatistic"] = stat
+    else:
+        a["Statistic"] = stat
+    if unit:
+        a["Unit"] = unit
+    return a
+
+
+def run(alarms: list[dict], lines: list[str], until: float, **opts: Any) -> tuple[Evaluator, list]:
+    ev = Evaluator(
+        {"MetricAlarms": alarms, "CompositeAlarms": opts.pop("composites", [])},
+        start=opts.pop("start", T0),
+        **opts,
+    )
+    for line in lines:
+        ev.ingest_line(line)
+    return ev, ev.advance(until)
+
+
+def last(evals: list, name: str = "a"):
+    return [e for e in evals if e.alarm == name][-1]
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stat", "expected"),
+    [
+        ("SampleCount", 10.0),
+        ("Sum", 55.0),
+        ("Average", 5.5),
+        ("Minimum", 1.0),
+        ("Maximum", 10.0),
+        ("p50", 5.0),
+        ("p90", 9.0),
+        ("p99", 10.0),
+        ("p10", 1.0),
+    ],
+)
+def test_statistics_over_one_period(stat: str, expected: float) -> None:
+    lines = [emf(T0 + 1, {"Latency": [1, 2, 3, 4, 5]}), emf(T0 + 7, {"Latency": [6, 7, 8, 9, 10]})]
+    _, evals = run([alarm(stat=stat)], lines, T0 + 10)
+    e = last(evals)
+    assert e.datapoints[-1] == (float(T0), expected)
+    assert e.value == expected
+
+
+def test_values_with_counts_are_repeated_samples() -> None:
+    hist = {"Values": [10, 1000], "Counts": [9, 1]}
+    _, evals = run(
+        [
+            alarm(stat="SampleCount"),
+            alarm("avg"),
+            alarm("p90", stat="p90"),
+            alarm("p95", stat="p95"),
+        ],
+        [emf(T0, {"Latency": hist})],
+        T0 + 10,
+    )
+    assert last(evals).value == 10
+    assert last(evals, "avg").value == pytest.approx((9 * 10 + 1000) / 10)
+    assert last(evals, "p90").value == 10
+    assert last(evals, "p95").value == 1000
+
+
+def test_statistic_set_next_to_values_gives_exact_count_sum_min_max() -> None:
+    # telemetry writes bucketed Values/Counts plus the exact Count/Sum/Min/Max of the window
+    hist = {"Values": [10, 20], "Counts": [1, 1], "Min": 9.5, "Max": 21, "Count": 2, "Sum": 30.5}
+    _, evals = run(
+        [alarm("avg"), alarm("max", stat="Maximum"), alarm("p50", stat="p50")],
+        [emf(T0, {"Latency": hist})],
+        T0 + 10,
+    )
+    assert last(evals, "avg").value == pytest.approx(15.25)
+    assert last(evals, "max").value == 21
+    assert last(evals, "p50").value == 10
+
+
+def test_percentile_unavailable_with_negative_samples() -> None:
+    _, evals = run(
+        [alarm(stat="p50", treat="notBreaching"), alarm("avg")],
+        [emf(T0, {"Latency": [-5, 500]})],
+        T0 + 10,
+    )
+    assert last(evals).datapoints[-1][1] is None
+    assert last(evals, "avg").value == 247.5
+
+
+# -- identity ------------------------------------------------------------------------------
+
+
+def test_each_dimension_set_is_its_own_metric_and_the_set_must_match_exactly() -> None:
+    line = emf(
+        T0,
+        {"Latency": [500]},
+        dims=[["Service"], ["Service", "Version"]],
+        props={"Version": "v2", "Route": "/x"},
+    )
+    other = emf(T0, {"Latency": [1]}, dims=[["Service", "Version"]], props={"Version": "v1"})
+    alarms = [
+        alarm("svc"),
+        alarm("v2", dims=[{"Name": "Service", "Value": "svc"}, {"Name": "Version", "Value": "v2"}]),
+        alarm("v1", dims=[{"Name": "Version", "Value": "v1"}, {"Name": "Service", "Value": "svc"}]),
+        alarm(
+            "route", dims=[{"Name": "Service", "Value": "svc"}, {"Name": "Route", "Value": "/x"}]
+        ),
+        alarm("none", dims=[]),
+    ]
+    _, evals = run(alarms, [line, other], T0 + 10)
+    assert last(evals, "svc").value == 500  # the v1 line has no [Service] set
+    assert last(evals, "v2").value == 500
+    assert last(evals, "v1").value == 1  # dimension order does not matter
+    assert last(evals, "route").value is None  # Route was a property, not in a dimension set
+    assert last(evals, "none").value is None
+
+
+def test_unit_and_namespace_are_part_of_the_identity() -> None:
+    lines = [emf(T0, {"Latency": [500]}, unit="Seconds"), emf(T0, {"Latency": [7]}, namespace="X")]
+    alarms = [alarm("ms", unit="Milliseconds"), alarm("s", unit="Seconds"), alarm("any")]
+    _, evals = run(alarms, lines, T0 + 10)
+    assert last(evals, "ms").value is None
+    assert last(evals, "s").value == 500
+    assert last(evals, "any").value == 500
+
+
+def test_standard_resolution_gives_no_sub_minute_datapoints() -> None:
+    lines = [emf(T0 + s, {"Latency": [200]}, hires=False) for s in range(0, 60, 5)]
+    _, evals = run([alarm(n=6, m=6)], lines, T0 + 60)
+    points = dict(last(evals).datapoints)
+    assert points[T0] == 200  # the whole minute lands in its first 10 s period
+    assert [points[T0 + k] for k in range(10, 60, 10)] == [None] * 5
+    hires = [emf(T0 + s, {"Latency": [200]}, hires=True) for s in range(0, 60, 5)]
+    _, evals = run([alarm(n=6, m=6)], hires, T0 + 60)
+    assert [v for _, v in last(evals).datapoints][-6:] == [200.0] * 6
+
+
+def test_hires_periods_are_utc_aligned_and_stamped_at_their_start() -> None:
+    lines = [
+        emf(T0 + 3, {"Latency": [1]}),
+        emf(T0 + 13, {"Latency": [2]}),
+        emf(T0 + 19.9, {"Latency": [4]}),
+    ]
+    _, evals = run([alarm(n=2, m=2, stat="Sum")], lines, T0 + 20)
+    assert last(evals).datapoints[-2:] == ((float(T0), 1.0), (float(T0 + 10), 6.0))
+
+
+# -- schedule ------------------------------------------------------------------------------
+
+
+def test_schedule_every_10_s_for_sub_minute_periods_and_every_minute_otherwise() -> None:
+    _, evals = run([alarm("fast", period=10), alarm("slow", period=60)], [], T0 + 120)
+    fast = [e.time - T0 for e in evals if e.alarm == "fast"]
+    slow = [e.time - T0 for e in evals if e.alarm == "slow"]
+    assert fast == list(range(0, 121, 10))
+    assert slow == [0, 60, 120]
+
+
+def test_tick_override_and_incremental_advance_equal_one_batch() -> None:
+    lines = [emf(T0 + s, {"Latency": [50 if s < 60 else 500]}) for s in range(0, 180)]
+    a = [alarm(n=3, m=2)]
+    _, batch = run(a, lines, T0 + 180)
+    ev = Evaluator({"MetricAlarms": a}, start=T0)
+    step: list = []
+    for s, line in enumerate(lines):  # data arrives live, one line a second
+        ev.ingest_line(line)
+        step += ev.advance(T0 + s)
+    step += ev.advance(T0 + 180)
+    assert [e.to_dict() for e in step] == [e.to_dict() for e in batch]
+    _, slow = run(a, lines, T0 + 180, tick_s=30)
+    assert [e.time - T0 for e in slow] == [0, 30, 60, 90, 120, 150, 180]
+
+
+def test_rolling_and_period_alignment_of_a_5_minute_period() -> None:
+    a = [alarm(period=300, stat="Sum", threshold=0)]
+    _, rolling = run(a, [], T0 + 420)
+    _, fixed = run(a, [], T0 + 420, alignment="period")
+    assert last(rolling).datapoints[-1][0] == T0 + 120  # ends at the evaluation time
+    assert last(fixed).datapoints[-1][0] == T0  # the last complete UTC 5-minute period
+
+
+def test_evaluation_range_size_and_datapoint_delay_are_configurable() -> None:
+    _, evals = run([alarm(n=3, m=3)], [], T0 + 60)
+    assert len(last(evals).datapoints) == 5
+    _, evals = run([alarm(n=3, m=3)], [], T0 + 60, range_extra=0)
+    assert len(last(evals).datapoints) == 3
+    _, evals = run([alarm(n=1)], [], T0 + 60, datapoint_delay_s=20)
+    assert last(evals).datapoints[-1][0] == T0 + 30
+
+
+def test_late_data_counts_from_the_next_evaluation_or_is_dropped_when_configured() -> None:
+    ev = Evaluator({"MetricAlarms": [alarm(n=3, m=1, treat="notBreaching")]}, start=T0)
+    ev.ingest_line(emf(T0, {"Latency": [1]}))
+    assert ev.advance(T0 + 20)[-1].state == "OK"
+    ev.ingest_line(emf(T0 + 5, {"Latency": [10_000]}))  # late, for an evaluated period
+    assert ev.advance(T0 + 30)[-1].state == "ALARM"
+    strict = Evaluator({"MetricAlarms": [alarm(n=3, m=1)]}, start=T0, max_lateness_s=5)
+    strict.ingest_line(emf(T0, {"Latency": [1]}))
+    strict.advance(T0 + 20)
+    assert strict.ingest_line(emf(T0 + 5, {"Latency": [10_000]})) == 0
+    assert strict.stats["late_dropped"] == 1
+
+
+# -- M of N end to end -----------------------------------------------------------------------
+
+
+def test_two_of_three_goes_to_alarm_and_back() -> None:
+    lat = [50, 500, 50, 500, 500, 50, 50, 50]
+    lines = [emf(T0 + 10 * i + 1, {"Latency": [v]}) for i, v in enumerate(lat)]
+    _, evals = run([alarm(n=3, m=2, threshold=250)], lines, T0 + 90)
+    states = [(e.time - T0, e.state) for e in evals if e.changed]
+    assert states == [(10, "OK"), (40, "ALARM"), (70, "OK")]
+
+
+def test_low_sample_count_percentile_ignore_keeps_the_state() -> None:
+    few = [emf(T0 + 10 * i, {"Latency": [900] * 50}) for i in range(3)]  # 50 < 100 for p90
+    many = [emf(T0 + 30 + 10 * i, {"Latency": [900] * 150}) for i in range(3)]
+    a = [
+        alarm("ignore", stat="p90", n=1, threshold=500, EvaluateLowSampleCountPercentile="ignore"),
+        alarm("evaluate", stat="p90", n=1, threshold=500),
+    ]
+    _, evals = run(a, few + many, T0 + 60)
+    ign = [e for e in evals if e.alarm == "ignore"]
+    assert [e.state for e in ign if e.time <= T0 + 30] == ["INSUFFICIENT_DATA"] * 4
+    assert "too few" in ign[2].reason or "samples" in ign[2].reason
+    assert ign[-1].state == "ALARM"
+    assert [e.state for e in evals if e.alarm == "evaluate"][1] == "ALARM"
+
+
+def test_ignore_keeps_state_and_missing_goes_insufficient_on_no_data() -> None:
+    lines = [emf(T0 + 1, {"Latency": [500]})]
+    a = [alarm("ign", treat="ignore"), alarm("mis", treat="missing")]
+    ev, _evals = run(a, lines, T0 + 100)
+    assert ev.states["ign"] == "ALARM"
+    assert ev.states["mis"] == "INSUFFICIENT_DATA"
+
+
+# -- metric math -----------------------------------------------------------------------------
+
+
+def math_alarm(expr: str, *, treat: str = "missing", period: int = 10) -> dict[str, Any]:
+    def stat(qid: str, metric: str) -> dict[str, Any]:
+        return {
+            "Id": qid,
+            "ReturnData": False,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "NS",
+                    "MetricName": metric,
+                    "Dimensions": [{"Name": "Service", "Value": "svc"}],
+                },
+                "Period": period,
+                "Stat": "Sum",
+            },
+        }
+
+    return {
+        "AlarmName": "m",
+        "EvaluationPeriods": 3,
+        "DatapointsToAlarm": 1,
+        "Threshold": 10.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": treat,
+        "Metrics": [
+            {"Id": "e1", "Expression": expr, "ReturnData": True},
+            stat("errors", "Errors"),
+            stat("requests", "Requests"),
+        ],
+    }
+
+
+def test_metric_math_missing_is_zero_division_by_zero_drops_the_point() -> None:
+    lines = [
+        emf(T0, {"Errors": 5, "Requests": 20}, unit="Count"),  # 25 %
+        emf(T0 + 10, {"Requests": 20}, unit="Count"),  # errors missing -> 0 %
+        emf(T0 + 20, {"Errors": 3}, unit="Count"),  # requests missing -> 3 / 0 -> dropped
+        emf(T0 + 30, {"Errors": 0, "Requests": 0}, unit="Count"),  # 0 / 0 -> dropped
+    ]  # T0 + 40: nothing at all -> no datapoint
+    _, evals = run([math_alarm("100 * errors / requests")], lines, T0 + 50)
+    assert [v for _, v in last(evals, "m").datapoints] == [25.0, 0.0, None, None, None]
+
+
+def test_metric_math_chained_expressions() -> None:
+    a = math_alarm("ratio * 100")
+    a["Metrics"].append({"Id": "ratio", "Expression": "errors / requests", "ReturnData": False})
+    _, evals = run([a], [emf(T0, {"Errors": 1, "Requests": 4}, unit="Count")], T0 + 10)
+    assert last(evals, "m").value == 25.0
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("1 + 2 * 3", {}, 7.0),
+        ("(1 + 2) * 3", {}, 9.0),
+        ("-a + b", {"a": 1, "b": 3}, 2.0),
+        ("2 ^ 3 ^ 2", {}, 512.0),
+        ("a / b", {"a": 1, "b": 0}, None),
+        ("a - b", {"a": None, "b": 2}, -2.0),
+        ("1.5e2 / 3", {}, 50.0),
+        ("10 / 4 / 5", {}, 0.5),
+        ("8 - 2 - 1", {}, 5.0),
+    ],
+)
+def test_math_parser(text: str, env: dict, expected: float | None) -> None:
+    assert parse_math(text)(env) == expected
+
+
+@pytest.mark.parametrize("text", ["", "1 +", "(a", "a b", "FILL(a, 0)", "A1 + 1", "a $ b", "1 )"])
+def test_math_parser_rejects(text: str) -> None:
+    with pytest.raises(ExpressionError):
+        parse_math(text)
+
+
+def test_unsupported_alarm_stays_insufficient_with_a_warning() -> None:
+    ev, evals = run([math_alarm("FILL(errors, 0)")], [], T0 + 10)
+    assert ev.states["m"] == "INSUFFICIENT_DATA"
+    assert "FILL" in ev.warnings[0] and "not evaluated" in evals[-1].reason
+
+
+# -- composite alarms ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ('ALARM("a") AND ALARM("b")', False),
+        ('ALARM("a") OR ALARM("b")', True),
+        ("ALARM(a) AND NOT ALARM(b)", True),
+        ('OK("b") AND (INSUFFICIENT_DATA("c") OR FALSE)', True),
+        ("NOT (ALARM(a) OR TRUE)", False),
+        ('ALARM("arn:aws:cloudwatch:us-east-1:123456789012:alarm:a")', True),
+        ("TRUE AND NOT FALSE", True),
+        ("ALARM(a) OR ALARM(b) AND FALSE", True),  # AND binds tighter than OR
+    ],
+)
+def test_rules(rule: str, expected: bool) -> None:
+    assert eval_rule(parse_rule(rule), {"a": "ALARM", "b": "OK"}) is expected
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "",
+        "ALARM(a) AND",
+        "(ALARM(a)",
+        "ALARM(a) XOR ALARM(b)",
+        "AT_LEAST(2, ALARM, (a, b))",
+        "ALARM(a) ALARM(b)",
+    ],
+)
+def test_rule_parser_rejects(rule: str) -> None:
+    with pytest.raises(ExpressionError):
+        parse_rule(rule)
+
+
+def test_composite_follows_children_in_the_same_evaluation() -> None:
+    lines = [emf(T0 + 10 * i, {"Latency": [500 if i >= 2 else 1]}) for i in range(5)]
+    comps = [
+        {"AlarmName": "both", "AlarmRule": 'ALARM("a") AND ALARM("b")'},
+        {"AlarmName": "top", "AlarmRule": 'ALARM("both") OR ALARM("missing-one")'},
+    ]
+    ev, evals = run(
+        [alarm("a"), alarm("b", threshold=250)], lines, T0 + 50, composites=list(reversed(comps))
+    )
+    top = [e for e in evals if e.alarm == "top"]
+    assert [e.time - T0 for e in top if e.changed] == [0, 30]
+    assert ev.states["both"] == ev.states["top"] == "ALARM"
+    assert any("missing-one" in w for w in ev.warnings)
+
+
+def test_composite_cycle_is_an_error() -> None:
+    with pytest.raises(ValueError, match="cycle"):
+        Evaluator(
+            {
+                "CompositeAlarms": [
+                    {"AlarmName": "x", "AlarmRule": "ALARM(y)"},
+                    {"AlarmName": "y", "AlarmRule": "ALARM(x)"},
+                ]
+            }
+        )
+
+
+# -- input robustness ----------------------------------------------------------------------
+
+
+def test_bad_lines_are_counted_never_raised() -> None:
+    ev = Evaluator({"MetricAlarms": [alarm()]}, start=T0)
+    bad = [
+        "",
+        "not json",
+        "[1, 2]",
+        '{"no": "emf"}',
+        '{"_aws": {"Timestamp": "x"}}',
+        emf(T0, {"Latency": "fast"}),
+        emf(T0, {"Latency": [1, "x"]}),
+        b"\xff\xfe",
+        emf(T0, {"Latency": {"Values": [1], "Counts": [1, 2]}}),
+    ]
+    assert sum(ev.ingest_line(x) for x in bad) == 0
+    assert ev.stats["bad_lines"] == len(bad)
+    assert ev.advance(T0)[0].state == "INSUFFICIENT_DATA"
+
+
+def test_cloudwatch_logs_export_lines() -> None:
+    inner = emf(T0, {"Latency": [500]})
+    lines = [
+        json.dumps({"timestamp": T0 * 1000, "message": inner, "logStreamName": "s"}),
+        f"2027-01-15T08:00:00.000Z\t{inner}",
+        f"2027-01-15T08:00:00.000Z {inner}",
+    ]
+    _ev, evals = run([alarm(stat="SampleCount")], lines, T0 + 10)
+    assert last(evals).value == 3
+
+
+def test_aws_namespace_alarms_report_no_data() -> None:
+    a = alarm("alb", treat="notBreaching")
+    a["Namespace"] = "AWS/ApplicationELB"
+    ev, evals = run([a], [emf(T0, {"Latency": [1]})], T0 + 30)
+    assert ev.states["alb"] == "INSUFFICIENT_DATA"
+    assert "no data" in last(evals, "alb").reason
+
+
+def test_milliseconds_passed_to_advance_is_refused() -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        Evaluator({"MetricAlarms": [alarm()]}).advance(T0 * 1000.0)

@@ -1,0 +1,111 @@
+"""Spec validation: every bad field gets one error naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from alarms import POINTS_SERVICE_SPEC, SpecError, load_spec, parse_spec
+
+
+def base() -> dict[str, Any]:
+    return yaml.safe_load(POINTS_SERVICE_SPEC.read_text())
+
+
+def test_points_service_spec_loads(spec) -> None:
+    assert spec.service == "points-service"
+    assert spec.namespace == "SafeDeploy"
+    assert (spec.versions.blue, spec.versions.green) == ("v1", "v2")
+    assert spec.profile("rehearsal").period_s == 10
+    assert spec.profile("production").period_s == 60
+    assert spec.latency.statistic == "Average"
+    assert spec.latency.evaluate_low_sample_count_percentile == "ignore"
+
+
+def test_minimal_spec_gets_defaults() -> None:
+    spec = parse_spec({"service": "svc"})
+    assert spec.namespace == "SafeDeploy"
+    assert spec.slo.target == 0.999
+    assert [w.burn_rate for w in spec.slo.burn_windows] == [14.4, 6.0]
+    assert spec.deployment.deployment_group == "svc-dg"
+    assert set(spec.profiles) == {"production", "rehearsal"}
+
+
+def test_worker_and_alb_can_be_switched_off() -> None:
+    spec = parse_spec({"service": "svc", "worker": False, "alb": False})
+    assert spec.worker is None and spec.alb is None
+
+
+def edit(path: str, value: Any) -> dict[str, Any]:
+    data = base()
+    *parents, key = path.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+    if value is DELETE:
+        del node[key]
+    else:
+        node[key] = value
+    return data
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("latency.threshold_ms", -5, "latency.threshold_ms: must be a positive number"),
+        ("latency.threshold_ms", "fast", "latency.threshold_ms: must be a number"),
+        ("latency.statistic", "p99", "latency.statistic: must be one of"),
+        ("latency.percentile", "p100", "latency.percentile: must look like"),
+        (
+            "latency.evaluate_low_sample_count_percentile",
+            "maybe",
+            "must be one of evaluate, ignore",
+        ),
+        ("service", DELETE, "service: is required"),
+        ("service", "bad name!", "service: must be a name"),
+        ("namespace", "AWS/ECS", "namespace: must not start with 'AWS/'"),
+        ("slo.target", 99.9, "slo.target: must be between 0 and 1"),
+        ("errors.rate_threshold_percent", 150, "errors.rate_threshold_percent: must be <= 100"),
+        ("worker.backlog_threshold", True, "worker.backlog_threshold: must be a number"),
+        ("worker.dead_letter_threshold", -1, "worker.dead_letter_threshold: must be >= 0"),
+        (
+            "profiles.rehearsal.period_s",
+            15,
+            "profiles.rehearsal.period_s: must be 10, 30 or a multiple",
+        ),
+        ("profiles.rehearsal.datapoints_to_alarm", 4, "datapoints_to_alarm: must be <="),
+        ("profiles.production.evaluation_periods", 2000, "must be <= 1 day"),
+        ("versions.green", "v1", "versions.green: must differ from versions.blue"),
+        ("latency.colour", "red", "latency.colour: unknown field"),
+        ("account_id", "42", "account_id: must be a 12-digit string"),
+        ("slo.burn_windows", [{"long_s": 300, "short_s": 3600}], "short_s: must be shorter"),
+    ],
+)
+def test_bad_field_is_named(path: str, value: Any, message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec(edit(path, value))
+    text = str(err.value)
+    assert text.startswith("spec error: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_not_a_mapping() -> None:
+    with pytest.raises(SpecError, match="must be a mapping"):
+        parse_spec(["service"])
+
+
+def test_bad_yaml_and_unreadable_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("service: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.yaml")
+    assert isinstance(SpecError("x", "y"), ValueError)
