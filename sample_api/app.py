@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from sample_api import problems
-from sample_api.config import Config
+from sample_api.config import Config, ConfigError
 from sample_api.domain import PointsService
 from sample_api.ratelimit import RateLimiter
 from sample_api.storage import Storage, open_storage
@@ -39,9 +40,25 @@ def load_openapi() -> dict[str, Any]:
     return json.loads(resources.files("sample_api").joinpath("openapi.json").read_text("utf-8"))
 
 
+def _open_storage(config: Config) -> Storage:
+    try:
+        return open_storage(config.storage_env())
+    except ValueError as exc:  # e.g. POINTS_TABLE missing for POINTS_STORE=dynamodb
+        raise ConfigError(str(exc)) from None
+
+
+def check_config(env: Mapping[str, str] | None = None) -> Config:
+    """Everything ``create_app()`` would refuse, checked up front (gunicorn's master calls this):
+    the settings and the storage backend's own variables. Raises :class:`ConfigError`."""
+    config = Config.from_env(env)
+    _open_storage(config).close()  # opening a backend does no I/O
+    return config
+
+
 def create_app(config: Config | None = None, *, storage: Storage | None = None) -> Flask:
     """Build the points service. ``config`` defaults to ``Config.from_env()`` (which raises
-    ``ConfigError`` on a bad variable); ``storage`` defaults to ``open_storage()`` of the config."""
+    ``ConfigError`` on a bad variable); ``storage`` defaults to ``open_storage()`` of the config
+    (a backend that cannot be configured raises ``ConfigError`` too)."""
     from sample_api.views import health, meta, points
 
     config = config or Config.from_env()
@@ -49,7 +66,7 @@ def create_app(config: Config | None = None, *, storage: Storage | None = None) 
     # werkzeug enforces this while reading the body and raises 413, rendered as a problem.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = storage if storage is not None else open_storage(config.storage_env())
+    store = storage if storage is not None else _open_storage(config)
     app.extensions[EXTENSION] = AppState(
         config=config,
         storage=store,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from sample_api.config import Config, ConfigError
+from sample_api.app import check_config as _check_config
+from sample_api.config import ConfigError as _ConfigError
 
 
 def _int(name: str, default: int, low: int, high: int) -> int:
@@ -35,8 +36,8 @@ def _int(name: str, default: int, low: int, high: int) -> int:
 # Check the app's settings once in the master, so a bad variable stops start-up with one line
 # instead of every worker failing to boot.
 try:
-    Config.from_env()
-except ConfigError as _exc:
+    _check_config()
+except _ConfigError as _exc:
     print(f"points-service: configuration error: {_exc}", file=sys.stderr)
     raise SystemExit(2) from None
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from sample_api import Config, ConfigError, RateLimitSettings
+from sample_api import Config, ConfigError, RateLimitSettings, create_app
 from tests.support.processes import ROOT
 
 
@@ -101,3 +101,29 @@ def test_wsgi_import_exits_with_gunicorns_app_load_error() -> None:
     )
     assert proc.returncode == 4
     assert "RATE_LIMIT_MODE" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_backend_settings_are_checked_at_start_up_too() -> None:
+    from sample_api.app import check_config
+
+    with pytest.raises(ConfigError, match="POINTS_TABLE"):
+        check_config({"POINTS_STORE": "dynamodb"})
+    with pytest.raises(ConfigError, match="POINTS_TABLE"):
+        create_app(Config(store="dynamodb"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "sample_api/gunicorn.conf.py",
+            "sample_api.wsgi:app",
+        ],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "POINTS_STORE": "dynamodb", "BIND": "127.0.0.1:0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "POINTS_TABLE" in proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import statistics
@@ -80,6 +81,43 @@ def test_concurrent_duplicates_across_workers_and_versions_credit_once(tmp_path:
         # Blue grants 10 points per 1000 JPY, green 20: the balance is the sum of what was stored.
         assert history["balance"] == sum(e["points"] for e in history["entries"])
         assert call(green, "/v1/users/carol/points")[2]["balance"] == history["balance"]
+        _check_body_limits_over_the_wire(blue)
+
+
+def _raw(base: str, body: Any, headers: dict[str, str], chunked: bool = False) -> tuple[int, Any]:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("POST", GRANTS, body=body, headers=headers, encode_chunked=chunked)
+        response = conn.getresponse()
+        return response.status, (response.getheader("Content-Type"), response.read())
+    finally:
+        conn.close()
+
+
+def _check_body_limits_over_the_wire(base: str) -> None:
+    """413 also holds behind gunicorn, whether the client declares the size or streams chunks."""
+    big = b'{"pad": "' + b"x" * 40_000 + b'"}'
+    declared = _raw(base, big, {"Content-Type": "application/json"})
+    streamed = _raw(
+        base,
+        iter([big[i : i + 4096] for i in range(0, len(big), 4096)]),
+        {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        chunked=True,
+    )
+    for status, (content_type, payload) in (declared, streamed):
+        assert status == 413 and content_type == "application/problem+json"
+        assert json.loads(payload)["status"] == 413
+    status, (content_type, _) = _raw(base, b"{", {"Content-Type": "application/json"})
+    assert (status, content_type) == (400, "application/problem+json")
+    small = b'{"user_id": "frank", "order_id": "chunked", "amount_jpy": 300}'
+    status, (_, payload) = _raw(
+        base,
+        iter([small[:10], small[10:]]),
+        {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        chunked=True,
+    )
+    assert status == 201 and json.loads(payload)["points"] == 3
 
 
 def test_sigterm_drains_the_in_flight_request(tmp_path: Path) -> None:
