@@ -19,7 +19,7 @@ from telemetry.sinks import OUTPUT_LOCK
 
 # attributes every LogRecord has; anything else was passed with ``extra=`` and is logged
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "telemetry"}
-_CORE = ("time", "level", "message", "logger", "service", "version")
+_encode = json.JSONEncoder(default=str).encode  # ensure_ascii: U+2028 etc. escaped too
 
 
 def xray_trace_id(trace_id: int) -> str:
@@ -44,12 +44,13 @@ class JsonFormatter(logging.Formatter):
             self._sec = sec
         return f"{self._sec_text}.{int((created - sec) * 1000):03d}Z"
 
-    def format(self, record: logging.LogRecord) -> str:
+    def document(self, created: float, level: str, message: str, logger: str) -> dict[str, object]:
+        """The core fields plus request id, trace id and span id of the current context."""
         doc: dict[str, object] = {
-            "time": self._time(record.created),
-            "level": record.levelname,
-            "message": record.getMessage(),
-            "logger": record.name,
+            "time": self._time(created),
+            "level": level,
+            "message": message,
+            "logger": logger,
             "service": self.service,
             "version": self.version,
         }
@@ -63,6 +64,10 @@ class JsonFormatter(logging.Formatter):
         if ctx.trace_id:
             doc["trace_id"] = xray_trace_id(ctx.trace_id)
             doc["span_id"] = f"{ctx.span_id:016x}"
+        return doc
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = self.document(record.created, record.levelname, record.getMessage(), record.name)
         fields = record.__dict__.get("telemetry")
         if fields:
             for k, v in fields.items():
@@ -74,7 +79,7 @@ class JsonFormatter(logging.Formatter):
             doc["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             doc["exception"] = record.exc_text
-        return json.dumps(doc, default=str)
+        return _encode(doc)
 
 
 class JsonHandler(logging.Handler):
@@ -92,15 +97,49 @@ class JsonHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + "\n"
-            stream = self.stream or sys.stdout
-            with OUTPUT_LOCK:
-                stream.write(line)
-                stream.flush()
+            self.write(self.format(record))
         except RecursionError:  # pragma: no cover - as logging.Handler does
             raise
         except Exception as exc:
             _errors.record("log", repr(exc))
+
+    def write(self, line: str) -> None:
+        stream = self.stream or sys.stdout
+        with OUTPUT_LOCK:
+            stream.write(line + "\n")
+            stream.flush()
+
+    def emit_fields(self, level: int, message: str, logger: str, fields: dict) -> None:
+        """An access line without building a ``LogRecord`` (used only when the logging
+        configuration makes the result identical: see :func:`direct_handler`)."""
+        try:
+            fmt: JsonFormatter = self.formatter  # type: ignore[assignment]
+            doc = fmt.document(time.time(), logging.getLevelName(level), message, logger)
+            for k, v in fields.items():
+                doc.setdefault(k, v)
+            self.write(_encode(doc))
+        except Exception as exc:
+            _errors.record("log", repr(exc))
+
+
+def direct_handler(logger: logging.Logger, level: int) -> JsonHandler | None:
+    """Our handler, if a record from ``logger`` at ``level`` would reach exactly it and nothing
+    else (no filters, no other handlers); then the caller may skip the ``LogRecord``."""
+    if logger.handlers or logger.filters or not logger.propagate or logger.disabled:
+        return None
+    parent = logger.parent
+    while parent is not None and parent.parent is not None:  # up to, not including, the root
+        if parent.handlers or parent.filters or not parent.propagate or parent.disabled:
+            return None
+        parent = parent.parent
+    root = logging.root
+    handlers = root.handlers
+    if len(handlers) != 1 or root.filters:
+        return None
+    h = handlers[0]
+    if type(h) is not JsonHandler or h.filters or level < h.level:
+        return None
+    return h
 
 
 def install(service: str, version: str, level: str, stream: TextIO | None = None) -> JsonHandler:

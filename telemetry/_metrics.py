@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterable
 
 from aws_embedded_metrics import constants as emf_limits
@@ -29,6 +30,7 @@ MAX_METRICS = emf_limits.MAX_METRICS_PER_EVENT  # 100 per directive
 MAX_DIMENSIONS = emf_limits.MAX_DIMENSION_SET_SIZE  # 30 per dimension set
 MAX_DIM_VALUE = emf_limits.MAX_DIMENSION_VALUE_LENGTH  # 1024 characters
 MAX_GAUGE_VALUES = MAX_PER_ARRAY
+MAX_PENDING = 20_000  # request entries waiting for the flush thread
 
 _DEFS = {m.name: m for m in catalog.METRICS}
 _API_SETS = catalog.get("Requests").dimension_sets
@@ -103,6 +105,7 @@ class Aggregator:
         self.interval_ms = max(1, round(settings.flush_interval_s * 1000))
         self._counts_mode = settings.histogram == "counts"
         self._lock = threading.Lock()
+        self._requests: deque[tuple[float, str, int, float]] = deque()
         self._windows: dict[int, _Window] = {}
         self._cur: _Window | None = None
         self._thread: threading.Thread | None = None
@@ -157,9 +160,28 @@ class Aggregator:
         return d
 
     def record_request(self, route: str, status: int, latency_ms: float) -> None:
-        """RED for one request: ``Requests``, ``ServerErrors``, ``ClientErrors``, ``Latency``."""
-        now = time.time()
-        with self._lock:
+        """RED for one request: ``Requests``, ``ServerErrors``, ``ClientErrors``, ``Latency``.
+
+        The request path only appends to a deque (atomic, no lock); the flush thread folds the
+        entries into their windows. Bounded: past ``MAX_PENDING`` entries the caller folds them.
+        """
+        q = self._requests
+        q.append((time.time(), route, status, latency_ms))
+        if len(q) > MAX_PENDING:
+            with self._lock:
+                self._drain()
+        if self._thread is None:
+            self._start_thread()
+
+    def _drain(self) -> None:
+        """Fold the pending request entries into their windows; the caller holds the lock."""
+        q = self._requests
+        pop = q.popleft
+        for _ in range(len(q)):
+            try:
+                now, route, status, latency_ms = pop()
+            except IndexError:
+                break
             w = self._window(now)
             s = self._series(w, _API_SETS, self._route(w, route))
             if not s.zero_filled:
@@ -171,8 +193,6 @@ class Aggregator:
             elif status >= 400:
                 c["ClientErrors"] += 1
             self._dist(s, "Latency").add(latency_ms)
-        if self._thread is None:
-            self._start_thread()
 
     def add(self, metric: catalog.MetricDef, value: float, route: str | None = None) -> None:
         """One observation of a declared metric (already validated)."""
@@ -285,6 +305,7 @@ class Aggregator:
         """Write every ended window (all windows if ``final``); return the number of lines."""
         try:
             with self._lock:
+                self._drain()
                 now = time.time()
                 cur_ms = (int(now * 1000) // self.interval_ms) * self.interval_ms
                 self._utilization(cur_ms + self.interval_ms if final else cur_ms, now)
@@ -403,6 +424,7 @@ class Aggregator:
     def _after_fork_child(self) -> None:
         # The parent still owns (and will flush) its windows; the child starts empty.
         self._lock = threading.Lock()
+        self._requests = deque()
         self._windows = {}
         self._cur = None
         self._thread = None

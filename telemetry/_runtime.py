@@ -26,6 +26,7 @@ class State:
         self.aggregator: Aggregator | None = None
         self.provider: TracerProvider | None = None
         self.tracer: trace.Tracer | None = None
+        self.server_spans: _tracing.ServerSpans | None = None
         self.propagator: TextMapPropagator = _tracing.build_propagator(
             os.environ.get("OTEL_PROPAGATORS") or _tracing.DEFAULT_PROPAGATORS
         )
@@ -103,6 +104,7 @@ def configure(
             state.provider = None
         state.provider_pid = os.getpid()
         state.tracer = state.provider.get_tracer("telemetry") if state.provider else None
+        state.server_spans = _tracing.ServerSpans(state.provider) if state.provider else None
         try:
             _tracing.install_global(state.provider, state.propagator)
         except Exception as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from importlib.metadata import entry_points
@@ -184,3 +185,100 @@ def install_global(provider: TracerProvider | None, propagator: TextMapPropagato
         else:
             return  # the application installed its own provider; leave it alone
     _global.current = provider
+
+
+class ServerSpans:
+    """Lean server spans on the SDK's own parts.
+
+    ``tracer.start_span()`` costs ~17 us per span on this machine (locks, bounded attribute and
+    event containers, span limits) before any attribute is set; a request only needs its ids, a
+    sampling decision, a start time and, at the end, one immutable ``ReadableSpan``. So this
+    takes the provider's id generator, sampler, resource and span processors, keeps a
+    ``NonRecordingSpan`` carrying the request's ``SpanContext`` as the current span (propagation,
+    log correlation and child spans all see the right ids) and hands a finished ``ReadableSpan``
+    to the processors (``BatchSpanProcessor`` -> OTLP) at the end: about a third of the cost.
+    """
+
+    def __init__(self, provider: TracerProvider, scope_name: str = "telemetry.flask") -> None:
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        self.sampler = provider.sampler
+        self.id_generator = provider.id_generator
+        self.resource = provider.resource
+        self.processor = getattr(provider, "_active_span_processor", None)
+        self.scope = InstrumentationScope(scope_name)
+
+    def start(
+        self, parent: object | None, name: str, kind: trace.SpanKind
+    ) -> tuple[trace.SpanContext, trace.SpanContext | None, bool]:
+        """(this span's context, the parent's context or None, whether to record it)."""
+        parent_sc = None
+        if parent is not None:
+            sc = trace.get_current_span(parent).get_span_context()  # type: ignore[arg-type]
+            if sc.is_valid:
+                parent_sc = sc
+        trace_id = (
+            parent_sc.trace_id if parent_sc is not None else self.id_generator.generate_trace_id()
+        )
+        result = self.sampler.should_sample(parent, trace_id, name, kind)  # type: ignore[arg-type]
+        sampled = result.decision.is_sampled()
+        span_context = trace.SpanContext(
+            trace_id,
+            self.id_generator.generate_span_id(),
+            False,
+            _SAMPLED if sampled else _NOT_SAMPLED,
+            result.trace_state,
+        )
+        return (
+            span_context,
+            parent_sc,
+            result.decision.is_recording() and self.processor is not None,
+        )
+
+    def end(
+        self,
+        name: str,
+        span_context: trace.SpanContext,
+        parent: trace.SpanContext | None,
+        kind: trace.SpanKind,
+        start_ns: int,
+        attributes: dict,
+        error: BaseException | None = None,
+        failed: bool = False,
+    ) -> None:
+        from opentelemetry.sdk.trace import Event, ReadableSpan
+
+        events: tuple = ()
+        if error is not None:
+            import traceback
+
+            events = (
+                Event(
+                    "exception",
+                    {
+                        "exception.type": type(error).__qualname__,
+                        "exception.message": str(error),
+                        "exception.stacktrace": "".join(traceback.format_exception(error)),
+                    },
+                ),
+            )
+        span = ReadableSpan(
+            name=name,
+            context=span_context,
+            parent=parent,
+            resource=self.resource,
+            attributes=attributes,
+            events=events,
+            kind=kind,
+            status=_STATUS_ERROR if failed else _STATUS_UNSET,
+            start_time=start_ns,
+            end_time=time.time_ns(),
+            instrumentation_scope=self.scope,
+        )
+        self.processor.on_end(span)  # type: ignore[union-attr]
+
+
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+_NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
+_STATUS_ERROR = trace.Status(trace.StatusCode.ERROR)
+_STATUS_UNSET = trace.Status(trace.StatusCode.UNSET)

@@ -1,16 +1,21 @@
 """``instrument(app)``: RED metrics, a JSON access line and a server span for every request.
 
-A lean WSGI wrapper around ``app.wsgi_app`` (timing, request id, span, access line) plus one
-``before_request`` hook that reads the matched route template. It creates spans directly with the
-OpenTelemetry SDK tracer instead of using ``opentelemetry-instrumentation-flask``, which costs
-more than the whole budget here (see docs/telemetry.md, "Benchmarks").
+A lean WSGI wrapper around ``app.wsgi_app`` (timing, request id, span, access line) and a
+``request_class`` whose ``url_rule`` setter notes the matched route template for the request.
+Spans are made with the OpenTelemetry SDK's own id generator, sampler, resource and span
+processors (:class:`telemetry._tracing.ServerSpans`) rather than with
+``opentelemetry-instrumentation-flask``, which alone costs more than the whole budget
+(docs/telemetry.md, "Benchmarks").
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import random
 import re
+import time
 from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
@@ -20,25 +25,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
-from telemetry import _context, _errors, _runtime, _tracing, catalog
+from telemetry import _context, _errors, _logging, _runtime, _tracing, catalog
 
 __all__ = ["instrument"]
 
 _access = logging.getLogger("telemetry.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _SERVER = trace.SpanKind.SERVER
-_ERROR = trace.Status(trace.StatusCode.ERROR)
-
-try:  # the request context without going through the LocalProxy (cheaper per request)
-    from flask.globals import _cv_request
-
-    def _url_rule() -> Any:
-        return _cv_request.get().request.url_rule
-
-except ImportError:  # pragma: no cover - other Flask versions
-
-    def _url_rule() -> Any:
-        return flask.request.url_rule
 
 
 class _EnvironGetter(Getter[dict]):
@@ -55,14 +48,43 @@ class _EnvironGetter(Getter[dict]):
 _getter = _EnvironGetter()
 
 
-def _capture_route() -> None:
-    scope = _context.current.get()
-    if scope is not None:
-        try:
-            rule = _url_rule()
-            scope.route = rule.rule if rule is not None else catalog.UNMATCHED_ROUTE
-        except Exception as exc:
-            _errors.record("internal", repr(exc))
+class _RequestIds:
+    """Unique request ids, cheaply: 64 random bits per process (re-drawn after fork) + a counter."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = f"{random.getrandbits(64):016x}"
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_ids = _RequestIds()
+
+
+def _request_class(base: type) -> type:
+    """``base`` whose ``url_rule`` assignment (done by Flask right after routing, before any
+    ``before_request`` hook) also records the route template in the telemetry scope."""
+
+    class Request(base):  # type: ignore[misc, valid-type]
+        @property
+        def url_rule(self) -> Any:
+            return self.__dict__.get("_telemetry_url_rule")
+
+        @url_rule.setter
+        def url_rule(self, rule: Any) -> None:
+            self.__dict__["_telemetry_url_rule"] = rule
+            scope = _context.current.get()
+            if scope is not None and rule is not None:
+                scope.route = rule.rule
+
+    Request.__name__ = Request.__qualname__ = base.__name__
+    Request.__module__ = base.__module__
+    return Request
 
 
 class _Middleware:
@@ -73,7 +95,7 @@ class _Middleware:
         self._settings = None
         self._exclude: re.Pattern[str] | None = None
         self._trace_keys: tuple[str, ...] = ()
-        self._propagator = None
+        self._propagator: Any = None
 
     def _refresh(self) -> None:
         """Re-read settings after every ``configure()`` (e.g. in gunicorn's post_fork)."""
@@ -104,46 +126,50 @@ class _Middleware:
 
     def _call(self, environ: dict, start_response: Callable, path: str) -> Iterable[bytes]:
         t0 = perf_counter()
-        scope = span = token = ctx_token = None
-        method = environ.get("REQUEST_METHOD", "GET")
-        state: list[Any] = [500, None]
+        token = ctx_token = span = None
+        # [status, content-length]; 500 unless start_response says otherwise
+        resp: list[Any] = [500, None]
         try:
+            method = environ.get("REQUEST_METHOD", "GET")
             rid = environ.get("HTTP_X_REQUEST_ID")
             if rid is None or not _REQUEST_ID.fullmatch(rid):
-                rid = f"{random.getrandbits(128):032x}"
+                rid = _ids.next()
             scope = _context.Scope(rid)
             token = _context.current.set(scope)
-            tracer = _runtime.state.tracer if self.tracing else None
-            if tracer is not None:
-                span, ctx_token = self._start_span(tracer, environ, method, path)
+            spans = _runtime.state.server_spans if self.tracing else None
+            if spans is not None:
+                span, ctx_token = self._start_span(spans, environ, method)
 
             def _start_response(status: str, headers: list, exc_info: Any = None) -> Any:
-                state[0] = int(status[:3])
+                resp[0] = int(status[:3])
                 for k, v in headers:
-                    if k.lower() == "content-length":
-                        state[1] = v
+                    if k == "Content-Length" or k.lower() == "content-length":
+                        resp[1] = v
                         break
                 headers.append(("X-Request-Id", rid))
                 return start_response(status, headers, exc_info)
 
         except Exception as exc:  # telemetry failed: serve the request anyway
             _errors.record("internal", repr(exc))
+            if ctx_token is not None:
+                otel_context.detach(ctx_token)
+            if token is not None:
+                _context.current.reset(token)
             return self.wsgi_app(environ, start_response)
         error: BaseException | None = None
         try:
             return self.wsgi_app(environ, _start_response)
         except BaseException as exc:
             error = exc
-            state[0] = 500
+            resp[0] = 500
             raise
         finally:
-            self._finish(t0, method, path, scope, state, span, error)
+            self._finish(t0, method, path, scope, resp, span, error)
             if ctx_token is not None:
                 otel_context.detach(ctx_token)
-            if token is not None:
-                _context.current.reset(token)
+            _context.current.reset(token)
 
-    def _start_span(self, tracer: trace.Tracer, environ: dict, method: str, path: str):
+    def _start_span(self, spans: _tracing.ServerSpans, environ: dict, method: str) -> tuple:
         parent = None
         forced = None
         for key in self._trace_keys:
@@ -156,50 +182,53 @@ class _Middleware:
                         forced = _tracing.forced_trace_id.set(root)
                 break
         try:
-            span = tracer.start_span(
-                method,
-                context=parent,
-                kind=_SERVER,
-                attributes={"http.request.method": method, "url.path": path},
-            )
+            sc, parent_sc, record = spans.start(parent, method, _SERVER)
         finally:
             if forced is not None:
                 _tracing.forced_trace_id.reset(forced)
-        ctx_token = otel_context.attach(trace.set_span_in_context(span, parent))
-        return span, ctx_token
+        ctx = trace.set_span_in_context(trace.NonRecordingSpan(sc), parent)
+        ctx_token = otel_context.attach(ctx)
+        return (spans, sc, parent_sc, record, time.time_ns()), ctx_token
 
     def _finish(
         self,
         t0: float,
         method: str,
         path: str,
-        scope: _context.Scope | None,
-        state: list[Any],
-        span: Any,
+        scope: _context.Scope,
+        resp: list[Any],
+        span: tuple | None,
         error: BaseException | None,
     ) -> None:
         try:
             ms = (perf_counter() - t0) * 1000.0
-            status = state[0]
-            route = (scope.route if scope is not None else None) or catalog.UNMATCHED_ROUTE
+            status = resp[0]
+            route = scope.route or catalog.UNMATCHED_ROUTE
             _runtime.aggregator().record_request(route, status, ms)
             st = self._settings
-            log = st.access_log_sample > 0 if self.access_log is None else self.access_log
-            if log and (
-                status >= 400
-                or st.access_log_sample >= 1.0
-                or random.random() < st.access_log_sample
+            sample = st.access_log_sample
+            if (self.access_log if self.access_log is not None else sample > 0) and (
+                status >= 400 or sample >= 1.0 or random.random() < sample
             ):
-                self._log(method, path, route, status, ms, state[1], error)
+                self._log(method, path, route, status, ms, resp[1], error)
             if span is not None:
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    if error is not None:
-                        span.record_exception(error)
-                    span.set_status(_ERROR)
-                span.end()
+                spans, sc, parent_sc, record, start_ns = span
+                if record:
+                    spans.end(
+                        f"{method} {route}",
+                        sc,
+                        parent_sc,
+                        _SERVER,
+                        start_ns,
+                        {
+                            "http.request.method": method,
+                            "http.route": route,
+                            "url.path": path,
+                            "http.response.status_code": status,
+                        },
+                        error,
+                        status >= 500,
+                    )
         except Exception as exc:
             _errors.record("internal", repr(exc))
 
@@ -207,16 +236,7 @@ class _Middleware:
         level = logging.ERROR if status >= 500 else logging.INFO
         if not _access.isEnabledFor(level):
             return
-        record = _access.makeRecord(
-            _access.name,
-            level,
-            "",
-            0,
-            "%s %s %s",
-            (method, path, status),
-            (type(error), error, error.__traceback__) if error is not None else None,
-        )
-        record.telemetry = {
+        fields = {
             "method": method,
             "route": route,
             "path": path,
@@ -224,6 +244,21 @@ class _Middleware:
             "duration_ms": round(ms, 3),
             "bytes": int(size) if size is not None and size.isdigit() else None,
         }
+        message = f"{method} {path} {status}"
+        direct = _logging.direct_handler(_access, level) if error is None else None
+        if direct is not None:
+            direct.emit_fields(level, message, _access.name, fields)
+            return
+        record = _access.makeRecord(
+            _access.name,
+            level,
+            "",
+            0,
+            message,
+            None,
+            (type(error), error, error.__traceback__) if error is not None else None,
+        )
+        record.telemetry = fields
         _access.handle(record)
 
 
@@ -234,14 +269,14 @@ def instrument(
     server span per request. Paths matching ``TELEMETRY_EXCLUDE_PATHS`` are not instrumented.
 
     ``access_log=False`` turns access lines off (``None``: on, sampled by
-    ``TELEMETRY_ACCESS_LOG_SAMPLE``); ``tracing=False`` creates no spans. Idempotent.
+    ``TELEMETRY_ACCESS_LOG_SAMPLE``); ``tracing=False`` creates no spans. Idempotent; never
+    raises.
     """
     try:
         if app.extensions.get("telemetry") is not None:
             return app
+        app.request_class = _request_class(app.request_class)
         app.wsgi_app = _Middleware(app.wsgi_app, access_log, tracing)  # type: ignore[method-assign]
-        # first, so it runs even when a later before_request hook answers (e.g. a rate limiter)
-        app.before_request_funcs.setdefault(None, []).insert(0, _capture_route)
         app.extensions["telemetry"] = app.wsgi_app
     except Exception as exc:
         _errors.record("internal", repr(exc))
