@@ -1,0 +1,223 @@
+"""The image: hadolint, the Dockerfile's promises, its exact CMD run locally, and (where buildah is
+installed) a real build whose container answers /healthz."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.deploy._cfn import DEPLOY, ROOT
+from tests.support.processes import child, free_port, wait_http
+
+HADOLINT = Path(sys.executable).with_name("hadolint")
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def _final_stage() -> dict:
+    """ENV, WORKDIR, USER, CMD, HEALTHCHECK, EXPOSE, COPY of the Dockerfile's last stage."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    start = max(i for i, ln in enumerate(lines) if ln.upper().startswith("FROM "))
+    stage: dict = {"env": {}, "copy": [], "from": lines[start]}
+    for line in lines[start + 1 :]:
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "ENV":
+            for pair in shlex.split(rest):
+                key, _, value = pair.partition("=")
+                stage["env"][key] = value
+        elif keyword in ("CMD", "WORKDIR", "USER", "EXPOSE"):
+            stage[keyword.lower()] = json.loads(rest) if keyword == "CMD" else rest.strip()
+        elif keyword == "HEALTHCHECK":
+            stage["healthcheck"] = json.loads(rest[rest.index("CMD ") + 4 :])
+        elif keyword == "COPY":
+            stage["copy"].append(rest)
+    return stage
+
+
+def _local_env(stage: dict, port: int, tmp_path: Path) -> dict[str, str]:
+    """The image's environment on this machine: /opt/venv is our .venv, the app listens on
+    127.0.0.1 only (in the container it binds 0.0.0.0), SQLite lives in a temporary directory."""
+    env = {k: v.replace("$PATH", os.environ["PATH"]) for k, v in stage["env"].items()}
+    env["PATH"] = env["PATH"].replace("/opt/venv/bin", str(Path(sys.executable).parent))
+    env["BIND"] = f"127.0.0.1:{port}"
+    env["PORT"] = str(port)
+    env["POINTS_DB_PATH"] = str(tmp_path / "points.db")
+    return env
+
+
+# -- hadolint ------------------------------------------------------------------------------------
+
+
+def test_hadolint_passes() -> None:
+    proc = subprocess.run(
+        [str(HADOLINT), str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hadolint_does_flag_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install curl\nCMD gunicorn app\n")
+    proc = subprocess.run([str(HADOLINT), str(bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "DL3007" in proc.stdout  # the :latest tag
+
+
+# -- what the Dockerfile promises ----------------------------------------------------------------
+
+
+def test_dockerfile_contract() -> None:
+    text = DOCKERFILE.read_text()
+    stage = _final_stage()
+    assert "ARG PYTHON_IMAGE=python:3.12-slim" in text
+    assert text.count("FROM ${PYTHON_IMAGE}") == 2  # multi-stage, both from the build argument
+    # dependencies come from the project's metadata, and those extras exist
+    assert 'pip install ".[api,worker]"' in text
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert {"api", "worker"} <= set(extras)
+    assert stage["user"].split(":")[0] not in ("", "0", "root")
+    assert stage["env"]["PYTHONUNBUFFERED"] == "1"
+    assert stage["cmd"][:3] == ["gunicorn", "--config", "sample_api/gunicorn.conf.py"]
+    assert stage["cmd"][stage["cmd"].index("--worker-tmp-dir") + 1] == "/dev/shm"
+    assert stage["healthcheck"][0] == "python" and "curl" not in " ".join(stage["healthcheck"])
+    assert stage["expose"] == "8080"
+    # the config path the CMD names is copied to the same place under WORKDIR
+    assert any("sample_api/gunicorn.conf.py" in c for c in stage["copy"])
+    assert (ROOT / stage["cmd"][2]).is_file()
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    rules = [
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    assert rules[0] == "*"  # deny by default, then allow what the build copies
+    allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
+    copied = set()
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            copied.update(p.rstrip("*").split("/")[0] for p in line.split()[1:-1])
+    assert copied <= allowed, copied - allowed
+    assert not allowed & {".venv", ".git", "tests", "out", "deploy"}
+
+
+# -- the image's exact CMD, run here -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_image_cmd_serves_healthz_and_the_healthcheck_agrees(tmp_path: Path) -> None:
+    stage = _final_stage()
+    port = free_port()
+    env = _local_env(stage, port, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    healthcheck = [sys.executable, *stage["healthcheck"][1:]]
+    # The checkout has the same layout as WORKDIR /app (sample_api/gunicorn.conf.py).
+    with child(stage["cmd"], env=env, ready_url=base + "/healthz") as proc:
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as resp:
+            assert resp.status == 200
+        ok = subprocess.run(healthcheck, env={**os.environ, **env}, timeout=30)
+        assert ok.returncode == 0
+        assert proc.poll() is None
+    down = subprocess.run(healthcheck, env={**os.environ, **env}, capture_output=True, timeout=30)
+    assert down.returncode != 0  # nothing listens any more: the check must fail
+
+
+def test_same_image_runs_the_worker_command(tmp_path: Path) -> None:
+    """The worker's task command (``python -m worker``) with the image's environment: without
+    QUEUE_URL it must stop with one clear line and exit status 2, not a traceback."""
+    stage = _final_stage()
+    env = {**os.environ, **_local_env(stage, free_port(), tmp_path)}
+    env.pop("QUEUE_URL", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "QUEUE_URL" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- a real image, built without a Docker daemon -------------------------------------------------
+
+
+def _buildah(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["buildah", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+        env={**os.environ, "BUILDAH_ISOLATION": "chroot"},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("buildah") is None or shutil.which("debootstrap") is None,
+    reason="needs buildah and debootstrap (apt-get install -y buildah debootstrap)",
+)
+@pytest.mark.timeout(900)
+def test_built_image_answers_healthz() -> None:
+    tag = "localhost/points-service:test"
+    build = subprocess.run(
+        ["bash", str(DEPLOY / "build-local-image.sh"), tag],
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    config = json.loads(_buildah("inspect", "--type", "image", tag).stdout)["Docker"]["config"]
+    assert config["User"] == "10001:10001" and config["WorkingDir"] == "/app"
+    name = f"points-test-{uuid.uuid4().hex[:8]}"
+    _buildah("from", "--name", name, tag)
+    try:
+        port = free_port()
+        run = [
+            "run",
+            "--user",
+            config["User"],
+            "-e",
+            f"BIND=127.0.0.1:{port}",
+            "-e",
+            f"PORT={port}",
+        ]
+        # buildah run does not start the image's CMD by itself: run exactly that command.
+        server = subprocess.Popen(
+            ["buildah", *run, name, "--", *config["Cmd"]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "BUILDAH_ISOLATION": "chroot"},
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=60, proc=server)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                assert r.status == 200
+            health = config["Healthcheck"]["Test"]
+            assert health[0] == "CMD"
+            probe = _buildah(*run, name, "--", *health[1:], check=False)
+            assert probe.returncode == 0, probe.stderr
+        finally:
+            os.killpg(server.pid, 15)
+            server.wait(30)
+        worker = _buildah(*run, name, "--", "python", "-m", "worker", check=False)
+        assert worker.returncode == 2 and "QUEUE_URL" in worker.stderr
+    finally:
+        _buildah("rm", name, check=False)
