@@ -23,17 +23,25 @@ class ApplyError(RuntimeError):
 
 
 def _not_implemented(exc: Exception) -> bool:
+    """The endpoint does not implement the call (moto's server answers a bare HTTP 500).
+
+    AWS itself answers a server fault with an error code (InternalFailure, ...); an emulator that
+    lacks the action answers an HTML 500 page, which botocore reports with the code "500".
+    """
+    if isinstance(exc, NotImplementedError):
+        return True
     text = str(exc)
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
     return (
         "not been implemented" in text
         or "not yet implemented" in text
-        or code
-        in (
-            "NotImplemented",
-            "NotImplementedError",
-        )
+        or code in ("NotImplemented", "NotImplementedError", "500")
     )
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _same(desired: Any, actual: Any) -> bool:
@@ -149,7 +157,7 @@ def apply(spec: Spec, profile: str, report: Report, session: Any = None) -> dict
         for svc in defs.get("EcsServices", []):
             _ecs(session, region, svc, outcome)
     except (ClientError, BotoCoreError) as exc:
-        raise ApplyError(str(exc)) from None
+        raise ApplyError(_one_line(exc)) from None
     return counts
 
 

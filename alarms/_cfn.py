@@ -25,6 +25,30 @@ ALARM = "AWS::CloudWatch::Alarm"
 COMPOSITE = "AWS::CloudWatch::CompositeAlarm"
 
 
+#: Properties the evaluation reads: these must resolve (the others are kept only if they do).
+_EVALUATED = frozenset(
+    {
+        "AlarmName",
+        "Namespace",
+        "MetricName",
+        "Dimensions",
+        "Statistic",
+        "ExtendedStatistic",
+        "Period",
+        "EvaluationPeriods",
+        "DatapointsToAlarm",
+        "Threshold",
+        "ComparisonOperator",
+        "TreatMissingData",
+        "EvaluateLowSampleCountPercentile",
+        "Unit",
+        "Metrics",
+        "ThresholdMetricId",
+        "AlarmRule",
+    }
+)
+
+
 class TemplateError(ValueError):
     """A template construct the replay cannot resolve."""
 
@@ -133,7 +157,16 @@ def template_alarms(
             continue
         if "Condition" in res:
             raise TemplateError(f"Resources.{lid}: conditional resources are not supported")
-        props = r.resolve(dict(res.get("Properties") or {}), f"Resources.{lid}.Properties")
+        props = {}
+        for key, value in (res.get("Properties") or {}).items():
+            where = f"Resources.{lid}.Properties.{key}"
+            if key in _EVALUATED:
+                props[key] = r.resolve(value, where)
+                continue
+            try:  # descriptions, actions, tags: kept when resolvable, never needed
+                props[key] = r.resolve(value, where)
+            except (TemplateError, TypeError, ValueError, IndexError):
+                continue
         props = {k: v for k, v in props.items() if v is not None}
         props["AlarmName"] = r.name_of(lid)
         (metric if res["Type"] == ALARM else composite).append(props)

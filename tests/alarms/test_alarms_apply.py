@@ -1,0 +1,100 @@
+"""``alarms apply`` over HTTP against moto's server (what moto implements; see docs/alarms.md)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from alarms import POINTS_SERVICE_SPEC, load_spec, synth
+from alarms._cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def apply(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, list[str]]:
+    code = main(["apply", "--spec", str(POINTS_SERVICE_SPEC), *extra])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def test_dry_run_touches_nothing(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    code, out = apply(capsys, "--dry-run")
+    defs = synth(load_spec(POINTS_SERVICE_SPEC), "json")
+    assert code == 0
+    assert sum(line.startswith("would cloudwatch.put_metric_alarm ") for line in out) == len(
+        defs["MetricAlarms"]
+    )
+    assert any("would codedeploy.update_deployment_group points-service-dg" in x for x in out)
+    assert any("DEPLOYMENT_STOP_ON_ALARM" in x for x in out)
+    assert out[-1].startswith("dry run:")
+
+
+def test_apply_creates_then_is_idempotent(capsys: pytest.CaptureFixture[str], aws_env) -> None:
+    region = aws_env["AWS_REGION"]
+    cw = boto3.client("cloudwatch", region_name=region)
+    cd = boto3.client("codedeploy", region_name=region)
+    ecs = boto3.client("ecs", region_name=region)
+    spec = load_spec(POINTS_SERVICE_SPEC)
+    cd.create_application(applicationName=spec.deployment.application, computePlatform="ECS")
+    cd.create_deployment_group(
+        applicationName=spec.deployment.application,
+        deploymentGroupName=spec.deployment.deployment_group,
+        serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
+    )
+    ecs.create_cluster(clusterName=spec.deployment.worker_cluster)
+    ecs.register_task_definition(
+        family="worker", containerDefinitions=[{"name": "w", "image": "w", "memory": 128}]
+    )
+    ecs.create_service(
+        cluster=spec.deployment.worker_cluster,
+        serviceName=spec.deployment.worker_ecs_service,
+        taskDefinition="worker",
+        desiredCount=1,
+    )
+
+    code, out = apply(capsys)
+    assert code == 0, out
+    defs = synth(spec, "json")
+    metric_names = {a["AlarmName"] for a in defs["MetricAlarms"]}
+    created = {x.removeprefix("created alarm ") for x in out if x.startswith("created alarm ")}
+    assert created == metric_names
+    stored = cw.describe_alarms(AlarmNamePrefix=spec.service)["MetricAlarms"]
+    assert {a["AlarmName"] for a in stored} == metric_names
+    green = next(a for a in stored if a["AlarmName"] == "points-service-green-latency-avg")
+    assert green["Threshold"] == spec.latency.threshold_ms
+    assert {"Name": "Version", "Value": "v2"} in green["Dimensions"]
+    body = json.loads(cw.get_dashboard(DashboardName=spec.service)["DashboardBody"])
+    assert any(w["type"] == "alarm" for w in body["widgets"])
+    # moto 5.2 implements neither PutCompositeAlarm nor UpdateDeploymentGroup: reported, not hidden
+    composites = [x for x in out if x.startswith("skipped composite alarm")]
+    assert len(composites) == len(defs["CompositeAlarms"])
+    assert any(x.startswith("skipped deployment group") and "not implemented" in x for x in out)
+    assert f"updated ECS service {spec.deployment.worker_cluster}/" in "\n".join(out)
+    svc = ecs.describe_services(
+        cluster=spec.deployment.worker_cluster, services=[spec.deployment.worker_ecs_service]
+    )["services"][0]
+    wanted = defs["EcsServices"][0]["deploymentConfiguration"]["alarms"]
+    assert svc["deploymentConfiguration"]["alarms"] == wanted
+    assert wanted["enable"] is True and wanted["rollback"] is True
+
+    code, again = apply(capsys)
+    assert code == 0
+    assert not [x for x in again if x.startswith(("created alarm", "updated alarm"))], again
+    assert sum(x.startswith("unchanged alarm") for x in again) == len(metric_names)
+    assert any(x.startswith("unchanged dashboard") for x in again)
+    assert any(x.startswith("unchanged ECS service") for x in again)
+    assert len(cw.describe_alarms(AlarmNamePrefix=spec.service)["MetricAlarms"]) == len(
+        metric_names
+    )
+
+
+def test_missing_deployment_group_is_skipped_with_a_reason(capsys, aws_env, tmp_path) -> None:
+    spec = tmp_path / "other.yaml"
+    spec.write_text("service: other-service\nworker: false\nalb: false\n")
+    code = main(["apply", "--spec", str(spec)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "skipped deployment group other-service/other-service-dg" in out
+    assert "DoesNotExist" in out

@@ -1,0 +1,231 @@
+"""``python -m alarms`` end to end: synth, replay over recorded EMF, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alarms import POINTS_SERVICE_SPEC, rollback_alarm_names
+from alarms._synthetic import api_lines, worker_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+START = 1_800_000_000 - 1_800_000_000 % 3600
+SPEC = str(POINTS_SERVICE_SPEC)
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alarms", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def defs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "defs.json"
+    proc = cli(
+        "synth", "--spec", SPEC, "--format", "json", "--profile", "rehearsal", "-o", str(path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+def record(path: Path, *, regression: bool, export: bool = False) -> Path:
+    """A rehearsal-like recording: blue v1 and green v2 at 1 s high-resolution windows."""
+
+    def latency(t: float, version: str) -> float:
+        jitter = 5.0 * ((int(t) * 7919) % 11) / 10  # healthy: ~10-30 ms, varying
+        if regression and version == "v2" and t >= START + 240:
+            return 1200.0
+        return 12.0 + jitter
+
+    lines = list(
+        api_lines(
+            START,
+            480,
+            rps=40,
+            window_s=1,
+            versions={"v1": 0.5, "v2": 0.5},
+            latency_ms=latency,
+            high_resolution=True,
+        )
+    )
+    lines += list(worker_lines(START, 480, window_s=5, version="v2"))
+    with path.open("w") as f:
+        for line in lines:
+            if export:  # the CloudWatch Logs export record shape
+                line = json.dumps({"timestamp": START * 1000, "message": line})
+            f.write(line + "\n")
+    return path
+
+
+def replay(defs: Path, emf: Path, *extra: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    proc = cli("replay", "--alarms", str(defs), "--emf", str(emf), *extra)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    return rows[:-1], rows[-1]["summary"]
+
+
+def test_regression_trips_the_rollback_alarms(defs_file: Path, tmp_path: Path) -> None:
+    evals, summary = replay(defs_file, record(tmp_path / "emf.log", regression=True))
+    rollback = rollback_alarm_names(json.loads(defs_file.read_text()))
+    assert "points-service-green-latency-avg" in summary["alarmed"]
+    assert set(summary["alarmed"]) <= set(rollback) | {
+        "points-service-latency-avg",
+        "points-service-latency-p90",
+    }
+    first = next(
+        e
+        for e in evals
+        if e["alarm"] == "points-service-green-latency-avg" and e["state"] == "ALARM"
+    )
+    # the regression starts at +240 s; 2 of 3 10-second periods -> ALARM at +260 s
+    assert first["time"] == "2027-01-15T08:04:20Z"
+    assert first["previous_state"] == "OK"
+    assert first["value"] > 250
+    assert [len(p) for p in first["datapoints"]] == [2] * 5
+    # the ALB alarms cannot be fed from EMF: reported as having no data
+    assert "points-service-alb-green-5xx" in summary["no_data"]
+    assert set(first) == {
+        "time",
+        "alarm",
+        "state",
+        "previous_state",
+        "value",
+        "datapoints",
+        "reason",
+    }
+
+
+def test_healthy_green_raises_no_alarm(defs_file: Path, tmp_path: Path) -> None:
+    evals, summary = replay(defs_file, record(tmp_path / "emf.log", regression=False))
+    assert summary["alarmed"] == []
+    assert {e["state"] for e in evals} <= {"OK", "INSUFFICIENT_DATA"}
+    assert summary["evaluations"] == len(evals) > 0
+
+
+def test_export_format_template_and_time_window(defs_file: Path, tmp_path: Path) -> None:
+    emf = record(tmp_path / "export.log", regression=True, export=True)
+    tmpl = tmp_path / "tmpl.json"
+    assert (
+        cli(
+            "synth",
+            "--spec",
+            SPEC,
+            "--format",
+            "cloudformation",
+            "--profile",
+            "rehearsal",
+            "-o",
+            str(tmpl),
+        ).returncode
+        == 0
+    )
+    evals, summary = replay(
+        tmpl, emf, "--start", "2027-01-15T08:03:00Z", "--end", str(START + 300), "--changes-only"
+    )
+    assert "points-service-green-latency-avg" in summary["alarmed"]
+    assert all(e["state"] != e["previous_state"] for e in evals)
+    assert min(e["time"] for e in evals) >= "2027-01-15T08:03:00Z"
+    assert max(e["time"] for e in evals) <= "2027-01-15T08:05:00Z"
+
+
+def test_stdin_and_bad_lines(defs_file: Path) -> None:
+    line = next(api_lines(START, 1, rps=10, window_s=1, high_resolution=True))
+    proc = cli("replay", "--alarms", str(defs_file), "--emf", "-", stdin=f"garbage\n{line}\n")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
+    assert summary["input"]["bad_lines"] == 1 and summary["input"]["emf_lines"] == 1
+
+
+def test_synth_cloudformation_to_stdout() -> None:
+    proc = cli("synth", "--spec", SPEC, "--format", "cloudformation")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["AWSTemplateFormatVersion"] == "2010-09-09"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["synth", "--spec", "/nonexistent.yaml"], "spec error: cannot read /nonexistent.yaml"),
+        (["synth", "--spec", SPEC, "--format", "xml"], "invalid choice"),
+        (["synth", "--spec", SPEC, "--profile", "staging"], "spec error: profiles: no profile"),
+        (["apply", "--spec", SPEC, "--profile", "nope", "--dry-run"], "no profile 'nope'"),
+        (
+            ["replay", "--alarms", "DEFS", "--emf", "/nonexistent.log"],
+            "cannot read /nonexistent.log",
+        ),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "soon"], "bad time 'soon'"),
+        (
+            ["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "1800000000000"],
+            "milliseconds",
+        ),
+        (
+            [
+                "replay",
+                "--alarms",
+                "DEFS",
+                "--emf",
+                "EMF",
+                "--start",
+                "2027-01-02",
+                "--end",
+                "2027-01-01",
+            ],
+            "--end is before --start",
+        ),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--tick", "15"], "--tick"),
+        (["replay", "--alarms", "BAD", "--emf", "EMF"], "no MetricAlarms"),
+        (["replay", "--alarms", "FOREIGN", "--emf", "EMF"], "parameter Version has no Default"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMPTY"], "no EMF data"),
+        (["replay", "--alarms", "DEFS"], "required: --emf"),
+        ([], "required"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    args: list[str], message: str, defs_file: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Resources": {}, "X": 1}')
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(
+        json.dumps(
+            {
+                "Parameters": {"Version": {"Type": "String"}},
+                "Resources": {
+                    "A": {
+                        "Type": "AWS::CloudWatch::Alarm",
+                        "Properties": {"AlarmName": {"Fn::Sub": "x-${Version}"}},
+                    }
+                },
+            }
+        )
+    )
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    emf = tmp_path / "emf.log"
+    emf.write_text(next(api_lines(START, 1, window_s=1)) + "\n")
+    bad.write_text('{"Something": []}')
+    subst = {
+        "DEFS": str(defs_file),
+        "EMF": str(emf),
+        "EMPTY": str(empty),
+        "BAD": str(bad),
+        "FOREIGN": str(foreign),
+    }
+    proc = cli(*[subst.get(a, a) for a in args])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
