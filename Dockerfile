@@ -27,12 +27,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PORT=8080 \
     WEB_CONCURRENCY=2 \
-    POINTS_DB_PATH=/data/points.db
+    POINTS_DB_PATH=/data/points.db \
+    XDG_RUNTIME_DIR=/dev/shm
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent app \
     && mkdir -p /data && chown 10001:10001 /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # gunicorn's config is read by path; the package itself is installed in /opt/venv.
+# XDG_RUNTIME_DIR: gunicorn (>= 25.1) puts its control socket there, instead of $HOME.
 COPY sample_api/gunicorn.conf.py ./sample_api/gunicorn.conf.py
 USER 10001:10001
 EXPOSE 8080

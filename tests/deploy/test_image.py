@@ -168,13 +168,42 @@ def _buildah(*args: str, timeout: float = 120, check: bool = True) -> subprocess
     )
 
 
+# A read-only root like ECS's readonlyRootFilesystem: the image's rootfs bind-mounted read-only in
+# a private mount namespace, a tmpfs on /dev/shm (Docker and Fargate provide one), then chroot as
+# the image's user. Host network, so the test still talks to 127.0.0.1 only.
+_READ_ONLY_ROOT = (
+    'set -e; M="$1"; shift; mount --make-rprivate /; mount --bind "$M" "$M"; '
+    'mount -o remount,bind,ro "$M"; mount -t tmpfs -o mode=1777 tmpfs "$M/dev/shm"; '
+    'mount -t proc proc "$M/proc"; exec "$@"'
+)
+
+
+def _read_only(rootfs: str, config: dict, env: dict[str, str], args: list[str]) -> list[str]:
+    image_env = dict(e.split("=", 1) for e in config["Env"])
+    pairs = [f"{k}={v}" for k, v in {**image_env, **env}.items()]
+    inner = ["/usr/bin/env", "-i", *pairs, "sh", "-c", 'cd "$0" && exec "$@"']
+    chroot = ["chroot", f"--userspec={config['User']}", rootfs, *inner, config["WorkingDir"]]
+    return [
+        "unshare",
+        "--mount",
+        "--fork",
+        "bash",
+        "-c",
+        _READ_ONLY_ROOT,
+        "_",
+        rootfs,
+        *chroot,
+        *args,
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("buildah") is None or shutil.which("debootstrap") is None,
     reason="needs buildah and debootstrap (apt-get install -y buildah debootstrap)",
 )
 @pytest.mark.timeout(900)
-def test_built_image_answers_healthz() -> None:
+def test_built_image_answers_healthz_on_a_read_only_root() -> None:
     tag = "localhost/points-service:test"
     build = subprocess.run(
         ["bash", str(DEPLOY / "build-local-image.sh"), tag],
@@ -188,36 +217,40 @@ def test_built_image_answers_healthz() -> None:
     name = f"points-test-{uuid.uuid4().hex[:8]}"
     _buildah("from", "--name", name, tag)
     try:
+        rootfs = _buildah("mount", name).stdout.strip()
         port = free_port()
-        run = [
-            "run",
-            "--user",
-            config["User"],
-            "-e",
-            f"BIND=127.0.0.1:{port}",
-            "-e",
-            f"PORT={port}",
-        ]
-        # buildah run does not start the image's CMD by itself: run exactly that command.
-        server = subprocess.Popen(
-            ["buildah", *run, name, "--", *config["Cmd"]],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "BUILDAH_ISOLATION": "chroot"},
+        # SQLite on the tmpfs, as a task would put it on a mounted volume.
+        env = {"BIND": f"127.0.0.1:{port}", "PORT": str(port), "POINTS_DB_PATH": "/dev/shm/p.db"}
+        touch = subprocess.run(
+            _read_only(rootfs, config, env, ["touch", "/app/probe"]),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=60, proc=server)
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-                assert r.status == 200
+        assert touch.returncode != 0 and "Read-only file system" in touch.stderr
+        # Exactly the image's CMD.
+        with child(_read_only(rootfs, config, env, config["Cmd"])) as server:
+            base = f"http://127.0.0.1:{port}"
+            wait_http(base + "/healthz", timeout_s=60, proc=server)
+            with urllib.request.urlopen(base + "/healthz", timeout=5) as resp:
+                assert resp.status == 200
+            body = json.dumps({"user_id": "u1", "order_id": "o1", "amount_jpy": 1000}).encode()
+            request = urllib.request.Request(
+                base + "/v1/points/grants",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                assert resp.status == 201
+            # The image's HEALTHCHECK, run in the container while the server is up.
             health = config["Healthcheck"]["Test"]
             assert health[0] == "CMD"
+            run = ["run", "--user", config["User"], "-e", f"PORT={port}"]
             probe = _buildah(*run, name, "--", *health[1:], check=False)
             assert probe.returncode == 0, probe.stderr
-        finally:
-            os.killpg(server.pid, 15)
-            server.wait(30)
         worker = _buildah(*run, name, "--", "python", "-m", "worker", check=False)
         assert worker.returncode == 2 and "QUEUE_URL" in worker.stderr
     finally:
+        _buildah("umount", name, check=False)
         _buildah("rm", name, check=False)
