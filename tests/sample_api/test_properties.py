@@ -141,14 +141,20 @@ def test_any_path_method_and_query_never_fails() -> None:
         "/v1/points/grants",
         json={"user_id": "alice", "order_id": "o-1", "amount_jpy": 500},
     )
-    segment = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="/?#"), max_size=20)
+    segment = st.text(
+        alphabet=st.characters(
+            codec="utf-8", exclude_categories=("Cc", "Cs"), exclude_characters="/?#"
+        ),
+        max_size=20,
+    )
 
     @SETTINGS
     @given(
         method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
         path=st.one_of(
             st.builds(lambda u: f"/v1/users/{u}/points", segment),
-            st.lists(segment, max_size=4).map(lambda parts: "/" + "/".join(parts)),
+            # Non-empty segments: the test client would read "//x" as a host name.
+            st.lists(segment.filter(bool), max_size=4).map(lambda parts: "/" + "/".join(parts)),
             st.sampled_from(["/healthz", "/readyz", "/version", "/openapi.json", "/v1/points"]),
         ),
         query=st.dictionaries(
