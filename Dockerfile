@@ -22,6 +22,7 @@ RUN /opt/venv/bin/pip install ".[api,worker]" \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE} AS runtime
+# XDG_RUNTIME_DIR: gunicorn (>= 25.1) puts its control socket there instead of $HOME (read-only).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -34,7 +35,6 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # gunicorn's config is read by path; the package itself is installed in /opt/venv.
-# XDG_RUNTIME_DIR: gunicorn (>= 25.1) puts its control socket there, instead of $HOME.
 COPY sample_api/gunicorn.conf.py ./sample_api/gunicorn.conf.py
 USER 10001:10001
 EXPOSE 8080

@@ -1,0 +1,132 @@
+"""deploy/render_revision.py (the CLI buildspec.yml and the docs run) and deploy/buildspec.yml."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy._cfn import DEPLOY, load
+
+SCRIPT = DEPLOY / "render_revision.py"
+OUTPUTS = {
+    "ServiceName": "points-service",
+    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/exec",
+    "ApiTaskRoleArn": "arn:aws:iam::123456789012:role/api",
+    "LogGroupName": "/ecs/points-service",
+    "PointsTableName": "points-service-ledger",
+    "CollectorConfigParameter": "/points-service/otel-collector-config",
+    "CodeDeployApplication": "points-service",
+    "DeploymentGroupName": "points-service-dg",
+}
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
+
+
+def _describe_stacks_output(tmp_path: Path, outputs: dict[str, str]) -> Path:
+    path = tmp_path / "outputs.json"
+    # The shape of `aws cloudformation describe-stacks --query 'Stacks[0].Outputs'`.
+    path.write_text(json.dumps([{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]))
+    return path
+
+
+def test_every_output_the_renderer_reads_is_a_stack_output() -> None:
+    stack_outputs = set(load(DEPLOY / "stack.yaml")["Outputs"])
+    assert set(OUTPUTS) <= stack_outputs
+
+
+def test_renders_the_pipeline_revision(tmp_path: Path) -> None:
+    outputs = _describe_stacks_output(tmp_path, OUTPUTS)
+    proc = _run(
+        "--outputs", str(outputs), "--region", "ap-northeast-1", "--version", "v2",
+        "--set-env", "RATE_LIMIT_ENABLED=true", "--set-env", "RATE_LIMIT_RPS=5",
+        "--out", str(tmp_path / "rev"), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    taskdef = json.loads((tmp_path / "rev" / "taskdef.json").read_text())
+    assert "${" not in json.dumps(taskdef)  # every placeholder filled
+    assert taskdef["family"] == "points-service-api"
+    assert taskdef["executionRoleArn"] == OUTPUTS["ExecutionRoleArn"]
+    app = taskdef["containerDefinitions"][0]
+    assert app["image"] == "<IMAGE1_NAME>"  # CodePipeline fills it from imageDetail.json
+    env = {e["name"]: e["value"] for e in app["environment"]}
+    assert env["APP_VERSION"] == "v2"
+    assert env["RATE_LIMIT_ENABLED"] == "true" and env["RATE_LIMIT_RPS"] == "5"
+    assert env["POINTS_TABLE"] == "points-service-ledger" and env["AWS_REGION"] == "ap-northeast-1"
+    assert app["logConfiguration"]["options"]["awslogs-region"] == "ap-northeast-1"
+    appspec = yaml.safe_load((tmp_path / "rev" / "appspec.yaml").read_text())
+    target = appspec["Resources"][0]["TargetService"]["Properties"]
+    assert target["TaskDefinition"] == "<TASK_DEFINITION>"
+    assert not (tmp_path / "rev" / "create-deployment.json").exists()
+
+
+def test_renders_a_manual_deployment(tmp_path: Path) -> None:
+    outputs = _describe_stacks_output(tmp_path, OUTPUTS)
+    arn = "arn:aws:ecs:us-east-1:123456789012:task-definition/points-service-api:7"
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/points-service:v2"
+    proc = _run(
+        "--outputs", str(outputs), "--region", "us-east-1", "--version", "v2", "--image", image,
+        "--task-definition-arn", arn, "--out", str(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    taskdef = json.loads((tmp_path / "taskdef.json").read_text())
+    assert taskdef["containerDefinitions"][0]["image"] == image
+    body = json.loads((tmp_path / "create-deployment.json").read_text())
+    assert body["applicationName"] == "points-service"
+    assert body["deploymentGroupName"] == "points-service-dg"
+    content = yaml.safe_load(body["revision"]["appSpecContent"]["content"])
+    props = content["Resources"][0]["TargetService"]["Properties"]
+    assert props["TaskDefinition"] == arn
+    assert props["LoadBalancerInfo"] == {"ContainerName": "app", "ContainerPort": 8080}
+
+
+@pytest.mark.parametrize(
+    ("drop", "version", "region", "extra", "message"),
+    [
+        ("ApiTaskRoleArn", "v2", "us-east-1", [], "missing stack output ApiTaskRoleArn"),
+        (None, "v 2", "us-east-1", [], "--version must be"),
+        (None, "v2", "mars", [], "--region does not look like"),
+        (None, "v2", "us-east-1", ["--set-env", "APP_VERSION=x"], "set APP_VERSION with"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, drop: str | None, version: str, region: str, extra: list[str], message: str
+) -> None:
+    outputs = {k: v for k, v in OUTPUTS.items() if k != drop}
+    path = _describe_stacks_output(tmp_path, outputs)
+    proc = _run(
+        "--outputs", str(path), "--region", region, "--version", version, *extra,
+        "--out", str(tmp_path / "o"), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o" / "taskdef.json").exists()
+
+
+def test_unreadable_outputs_file(tmp_path: Path) -> None:
+    (tmp_path / "outputs.json").write_text("{not json")
+    proc = _run(
+        "--outputs", str(tmp_path / "outputs.json"), "--region", "us-east-1", "--version", "v2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "is not JSON" in proc.stderr
+
+
+def test_buildspec_hands_codedeploy_the_revision() -> None:
+    spec = yaml.safe_load((DEPLOY / "buildspec.yml").read_text())
+    assert spec["version"] == 0.2
+    assert set(spec["artifacts"]["files"]) == {"imageDetail.json", "taskdef.json", "appspec.yaml"}
+    commands = " ".join(c for phase in spec["phases"].values() for c in phase["commands"])
+    assert "docker build --build-arg PYTHON_IMAGE=" in commands
+    assert "docker push" in commands and "imageDetail.json" in commands
+    assert "deploy/render_revision.py" in commands
+    assert spec["env"]["variables"]["PYTHON_IMAGE"].endswith("python:3.12-slim")
