@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aws_embedded_metrics import constants as emf_limits
 
@@ -99,8 +99,11 @@ _instances: weakref.WeakSet[Aggregator] = weakref.WeakSet()
 class Aggregator:
     """Thread-safe, fork-safe metric aggregator for one process."""
 
-    def __init__(self, settings: Settings, sink: Sink) -> None:
+    def __init__(
+        self, settings: Settings, sink: Sink, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
+        self.clock = clock  # wall clock (epoch seconds); injectable for tests and benchmarks
         self.sink = sink
         self.interval_ms = max(1, round(settings.flush_interval_s * 1000))
         self._counts_mode = settings.histogram == "counts"
@@ -166,7 +169,7 @@ class Aggregator:
         entries into their windows. Bounded: past ``MAX_PENDING`` entries the caller folds them.
         """
         q = self._requests
-        q.append((time.time(), route, status, latency_ms))
+        q.append((self.clock(), route, status, latency_ms))
         if len(q) > MAX_PENDING:
             with self._lock:
                 self._drain()
@@ -196,7 +199,7 @@ class Aggregator:
 
     def add(self, metric: catalog.MetricDef, value: float, route: str | None = None) -> None:
         """One observation of a declared metric (already validated)."""
-        now = time.time()
+        now = self.clock()
         with self._lock:
             w = self._window(now)
             if metric.name in _NEEDS_ROUTE:
@@ -226,7 +229,7 @@ class Aggregator:
         with self._lock:
             self._next_job += 1
             token = self._next_job
-            now = time.time()
+            now = self.clock()
             self._active[token] = now
             if self._util_next is None:
                 w = self._window(now)
@@ -239,7 +242,7 @@ class Aggregator:
         with self._lock:
             start = self._active.pop(token, None)
             if start is not None:
-                self._credit(start, time.time())
+                self._credit(start, self.clock())
 
     def _credit(self, start: float, end: float) -> None:
         """Add busy time ``[start, end)`` to the windows it overlaps (bounded loop)."""
@@ -306,7 +309,7 @@ class Aggregator:
         try:
             with self._lock:
                 self._drain()
-                now = time.time()
+                now = self.clock()
                 cur_ms = (int(now * 1000) // self.interval_ms) * self.interval_ms
                 self._utilization(cur_ms + self.interval_ms if final else cur_ms, now)
                 ready = sorted(k for k, w in self._windows.items() if final or w.end <= now)

@@ -207,7 +207,7 @@ class _Middleware:
             _runtime.aggregator().record_request(route, status, ms)
             st = self._settings
             sample = st.access_log_sample
-            if (self.access_log if self.access_log is not None else sample > 0) and (
+            if self.access_log is not False and (
                 status >= 400 or sample >= 1.0 or random.random() < sample
             ):
                 self._log(method, path, route, status, ms, resp[1], error)

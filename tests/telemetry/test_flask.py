@@ -1,0 +1,206 @@
+"""instrument(app) on small Flask apps: RED metrics, access lines, request ids, traces."""
+
+from __future__ import annotations
+
+import flask
+import pytest
+from opentelemetry import trace
+
+import telemetry
+from telemetry import catalog
+from telemetry.flask import instrument
+
+from .conftest import Tel, samples, total
+
+XRAY_TRACE = "1-5759e988-bd862e3fe1be46a994272793"
+
+
+def make_app() -> flask.Flask:
+    app = flask.Flask("tiny")
+
+    @app.get("/v1/users/<user_id>/points")
+    def points(user_id: str):  # noqa: ANN202
+        telemetry.get_logger("tiny.view").info("looking up %s", user_id)
+        return {"user_id": user_id, "points": 3}
+
+    @app.post("/v1/orders")
+    def orders():  # noqa: ANN202
+        if not flask.request.is_json:
+            return {"title": "bad"}, 400
+        telemetry.put_metric("RateLimitWait", 7.0)
+        return {"ok": True}, 201
+
+    @app.get("/fail")
+    def fail():  # noqa: ANN202
+        raise RuntimeError("exploded")
+
+    @app.get("/healthz")
+    def healthz():  # noqa: ANN202
+        return "ok"
+
+    return instrument(app)
+
+
+def access_lines(tel: Tel) -> list[dict]:
+    return [line for line in tel.logs() if line["logger"] == "telemetry.access"]
+
+
+def test_red_metrics_use_route_templates(tel: Tel) -> None:
+    client = make_app().test_client()
+    for i in range(5):
+        assert client.get(f"/v1/users/u{i}/points").status_code == 200
+    assert client.post("/v1/orders", data="x").status_code == 400
+    assert client.post("/v1/orders", json={}).status_code == 201
+    assert client.get("/fail").status_code == 500
+    assert client.get("/nowhere/at/all").status_code == 404
+    assert client.get("/healthz").status_code == 200  # excluded
+    lines = tel.emf()
+    assert total(lines, "Requests") == 9
+    assert total(lines, "Requests", Route="/v1/users/<user_id>/points") == 5
+    assert total(lines, "ClientErrors", Route="/v1/orders") == 1
+    assert total(lines, "ServerErrors", Route="/fail") == 1
+    assert total(lines, "ClientErrors", Route=catalog.UNMATCHED_ROUTE) == 1
+    assert not any(line.get("Route") == "/healthz" for line in lines)
+    assert not any("/v1/users/u1" in str(line.get("Route")) for line in lines)
+    assert len(samples(lines, "Latency")) == 9
+    assert all(v > 0 for v in samples(lines, "Latency"))
+    assert samples(lines, "RateLimitWait") == [7.0]
+    assert {line["Version"] for line in lines if "Version" in line} == {"v9"}
+
+
+def test_exclusion_pattern_is_anchored(tel: Tel) -> None:
+    app = make_app()
+
+    @app.get("/api/healthz")
+    def not_health():  # noqa: ANN202
+        return "counted"
+
+    client = app.test_client()
+    client.get("/healthz")
+    client.get("/api/healthz")
+    lines = tel.emf()
+    assert total(lines, "Requests") == 1
+    assert total(lines, "Requests", Route="/api/healthz") == 1
+
+
+def test_access_line_fields_and_request_id(tel: Tel) -> None:
+    client = make_app().test_client()
+    r = client.get("/v1/users/u1/points", headers={"X-Request-Id": "req-123"})
+    assert r.headers["X-Request-Id"] == "req-123"
+    generated = client.get("/v1/users/u2/points").headers["X-Request-Id"]
+    assert len(generated) == 32 and generated != "req-123"
+    bad = client.get("/v1/users/u3/points", headers={"X-Request-Id": "a b\tc"})
+    assert bad.headers["X-Request-Id"] != "a b\tc"  # not echoed: replaced by a generated id
+    logs = tel.logs()
+    first = [line for line in logs if line.get("request_id") == "req-123"]
+    assert {line["logger"] for line in first} == {"tiny.view", "telemetry.access"}
+    access = next(line for line in first if line["logger"] == "telemetry.access")
+    for key in ("time", "level", "message", "service", "version", "trace_id", "span_id"):
+        assert key in access, key
+    assert access["service"] == "test-svc" and access["version"] == "v9"
+    assert access["method"] == "GET" and access["status"] == 200
+    assert access["route"] == "/v1/users/<user_id>/points"
+    assert access["path"] == "/v1/users/u1/points"
+    assert access["bytes"] == len(r.data)
+    assert access["duration_ms"] > 0
+    assert access["time"].endswith("Z")
+    view_line = next(line for line in first if line["logger"] == "tiny.view")
+    assert view_line["trace_id"] == access["trace_id"]  # same request, same trace
+    assert access["trace_id"].startswith("1-") and len(access["trace_id"]) == 35
+
+
+def test_errors_are_logged_with_the_exception(tel: Tel) -> None:
+    make_app().test_client().get("/fail")
+    (line,) = [x for x in access_lines(tel) if x["status"] == 500]
+    assert line["level"] == "ERROR"
+    (span,) = [s for s in tel.spans() if s.name == "GET /fail"]
+    assert span.status.status_code == trace.StatusCode.ERROR
+
+
+def test_successful_access_lines_are_sampled_errors_always_logged(tel: Tel) -> None:
+    tel.configure(access_log_sample=0.0)
+    client = make_app().test_client()
+    for _ in range(20):
+        client.get("/v1/users/u/points")
+    client.get("/fail")
+    client.get("/missing")
+    statuses = sorted(x["status"] for x in access_lines(tel))
+    assert statuses == [404, 500]
+    assert total(tel.emf(), "Requests") == 22  # metrics are never sampled
+
+
+def test_partial_sampling_keeps_some_lines(tel: Tel) -> None:
+    tel.configure(access_log_sample=0.5)
+    client = make_app().test_client()
+    for _ in range(200):
+        client.get("/v1/users/u/points")
+    n = len(access_lines(tel))
+    assert 40 < n < 160  # binomial(200, 0.5): outside this range with p < 1e-17
+
+
+def test_incoming_xray_header_is_continued(tel: Tel) -> None:
+    client = make_app().test_client()
+    header = f"Root={XRAY_TRACE};Parent=53995c3f42cd8ad8;Sampled=1"
+    client.get("/v1/users/u1/points", headers={"X-Amzn-Trace-Id": header})
+    (span,) = tel.spans()
+    assert f"{span.context.trace_id:032x}" == XRAY_TRACE[2:].replace("-", "")
+    assert span.parent is not None and span.parent.span_id == 0x53995C3F42CD8AD8
+    assert span.kind == trace.SpanKind.SERVER
+    assert span.attributes["http.route"] == "/v1/users/<user_id>/points"
+    assert span.attributes["http.response.status_code"] == 200
+    access = access_lines(tel)[0]
+    assert access["trace_id"] == XRAY_TRACE
+    assert access["span_id"] == f"{span.context.span_id:016x}"
+
+
+def test_alb_root_only_header_keeps_the_trace_id(tel: Tel) -> None:
+    client = make_app().test_client()
+    client.get("/v1/users/u1/points", headers={"X-Amzn-Trace-Id": f"Root={XRAY_TRACE}"})
+    (span,) = tel.spans()
+    assert f"{span.context.trace_id:032x}" == XRAY_TRACE[2:].replace("-", "")
+    assert span.parent is None
+
+
+def test_unsampled_parent_is_respected_and_w3c_is_continued(tel: Tel) -> None:
+    client = make_app().test_client()
+    header = f"Root={XRAY_TRACE};Parent=53995c3f42cd8ad8;Sampled=0"
+    client.get("/v1/users/u1/points", headers={"X-Amzn-Trace-Id": header})
+    assert tel.spans() == []  # ParentBased: not sampled upstream, not recorded here
+    assert access_lines(tel)[0]["trace_id"] == XRAY_TRACE  # still correlated in logs
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    client.get("/v1/users/u1/points", headers={"traceparent": tp})
+    (span,) = tel.spans()
+    assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert span.parent.span_id == 0xB7AD6B7169203331
+
+
+def test_ratio_sampler_from_the_environment(tel: Tel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    tel.configure()
+    client = make_app().test_client()
+    for _ in range(10):
+        client.get("/v1/users/u1/points")
+    assert tel.spans() == []
+    assert total(tel.emf(), "Requests") == 10
+
+
+def test_application_spans_are_children_of_the_server_span(tel: Tel) -> None:
+    app = make_app()
+
+    @app.get("/nested")
+    def nested():  # noqa: ANN202
+        with trace.get_tracer("app").start_as_current_span("db.query"):
+            return "ok"
+
+    app.test_client().get("/nested")
+    spans = {s.name: s for s in tel.spans()}
+    assert spans["db.query"].parent.span_id == spans["GET /nested"].context.span_id
+    assert spans["db.query"].context.trace_id == spans["GET /nested"].context.trace_id
+
+
+def test_instrument_twice_counts_once(tel: Tel) -> None:
+    app = make_app()
+    instrument(app)
+    app.test_client().get("/v1/users/u/points")
+    assert total(tel.emf(), "Requests") == 1
