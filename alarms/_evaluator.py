@@ -677,7 +677,9 @@ class Evaluator:
         for a in self._alarms:
             if t % a.tick == 0:
                 out.append(self._evaluate(a, t))
-        if out:
+        # Composites follow their children: right after any metric alarm evaluation (and once a
+        # minute when there is none, e.g. rules over TRUE/FALSE or unknown alarms).
+        if out or t % 60 == 0:
             for c in self._composites:
                 out.append(self._evaluate_composite(c, t))
         if t >= self._next_prune:

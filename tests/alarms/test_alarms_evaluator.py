@@ -494,3 +494,9 @@ def test_aws_namespace_alarms_report_no_data() -> None:
 def test_milliseconds_passed_to_advance_is_refused() -> None:
     with pytest.raises(ValueError, match="seconds"):
         Evaluator({"MetricAlarms": [alarm()]}).advance(T0 * 1000.0)
+
+
+def test_composites_without_metric_alarms_are_evaluated_every_minute() -> None:
+    ev = Evaluator({"CompositeAlarms": [{"AlarmName": "t", "AlarmRule": "TRUE"}]}, start=T0)
+    evals = ev.advance(T0 + 120)
+    assert [(e.time - T0, e.state) for e in evals] == [(0, "ALARM"), (60, "ALARM"), (120, "ALARM")]
