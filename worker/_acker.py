@@ -35,7 +35,7 @@ class Acker:
         queue_url: str,
         *,
         log: Callable[[], logging.Logger],
-        linger_s: float = 0.01,
+        linger_s: float = 0.05,
     ) -> None:
         self._client = client
         self._url = queue_url
@@ -46,6 +46,7 @@ class Acker:
         self.deleted = 0
         self.released = 0
         self.failed = 0
+        self.calls = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -98,6 +99,7 @@ class Acker:
                     self._send(action, items[i : i + MAX_BATCH])
 
     def _send(self, action: Action, items: list[Ack]) -> None:
+        self.calls += 1
         try:
             if action == "delete":
                 resp = self._client.delete_message_batch(

@@ -55,6 +55,7 @@ class Stats:
     """Counters for tests, benchmarks and the final log line."""
 
     received: int = 0
+    receive_calls: int = 0
     credited: int = 0
     duplicates: int = 0
     poison: int = 0
@@ -187,6 +188,8 @@ class Worker:
                 "failed": self.stats.failed,
                 "released": self.stats.released,
                 "deleted": self._acker.deleted,
+                "receive_calls": self.stats.receive_calls,
+                "ack_calls": self._acker.calls,
                 "unfinished_jobs": unfinished,
                 "stop_s": round(time.monotonic() - stopped_at, 3),
             },
@@ -226,6 +229,7 @@ class Worker:
                 self._stop.wait(pause)
                 continue
             failures = 0
+            self._count("receive_calls", 1)
             messages = resp.get("Messages") or []
             if not messages:
                 if cfg.wait_time_s == 0:
