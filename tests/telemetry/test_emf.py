@@ -160,7 +160,7 @@ def test_catalog_units_are_cloudwatch_units_and_dimension_sets_fit() -> None:
         assert m.dimension_sets and all(0 < len(s) <= 30 for s in m.dimension_sets)
 
 
-def _flask_lines(tel, **options) -> list[dict]:  # noqa: ANN001
+def _flask_lines(tel, **options) -> list[dict]:
     import flask
 
     from telemetry.flask import instrument
@@ -169,11 +169,11 @@ def _flask_lines(tel, **options) -> list[dict]:  # noqa: ANN001
     app = flask.Flask("emf")
 
     @app.get("/v1/users/<user_id>/points")
-    def points(user_id: str):  # noqa: ANN202
+    def points(user_id: str):
         return {"user_id": user_id}
 
     @app.get("/fail")
-    def fail():  # noqa: ANN202
+    def fail():
         raise RuntimeError("boom")
 
     instrument(app)
@@ -194,7 +194,7 @@ def _flask_lines(tel, **options) -> list[dict]:  # noqa: ANN001
 
 @pytest.mark.parametrize("histogram", ["counts", "values"])
 @pytest.mark.parametrize("resolution", [60, 1])
-def test_every_line_is_valid_emf(tel, histogram: str, resolution: int) -> None:  # noqa: ANN001
+def test_every_line_is_valid_emf(tel, histogram: str, resolution: int) -> None:
     lines = _flask_lines(tel, histogram=histogram, storage_resolution=resolution)
     assert lines
     for line in lines:
@@ -210,7 +210,7 @@ def test_every_line_is_valid_emf(tel, histogram: str, resolution: int) -> None: 
     assert total(lines, "ClientErrors", Route=catalog.UNMATCHED_ROUTE) == 1
     assert total(lines, "ServerErrors", Route="/fail") == 1
     assert total(lines, "ServerErrors", Route=route) == 0  # zeros are written
-    latency = lines[0]["Latency"] if "Latency" in lines[0] else None
+    latency = lines[0].get("Latency")
     assert latency is None or isinstance(latency, dict if histogram == "counts" else list)
     assert len(samples(lines, "Latency", Route=route)) == 30
     assert samples(lines, "RateLimitWait") == [12.5]
@@ -220,7 +220,7 @@ def test_every_line_is_valid_emf(tel, histogram: str, resolution: int) -> None: 
     assert total(lines, "QueueBacklog") == 4
 
 
-def test_dimension_sets_follow_the_catalog(tel) -> None:  # noqa: ANN001
+def test_dimension_sets_follow_the_catalog(tel) -> None:
     for line in _flask_lines(tel):
         (directive,) = line["_aws"]["CloudWatchMetrics"]
         for m in directive["Metrics"]:
@@ -238,7 +238,7 @@ class FakeClock:
         return self.now
 
 
-def _aggregator(clock: FakeClock, **options) -> tuple[Aggregator, MemorySink]:  # noqa: ANN003
+def _aggregator(clock: FakeClock, **options) -> tuple[Aggregator, MemorySink]:
     sink = MemorySink()
     _errors.take_pending()
     settings = _config.load({}, service="svc", version="v1", **options)
@@ -297,7 +297,7 @@ def test_plain_values_mode_splits_arrays_at_100() -> None:
         validate_emf(line)
 
 
-def test_cardinality_cap_per_window(tel) -> None:  # noqa: ANN001
+def test_cardinality_cap_per_window(tel) -> None:
     import flask
 
     from telemetry.flask import instrument

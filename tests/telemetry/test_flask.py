@@ -19,23 +19,23 @@ def make_app() -> flask.Flask:
     app = flask.Flask("tiny")
 
     @app.get("/v1/users/<user_id>/points")
-    def points(user_id: str):  # noqa: ANN202
+    def points(user_id: str):
         telemetry.get_logger("tiny.view").info("looking up %s", user_id)
         return {"user_id": user_id, "points": 3}
 
     @app.post("/v1/orders")
-    def orders():  # noqa: ANN202
+    def orders():
         if not flask.request.is_json:
             return {"title": "bad"}, 400
         telemetry.put_metric("RateLimitWait", 7.0)
         return {"ok": True}, 201
 
     @app.get("/fail")
-    def fail():  # noqa: ANN202
+    def fail():
         raise RuntimeError("exploded")
 
     @app.get("/healthz")
-    def healthz():  # noqa: ANN202
+    def healthz():
         return "ok"
 
     return instrument(app)
@@ -72,7 +72,7 @@ def test_exclusion_pattern_is_anchored(tel: Tel) -> None:
     app = make_app()
 
     @app.get("/api/healthz")
-    def not_health():  # noqa: ANN202
+    def not_health():
         return "counted"
 
     client = app.test_client()
@@ -189,7 +189,7 @@ def test_application_spans_are_children_of_the_server_span(tel: Tel) -> None:
     app = make_app()
 
     @app.get("/nested")
-    def nested():  # noqa: ANN202
+    def nested():
         with trace.get_tracer("app").start_as_current_span("db.query"):
             return "ok"
 

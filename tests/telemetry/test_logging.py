@@ -1,0 +1,108 @@
+"""JSON log lines: one object per line, core fields that user input cannot forge."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import flask
+import pytest
+
+import telemetry
+from telemetry import _logging
+from telemetry.flask import instrument
+
+from .conftest import Tel
+
+FORGERIES = [
+    'hello\n{"level": "CRITICAL", "message": "forged", "service": "evil"}',
+    'quote " and backslash \\ and "}, "level": "ERROR", "x": {"',
+    "carriage\rreturn and nul \x00 and escape \x1b[31m",
+    "unicode separators \u2028 \u2029 \x85 end",
+]
+
+
+@pytest.mark.parametrize("text", FORGERIES)
+def test_messages_and_fields_cannot_forge_lines(tel: Tel, text: str) -> None:
+    log = telemetry.get_logger("app")
+    log.warning("user said %s", text, extra={"comment": text, "level": "DEBUG", "service": "x"})
+    raw = tel.out.getvalue()
+    # one record, one physical line, whatever the splitter (str.splitlines also splits on
+    # \x85, \u2028, \u2029: they are escaped too)
+    assert len(raw.splitlines()) == 1 and raw.endswith("\n")
+    (line,) = tel.logs()
+    assert line["message"] == f"user said {text}"
+    assert line["comment"] == text
+    assert line["level"] == "WARNING" and line["service"] == "test-svc"  # extras cannot override
+    assert raw.isascii()
+
+
+def test_request_input_cannot_forge_access_lines(tel: Tel) -> None:
+    app = flask.Flask("forge")
+
+    @app.get("/echo")
+    def echo():
+        telemetry.get_logger("forge").info("got %s", flask.request.args["q"])
+        return "ok"
+
+    instrument(app)
+    client = app.test_client()
+    evil = '%0A{"level":"ERROR","status":500}%22%0D%E2%80%A8'
+    client.get("/a" + evil)  # 404: the access line carries the raw path
+    # environ_overrides: a raw server may hand over what the test client's header check refuses
+    client.get("/echo?q=" + evil, environ_overrides={"HTTP_X_REQUEST_ID": 'x"\n{"a":1}'})
+    raw = tel.out.getvalue()
+    lines = raw.splitlines()
+    assert len(lines) == 3  # 404 access line, the view's line, the access line: nothing more
+    first, view, access = (json.loads(x) for x in lines)
+    assert first["status"] == 404 and first["level"] == "INFO"
+    assert "\n" in first["path"] and '{"level":"ERROR"' in first["path"]
+    assert view["message"].startswith('got \n{"level":"ERROR"') and view["level"] == "INFO"
+    assert access["status"] == 200 and access["path"] == "/echo"
+    assert "\n" not in access["request_id"] and access["request_id"] == view["request_id"]
+    assert raw.isascii()
+
+
+def test_exceptions_are_one_field(tel: Tel) -> None:
+    log = telemetry.get_logger("app")
+    try:
+        raise ValueError("bad\nthing")
+    except ValueError:
+        log.exception("failed")
+    (line,) = tel.logs()
+    assert line["level"] == "ERROR"
+    assert "ValueError: bad\nthing" in line["exception"]
+
+
+def test_direct_access_path_equals_the_logging_path() -> None:
+    """The LogRecord-free access line is used only when it gives the same result."""
+    out = io.StringIO()
+    handler = _logging.JsonHandler(out)
+    handler.setFormatter(_logging.JsonFormatter("svc", "v1"))
+    logger = logging.getLogger("telemetry.access")
+    saved = logging.root.handlers[:]
+    logging.root.handlers[:] = [handler]
+    try:
+        assert _logging.direct_handler(logger, logging.INFO) is handler
+        fields = {"method": "GET", "route": "/r", "status": 200}
+        handler.emit_fields(logging.INFO, "GET /r 200", logger.name, fields)
+        record = logger.makeRecord(logger.name, logging.INFO, "", 0, "GET /r 200", None, None)
+        record.telemetry = fields
+        logger.handle(record)
+        a, b = (json.loads(x) for x in out.getvalue().splitlines())
+        a.pop("time"), b.pop("time")
+        assert a == b
+        logging.root.handlers.append(logging.NullHandler())  # another handler: no shortcut
+        assert _logging.direct_handler(logger, logging.INFO) is None
+    finally:
+        logging.root.handlers[:] = saved
+
+
+def test_plain_logging_is_left_alone_when_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEMETRY_JSON_LOGS", "false")
+    before = [h for h in logging.root.handlers if isinstance(h, _logging.JsonHandler)]
+    telemetry.configure("svc", "v1", sink=telemetry.sinks.MemorySink())
+    after = [h for h in logging.root.handlers if isinstance(h, _logging.JsonHandler)]
+    assert after == before
+    telemetry.shutdown()

@@ -1,0 +1,195 @@
+"""Telemetry never raises into the application: failures are counted and reported."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import socket
+import sys
+
+import flask
+import pytest
+
+import telemetry
+from telemetry import _errors, _runtime
+from telemetry._metrics import Aggregator
+from telemetry.flask import instrument
+from telemetry.sinks import StdoutSink
+
+from .conftest import Tel, samples, total
+
+
+class BrokenStream(io.TextIOBase):
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def write(self, s: str) -> int:
+        raise self.exc
+
+    def flush(self) -> None:
+        raise self.exc
+
+
+def app_with(tel: Tel) -> flask.Flask:
+    app = flask.Flask("robust")
+
+    @app.get("/ok")
+    def ok():
+        telemetry.get_logger("robust").info("inside")
+        telemetry.put_metric("RateLimitWait", 1.0)
+        return "ok"
+
+    return instrument(app)
+
+
+@pytest.mark.parametrize(
+    "exc", [BrokenPipeError(32, "Broken pipe"), ValueError("I/O operation on closed file")]
+)
+def test_broken_stdout(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, exc: BaseException
+) -> None:
+    telemetry.configure("svc", "v1", sink=StdoutSink())  # EMF and logs both on sys.stdout
+    monkeypatch.setattr(sys, "stdout", BrokenStream(exc))
+    before = telemetry.error_count()
+    client = app_with(tel).test_client()
+    for _ in range(3):
+        assert client.get("/ok").status_code == 200
+    telemetry.flush()
+    telemetry.shutdown()
+    assert telemetry.error_count() > before
+    err = capsys.readouterr().err
+    assert "telemetry:" in err and ("sink" in err or "log" in err)
+
+
+def test_invalid_names_and_values_are_counted_not_raised(tel: Tel) -> None:
+    before = telemetry.error_count()
+    bad = [
+        ("NotInCatalog", 1),
+        ("TelemetryErrors", 1),  # the self-metric is telemetry's own
+        (None, 1),
+        (42, 1),
+        ("Latency", math.nan),
+        ("Latency", math.inf),
+        ("Latency", -1),
+        ("Latency", "12"),
+        ("Latency", None),
+        ("Requests", True),
+        ("QueueBacklog", [1, 2]),
+    ]
+    for name, value in bad:
+        telemetry.put_metric(name, value)  # type: ignore[arg-type]
+    telemetry.record_message_age(-5)
+    telemetry.report_queue(backlog=math.nan)
+    telemetry.put_metric("RateLimitWait", 2)  # a good one still works
+    assert telemetry.error_count() - before == len(bad) + 2
+    lines = tel.emf()
+    assert samples(lines, "RateLimitWait") == [2.0]
+    assert total(lines, "TelemetryErrors") == len(bad) + 2
+    for line in lines:
+        json.dumps(line, allow_nan=False)  # no NaN/inf ever reaches the output
+
+
+def test_unreachable_agent(tel: Tel, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_EMF_AGENT_ENDPOINT", f"tcp://127.0.0.1:{port}")
+    telemetry.configure("svc", "v1")
+    assert type(_runtime.aggregator().sink).__name__ == "AgentSink"
+    before = telemetry.error_count()
+    assert app_with(tel).test_client().get("/ok").status_code == 200
+    telemetry.shutdown()
+    assert telemetry.error_count() > before
+
+
+def test_bad_settings_fall_back_to_defaults(tel: Tel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEMETRY_FLUSH_INTERVAL_S", "soon")
+    monkeypatch.setenv("TELEMETRY_HISTOGRAM", "sketchy")
+    monkeypatch.setenv("TELEMETRY_MAX_ROUTES", "-3")
+    monkeypatch.setenv("TELEMETRY_EXCLUDE_PATHS", "([unclosed")
+    monkeypatch.setenv("AWS_EMF_AGENT_ENDPOINT", "not a url")
+    before = telemetry.error_count()
+    settings = telemetry.configure("svc", "v1", log_stream=tel.out)
+    assert settings is not None
+    assert (settings.flush_interval_s, settings.histogram, settings.max_routes) == (
+        5.0,
+        "counts",
+        50,
+    )
+    assert type(_runtime.aggregator().sink).__name__ == "StdoutSink"
+    assert app_with(tel).test_client().get("/ok").status_code == 200
+    assert telemetry.error_count() - before >= 5
+
+
+def test_full_buffer_in_values_mode(tel: Tel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEMETRY_MAX_VALUES", "100")
+    tel.configure(histogram="values")
+    before = telemetry.error_count()
+    for i in range(150):
+        telemetry.put_metric("RateLimitWait", float(i))
+    lines = tel.emf()
+    assert len(samples(lines, "RateLimitWait")) == 100
+    assert telemetry.error_count() > before
+
+
+def test_failing_internals_never_reach_the_request(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected")
+
+    client = app_with(tel).test_client()
+    monkeypatch.setattr(Aggregator, "record_request", explode)
+    monkeypatch.setattr(Aggregator, "add", explode)
+    monkeypatch.setattr(_runtime.state.server_spans, "end", explode)
+    before = telemetry.error_count()
+    r = client.get("/ok")
+    assert r.status_code == 200 and r.data == b"ok"
+    assert telemetry.error_count() - before >= 2
+    monkeypatch.setattr(tel.sink, "write", explode)
+    telemetry.flush()  # the sink raising is counted too
+    _runtime.aggregator().flush(final=True)
+
+
+def test_failing_span_exporter_is_counted(tel: Tel) -> None:
+    class Failing(type(tel.exporter)):  # type: ignore[misc]
+        def export(self, spans):
+            raise ConnectionError("collector down")
+
+    telemetry.configure("svc", "v1", sink=tel.sink, log_stream=tel.out, span_exporter=Failing())
+    before = telemetry.error_count()
+    assert app_with(tel).test_client().get("/ok").status_code == 200
+    _runtime.state.provider.force_flush()
+    assert telemetry.error_count() > before
+
+
+def test_job_exceptions_propagate_unchanged_even_if_telemetry_fails(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_runtime, "aggregator", lambda: (_ for _ in ()).throw(OSError("x")))
+    with pytest.raises(KeyError, match="mine"), telemetry.job(message_id="m"):
+        raise KeyError("mine")
+
+    @telemetry.job()
+    def work(x: int) -> int:
+        return x * 2
+
+    assert work(21) == 42
+
+
+def test_stderr_report_at_most_once_a_minute(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    now = [10_000.0]
+    monkeypatch.setattr(_errors.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(_errors, "_last_report", -_errors.REPORT_EVERY_S)
+    for _ in range(50):
+        _errors.record("test_kind", "first minute")
+    now[0] += 30
+    _errors.record("test_kind", "still the first minute")
+    assert capsys.readouterr().err.count("telemetry:") == 1
+    now[0] += 31
+    _errors.record("test_kind", "next minute")
+    err = capsys.readouterr().err
+    assert err.count("telemetry:") == 1 and "test_kind=51" in err  # all counted since the last
