@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alarms import decide
 
@@ -62,3 +64,41 @@ def test_premature_alarm_needs_the_breach_to_be_m_periods_old() -> None:
     assert decide(flags("- - - - X"), 3, 2, "missing", "OK")[0] == "OK"
     # a later not-breaching datapoint cancels the premature alarm
     assert decide(flags("- - X 0 -"), 3, 2, "missing", "OK")[0] == "OK"
+
+
+# -- properties over every range ------------------------------------------------------------
+
+STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
+
+
+@st.composite
+def ranges(draw: st.DrawFn) -> tuple[int, int, list[bool | None]]:
+    n = draw(st.integers(1, 6))
+    m = draw(st.integers(1, n))
+    extra = draw(st.integers(0, 3))
+    rng = draw(
+        st.lists(st.sampled_from([True, False, None]), min_size=n + extra, max_size=n + extra)
+    )
+    return m, n, rng
+
+
+@given(ranges(), st.sampled_from(TREATMENTS), st.sampled_from(STATES))
+def test_enough_real_datapoints_make_the_treatment_irrelevant(case, treat, current) -> None:
+    m, n, rng = case
+    real = [f for f in rng if f is not None]
+    state, _ = decide(rng, n, m, treat, current)
+    if len(real) >= n:
+        assert state == ("ALARM" if sum(real[-n:]) >= m else "OK")
+    if all(f is None for f in rng) and treat == "missing":
+        assert state == "INSUFFICIENT_DATA"
+    if state == "INSUFFICIENT_DATA":  # only "missing" with no data (or "ignore" keeping it)
+        assert not real or (treat == "ignore" and current == "INSUFFICIENT_DATA")
+
+
+@given(ranges(), st.sampled_from(STATES))
+def test_breaching_fill_never_alarms_less_than_not_breaching(case, current) -> None:
+    m, n, rng = case
+    order = {"OK": 0, "INSUFFICIENT_DATA": 0, "ALARM": 1}
+    hi = decide(rng, n, m, "breaching", current)[0]
+    lo = decide(rng, n, m, "notBreaching", current)[0]
+    assert order[hi] >= order[lo]
