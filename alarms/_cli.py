@@ -22,7 +22,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=f"python -m {PROG}", description=__doc__)
+    p = _Parser(
+        prog=f"python -m {PROG}",
+        description="Generate CloudWatch alarms, dashboards and rollback triggers from a service"
+        " spec, apply them with boto3, and replay them offline over EMF (docs/alarms.md).",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("synth", help="generate a CloudFormation template or JSON request shapes")
@@ -46,12 +50,43 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="evaluate every S seconds (multiple of 10) instead of CloudWatch's 60 s / 10 s",
     )
-    r.add_argument("--range-extra", type=int, default=2, help="evaluation range = N + this")
-    r.add_argument("--alignment", choices=("rolling", "period"), default="rolling")
-    r.add_argument("--datapoint-delay", type=float, default=0.0, metavar="S")
-    r.add_argument("--max-lateness", type=float, default=None, metavar="S")
-    r.add_argument("--low-sample-scope", choices=("newest", "any"), default="newest")
-    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    # Assumptions where CloudWatch's documentation is silent (docs/alarms.md).
+    r.add_argument(
+        "--range-extra", type=int, default=2, help="evaluation range = N + this (default 2)"
+    )
+    r.add_argument(
+        "--alignment",
+        choices=("rolling", "period"),
+        default="rolling",
+        help="periods end at the evaluation time (rolling) or at UTC multiples of the period",
+    )
+    r.add_argument(
+        "--datapoint-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="evaluate a period once it ended at least S seconds ago (default 0)",
+    )
+    r.add_argument(
+        "--max-lateness",
+        type=float,
+        default=None,
+        metavar="S",
+        help="drop samples older than the last evaluation minus S (default: keep)",
+    )
+    r.add_argument(
+        "--low-sample-scope",
+        choices=("newest", "any"),
+        default="newest",
+        help="datapoint(s) EvaluateLowSampleCountPercentile=ignore checks",
+    )
+    r.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameter value (repeatable)",
+    )
     r.add_argument("--changes-only", action="store_true", help="print only state changes")
     return p
 

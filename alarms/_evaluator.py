@@ -686,6 +686,9 @@ class Evaluator:
             cutoff = t - self._horizon
             for s in self._series.values():
                 s.prune(cutoff)
+            for a in self._alarms:  # cached datapoints behind the window are never asked again
+                for q in self._queries(a):
+                    q.cache = {k: v for k, v in q.cache.items() if k >= cutoff}
             self._next_prune = t + 3600
         return out
 
