@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
+from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 
 from alarms import POINTS_SERVICE_SPEC, load_spec, synth
 from alarms._cli import main
@@ -13,14 +16,31 @@ from alarms._cli import main
 pytestmark = pytest.mark.slow
 
 
-def apply(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, list[str]]:
-    code = main(["apply", "--spec", str(POINTS_SERVICE_SPEC), *extra])
+@pytest.fixture
+def spec_path(tmp_path: Path) -> Path:
+    """The points spec under unique names: the moto server is shared by the whole session."""
+    data = yaml.safe_load(POINTS_SERVICE_SPEC.read_text())
+    tag = uuid.uuid4().hex[:8]
+    data["service"] = f"alarms-test-{tag}"
+    data["deployment"].update(
+        application=f"app-{tag}",
+        deployment_group=f"dg-{tag}",
+        worker_cluster=f"cluster-{tag}",
+        worker_ecs_service=f"worker-{tag}",
+    )
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def apply(capsys: pytest.CaptureFixture[str], spec: Path, *extra: str) -> tuple[int, list[str]]:
+    code = main(["apply", "--spec", str(spec), *extra])
     return code, capsys.readouterr().out.splitlines()
 
 
 def test_dry_run_touches_nothing(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
-    code, out = apply(capsys, "--dry-run")
+    code, out = apply(capsys, POINTS_SERVICE_SPEC, "--dry-run")
     defs = synth(load_spec(POINTS_SERVICE_SPEC), "json")
     assert code == 0
     assert sum(line.startswith("would cloudwatch.put_metric_alarm ") for line in out) == len(
@@ -31,12 +51,14 @@ def test_dry_run_touches_nothing(capsys: pytest.CaptureFixture[str], monkeypatch
     assert out[-1].startswith("dry run:")
 
 
-def test_apply_creates_then_is_idempotent(capsys: pytest.CaptureFixture[str], aws_env) -> None:
+def test_apply_creates_then_is_idempotent(
+    capsys: pytest.CaptureFixture[str], aws_env, spec_path: Path
+) -> None:
     region = aws_env["AWS_REGION"]
     cw = boto3.client("cloudwatch", region_name=region)
     cd = boto3.client("codedeploy", region_name=region)
     ecs = boto3.client("ecs", region_name=region)
-    spec = load_spec(POINTS_SERVICE_SPEC)
+    spec = load_spec(spec_path)
     cd.create_application(applicationName=spec.deployment.application, computePlatform="ECS")
     cd.create_deployment_group(
         applicationName=spec.deployment.application,
@@ -54,7 +76,7 @@ def test_apply_creates_then_is_idempotent(capsys: pytest.CaptureFixture[str], aw
         desiredCount=1,
     )
 
-    code, out = apply(capsys)
+    code, out = apply(capsys, spec_path)
     assert code == 0, out
     defs = synth(spec, "json")
     metric_names = {a["AlarmName"] for a in defs["MetricAlarms"]}
@@ -62,7 +84,7 @@ def test_apply_creates_then_is_idempotent(capsys: pytest.CaptureFixture[str], aw
     assert created == metric_names
     stored = cw.describe_alarms(AlarmNamePrefix=spec.service)["MetricAlarms"]
     assert {a["AlarmName"] for a in stored} == metric_names
-    green = next(a for a in stored if a["AlarmName"] == "points-service-green-latency-avg")
+    green = next(a for a in stored if a["AlarmName"] == f"{spec.service}-green-latency-avg")
     assert green["Threshold"] == spec.latency.threshold_ms
     assert {"Name": "Version", "Value": "v2"} in green["Dimensions"]
     body = json.loads(cw.get_dashboard(DashboardName=spec.service)["DashboardBody"])
@@ -79,7 +101,7 @@ def test_apply_creates_then_is_idempotent(capsys: pytest.CaptureFixture[str], aw
     assert svc["deploymentConfiguration"]["alarms"] == wanted
     assert wanted["enable"] is True and wanted["rollback"] is True
 
-    code, again = apply(capsys)
+    code, again = apply(capsys, spec_path)
     assert code == 0
     assert not [x for x in again if x.startswith(("created alarm", "updated alarm"))], again
     assert sum(x.startswith("unchanged alarm") for x in again) == len(metric_names)
@@ -91,10 +113,11 @@ def test_apply_creates_then_is_idempotent(capsys: pytest.CaptureFixture[str], aw
 
 
 def test_missing_deployment_group_is_skipped_with_a_reason(capsys, aws_env, tmp_path) -> None:
+    name = f"other-{uuid.uuid4().hex[:8]}"
     spec = tmp_path / "other.yaml"
-    spec.write_text("service: other-service\nworker: false\nalb: false\n")
+    spec.write_text(f"service: {name}\nworker: false\nalb: false\n")
     code = main(["apply", "--spec", str(spec)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "skipped deployment group other-service/other-service-dg" in out
+    assert f"skipped deployment group {name}/{name}-dg" in out
     assert "DoesNotExist" in out
