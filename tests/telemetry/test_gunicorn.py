@@ -1,0 +1,71 @@
+"""Fork safety under a real gunicorn with 2 workers: no lost or duplicated windows at shutdown."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import gunicorn
+
+pytestmark = pytest.mark.slow
+
+
+def _get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        r.read()
+        return r.status
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["post-fork-only", "preload"])
+def test_requests_counted_exactly_once_across_workers(tmp_path: Path, preload: bool) -> None:
+    out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    env = {
+        "OTEL_SERVICE_NAME": "fork-test",
+        "APP_VERSION": "vT",
+        "TELEMETRY_FLUSH_INTERVAL_S": "1",
+        "OTEL_TRACES_EXPORTER": "console",  # spans on stderr, exported by each worker's BSP
+        "PRELOAD": "1" if preload else "0",
+        "CONFIGURE_AT_IMPORT": "1" if preload else "0",
+    }
+    n_first, n_second = 40, 35
+    with (
+        out.open("w") as stdout,
+        err.open("w") as stderr,
+        gunicorn(
+            app="tests.telemetry.gunicorn_app:app",
+            config="tests/telemetry/gunicorn_conf.py",
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        ) as (base, _proc),
+    ):
+        for i in range(n_first):
+            assert _get(f"{base}/items/{i}") == 200
+        time.sleep(1.3)  # let at least one window end and be flushed by the interval thread
+        for i in range(n_second):
+            assert _get(f"{base}/items/b{i}") == 200
+    # leaving the block SIGTERMs gunicorn: workers flush the rest at exit
+    lines = [json.loads(x) for x in out.read_text().splitlines() if x.startswith("{")]
+    emf = [x for x in lines if "_aws" in x]
+    logs = [x for x in lines if "_aws" not in x]
+    requests = [x for x in emf if "Requests" in x]
+    assert sum(x["Requests"] for x in requests) == n_first + n_second
+    assert {x["Route"] for x in requests} == {"/items/<item_id>"}
+    assert {x["Service"] for x in emf} == {"fork-test"} and {x["Version"] for x in requests} == {
+        "vT"
+    }
+    assert all(x["_aws"]["Timestamp"] % 1000 == 0 for x in emf)
+    assert len({x["_aws"]["Timestamp"] for x in requests}) >= 2  # more than one window
+    assert sum(x["Latency"]["Count"] for x in requests) == n_first + n_second
+    access = [x for x in logs if x.get("logger") == "telemetry.access"]
+    assert len(access) == n_first + n_second
+    assert len({x["request_id"] for x in access}) == len(access)  # unique across workers
+    stderr_text = err.read_text()
+    assert stderr_text.count("Booting worker") >= 2
+    # each worker exported its own spans after fork: every request's span, once
+    assert stderr_text.count('"name": "GET /items/<item_id>"') == n_first + n_second
+    assert "TelemetryErrors" not in out.read_text()
