@@ -47,7 +47,10 @@ def test_concurrent_duplicates_across_workers_and_versions_credit_once(tmp_path:
     env = {"POINTS_DB_PATH": db, "WEB_CONCURRENCY": "3"}
     with (
         gunicorn(env={**env, "APP_VERSION": "blue"}) as (blue, _),
-        gunicorn(env={**env, "APP_VERSION": "green", "POINTS_RATE": "0.02"}) as (green, _),
+        # green also runs threaded (gthread) workers: one SQLite connection per thread.
+        gunicorn(
+            env={**env, "APP_VERSION": "green", "POINTS_RATE": "0.02", "GUNICORN_THREADS": "4"}
+        ) as (green, _),
     ):
         assert call(blue, "/version")[2]["version"] == "blue"
         assert call(green, "/version")[2]["version"] == "green"
