@@ -39,6 +39,8 @@ _BUFFER_MS = 1
 # Extra time a blocking acquire may take beyond the computed wait (thread races, scheduling)
 # before it gives up with 429 rather than waiting without bound.
 _SLACK_S = 0.25
+# Guards the lazy per-process construction (several threads may take their first request at once).
+_BUILD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +73,24 @@ class RateLimiter:
     def _ensure(self) -> tuple[Limiter, StateBucket, threading.Lock]:
         pid = os.getpid()
         if self._pid != pid:
-            # First use in this process (or first after a fork): a fresh bucket and locks.
-            rate = Rate(
-                max(1, round(self.settings.rps * _SCALE)), 1000 * _SCALE, burst=self.settings.burst
-            )
-            bucket = StateBucket([rate], algorithm=TokenBucket())
-            self._lock = threading.Lock()
-            # No leak thread: a token bucket keeps constant state, there is nothing to leak.
-            factory = SingleBucketFactory(bucket, schedule_leak=False)
-            self._limiter = Limiter(factory, buffer_ms=_BUFFER_MS)
-            self._bucket = bucket
-            self._pid = pid
+            with _BUILD_LOCK:
+                if self._pid != pid:
+                    self._build(pid)
         assert self._limiter is not None and self._bucket is not None
         return self._limiter, self._bucket, self._lock
+
+    def _build(self, pid: int) -> None:
+        """First use in this process (or first after a fork): a fresh bucket and lock."""
+        rate = Rate(
+            max(1, round(self.settings.rps * _SCALE)), 1000 * _SCALE, burst=self.settings.burst
+        )
+        bucket = StateBucket([rate], algorithm=TokenBucket())
+        self._lock = threading.Lock()
+        # No leak thread: a token bucket keeps constant state, there is nothing to leak.
+        factory = SingleBucketFactory(bucket, schedule_leak=False)
+        self._limiter = Limiter(factory, buffer_ms=_BUFFER_MS)
+        self._bucket = bucket
+        self._pid = pid
 
     def _wait_ms(self, bucket: StateBucket) -> int:
         """How long one more request would wait now, without spending anything."""
