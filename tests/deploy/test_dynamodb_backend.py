@@ -1,0 +1,172 @@
+"""The DynamoDB backend beyond the shared contract: configuration errors, unavailability, the
+table helper, the IAM actions it needs, and the API served by gunicorn on top of it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+
+from sample_api.storage import StorageUnavailable, open_storage
+from sample_api.storage.dynamodb import create_table, from_env
+from tests.deploy._cfn import DEPLOY, load
+from tests.support.processes import free_port, gunicorn
+
+
+def _env(aws_env: dict[str, str], table: str) -> dict[str, str]:
+    return {**aws_env, "POINTS_STORE": "dynamodb", "POINTS_TABLE": table}
+
+
+def _table(aws_env: dict[str, str]) -> str:
+    name = f"points-{uuid.uuid4().hex[:8]}"
+    create_table(name, region=aws_env["AWS_REGION"], endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+    return name
+
+
+def test_points_table_is_required() -> None:
+    with pytest.raises(ValueError, match="POINTS_TABLE"):
+        open_storage({"POINTS_STORE": "dynamodb"})
+
+
+def test_missing_table_is_unavailable_not_a_crash(aws_env: dict[str, str]) -> None:
+    store = from_env(_env(aws_env, "no-such-table"))
+    try:
+        with pytest.raises(StorageUnavailable, match="no-such-table"):
+            store.ping()
+        with pytest.raises(StorageUnavailable):
+            store.grant(user_id="u", order_id="o", amount_jpy=100, points=1)
+        with pytest.raises(StorageUnavailable):
+            store.history("u", limit=5)
+    finally:
+        store.close()
+
+
+def test_unreachable_endpoint_is_unavailable(aws_env: dict[str, str]) -> None:
+    env = {**_env(aws_env, "t"), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    store = from_env(env)
+    try:
+        with pytest.raises(StorageUnavailable):
+            store.balance("u")
+    finally:
+        store.close()
+
+
+def test_create_table_is_idempotent(aws_env: dict[str, str]) -> None:
+    name = f"points-{uuid.uuid4().hex[:8]}"
+    kwargs = {"region": aws_env["AWS_REGION"], "endpoint_url": aws_env["AWS_ENDPOINT_URL"]}
+    assert create_table(name, **kwargs) is True
+    assert create_table(name, **kwargs) is False
+
+
+def test_create_table_cli(aws_env: dict[str, str]) -> None:
+    name = f"points-{uuid.uuid4().hex[:8]}"
+    args = [sys.executable, "-m", "sample_api.storage.dynamodb", "create-table", "--table", name]
+    ok = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and f"POINTS_TABLE={name} (created)" in ok.stdout
+    env = {**aws_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    down = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert down.returncode == 2 and down.stderr.count("\n") == 1
+    assert "Traceback" not in down.stderr
+
+
+def test_item_layout(aws_env: dict[str, str]) -> None:
+    """One grant leaves exactly the documented three items."""
+    table = _table(aws_env)
+    store = from_env(_env(aws_env, table))
+    try:
+        store.grant(user_id="u-1", order_id="o-1", amount_jpy=1234, points=12)
+    finally:
+        store.close()
+    client = boto3.client("dynamodb", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+    keys = {(i["pk"]["S"], i["sk"]["S"]) for i in client.scan(TableName=table)["Items"]}
+    assert keys == {
+        ("USER#u-1", "BALANCE"),
+        ("USER#u-1", "ENTRY#" + "1".zfill(20)),
+        ("ORDER#grant#o-1", "ORDER"),
+    }
+
+
+# IAM actions a DynamoDB API operation needs (TransactWriteItems: those of its parts).
+_ACTION = {
+    "GetItem": "dynamodb:GetItem",
+    "Query": "dynamodb:Query",
+    "DescribeTable": "dynamodb:DescribeTable",
+}
+_PART = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+    "Delete": "dynamodb:DeleteItem",
+}
+
+
+def test_task_roles_allow_every_call_the_backend_makes(aws_env: dict[str, str]) -> None:
+    table = _table(aws_env)
+    store = from_env(_env(aws_env, table))
+    needed: set[str] = set()
+
+    def record(model: Any, params: dict, **_: Any) -> None:  # botocore: the API parameters
+        if model.name == "TransactWriteItems":
+            needed.update(_PART[next(iter(item))] for item in params["TransactItems"])
+        else:
+            needed.add(_ACTION[model.name])
+
+    try:
+        store._dynamodb().meta.events.register("provide-client-params.dynamodb", record)
+        store.grant(user_id="u", order_id="o1", amount_jpy=5000, points=50)
+        store.grant(user_id="u", order_id="o1", amount_jpy=5000, points=50)
+        store.redeem(user_id="u", order_id="r1", points=20)
+        store.history("u", limit=1)
+        store.history("u", limit=1, cursor=store.history("u", limit=1).next_cursor)
+        store.ping()
+    finally:
+        store.close()
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"} <= needed
+    roles = load(DEPLOY / "stack.yaml")["Resources"]
+    for role in ("ApiTaskRole", "WorkerTaskRole"):
+        allowed = {
+            action
+            for policy in roles[role]["Properties"]["Policies"]
+            for s in policy["PolicyDocument"]["Statement"]
+            if s["Resource"] == {"Fn::GetAtt": ["PointsTable", "Arn"]}
+            for action in s["Action"]
+        }
+        assert needed <= allowed, (role, needed - allowed)
+
+
+@pytest.mark.slow
+def test_api_on_dynamodb_over_gunicorn(aws_env: dict[str, str]) -> None:
+    """The API process, configured as the stack configures it, against DynamoDB (moto)."""
+    table = _table(aws_env)
+    with gunicorn(env={**_env(aws_env, table), "WEB_CONCURRENCY": "2"}) as (base, _):
+        with urllib.request.urlopen(base + "/readyz", timeout=10) as resp:
+            assert resp.status == 200
+        body = json.dumps({"user_id": "u-9", "order_id": "ord-9", "amount_jpy": 2500}).encode()
+
+        def post() -> tuple[int, dict]:
+            request = urllib.request.Request(
+                base + "/v1/points/grants",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+
+        first, replay = post(), post()
+        assert first[0] == 201 and replay[0] == 200
+        with urllib.request.urlopen(base + "/v1/users/u-9/points", timeout=10) as resp:
+            assert json.loads(resp.read())["balance"] == 25
+    # and with the table gone, readiness says so instead of crashing
+    boto3.client("dynamodb", endpoint_url=aws_env["AWS_ENDPOINT_URL"]).delete_table(TableName=table)
+    with gunicorn(env={**_env(aws_env, table)}) as (base, _):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + "/readyz", timeout=10)
+        assert info.value.code == 503
