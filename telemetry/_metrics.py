@@ -85,10 +85,11 @@ class _Series:
 
 
 class _Window:
-    __slots__ = ("end", "routes", "series", "start")
+    __slots__ = ("api", "end", "routes", "series", "start")
 
     def __init__(self, start: float, end: float) -> None:
         self.start, self.end = start, end
+        self.api: dict[str, _Series] = {}  # raw route -> its RED series (capped routes shared)
         self.series: dict[tuple, _Series] = {}
         self.routes: set[str] = set()
 
@@ -180,22 +181,33 @@ class Aggregator:
         """Fold the pending request entries into their windows; the caller holds the lock."""
         q = self._requests
         pop = q.popleft
+        w: _Window | None = None
         for _ in range(len(q)):
             try:
                 now, route, status, latency_ms = pop()
             except IndexError:
                 break
-            w = self._window(now)
-            s = self._series(w, _API_SETS, self._route(w, route))
-            if not s.zero_filled:
-                s.zero_fill("api")
+            if w is None or not (w.start <= now < w.end):
+                w = self._window(now)
+            s = w.api.get(route)
+            if s is None:
+                s = self._api_series(w, route)
             c = s.counters
             c["Requests"] += 1
-            if status >= 500:
-                c["ServerErrors"] += 1
-            elif status >= 400:
-                c["ClientErrors"] += 1
-            self._dist(s, "Latency").add(latency_ms)
+            if status >= 400:
+                if status >= 500:
+                    c["ServerErrors"] += 1
+                else:
+                    c["ClientErrors"] += 1
+            s.dists["Latency"].add(latency_ms)
+
+    def _api_series(self, w: _Window, route: str) -> _Series:
+        """The RED series of ``route`` in ``w`` (the overflow series past the cap), cached."""
+        s = self._series(w, _API_SETS, self._route(w, route))
+        s.zero_fill("api")
+        self._dist(s, "Latency")
+        w.api[route] = s
+        return s
 
     def add(self, metric: catalog.MetricDef, value: float, route: str | None = None) -> None:
         """One observation of a declared metric (already validated)."""

@@ -112,40 +112,37 @@ class _Middleware:
         )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        # The hot path of every request: kept flat (few calls, few attribute lookups).
+        t0 = perf_counter()
+        token = ctx_token = span = None
+        resp: list[Any] = [500, None]  # status, content-length: 500 unless told otherwise
         try:
             if self._settings is not _runtime.state.settings:
                 self._refresh()
             path = environ.get("PATH_INFO", "")
-            excluded = self._exclude is not None and self._exclude.fullmatch(path) is not None
-        except Exception as exc:
-            _errors.record("internal", repr(exc))
-            return self.wsgi_app(environ, start_response)
-        if excluded:
-            return self.wsgi_app(environ, start_response)
-        return self._call(environ, start_response, path)
-
-    def _call(self, environ: dict, start_response: Callable, path: str) -> Iterable[bytes]:
-        t0 = perf_counter()
-        token = ctx_token = span = None
-        # [status, content-length]; 500 unless start_response says otherwise
-        resp: list[Any] = [500, None]
-        try:
+            exclude = self._exclude
+            if exclude is not None and exclude.fullmatch(path) is not None:
+                return self.wsgi_app(environ, start_response)
             method = environ.get("REQUEST_METHOD", "GET")
             rid = environ.get("HTTP_X_REQUEST_ID")
             if rid is None or not _REQUEST_ID.fullmatch(rid):
                 rid = _ids.next()
             scope = _context.Scope(rid)
             token = _context.current.set(scope)
-            spans = _runtime.state.server_spans if self.tracing else None
-            if spans is not None:
-                span, ctx_token = self._start_span(spans, environ, method)
+            if self.tracing:
+                spans = _runtime.state.server_spans
+                if spans is not None:
+                    span, ctx_token = self._start_span(spans, environ, method)
+
+            sizes = self.access_log is not False  # the body size only matters to access lines
 
             def _start_response(status: str, headers: list, exc_info: Any = None) -> Any:
                 resp[0] = int(status[:3])
-                for k, v in headers:
-                    if k == "Content-Length" or k.lower() == "content-length":
-                        resp[1] = v
-                        break
+                if sizes:
+                    for k, v in headers:
+                        if k == "Content-Length" or k.lower() == "content-length":
+                            resp[1] = v
+                            break
                 headers.append(("X-Request-Id", rid))
                 return start_response(status, headers, exc_info)
 
@@ -164,7 +161,16 @@ class _Middleware:
             resp[0] = 500
             raise
         finally:
-            self._finish(t0, method, path, scope, resp, span, error)
+            try:
+                ms = (perf_counter() - t0) * 1000.0
+                status = resp[0]
+                route = scope.route or catalog.UNMATCHED_ROUTE
+                agg = _runtime.state.aggregator or _runtime.aggregator()
+                agg.record_request(route, status, ms)
+                if self.access_log is not False or span is not None:
+                    self._finish(method, path, route, status, ms, resp[1], span, error)
+            except Exception as exc:
+                _errors.record("internal", repr(exc))
             if ctx_token is not None:
                 otel_context.detach(ctx_token)
             _context.current.reset(token)
@@ -192,45 +198,39 @@ class _Middleware:
 
     def _finish(
         self,
-        t0: float,
         method: str,
         path: str,
-        scope: _context.Scope,
-        resp: list[Any],
+        route: str,
+        status: int,
+        ms: float,
+        size: str | None,
         span: tuple | None,
         error: BaseException | None,
     ) -> None:
-        try:
-            ms = (perf_counter() - t0) * 1000.0
-            status = resp[0]
-            route = scope.route or catalog.UNMATCHED_ROUTE
-            _runtime.aggregator().record_request(route, status, ms)
-            st = self._settings
-            sample = st.access_log_sample
-            if self.access_log is not False and (
-                status >= 400 or sample >= 1.0 or random.random() < sample
-            ):
-                self._log(method, path, route, status, ms, resp[1], error)
-            if span is not None:
-                spans, sc, parent_sc, record, start_ns = span
-                if record:
-                    spans.end(
-                        f"{method} {route}",
-                        sc,
-                        parent_sc,
-                        _SERVER,
-                        start_ns,
-                        {
-                            "http.request.method": method,
-                            "http.route": route,
-                            "url.path": path,
-                            "http.response.status_code": status,
-                        },
-                        error,
-                        status >= 500,
-                    )
-        except Exception as exc:
-            _errors.record("internal", repr(exc))
+        """The access line (sampled) and the server span."""
+        sample = self._settings.access_log_sample
+        if self.access_log is not False and (
+            status >= 400 or sample >= 1.0 or random.random() < sample
+        ):
+            self._log(method, path, route, status, ms, size, error)
+        if span is not None:
+            spans, sc, parent_sc, record, start_ns = span
+            if record:
+                spans.end(
+                    f"{method} {route}",
+                    sc,
+                    parent_sc,
+                    _SERVER,
+                    start_ns,
+                    {
+                        "http.request.method": method,
+                        "http.route": route,
+                        "url.path": path,
+                        "http.response.status_code": status,
+                    },
+                    error,
+                    status >= 500,
+                )
 
     def _log(self, method, path, route, status, ms, size, error) -> None:
         level = logging.ERROR if status >= 500 else logging.INFO
