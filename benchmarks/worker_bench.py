@@ -7,7 +7,10 @@ own ceiling measured in the same run.
   size 10, default concurrency) draining the same number of messages.
 
 Both rates are measured between the first and the last message handled (start-up excluded), on
-a queue pre-loaded with the same number of messages. Target: worker >= 80 % of the ceiling.
+a queue pre-loaded with the same number of messages; rounds alternate the two so that load from
+other processes on the machine hits both alike, and the headline is the median of the per-round
+ratios. Target: worker >= 80 % of the ceiling. ``WORKER_BENCH_MESSAGES`` (default 300: moto's
+receive cost grows with the backlog) and ``WORKER_BENCH_ROUNDS`` (default 5) size it.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from tests.support.processes import child, moto_server
 from worker import make_client, make_event, setup_queues
 from worker._sample import send_bodies
 
-MESSAGES = int(os.environ.get("WORKER_BENCH_MESSAGES", "2000"))
-ROUNDS = int(os.environ.get("WORKER_BENCH_ROUNDS", "2"))
-TIME_LIMIT_S = 300.0
+MESSAGES = int(os.environ.get("WORKER_BENCH_MESSAGES", "300"))
+ROUNDS = int(os.environ.get("WORKER_BENCH_ROUNDS", "5"))
+TIME_LIMIT_S = 120.0
 
 
 def _load(client: Any, url: str, n: int, tag: str) -> float:
@@ -150,7 +153,11 @@ def main() -> None:
         f"(ceiling loop: 0.200); worker CPU per message: {statistics.median(cpu):.2f} ms "
         "(whole process: start-up, telemetry, SQLite, boto3)"
     )
-    print(f"worker / ceiling: {w / c:.1%}  (target >= 80 %)")
+    ratios = sorted(wr / cr for wr, cr in zip(workers, ceilings, strict=True))
+    print(
+        f"worker / ceiling: median of rounds {statistics.median(ratios):.1%} "
+        f"(range {ratios[0]:.0%}-{ratios[-1]:.0%}); of medians {w / c:.1%}  (target >= 80 %)"
+    )
 
 
 if __name__ == "__main__":

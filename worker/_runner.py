@@ -101,7 +101,15 @@ class Worker:
     def start(self) -> None:
         """Read the queue's redrive policy, then start receiving (raises if the queue is missing)."""
         self.info = describe_queue(self.client, self.config.queue_url)
-        if self.info.dlq_url is None:
+        try:
+            # Touch the store once before the pool starts: this creates the schema (SQLite) from
+            # one thread instead of ten racing for it, and says early if it is unreachable.
+            self.service.storage.ping()
+        except Exception as exc:
+            instrument.log.error(
+                "points store unavailable at start-up (jobs will fail and be retried): %s", exc
+            )
+        if self.info.max_receive_count is None:
             instrument.log.warning(
                 "queue has no redrive policy: poison messages will be retried forever "
                 "(create it with `python -m worker setup-queues`)",
@@ -116,6 +124,7 @@ class Worker:
             extra={
                 "queue_url": self.config.queue_url,
                 "dlq_url": self.info.dlq_url,
+                "dlq_arn": self.info.dlq_arn,
                 "max_receive_count": self.info.max_receive_count,
                 "concurrency": self.config.concurrency,
                 "batch_size": self.config.batch_size,
@@ -341,7 +350,7 @@ class Worker:
                 fields["late"] = True
             elif error is None:
                 self._acker.delete(held.message_id, held.receipt)
-            elif outcome == "poison" and self.info.dlq_url is not None:
+            elif outcome == "poison" and self.info.max_receive_count is not None:
                 # Fail fast: visible again at once, so SQS's redrive policy moves it to the DLQ
                 # after maxReceiveCount receives within moments instead of maxReceiveCount
                 # visibility timeouts; the rest of the queue is never blocked behind it.

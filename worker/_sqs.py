@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 #: Connection pool large enough for the receiver, the acknowledger, the heartbeat and the queue
 #: poller at once (boto3's default of 10 is shared by all threads of a client).
@@ -30,11 +31,16 @@ def make_client(region: str, endpoint_url: str | None = None) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
-    """The queue's redrive policy as the worker needs it (``dlq_url`` None: no DLQ configured)."""
+    """The queue's redrive policy as the worker needs it.
+
+    ``max_receive_count`` None: no redrive policy (no DLQ). ``dlq_url`` None: no DLQ, or its URL
+    could not be resolved (then only its depth goes unreported).
+    """
 
     url: str
     max_receive_count: int | None
     dlq_url: str | None
+    dlq_arn: str | None = None
 
 
 def describe_queue(client: Any, queue_url: str) -> QueueInfo:
@@ -45,10 +51,17 @@ def describe_queue(client: Any, queue_url: str) -> QueueInfo:
         return QueueInfo(queue_url, None, None)
     policy = json.loads(policy_text)
     arn = str(policy["deadLetterTargetArn"])
+    max_receives = int(policy["maxReceiveCount"])
     # arn:aws:sqs:<region>:<account>:<name>
     parts = arn.split(":")
-    dlq_url = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
-    return QueueInfo(queue_url, int(policy["maxReceiveCount"]), dlq_url)
+    try:
+        dlq_url = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])[
+            "QueueUrl"
+        ]
+    except (ClientError, IndexError):
+        # e.g. no sqs:GetQueueUrl on the DLQ: redrive still works, only its depth is unknown
+        dlq_url = None
+    return QueueInfo(queue_url, max_receives, dlq_url, arn)
 
 
 def setup_queues(
