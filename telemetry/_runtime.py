@@ -123,7 +123,8 @@ def shutdown() -> None:
             if state.aggregator is not None:
                 state.aggregator.close()
             if state.provider is not None and state.provider_pid == os.getpid():
-                state.provider.force_flush(5000)
+                state.provider.shutdown()  # exports what the batch processor holds
+                state.provider_pid = 0  # shut down: not again
     except Exception as exc:
         _errors.record("shutdown", repr(exc))
     _errors.flush_report()

@@ -122,7 +122,10 @@ def build_provider(
     if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return None
     resource = Resource.create({"service.name": service, "service.version": version})
-    provider = TracerProvider(resource=resource, id_generator=ContinuingIdGenerator())
+    # shutdown_on_exit=False: telemetry.shutdown() (atexit) flushes it, once, in its own process
+    provider = TracerProvider(
+        resource=resource, id_generator=ContinuingIdGenerator(), shutdown_on_exit=False
+    )
     if exporter is None:
         kind = env.get("OTEL_TRACES_EXPORTER", "").lower()
         endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
@@ -229,11 +232,11 @@ class ServerSpans:
             _SAMPLED if sampled else _NOT_SAMPLED,
             result.trace_state,
         )
-        return (
-            span_context,
-            parent_sc,
-            result.decision.is_recording() and self.processor is not None,
+        # no processor (nothing configured to export): skip building the span
+        record = result.decision.is_recording() and bool(
+            getattr(self.processor, "_span_processors", self.processor)
         )
+        return span_context, parent_sc, record
 
     def end(
         self,
