@@ -1,0 +1,108 @@
+"""Locust load for the points service; works unchanged against any deployment.
+
+    locust -f loadtest/locustfile.py --host https://<alb-dns-name> --headless \\
+        --csv out/load --html out/load.html --run-time 10m
+
+``LOAD_SHAPE=steady|step|demo`` picks a load shape from ``loadtest/shapes.py`` (rate-based, see
+``LOAD_RPS``); without it, Locust's usual ``--users``/``--spawn-rate`` apply and each user still
+paces itself at ``LOAD_USER_RPS`` requests per second.
+
+The user behaves like the order system and the app: mostly grants for completed purchases, then
+balance reads, then a few redemptions. Ids look real (``u-000042``, ``ord-<uuid>``). Idempotency is
+respected: a small share of grants is re-sent with the same ``order_id`` and body (a client retry),
+which must answer 200 with the original result. Answers the scenario expects are successes: 409
+for a redemption above the balance, 429 from the rate limiter (``RATE_LIMIT_MODE=reject`` or a
+delayed request that would wait too long).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+
+from locust import FastHttpUser, constant_throughput, task
+
+try:
+    from loadtest import shapes
+except (
+    ImportError
+):  # the locustfile copied elsewhere with shapes.py beside it (Locust adds its dir)
+    import shapes  # type: ignore[no-redef]
+
+USER_POOL = int(os.environ.get("LOAD_USER_POOL", "500"))  # distinct customer ids
+RETRY_SHARE = float(os.environ.get("LOAD_RETRY_SHARE", "0.05"))  # grants re-sent as client retries
+EXPECTED = {429}  # throttled: not a failure of the test, the alarms are what judge latency
+BALANCE_ROUTE = "/v1/users/[user_id]/points"
+
+
+def _amount_jpy(rng: random.Random) -> int:
+    # Purchases between ~300 and ~60,000 JPY, skewed to small baskets, rounded like prices.
+    return max(100, int(rng.lognormvariate(8.0, 0.9)) // 10 * 10)
+
+
+class PointsUser(FastHttpUser):
+    """One simulated client of the points API."""
+
+    wait_time = constant_throughput(shapes.setting("LOAD_USER_RPS"))
+
+    def on_start(self) -> None:
+        self.rng = random.Random()
+        self.last_grant: dict[str, object] | None = None
+
+    @property
+    def user_id(self) -> str:
+        # Each request acts for one customer of the pool, as an app's many clients do.
+        return f"u-{self.rng.randrange(USER_POOL):06d}"
+
+    def _check(self, resp, ok: set[int]) -> None:
+        if resp.status_code in ok or resp.status_code in EXPECTED:
+            resp.success()
+        else:
+            resp.failure(f"unexpected status {resp.status_code}")
+
+    @task(6)
+    def grant(self) -> None:
+        retry = self.last_grant is not None and self.rng.random() < RETRY_SHARE
+        if retry:
+            body, ok = self.last_grant, {200, 201}
+        else:
+            body = {
+                "user_id": self.user_id,
+                "order_id": f"ord-{uuid.uuid4().hex}",
+                "amount_jpy": _amount_jpy(self.rng),
+            }
+            ok = {201}
+        name = "/v1/points/grants (retry)" if retry else "/v1/points/grants"
+        with self.client.post(
+            "/v1/points/grants", json=body, name=name, catch_response=True
+        ) as resp:
+            self._check(resp, ok)
+            if resp.status_code == 201:
+                self.last_grant = body
+
+    @task(3)
+    def balance(self) -> None:
+        with self.client.get(
+            f"/v1/users/{self.user_id}/points?limit=10", name=BALANCE_ROUTE, catch_response=True
+        ) as resp:
+            self._check(resp, {200})
+
+    @task(1)
+    def redeem(self) -> None:
+        body = {
+            "user_id": self.user_id,
+            "order_id": f"rdm-{uuid.uuid4().hex}",
+            "points": self.rng.choice((10, 20, 50, 100)),
+        }
+        with self.client.post(
+            "/v1/points/redemptions", json=body, name="/v1/points/redemptions", catch_response=True
+        ) as resp:
+            # 409: more points than the balance, an everyday answer for a new customer.
+            self._check(resp, {201, 409})
+
+
+_shape = shapes.pick(os.environ.get("LOAD_SHAPE"))
+if _shape is not None:
+    # Locust runs the LoadTestShape subclass it finds in this module; bind only the chosen one.
+    LoadShape = type("LoadShape", (_shape,), {"abstract": False})

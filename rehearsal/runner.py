@@ -1,0 +1,410 @@
+"""Run one rehearsal: blue and green under gunicorn, the weighted listener, Locust, the live alarm
+evaluation, the deployment controller with rollback, the safety check and the report."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rehearsal import schedule as schedules
+from rehearsal.collector import Collector
+from rehearsal.listener import WeightedListener
+from rehearsal.progress import Progress, format_line
+from rehearsal.safety import SafetyReport, check
+from rehearsal.supervisor import Interrupted, Supervisor, signals_raise
+from rehearsal.timeline import Timeline
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ("regression", "healthy")
+OUTCOMES = ("rolled_back", "succeeded")
+DEFAULT_SPEC = ROOT / "alarms" / "specs" / "points-service.yaml"
+
+#: Evaluate an alarm period only once its last one-second EMF window has surely arrived: the
+#: services flush every second, so data for ``[T-1, T)`` is on our pipe shortly after ``T``.
+#: CloudWatch has the same kind of ingestion delay; 2.5 s keeps late lines from being missed.
+INGEST_LAG_S = 2.5
+TICK_S = 0.25
+
+
+@dataclass
+class Options:
+    """Everything a rehearsal run needs; the CLI fills it from its arguments."""
+
+    scenario: str
+    out: Path
+    deployment_config: str = schedules.DEFAULT_CONFIG
+    time_scale: float = 0.5
+    bake_s: float = 60.0  # CodeDeploy's wait before terminating the original task set (scaled)
+    spec: Path = DEFAULT_SPEC
+    port: int = 0  # listener port; 0 picks a free one
+    load_rps: float = 40.0
+    warmup_s: float = 5.0  # blue alone before the deployment starts (not scaled)
+    observe_after_s: float = 5.0  # load kept on after the decision, to show the recovery
+    web_concurrency: int = 1
+    threads: int = 4  # gthread workers: keep-alive to the listener, several requests at once
+    app: str = "sample_api.wsgi:app"
+    green_limit_rps: float = 2.0
+    green_limit_burst: int = 2
+    green_limit_max_wait_s: float = 2.0
+    progress: bool | None = None  # None: updating line when stdout is a TTY
+    seed: int | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What :func:`run` returns: the result document and where everything was written."""
+
+    result: dict[str, Any]
+    report_path: Path
+    safety: SafetyReport | None
+    details: dict[str, Any]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, alive: Any, timeout_s: float = 30.0) -> None:
+    """Poll ``url`` until it answers 2xx; fail fast when ``alive()`` turns false."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the process behind {url} exited before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if 200 <= resp.status < 300:
+                    return
+        except (OSError, urllib.error.URLError) as exc:
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} was not ready within {timeout_s:.0f} s ({last})")
+
+
+def child_env(options: Options, version: str, db_path: Path, port: int, limiter: bool) -> dict:
+    """Environment of one version's gunicorn: shared store, 1 s high-resolution telemetry."""
+    env = {
+        "APP_VERSION": version,
+        "PORT": str(port),
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": str(options.web_concurrency),
+        "GUNICORN_THREADS": str(options.threads),
+        "POINTS_STORE": "sqlite",
+        "POINTS_DB_PATH": str(db_path),
+        "OTEL_SERVICE_NAME": "points-service",
+        "OTEL_RESOURCE_ATTRIBUTES": f"service.version={version}",
+        "TELEMETRY_FLUSH_INTERVAL_S": "1",
+        "TELEMETRY_STORAGE_RESOLUTION": "1",
+        # Access lines are only kept as logs here; errors are always logged by telemetry.
+        "TELEMETRY_ACCESS_LOG_SAMPLE": "0.1",
+        "PYTHONUNBUFFERED": "1",
+        "RATE_LIMIT_ENABLED": "true" if limiter else "false",
+    }
+    if limiter:
+        env.update(
+            {
+                "RATE_LIMIT_RPS": f"{options.green_limit_rps:g}",
+                "RATE_LIMIT_BURST": str(options.green_limit_burst),
+                "RATE_LIMIT_MODE": "delay",
+                "RATE_LIMIT_MAX_WAIT_S": f"{options.green_limit_max_wait_s:g}",
+            }
+        )
+    env.update(options.extra_env)
+    return env
+
+
+def _clean_parent_env() -> None:
+    # No trace export from the rehearsal's children: there is no collector on this machine.
+    for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        os.environ.pop(key, None)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """While cleaning up, a second Ctrl-C must not abandon half-stopped children."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _load_alarms(spec_path: Path) -> tuple[dict[str, Any], Any, list[str]]:
+    from alarms import Evaluator, load_spec, rollback_alarm_names, synth
+
+    spec = load_spec(str(spec_path))
+    defs = synth(spec, format="json", profile="rehearsal")
+    return defs, Evaluator(defs), list(rollback_alarm_names(defs))
+
+
+def run(options: Options) -> Outcome:
+    """Run the rehearsal described by ``options``; always stops every child before returning."""
+    plan = schedules.build(
+        options.deployment_config, time_scale=options.time_scale, bake_s=options.bake_s
+    )
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("points.db*"):
+        stale.unlink()
+    defs, evaluator, rollback_names = _load_alarms(options.spec)
+    (out / "alarms.json").write_text(json.dumps(defs, indent=2, default=str) + "\n")
+    _clean_parent_env()
+
+    db_path = out / "points.db"
+    timeline = Timeline()
+    collector = Collector(out, evaluator)
+    supervisor = Supervisor(out / "logs")
+    progress = Progress(tty=options.progress)
+    listener: WeightedListener | None = None
+    details: dict[str, Any] = {
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        "schedule": {
+            "steps": [[s.at_s, s.green_percent] for s in plan.steps],
+            "bake_s": plan.bake_s,
+        },
+        "rollback_alarms": rollback_names,
+    }
+    decision: dict[str, Any] = {}
+    safety: SafetyReport | None = None
+    try:
+        with signals_raise():
+            ports = {"blue": free_port(), "green": free_port()}
+            limiter = options.scenario == "regression"
+            for name, version, limited in (("blue", "v1", False), ("green", "v2", limiter)):
+                supervisor.start(
+                    name,
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "-c",
+                        str(ROOT / "sample_api" / "gunicorn.conf.py"),
+                        options.app,
+                    ],
+                    env=child_env(options, version, db_path, ports[name], limited),
+                    cwd=ROOT,
+                    on_line=collector.on_line,
+                )
+            for name, port in ports.items():
+                child = supervisor.children[name]
+                wait_ready(f"http://127.0.0.1:{port}/readyz", child.alive)
+            listener = WeightedListener(
+                {n: ("127.0.0.1", p) for n, p in ports.items()},
+                weights={"blue": 100},
+                port=options.port,
+                seed=options.seed,
+                observer=timeline.observe,
+            ).start()
+            details["listener"] = listener.url
+            details["ports"] = ports
+            progress.message(
+                f"rehearsal: {options.scenario} with {options.deployment_config} "
+                f"(time scale {options.time_scale:g}); listener {listener.url} "
+                f"(try: curl -i {listener.url}/version)"
+            )
+            supervisor.start(
+                "locust",
+                [
+                    sys.executable,
+                    "-m",
+                    "locust",
+                    "-f",
+                    str(ROOT / "loadtest" / "locustfile.py"),
+                    "--headless",
+                    "--host",
+                    listener.url,
+                    "--csv",
+                    str(out / "locust"),
+                    "--html",
+                    str(out / "locust.html"),
+                    "--loglevel",
+                    "WARNING",
+                    "--only-summary",
+                ],
+                env={
+                    "LOAD_SHAPE": "demo",
+                    "LOAD_RPS": f"{options.load_rps:g}",
+                    # One request per second per user: many users, so a slow green request
+                    # delays one user's next request, not a big share of the load.
+                    "LOAD_USER_RPS": "1",
+                },
+                cwd=ROOT,
+            )
+            (out / "children.json").write_text(json.dumps(supervisor.pgids()) + "\n")
+            decision = _deploy(
+                options, plan, rollback_names, listener, supervisor, collector, timeline, progress
+            )
+            # Keep the load on for a moment: the report shows traffic back on the survivor.
+            _observe(
+                options.observe_after_s,
+                set(rollback_names),
+                collector,
+                timeline,
+                progress,
+                decision,
+            )
+            with _signals_ignored():
+                supervisor.stop("locust", timeout_s=20, first=signal.SIGINT)
+            details["listener_errors"] = listener.error_log
+            survivor = "blue" if decision["outcome"] == "rolled_back" else "green"
+            safety = check(
+                f"http://127.0.0.1:{ports[survivor]}",
+                survivor,
+                list(timeline.writes),
+                _store_balance(db_path),
+            )
+    except Interrupted as exc:
+        progress.close()
+        print(f"\nrehearsal: interrupted ({exc}); stopping every child process", file=sys.stderr)
+        raise
+    finally:
+        progress.close()
+        with _signals_ignored():
+            if listener is not None:
+                listener.stop()
+            supervisor.stop_all()
+            # The survivors' last windows arrive as they exit; evaluate what is left.
+            collector.advance(time.time())
+            collector.close()
+
+    from rehearsal.report import write_outputs
+
+    return write_outputs(options, plan, decision, timeline, collector, safety, details)
+
+
+def _store_balance(db_path: Path) -> Any:
+    """Read balances straight from the shared store (independent of either version's API)."""
+    try:
+        from sample_api.storage import open_storage
+    except ImportError:
+        return None
+    storage = open_storage({"POINTS_STORE": "sqlite", "POINTS_DB_PATH": str(db_path)})
+    return storage.balance
+
+
+def _tick(
+    watched: set[str],
+    collector: Collector,
+    timeline: Timeline,
+    progress: Progress,
+    phase: str,
+    green_percent: int,
+) -> dict[str, str]:
+    now = time.time()
+    for ev in collector.advance(now - INGEST_LAG_S):
+        # Print the changes that matter: the rollback alarms', and any alarm that fires.
+        if ev.get("state") != ev.get("previous_state") and (
+            ev.get("alarm") in watched or ev.get("state") == "ALARM"
+        ):
+            at = (ev.get("epoch") or now) - (timeline.t0 or now)
+            progress.message(
+                f"{at:+6.0f}s alarm {ev['alarm']}: {ev.get('previous_state')} -> {ev['state']}"
+            )
+    states = collector.last_states
+    t = now - (timeline.t0 or now)
+    shown = {n: s for n, s in states.items() if n in watched}
+    progress.update(format_line(t, phase, green_percent, timeline.window(now, 5.0), shown))
+    return states
+
+
+def _deploy(
+    options: Options,
+    plan: schedules.Schedule,
+    rollback_alarms: list[str],
+    listener: WeightedListener,
+    supervisor: Supervisor,
+    collector: Collector,
+    timeline: Timeline,
+    progress: Progress,
+) -> dict[str, Any]:
+    """The controller: warm-up on blue, traffic steps, bake; roll back on any rollback alarm."""
+    rollback_names = set(rollback_alarms)
+    # Warm-up: blue alone, production as it was, until load arrives (bounded).
+    warm_end = time.monotonic() + options.warmup_s
+    hard_end = warm_end + 30
+    timeline.set_traffic(time.time(), 0)
+    while time.monotonic() < warm_end or (
+        sum(listener.counts.values()) == 0 and time.monotonic() < hard_end
+    ):
+        _tick(rollback_names, collector, timeline, progress, "warm-up", 0)
+        time.sleep(TICK_S)
+    if sum(listener.counts.values()) == 0:
+        raise RuntimeError("Locust sent no traffic through the listener during the warm-up")
+
+    t0 = time.time()
+    timeline.t0 = t0
+    current = -1
+    deadline = t0 + plan.total_s
+    while True:
+        now = time.time()
+        offset = now - t0
+        percent = plan.percent_at(offset)
+        if percent != current:
+            listener.set_weights({"blue": 100 - percent, "green": percent})
+            timeline.set_traffic(now, percent)
+            progress.message(f"{offset:+6.0f}s traffic: green {percent}%, blue {100 - percent}%")
+            current = percent
+        phase = "shifting" if offset < plan.shift_s else "baking"
+        states = _tick(rollback_names, collector, timeline, progress, phase, percent)
+        firing = sorted(n for n in rollback_names if states.get(n) == "ALARM")
+        if firing:
+            decided = time.time()
+            listener.set_weights({"blue": 100, "green": 0})
+            timeline.set_traffic(decided, 0)
+            progress.message(
+                f"{decided - t0:+6.0f}s ROLLBACK: {', '.join(firing)} in ALARM at green "
+                f"{percent}% -> all traffic to blue, stopping green"
+            )
+            supervisor.stop("green")
+            return {
+                "outcome": "rolled_back",
+                "alarm": firing[0],
+                "alarms_firing": firing,
+                "alarm_time_s": round(decided - t0, 2),
+                "green_percent_at_alarm": percent,
+                "decided_at": decided,
+            }
+        if now >= deadline:
+            progress.message(
+                f"{offset:+6.0f}s bake time over, no alarm: terminating blue (original task set)"
+            )
+            supervisor.stop("blue")
+            return {
+                "outcome": "succeeded",
+                "alarm": None,
+                "alarms_firing": [],
+                "alarm_time_s": None,
+                "green_percent_at_alarm": None,
+                "decided_at": time.time(),
+            }
+        time.sleep(TICK_S)
+
+
+def _observe(
+    seconds: float,
+    watched: set[str],
+    collector: Collector,
+    timeline: Timeline,
+    progress: Progress,
+    decision: dict[str, Any],
+) -> None:
+    end = time.monotonic() + seconds
+    percent = 0 if decision["outcome"] == "rolled_back" else 100
+    while time.monotonic() < end:
+        _tick(watched, collector, timeline, progress, "after", percent)
+        time.sleep(TICK_S)
