@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
@@ -130,3 +132,56 @@ def test_buildspec_hands_codedeploy_the_revision() -> None:
     assert "docker push" in commands and "imageDetail.json" in commands
     assert "deploy/render_revision.py" in commands
     assert spec["env"]["variables"]["PYTHON_IMAGE"].endswith("python:3.12-slim")
+
+
+def _lower_first(value):
+    """CloudFormation property names (PascalCase) -> API parameter names (camelCase)."""
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _lower_first(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lower_first(v) for v in value]
+    return value
+
+
+def test_manual_release_goes_through_the_aws_apis(tmp_path: Path, aws_env: dict[str, str]) -> None:
+    """The docs' release steps with boto3 over HTTP (moto): the rendered task definition and
+    deployment input pass botocore's validation against the real API models, ECS registers the
+    task definition, and CodeDeploy accepts the deployment for a group configured like the
+    stack's (blue/green, traffic control, rollback on alarm)."""
+    # Unique names: the moto server is shared by the whole test session.
+    suffix = uuid.uuid4().hex[:8]
+    app_name, group_name = f"points-{suffix}", f"points-{suffix}-dg"
+    outputs = _describe_stacks_output(
+        tmp_path,
+        {**OUTPUTS, "CodeDeployApplication": app_name, "DeploymentGroupName": group_name},
+    )
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/points-service:v2"
+    common = ["--outputs", str(outputs), "--region", "us-east-1", "--version", "v2"]
+    assert _run(*common, "--image", image, "--out", str(tmp_path), cwd=tmp_path).returncode == 0
+    ecs = boto3.client("ecs")
+    taskdef = json.loads((tmp_path / "taskdef.json").read_text())
+    arn = ecs.register_task_definition(**taskdef)["taskDefinition"]["taskDefinitionArn"]
+    assert ":task-definition/points-service-api:" in arn
+    proc = _run(*common, "--image", image, "--task-definition-arn", arn, "--out", str(tmp_path),
+                cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+    group = load(DEPLOY / "stack.yaml")["Resources"]["DeploymentGroup"]["Properties"]
+    codedeploy = boto3.client("codedeploy")
+    codedeploy.create_application(applicationName=app_name, computePlatform="ECS")
+    codedeploy.create_deployment_group(
+        applicationName=app_name,
+        deploymentGroupName=group_name,
+        serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
+        deploymentConfigName="CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
+        deploymentStyle=_lower_first(group["DeploymentStyle"]),
+        blueGreenDeploymentConfiguration=_lower_first(group["BlueGreenDeploymentConfiguration"]),
+        autoRollbackConfiguration=_lower_first(group["AutoRollbackConfiguration"]),
+        alarmConfiguration={"enabled": True, "alarms": [{"name": "points-service-green-x"}]},
+        ecsServices=[{"clusterName": "points-service", "serviceName": "points-service-api"}],
+    )
+    body = json.loads((tmp_path / "create-deployment.json").read_text())
+    deployment = codedeploy.create_deployment(**body)["deploymentId"]
+    info = codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]
+    assert info["applicationName"] == app_name
+    assert info["deploymentGroupName"] == group_name
