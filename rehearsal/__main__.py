@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load through the listener, requests/s (default: %(default)s)")  # fmt: skip
     p.add_argument("--green-limit-rps", type=_positive, default=2.0,
                    help="green's RATE_LIMIT_RPS in the regression scenario (default: %(default)s)")  # fmt: skip
+    p.add_argument("--app", default="sample_api.wsgi:app", metavar="MODULE:NAME",
+                   help="WSGI app both versions run under gunicorn (default: %(default)s)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true",
                    help="plain progress lines even on a terminal")  # fmt: skip
     return p
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         load_rps=args.rps,
         green_limit_rps=args.green_limit_rps,
+        app=args.app,
         progress=False if args.no_progress else None,
     )
     try:

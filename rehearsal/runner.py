@@ -159,8 +159,8 @@ def run(options: Options) -> Outcome:
     )
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("points.db*"):
-        stale.unlink()
+    for stale in [*out.glob("points.db*"), out / "run.json", out / "result.json"]:
+        stale.unlink(missing_ok=True)
     defs, evaluator, rollback_names = _load_alarms(options.spec)
     (out / "alarms.json").write_text(json.dumps(defs, indent=2, default=str) + "\n")
     _clean_parent_env()
@@ -245,7 +245,10 @@ def run(options: Options) -> Outcome:
                 },
                 cwd=ROOT,
             )
-            (out / "children.json").write_text(json.dumps(supervisor.pgids()) + "\n")
+            details["children"] = supervisor.pgids()
+            # Written now for whoever watches the run (listener URL, child process groups) and
+            # again, complete, at the end.
+            (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
             decision = _deploy(
                 options, plan, rollback_names, listener, supervisor, collector, timeline, progress
             )

@@ -1,0 +1,199 @@
+"""Both scenarios end to end through ``python -m rehearsal``: real gunicorn, real Locust, the
+alarms generated from the packaged spec; plus Ctrl-C and bad arguments."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rehearsal.listener import SERVED_BY
+from rehearsal.supervisor import group_pids
+from tests.support.processes import ROOT
+
+RESULT_KEYS = {
+    "scenario",
+    "deployment_config",
+    "outcome",
+    "alarm",
+    "alarm_time_s",
+    "traffic",
+    "requests",
+    "errors",
+}
+
+
+def _rehearsal(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rehearsal", "--no-progress", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _no_children_left(out: Path) -> None:
+    pgids = json.loads((out / "run.json").read_text())["children"]
+    assert set(pgids) == {"blue", "green", "locust"}
+    deadline = time.monotonic() + 10
+    while any(group_pids(p) for p in pgids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {name: group_pids(p) for name, p in pgids.items() if group_pids(p)}
+    assert not left, f"child processes still running: {left}"
+
+
+def _alarm_states(out: Path) -> dict[str, set[str]]:
+    states: dict[str, set[str]] = {}
+    for line in (out / "evaluations.jsonl").read_text().splitlines():
+        ev = json.loads(line)
+        states.setdefault(ev["alarm"], set()).add(ev["state"])
+    return states
+
+
+@pytest.mark.slow
+def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
+    out = tmp_path / "regression"
+    # Time scale 1: the first step (10 %) lasts a full minute, so only detection ends it.
+    proc = _rehearsal(
+        "--scenario", "regression", "--time-scale", "1", "--out", str(out),
+        "--expect", "rolled_back",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ROLLED BACK" in proc.stdout
+    assert str(out / "report.html") in proc.stdout
+
+    result = json.loads((out / "result.json").read_text())
+    assert set(result) == RESULT_KEYS
+    assert result["outcome"] == "rolled_back"
+    assert result["scenario"] == "regression"
+    assert result["deployment_config"] == "CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
+    run = json.loads((out / "run.json").read_text())
+    assert result["alarm"] in run["rollback_alarms"]
+    assert run["green_percent_at_alarm"] == 10, "caught at the first traffic step"
+    # Traffic: blue only, then 10 % green, then back to 0 at the decision.
+    percents = [p for _, p in result["traffic"]]
+    assert percents == [0, 10, 0]
+    assert result["traffic"][-1][0] == pytest.approx(result["alarm_time_s"], abs=0.5)
+    assert result["requests"] > 100
+    assert result["errors"] <= result["requests"] * 0.01
+
+    # Blue still serves every balance, including the points green granted.
+    safety = run["safety"]
+    assert safety["ok"], safety
+    assert safety["served_by"] == "blue"
+    assert safety["writes_by_other_version"] > 0
+
+    assert "ALARM" in _alarm_states(out)[result["alarm"]]
+    emf = (out / "emf.jsonl").read_text().splitlines()
+    assert emf and all("_aws" in json.loads(line) for line in emf)
+    versions = {json.loads(line).get("Version") for line in emf}
+    assert {"v1", "v2"} <= versions
+    assert (out / "locust_stats.csv").read_text().count("\n") > 2
+    report = (out / "report.html").read_text()
+    assert "<svg" in report and "rolled_back" in report
+    assert "http://" not in report.split("<svg", 1)[0].replace("http://127.0.0.1", "")
+    _no_children_left(out)
+
+    # emf.jsonl replays offline with the same alarms and fires the same alarm.
+    replay = subprocess.run(
+        [sys.executable, "-m", "alarms", "replay", "--alarms", str(out / "alarms.json"),
+         "--emf", str(out / "emf.jsonl")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    fired = [
+        json.loads(line)
+        for line in replay.stdout.splitlines()
+        if line.startswith("{") and '"state": "ALARM"' in line
+    ]
+    assert any(ev.get("alarm") == result["alarm"] for ev in fired)
+
+
+@pytest.mark.slow
+def test_healthy_deployment_succeeds(tmp_path: Path) -> None:
+    out = tmp_path / "healthy"
+    proc = _rehearsal(
+        "--scenario", "healthy", "--deployment-config", "custom:canary:10:20",
+        "--time-scale", "1", "--bake", "15", "--out", str(out), "--expect", "succeeded",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCEEDED" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert set(result) == RESULT_KEYS
+    assert result["outcome"] == "succeeded"
+    assert result["alarm"] is None and result["alarm_time_s"] is None
+    assert [p for _, p in result["traffic"]] == [0, 10, 100]
+    assert result["errors"] <= result["requests"] * 0.01
+    run = json.loads((out / "run.json").read_text())
+    states = _alarm_states(out)
+    for name in run["rollback_alarms"]:
+        assert "ALARM" not in states.get(name, set()), name
+    # Green evaluated with data: its latency alarm saw OK, not only "no data".
+    green_latency = [n for n in run["rollback_alarms"] if "green-latency" in n]
+    assert green_latency and all("OK" in states[n] for n in green_latency)
+    safety = run["safety"]
+    assert safety["ok"] and safety["served_by"] == "green"
+    assert safety["writes_by_other_version"] > 0
+    _no_children_left(out)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rehearsal", "--no-progress", "--scenario", "healthy",
+         "--time-scale", "1", "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "run.json").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        started = json.loads((out / "run.json").read_text())
+        assert all(group_pids(p) for p in started["children"].values())
+        # Anyone can curl the listener during the run; it names the version that answered.
+        listener = started["listener"]
+        with urllib.request.urlopen(f"{listener}/version", timeout=10) as resp:
+            assert resp.headers[SERVED_BY] == "blue"
+            assert json.loads(resp.read())["version"] == "v1"
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    _no_children_left(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--scenario", "broken"], "--scenario"),
+        (["--scenario", "healthy", "--time-scale", "0"], "--time-scale"),
+        (["--scenario", "healthy", "--time-scale", "fast"], "--time-scale"),
+        (["--scenario", "healthy", "--deployment-config", "CodeDeployDefault.Nope"], "Nope"),
+        (["--scenario", "healthy", "--deployment-config", "custom:linear:0:60"], "percent"),
+        (["--scenario", "healthy", "--expect", "maybe"], "--expect"),
+        (["--scenario", "healthy", "--spec", "/nonexistent/spec.yaml"], "spec"),
+        (["--scenario", "healthy", "--port", "70000"], "--port"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    proc = _rehearsal(*args, "--out", str(tmp_path / "x"), timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0]
+    assert not (tmp_path / "x").exists()
