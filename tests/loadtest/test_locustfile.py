@@ -1,0 +1,71 @@
+"""The locustfile against the real service under gunicorn, through the weighted listener."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rehearsal.listener import Record, WeightedListener
+from tests.support.processes import ROOT, gunicorn
+
+
+def _locust(host: str, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    args = [
+        sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
+        "--headless", "--host", host, "--csv", str(out / "load"), "--html", str(out / "load.html"),
+        "--only-summary", "--loglevel", "WARNING",
+    ]  # fmt: skip
+    run_env = {"PATH": "/usr/bin:/bin", "LOAD_SHAPE": "steady", "LOAD_DURATION_S": "6", **env}
+    return subprocess.run(args, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=90)
+
+
+def _rows(path: Path) -> dict[str, dict[str, str]]:
+    import csv
+
+    with path.open(newline="") as fh:
+        return {row["Name"]: row for row in csv.DictReader(fh)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limiter", ["off", "reject"])
+def test_locustfile_drives_every_route_and_expected_answers_are_not_failures(
+    tmp_path: Path, limiter: str
+) -> None:
+    env = {"POINTS_DB_PATH": str(tmp_path / "points.db"), "WEB_CONCURRENCY": "1"}
+    if limiter == "reject":
+        env.update({"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_RPS": "5",
+                    "RATE_LIMIT_BURST": "1", "RATE_LIMIT_MODE": "reject"})  # fmt: skip
+    statuses: Counter[tuple[str, int]] = Counter()
+
+    def observe(record: Record, body: bytes) -> None:
+        statuses[(record.path.split("?")[0].rsplit("/", 2)[-1], record.status)] += 1
+
+    with gunicorn(env=env) as (base, _proc):
+        port = int(base.rsplit(":", 1)[1])
+        with WeightedListener({"blue": ("127.0.0.1", port)}, observer=observe) as lb:
+            proc = _locust(lb.url, tmp_path, LOAD_RPS="20", LOAD_RETRY_SHARE="0.5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(tmp_path / "load_stats.csv")
+    for name in ("/v1/points/grants", "/v1/users/[user_id]/points", "/v1/points/redemptions"):
+        assert int(rows[name]["Request Count"]) > 0, name
+        assert int(rows[name]["Failure Count"]) == 0, name
+    assert int(rows["/v1/points/grants (retry)"]["Request Count"]) > 0
+    assert (tmp_path / "load.html").stat().st_size > 1000
+    # What the service really answered: idempotent replays (200), insufficient points (409),
+    # and in reject mode 429s, none of which Locust counted as failures.
+    assert statuses[("grants", 201)] > 0
+    assert statuses[("grants", 200)] > 0
+    assert statuses[("redemptions", 409)] + statuses[("redemptions", 201)] > 0
+    if limiter == "reject":
+        assert sum(n for (_, status), n in statuses.items() if status == 429) > 0
+    assert not [k for k in statuses if k[1] >= 500]
+
+
+def test_bad_load_shape_is_one_clear_error(tmp_path: Path) -> None:
+    proc = _locust("http://127.0.0.1:9", tmp_path, LOAD_SHAPE="spike")
+    assert proc.returncode != 0
+    assert "LOAD_SHAPE must be one of steady, step, demo" in proc.stderr
