@@ -48,9 +48,10 @@ def test_output_lines_reach_the_handler_and_a_failing_handler_does_not_stop_read
             raise RuntimeError("handler bug")
         seen.append((name, line))
 
-    sup.start(
+    child = sup.start(
         "talker", ["sh", "-c", "echo one; echo boom; echo two; echo err >&2"], on_line=handler
     )
+    child.proc.wait(10)
     sup.stop("talker", timeout_s=5)  # waits for the reader thread too
     assert seen == [("talker", "one"), ("talker", "two")]
     assert (tmp_path / "talker.stderr.log").read_text() == "err\n"
