@@ -1,0 +1,97 @@
+"""Rehearsal goals, measured on this machine (not timed tests).
+
+* Detection: the demo's regression run (``make demo`` settings): seconds from green first taking
+  traffic to the rollback decision (scaled time, as the rehearsal runs it) and green's traffic
+  share at that moment; the regression must be caught at the first traffic step. Also the
+  demo's wall-clock time end to end (target: <= 3 minutes).
+* False rollbacks: the healthy scenario run ``REHEARSAL_BENCH_HEALTHY_RUNS`` times (default 5)
+  must never roll back.
+
+Each run is ``python -m rehearsal`` in a subprocess, exactly as a user runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The healthy runs: a canary (10 % for 5 minutes, then 100 %) at a tenth of real time, with a
+#: 20 s bake at 100 % green, so each run sees green at both shares under the full load.
+HEALTHY_ARGS = [
+    "--deployment-config",
+    "CodeDeployDefault.ECSCanary10Percent5Minutes",
+    "--time-scale",
+    "0.1",
+    "--bake",
+    "200",
+]
+
+
+def _run(scenario: str, out: Path, *extra: str) -> tuple[dict[str, Any], dict[str, Any], float]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rehearsal", "--no-progress", "--scenario", scenario,
+         "--out", str(out), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if not (out / "result.json").exists():
+        raise RuntimeError(f"rehearsal {scenario} failed ({proc.returncode}): {proc.stderr[-500:]}")
+    result = json.loads((out / "result.json").read_text())
+    details = json.loads((out / "run.json").read_text())
+    return result, details, elapsed
+
+
+def detection(tmp: Path) -> bool:
+    result, details, elapsed = _run("regression", tmp / "regression")
+    first_step = details["schedule"]["steps"][0][1]
+    share = details.get("green_percent_at_alarm")
+    print(f"regression (make demo settings): outcome {result['outcome']}, alarm {result['alarm']}")
+    print(
+        f"  detection: {result['alarm_time_s']} s after green first took traffic, "
+        f"green share {share} % (first step {first_step} %)"
+    )
+    caught_first = result["outcome"] == "rolled_back" and share == first_step
+    print(f"  caught at the first traffic step: {'yes' if caught_first else 'NO'}")
+    print(f"  wall clock end to end: {elapsed:.0f} s (target <= 180 s)")
+    print(f"  requests {result['requests']}, server errors {result['errors']}")
+    safety = details.get("safety") or {}
+    print(
+        f"  rollback safety: {'ok' if safety.get('ok') else 'FAILED'} "
+        f"({safety.get('writes_by_other_version')} writes by green served by blue)"
+    )
+    return caught_first
+
+
+def false_rollbacks(tmp: Path, runs: int) -> int:
+    rolled_back = 0
+    times = []
+    for i in range(runs):
+        result, _details, elapsed = _run("healthy", tmp / f"healthy-{i}", *HEALTHY_ARGS)
+        times.append(elapsed)
+        if result["outcome"] != "succeeded":
+            rolled_back += 1
+            print(f"  run {i + 1}: ROLLED BACK by {result['alarm']} at {result['alarm_time_s']} s")
+    print(
+        f"healthy ({' '.join(HEALTHY_ARGS)}): {runs - rolled_back}/{runs} succeeded, "
+        f"{rolled_back} false rollbacks (target 0); {sum(times) / max(runs, 1):.0f} s per run"
+    )
+    return rolled_back
+
+
+def main() -> None:
+    runs = int(os.environ.get("REHEARSAL_BENCH_HEALTHY_RUNS", "5"))
+    with tempfile.TemporaryDirectory(prefix="rehearsal-bench-") as tmp:
+        detection(Path(tmp))
+        false_rollbacks(Path(tmp), runs)
+
+
+if __name__ == "__main__":
+    main()
