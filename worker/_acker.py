@@ -1,7 +1,9 @@
 """Batched acknowledgements: DeleteMessageBatch and ChangeMessageVisibilityBatch, 10 at a time.
 
 Jobs finish one by one on many threads; one background thread gathers their deletes (and
-releases) for up to ``linger_s`` so that each SQS call carries up to 10 entries.
+releases) for up to ``linger_s`` so that each SQS call carries up to 10 entries. The worker calls
+:meth:`Acker.flush_soon` when its last running job ends: nothing more is coming, so the batch goes
+out at once instead of waiting out the linger (messages leave the in-flight set sooner).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 MAX_BATCH = 10  # SQS's limit for both batch actions
+_FLUSH = "flush"
 
 Action = Literal["delete", "release"]
 
@@ -41,7 +44,7 @@ class Acker:
         self._url = queue_url
         self._log = log
         self._linger_s = linger_s
-        self._q: queue.SimpleQueue[Ack | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[Ack | str | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sqs-acker", daemon=True)
         self.deleted = 0
         self.released = 0
@@ -58,6 +61,10 @@ class Acker:
         """Make the message visible again at once (ChangeMessageVisibility 0)."""
         self._q.put(Ack("release", message_id, receipt))
 
+    def flush_soon(self) -> None:
+        """Send what has been gathered without waiting for the linger to run out."""
+        self._q.put(_FLUSH)
+
     def close(self, timeout_s: float) -> bool:
         """Send what is queued, stop the thread; False if it did not finish in time."""
         self._q.put(None)
@@ -68,11 +75,14 @@ class Acker:
         stopping = False
         while not stopping:
             first = self._q.get()
+            if first == _FLUSH:
+                continue
+            batch: list[Ack] = []
             if first is None:
                 stopping = True
-                batch: list[Ack] = []
             else:
-                batch = [first]
+                assert isinstance(first, Ack)
+                batch.append(first)
             # gather more: whatever is queued right now, waiting at most linger_s for stragglers
             deadline = time.monotonic() + self._linger_s
             while not stopping and len(batch) < MAX_BATCH:
@@ -83,7 +93,10 @@ class Acker:
                     break
                 if item is None:
                     stopping = True
+                elif item == _FLUSH:
+                    break
                 else:
+                    assert isinstance(item, Ack)
                     batch.append(item)
             if stopping:  # drain everything left, still in batches
                 while True:
@@ -91,7 +104,7 @@ class Acker:
                         item = self._q.get_nowait()
                     except queue.Empty:
                         break
-                    if item is not None:
+                    if isinstance(item, Ack):
                         batch.append(item)
             for action in ("delete", "release"):
                 items = [a for a in batch if a.action == action]

@@ -307,7 +307,11 @@ class Worker:
         finally:
             with self._cond:
                 self._running -= 1
+                # nothing running or waiting: no more acknowledgements are coming for now
+                idle = self._holding == 0
                 self._cond.notify_all()
+            if idle and self._acker is not None:
+                self._acker.flush_soon()
 
     def _process(self, held: _Held, message: dict[str, Any]) -> None:
         assert self._acker is not None and self.info is not None

@@ -20,8 +20,13 @@ def test_same_event_three_times_is_credited_once(
     # three separate messages with the same event (distinct message ids), in one batch so that
     # they are processed concurrently, plus one distinct order as a control
     send_bodies(sqs, queues["queue_url"], [body, body, other, body])
+    # visibility 10 s: no redelivery can blur the count of duplicates on a slow machine
     with running_worker(
-        queues["queue_url"], db_path, aws_env["AWS_ENDPOINT_URL"], concurrency=4
+        queues["queue_url"],
+        db_path,
+        aws_env["AWS_ENDPOINT_URL"],
+        concurrency=4,
+        visibility_timeout_s=10,
     ) as worker:
         wait_for(lambda: worker.stats.credited + worker.stats.duplicates == 4, 20, "4 jobs")
         wait_for(lambda: drained(sqs, queues["queue_url"]), 10, "the queue to drain")
@@ -51,7 +56,12 @@ def test_poison_messages_reach_the_dlq_without_blocking_the_rest(
     poison = list(POISON_BODIES)
     send_bodies(sqs, queues["queue_url"], poison + good)
     with running_worker(
-        queues["queue_url"], db_path, aws_env["AWS_ENDPOINT_URL"], concurrency=2, batch_size=5
+        queues["queue_url"],
+        db_path,
+        aws_env["AWS_ENDPOINT_URL"],
+        concurrency=2,
+        batch_size=5,
+        visibility_timeout_s=10,  # only the explicit release may bring poison back quickly
     ) as worker:
         wait_for(lambda: depth(sqs, queues["dlq_url"])[0] == len(poison), 30, "poison in DLQ")
         wait_for(lambda: drained(sqs, queues["queue_url"]), 10, "the queue to drain")
@@ -85,18 +95,19 @@ def test_a_failing_job_is_retried_by_sqs_then_dead_lettered(
 def test_a_long_job_keeps_its_message_invisible(
     sqs: Any, queues: dict[str, str], db_path: Path, ledger: Ledger, aws_env: dict[str, str]
 ) -> None:
-    # visibility 2 s, the job takes 5 s: without the heartbeat the message would reappear
+    # visibility 3 s, the job takes 6.5 s: without the heartbeat the message would reappear
     send_bodies(sqs, queues["queue_url"], [make_event("user-h", "order-h-1", 777)])
     with running_worker(
         queues["queue_url"],
         db_path,
         aws_env["AWS_ENDPOINT_URL"],
         concurrency=1,
-        simulated_work_ms=5_000,
+        visibility_timeout_s=3,
+        simulated_work_ms=6_500,
     ) as worker:
         wait_for(lambda: worker.stats.received == 1, 10, "the message to be received")
         stolen = []
-        for _ in range(4):  # another consumer polls for ~4 s while the job runs
+        for _ in range(5):  # another consumer polls for ~5 s while the job runs
             resp = sqs.receive_message(
                 QueueUrl=queues["queue_url"], MaxNumberOfMessages=10, WaitTimeSeconds=1
             )

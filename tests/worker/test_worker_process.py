@@ -139,7 +139,10 @@ def test_use_metrics_logs_and_traces(
     summary = {"orders": len(orders) + 1}
     poison = POISON_BODIES[:2]
     send_bodies(sqs, queues["queue_url"], list(poison))
-    env = worker_env(aws_env, queues["queue_url"], db_path, WORKER_CONCURRENCY=4)
+    # visibility 10 s: exact Jobs sums need no redelivery, even on a slow machine
+    env = worker_env(
+        aws_env, queues["queue_url"], db_path, WORKER_CONCURRENCY=4, WORKER_VISIBILITY_TIMEOUT_S=10
+    )
     with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         wait_for(lambda: ledger.count() == summary["orders"], 30, "every order credited")
         wait_for(lambda: depth(sqs, queues["dlq_url"])[0] == len(poison), 30, "poison in DLQ")
