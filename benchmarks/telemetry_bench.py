@@ -218,7 +218,7 @@ def _one_line_bytes(app: flask.Flask) -> int:
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    rounds, n = (5, 150) if quick else (15, 400)
+    rounds, n = (6, 150) if quick else (30, 200)
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         apps = _variants(devnull)
         client = measure(apps, _client_loop, rounds, n)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from opentelemetry import trace
@@ -19,7 +21,32 @@ from telemetry.sinks import OUTPUT_LOCK
 
 # attributes every LogRecord has; anything else was passed with ``extra=`` and is logged
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "telemetry"}
-_encode = json.JSONEncoder(default=str).encode  # ensure_ascii: U+2028 etc. escaped too
+_fallback = json.JSONEncoder(default=str).encode  # ensure_ascii: U+2028 etc. escaped too
+_esc: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_repr_int = int.__repr__
+_repr_float = float.__repr__
+
+
+def _value(v: object) -> str:
+    t = type(v)
+    if t is str:
+        return _esc(v)
+    if t is int:
+        return _repr_int(v)
+    if t is float:
+        return _repr_float(v) if math.isfinite(v) else _esc(_repr_float(v))  # "nan": valid JSON
+    if v is None:
+        return "null"
+    if t is bool:
+        return "true" if v else "false"
+    return _fallback(v)
+
+
+def _encode(doc: dict[str, object]) -> str:
+    """``json.dumps(doc, default=str)`` for a flat document, ~2x faster (the stdlib builds a
+    new C encoder per call). Strings go through the stdlib's own ASCII escaper, so the result
+    is the same JSON; other values (dicts, lists, other types) fall back to the stdlib."""
+    return "{" + ", ".join(f"{_value(str(k))}: {_value(v)}" for k, v in doc.items()) + "}"
 
 
 def xray_trace_id(trace_id: int) -> str:
@@ -34,6 +61,7 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, service: str = "", version: str = "") -> None:
         super().__init__()
         self.service, self.version = service, version
+        self.service_json, self.version_json = _esc(service), _esc(version)
         self._sec = -1
         self._sec_text = ""
 
@@ -114,10 +142,30 @@ class JsonHandler(logging.Handler):
         configuration makes the result identical: see :func:`direct_handler`)."""
         try:
             fmt: JsonFormatter = self.formatter  # type: ignore[assignment]
-            doc = fmt.document(time.time(), logging.getLevelName(level), message, logger)
+            scope = _context.current.get()
+            if scope is not None and scope.fields:  # inside a job: the general path
+                doc = fmt.document(time.time(), logging.getLevelName(level), message, logger)
+                for k, v in fields.items():
+                    doc.setdefault(k, v)
+                self.write(_encode(doc))
+                return
+            # the same document as format() gives, written out directly (the key order too)
+            parts = [
+                f'{{"time": "{fmt._time(time.time())}", "level": "{logging.getLevelName(level)}"'
+                f', "message": {_esc(message)}, "logger": {_esc(logger)}'
+                f', "service": {fmt.service_json}, "version": {fmt.version_json}'
+            ]
+            if scope is not None:
+                parts.append(f', "request_id": {_esc(scope.request_id)}')
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.trace_id:
+                parts.append(
+                    f', "trace_id": "{xray_trace_id(ctx.trace_id)}", "span_id": "{ctx.span_id:016x}"'
+                )
             for k, v in fields.items():
-                doc.setdefault(k, v)
-            self.write(_encode(doc))
+                parts.append(f", {_esc(k)}: {_value(v)}")
+            parts.append("}")
+            self.write("".join(parts))
         except Exception as exc:
             _errors.record("log", repr(exc))
 

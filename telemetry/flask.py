@@ -66,21 +66,32 @@ class _RequestIds:
 _ids = _RequestIds()
 
 
+class _RuleSetter:
+    """``Request.url_rule`` that also notes the route template in the telemetry scope.
+
+    A data descriptor with ``__set__`` but no ``__get__``: reads find the value in the instance
+    ``__dict__`` (as fast as a plain attribute; Flask reads it several times per request), only
+    Flask's one assignment after routing runs Python code.
+    """
+
+    def __set__(self, request: Any, rule: Any) -> None:
+        request.__dict__["url_rule"] = rule
+        if rule is not None:
+            scope = _context.current.get()
+            if scope is not None:
+                scope.route = rule.rule
+
+
 def _request_class(base: type) -> type:
     """``base`` whose ``url_rule`` assignment (done by Flask right after routing, before any
     ``before_request`` hook) also records the route template in the telemetry scope."""
 
     class Request(base):  # type: ignore[misc, valid-type]
-        @property
-        def url_rule(self) -> Any:
-            return self.__dict__.get("_telemetry_url_rule")
+        url_rule = _RuleSetter()
 
-        @url_rule.setter
-        def url_rule(self, rule: Any) -> None:
-            self.__dict__["_telemetry_url_rule"] = rule
-            scope = _context.current.get()
-            if scope is not None and rule is not None:
-                scope.route = rule.rule
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.__dict__["url_rule"] = None  # unmatched requests still read None
 
     Request.__name__ = Request.__qualname__ = base.__name__
     Request.__module__ = base.__module__
