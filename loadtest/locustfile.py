@@ -37,7 +37,7 @@ BALANCE_ROUTE = "/v1/users/[user_id]/points"
 
 
 def _amount_jpy(rng: random.Random) -> int:
-    # Purchases between ~300 and ~60,000 JPY, skewed to small baskets, rounded like prices.
+    # Log-normal purchases, median ~3,000 JPY, skewed to small baskets, rounded like prices.
     return max(100, int(rng.lognormvariate(8.0, 0.9)) // 10 * 10)
 
 

@@ -166,7 +166,12 @@ def summary(outcome) -> str:
         )
         lines.extend(f"  - {p}" for p in s.problems[:10])
     lines.append(f"Requests through the listener: {r['requests']}, server errors: {r['errors']}.")
-    lines.append(f"Result: {outcome.report_path.parent / 'result.json'}")
+    out = outcome.report_path.parent
+    lines.append(f"Result: {out / 'result.json'}")
+    lines.append(
+        f"Replay the alarms offline: python -m alarms replay --alarms {out / 'alarms.json'} "
+        f"--emf {out / 'emf.jsonl'}"
+    )
     lines.append(f"Report: {outcome.report_path}")
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -64,7 +65,7 @@ class Progress:
     def update(self, line: str) -> None:
         now = time.monotonic()
         if self.tty:
-            width = 200
+            width = shutil.get_terminal_size((160, 24)).columns - 1
             self.stream.write("\r\x1b[K" + line[:width])
             self.stream.flush()
             self._open = True

@@ -239,9 +239,9 @@ def run(options: Options) -> Outcome:
                 env={
                     "LOAD_SHAPE": "demo",
                     "LOAD_RPS": f"{options.load_rps:g}",
-                    # One request per second per user: many users, so a slow green request
+                    # One request every 2 s per user: many users, so a slow green request
                     # delays one user's next request, not a big share of the load.
-                    "LOAD_USER_RPS": "1",
+                    "LOAD_USER_RPS": "0.5",
                 },
                 cwd=ROOT,
             )
