@@ -17,7 +17,7 @@ from types import FrameType
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker._config import ConfigError, WorkerConfig, region_from
+from worker._config import ConfigError, WorkerConfig, region_from, sqs_endpoint_from
 
 PROG = "points-worker"
 
@@ -90,7 +90,7 @@ def _non_negative(text: str) -> int:
 def _client() -> object:
     from worker._sqs import make_client
 
-    return make_client(region_from(os.environ), os.environ.get("AWS_ENDPOINT_URL") or None)
+    return make_client(region_from(os.environ), sqs_endpoint_from(os.environ))
 
 
 def _send_sample(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ class WorkerConfig:
         cfg = cls(
             queue_url=queue_url,
             region=region_from(env),
-            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            endpoint_url=sqs_endpoint_from(env),
             concurrency=_int(env, "WORKER_CONCURRENCY", 10, 1, 256),
             batch_size=_int(env, "WORKER_BATCH_SIZE", 10, 1, 10),
             wait_time_s=_int(env, "WORKER_WAIT_TIME_S", 10, 0, 20),
@@ -62,6 +62,15 @@ class WorkerConfig:
                 f"WORKER_WAIT_TIME_S ({cfg.wait_time_s})"
             )
         return cfg
+
+
+def sqs_endpoint_from(env: Mapping[str, str]) -> str | None:
+    """``AWS_ENDPOINT_URL_SQS``, then ``AWS_ENDPOINT_URL`` (botocore's names), else AWS itself.
+
+    The service-specific name lets SQS and the store (``AWS_ENDPOINT_URL``) live on different
+    local endpoints.
+    """
+    return env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL") or None
 
 
 def region_from(env: Mapping[str, str]) -> str:

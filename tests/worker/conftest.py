@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from sample_api.storage import open_storage
+from tests.storage.conftest import serial_moto_endpoint  # reused: DynamoDB needs a serial moto
 from worker import Worker, WorkerConfig, make_client, setup_queues
+
+__all__ = ["serial_moto_endpoint"]
 
 
 def wait_for(

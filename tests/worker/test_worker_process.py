@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,48 @@ def test_sigterm_during_an_idle_long_poll_exits_0(
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b'"worker stopped"' in out
     assert depth(sqs, queues["queue_url"]) == (0, 0)
+
+
+def test_dynamodb_store_credits_duplicates_once(
+    sqs: Any,
+    queues: dict[str, str],
+    db_path: Path,
+    aws_env: dict[str, str],
+    serial_moto_endpoint: str,
+) -> None:
+    # the production set-up: POINTS_STORE=dynamodb. DynamoDB lives on its own serial moto server
+    # (transaction isolation, see tests/storage/conftest.py) and SQS on the shared one.
+    from sample_api.storage.dynamodb import create_table, from_env
+
+    table = f"points-{uuid.uuid4().hex[:8]}"
+    create_table(table, region="us-east-1", endpoint_url=serial_moto_endpoint)
+    orders = _orders("ddb", 6)
+    bodies = [make_event(*o) for o in orders]
+    send_bodies(sqs, queues["queue_url"], bodies * 3)  # every order three times
+    env = worker_env(
+        aws_env,
+        queues["queue_url"],
+        db_path,
+        POINTS_STORE="dynamodb",
+        POINTS_TABLE=table,
+        AWS_ENDPOINT_URL=serial_moto_endpoint,
+        AWS_ENDPOINT_URL_SQS=aws_env["AWS_ENDPOINT_URL"],
+        WORKER_VISIBILITY_TIMEOUT_S=10,
+    )
+    with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        wait_for(lambda: drained(sqs, queues["queue_url"]), 40, "the queue to drain")
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    store = from_env({**aws_env, "AWS_ENDPOINT_URL": serial_moto_endpoint, "POINTS_TABLE": table})
+    got = []
+    for user in sorted({u for u, _, _ in orders}):
+        page = store.history(user, limit=100)
+        assert page.balance == sum(points_for(a) for u, _, a in orders if u == user)
+        got += [(e.user_id, e.order_id, e.points) for e in page.entries]
+    assert sorted(got) == _expected_rows(orders)
+    outcomes = Counter(
+        json.loads(line).get("outcome") for line in out.decode().splitlines() if '"outcome"' in line
+    )
+    assert outcomes["credited"] == len(orders) and outcomes["duplicate"] == 2 * len(orders)
+    assert depth(sqs, queues["dlq_url"]) == (0, 0)
