@@ -35,6 +35,13 @@ DEFAULT_SPEC = ROOT / "alarms" / "specs" / "points-service.yaml"
 #: CloudWatch has the same kind of ingestion delay; 2.5 s keeps late lines from being missed.
 INGEST_LAG_S = 2.5
 TICK_S = 0.25
+#: A version that has served traffic this long without writing one EMF line has no telemetry.
+EMF_GRACE_S = 10.0
+_NO_EMF = (
+    "{name} wrote no EMF metrics to stdout within {seconds:.0f} s of serving traffic, so no "
+    "alarm could ever fire; is telemetry configured in the app (telemetry.configure + "
+    "telemetry.flask.instrument)?"
+)
 
 
 @dataclass
@@ -265,12 +272,13 @@ def run(options: Options) -> Outcome:
                 supervisor.stop("locust", timeout_s=20, first=signal.SIGINT)
             details["listener_errors"] = listener.error_log
             survivor = "blue" if decision["outcome"] == "rolled_back" else "green"
-            safety = check(
-                f"http://127.0.0.1:{ports[survivor]}",
-                survivor,
-                list(timeline.writes),
-                _store_balance(db_path),
-            )
+            with _store(db_path) as store:
+                safety = check(
+                    f"http://127.0.0.1:{ports[survivor]}",
+                    survivor,
+                    list(timeline.writes),
+                    store.balance if store is not None else None,
+                )
     except Interrupted as exc:
         progress.close()
         print(f"\nrehearsal: interrupted ({exc}); stopping every child process", file=sys.stderr)
@@ -290,14 +298,16 @@ def run(options: Options) -> Outcome:
     return write_outputs(options, plan, decision, timeline, collector, safety, details)
 
 
-def _store_balance(db_path: Path) -> Any:
-    """Read balances straight from the shared store (independent of either version's API)."""
-    try:
-        from sample_api.storage import open_storage
-    except ImportError:
-        return None
+@contextlib.contextmanager
+def _store(db_path: Path) -> Iterator[Any]:
+    """The shared store, read directly (independent of either version's API)."""
+    from sample_api.storage import open_storage
+
     storage = open_storage({"POINTS_STORE": "sqlite", "POINTS_DB_PATH": str(db_path)})
-    return storage.balance
+    try:
+        yield storage
+    finally:
+        storage.close()
 
 
 def _tick(
@@ -314,12 +324,12 @@ def _tick(
         if ev.get("state") != ev.get("previous_state") and (
             ev.get("alarm") in watched or ev.get("state") == "ALARM"
         ):
-            at = (ev.get("epoch") or now) - (timeline.t0 or now)
+            at = timeline.since_t0(ev.get("epoch") or now)
             progress.message(
                 f"{at:+6.0f}s alarm {ev['alarm']}: {ev.get('previous_state')} -> {ev['state']}"
             )
     states = collector.last_states
-    t = now - (timeline.t0 or now)
+    t = timeline.since_t0(now)
     shown = {n: s for n, s in states.items() if n in watched}
     progress.update(format_line(t, phase, green_percent, timeline.window(now, 5.0), shown))
     return states
@@ -339,6 +349,7 @@ def _deploy(
     rollback_names = set(rollback_alarms)
     # Warm-up: blue alone, production as it was, until load arrives (bounded).
     warm_end = time.monotonic() + options.warmup_s
+    timeline.planned_t0 = time.time() + options.warmup_s
     hard_end = warm_end + 30
     timeline.set_traffic(time.time(), 0)
     while time.monotonic() < warm_end or (
@@ -348,6 +359,13 @@ def _deploy(
         time.sleep(TICK_S)
     if sum(listener.counts.values()) == 0:
         raise RuntimeError("Locust sent no traffic through the listener during the warm-up")
+    # Without the versions' metrics the alarms would never see anything: say so, do not "pass".
+    emf_end = time.monotonic() + EMF_GRACE_S
+    while not collector.emf_lines.get("blue") and time.monotonic() < emf_end:
+        _tick(rollback_names, collector, timeline, progress, "warm-up", 0)
+        time.sleep(TICK_S)
+    if not collector.emf_lines.get("blue"):
+        raise RuntimeError(_NO_EMF.format(name="blue", seconds=options.warmup_s + EMF_GRACE_S))
 
     t0 = time.time()
     timeline.t0 = t0
@@ -362,6 +380,8 @@ def _deploy(
             timeline.set_traffic(now, percent)
             progress.message(f"{offset:+6.0f}s traffic: green {percent}%, blue {100 - percent}%")
             current = percent
+        if offset > EMF_GRACE_S and not collector.emf_lines.get("green"):
+            raise RuntimeError(_NO_EMF.format(name="green", seconds=EMF_GRACE_S))
         phase = "shifting" if offset < plan.shift_s else "baking"
         states = _tick(rollback_names, collector, timeline, progress, phase, percent)
         firing = sorted(n for n in rollback_names if states.get(n) == "ALARM")

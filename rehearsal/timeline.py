@@ -45,6 +45,7 @@ class Timeline:
     writes: list[Write] = field(default_factory=list)
     traffic: list[tuple[float, int]] = field(default_factory=list)  # (epoch s, green percent)
     t0: float | None = None
+    planned_t0: float | None = None  # before the deployment starts: when it is due to
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def observe(self, record: Record, body: bytes) -> None:
@@ -67,6 +68,11 @@ class Timeline:
             self.records.append(record)
             if write is not None:
                 self.writes.append(write)
+
+    def since_t0(self, at: float) -> float:
+        """Seconds from green's first traffic (or from when it is due) to ``at``."""
+        origin = self.t0 or self.planned_t0 or at
+        return at - origin
 
     def set_traffic(self, at: float, green_percent: int) -> None:
         with self._lock:

@@ -1,0 +1,104 @@
+"""The rollback safety check finds missing or altered writes and inconsistent balances."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from rehearsal.safety import check
+from rehearsal.timeline import Write
+
+LEDGER = {
+    "u-1": [{"kind": "grant", "order_id": f"o-{i}", "points": 10} for i in range(150)],  # two pages
+    "u-2": [
+        {"kind": "grant", "order_id": "g-1", "points": 100},
+        {"kind": "redemption", "order_id": "r-1", "points": 30},
+    ],
+}
+
+
+class _Api(BaseHTTPRequestHandler):
+    """A stand-in for the points API's balance/history route, with cursor paging."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        user = url.path.split("/")[3]
+        query = parse_qs(url.query)
+        limit = int(query["limit"][0])
+        start = int(query.get("cursor", ["0"])[0])
+        entries = LEDGER.get(user, [])
+        balance = sum(e["points"] * (1 if e["kind"] == "grant" else -1) for e in entries)
+        balance += self.server.skew  # type: ignore[attr-defined]
+        page = entries[start : start + limit]
+        nxt = str(start + limit) if start + limit < len(entries) else None
+        body = json.dumps({"balance": balance, "entries": page, "next_cursor": nxt}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def api() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    server.skew = 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+WRITES = [
+    Write("green", "grant", "u-1", "o-149", 10),  # on the second page
+    Write("blue", "grant", "u-1", "o-0", 10),
+    Write("green", "redemption", "u-2", "r-1", 30),
+]
+
+
+def test_every_acknowledged_write_found_is_ok(api) -> None:
+    report = check(_url(api), "blue", WRITES, store_balance={"u-1": 1500, "u-2": 70}.get)
+    assert report.ok, report.problems
+    assert (report.users, report.writes_checked, report.writes_by_other) == (2, 3, 2)
+
+
+def test_a_write_missing_from_the_survivors_history_is_reported(api) -> None:
+    writes = [*WRITES, Write("green", "grant", "u-2", "g-lost", 50)]
+    report = check(_url(api), "blue", writes)
+    assert not report.ok
+    assert report.problems == [
+        "u-2: grant g-lost acknowledged by green is missing from blue's history"
+    ]
+
+
+def test_different_points_are_reported(api) -> None:
+    report = check(_url(api), "blue", [Write("green", "grant", "u-2", "g-1", 99)])
+    assert not report.ok and "has 100 points, green acknowledged 99" in report.problems[0]
+
+
+def test_balance_not_matching_history_or_store_is_reported(api) -> None:
+    api.skew = 5
+    report = check(_url(api), "blue", WRITES[2:], store_balance={"u-2": 70}.get)
+    assert not report.ok
+    assert any("history adds up to 70" in p for p in report.problems)
+    assert any("API balance 75, store says 70" in p for p in report.problems)
+
+
+def test_an_unreachable_survivor_fails_the_check() -> None:
+    report = check("http://127.0.0.1:9", "blue", WRITES[:1])
+    assert not report.ok and "could not serve the balance" in report.problems[0]
+
+
+def test_no_writes_at_all_is_not_a_pass() -> None:
+    assert not check("http://127.0.0.1:9", "blue", []).ok
