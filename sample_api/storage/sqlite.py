@@ -22,6 +22,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -133,7 +134,7 @@ class SQLiteStorage:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(conn)
             conn.execute("PRAGMA foreign_keys = ON")
             self._ensure_schema(conn, pid)
         except BaseException:
@@ -143,6 +144,22 @@ class SQLiteStorage:
         with self._lock:
             self._opened.append((pid, conn))
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching to WAL needs an exclusive lock, and SQLite answers "database is locked" at
+        # once (without its busy handler) while other connections are opening the same new file.
+        # Once the file is in WAL mode the setting is persistent, so most connections only read it.
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError:
+                mode = None
+            if mode is not None and mode.lower() == "wal":
+                return
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(f"could not switch {self.path!r} to WAL mode")
+            time.sleep(0.01)
 
     def _ensure_schema(self, conn: sqlite3.Connection, pid: int) -> None:
         if self._schema_ready_pid == pid:
