@@ -168,12 +168,27 @@ def _locust_rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        value = f"{value:.1f}" if math.isfinite(value) else "-"
+    elif value is None:
+        value = "-"
+    return html.escape(str(value))
+
+
+def _table(rows: list[list[Any]], header: list[str] | None = None) -> str:
+    head = (
+        "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def render_html(
@@ -220,7 +235,7 @@ def render_html(
     ]  # fmt: skip
     locust = [
         [r.get("Type"), r.get("Name"), r.get("Request Count"), r.get("Failure Count"),
-         r.get("50%"), r.get("99%"), r.get("Requests/s")]
+         r.get("50%"), r.get("99%"), _float(r.get("Requests/s"))]
         for r in locust_rows
     ]  # fmt: skip
     file_items = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in files)
@@ -238,7 +253,7 @@ code {{ background: #f4f4f4; padding: 0 .2em; }}
 </style></head><body>
 <h1>Blue/green rehearsal <span class="badge">{html.escape(outcome or "")}</span></h1>
 <p>{headline}</p>
-{_table(summary_rows, ["", ""])}
+{_table(summary_rows)}
 <h2>Timeline</h2>
 <p>Latency and request rate as clients saw them at the listener (like the ALB's per-target-group
 metrics); alarm states as the alarms generated from the spec evaluated the services' EMF metrics.
@@ -248,6 +263,8 @@ Time 0 is when green first took traffic.</p>
 <p>{html.escape(safety_line)}</p>
 <ul>{problems}</ul>
 <h2>Alarm state changes</h2>
+<p>The rollback alarms' changes, and any alarm that went to ALARM; every evaluation of every alarm
+is in <code>evaluations.jsonl</code>.</p>
 {_table(trans_rows, ["t (s)", "alarm", "from", "to", "value", "reason"]) if trans_rows else "<p>None.</p>"}
 <h2>Load (Locust)</h2>
 {_table(locust, ["type", "name", "requests", "failures", "p50 ms", "p99 ms", "req/s"]) if locust else "<p>No Locust statistics.</p>"}
@@ -278,10 +295,13 @@ def write_outputs(
     with (out / "evaluations.jsonl").open("w") as fh:
         for ev in evaluations:
             fh.write(json.dumps(ev, default=str) + "\n")
+    watched = set(details.get("rollback_alarms", []))
     transitions = [
         {**ev, "t": float(ev["epoch"]) - t0}
         for ev in evaluations
-        if ev.get("state") != ev.get("previous_state") and _num(ev.get("epoch"))
+        if ev.get("state") != ev.get("previous_state")
+        and _num(ev.get("epoch"))
+        and (ev.get("alarm") in watched or ev.get("state") == "ALARM")
     ]
     details = {
         **details,

@@ -277,7 +277,7 @@ def run(options: Options) -> Outcome:
                     f"http://127.0.0.1:{ports[survivor]}",
                     survivor,
                     list(timeline.writes),
-                    store.balance if store is not None else None,
+                    store.balance,
                 )
     except Interrupted as exc:
         progress.close()

@@ -98,7 +98,11 @@ def check(
         if net != balance:
             report.problems.append(f"{user_id}: balance {balance} but the history adds up to {net}")
         if store_balance is not None:
-            stored = store_balance(user_id)
+            try:
+                stored = store_balance(user_id)
+            except Exception as exc:  # the store's own errors are findings, not crashes
+                report.problems.append(f"{user_id}: the store could not be read ({exc})")
+                stored = balance
             if stored != balance:
                 report.problems.append(f"{user_id}: API balance {balance}, store says {stored}")
         for write in user_writes:
