@@ -150,7 +150,8 @@ class SQLiteStorage:
         # once (without its busy handler) while other connections are opening the same new file.
         # Once the file is in WAL mode the setting is persistent, so most connections only read it.
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
-        while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        # ":memory:" databases keep journal mode "memory"; WAL does not apply to them.
+        while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() not in ("wal", "memory"):
             try:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             except sqlite3.OperationalError:
