@@ -210,6 +210,10 @@ class ServerSpans:
         self.resource = provider.resource
         self.processor = getattr(provider, "_active_span_processor", None)
         self.scope = InstrumentationScope(scope_name)
+        # The SDK's default sampler decides every root span alike: skip asking it then.
+        self._always_root = self.sampler.get_description().startswith(
+            "ParentBased{root:AlwaysOnSampler"
+        )
 
     def start(
         self, parent: object | None, name: str, kind: trace.SpanKind
@@ -223,19 +227,23 @@ class ServerSpans:
         trace_id = (
             parent_sc.trace_id if parent_sc is not None else self.id_generator.generate_trace_id()
         )
-        result = self.sampler.should_sample(parent, trace_id, name, kind)  # type: ignore[arg-type]
-        sampled = result.decision.is_sampled()
+        if parent_sc is None and self._always_root:
+            sampled = recording = True
+            trace_state = None
+        else:
+            result = self.sampler.should_sample(parent, trace_id, name, kind)  # type: ignore[arg-type]
+            sampled = result.decision.is_sampled()
+            recording = result.decision.is_recording()
+            trace_state = result.trace_state
         span_context = trace.SpanContext(
             trace_id,
             self.id_generator.generate_span_id(),
             False,
             _SAMPLED if sampled else _NOT_SAMPLED,
-            result.trace_state,
+            trace_state,
         )
         # no processor (nothing configured to export): skip building the span
-        record = result.decision.is_recording() and bool(
-            getattr(self.processor, "_span_processors", self.processor)
-        )
+        record = recording and bool(getattr(self.processor, "_span_processors", self.processor))
         return span_context, parent_sc, record
 
     def end(

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import telemetry
-from telemetry import _errors, _logging, _runtime
+from telemetry import _errors, _logging, _metrics, _runtime
 from telemetry.sinks import MemorySink
 
 ENV_VARS = (
@@ -115,3 +115,13 @@ def tel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Tel]:
             logging.root.removeHandler(h)
     logging.root.setLevel(root_level)
     _runtime.state = _runtime.State()
+
+
+@pytest.fixture(autouse=True)
+def _close_stray_aggregators() -> Iterator[None]:
+    """Aggregators a test builds itself run a flush thread; stop them with the test (their
+    flushes would otherwise take the process-wide TelemetryErrors count from later tests)."""
+    yield
+    for agg in list(_metrics._instances):
+        if agg is not _runtime.state.aggregator:
+            agg.close()
