@@ -1,7 +1,7 @@
 """JSON lines on the standard ``logging`` module.
 
-Every field goes through ``json.dumps`` (ASCII-only), so a newline, quote or control character in
-user input is escaped by construction: no input can end a line early or add a field.
+Every string goes through the stdlib JSON encoder's ASCII escaper, so a newline, quote or control
+character in user input is escaped by construction: no input can end a line early or add a field.
 """
 
 from __future__ import annotations
