@@ -6,6 +6,7 @@ counts the failure (``TelemetryErrors``) and drops the lines - it never blocks t
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -15,6 +16,8 @@ from urllib.parse import urlparse
 #: One lock for everything telemetry writes to stdout (EMF lines and JSON log lines), so lines
 #: written from different threads never interleave.
 OUTPUT_LOCK = threading.RLock()
+# A thread of the parent may hold it while another forks: the child's copy must start unlocked.
+os.register_at_fork(after_in_child=OUTPUT_LOCK._at_fork_reinit)  # type: ignore[attr-defined]
 
 
 class Sink(Protocol):

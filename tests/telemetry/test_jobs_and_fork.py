@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
+import time
 
 import pytest
 
@@ -140,3 +142,43 @@ def test_fork_child_starts_empty_and_parent_keeps_its_window() -> None:
     parent_lines = [json.loads(x) for x in sink.lines]
     assert total(child_lines, "Requests") == 2 and total(child_lines, "Requests", Route="/p") == 0
     assert total(parent_lines, "Requests") == 5 and total(parent_lines, "Requests", Route="/c") == 0
+
+
+def test_child_can_write_while_a_parent_thread_held_the_output_lock() -> None:
+    from telemetry import sinks
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with sinks.OUTPUT_LOCK:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    assert held.wait(10)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the holder thread does not exist here
+        try:
+            with os.fdopen(w, "w") as out:
+                sinks.StdoutSink(out).write(['{"child":1}'])
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        for _ in range(100):  # bounded: a child stuck on the inherited lock is killed, not awaited
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child deadlocked on the output lock inherited from the parent")
+    finally:
+        release.set()
+        t.join(10)
+    with os.fdopen(r) as f:
+        assert f.read() == '{"child":1}\n'
+    assert status == 0
