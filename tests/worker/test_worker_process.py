@@ -264,3 +264,27 @@ def test_dynamodb_store_credits_duplicates_once(
     )
     assert outcomes["credited"] == len(orders) and outcomes["duplicate"] == 2 * len(orders)
     assert depth(sqs, queues["dlq_url"]) == (0, 0)
+
+
+def test_sigterm_with_a_stuck_job_releases_it_and_exits_0(
+    sqs: Any, queues: dict[str, str], db_path: Path, ledger: Ledger, aws_env: dict[str, str]
+) -> None:
+    send_bodies(sqs, queues["queue_url"], [make_event("user-st", "order-stuck", 4_000)])
+    env = worker_env(
+        aws_env,
+        queues["queue_url"],
+        db_path,
+        WORKER_SIMULATED_WORK_MS=120_000,  # far beyond the stop budget
+        WORKER_STOP_TIMEOUT_S=4,
+        WORKER_VISIBILITY_TIMEOUT_S=60,
+    )
+    with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        wait_for(lambda: depth(sqs, queues["queue_url"]) == (0, 1), 20, "the job to start")
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    # released at the deadline: visible again at once, not after the 60 s visibility timeout
+    assert depth(sqs, queues["queue_url"]) == (1, 0)
+    assert ledger.count() == 0
+    stopped = [json.loads(x) for x in out.decode().splitlines() if '"worker stopped"' in x]
+    assert stopped[0]["unfinished_jobs"] == 1 and stopped[0]["released"] == 1
