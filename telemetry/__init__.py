@@ -48,7 +48,8 @@ def configure(
     log_stream: TextIO | None = None,
     **options: object,
 ) -> Settings | None:
-    """Set up metrics, JSON logging and tracing for this process; call again after ``fork``.
+    """Set up metrics, JSON logging and tracing for this process; call again after ``fork``
+    (gunicorn ``post_fork``): without any argument it repeats the previous call's arguments.
 
     Every argument defaults to the environment (``OTEL_SERVICE_NAME``, ``APP_VERSION`` /
     ``OTEL_RESOURCE_ATTRIBUTES`` ``service.version``, ``AWS_EMF_*``, ``TELEMETRY_*``). Options:

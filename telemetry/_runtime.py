@@ -37,6 +37,7 @@ class State:
 state = State()
 _lock = threading.RLock()
 _atexit_registered = False
+_last_call: dict[str, object] = {}
 
 
 def _default_sink(settings: _config.Settings) -> Sink:
@@ -77,7 +78,18 @@ def configure(
     **options: object,
 ) -> _config.Settings:
     """See :func:`telemetry.configure`."""
+    global _last_call
     with _lock:
+        call = {"service": service, "version": version, "sink": sink}
+        call.update(span_exporter=span_exporter, log_stream=log_stream, **options)
+        if all(v is None for v in call.values()) and _last_call:
+            # configure() with no arguments (gunicorn's post_fork) repeats the previous call
+            call = dict(_last_call)
+        _last_call = dict(call)
+        service, version = call.pop("service"), call.pop("version")  # type: ignore[assignment]
+        sink, span_exporter = call.pop("sink"), call.pop("span_exporter")  # type: ignore[assignment]
+        log_stream = call.pop("log_stream")  # type: ignore[assignment]
+        options = call
         settings = _config.load(service=service, version=version, **options)  # type: ignore[arg-type]
         for problem in settings.problems:
             _errors.record("config", problem)

@@ -115,6 +115,7 @@ def tel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Tel]:
             logging.root.removeHandler(h)
     logging.root.setLevel(root_level)
     _runtime.state = _runtime.State()
+    _runtime._last_call = {}
 
 
 @pytest.fixture(autouse=True)

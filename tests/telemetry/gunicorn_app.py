@@ -10,8 +10,9 @@ import telemetry
 from telemetry.flask import instrument
 
 if os.environ.get("CONFIGURE_AT_IMPORT") == "1":
-    # as a service does at start-up; with preload_app this runs in the master, before fork
-    telemetry.configure()
+    # as a service does at start-up; with preload_app this runs in the master, before fork, and
+    # the post_fork hook's bare configure() repeats these arguments in each worker
+    telemetry.configure(service="fork-test", version="vT")
 
 app = flask.Flask(__name__)
 

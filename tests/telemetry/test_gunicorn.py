@@ -24,8 +24,9 @@ def _get(url: str) -> int:
 def test_requests_counted_exactly_once_across_workers(tmp_path: Path, preload: bool) -> None:
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     env = {
-        "OTEL_SERVICE_NAME": "fork-test",
-        "APP_VERSION": "vT",
+        # preload: the app's explicit configure(service=..., version=...) must win in workers
+        "OTEL_SERVICE_NAME": "env-name" if preload else "fork-test",
+        "APP_VERSION": "env-version" if preload else "vT",
         "TELEMETRY_FLUSH_INTERVAL_S": "1",
         "OTEL_TRACES_EXPORTER": "console",  # spans on stderr, exported by each worker's BSP
         "PRELOAD": "1" if preload else "0",

@@ -193,3 +193,16 @@ def test_stderr_report_at_most_once_a_minute(
     _errors.record("test_kind", "next minute")
     err = capsys.readouterr().err
     assert err.count("telemetry:") == 1 and "test_kind=51" in err  # all counted since the last
+
+
+def test_configure_without_arguments_repeats_the_previous_call(tel: Tel) -> None:
+    first = telemetry.configure("named", "v7", sink=tel.sink, flush_interval_s=2, max_routes=9)
+    again = telemetry.configure()  # what gunicorn's post_fork hook does
+    assert first is not None and again is not None
+    assert (again.service, again.version, again.flush_interval_s, again.max_routes) == (
+        "named",
+        "v7",
+        2.0,
+        9,
+    )
+    assert _runtime.aggregator().sink is tel.sink
