@@ -244,7 +244,10 @@ class Worker:
                 if cfg.wait_time_s == 0:
                     self._stop.wait(1.0)  # short polling an empty queue: do not spin
                 continue
-            self._accept(messages)
+            try:
+                self._accept(messages)
+            except Exception:  # a bug must not stop the receiver; the messages reappear later
+                instrument.log.exception("could not hand received messages to the pool")
 
     def _accept(self, messages: list[dict[str, Any]]) -> None:
         now = time.monotonic()
@@ -403,7 +406,10 @@ class Worker:
         tick = min(1.0, max(0.1, cfg.visibility_timeout_s / 6))
         next_poll = time.monotonic()
         while not self._stop.wait(tick):
-            self._heartbeat()
+            try:
+                self._heartbeat()
+            except Exception:  # keep the heartbeat thread alive whatever happens
+                instrument.log.exception("heartbeat failed")
             if cfg.queue_poll_s > 0 and time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + cfg.queue_poll_s
                 self._poll_depths()
