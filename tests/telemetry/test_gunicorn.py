@@ -20,6 +20,15 @@ def _get(url: str) -> int:
         return r.status
 
 
+def _requests_in(text: str) -> int:
+    """Requests in the complete EMF lines written so far (the last line may be half-written)."""
+    total = 0
+    for line in text.split("\n")[:-1]:
+        if line.startswith('{"_aws"'):
+            total += json.loads(line).get("Requests", 0)
+    return total
+
+
 @pytest.mark.parametrize("preload", [False, True], ids=["post-fork-only", "preload"])
 def test_requests_counted_exactly_once_across_workers(tmp_path: Path, preload: bool) -> None:
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
@@ -46,7 +55,15 @@ def test_requests_counted_exactly_once_across_workers(tmp_path: Path, preload: b
     ):
         for i in range(n_first):
             assert _get(f"{base}/items/{i}") == 200
-        time.sleep(1.3)  # let at least one window end and be flushed by the interval thread
+        # The workers' flush threads (re-created after fork) write the first batch's windows
+        # once they end (1 s windows), long before shutdown: wait for them, boundedly.
+        flushed = 0
+        for _ in range(100):
+            time.sleep(0.1)
+            flushed = _requests_in(out.read_text())
+            if flushed >= n_first:
+                break
+        assert flushed == n_first
         for i in range(n_second):
             assert _get(f"{base}/items/b{i}") == 200
     # leaving the block SIGTERMs gunicorn: workers flush the rest at exit
