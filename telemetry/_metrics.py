@@ -34,7 +34,6 @@ MAX_PENDING = 20_000  # request entries waiting for the flush thread
 
 _DEFS = {m.name: m for m in catalog.METRICS}
 _API_SETS = catalog.get("Requests").dimension_sets
-_WORKER_SETS = catalog.get("Jobs").dimension_sets
 
 
 def _dims_of(sets: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
@@ -55,8 +54,8 @@ _NEEDS_ROUTE = frozenset(
 _ZERO_COUNTERS: dict[tuple[tuple[tuple[str, ...], ...], str], tuple[str, ...]] = {}
 for _m in catalog.METRICS:
     if _m.kind == "counter" and _m.role != "SELF":
-        key = (_m.dimension_sets, _m.component)
-        _ZERO_COUNTERS[key] = (*_ZERO_COUNTERS.get(key, ()), _m.name)
+        _group = (_m.dimension_sets, _m.component)
+        _ZERO_COUNTERS[_group] = (*_ZERO_COUNTERS.get(_group, ()), _m.name)
 
 
 def _num(v: float) -> float | int:
