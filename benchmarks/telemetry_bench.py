@@ -10,33 +10,37 @@ round (the least disturbed one, as ``timeit`` advises) and the ratio is best / b
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-# aws-embedded-metrics reads its configuration at import: write EMF to stdout ("Local").
-os.environ["AWS_EMF_ENVIRONMENT"] = "Local"
-for _var in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_ENDPOINT"):
-    os.environ.pop(_var, None)
+import flask
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from werkzeug.test import EnvironBuilder
 
-import flask  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import (  # noqa: E402
-    BatchSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
+import telemetry
+from telemetry import _config
+from telemetry._logging import JsonHandler
+from telemetry._metrics import Aggregator
+from telemetry.flask import instrument
+from telemetry.sinks import MemorySink
+
+#: unset while the variants are built: 100 % sampling, no OTLP export, whatever the caller's env
+_ENV_UNSET = (
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_SDK_DISABLED",
+    "TELEMETRY_EXCLUDE_PATHS",
 )
-from werkzeug.test import EnvironBuilder  # noqa: E402
-
-import telemetry  # noqa: E402
-from telemetry import _config  # noqa: E402
-from telemetry._metrics import Aggregator  # noqa: E402
-from telemetry.flask import instrument  # noqa: E402
-from telemetry.sinks import MemorySink  # noqa: E402
 
 PATH = "/v1/users/u-42/points"
 TARGETS = {"telemetry RED only": 1.10, "telemetry full": 1.50}
@@ -60,8 +64,23 @@ def _app() -> flask.Flask:
     return app
 
 
+@contextlib.contextmanager
+def _clean_env() -> Iterator[None]:
+    saved = {k: os.environ.pop(k) for k in _ENV_UNSET if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def _emf_lib_app() -> flask.Flask:
     from aws_embedded_metrics import metric_scope
+    from aws_embedded_metrics.config import get_config
+    from aws_embedded_metrics.environment import environment_detector
+
+    # "Local": its stdout sink, and no probing of the EC2 metadata endpoint (no network)
+    get_config().environment = "Local"
+    environment_detector.EnvironmentCache.environment = environment_detector.local_environment
 
     app = _app()
 
@@ -219,7 +238,7 @@ def _one_line_bytes(app: flask.Flask) -> int:
 def main() -> None:
     quick = "--quick" in sys.argv
     rounds, n = (6, 150) if quick else (30, 200)
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), _clean_env():
         apps = _variants(devnull)
         client = measure(apps, _client_loop, rounds, n)
         wsgi = measure(apps, _wsgi_loop, rounds, n)
@@ -244,6 +263,10 @@ def main() -> None:
     print(f"  aws-embedded-metrics, line/request   : {_one_line_bytes(emf_app):6d} B/request")
     print(f"  Powertools, flush/request            : {_one_line_bytes(pt_app):6d} B/request")
     telemetry.shutdown()
+    # leave the process's logging as it was for the benchmarks that run after this one
+    for handler in list(logging.root.handlers):
+        if isinstance(handler, JsonHandler):
+            logging.root.removeHandler(handler)
 
 
 if __name__ == "__main__":
