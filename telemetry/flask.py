@@ -79,7 +79,10 @@ class _RuleSetter:
         if rule is not None:
             scope = _context.current.get()
             if scope is not None:
-                scope.route = rule.rule
+                try:
+                    scope.route = str(rule.rule)
+                except Exception as exc:  # an exotic Rule class: the request goes on
+                    _errors.record("internal", repr(exc))
 
 
 def _request_class(base: type) -> type:
@@ -182,9 +185,12 @@ class _Middleware:
                     self._finish(method, path, route, status, ms, resp[1], span, error)
             except Exception as exc:
                 _errors.record("internal", repr(exc))
-            if ctx_token is not None:
-                otel_context.detach(ctx_token)
-            _context.current.reset(token)
+            try:
+                if ctx_token is not None:
+                    otel_context.detach(ctx_token)
+                _context.current.reset(token)
+            except Exception as exc:  # e.g. a response finished in another context
+                _errors.record("internal", repr(exc))
 
     def _start_span(self, spans: _tracing.ServerSpans, environ: dict, method: str) -> tuple:
         parent = None
