@@ -11,6 +11,7 @@ import time
 from collections import Counter
 
 REPORT_EVERY_S = 60.0
+_clock = time.monotonic  # replaceable in tests without touching the time module
 
 _lock = threading.Lock()
 _pending = 0  # not yet emitted as TelemetryErrors
@@ -49,7 +50,7 @@ def total() -> int:
 
 def _maybe_report(force: bool = False) -> None:
     global _last_report
-    now = time.monotonic()
+    now = _clock()
     with _lock:
         if not _since_report or (not force and now - _last_report < REPORT_EVERY_S):
             return

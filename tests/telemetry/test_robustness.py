@@ -182,7 +182,7 @@ def test_stderr_report_at_most_once_a_minute(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     now = [10_000.0]
-    monkeypatch.setattr(_errors.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(_errors, "_clock", lambda: now[0])
     monkeypatch.setattr(_errors, "_last_report", -_errors.REPORT_EVERY_S)
     for _ in range(50):
         _errors.record("test_kind", "first minute")
