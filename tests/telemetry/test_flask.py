@@ -204,3 +204,52 @@ def test_instrument_twice_counts_once(tel: Tel) -> None:
     instrument(app)
     app.test_client().get("/v1/users/u/points")
     assert total(tel.emf(), "Requests") == 1
+
+
+def test_spans_reach_an_otlp_http_collector(tel: Tel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT set: real OTLP/HTTP export to a collector on 127.0.0.1."""
+    import http.server
+    import threading
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"], body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # never via a proxy
+        telemetry.configure("otlp-svc", "v3", sink=tel.sink, log_stream=tel.out)
+        header = f"Root={XRAY_TRACE};Parent=53995c3f42cd8ad8;Sampled=1"
+        make_app().test_client().get("/v1/users/u1/points", headers={"X-Amzn-Trace-Id": header})
+        telemetry.shutdown()  # the batch processor exports on shutdown
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received, "no export reached the collector"
+    path, content_type, body = received[0]
+    assert path == "/v1/traces" and content_type == "application/x-protobuf"
+    request = ExportTraceServiceRequest.FromString(body)
+    (resource_spans,) = request.resource_spans
+    attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert attrs["service.name"] == "otlp-svc" and attrs["service.version"] == "v3"
+    spans = [s for ss in resource_spans.scope_spans for s in ss.spans]
+    (span,) = [s for s in spans if s.name == "GET /v1/users/<user_id>/points"]
+    assert span.trace_id.hex() == XRAY_TRACE[2:].replace("-", "")
+    assert span.parent_span_id.hex() == "53995c3f42cd8ad8"
