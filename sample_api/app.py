@@ -15,6 +15,7 @@ from sample_api.config import Config, ConfigError
 from sample_api.domain import PointsService
 from sample_api.ratelimit import RateLimiter
 from sample_api.storage import Storage, open_storage
+from telemetry.flask import instrument
 
 EXTENSION = "sample_api"
 
@@ -78,4 +79,6 @@ def create_app(config: Config | None = None, *, storage: Storage | None = None) 
     app.register_blueprint(health.bp)
     app.register_blueprint(meta.bp)
     app.register_blueprint(points.bp)
+    # RED metrics, the JSON access line and a server span per request; health checks excluded.
+    instrument(app)
     return app

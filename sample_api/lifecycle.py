@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import telemetry
+
 
 def post_fork() -> None:
     """Run in every gunicorn worker right after ``fork()``, before the app is loaded.
@@ -11,3 +13,4 @@ def post_fork() -> None:
     is ever reused by a worker. Process-wide clients that are not lazy (telemetry's exporters
     and flush thread) are (re)started here.
     """
+    telemetry.configure()  # the same settings as before the fork, with fresh threads and buffers

@@ -11,9 +11,9 @@ The bucket lives in the worker process: with gunicorn, each worker limits its ow
 service-wide rate is ``RATE_LIMIT_RPS x WEB_CONCURRENCY`` per task. The bucket is created lazily
 in each process, so it never crosses gunicorn's ``fork()``.
 
-For telemetry, the Flask glue sets ``flask.g.rate_limit_wait_ms`` (float, 0.0 when the request
-passed without waiting) after admission and ``flask.g.rate_limited = True`` on refusal; the wait is
-also reported in a ``Server-Timing: ratelimit;dur=<ms>`` response header.
+The Flask glue records each admitted request's wait as the ``RateLimitWait`` metric and each
+refusal as ``RateLimitRejections`` (telemetry catalog), keeps them in ``flask.g.rate_limit_wait_ms``
+/ ``flask.g.rate_limited``, and reports the wait in a ``Server-Timing: ratelimit;dur=<ms>`` header.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import flask
 from pyrate_limiter import Limiter, Rate, SingleBucketFactory, StateBucket, TokenBucket
 
+import telemetry
 from sample_api.config import RateLimitSettings
 
 _KEY = "points-service"
@@ -132,8 +133,10 @@ def enforce(limiter: RateLimiter) -> None:
     admission = limiter.acquire()
     if not admission.admitted:
         flask.g.rate_limited = True
+        telemetry.put_metric("RateLimitRejections", 1)
         raise RateLimited(admission.retry_after_s)
     flask.g.rate_limit_wait_ms = admission.waited_ms
+    telemetry.put_metric("RateLimitWait", admission.waited_ms)
 
 
 def server_timing(response: flask.Response) -> flask.Response:

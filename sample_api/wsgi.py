@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
+import telemetry
 from sample_api.app import create_app
-from sample_api.config import ConfigError
+from sample_api.config import Config, ConfigError
 
 # gunicorn's "App failed to load" worker exit status: the master stops instead of respawning a
 # worker that can never start.
 _APP_LOAD_ERROR = 4
 
+SERVICE_NAME = "points-service"
+
 try:
-    app = create_app()
+    _config = Config.from_env()
+    # The process entry point owns process-wide set-up; create_app() only instruments the app.
+    telemetry.configure(
+        service=os.environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME, version=_config.version
+    )
+    app = create_app(_config)
 except ConfigError as exc:
     print(f"points-service: configuration error: {exc}", file=sys.stderr, flush=True)
     raise SystemExit(_APP_LOAD_ERROR) from None
