@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,8 +33,9 @@ DEFAULT_SPEC = ROOT / "alarms" / "specs" / "points-service.yaml"
 
 #: Evaluate an alarm period only once its last one-second EMF window has surely arrived: the
 #: services flush every second, so data for ``[T-1, T)`` is on our pipe shortly after ``T``.
-#: CloudWatch has the same kind of ingestion delay; 2.5 s keeps late lines from being missed.
-INGEST_LAG_S = 2.5
+#: The services flush 2 ms after each window ends; 1 s covers a busy machine's scheduling delays
+#: (CloudWatch has an ingestion delay of its own, undocumented).
+INGEST_LAG_S = 1.0
 TICK_S = 0.25
 #: A version that has served traffic this long without writing one EMF line has no telemetry.
 EMF_GRACE_S = 10.0
@@ -270,6 +272,7 @@ def run(options: Options) -> Outcome:
             )
             with _signals_ignored():
                 supervisor.stop("locust", timeout_s=20, first=signal.SIGINT)
+            decision.pop("stopper").join(30)
             details["listener_errors"] = listener.error_log
             survivor = "blue" if decision["outcome"] == "rolled_back" else "green"
             with _store(db_path) as store:
@@ -393,8 +396,13 @@ def _deploy(
                 f"{decided - t0:+6.0f}s ROLLBACK: {', '.join(firing)} in ALARM at green "
                 f"{percent}% -> all traffic to blue, stopping green"
             )
-            supervisor.stop("green")
+            listener.close_idle("green")
+            # Green drains its in-flight requests (some wait in its limiter) in the background,
+            # as an ECS task set does; the controller keeps watching meanwhile.
+            stopper = threading.Thread(target=supervisor.stop, args=("green",), daemon=True)
+            stopper.start()
             return {
+                "stopper": stopper,
                 "outcome": "rolled_back",
                 "alarm": firing[0],
                 "alarms_firing": firing,
@@ -406,8 +414,11 @@ def _deploy(
             progress.message(
                 f"{offset:+6.0f}s bake time over, no alarm: terminating blue (original task set)"
             )
-            supervisor.stop("blue")
+            listener.close_idle("blue")
+            stopper = threading.Thread(target=supervisor.stop, args=("blue",), daemon=True)
+            stopper.start()
             return {
+                "stopper": stopper,
                 "outcome": "succeeded",
                 "alarm": None,
                 "alarms_firing": [],
