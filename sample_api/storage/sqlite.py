@@ -66,6 +66,9 @@ _SCHEMA = (
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
+# SQLite INTEGER is a signed 64-bit value; ledger sequence numbers never exceed it.
+_MAX_SEQ = 2**63 - 1
+
 _COLUMNS = "entry_id, kind, user_id, order_id, amount_jpy, points, balance, created_at"
 
 
@@ -100,9 +103,13 @@ def _decode_cursor(user_id: str, cursor: str) -> int:
         version, _, rest = raw.partition(":")
         owner, _, seq_text = rest.rpartition(":")
         # A cursor is only valid for the user it was issued for.
-        if version != "v1" or owner != user_id or not seq_text.isdigit():
+        if version != "v1" or owner != user_id or not seq_text.isascii() or not seq_text.isdigit():
             raise ValueError("not ours")
-        return int(seq_text)
+        seq = int(seq_text)
+        # A forged sequence number beyond SQLite's 64-bit INTEGER would overflow the driver.
+        if not 1 <= seq <= _MAX_SEQ:
+            raise ValueError("out of range")
+        return seq
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor("cursor is not valid for this user's history") from None
 

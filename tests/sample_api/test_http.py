@@ -286,6 +286,8 @@ def test_same_order_different_content_conflicts(api: Api, db_path: Path) -> None
         ("limit=1&limit=2", "limit"),
         ("cursor=garbage", "cursor"),
         ("cursor=a&cursor=b", "cursor"),
+        # "v1:alice:<2**63>" in base64url: a client-edited cursor past SQLite's 64-bit integers
+        ("cursor=djE6YWxpY2U6OTIyMzM3MjAzNjg1NDc3NTgwOA", "cursor"),
     ],
 )
 def test_invalid_history_query(api: Api, query: str, field: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import multiprocessing
 import threading
 import uuid
@@ -226,6 +227,24 @@ def test_garbage_cursor_is_rejected(storage: Storage, cursor: str) -> None:
     grant(storage, user, uid("o"))
     with pytest.raises(InvalidCursor):
         storage.history(user, limit=1, cursor=cursor)
+
+
+@pytest.mark.parametrize("seq", ["0", "-1", str(2**63), "9" * 140, "\u0661\u0662"])
+def test_forged_cursor_with_a_bad_position_is_rejected(storage: Storage, seq: str) -> None:
+    # Forged in the shape the built-in backends issue ("v1:<user>:<seq>", base64url): a client
+    # can decode and edit it. A position the store cannot hold must be refused (the API's 400)
+    # or read as "nothing there", never reach the driver as an error (the API's 500).
+    user = uid()
+    grant(storage, user, uid("o"))
+    raw = f"v1:{user}:{seq}".encode()
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    try:
+        page = storage.history(user, limit=1, cursor=cursor)
+    except InvalidCursor:
+        return
+    assert len(page.entries) <= 1
+    if seq in ("0", "-1"):
+        assert page.entries == [] and page.next_cursor is None
 
 
 def test_ping_answers(storage: Storage) -> None:
