@@ -24,10 +24,9 @@ import uuid
 from locust import FastHttpUser, constant_throughput, task
 
 try:
-    from loadtest import shapes
-except (
-    ImportError
-):  # the locustfile copied elsewhere with shapes.py beside it (Locust adds its dir)
+    from loadtest import rates, shapes
+except ImportError:  # copied elsewhere with shapes.py and rates.py beside it (Locust adds its dir)
+    import rates  # type: ignore[no-redef]
     import shapes  # type: ignore[no-redef]
 
 USER_POOL = int(os.environ.get("LOAD_USER_POOL", "500"))  # distinct customer ids
@@ -44,7 +43,7 @@ def _amount_jpy(rng: random.Random) -> int:
 class PointsUser(FastHttpUser):
     """One simulated client of the points API."""
 
-    wait_time = constant_throughput(shapes.setting("LOAD_USER_RPS"))
+    wait_time = constant_throughput(rates.setting("LOAD_USER_RPS"))
 
     def on_start(self) -> None:
         self.rng = random.Random()

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtest import LOCUSTFILE
 from rehearsal import schedule as schedules
 from rehearsal.collector import Collector
 from rehearsal.listener import WeightedListener
@@ -233,7 +234,7 @@ def run(options: Options) -> Outcome:
                     "-m",
                     "locust",
                     "-f",
-                    str(ROOT / "loadtest" / "locustfile.py"),
+                    str(LOCUSTFILE),
                     "--headless",
                     "--host",
                     listener.url,

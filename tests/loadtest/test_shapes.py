@@ -1,61 +1,58 @@
-"""Load shapes: rate -> users, settings validation, selection by LOAD_SHAPE."""
+"""Load shape arithmetic: rate -> users, settings validation, selection by LOAD_SHAPE.
+
+Only ``loadtest.rates`` is imported here: importing Locust would monkey-patch this test process
+with gevent. The shape classes themselves run in the real Locust in ``test_locustfile.py``.
+"""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-from loadtest import shapes
-
-
-def _concrete(cls: type) -> object:
-    return type("Concrete", (cls,), {"abstract": False})()
+from loadtest import rates
 
 
 def test_users_for_rounds_up_and_zero_means_none() -> None:
-    assert shapes.users_for(40, 2) == 20
-    assert shapes.users_for(41, 2) == 21
-    assert shapes.users_for(0.5, 2) == 1
-    assert shapes.users_for(0, 2) == 0
+    assert rates.users_for(40, 2) == 20
+    assert rates.users_for(41, 2) == 21
+    assert rates.users_for(0.5, 2) == 1
+    assert rates.users_for(0, 2) == 0
     with pytest.raises(ValueError, match="LOAD_USER_RPS"):
-        shapes.users_for(10, 0)
+        rates.users_for(10, 0)
 
 
 @pytest.mark.parametrize("value", ["fast", "-1", "nan", "inf"])
 def test_bad_settings_name_the_variable(value: str) -> None:
     with pytest.raises(ValueError, match="LOAD_RPS"):
-        shapes.setting("LOAD_RPS", {"LOAD_RPS": value})
+        rates.setting("LOAD_RPS", {"LOAD_RPS": value})
 
 
-def test_pick_by_name() -> None:
-    assert shapes.pick(None) is None
-    assert shapes.pick("") is None
-    assert shapes.pick("Step") is shapes.StepShape
+def test_shape_names() -> None:
+    assert rates.shape_name(None) is None
+    assert rates.shape_name(" ") is None
+    assert rates.shape_name("Step") == "step"
     with pytest.raises(ValueError, match="LOAD_SHAPE must be one of steady, step, demo"):
-        shapes.pick("spike")
+        rates.shape_name("spike")
 
 
-def test_shapes_are_abstract_so_locust_only_runs_the_chosen_one() -> None:
-    for cls in shapes.SHAPES.values():
-        assert cls.abstract is True
+def test_steady_holds_the_rate_and_stops_after_the_duration() -> None:
+    env = {"LOAD_RPS": "30", "LOAD_USER_RPS": "2", "LOAD_DURATION_S": "60", "LOAD_RAMP_S": "3"}
+    assert rates.tick("steady", 0, env) == (15, 5.0)
+    assert rates.tick("steady", 59.9, env) == (15, 5.0)
+    assert rates.tick("steady", 60, env) is None
 
 
-def test_steady_shape_holds_the_rate_and_stops_after_the_duration(monkeypatch) -> None:
-    monkeypatch.setenv("LOAD_RPS", "30")
-    monkeypatch.setenv("LOAD_USER_RPS", "2")
-    monkeypatch.setenv("LOAD_DURATION_S", "60")
-    shape = _concrete(shapes.SteadyShape)
-    users, rate = shape.tick()
-    assert users == 15 and rate >= 1
-    shape.start_time -= 61  # as if 61 s had passed
-    assert shape.tick() is None
+def test_step_moves_above_the_limit() -> None:
+    env = {"LOAD_RPS": "10", "LOAD_STEP_RPS": "80", "LOAD_STEP_AFTER_S": "30", "LOAD_USER_RPS": "1"}
+    assert rates.tick("step", 29, env)[0] == 10
+    assert rates.tick("step", 31, env)[0] == 80
+    assert rates.tick("demo", 31, env)[0] == 10
 
 
-def test_step_shape_moves_above_the_limit(monkeypatch) -> None:
-    monkeypatch.setenv("LOAD_RPS", "10")
-    monkeypatch.setenv("LOAD_STEP_RPS", "80")
-    monkeypatch.setenv("LOAD_STEP_AFTER_S", "30")
-    monkeypatch.setenv("LOAD_USER_RPS", "1")
-    shape = _concrete(shapes.StepShape)
-    assert shape.tick()[0] == 10
-    shape.start_time -= 31
-    assert shape.tick()[0] == 80
+def test_defaults_run_until_stopped() -> None:
+    assert rates.tick("demo", 10_000, {}) == (20, pytest.approx(20 / 3))
+
+
+def test_this_module_did_not_import_locust() -> None:
+    assert "locust" not in sys.modules

@@ -1,0 +1,70 @@
+"""The load shapes' arithmetic, without Locust: settings, rate over time, users for a rate.
+
+Kept apart from ``loadtest/shapes.py`` because importing Locust monkey-patches the whole process
+with gevent; tools and tests that only need the numbers import this module instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+
+DEFAULTS: dict[str, str] = {
+    "LOAD_RPS": "40",  # steady / demo rate, requests per second over all users
+    "LOAD_USER_RPS": "2",  # requests per second of one simulated user
+    "LOAD_STEP_RPS": "80",  # the step shape's second stage (above the green limiter's rate)
+    "LOAD_STEP_AFTER_S": "60",  # the step shape moves to LOAD_STEP_RPS after this many seconds
+    "LOAD_RAMP_S": "3",  # seconds to reach the target rate
+    "LOAD_DURATION_S": "0",  # stop after this many seconds; 0 = until stopped (or --run-time)
+}
+SHAPE_NAMES = ("steady", "step", "demo")
+
+
+def setting(name: str, env: Mapping[str, str] | None = None) -> float:
+    """A numeric ``LOAD_*`` setting from the environment (or its default); ``ValueError`` if bad."""
+    env = os.environ if env is None else env
+    text = env.get(name, DEFAULTS[name])
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def users_for(rps: float, user_rps: float) -> int:
+    """Users needed for ``rps`` requests per second when each user makes ``user_rps``."""
+    if user_rps <= 0:
+        raise ValueError("LOAD_USER_RPS must be > 0")
+    return max(1, math.ceil(rps / user_rps)) if rps > 0 else 0
+
+
+def shape_name(name: str | None) -> str | None:
+    """The canonical shape name for ``LOAD_SHAPE`` (``None``/"" -> none); ``ValueError`` if unknown."""
+    if not name or not name.strip():
+        return None
+    canonical = name.strip().lower()
+    if canonical not in SHAPE_NAMES:
+        raise ValueError(f"LOAD_SHAPE must be one of {', '.join(SHAPE_NAMES)}, got {name!r}")
+    return canonical
+
+
+def rate_at(shape: str, run_time: float, env: Mapping[str, str] | None = None) -> float:
+    """Requests per second that shape ``shape`` asks for ``run_time`` seconds into the test."""
+    if shape == "step" and run_time >= setting("LOAD_STEP_AFTER_S", env):
+        return setting("LOAD_STEP_RPS", env)
+    return setting("LOAD_RPS", env)
+
+
+def tick(
+    shape: str, run_time: float, env: Mapping[str, str] | None = None
+) -> tuple[int, float] | None:
+    """Locust's ``tick()`` for ``shape``: ``(users, spawn rate)``, or ``None`` once it is over."""
+    duration = setting("LOAD_DURATION_S", env)
+    if duration and run_time >= duration:
+        return None
+    users = users_for(rate_at(shape, run_time, env), setting("LOAD_USER_RPS", env))
+    ramp_s = max(setting("LOAD_RAMP_S", env), 0.1)
+    return users, max(users / ramp_s, 1.0)
