@@ -58,9 +58,27 @@ def check_openapi(method: str, path: str, response: TestResponse) -> None:
             + "/"
             + _pointer(response.mimetype, "schema")
         )
+        _check_headers(declared[key].get("headers", {}), response, f"{method} {template} {status}")
     validator = Draft202012Validator({"$ref": schema_uri}, registry=_REGISTRY)
     errors = sorted(validator.iter_errors(response.get_json()), key=str)
     assert not errors, f"{method} {path} -> {response.status_code}: {errors[0].message}"
+
+
+def _check_headers(declared: dict[str, Any], response: TestResponse, where: str) -> None:
+    """Declared response headers: present when required, and their values fit their schema."""
+    for name, spec in declared.items():
+        value = response.headers.get(name)
+        if value is None:
+            assert not spec.get("required"), f"{where}: header {name} is missing"
+            continue
+        schema = spec.get("schema", {})
+        if schema.get("type") == "integer":
+            assert re.fullmatch(r"-?[0-9]+", value), f"{where}: {name}: {value!r}"
+            instance: Any = int(value)
+        else:
+            instance = value
+        errors = list(Draft202012Validator(schema).iter_errors(instance))
+        assert not errors, f"{where}: header {name}: {errors[0].message}"
 
 
 class Api:
