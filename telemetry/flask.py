@@ -225,6 +225,10 @@ class _Middleware:
         error: BaseException | None,
     ) -> None:
         """The access line (sampled) and the server span."""
+        if not path.isascii():
+            # WSGI hands the path over as latin-1 text of the raw bytes: show what the client
+            # sent (UTF-8, as werkzeug routes it), not mojibake.
+            path = path.encode("latin-1", "replace").decode("utf-8", "replace")
         sample = self._settings.access_log_sample
         if self.access_log is not False and (
             status >= 400 or sample >= 1.0 or random.random() < sample

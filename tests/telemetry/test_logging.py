@@ -66,6 +66,26 @@ def test_request_input_cannot_forge_access_lines(tel: Tel) -> None:
     assert raw.isascii()
 
 
+def test_non_ascii_paths_are_logged_as_the_client_sent_them(tel: Tel) -> None:
+    app = flask.Flask("utf8")
+
+    @app.get("/users/<name>")
+    def user(name: str) -> str:
+        return name
+
+    instrument(app)
+    client = app.test_client()
+    assert client.get("/users/%E5%B1%B1%E7%94%B0").status_code == 200  # 山田 in UTF-8
+    assert client.get("/x/%FF%E2%80%A8").status_code == 404  # not UTF-8, then U+2028
+    raw = tel.out.getvalue()
+    good, bad = tel.logs()
+    assert good["path"] == "/users/\u5c71\u7530" and good["route"] == "/users/<name>"
+    assert bad["path"] == "/x/\ufffd\u2028"
+    assert len(raw.splitlines()) == 2 and raw.isascii()
+    spans = {s.attributes["http.response.status_code"]: s for s in tel.spans()}
+    assert spans[200].attributes["url.path"] == "/users/\u5c71\u7530"
+
+
 def test_exceptions_are_one_field(tel: Tel) -> None:
     log = telemetry.get_logger("app")
     try:
