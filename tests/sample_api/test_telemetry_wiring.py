@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any
 import pytest
 
 from telemetry import catalog
-from tests.support.processes import gunicorn
+from tests.support.processes import child, free_port, gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -177,3 +180,46 @@ def test_red_metrics_limiter_metrics_and_access_lines(tmp_path: Path, mode: str)
         for _ in range(sum(statuses.values()))
         if route not in ("/healthz", "/readyz")
     )
+
+
+@pytest.mark.parametrize("stdout", ["broken-pipe", "closed"])
+def test_the_service_keeps_serving_when_stdout_is_gone(tmp_path: Path, stdout: str) -> None:
+    """Telemetry never breaks the application: EMF and log lines that cannot be written are
+    counted and reported on stderr, and every request is still answered."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        "BIND": f"127.0.0.1:{port}",
+        "POINTS_DB_PATH": str(tmp_path / "points.db"),
+        "WEB_CONCURRENCY": "2",
+        "TELEMETRY_FLUSH_INTERVAL_S": "0.2",
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "sample_api/gunicorn.conf.py",
+        "sample_api.wsgi:app",
+    ]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read this pipe: every write to it fails with EPIPE
+    if stdout == "closed":  # the processes start without any stdout (sys.stdout is None)
+        args = ["sh", "-c", 'exec "$@" >&-', "sh", *args]
+    err = tmp_path / "stderr.log"
+    seen = Seen()
+    try:
+        with (
+            err.open("w") as stderr,
+            child(args, env=env, ready_url=base + "/healthz", stdout=write_end, stderr=stderr),
+        ):
+            for n in range(10):
+                assert seen.call(base, "POST", GRANTS, GRANTS, _grant(n)) == 201
+                assert seen.call(base, "GET", "/no/such/route", catalog.UNMATCHED_ROUTE) == 404
+            time.sleep(0.5)  # let some 0.2 s windows end: the flush threads write (and fail) too
+            assert seen.call(base, "GET", "/v1/users/tess/points", HISTORY_ROUTE) == 200
+    finally:
+        os.close(write_end)
+    text = err.read_text()
+    assert "Traceback" not in text and "Booting worker" in text
+    assert "telemetry:" in text and ("log=" in text or "sink=" in text)
