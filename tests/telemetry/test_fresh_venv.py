@@ -45,6 +45,9 @@ DEMO = textwrap.dedent(
 )
 
 
+# The install downloads the dependencies (CI: a clean machine): longer than the suite's
+# default per-test timeout may allow, within the subprocess timeouts below.
+@pytest.mark.timeout(700)
 def test_fresh_venv_instruments_a_tiny_app(tmp_path: Path) -> None:
     # Copy only what the package build needs: the work tree itself is left untouched.
     src = tmp_path / "src"
