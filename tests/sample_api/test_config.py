@@ -68,7 +68,27 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
     assert name in message and repr(value) in message and "\n" not in message
 
 
-def test_gunicorn_stops_with_one_line_on_a_bad_variable() -> None:
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RATE_LIMIT_RPS", "abc", "RATE_LIMIT_RPS must be a number; got 'abc'"),
+        ("POINTS_RATE", "2", "POINTS_RATE must be between 0 and 1, got '2'"),
+        # gunicorn's own settings, read by sample_api/gunicorn.conf.py
+        (
+            "WEB_CONCURRENCY",
+            "0",
+            "WEB_CONCURRENCY must be a whole number between 1 and 64; got '0'",
+        ),
+        (
+            "GUNICORN_TIMEOUT",
+            "soon",
+            "GUNICORN_TIMEOUT must be a whole number between 1 and 3600; got 'soon'",
+        ),
+    ],
+)
+def test_gunicorn_stops_with_one_line_on_a_bad_variable(
+    name: str, value: str, message: str
+) -> None:
     proc = subprocess.run(
         [
             sys.executable,
@@ -79,15 +99,13 @@ def test_gunicorn_stops_with_one_line_on_a_bad_variable() -> None:
             "sample_api.wsgi:app",
         ],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "RATE_LIMIT_RPS": "abc", "BIND": "127.0.0.1:0"},
+        env={"PATH": "/usr/bin:/bin", name: value, "BIND": "127.0.0.1:0"},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        "points-service: configuration error: RATE_LIMIT_RPS must be a number; got 'abc'"
-    ]
+    assert proc.stderr.strip().splitlines() == [f"points-service: configuration error: {message}"]
 
 
 def test_wsgi_import_exits_with_gunicorns_app_load_error() -> None:
