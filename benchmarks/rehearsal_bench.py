@@ -4,6 +4,7 @@
   traffic to the rollback decision (scaled time, as the rehearsal runs it) and green's traffic
   share at that moment; the regression must be caught at the first traffic step. Also the
   demo's wall-clock time end to end (target: <= 3 minutes).
+  ``REHEARSAL_BENCH_REGRESSION_RUNS`` runs (default 3).
 * False rollbacks: the healthy scenario run ``REHEARSAL_BENCH_HEALTHY_RUNS`` times (default 5)
   must never roll back.
 
@@ -49,25 +50,41 @@ def _run(scenario: str, out: Path, *extra: str) -> tuple[dict[str, Any], dict[st
     return result, details, elapsed
 
 
-def detection(tmp: Path) -> bool:
-    result, details, elapsed = _run("regression", tmp / "regression")
-    first_step = details["schedule"]["steps"][0][1]
-    share = details.get("green_percent_at_alarm")
-    print(f"regression (make demo settings): outcome {result['outcome']}, alarm {result['alarm']}")
-    print(
-        f"  detection: {result['alarm_time_s']} s after green first took traffic, "
-        f"green share {share} % (first step {first_step} %)"
-    )
-    caught_first = result["outcome"] == "rolled_back" and share == first_step
-    print(f"  caught at the first traffic step: {'yes' if caught_first else 'NO'}")
-    print(f"  wall clock end to end: {elapsed:.0f} s (target <= 180 s)")
-    print(f"  requests {result['requests']}, server errors {result['errors']}")
-    safety = details.get("safety") or {}
-    print(
-        f"  rollback safety: {'ok' if safety.get('ok') else 'FAILED'} "
-        f"({safety.get('writes_by_other_version')} writes by green served by blue)"
-    )
-    return caught_first
+def detection(tmp: Path, runs: int) -> int:
+    """Run the demo's regression ``runs`` times; return how many were caught at the first step."""
+    caught = 0
+    times, walls = [], []
+    first_len = float("nan")
+    for i in range(runs):
+        result, details, elapsed = _run("regression", tmp / f"regression-{i}")
+        steps = details["schedule"]["steps"]
+        first_step = steps[0]
+        first_len = steps[1][0] - steps[0][0] if len(steps) > 1 else float("nan")
+        share = details.get("green_percent_at_alarm")
+        first = result["outcome"] == "rolled_back" and share == first_step[1]
+        caught += first
+        walls.append(elapsed)
+        if result["alarm_time_s"] is not None:
+            times.append(result["alarm_time_s"])
+        safety = details.get("safety") or {}
+        print(
+            f"  run {i + 1}: {result['outcome']} by {result['alarm']} {result['alarm_time_s']} s "
+            f"after green first took traffic, at green {share} % "
+            f"({'first step' if first else 'NOT the first step'}); "
+            f"{result['requests']} requests, {result['errors']} server errors; "
+            f"safety {'ok' if safety.get('ok') else 'FAILED'} "
+            f"({safety.get('writes_by_other_version')} green writes served by blue); "
+            f"{elapsed:.0f} s wall clock"
+        )
+    if times:
+        print(
+            f"regression (make demo settings): detection {min(times):.1f} / "
+            f"{sorted(times)[len(times) // 2]:.1f} / {max(times):.1f} s (min/median/max) after "
+            f"green first took traffic; first step lasts {first_len:.0f} s scaled; caught at the first "
+            f"step in {caught}/{runs} runs; make demo wall clock {max(walls):.0f} s at most "
+            "(target <= 180 s)"
+        )
+    return caught
 
 
 def false_rollbacks(tmp: Path, runs: int) -> int:
@@ -87,10 +104,11 @@ def false_rollbacks(tmp: Path, runs: int) -> int:
 
 
 def main() -> None:
-    runs = int(os.environ.get("REHEARSAL_BENCH_HEALTHY_RUNS", "5"))
+    regressions = int(os.environ.get("REHEARSAL_BENCH_REGRESSION_RUNS", "3"))
+    healthy = int(os.environ.get("REHEARSAL_BENCH_HEALTHY_RUNS", "5"))
     with tempfile.TemporaryDirectory(prefix="rehearsal-bench-") as tmp:
-        detection(Path(tmp))
-        false_rollbacks(Path(tmp), runs)
+        detection(Path(tmp), regressions)
+        false_rollbacks(Path(tmp), healthy)
 
 
 if __name__ == "__main__":

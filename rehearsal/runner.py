@@ -65,7 +65,7 @@ class Options:
     threads: int = 4  # gthread workers: keep-alive to the listener, several requests at once
     app: str = "sample_api.wsgi:app"
     green_limit_rps: float = 2.0
-    green_limit_burst: int = 2
+    green_limit_burst: int = 1  # no head start: green queues from its first requests
     green_limit_max_wait_s: float = 2.0
     progress: bool | None = None  # None: updating line when stdout is a TTY
     seed: int | None = None
@@ -252,6 +252,9 @@ def run(options: Options) -> Outcome:
                     # One request every 2 s per user: many users, so a slow green request
                     # delays one user's next request, not a big share of the load.
                     "LOAD_USER_RPS": "0.5",
+                    # Users start spread over one pacing period (1 / 0.5 req/s), so their
+                    # requests interleave instead of arriving in waves.
+                    "LOAD_RAMP_S": "2",
                 },
                 cwd=ROOT,
             )
