@@ -290,10 +290,14 @@ def parse_spec(data: Any) -> Spec:
         if not isinstance(raw, list) or not raw:
             raise SpecError("slo.burn_windows", "must be a non-empty list")
         items = []
+        seen: dict[int, str] = {}  # window length -> where it was used (alarm names per window)
         for i, w in enumerate(raw):
             p = f"slo.burn_windows[{i}]"
             w = _mapping(w, p)
             _check_keys(w, {"long_s", "short_s", "burn_rate"}, p)
+            for key in ("long_s", "short_s", "burn_rate"):
+                if key not in w:  # a silent default burn rate would page on the wrong budget
+                    raise SpecError(f"{p}.{key}", "is required in a burn window")
             long_s, short_s = _int(w, "long_s", p, 3600), _int(w, "short_s", p, 300)
             check_period(long_s, f"{p}.long_s")
             check_period(short_s, f"{p}.short_s")
@@ -301,6 +305,12 @@ def parse_spec(data: Any) -> Spec:
                 raise SpecError(f"{p}.short_s", "must be shorter than long_s")
             if long_s > 86400:
                 raise SpecError(f"{p}.long_s", "must be <= 86400 (one day)")
+            for key, seconds in (("long_s", long_s), ("short_s", short_s)):
+                if seconds in seen:  # the alarm slo-burn-<window> would be generated twice
+                    raise SpecError(
+                        f"{p}.{key}", f"window {seconds} s already used by {seen[seconds]}"
+                    )
+                seen[seconds] = f"{p}.{key}"
             items.append(BurnWindow(long_s, short_s, _number(w, "burn_rate", p, 1.0)))
         burn = tuple(items)
     slo = Slo(target, window_days, burn)

@@ -84,7 +84,24 @@ DELETE = object()
         ("versions.green", "v1", "versions.green: must differ from versions.blue"),
         ("latency.colour", "red", "latency.colour: unknown field"),
         ("account_id", "42", "account_id: must be a 12-digit string"),
-        ("slo.burn_windows", [{"long_s": 300, "short_s": 3600}], "short_s: must be shorter"),
+        (
+            "slo.burn_windows",
+            [{"long_s": 300, "short_s": 3600, "burn_rate": 2}],
+            "slo.burn_windows[0].short_s: must be shorter",
+        ),
+        (
+            "slo.burn_windows",
+            [{"long_s": 3600, "short_s": 300}],
+            "slo.burn_windows[0].burn_rate: is required",
+        ),
+        (
+            "slo.burn_windows",
+            [
+                {"long_s": 3600, "short_s": 300, "burn_rate": 14.4},
+                {"long_s": 21600, "short_s": 3600, "burn_rate": 6},
+            ],
+            "slo.burn_windows[1].short_s: window 3600 s already used by slo.burn_windows[0].long_s",
+        ),
     ],
 )
 def test_bad_field_is_named(path: str, value: Any, message: str) -> None:
