@@ -23,6 +23,7 @@ import pytest
 
 from telemetry import catalog
 from tests.support.processes import child, free_port, gunicorn
+from tests.telemetry.test_emf import validate_emf
 
 pytestmark = pytest.mark.slow
 
@@ -125,6 +126,7 @@ def test_red_metrics_limiter_metrics_and_access_lines(tmp_path: Path, mode: str)
 
     # Every line: the catalog's namespace, metric names, units and dimension sets.
     for line in emf:
+        validate_emf(line)  # the specification's structure and limits
         assert line["Service"] == "points-service" and line["Version"] == VERSION
         assert line["_aws"]["Timestamp"] % 1000 == 0
         (directive,) = line["_aws"]["CloudWatchMetrics"]
