@@ -14,6 +14,9 @@ from ._spec import SpecError, load_spec
 from ._synth import synth
 
 PROG = "alarms"
+#: Longest replay window: bounds the evaluation loop (a typo'd or garbage time must not run for
+#: hours or write gigabytes); longer recordings are replayed in pieces.
+MAX_REPLAY_S = 31 * 86400
 
 
 class _Parser(argparse.ArgumentParser):
@@ -183,11 +186,17 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise InputError("no EMF data in the input; give --start and --end to evaluate anyway")
     if end is None:
         end = (span[1] if span else start) + 60  # type: ignore[operator]
+    first = start if start is not None else span[0]  # type: ignore[index]
+    if end - first > MAX_REPLAY_S:
+        raise InputError(
+            f"the replay window {iso(first)} .. {iso(end)} is longer than"
+            f" {MAX_REPLAY_S // 86400} days; give a shorter --start/--end"
+        )
     out = sys.stdout
     changes: list[dict[str, Any]] = []
     evaluations = 0
     # Advance an hour at a time so output streams and buckets behind the window are pruned.
-    t = (start if start is not None else span[0]) + 3600  # type: ignore[index]
+    t = first + 3600
     while True:
         batch = ev.advance(min(t, end))
         evaluations += len(batch)

@@ -185,6 +185,16 @@ def test_synth_cloudformation_to_stdout() -> None:
             "--end is before --start",
         ),
         (["replay", "--alarms", "DEFS", "--emf", "EMF", "--tick", "15"], "--tick"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--tick", "1e9"], "--tick"),
+        (
+            ["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "0", "--end", "99999999999"],
+            "longer than 31 days",
+        ),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--end", "2099-01-01"], "longer than 31"),
+        (["replay", "--alarms", "DEFS", "--emf", "GARBAGE"], "no EMF data"),
+        (["replay", "--alarms", "GARBAGE", "--emf", "EMF"], "cannot read"),
+        (["replay", "--alarms", "DEFS", "--emf", "DIR"], "Is a directory"),
+        (["replay", "--alarms", "EMPTY", "--emf", "EMF"], "must be a JSON/YAML object"),
         (["replay", "--alarms", "BAD", "--emf", "EMF"], "no MetricAlarms"),
         (["replay", "--alarms", "FOREIGN", "--emf", "EMF"], "parameter Version has no Default"),
         (["replay", "--alarms", "DEFS", "--emf", "EMPTY"], "no EMF data"),
@@ -217,12 +227,16 @@ def test_bad_input_exits_2_with_one_line(
     emf = tmp_path / "emf.log"
     emf.write_text(next(api_lines(START, 1, window_s=1)) + "\n")
     bad.write_text('{"Something": []}')
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(bytes(range(128, 256)) * 3)
     subst = {
         "DEFS": str(defs_file),
         "EMF": str(emf),
         "EMPTY": str(empty),
         "BAD": str(bad),
         "FOREIGN": str(foreign),
+        "GARBAGE": str(garbage),
+        "DIR": str(tmp_path),
     }
     proc = cli(*[subst.get(a, a) for a in args])
     assert proc.returncode == 2, proc.stdout + proc.stderr
