@@ -145,3 +145,48 @@ def test_backend_settings_are_checked_at_start_up_too() -> None:
     )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "POINTS_TABLE" in proc.stderr
+
+
+def _gunicorn_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
+    """Load sample_api/gunicorn.conf.py the way gunicorn does (its module-level names become
+    settings) under exactly ``env``."""
+    import runpy
+
+    from gunicorn.config import Config as GunicornConfig
+
+    names = ("PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT")
+    for name in (*names, "GUNICORN_GRACEFUL_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    namespace = runpy.run_path(str(ROOT / "sample_api" / "gunicorn.conf.py"))
+    cfg = GunicornConfig()
+    for name, value in namespace.items():
+        if name in cfg.settings:
+            cfg.set(name, value)
+    return cfg
+
+
+def test_gunicorn_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _gunicorn_settings(monkeypatch, {})
+    assert cfg.bind == ["0.0.0.0:8080"]
+    assert cfg.workers == 2 and cfg.threads == 1
+    assert cfg.graceful_timeout < 30  # ECS's default stopTimeout: in-flight requests drain first
+    assert cfg.accesslog is None and cfg.errorlog == "-"  # JSON access lines come from telemetry
+
+
+def test_gunicorn_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _gunicorn_settings(monkeypatch, {"PORT": "9000", "WEB_CONCURRENCY": "5"})
+    assert cfg.bind == ["0.0.0.0:9000"] and cfg.workers == 5
+    cfg = _gunicorn_settings(monkeypatch, {"PORT": "9000", "BIND": "127.0.0.1:7000"})
+    assert cfg.bind == ["127.0.0.1:7000"]
+
+
+def test_gunicorn_post_fork_configures_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    import telemetry
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(telemetry, "configure", lambda *a, **k: calls.append((a, k)))
+    cfg = _gunicorn_settings(monkeypatch, {})
+    cfg.post_fork(None, None)
+    assert calls == [((), {})]  # bare configure(): the previous settings, fresh threads
