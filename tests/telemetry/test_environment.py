@@ -1,0 +1,91 @@
+"""configure() from the environment alone: the OpenTelemetry and EMF conventions, and the order
+arguments > OTEL_SERVICE_NAME/APP_VERSION > OTEL_RESOURCE_ATTRIBUTES > defaults."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import telemetry
+
+from .conftest import Tel, total
+from .test_flask import XRAY_TRACE, access_lines, make_app
+
+W3C_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def configure_from_env(tel: Tel, **arguments: object) -> None:
+    tel.exporter = InMemorySpanExporter()
+    telemetry.configure(sink=tel.sink, log_stream=tel.out, span_exporter=tel.exporter, **arguments)
+
+
+def test_service_version_namespace_and_resolution_from_the_environment(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=res-svc,service.version=v%2C7")
+    monkeypatch.setenv("AWS_EMF_NAMESPACE", "Team/Points")
+    monkeypatch.setenv("TELEMETRY_STORAGE_RESOLUTION", "1")
+    configure_from_env(tel)
+    make_app().test_client().get("/v1/users/u1/points")
+    lines = tel.emf()
+    assert total(lines, "Requests") == 1
+    for line in lines:
+        assert (line["Service"], line["Version"]) == ("res-svc", "v,7")  # percent-decoded
+        (directive,) = line["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "Team/Points"
+        assert all(m["StorageResolution"] == 1 for m in directive["Metrics"])
+    (access,) = access_lines(tel)
+    assert (access["service"], access["version"]) == ("res-svc", "v,7")
+    (span,) = tel.spans()
+    assert span.resource.attributes["service.name"] == "res-svc"
+    assert span.resource.attributes["service.version"] == "v,7"
+
+
+def test_precedence_of_arguments_and_variables(tel: Tel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=res-svc,service.version=res-v")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "env-svc")
+    monkeypatch.setenv("APP_VERSION", "env-v")
+    configure_from_env(tel)
+    telemetry.put_metric("RateLimitRejections", 1)
+    assert {(x["Service"], x["Version"]) for x in tel.emf()} == {("env-svc", "env-v")}
+    configure_from_env(tel, service="arg-svc", version="arg-v")
+    telemetry.put_metric("RateLimitRejections", 1)
+    assert {(x["Service"], x["Version"]) for x in tel.emf()[-1:]} == {("arg-svc", "arg-v")}
+
+
+@pytest.mark.parametrize(
+    ("propagators", "continued"),
+    [("xray", {"xray"}), ("tracecontext", {"w3c"}), ("none", set()), ("", {"xray", "w3c"})],
+)
+def test_otel_propagators_choose_what_is_continued(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, propagators: str, continued: set[str]
+) -> None:
+    if propagators:
+        monkeypatch.setenv("OTEL_PROPAGATORS", propagators)
+    configure_from_env(tel, service="svc")
+    client = make_app().test_client()
+    xray = f"Root={XRAY_TRACE};Parent=53995c3f42cd8ad8;Sampled=1"
+    client.get("/v1/users/u1/points", headers={"X-Amzn-Trace-Id": xray})
+    client.get("/v1/users/u1/points", headers={"traceparent": W3C_PARENT})
+    by_header = dict(zip(("xray", "w3c"), tel.spans(), strict=True))
+    got = set()
+    if by_header["xray"].context.trace_id == int(XRAY_TRACE[2:].replace("-", ""), 16):
+        got.add("xray")
+    if by_header["w3c"].context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C:
+        got.add("w3c")
+    assert got == continued
+    for name, span in by_header.items():
+        assert (span.parent is not None) == (name in continued)
+
+
+def test_sdk_disabled_means_no_spans_but_metrics_and_logs(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    configure_from_env(tel, service="svc")
+    client = make_app().test_client()
+    assert client.get("/v1/users/u1/points").status_code == 200
+    assert total(tel.emf(), "Requests") == 1
+    (access,) = access_lines(tel)
+    assert "trace_id" not in access and access["request_id"]
+    assert tel.exporter.get_finished_spans() == ()
