@@ -4,7 +4,6 @@ request never changes what is stored."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +54,7 @@ def near_valid(required: tuple[str, ...], number_field: str) -> st.SearchStrateg
     return st.one_of(complete, complete, partial)
 
 
-def _fresh_api() -> tuple[Api, Path]:
-    folder = Path(tempfile.mkdtemp(prefix="points-prop-"))
+def _fresh_api(folder: Path) -> tuple[Api, Path]:
     db = folder / "points.db"
     app = create_app(Config(version="prop", db_path=str(db)))
     return Api(app.test_client()), db
@@ -90,8 +88,8 @@ GRANT_FIELDS = ("user_id", "order_id", "amount_jpy")
 REDEMPTION_FIELDS = ("user_id", "order_id", "points")
 
 
-def test_grants_and_redemptions_never_fail_or_corrupt() -> None:
-    api, db = _fresh_api()
+def test_grants_and_redemptions_never_fail_or_corrupt(tmp_path: Path) -> None:
+    api, db = _fresh_api(tmp_path)
 
     @SETTINGS
     @given(
@@ -111,8 +109,8 @@ def test_grants_and_redemptions_never_fail_or_corrupt() -> None:
     assert len(ledger_snapshot(db)[0]) > 0
 
 
-def test_raw_bodies_and_content_types_never_fail() -> None:
-    api, db = _fresh_api()
+def test_raw_bodies_and_content_types_never_fail(tmp_path: Path) -> None:
+    api, db = _fresh_api(tmp_path)
 
     @SETTINGS
     @given(
@@ -135,8 +133,8 @@ def test_raw_bodies_and_content_types_never_fail() -> None:
     run()
 
 
-def test_any_path_method_and_query_never_fails() -> None:
-    api, db = _fresh_api()
+def test_any_path_method_and_query_never_fails(tmp_path: Path) -> None:
+    api, db = _fresh_api(tmp_path)
     api.post(
         "/v1/points/grants",
         json={"user_id": "alice", "order_id": "o-1", "amount_jpy": 500},
