@@ -169,8 +169,11 @@ def run(options: Options) -> Outcome:
     )
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("points.db*"), out / "run.json", out / "result.json"]:
-        stale.unlink(missing_ok=True)
+    # A re-run into the same directory starts clean (logs are appended to while running).
+    stale = [*out.glob("points.db*"), *out.glob("*.log"), *out.glob("logs/*.log")]
+    stale += [out / n for n in ("run.json", "result.json", "report.html", "evaluations.jsonl")]
+    for path in stale:
+        path.unlink(missing_ok=True)
     defs, evaluator, rollback_names = _load_alarms(options.spec)
     (out / "alarms.json").write_text(json.dumps(defs, indent=2, default=str) + "\n")
     _clean_parent_env()
