@@ -5,6 +5,7 @@
   share at that moment; the regression must be caught at the first traffic step. Also the
   demo's wall-clock time end to end (target: <= 3 minutes).
   ``REHEARSAL_BENCH_REGRESSION_RUNS`` runs (default 3).
+* The listener next to a direct connection to the same gunicorn: requests/s and latency.
 * False rollbacks: the healthy scenario run ``REHEARSAL_BENCH_HEALTHY_RUNS`` times (default 5)
   must never roll back.
 
@@ -89,6 +90,8 @@ def detection(tmp: Path, runs: int) -> int:
 
 def false_rollbacks(tmp: Path, runs: int) -> int:
     rolled_back = 0
+    if runs <= 0:
+        return 0
     times = []
     for i in range(runs):
         result, _details, elapsed = _run("healthy", tmp / f"healthy-{i}", *HEALTHY_ARGS)
@@ -103,10 +106,78 @@ def false_rollbacks(tmp: Path, runs: int) -> int:
     return rolled_back
 
 
+def _hammer(port: int, threads: int, per_thread: int) -> tuple[float, list[float]]:
+    """``threads`` keep-alive clients each sending ``per_thread`` GET /healthz; (req/s, ms list)."""
+    import http.client
+    import threading
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for _ in range(per_thread):
+            t = time.perf_counter()
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            mine.append((time.perf_counter() - t) * 1000)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return len(latencies) / (time.perf_counter() - started), sorted(latencies)
+
+
+def listener_overhead(tmp: Path, threads: int = 8, per_thread: int = 400) -> None:
+    """The listener next to a direct connection, same gunicorn, same run."""
+    from rehearsal.listener import WeightedListener
+    from rehearsal.runner import ROOT as PKG_ROOT
+    from rehearsal.runner import free_port, wait_ready
+    from rehearsal.supervisor import Supervisor
+
+    port = free_port()
+    sup = Supervisor(tmp / "listener-bench")
+    env = {"PORT": str(port), "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1",
+           "GUNICORN_THREADS": "4", "POINTS_DB_PATH": str(tmp / "lb.db")}  # fmt: skip
+    try:
+        child = sup.start(
+            "api",
+            [sys.executable, "-m", "gunicorn", "-c",
+             str(PKG_ROOT / "sample_api" / "gunicorn.conf.py"), "sample_api.wsgi:app"],
+            env=env, cwd=PKG_ROOT, on_line=lambda _n, _l: None,
+        )  # fmt: skip
+        wait_ready(f"http://127.0.0.1:{port}/readyz", child.alive)
+        _hammer(port, threads, 50)  # warm up
+        direct_rps, direct = _hammer(port, threads, per_thread)
+        with WeightedListener({"blue": ("127.0.0.1", port)}) as lb:
+            _hammer(lb.port, threads, 50)
+            proxied_rps, proxied = _hammer(lb.port, threads, per_thread)
+    finally:
+        sup.stop_all()
+
+    def pct(values: list[float], p: float) -> float:
+        return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+    print(
+        f"listener ({threads} keep-alive clients, GET /healthz on one gunicorn worker): direct "
+        f"{direct_rps:.0f} req/s, through the listener {proxied_rps:.0f} req/s "
+        f"({proxied_rps / direct_rps:.2f}x); p50 {pct(direct, 50):.1f} -> {pct(proxied, 50):.1f} ms, "
+        f"p99 {pct(direct, 99):.1f} -> {pct(proxied, 99):.1f} ms; the rehearsal needs 40 req/s"
+    )
+
+
 def main() -> None:
     regressions = int(os.environ.get("REHEARSAL_BENCH_REGRESSION_RUNS", "3"))
     healthy = int(os.environ.get("REHEARSAL_BENCH_HEALTHY_RUNS", "5"))
     with tempfile.TemporaryDirectory(prefix="rehearsal-bench-") as tmp:
+        listener_overhead(Path(tmp))
         detection(Path(tmp), regressions)
         false_rollbacks(Path(tmp), healthy)
 
