@@ -576,7 +576,7 @@ class Evaluator:
         """Ingest one decoded EMF object; malformed parts are counted, never raised."""
         try:
             ts = float(obj["_aws"]["Timestamp"]) / 1000.0
-            if not math.isfinite(ts):
+            if not 0.0 <= ts < _MAX_EPOCH_S:  # also NaN/inf: no real record is stamped there
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             self.stats["bad_lines"] += 1

@@ -466,9 +466,12 @@ def test_bad_lines_are_counted_never_raised() -> None:
         emf(T0, {"Latency": [1, "x"]}),
         b"\xff\xfe",
         emf(T0, {"Latency": {"Values": [1], "Counts": [1, 2]}}),
+        '{"_aws": {"Timestamp": -1000, "CloudWatchMetrics": []}}',
+        '{"_aws": {"Timestamp": 1e20, "CloudWatchMetrics": []}}',
     ]
     assert sum(ev.ingest_line(x) for x in bad) == 0
     assert ev.stats["bad_lines"] == len(bad)
+    assert ev.data_range == (T0, T0)  # absurd timestamps do not stretch the replay window
     assert ev.advance(T0)[0].state == "INSUFFICIENT_DATA"
 
 
