@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,7 +53,7 @@ def _stat_set(value: dict[str, Any]) -> tuple[float, float, float, float] | None
         stats = tuple(float(value[k]) for k in ("Count", "Sum", "Min", "Max"))
     except (KeyError, TypeError, ValueError):
         return None
-    return stats if all(x == x for x in stats) else None  # type: ignore[return-value]
+    return stats if all(math.isfinite(x) for x in stats) else None  # type: ignore[return-value]
 
 
 def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | None] | None:
@@ -64,14 +65,15 @@ def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | No
     Sum, Average, Minimum and Maximum, and the Values/Counts pairs give percentiles), else None.
     A statistic set without ``Values`` gives no samples: percentiles are unavailable.
     """
+    # json.loads accepts NaN and Infinity; CloudWatch rejects such values, so a record is bad.
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return [(float(value), 1.0)], None
+        return ([(float(value), 1.0)], None) if math.isfinite(value) else None
     if isinstance(value, list):
         out = []
         for v in value:
-            if isinstance(v, bool) or not isinstance(v, int | float):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                 return None
             out.append((float(v), 1.0))
         return out, None
@@ -91,9 +93,10 @@ def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | No
         if (
             isinstance(v, bool)
             or not isinstance(v, int | float)
+            or not math.isfinite(v)
             or isinstance(c, bool)
             or not isinstance(c, int | float)
-            or c < 0
+            or not 0 <= c < math.inf
         ):
             return None
         if c:

@@ -468,6 +468,10 @@ def test_bad_lines_are_counted_never_raised() -> None:
         emf(T0, {"Latency": {"Values": [1], "Counts": [1, 2]}}),
         '{"_aws": {"Timestamp": -1000, "CloudWatchMetrics": []}}',
         '{"_aws": {"Timestamp": 1e20, "CloudWatchMetrics": []}}',
+        emf(T0, {"Latency": float("nan")}),
+        emf(T0, {"Latency": [1, float("inf")]}),
+        emf(T0, {"Latency": {"Values": [float("nan")], "Counts": [1]}}),
+        emf(T0, {"Latency": {"Values": [1], "Counts": [float("inf")]}}),
     ]
     assert sum(ev.ingest_line(x) for x in bad) == 0
     assert ev.stats["bad_lines"] == len(bad)
