@@ -3,6 +3,7 @@ request never changes what is stored."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,15 @@ def test_raw_bodies_and_content_types_never_fail(tmp_path: Path) -> None:
     run()
 
 
+# Cursors in the shape the SQLite backend issues (base64url of "v1:<user>:<seq>"), edited the
+# way a client could: any user, any integer position (negative, zero, past 64 bits).
+forged_cursors = st.builds(
+    lambda user, seq: base64.urlsafe_b64encode(f"v1:{user}:{seq}".encode()).decode().rstrip("="),
+    st.sampled_from(["alice", "bob"]),
+    st.integers(min_value=-(2**70), max_value=2**70) | st.sampled_from([2**63 - 1, 2**63]),
+)
+
+
 def test_any_path_method_and_query_never_fails(tmp_path: Path) -> None:
     api, db = _fresh_api(tmp_path)
     api.post(
@@ -156,7 +166,9 @@ def test_any_path_method_and_query_never_fails(tmp_path: Path) -> None:
             st.sampled_from(["/healthz", "/readyz", "/version", "/openapi.json", "/v1/points"]),
         ),
         query=st.dictionaries(
-            st.sampled_from(["limit", "cursor", "x"]), st.text(max_size=30), max_size=3
+            st.sampled_from(["limit", "cursor", "x"]),
+            st.text(max_size=30) | forged_cursors,
+            max_size=3,
         ),
     )
     def run(method: str, path: str, query: dict[str, str]) -> None:
@@ -166,5 +178,24 @@ def test_any_path_method_and_query_never_fails(tmp_path: Path) -> None:
         if response.status_code >= 400 and method != "HEAD":
             assert response.mimetype == "application/problem+json"
         assert ledger_snapshot(db) == before
+
+    run()
+
+
+def test_history_paging_parameters_never_fail(tmp_path: Path) -> None:
+    api, db = _fresh_api(tmp_path)
+    for i in range(3):
+        api.post(
+            "/v1/points/grants", json={"user_id": "alice", "order_id": f"h-{i}", "amount_jpy": 500}
+        )
+
+    @SETTINGS
+    @given(
+        limit=st.none() | st.integers(-5, 200).map(str) | st.text(max_size=8),
+        cursor=st.none() | forged_cursors | st.text(max_size=40),
+    )
+    def run(limit: str | None, cursor: str | None) -> None:
+        query = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+        _send(api, db, "GET", "/v1/users/alice/points", query_string=query)
 
     run()
