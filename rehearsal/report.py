@@ -55,11 +55,12 @@ def plot(
     evaluations: list[dict[str, Any]],
     rollback_alarms: list[str],
     decision: dict[str, Any],
+    latency_alarms: dict[str, float] | None = None,
 ) -> str:
     """The report's figure (latency, traffic, alarm states; the decision marked) as inline SVG."""
     import matplotlib.pyplot as plt
 
-    fig = figure(timeline, evaluations, rollback_alarms, decision)
+    fig = figure(timeline, evaluations, rollback_alarms, decision, latency_alarms)
     svg = _svg(fig)
     plt.close(fig)
     return svg
@@ -70,8 +71,10 @@ def figure(
     evaluations: list[dict[str, Any]],
     rollback_alarms: list[str],
     decision: dict[str, Any],
+    latency_alarms: dict[str, float] | None = None,
 ) -> Any:
-    """The report's matplotlib figure."""
+    """The report's matplotlib figure. ``latency_alarms``: rollback alarms on a millisecond
+    metric and their thresholds; the value each evaluation saw is drawn over the latencies."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,9 +99,29 @@ def figure(
         ax_traffic.plot(
             xs, [r[1] for r in rows], color=color, lw=0.8, alpha=0.6, label=f"{target} req/s"
         )
+    # What the alarm itself judged: the service's EMF metric per 10 s period, and its threshold.
+    markers = iter("ovs^D")
+    for name, threshold in sorted((latency_alarms or {}).items()):
+        points = [
+            (float(e["epoch"]) - t0, float(e["value"]))
+            for e in evaluations
+            if e.get("alarm") == name and _num(e.get("epoch")) and _num(e.get("value"))
+        ]
+        if not points:
+            continue
+        marker = next(markers, "o")
+        ax_lat.plot(
+            [p[0] for p in points], [p[1] for p in points], ls="none", marker=marker, ms=5,
+            color="#d62728", label=f"{_short(name, 40)} (alarm's value)",
+        )  # fmt: skip
+        ax_lat.axhline(threshold, color="#d62728", lw=0.8, ls=":")
+        ax_lat.annotate(
+            f"threshold {threshold:g} ms", (0, threshold), xycoords=("axes fraction", "data"),
+            xytext=(4, 3), textcoords="offset points", color="#d62728", fontsize=8,
+        )  # fmt: skip
     ax_lat.set_yscale("log")
     ax_lat.set_ylabel("latency at the listener (ms)")
-    ax_lat.legend(loc="upper left", fontsize=8, ncol=4)
+    ax_lat.legend(loc="upper left", fontsize=7, ncol=3, framealpha=0.85)
     ax_lat.grid(True, which="both", alpha=0.3)
 
     traffic = [(at - t0, p) for at, p in timeline.traffic]
@@ -150,6 +173,19 @@ def figure(
         ax.axvline(0, color="#888888", lw=0.8)
     fig.tight_layout()
     return fig
+
+
+def _latency_alarms(path: Path, names: list[str]) -> dict[str, float]:
+    """Rollback alarms on a millisecond metric (plain metric alarms) and their thresholds."""
+    try:
+        defs = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for alarm in defs.get("MetricAlarms", []):
+        if alarm.get("AlarmName") in names and alarm.get("Unit") == "Milliseconds":
+            out[alarm["AlarmName"]] = float(alarm["Threshold"])
+    return out
 
 
 def _num(value: Any) -> bool:
@@ -316,7 +352,13 @@ def write_outputs(
     }
     (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
 
-    svg = plot(timeline, evaluations, details.get("rollback_alarms", []), decision)
+    svg = plot(
+        timeline,
+        evaluations,
+        details.get("rollback_alarms", []),
+        decision,
+        _latency_alarms(out / "alarms.json", details.get("rollback_alarms", [])),
+    )
     files = sorted(
         str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "points.db" not in p.name
     )
