@@ -357,7 +357,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(*_problem(413, "Request body too large"))
             return
-        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
+        # Expect: 100-continue was answered here already (http.server does it); not forwarded.
+        headers = [
+            (k, v)
+            for k, v in self.headers.items()
+            if k.lower() not in HOP_BY_HOP and k.lower() != "expect"
+        ]
         names = {k.lower() for k, _ in headers}
         headers.append(("X-Forwarded-For", self.client_address[0]))
         headers.append(("X-Forwarded-Proto", "http"))
