@@ -70,7 +70,14 @@ def sqs_endpoint_from(env: Mapping[str, str]) -> str | None:
     The service-specific name lets SQS and the store (``AWS_ENDPOINT_URL``) live on different
     local endpoints.
     """
-    return env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL") or None
+    for name in ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"):
+        url = env.get(name, "").strip()
+        if url:
+            # botocore would raise a bare ValueError (a traceback) on anything else
+            if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+                raise ConfigError(f"{name} must be an http(s) URL, got {url!r}")
+            return url
+    return None
 
 
 def region_from(env: Mapping[str, str]) -> str:

@@ -42,6 +42,8 @@ def test_values_are_read() -> None:
     [
         ({"QUEUE_URL": " "}, "QUEUE_URL is required"),
         ({"QUEUE_URL": "my-queue"}, "QUEUE_URL must be an http(s) URL"),
+        ({"AWS_ENDPOINT_URL": "localhost:5000"}, "AWS_ENDPOINT_URL must be an http(s) URL"),
+        ({"AWS_ENDPOINT_URL_SQS": "http://"}, "AWS_ENDPOINT_URL_SQS must be an http(s) URL"),
         ({"WORKER_BATCH_SIZE": "11"}, "WORKER_BATCH_SIZE must be between 1 and 10"),
         ({"WORKER_BATCH_SIZE": "ten"}, "WORKER_BATCH_SIZE must be an integer"),
         ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be between"),
@@ -68,6 +70,8 @@ def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> Non
         ([], {"POINTS_RATE": "lots"}, "POINTS_RATE must be a decimal number"),
         (["send-sample", "--count", "x"], {}, "--count: must be an integer"),
         (["send-sample"], {"QUEUE_URL": ""}, "send-sample needs --queue-url or QUEUE_URL"),
+        ([], {"AWS_ENDPOINT_URL": "notaurl"}, "AWS_ENDPOINT_URL must be an http(s) URL"),
+        (["setup-queues"], {"AWS_ENDPOINT_URL": "notaurl"}, "AWS_ENDPOINT_URL must be an http"),
     ],
 )
 def test_cli_bad_config_is_one_line_and_exit_2(
