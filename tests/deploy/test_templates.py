@@ -153,6 +153,8 @@ def test_api_is_a_codedeploy_blue_green_service(stack: dict) -> None:
     }
     default_config = stack["Parameters"]["DeploymentConfigName"]["Default"]
     assert default_config.startswith("CodeDeployDefault.ECSLinear")
+    # the spec's config (dashboard note, DeploymentConfigName output, `alarms apply`) agrees
+    assert load_spec(SPEC).deployment.config_name == default_config
     assert group["DeploymentConfigName"] == {"Ref": "DeploymentConfigName"}
     assert res["CodeDeployApplication"]["Properties"]["ComputePlatform"] == "ECS"
     assert group["ECSServices"] == [
