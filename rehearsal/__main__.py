@@ -109,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.spec.is_file():
         print(f"rehearsal: error: alarm spec {str(args.spec)!r} does not exist", file=sys.stderr)
         return 2
+    try:
+        from alarms import load_spec
+
+        load_spec(str(args.spec))
+    except (ValueError, OSError) as exc:  # SpecError is a ValueError
+        print(f"rehearsal: error: alarm spec {str(args.spec)!r}: {exc}", file=sys.stderr)
+        return 2
     if args.out.exists() and not args.out.is_dir():
         print(f"rehearsal: error: --out {str(args.out)!r} is not a directory", file=sys.stderr)
         return 2

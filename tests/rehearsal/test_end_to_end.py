@@ -199,3 +199,12 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str, tmp_pa
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_bad_spec_exits_2_naming_the_field(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("service: points-service\nlatency:\n  threshold_ms: -3\n")
+    proc = _rehearsal("--scenario", "healthy", "--spec", str(spec), "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "latency.threshold_ms" in lines[0], proc.stderr
