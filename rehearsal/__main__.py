@@ -1,7 +1,8 @@
 """``python -m rehearsal``: a blue/green deployment with alarm-triggered rollback on one machine.
 
 Exit status: 0 done (and as expected), 1 the outcome differs from ``--expect`` or the rollback
-safety check failed, 2 bad arguments (one line on stderr), 130 interrupted.
+safety check failed (or the run failed), 2 bad arguments or spec (one line on stderr), 130
+interrupted.
 """
 
 from __future__ import annotations
