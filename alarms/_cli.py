@@ -128,6 +128,12 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     except ApplyError as exc:
         print(f"{PROG} apply: AWS error: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:
+        # botocore refuses a malformed endpoint (AWS_ENDPOINT_URL=localhost:5000) with a bare
+        # ValueError while creating the client: bad configuration, not an AWS error.
+        if "endpoint" not in str(exc).lower():
+            raise
+        raise InputError(f"apply: {exc} (check AWS_ENDPOINT_URL)") from None
     report("applied: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 

@@ -121,3 +121,19 @@ def test_missing_deployment_group_is_skipped_with_a_reason(capsys, aws_env, tmp_
     assert code == 0
     assert f"skipped deployment group {name}/{name}-dg" in out
     assert "DoesNotExist" in out
+
+
+def test_malformed_endpoint_is_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, spec_path: Path
+) -> None:
+    for key, value in {
+        "AWS_ENDPOINT_URL": "localhost:5000",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    code = main(["apply", "--spec", str(spec_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "AWS_ENDPOINT_URL" in err[0] and "localhost:5000" in err[0]
