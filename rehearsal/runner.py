@@ -248,6 +248,8 @@ def run(options: Options) -> Outcome:
                     "--loglevel",
                     "WARNING",
                     "--only-summary",
+                    "--stop-timeout",  # users finish the request in flight when told to stop
+                    "5",
                 ],
                 env={
                     "LOAD_SHAPE": "demo",

@@ -17,7 +17,7 @@ def _locust(host: str, out: Path, **env: str) -> subprocess.CompletedProcess[str
     args = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
         "--headless", "--host", host, "--csv", str(out / "load"), "--html", str(out / "load.html"),
-        "--only-summary", "--loglevel", "WARNING",
+        "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5",
     ]  # fmt: skip
     run_env = {"PATH": "/usr/bin:/bin", "LOAD_SHAPE": "steady", "LOAD_DURATION_S": "6", **env}
     return subprocess.run(args, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=90)
@@ -48,11 +48,12 @@ def test_locustfile_drives_every_route_and_expected_answers_are_not_failures(
         port = int(base.rsplit(":", 1)[1])
         with WeightedListener({"blue": ("127.0.0.1", port)}, observer=observe) as lb:
             proc = _locust(lb.url, tmp_path, LOAD_RPS="20", LOAD_RETRY_SHARE="0.5")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    failures = (tmp_path / "load_failures.csv").read_text()
+    assert proc.returncode == 0, proc.stderr[-3000:] + failures
     rows = _rows(tmp_path / "load_stats.csv")
     for name in ("/v1/points/grants", "/v1/users/[user_id]/points", "/v1/points/redemptions"):
         assert int(rows[name]["Request Count"]) > 0, name
-        assert int(rows[name]["Failure Count"]) == 0, name
+        assert int(rows[name]["Failure Count"]) == 0, failures
     assert int(rows["/v1/points/grants (retry)"]["Request Count"]) > 0
     assert (tmp_path / "load.html").stat().st_size > 1000
     # What the service really answered: idempotent replays (200), insufficient points (409),
