@@ -205,13 +205,27 @@ def _read_only(rootfs: str, config: dict, env: dict[str, str], args: list[str]) 
 @pytest.mark.timeout(900)
 def test_built_image_answers_healthz_on_a_read_only_root() -> None:
     tag = "localhost/points-service:test"
-    build = subprocess.run(
-        ["bash", str(DEPLOY / "build-local-image.sh"), tag],
-        capture_output=True,
-        text=True,
-        timeout=840,
+    before = _buildah(
+        "inspect", "--type", "image", "--format", "{{.FromImageID}}", tag, check=False
     )
-    assert build.returncode == 0, build.stderr[-3000:]
+    # Its own process group: on a timeout the whole build (buildah, debootstrap, pip) is stopped,
+    # not only the shell, so nothing keeps running or holding buildah's storage lock.
+    with child(
+        ["bash", str(DEPLOY / "build-local-image.sh"), tag],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as build:
+        try:
+            _, err = build.communicate(timeout=840)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the image build did not finish within 840 s")
+    assert build.returncode == 0, err.decode(errors="replace")[-3000:]
+    old_id = before.stdout.strip() if before.returncode == 0 else ""
+    new_id = _buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}", tag).stdout
+    if old_id and old_id != new_id.strip():
+        # The previous build's image lost its tag: remove it so repeated runs do not pile up
+        # untagged images (fails harmlessly if another run still uses it).
+        _buildah("rmi", old_id, check=False)
     config = json.loads(_buildah("inspect", "--type", "image", tag).stdout)["Docker"]["config"]
     assert config["User"] == "10001:10001" and config["WorkingDir"] == "/app"
     name = f"points-test-{uuid.uuid4().hex[:8]}"
