@@ -22,7 +22,11 @@ done
 
 if ! buildah inspect --type image "$BASE" >/dev/null 2>&1; then
   rootfs="$(mktemp -d)"
-  trap 'rm -rf "$rootfs"' EXIT
+  ctr=""
+  # Clean up on failure and when stopped (a test timeout SIGTERMs the process group): the
+  # debootstrap tree and the half-made working container.
+  trap 'rm -rf "$rootfs"; if [ -n "$ctr" ]; then buildah rm "$ctr" >/dev/null 2>&1 || true; fi' EXIT
+  trap 'exit 143' TERM INT
   debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
     bookworm "$rootfs" "$MIRROR" >&2
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
