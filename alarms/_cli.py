@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         help="datapoint(s) EvaluateLowSampleCountPercentile=ignore checks",
     )
     r.add_argument(
+        "--percentile",
+        choices=("nearest_rank", "interpolate"),
+        default="nearest_rank",
+        help="percentile definition (default nearest_rank)",
+    )
+    r.add_argument(
         "--param",
         action="append",
         default=[],
@@ -178,6 +184,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             datapoint_delay_s=args.datapoint_delay,
             max_lateness_s=args.max_lateness,
             low_sample_scope=args.low_sample_scope,
+            percentile_method=args.percentile,
             params=_params(args.param),
             tick_s=args.tick,
         )

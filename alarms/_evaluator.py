@@ -76,6 +76,8 @@ class Evaluation:
 def low_sample_minimum(percentile: float) -> float:
     """Samples a period needs before a percentile is trusted (CloudWatch's documented rule)."""
     p = percentile / 100.0
+    if p in (0.0, 1.0):  # p0/p100: the documented formula never trusts them (no finite minimum)
+        return math.inf
     return 10.0 / (1.0 - p) if p >= 0.5 else 10.0 / p
 
 
@@ -205,9 +207,31 @@ class _Series:
             del self.buckets[t]
 
 
-def _percentile(vmap: Mapping[float, float], p: float) -> float:
-    """Nearest rank: the smallest sample v with at least p% of the samples <= v."""
+PERCENTILE_METHODS = ("nearest_rank", "interpolate")
+
+
+def _percentile(vmap: Mapping[float, float], p: float, method: str = "nearest_rank") -> float:
+    """pNN of weighted samples (value -> count).
+
+    ``nearest_rank``: the smallest sample v with at least p% of the samples <= v.
+    ``interpolate``: linear interpolation between the closest ranks, ``(n - 1) * p/100``
+    (numpy's default), so it can fall between two samples.
+    """
     count = sum(vmap.values())
+    if method == "interpolate":
+        pos = (count - 1) * p / 100.0  # 0-based fractional rank
+        lower = math.floor(pos + 1e-9)
+        seen = 0.0
+        low_value: float | None = None
+        for v in sorted(vmap):
+            seen += vmap[v]
+            if low_value is None and seen > lower:
+                low_value = v
+                if seen > lower + 1 or pos - lower < 1e-9:
+                    return v  # both neighbouring ranks hold this value
+            elif low_value is not None:
+                return low_value + (v - low_value) * (pos - lower)
+        return max(vmap)
     rank = max(1.0, math.ceil(p / 100.0 * count - 1e-9))
     seen = 0.0
     for v in sorted(vmap):
@@ -220,9 +244,21 @@ def _percentile(vmap: Mapping[float, float], p: float) -> float:
 class _Query:
     """One statistic of one series over a period: ``value(start) -> (value | None, samples)``."""
 
-    __slots__ = ("cache", "cache_version", "namespace", "pct", "period", "series", "stat")
+    __slots__ = (
+        "cache",
+        "cache_version",
+        "method",
+        "namespace",
+        "pct",
+        "period",
+        "series",
+        "stat",
+    )
 
-    def __init__(self, series: _Series, namespace: str, stat: str, period: int) -> None:
+    def __init__(
+        self, series: _Series, namespace: str, stat: str, period: int, method: str = "nearest_rank"
+    ) -> None:
+        self.method = method
         self.series = series
         self.namespace = namespace
         self.stat = stat
@@ -258,7 +294,7 @@ class _Query:
             elif agg[2] < 0 or not agg[5] or not agg[4]:
                 v = None  # percentiles need raw, non-negative samples
             else:
-                v = _percentile(agg[4], self.pct)  # type: ignore[arg-type]
+                v = _percentile(agg[4], self.pct, self.method)  # type: ignore[arg-type]
             out = (v, count)
         self.cache[start] = out
         return out
@@ -329,7 +365,8 @@ class Evaluator:
     ``max_lateness_s`` drop samples older than the last evaluation minus this (None = keep);
     ``low_sample_scope`` "newest" or "any" datapoint checked by EvaluateLowSampleCountPercentile;
     ``params`` values for template parameters without a default (or to override one);
-    ``tick_s`` evaluate every alarm at this interval instead of CloudWatch's 60 s / 10 s.
+    ``tick_s`` evaluate every alarm at this interval instead of CloudWatch's 60 s / 10 s;
+    ``percentile_method`` "nearest_rank" or "interpolate" (CloudWatch does not publish its own).
     """
 
     def __init__(
@@ -344,7 +381,11 @@ class Evaluator:
         low_sample_scope: str = "newest",
         params: Mapping[str, str] | None = None,
         tick_s: int | None = None,
+        percentile_method: str = "nearest_rank",
     ) -> None:
+        if percentile_method not in PERCENTILE_METHODS:
+            raise ValueError("percentile_method must be 'nearest_rank' or 'interpolate'")
+        self.percentile_method = percentile_method
         if alignment not in ("rolling", "period"):
             raise ValueError("alignment must be 'rolling' or 'period'")
         if low_sample_scope not in ("newest", "any"):
@@ -438,7 +479,7 @@ class Evaluator:
         if not isinstance(stat, str) or not (stat in SIMPLE_STATS or _is_pct(stat)):
             raise ExpressionError(f"statistic {stat!r} is not supported")
         series = self._series_for(ns, name, dims, unit, period, a.tick, stat.startswith("p"))
-        return _Query(series, ns, stat, period)
+        return _Query(series, ns, stat, period, self.percentile_method)
 
     def _compile(self, d: Mapping[str, Any]) -> _Alarm:
         if not isinstance(d, Mapping) or not isinstance(d.get("AlarmName"), str):
@@ -768,7 +809,7 @@ class Evaluator:
 
 def _is_pct(stat: str) -> bool:
     try:
-        return stat.startswith("p") and 0 < float(stat[1:]) < 100
+        return stat.startswith("p") and 0 <= float(stat[1:]) <= 100  # PutMetricAlarm: p0..p100
     except ValueError:
         return False
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from alarms import Evaluator
+from alarms._evaluator import low_sample_minimum
 from alarms._expr import ExpressionError, eval_rule, parse_math, parse_rule
 
 T0 = 1_800_000_000 - 1_800_000_000 % 3600  # a UTC hour boundary
@@ -107,6 +108,8 @@ def last(evals: list, name: str = "a"):
         ("p90", 9.0),
         ("p99", 10.0),
         ("p10", 1.0),
+        ("p100", 10.0),
+        ("p0", 1.0),
     ],
 )
 def test_statistics_over_one_period(stat: str, expected: float) -> None:
@@ -115,6 +118,30 @@ def test_statistics_over_one_period(stat: str, expected: float) -> None:
     e = last(evals)
     assert e.datapoints[-1] == (float(T0), expected)
     assert e.value == expected
+
+
+@pytest.mark.parametrize(
+    ("stat", "expected"), [("p50", 5.5), ("p90", 9.1), ("p10", 1.9), ("p100", 10.0), ("p0", 1.0)]
+)
+def test_interpolated_percentile_definition_is_selectable(stat: str, expected: float) -> None:
+    lines = [
+        emf(T0 + 1, {"Latency": {"Values": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "Counts": [1] * 10}})
+    ]
+    _, evals = run([alarm(stat=stat)], lines, T0 + 10, percentile_method="interpolate")
+    assert last(evals).value == pytest.approx(expected)
+
+
+def test_unknown_percentile_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="percentile_method"):
+        Evaluator({"MetricAlarms": [alarm(stat="p90")]}, percentile_method="median-of-medians")
+
+
+@pytest.mark.parametrize(
+    ("pct", "minimum"),
+    [(99, 1000), (95, 200), (50, 20), (90, 100), (10, 100), (100, float("inf")), (0, float("inf"))],
+)
+def test_low_sample_minimum_is_the_documented_rule(pct: float, minimum: float) -> None:
+    assert low_sample_minimum(pct) == pytest.approx(minimum)
 
 
 def test_values_with_counts_are_repeated_samples() -> None:
