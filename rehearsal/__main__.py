@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import socket
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -52,6 +53,31 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
     return value
+
+
+def _port_free(port: int) -> bool:
+    """Whether the listener could bind ``127.0.0.1:port`` now (same options as the listener)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _unwritable(out: Path) -> str | None:
+    """Why the output directory cannot be used (``None`` if it can); creates it."""
+    if out.exists() and not out.is_dir():
+        return "is not a directory"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".rehearsal-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot create or write it ({exc.strerror or exc})"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rehearsal: error: {exc}", file=sys.stderr)
         return 2
     if not args.spec.is_file():
-        print(f"rehearsal: error: alarm spec {str(args.spec)!r} does not exist", file=sys.stderr)
+        why = "is not a file" if args.spec.exists() else "does not exist"
+        print(f"rehearsal: error: alarm spec {str(args.spec)!r} {why}", file=sys.stderr)
         return 2
     try:
         from alarms import load_spec
@@ -117,8 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # SpecError is a ValueError
         print(f"rehearsal: error: alarm spec {str(args.spec)!r}: {exc}", file=sys.stderr)
         return 2
-    if args.out.exists() and not args.out.is_dir():
-        print(f"rehearsal: error: --out {str(args.out)!r} is not a directory", file=sys.stderr)
+    if args.port and not _port_free(args.port):
+        print(
+            f"rehearsal: error: --port {args.port}: 127.0.0.1:{args.port} is in use",
+            file=sys.stderr,
+        )
+        return 2
+    # Last, once every other argument is known good: it creates the directory.
+    problem = _unwritable(args.out)
+    if problem:
+        print(f"rehearsal: error: --out {str(args.out)!r}: {problem}", file=sys.stderr)
         return 2
     options = Options(
         scenario=args.scenario,
@@ -185,4 +220,8 @@ def summary(outcome) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before any child process was started
+        print("rehearsal: interrupted", file=sys.stderr)
+        sys.exit(130)

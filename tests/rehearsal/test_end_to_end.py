@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -199,6 +200,28 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str, tmp_pa
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_port_in_use_or_an_unusable_out_dir_exits_2_before_any_child_starts(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _rehearsal(
+            "--scenario", "healthy", "--port", str(port), "--out", str(tmp_path / "x"), timeout=60
+        )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--port" in lines[0] and "in use" in lines[0], proc.stderr
+    assert not (tmp_path / "x").exists()
+
+    (tmp_path / "file").write_text("")
+    proc = _rehearsal("--scenario", "healthy", "--out", str(tmp_path / "file" / "sub"), timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--out" in lines[0], proc.stderr
 
 
 def test_a_bad_spec_exits_2_naming_the_field(tmp_path: Path) -> None:
