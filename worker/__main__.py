@@ -138,6 +138,14 @@ def _run(args: argparse.Namespace) -> int:
         storage = open_storage()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if (os.environ.get("POINTS_STORE") or "sqlite").strip().lower() == "sqlite":
+        # A local file that cannot be opened is configuration, not an outage: running on would
+        # fail every job and send every message to the DLQ. (A remote store that is down at
+        # start-up is left to the retries: it may come back.)
+        try:
+            storage.ping()
+        except Exception as exc:
+            raise ConfigError(f"POINTS_DB_PATH: {exc}") from None
 
     instrument.configure(slots=config.concurrency)
     worker = Worker(config, storage, rate=rate)

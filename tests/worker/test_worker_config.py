@@ -71,6 +71,7 @@ def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> Non
         (["send-sample", "--count", "x"], {}, "--count: must be an integer"),
         (["send-sample"], {"QUEUE_URL": ""}, "send-sample needs --queue-url or QUEUE_URL"),
         ([], {"AWS_ENDPOINT_URL": "notaurl"}, "AWS_ENDPOINT_URL must be an http(s) URL"),
+        ([], {"POINTS_DB_PATH": "/nonexistent-dir/points.db"}, "POINTS_DB_PATH: SQLite at"),
         (["setup-queues"], {"AWS_ENDPOINT_URL": "notaurl"}, "AWS_ENDPOINT_URL must be an http"),
     ],
 )
