@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -91,18 +91,22 @@ class Supervisor:
             raise RuntimeError(f"child {name!r} is already running")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stderr_log = open(self.log_dir / f"{name}.stderr.log", "ab")  # noqa: SIM115 - owned by the reader
-        proc = subprocess.Popen(
-            list(args),
-            env={**os.environ, **(env or {})},
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr_log,
-            start_new_session=True,
-            preexec_fn=_pdeathsig if _prctl is not None else None,
-        )
+        # A Ctrl-C between the fork and the registration below would leave a child nobody stops.
+        with _signals_deferred():
+            proc = subprocess.Popen(
+                list(args),
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr_log,
+                start_new_session=True,
+                preexec_fn=_pdeathsig if _prctl is not None else None,
+            )
+            child = Child(name, proc)
+            with self._lock:
+                self.children[name] = child
         stderr_log.close()  # the child holds its own descriptor
-        child = Child(name, proc)
         assert proc.stdout is not None
         reader = threading.Thread(
             target=self._read,
@@ -112,8 +116,6 @@ class Supervisor:
         )
         reader.start()
         child.readers.append(reader)
-        with self._lock:
-            self.children[name] = child
         return child
 
     def _read(self, name: str, stream: IO[bytes], on_line: LineHandler | None) -> None:
@@ -182,11 +184,32 @@ class Interrupted(Exception):
     """SIGTERM (or SIGINT) asked the rehearsal to stop."""
 
 
+#: Signal handlers run in the main thread only, which is also the only one starting children.
+_deferral: dict[str, object] = {"depth": 0, "pending": None}
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold back :class:`Interrupted` until the block is done; then raise it if a signal came."""
+    _deferral["depth"] = int(_deferral["depth"]) + 1  # type: ignore[call-overload]
+    try:
+        yield
+    finally:
+        _deferral["depth"] = int(_deferral["depth"]) - 1  # type: ignore[call-overload]
+    pending = _deferral["pending"]
+    if pending is not None and _deferral["depth"] == 0:
+        _deferral["pending"] = None
+        raise Interrupted(str(pending))
+
+
 @contextlib.contextmanager
 def signals_raise() -> object:
     """Turn SIGTERM and SIGINT into :class:`Interrupted` in the main thread, so ``finally`` runs."""
 
     def handler(signum: int, _frame: object) -> None:
+        if _deferral["depth"]:
+            _deferral["pending"] = signal.Signals(signum).name
+            return
         raise Interrupted(signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}

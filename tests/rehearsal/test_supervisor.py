@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
-from rehearsal.supervisor import Supervisor, group_pids
+import pytest
+
+from rehearsal import supervisor
+from rehearsal.supervisor import Interrupted, Supervisor, group_pids, signals_raise
 
 
 def test_stop_all_kills_the_whole_group_even_grandchildren(tmp_path: Path) -> None:
@@ -55,3 +60,24 @@ def test_output_lines_reach_the_handler_and_a_failing_handler_does_not_stop_read
     sup.stop("talker", timeout_s=5)  # waits for the reader thread too
     assert seen == [("talker", "one"), ("talker", "two")]
     assert (tmp_path / "talker.stderr.log").read_text() == "err\n"
+
+
+def test_ctrl_c_while_a_child_starts_leaves_it_registered_so_it_is_stopped(
+    tmp_path: Path, monkeypatch
+) -> None:
+    real_popen = supervisor.subprocess.Popen
+
+    def popen_then_ctrl_c(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives before start() has recorded the child
+        time.sleep(0.2)
+        return proc
+
+    monkeypatch.setattr(supervisor.subprocess, "Popen", popen_then_ctrl_c)
+    sup = Supervisor(tmp_path)
+    with pytest.raises(Interrupted, match="SIGINT"), signals_raise():
+        sup.start("late", ["sleep", "300"])
+    assert "late" in sup.children
+    pid = sup.children["late"].pid
+    sup.stop_all(timeout_s=5)
+    assert group_pids(pid) == []
