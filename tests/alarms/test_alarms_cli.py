@@ -186,6 +186,7 @@ def test_synth_cloudformation_to_stdout() -> None:
         ),
         (["replay", "--alarms", "DEFS", "--emf", "EMF", "--tick", "15"], "--tick"),
         (["replay", "--alarms", "DEFS", "--emf", "EMF", "--tick", "1e9"], "--tick"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--percentile", "p2"], "--percentile"),
         (
             ["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "0", "--end", "99999999999"],
             "longer than 31 days",
