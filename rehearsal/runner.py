@@ -105,8 +105,19 @@ def wait_ready(url: str, alive: Any, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"{url} was not ready within {timeout_s:.0f} s ({last})")
 
 
-def child_env(options: Options, version: str, db_path: Path, port: int, limiter: bool) -> dict:
-    """Environment of one version's gunicorn: shared store, 1 s high-resolution telemetry."""
+def child_env(
+    options: Options,
+    version: str,
+    db_path: Path,
+    port: int,
+    limiter: bool,
+    service: str = "points-service",
+    namespace: str = "SafeDeploy",
+) -> dict:
+    """Environment of one version's gunicorn: shared store, 1 s high-resolution telemetry.
+
+    Service, namespace and version are the alarm spec's, and EMF goes to stdout whatever the
+    caller's shell says (``AWS_EMF_*``): metrics the alarms cannot see would pass silently."""
     env = {
         "APP_VERSION": version,
         "PORT": str(port),
@@ -115,8 +126,11 @@ def child_env(options: Options, version: str, db_path: Path, port: int, limiter:
         "GUNICORN_THREADS": str(options.threads),
         "POINTS_STORE": "sqlite",
         "POINTS_DB_PATH": str(db_path),
-        "OTEL_SERVICE_NAME": "points-service",
+        "OTEL_SERVICE_NAME": service,
         "OTEL_RESOURCE_ATTRIBUTES": f"service.version={version}",
+        "AWS_EMF_NAMESPACE": namespace,
+        "AWS_EMF_ENVIRONMENT": "",
+        "AWS_EMF_AGENT_ENDPOINT": "",
         "TELEMETRY_FLUSH_INTERVAL_S": "1",
         "TELEMETRY_STORAGE_RESOLUTION": "1",
         # Access lines are only kept as logs here; errors are always logged by telemetry.
@@ -154,12 +168,12 @@ def _signals_ignored() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _load_alarms(spec_path: Path) -> tuple[dict[str, Any], Any, list[str]]:
+def _load_alarms(spec_path: Path) -> tuple[Any, dict[str, Any], Any, list[str]]:
     from alarms import Evaluator, load_spec, rollback_alarm_names, synth
 
     spec = load_spec(str(spec_path))
     defs = synth(spec, format="json", profile="rehearsal")
-    return defs, Evaluator(defs), list(rollback_alarm_names(defs))
+    return spec, defs, Evaluator(defs), list(rollback_alarm_names(defs))
 
 
 def run(options: Options) -> Outcome:
@@ -174,7 +188,7 @@ def run(options: Options) -> Outcome:
     stale += [out / n for n in ("run.json", "result.json", "report.html", "evaluations.jsonl")]
     for path in stale:
         path.unlink(missing_ok=True)
-    defs, evaluator, rollback_names = _load_alarms(options.spec)
+    spec, defs, evaluator, rollback_names = _load_alarms(options.spec)
     (out / "alarms.json").write_text(json.dumps(defs, indent=2, default=str) + "\n")
     _clean_parent_env()
 
@@ -198,7 +212,12 @@ def run(options: Options) -> Outcome:
         with signals_raise():
             ports = {"blue": free_port(), "green": free_port()}
             limiter = options.scenario == "regression"
-            for name, version, limited in (("blue", "v1", False), ("green", "v2", limiter)):
+            # The versions the spec's alarms watch (v1 and v2 in the packaged spec).
+            versions = (
+                ("blue", spec.versions.blue, False),
+                ("green", spec.versions.green, limiter),
+            )
+            for name, version, limited in versions:
                 supervisor.start(
                     name,
                     [
@@ -209,7 +228,15 @@ def run(options: Options) -> Outcome:
                         str(ROOT / "sample_api" / "gunicorn.conf.py"),
                         options.app,
                     ],
-                    env=child_env(options, version, db_path, ports[name], limited),
+                    env=child_env(
+                        options,
+                        version,
+                        db_path,
+                        ports[name],
+                        limited,
+                        spec.service,
+                        spec.namespace,
+                    ),
                     cwd=ROOT,
                     on_line=collector.on_line,
                 )

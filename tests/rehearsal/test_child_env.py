@@ -1,0 +1,29 @@
+"""Each version's environment follows the alarm spec, whatever the caller's shell exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rehearsal.runner import Options, child_env
+
+
+def test_service_namespace_and_version_are_the_specs_and_emf_goes_to_stdout(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # A shell set up for a real ECS service: EMF to an agent, another namespace.
+    monkeypatch.setenv("AWS_EMF_NAMESPACE", "Elsewhere")
+    monkeypatch.setenv("AWS_EMF_ENVIRONMENT", "ECS")
+    monkeypatch.setenv("AWS_EMF_AGENT_ENDPOINT", "tcp://127.0.0.1:25888")
+    options = Options(scenario="regression", out=tmp_path)
+    env = child_env(options, "2.0.1", tmp_path / "p.db", 8123, True, "orders", "Shop")
+    assert env["APP_VERSION"] == "2.0.1"
+    assert env["OTEL_SERVICE_NAME"] == "orders"
+    assert env["AWS_EMF_NAMESPACE"] == "Shop"
+    assert env["AWS_EMF_ENVIRONMENT"] == "" and env["AWS_EMF_AGENT_ENDPOINT"] == ""
+    assert env["BIND"] == "127.0.0.1:8123"
+    assert env["RATE_LIMIT_ENABLED"] == "true" and env["RATE_LIMIT_RPS"] == "2"
+
+
+def test_the_healthy_green_has_no_limiter(tmp_path: Path) -> None:
+    env = child_env(Options(scenario="healthy", out=tmp_path), "v2", tmp_path / "p.db", 1, False)
+    assert env["RATE_LIMIT_ENABLED"] == "false" and "RATE_LIMIT_RPS" not in env
