@@ -168,6 +168,22 @@ def _signals_ignored() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def fastest_alarm_s(defs: dict[str, Any], names: list[str]) -> float | None:
+    """The least time any of the alarms ``names`` needs to go to ALARM: M periods of data."""
+    fastest = None
+    for alarm in defs.get("MetricAlarms", []):
+        if alarm.get("AlarmName") not in names:
+            continue
+        periods = [alarm.get("Period")]
+        periods += [q.get("MetricStat", {}).get("Period") for q in alarm.get("Metrics", [])]
+        period = max((p for p in periods if isinstance(p, int | float)), default=None)
+        if period is None:
+            continue
+        needed = float(period) * int(alarm.get("DatapointsToAlarm") or alarm["EvaluationPeriods"])
+        fastest = needed if fastest is None else min(fastest, needed)
+    return fastest
+
+
 def _load_alarms(spec_path: Path) -> tuple[Any, dict[str, Any], Any, list[str]]:
     from alarms import Evaluator, load_spec, rollback_alarm_names, synth
 
@@ -257,6 +273,13 @@ def run(options: Options) -> Outcome:
                 f"(time scale {options.time_scale:g}); listener {listener.url} "
                 f"(try: curl -i {listener.url}/version)"
             )
+            fastest = fastest_alarm_s(defs, rollback_names)
+            if fastest and plan.total_s < fastest + INGEST_LAG_S:
+                progress.message(
+                    f"note: blue is terminated {plan.total_s:g} s after green first takes "
+                    f"traffic, but no rollback alarm can fire before {fastest:g} s (its periods "
+                    "are not scaled); raise --time-scale or --bake to give the alarms a chance"
+                )
             supervisor.start(
                 "locust",
                 [

@@ -1,10 +1,12 @@
-"""Each version's environment follows the alarm spec, whatever the caller's shell exports."""
+"""The runner's pure helpers: each version's environment follows the alarm spec whatever the
+caller's shell exports; the least time a rollback alarm needs to fire."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rehearsal.runner import Options, child_env
+from alarms import load_spec, rollback_alarm_names, synth
+from rehearsal.runner import DEFAULT_SPEC, Options, child_env, fastest_alarm_s
 
 
 def test_service_namespace_and_version_are_the_specs_and_emf_goes_to_stdout(
@@ -27,3 +29,13 @@ def test_service_namespace_and_version_are_the_specs_and_emf_goes_to_stdout(
 def test_the_healthy_green_has_no_limiter(tmp_path: Path) -> None:
     env = child_env(Options(scenario="healthy", out=tmp_path), "v2", tmp_path / "p.db", 1, False)
     assert env["RATE_LIMIT_ENABLED"] == "false" and "RATE_LIMIT_RPS" not in env
+
+
+def test_fastest_alarm_is_m_periods_of_the_quickest_rollback_alarm() -> None:
+    spec = load_spec(str(DEFAULT_SPEC))
+    for profile, period in (("rehearsal", 10), ("production", 60)):
+        defs = synth(spec, format="json", profile=profile)
+        names = rollback_alarm_names(defs)
+        # 2 of 3 periods (the spec's profiles); the ALB alarms' 60 s periods are slower.
+        assert fastest_alarm_s(defs, names) == 2 * period
+    assert fastest_alarm_s(defs, []) is None
