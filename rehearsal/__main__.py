@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The help lists the predefined names without their prefix; accept them so.
+    args.deployment_config = schedules.canonical(args.deployment_config)
     try:
         schedules.build(args.deployment_config, time_scale=args.time_scale, bake_s=args.bake)
     except schedules.ConfigError as exc:

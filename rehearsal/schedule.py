@@ -90,6 +90,16 @@ def _steps(kind: str, percent: float, interval_s: float) -> list[Step]:
     return [Step(i * interval_s, min(100, round((i + 1) * percent))) for i in range(count)]
 
 
+def canonical(name: str) -> str:
+    """The predefined configuration's full name for ``name`` given with or without the
+    ``CodeDeployDefault.`` prefix, in any case (``ecsallatonce``); other names unchanged."""
+    wanted = name.strip().lower()
+    for full in PREDEFINED:
+        if wanted in (full.lower(), full.removeprefix(PREFIX).lower()):
+            return full
+    return name
+
+
 def parse(name: str) -> tuple[str, float, float]:
     """``(kind, percent, interval_s)`` of a predefined or custom configuration; :class:`ConfigError`."""
     if name in PREDEFINED:
@@ -135,6 +145,7 @@ def build(name: str, *, time_scale: float = 1.0, bake_s: float = 60.0) -> Schedu
         raise ConfigError(f"time scale must be a positive number, got {time_scale!r}")
     if not (bake_s >= 0 and math.isfinite(bake_s)):
         raise ConfigError(f"bake time must be >= 0 s, got {bake_s!r}")
+    name = canonical(name)
     kind, percent, interval_s = parse(name)
     # Custom intervals scale too: --time-scale means "every duration", with no exceptions to learn.
     steps = tuple(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rehearsal.schedule import PREDEFINED, ConfigError, build, parse
+from rehearsal.schedule import PREDEFINED, ConfigError, build, canonical, parse
 
 
 def _steps(name: str, **kw: float) -> list[tuple[float, int]]:
@@ -103,3 +103,12 @@ def test_bad_configurations_are_refused_with_a_clear_error(name: str) -> None:
 def test_bad_time_scale(scale: float) -> None:
     with pytest.raises(ConfigError, match="time scale"):
         build("CodeDeployDefault.ECSAllAtOnce", time_scale=scale)
+
+
+def test_predefined_names_without_prefix_or_in_another_case_are_accepted() -> None:
+    assert canonical("ECSAllAtOnce") == "CodeDeployDefault.ECSAllAtOnce"
+    assert canonical("ecscanary10percent5minutes") == "CodeDeployDefault.ECSCanary10Percent5Minutes"
+    assert canonical("custom:linear:10:60") == "custom:linear:10:60"
+    assert build("ECSLinear10PercentEvery3Minutes").name == (
+        "CodeDeployDefault.ECSLinear10PercentEvery3Minutes"
+    )
