@@ -144,6 +144,24 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _events_document(f: TextIO) -> list[Any] | None:
+    """The records of a whole-file JSON document, as ``aws logs filter-log-events`` /
+    ``get-log-events`` print it (``{"events": [...]}``, pretty-printed) or ``--query events``
+    (a JSON array); None for line-oriented input (the file is rewound)."""
+    first = f.readline()
+    f.seek(0)
+    head = first.strip()
+    if not (head in ("{", "[") or head.startswith(('{"events"', "[{"))):
+        return None  # one JSON object per line (plain EMF or export records)
+    try:
+        doc = json.load(f)
+    except ValueError:
+        f.seek(0)
+        return None
+    events = doc.get("events") if isinstance(doc, dict) else doc
+    return events if isinstance(events, list) else None
+
+
 def _lines(paths: Sequence[str]) -> Iterator[str]:
     for path in paths:
         if path == "-":
@@ -154,7 +172,15 @@ def _lines(paths: Sequence[str]) -> Iterator[str]:
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
         with f:
-            yield from f
+            try:
+                events = _events_document(f)
+            except OSError as exc:  # e.g. a directory
+                raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+            if events is None:
+                yield from f
+            else:
+                # each event is an export record: its "message" holds the EMF JSON
+                yield from (json.dumps(e) if isinstance(e, dict) else "" for e in events)
 
 
 def _params(items: Sequence[str]) -> dict[str, str]:

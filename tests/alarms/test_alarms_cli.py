@@ -140,6 +140,25 @@ def test_export_format_template_and_time_window(defs_file: Path, tmp_path: Path)
     assert max(e["time"] for e in evals) <= "2027-01-15T08:05:00Z"
 
 
+@pytest.mark.parametrize("shape", ["filter-log-events", "query-events"])
+def test_aws_logs_cli_output_documents(defs_file: Path, tmp_path: Path, shape: str) -> None:
+    """``aws logs filter-log-events`` output as the CLI prints it: one pretty-printed JSON
+    document whose ``events`` hold the EMF lines as ``message`` (or its bare array)."""
+    plain = record(tmp_path / "plain.log", regression=True)
+    events = [
+        {"logStreamName": "app/1", "timestamp": START * 1000, "message": line.strip()}
+        for line in plain.read_text().splitlines()
+    ]
+    doc = {"events": events, "searchedLogStreams": []} if shape == "filter-log-events" else events
+    out = tmp_path / "events.json"
+    out.write_text(json.dumps(doc, indent=4))
+    _, summary = replay(defs_file, out, "--changes-only")
+    _, expected = replay(defs_file, plain, "--changes-only")
+    assert summary["input"]["emf_lines"] == len(events) and summary["input"]["bad_lines"] == 0
+    assert summary["state_changes"] == expected["state_changes"]
+    assert "points-service-green-latency-avg" in summary["alarmed"]
+
+
 def test_stdin_and_bad_lines(defs_file: Path) -> None:
     line = next(api_lines(START, 1, rps=10, window_s=1, high_resolution=True))
     proc = cli("replay", "--alarms", str(defs_file), "--emf", "-", stdin=f"garbage\n{line}\n")
