@@ -59,7 +59,10 @@ def test_locustfile_drives_every_route_and_expected_answers_are_not_failures(
     # What the service really answered: idempotent replays (200), insufficient points (409),
     # and in reject mode 429s, none of which Locust counted as failures.
     assert statuses[("grants", 201)] > 0
-    assert statuses[("grants", 200)] > 0
+    if limiter == "off":
+        # With the limiter rejecting 3 requests in 4, a retry of an acknowledged grant is itself
+        # most often refused, so replays (200) are only certain without it.
+        assert statuses[("grants", 200)] > 0
     assert statuses[("redemptions", 409)] + statuses[("redemptions", 201)] > 0
     if limiter == "reject":
         assert sum(n for (_, status), n in statuses.items() if status == 429) > 0
