@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import sqlite3
 import sys
 import threading
@@ -13,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import telemetry
 from sample_api.storage import open_storage
+from telemetry.sinks import MemorySink
 from tests.storage.conftest import serial_moto_endpoint  # reused: DynamoDB needs a serial moto
 from worker import Worker, WorkerConfig, make_client, setup_queues
 
@@ -127,6 +131,16 @@ def running_worker(
         **{"wait_time_s": 1, "visibility_timeout_s": 2, "queue_poll_s": 0, **settings},
     )
     storage = open_storage({"POINTS_DB_PATH": str(db_path)})
+    # Telemetry into memory: otherwise it configures itself on first use and its flush thread
+    # and atexit hook print EMF lines to stdout after pytest's report.
+    telemetry.configure(
+        "points-worker",
+        "test",
+        sink=MemorySink(),
+        log_stream=io.StringIO(),
+        span_exporter=InMemorySpanExporter(),
+        worker_slots=config.concurrency,
+    )
     worker = Worker(config, storage)
     worker.start()
     result: list[bool] = []
@@ -138,4 +152,5 @@ def running_worker(
         worker.stop()
         waiter.join(config.stop_timeout_s + 5)
         storage.close()
+        telemetry.shutdown()
     assert result == [True], "the worker did not stop cleanly"
