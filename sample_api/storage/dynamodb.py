@@ -26,12 +26,12 @@ import binascii
 import contextlib
 import os
 import random
+import re
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -41,12 +41,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sample_api.storage.base import (
     EntryKind,
     HistoryPage,
-    IdempotencyConflict,
-    InsufficientPoints,
     InvalidCursor,
     LedgerEntry,
     Outcome,
     StorageUnavailable,
+    new_entry,
+    resolve_repeat,
 )
 
 __all__ = ["ATTRIBUTE_DEFINITIONS", "KEY_SCHEMA", "DynamoDBStorage", "create_table", "from_env"]
@@ -67,10 +67,6 @@ _BALANCE_SK = "BALANCE"
 _ENTRY_PREFIX = "ENTRY#"
 _ORDER_SK = "ORDER"
 _SEQ_WIDTH = 20
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _user_pk(user_id: str) -> str:
@@ -143,16 +139,6 @@ def _decode_cursor(user_id: str, cursor: str) -> int:
         return seq
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor("cursor is not valid for this user's history") from None
-
-
-def _same_request(entry: LedgerEntry, user_id: str, amount_jpy: int | None, points: int) -> bool:
-    """A grant repeats if user and amount match (not points: the rate may differ between two app
-    versions during a deployment); a redemption if user and points match."""
-    if entry.user_id != user_id:
-        return False
-    if entry.kind == "grant":
-        return entry.amount_jpy == amount_jpy
-    return entry.points == points
 
 
 class _Contended(Exception):
@@ -258,30 +244,18 @@ class DynamoDBStorage:
     ) -> Outcome:
         order_item = self._get(_order_pk(kind, order_id), _ORDER_SK)
         if order_item is not None:
-            existing = _entry_from(order_item)
-            if _same_request(existing, user_id, amount_jpy, points):
-                return Outcome(entry=existing, created=False)
-            raise IdempotencyConflict(
-                f"order_id {order_id!r} was already used for a different {kind}"
+            return resolve_repeat(
+                _entry_from(order_item), user_id=user_id, amount_jpy=amount_jpy, points=points
             )
         balance_item = self._get(_user_pk(user_id), _BALANCE_SK)
-        balance = int(balance_item["balance"]["N"]) if balance_item else 0
         seq = int(balance_item["seq"]["N"]) if balance_item else 0
-        if kind == "grant":
-            new_balance = balance + points
-        else:
-            if points > balance:
-                raise InsufficientPoints(balance=balance, requested=points)
-            new_balance = balance - points
-        entry = LedgerEntry(
-            entry_id=("grt_" if kind == "grant" else "rdm_") + uuid.uuid4().hex,
+        entry = new_entry(
             kind=kind,
             user_id=user_id,
             order_id=order_id,
             amount_jpy=amount_jpy,
             points=points,
-            balance=new_balance,
-            created_at=_now(),
+            balance=int(balance_item["balance"]["N"]) if balance_item else 0,
         )
         new_seq = seq + 1
         attrs = _entry_attributes(entry, new_seq)
@@ -313,7 +287,7 @@ class DynamoDBStorage:
                     "Item": {
                         "pk": _s(_user_pk(user_id)),
                         "sk": _s(_BALANCE_SK),
-                        "balance": _n(new_balance),
+                        "balance": _n(entry.balance),
                         "seq": _n(new_seq),
                     },
                     **balance_condition,
@@ -393,6 +367,15 @@ def from_env(env: Mapping[str, str]) -> DynamoDBStorage:
     table = (env.get("POINTS_TABLE") or "").strip()
     if not table:
         raise ValueError("POINTS_TABLE is required when POINTS_STORE=dynamodb")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", table):
+        # DynamoDB's naming rule; otherwise every request fails later with a validation error
+        raise ValueError(
+            f"POINTS_TABLE must be 3-255 characters of letters, digits, '_', '.', '-'; got {table!r}"
+        )
+    endpoint = (env.get("AWS_ENDPOINT_URL") or "").strip()
+    if endpoint and not re.fullmatch(r"https?://\S+", endpoint):
+        # botocore raises a bare ValueError for it on first use (a 500, not an outage)
+        raise ValueError(f"AWS_ENDPOINT_URL must be an http(s) URL, got {endpoint!r}")
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     credentials = {}
     # Explicit credentials in the mapping win (tests pass a complete environment); otherwise the
@@ -407,7 +390,7 @@ def from_env(env: Mapping[str, str]) -> DynamoDBStorage:
     return DynamoDBStorage(
         table,
         region=region,
-        endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        endpoint_url=endpoint or None,
         credentials=credentials,
     )
 

@@ -35,6 +35,19 @@ def test_points_table_is_required() -> None:
         open_storage({"POINTS_STORE": "dynamodb"})
 
 
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"POINTS_TABLE": "a b"}, "POINTS_TABLE must be 3-255 characters"),
+        ({"POINTS_TABLE": "ab"}, "POINTS_TABLE must be 3-255 characters"),
+        ({"POINTS_TABLE": "points", "AWS_ENDPOINT_URL": "localhost:5000"}, "AWS_ENDPOINT_URL"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        open_storage({"POINTS_STORE": "dynamodb", **env})
+
+
 def test_missing_table_is_unavailable_not_a_crash(aws_env: dict[str, str]) -> None:
     store = from_env(_env(aws_env, "no-such-table"))
     try:
@@ -49,7 +62,7 @@ def test_missing_table_is_unavailable_not_a_crash(aws_env: dict[str, str]) -> No
 
 
 def test_unreachable_endpoint_is_unavailable(aws_env: dict[str, str]) -> None:
-    env = {**_env(aws_env, "t"), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    env = {**_env(aws_env, "points-t"), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
     store = from_env(env)
     try:
         with pytest.raises(StorageUnavailable):
