@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 EntryKind = Literal["grant", "redemption"]
@@ -60,6 +62,50 @@ class HistoryPage:
     balance: int
     entries: list[LedgerEntry]
     next_cursor: str | None
+
+
+def resolve_repeat(
+    existing: LedgerEntry, *, user_id: str, amount_jpy: int | None, points: int
+) -> Outcome:
+    """The answer to a request whose ``(kind, order_id)`` is already stored: a replay of the
+    original when it is the same request, else :class:`IdempotencyConflict`.
+
+    A grant is identified by what the client sent (user and amount), not by the points: two app
+    versions with different POINTS_RATE values must still see a retried grant as a replay.
+    """
+    same = existing.user_id == user_id and (
+        existing.amount_jpy == amount_jpy if existing.kind == "grant" else existing.points == points
+    )
+    if not same:
+        raise IdempotencyConflict(
+            f"order_id {existing.order_id!r} was already used for a different {existing.kind}"
+        )
+    return Outcome(entry=existing, created=False)
+
+
+def new_entry(
+    *,
+    kind: EntryKind,
+    user_id: str,
+    order_id: str,
+    amount_jpy: int | None,
+    points: int,
+    balance: int,
+) -> LedgerEntry:
+    """The ledger row a new grant or redemption appends to a user whose balance is ``balance``;
+    :class:`InsufficientPoints` if a redemption asks for more."""
+    if kind == "redemption" and points > balance:
+        raise InsufficientPoints(balance=balance, requested=points)
+    return LedgerEntry(
+        entry_id=("grt_" if kind == "grant" else "rdm_") + uuid.uuid4().hex,
+        kind=kind,
+        user_id=user_id,
+        order_id=order_id,
+        amount_jpy=amount_jpy,
+        points=points,
+        balance=balance + points if kind == "grant" else balance - points,
+        created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
 
 
 class Storage(Protocol):

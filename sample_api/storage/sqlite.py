@@ -23,19 +23,17 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from sample_api.storage.base import (
     EntryKind,
     HistoryPage,
-    IdempotencyConflict,
-    InsufficientPoints,
     InvalidCursor,
     LedgerEntry,
     Outcome,
     StorageUnavailable,
+    new_entry,
+    resolve_repeat,
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
@@ -70,10 +68,6 @@ _SCHEMA = (
 _MAX_SEQ = 2**63 - 1
 
 _COLUMNS = "entry_id, kind, user_id, order_id, amount_jpy, points, balance, created_at"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _entry(row: tuple) -> LedgerEntry:
@@ -249,31 +243,19 @@ class SQLiteStorage:
                 f"SELECT {_COLUMNS} FROM ledger WHERE kind = ? AND order_id = ?", (kind, order_id)
             ).fetchone()
             if row is not None:
-                existing = _entry(row)
-                if _same_request(existing, user_id, amount_jpy, points):
-                    return Outcome(entry=existing, created=False)
-                raise IdempotencyConflict(
-                    f"order_id {order_id!r} was already used for a different {kind}"
+                return resolve_repeat(
+                    _entry(row), user_id=user_id, amount_jpy=amount_jpy, points=points
                 )
             found = conn.execute(
                 "SELECT balance FROM balances WHERE user_id = ?", (user_id,)
             ).fetchone()
-            balance = found[0] if found else 0
-            if kind == "grant":
-                new_balance = balance + points
-            else:
-                if points > balance:
-                    raise InsufficientPoints(balance=balance, requested=points)
-                new_balance = balance - points
-            entry = LedgerEntry(
-                entry_id=("grt_" if kind == "grant" else "rdm_") + uuid.uuid4().hex,
+            entry = new_entry(
                 kind=kind,
                 user_id=user_id,
                 order_id=order_id,
                 amount_jpy=amount_jpy,
                 points=points,
-                balance=new_balance,
-                created_at=_now(),
+                balance=found[0] if found else 0,
             )
             conn.execute(
                 f"INSERT INTO ledger ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -291,7 +273,7 @@ class SQLiteStorage:
             conn.execute(
                 "INSERT INTO balances (user_id, balance) VALUES (?, ?) "
                 "ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance",
-                (user_id, new_balance),
+                (user_id, entry.balance),
             )
             return Outcome(entry=entry, created=True)
 
@@ -347,16 +329,3 @@ class SQLiteStorage:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
-
-
-def _same_request(entry: LedgerEntry, user_id: str, amount_jpy: int | None, points: int) -> bool:
-    """Is a repeat identical to the stored entry?
-
-    A grant is identified by what the client sent (user and amount), not by the points: two app
-    versions with different POINTS_RATE values must still see a retried grant as a replay.
-    """
-    if entry.user_id != user_id:
-        return False
-    if entry.kind == "grant":
-        return entry.amount_jpy == amount_jpy
-    return entry.points == points
