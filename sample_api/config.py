@@ -83,11 +83,11 @@ class Config:
             db_path=env.get("POINTS_DB_PATH") or DEFAULT_DB_PATH,
             points_rate=points_rate,
             rate_limit=RateLimitSettings(
-                enabled=_flag(env, "RATE_LIMIT_ENABLED", False),
-                rps=_number(env, "RATE_LIMIT_RPS", 50.0, low=0.001, high=1_000_000),
-                burst=_integer(env, "RATE_LIMIT_BURST", 10, low=1, high=1_000_000),
-                mode=_choice(env, "RATE_LIMIT_MODE", "delay", ("delay", "reject")),
-                max_wait_s=_number(env, "RATE_LIMIT_MAX_WAIT_S", 5.0, low=0, high=3600),
+                enabled=env_flag(env, "RATE_LIMIT_ENABLED", False),
+                rps=env_float(env, "RATE_LIMIT_RPS", 50.0, low=0.001, high=1_000_000),
+                burst=env_int(env, "RATE_LIMIT_BURST", 10, low=1, high=1_000_000),
+                mode=env_choice(env, "RATE_LIMIT_MODE", "delay", ("delay", "reject")),
+                max_wait_s=env_float(env, "RATE_LIMIT_MAX_WAIT_S", 5.0, low=0, high=3600),
             ),
             env=env,
         )
@@ -102,7 +102,8 @@ def _raw(env: Mapping[str, str], name: str) -> str | None:
     return None if value is None or value.strip() == "" else value.strip()
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A boolean variable (true/false, 1/0, yes/no, on/off); unset means ``default``."""
     value = env.get(name)
     if value is None:
         return default
@@ -114,7 +115,7 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off); got {value!r}")
 
 
-def _number(
+def env_float(
     env: Mapping[str, str],
     name: str,
     default: float,
@@ -122,6 +123,7 @@ def _number(
     low: float,
     high: float,
 ) -> float:
+    """A number in ``[low, high]``; unset or blank means ``default``."""
     text = _raw(env, name)
     if text is None:
         return default
@@ -134,7 +136,8 @@ def _number(
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    """A whole number in ``[low, high]``; unset or blank means ``default``."""
     text = _raw(env, name)
     if text is None:
         return default
@@ -147,7 +150,8 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, low: int, high:
     return value
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> Any:
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> Any:
+    """One of ``choices`` (case-insensitive); unset or blank means ``default``."""
     text = _raw(env, name)
     if text is None:
         return default

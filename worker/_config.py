@@ -6,9 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# One set of rules (and one error type) for every setting of the points domain, API and worker.
+from sample_api.config import ConfigError, env_float, env_int
 
-class ConfigError(ValueError):
-    """A setting is missing or unusable; the CLI prints it on one line and exits 2."""
+__all__ = ["ConfigError", "WorkerConfig", "region_from", "sqs_endpoint_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +45,21 @@ class WorkerConfig:
             queue_url=queue_url,
             region=region_from(env),
             endpoint_url=sqs_endpoint_from(env),
-            concurrency=_int(env, "WORKER_CONCURRENCY", 10, 1, 256),
-            batch_size=_int(env, "WORKER_BATCH_SIZE", 10, 1, 10),
-            wait_time_s=_int(env, "WORKER_WAIT_TIME_S", 10, 0, 20),
-            visibility_timeout_s=_int(env, "WORKER_VISIBILITY_TIMEOUT_S", 30, 1, 43_200),
-            queue_poll_s=_float(env, "WORKER_QUEUE_POLL_S", 10.0, 0.0, 3600.0),
-            stop_timeout_s=_float(env, "WORKER_STOP_TIMEOUT_S", 20.0, 1.0, 120.0),
-            job_timeout_s=_float(env, "WORKER_JOB_TIMEOUT_S", 300.0, 1.0, 43_200.0),
-            simulated_work_ms=_float(env, "WORKER_SIMULATED_WORK_MS", 0.0, 0.0, 600_000.0),
-            simulated_failure_rate=_float(env, "WORKER_SIMULATED_FAILURE_RATE", 0.0, 0.0, 1.0),
+            concurrency=env_int(env, "WORKER_CONCURRENCY", 10, low=1, high=256),
+            batch_size=env_int(env, "WORKER_BATCH_SIZE", 10, low=1, high=10),
+            wait_time_s=env_int(env, "WORKER_WAIT_TIME_S", 10, low=0, high=20),
+            visibility_timeout_s=env_int(
+                env, "WORKER_VISIBILITY_TIMEOUT_S", 30, low=1, high=43_200
+            ),
+            queue_poll_s=env_float(env, "WORKER_QUEUE_POLL_S", 10.0, low=0.0, high=3600.0),
+            stop_timeout_s=env_float(env, "WORKER_STOP_TIMEOUT_S", 20.0, low=1.0, high=120.0),
+            job_timeout_s=env_float(env, "WORKER_JOB_TIMEOUT_S", 300.0, low=1.0, high=43_200.0),
+            simulated_work_ms=env_float(
+                env, "WORKER_SIMULATED_WORK_MS", 0.0, low=0.0, high=600_000.0
+            ),
+            simulated_failure_rate=env_float(
+                env, "WORKER_SIMULATED_FAILURE_RATE", 0.0, low=0.0, high=1.0
+            ),
         )
         if cfg.stop_timeout_s <= cfg.wait_time_s:
             # The last long poll must be able to return inside the stop budget, or messages it
@@ -83,29 +90,3 @@ def sqs_endpoint_from(env: Mapping[str, str]) -> str | None:
 def region_from(env: Mapping[str, str]) -> str:
     """``AWS_REGION``, then ``AWS_DEFAULT_REGION``, then us-east-1."""
     return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {text!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {text!r}") from None
-    if not low <= value <= high:  # also rejects nan
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {text}")
-    return value

@@ -45,7 +45,7 @@ def test_values_are_read() -> None:
         ({"AWS_ENDPOINT_URL": "localhost:5000"}, "AWS_ENDPOINT_URL must be an http(s) URL"),
         ({"AWS_ENDPOINT_URL_SQS": "http://"}, "AWS_ENDPOINT_URL_SQS must be an http(s) URL"),
         ({"WORKER_BATCH_SIZE": "11"}, "WORKER_BATCH_SIZE must be between 1 and 10"),
-        ({"WORKER_BATCH_SIZE": "ten"}, "WORKER_BATCH_SIZE must be an integer"),
+        ({"WORKER_BATCH_SIZE": "ten"}, "WORKER_BATCH_SIZE must be a whole number"),
         ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be between"),
         ({"WORKER_WAIT_TIME_S": "21"}, "WORKER_WAIT_TIME_S must be between 0 and 20"),
         ({"WORKER_QUEUE_POLL_S": "nan"}, "WORKER_QUEUE_POLL_S must be between"),
