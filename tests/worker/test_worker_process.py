@@ -75,6 +75,9 @@ def test_sigterm_mid_batch_exits_0_in_time_and_releases_the_rest(
         WORKER_WAIT_TIME_S=10,
     )
     with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        # A first credit proves jobs are running (held messages alone may all still be waiting
+        # for a slot on a loaded machine), then more must be held: the stop lands mid-batch.
+        wait_for(lambda: ledger.count() >= 1, 30, "a first order to be credited")
         wait_for(lambda: depth(sqs, queues["queue_url"])[1] >= 3, 30, "jobs to be in flight")
         assert ledger.count() < len(orders)
         os.killpg(proc.pid, signal.SIGTERM)
