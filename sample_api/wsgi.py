@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import telemetry
@@ -18,9 +17,7 @@ SERVICE_NAME = "points-service"
 try:
     _config = Config.from_env()
     # The process entry point owns process-wide set-up; create_app() only instruments the app.
-    telemetry.configure(
-        service=os.environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME, version=_config.version
-    )
+    telemetry.configure(version=_config.version, default_service=SERVICE_NAME)
     app = create_app(_config)
 except ConfigError as exc:
     print(f"points-service: configuration error: {exc}", file=sys.stderr, flush=True)

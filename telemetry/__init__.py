@@ -53,6 +53,7 @@ def configure(
 
     Every argument defaults to the environment (``OTEL_SERVICE_NAME``, ``APP_VERSION`` /
     ``OTEL_RESOURCE_ATTRIBUTES`` ``service.version``, ``AWS_EMF_*``, ``TELEMETRY_*``). Options:
+    ``default_service`` (the service name when neither argument nor environment gives one),
     ``namespace``, ``flush_interval_s``, ``storage_resolution``, ``histogram``,
     ``access_log_sample``, ``max_routes``, ``exclude_paths``, ``worker_slots``, ``json_logs``,
     ``log_level``. ``sink``/``span_exporter``/``log_stream`` replace the outputs (tests). Never

@@ -70,6 +70,7 @@ def load(
     *,
     service: str | None = None,
     version: str | None = None,
+    default_service: str | None = None,
     namespace: str | None = None,
     flush_interval_s: float | None = None,
     storage_resolution: int | None = None,
@@ -116,6 +117,7 @@ def load(
         service=service
         or env.get("OTEL_SERVICE_NAME")
         or res.get("service.name")
+        or default_service
         or DEFAULT_SERVICE,
         version=version or env.get("APP_VERSION") or res.get("service.version") or DEFAULT_VERSION,
         namespace=namespace or env.get(EMF_NAMESPACE) or DEFAULT_NAMESPACE,

@@ -7,7 +7,6 @@ keep metric names and the job's span name in one place.
 from __future__ import annotations
 
 import logging
-import os
 
 import telemetry
 
@@ -20,8 +19,7 @@ log = logging.getLogger("worker")
 
 def configure(slots: int) -> None:
     """Start telemetry for this process; ``slots`` (job concurrency) is utilization's 100 %."""
-    service = os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE
-    telemetry.configure(service=service, worker_slots=slots)
+    telemetry.configure(default_service=DEFAULT_SERVICE, worker_slots=slots)
     # botocore logs "Found credentials in environment variables." and the like at INFO
     logging.getLogger("botocore").setLevel(logging.WARNING)
 

@@ -53,6 +53,20 @@ def test_precedence_of_arguments_and_variables(tel: Tel, monkeypatch: pytest.Mon
     assert {(x["Service"], x["Version"]) for x in tel.emf()[-1:]} == {("arg-svc", "arg-v")}
 
 
+def test_default_service_only_when_nothing_names_one(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    configure_from_env(tel, default_service="fallback-svc")
+    telemetry.put_metric("RateLimitRejections", 1)
+    assert {x["Service"] for x in tel.emf()} == {"fallback-svc"}
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=res-svc")
+    configure_from_env(tel, default_service="fallback-svc")
+    telemetry.put_metric("RateLimitRejections", 1)
+    assert {x["Service"] for x in tel.emf()[-1:]} == {"res-svc"}
+
+
 @pytest.mark.parametrize(
     ("propagators", "continued"),
     [("xray", {"xray"}), ("tracecontext", {"w3c"}), ("none", set()), ("", {"xray", "w3c"})],
