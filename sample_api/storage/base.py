@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,6 +108,32 @@ def new_entry(
         balance=balance + points if kind == "grant" else balance - points,
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     )
+
+
+def encode_cursor(user_id: str, seq: int) -> str:
+    """An opaque history cursor: the user's ledger position ``seq`` to continue below."""
+    raw = f"v1:{user_id}:{seq}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(user_id: str, cursor: str, *, max_seq: int) -> int:
+    """The ``seq`` a cursor from :func:`encode_cursor` points below; :class:`InvalidCursor` for
+    anything else, a cursor of another user's history, or a position beyond ``max_seq`` (what
+    the backend can store: a forged huge number must not overflow its driver)."""
+    try:
+        if len(cursor) > 200:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, rest = raw.partition(":")
+        owner, _, seq_text = rest.rpartition(":")
+        if version != "v1" or owner != user_id or not seq_text.isascii() or not seq_text.isdigit():
+            raise ValueError("not ours")
+        seq = int(seq_text)
+        if not 1 <= seq <= max_seq:
+            raise ValueError("out of range")
+        return seq
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("cursor is not valid for this user's history") from None
 
 
 class Storage(Protocol):

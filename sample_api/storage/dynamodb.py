@@ -21,8 +21,6 @@ a ``Query`` on the user's ``ENTRY#`` items, newest first (``seq`` is zero-padded
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import contextlib
 import os
 import random
@@ -41,10 +39,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sample_api.storage.base import (
     EntryKind,
     HistoryPage,
-    InvalidCursor,
     LedgerEntry,
     Outcome,
     StorageUnavailable,
+    decode_cursor,
+    encode_cursor,
     new_entry,
     resolve_repeat,
 )
@@ -116,29 +115,6 @@ def _entry_from(item: Mapping[str, Mapping[str, Any]]) -> LedgerEntry:
         balance=int(item["balance"]["N"]),
         created_at=item["created_at"]["S"],
     )
-
-
-def _encode_cursor(user_id: str, seq: int) -> str:
-    raw = f"v1:{user_id}:{seq}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(user_id: str, cursor: str) -> int:
-    """The ``seq`` a cursor points below; :class:`InvalidCursor` for anything we did not issue."""
-    try:
-        if len(cursor) > 200:
-            raise ValueError("too long")
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, rest = raw.partition(":")
-        owner, _, seq_text = rest.rpartition(":")
-        if version != "v1" or owner != user_id or not seq_text.isdigit():
-            raise ValueError("not ours")
-        seq = int(seq_text)
-        if not 1 <= seq < 10**_SEQ_WIDTH:
-            raise ValueError("out of range")
-        return seq
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor("cursor is not valid for this user's history") from None
 
 
 class _Contended(Exception):
@@ -315,7 +291,11 @@ class DynamoDBStorage:
     def history(self, user_id: str, *, limit: int, cursor: str | None = None) -> HistoryPage:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        below = _decode_cursor(user_id, cursor) if cursor is not None else None
+        below = (
+            decode_cursor(user_id, cursor, max_seq=10**_SEQ_WIDTH - 1)
+            if cursor is not None
+            else None
+        )
         if below is not None and below <= 1:
             high = None  # nothing below the first entry
         else:
@@ -342,7 +322,7 @@ class DynamoDBStorage:
         return HistoryPage(
             balance=balance,
             entries=[_entry_from(i) for i in items],
-            next_cursor=_encode_cursor(user_id, int(items[-1]["seq"]["N"])) if more else None,
+            next_cursor=encode_cursor(user_id, int(items[-1]["seq"]["N"])) if more else None,
         )
 
     def ping(self) -> None:

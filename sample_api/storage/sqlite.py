@@ -16,8 +16,6 @@ shared between threads.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import os
 import sqlite3
@@ -28,10 +26,11 @@ from collections.abc import Iterator
 from sample_api.storage.base import (
     EntryKind,
     HistoryPage,
-    InvalidCursor,
     LedgerEntry,
     Outcome,
     StorageUnavailable,
+    decode_cursor,
+    encode_cursor,
     new_entry,
     resolve_repeat,
 )
@@ -81,31 +80,6 @@ def _entry(row: tuple) -> LedgerEntry:
         balance=row[6],
         created_at=row[7],
     )
-
-
-def _encode_cursor(user_id: str, seq: int) -> str:
-    raw = f"v1:{user_id}:{seq}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(user_id: str, cursor: str) -> int:
-    """The ledger ``seq`` a cursor points below; :class:`InvalidCursor` for anything else."""
-    try:
-        if len(cursor) > 200:
-            raise ValueError("too long")
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, rest = raw.partition(":")
-        owner, _, seq_text = rest.rpartition(":")
-        # A cursor is only valid for the user it was issued for.
-        if version != "v1" or owner != user_id or not seq_text.isascii() or not seq_text.isdigit():
-            raise ValueError("not ours")
-        seq = int(seq_text)
-        # A forged sequence number beyond SQLite's 64-bit INTEGER would overflow the driver.
-        if not 1 <= seq <= _MAX_SEQ:
-            raise ValueError("out of range")
-        return seq
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor("cursor is not valid for this user's history") from None
 
 
 class SQLiteStorage:
@@ -289,7 +263,7 @@ class SQLiteStorage:
     def history(self, user_id: str, *, limit: int, cursor: str | None = None) -> HistoryPage:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        below = _decode_cursor(user_id, cursor) if cursor is not None else None
+        below = decode_cursor(user_id, cursor, max_seq=_MAX_SEQ) if cursor is not None else None
         with self._errors():
             conn = self._connect()
             # One read transaction, so the balance and the page come from the same snapshot.
@@ -312,7 +286,7 @@ class SQLiteStorage:
         return HistoryPage(
             balance=found[0] if found else 0,
             entries=[_entry(r[:8]) for r in rows],
-            next_cursor=_encode_cursor(user_id, rows[-1][8]) if more else None,
+            next_cursor=encode_cursor(user_id, rows[-1][8]) if more else None,
         )
 
     def ping(self) -> None:
