@@ -79,100 +79,170 @@ def figure(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
 
     t0 = timeline.t0 or 0.0
     per_second = timeline.per_second()
-    fig, (ax_lat, ax_traffic, ax_alarm) = plt.subplots(
-        3,
-        1,
-        figsize=(11, 8.5),
-        sharex=True,
-        gridspec_kw={"height_ratios": [3, 2, max(1.2, 0.35 * len(rollback_alarms))]},
-    )
+    names = list(rollback_alarms) or sorted({e["alarm"] for e in evaluations})
+    with plt.rc_context({"font.size": 10, "axes.titlesize": 10, "axes.titleweight": "bold"}):
+        fig, (ax_lat, ax_rps, ax_w, ax_alarm) = plt.subplots(
+            4,
+            1,
+            figsize=(12, 10 + 0.3 * len(names)),
+            sharex=True,
+            gridspec_kw={"height_ratios": [3.2, 1.4, 1.1, max(1.2, 0.4 * len(names))]},
+        )
+        _draw(fig, (ax_lat, ax_rps, ax_w, ax_alarm), timeline, per_second, t0, evaluations,
+              names, decision, latency_alarms or {}, blended_transform_factory)  # fmt: skip
+    return fig
+
+
+def _legend(ax: Any) -> None:
+    # Outside the plot, on the right: a legend never hides the lines it explains.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+
+
+def _draw(
+    fig: Any,
+    axes: tuple[Any, Any, Any, Any],
+    timeline: Timeline,
+    per_second: dict[str, list[tuple[float, int, float, float]]],
+    t0: float,
+    evaluations: list[dict[str, Any]],
+    names: list[str],
+    decision: dict[str, Any],
+    latency_alarms: dict[str, float],
+    blended: Any,
+) -> None:
+    ax_lat, ax_rps, ax_w, ax_alarm = axes
+    end = max([r[0] for rows in per_second.values() for r in rows] or [1.0])
+    start = min([r[0] - 0.5 for rows in per_second.values() for r in rows] or [0.0])
+    # The run's last second is cut short: its request count would look like a sudden drop.
+    per_second = {t: [r for r in rows if r[0] < end] for t, rows in per_second.items()}
+
+    # 1. Latency per version, per second, as clients saw it at the listener.
+    ax_lat.set_title("Latency per version at the listener (p50 solid, p99 dashed; log scale)",
+                     loc="left", pad=20)  # fmt: skip
     for target, rows in sorted(per_second.items()):
-        if not rows:
-            continue
         xs = [r[0] for r in rows]
         color = COLORS.get(target, "#555555")
-        ax_lat.plot(xs, [r[2] for r in rows], color=color, lw=1.2, label=f"{target} p50")
+        ax_lat.plot(xs, [r[2] for r in rows], color=color, lw=1.6, label=f"{target} p50")
         ax_lat.plot(xs, [r[3] for r in rows], color=color, lw=1.2, ls="--", label=f"{target} p99")
-        ax_traffic.plot(
-            xs, [r[1] for r in rows], color=color, lw=0.8, alpha=0.6, label=f"{target} req/s"
-        )
-    # What the alarm itself judged: the service's EMF metric per 10 s period, and its threshold.
+        ax_rps.plot(xs, [r[1] for r in rows], color=color, lw=1.4, label=target)
+    # What the alarm itself judged: the service's EMF metric per period, and its threshold.
     markers = iter("ovs^D")
-    for name, threshold in sorted((latency_alarms or {}).items()):
+    for name, threshold in sorted(latency_alarms.items()):
+        short = _short(name.removeprefix(_common_prefix(names)), 32)
         points = [
             (float(e["epoch"]) - t0, float(e["value"]))
             for e in evaluations
             if e.get("alarm") == name and _num(e.get("epoch")) and _num(e.get("value"))
         ]
-        if not points:
-            continue
         marker = next(markers, "o")
-        ax_lat.plot(
-            [p[0] for p in points], [p[1] for p in points], ls="none", marker=marker, ms=5,
-            color="#d62728", label=f"{_short(name, 40)} (alarm's value)",
-        )  # fmt: skip
-        ax_lat.axhline(threshold, color="#d62728", lw=0.8, ls=":")
+        if points:
+            ax_lat.plot(
+                [p[0] for p in points], [p[1] for p in points], ls="none", marker=marker, ms=6,
+                color="#d62728", label=f"{short}: alarm's value",
+            )  # fmt: skip
+        ax_lat.axhline(threshold, color="#d62728", lw=0.9, ls=":")
         ax_lat.annotate(
-            f"threshold {threshold:g} ms", (0, threshold), xycoords=("axes fraction", "data"),
-            xytext=(4, 3), textcoords="offset points", color="#d62728", fontsize=8,
+            f"{short} threshold {threshold:g} ms", (0, threshold),
+            xycoords=("axes fraction", "data"), xytext=(4, 3), textcoords="offset points",
+            color="#d62728", fontsize=8,
         )  # fmt: skip
     ax_lat.set_yscale("log")
-    ax_lat.set_ylabel("latency at the listener (ms)")
-    ax_lat.legend(loc="upper left", fontsize=7, ncol=3, framealpha=0.85)
-    ax_lat.grid(True, which="both", alpha=0.3)
+    ax_lat.set_ylabel("ms")
+    ax_lat.grid(True, which="major", alpha=0.4)
+    ax_lat.grid(True, which="minor", alpha=0.12)
+    _legend(ax_lat)
 
+    # 2. Requests per second per version.
+    ax_rps.set_title("Requests per second per version", loc="left")
+    ax_rps.set_ylabel("req/s")
+    ax_rps.set_ylim(bottom=0)
+    ax_rps.grid(True, alpha=0.3)
+    _legend(ax_rps)
+
+    # 3. The listener's weights: green's share, blue has the rest.
+    ax_w.set_title("Traffic weight (share of requests sent to each version)", loc="left")
     traffic = [(at - t0, p) for at, p in timeline.traffic]
-    end = max([r[0] for rows in per_second.values() for r in rows] or [1.0])
     if traffic:
         xs = [t for t, _ in traffic] + [end]
         ys = [p for _, p in traffic] + [traffic[-1][1]]
-        ax_w = ax_traffic.twinx()
-        ax_w.step(xs, ys, where="post", color=COLORS["green"], lw=2.2, label="green weight %")
-        ax_w.step(
-            xs, [100 - y for y in ys], where="post", color=COLORS["blue"], lw=2.2, alpha=0.5,
-            label="blue weight %",
-        )  # fmt: skip
-        ax_w.set_ylim(-5, 105)
-        ax_w.set_ylabel("weight (%)")
-        ax_w.legend(loc="upper right", fontsize=8)
-    ax_traffic.set_ylabel("requests/s")
-    ax_traffic.legend(loc="upper left", fontsize=8)
-    ax_traffic.grid(True, alpha=0.3)
+        ax_w.fill_between(xs, ys, step="post", color=COLORS["green"], alpha=0.35, lw=0)
+        ax_w.step(xs, ys, where="post", color=COLORS["green"], lw=2, label="green %")
+        ax_w.step(xs, [100 - y for y in ys], where="post", color=COLORS["blue"], lw=2,
+                  label="blue %")  # fmt: skip
+        for (x, p), nxt in zip(traffic, [*traffic[1:], (end, None)], strict=True):
+            if nxt[0] - x > 0.08 * (end - start):  # label each step wide enough to hold it
+                ax_w.annotate(f"green {p}%", (x, p), xytext=(4, 4 if p < 60 else -12),
+                              textcoords="offset points", fontsize=8, color="#1a6e1a")  # fmt: skip
+    ax_w.set_ylim(-5, 105)
+    ax_w.set_yticks([0, 50, 100])
+    ax_w.set_ylabel("%")
+    ax_w.grid(True, alpha=0.3)
+    _legend(ax_w)
 
-    # Alarm states: one band per rollback alarm, coloured by the state after each evaluation.
-    names = list(rollback_alarms) or sorted({e["alarm"] for e in evaluations})
+    # 4. Alarm states: one band per rollback alarm; no data until its first evaluation.
+    ax_alarm.set_title("Rollback alarms, as evaluated live", loc="left")
     for row, name in enumerate(names):
+        ax_alarm.barh(row, end - start, left=start, height=0.7,
+                      color=STATE_COLOR["INSUFFICIENT_DATA"], edgecolor="none")  # fmt: skip
         evs = [e for e in evaluations if e.get("alarm") == name and _num(e.get("epoch"))]
         for i, ev in enumerate(evs):
-            start = float(ev["epoch"]) - t0
+            left = float(ev["epoch"]) - t0
             stop = float(evs[i + 1]["epoch"]) - t0 if i + 1 < len(evs) else end
             ax_alarm.barh(
-                row, max(stop - start, 0.5), left=start, height=0.7,
+                row, max(stop - left, 0.5), left=left, height=0.7,
                 color=STATE_COLOR.get(ev.get("state"), "#999999"), edgecolor="none",
             )  # fmt: skip
-    ax_alarm.set_yticks(range(len(names)))
-    ax_alarm.set_yticklabels([_short(n) for n in names], fontsize=7)
+        # The name inside its band (not as a tick label): the plots keep their full width.
+        ax_alarm.text(start, row, f"  {name}", va="center", ha="left", fontsize=8.5)
+    ax_alarm.set_yticks([])
+    ax_alarm.set_ylim(-0.6, len(names) - 0.4)
     ax_alarm.set_xlabel("seconds since green first took traffic")
-    ax_alarm.set_title("rollback alarms (grey: no data, green: OK, red: ALARM)", fontsize=9)
+    from matplotlib.patches import Patch
 
+    ax_alarm.legend(
+        handles=[Patch(color=STATE_COLOR[s], label=s) for s in ("OK", "ALARM", "INSUFFICIENT_DATA")],
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False,
+    )  # fmt: skip
+
+    every = (ax_lat, ax_rps, ax_w, ax_alarm)
+    for ax in every:
+        ax.axvline(0, color="#888888", lw=0.9)
+        ax.tick_params(labelbottom=True)  # every panel keeps its time axis
+    ax_lat.set_xlim(start, end + 0.5)
     decided = decision.get("decided_at")
     if decided:
         x = decided - t0
-        label = "rollback" if decision.get("outcome") == "rolled_back" else "blue terminated"
-        color = "#d62728" if decision.get("outcome") == "rolled_back" else "#444444"
-        for ax in (ax_lat, ax_traffic, ax_alarm):
-            ax.axvline(x, color=color, lw=1.5, ls=":")
-        ax_lat.annotate(
-            f"{label} at {x:.0f} s", (x, 1), xycoords=("data", "axes fraction"),
-            xytext=(4, -14), textcoords="offset points", color=color, fontsize=9,
+        rolled_back = decision.get("outcome") == "rolled_back"
+        label = f"rollback at {x:.1f} s" if rolled_back else f"blue terminated at {x:.1f} s"
+        color = "#d62728" if rolled_back else "#444444"
+        for ax in every:
+            ax.axvline(x, color=color, lw=1.8, ls="--")
+        # Above the top panel, where no data is drawn.
+        ax_lat.text(
+            x, 1.0, f" {label} ", transform=blended(ax_lat.transData, ax_lat.transAxes),
+            ha="center", va="bottom", color="#ffffff", fontsize=9, fontweight="bold",
+            bbox={"boxstyle": "round,pad=0.25", "facecolor": color, "edgecolor": "none"},
         )  # fmt: skip
-    for ax in (ax_lat, ax_traffic, ax_alarm):
-        ax.axvline(0, color="#888888", lw=0.8)
-    fig.tight_layout()
-    return fig
+    ax_lat.text(
+        0, 1.0, " green's first traffic ", transform=blended(ax_lat.transData, ax_lat.transAxes),
+        ha="center", va="bottom", fontsize=8, color="#555555",
+    )  # fmt: skip
+    fig.tight_layout(h_pad=1.6)
+
+
+def _common_prefix(names: list[str]) -> str:
+    """``points-service-`` for the rollback alarms: shorter labels inside the plot."""
+    if len(names) < 2:
+        return ""
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix[: prefix.rfind("-") + 1] if "-" in prefix else ""
 
 
 def _latency_alarms(path: Path, names: list[str]) -> dict[str, float]:
