@@ -17,14 +17,25 @@ def _ms(value: float) -> str:
     return f"{value / 1000:.1f}s" if value >= 1000 else f"{value:.0f}ms"
 
 
+COMPACT_LEGEND = "progress: time phase green% | per version, last 5 s: req/s p50/p99 | alarms"
+SHORT_PHASE = {"warm-up": "warm", "shifting": "shift", "baking": "bake", "after": "after"}
+
+
 def format_line(
     t: float,
     phase: str,
     green_percent: int,
     window: dict[str, dict[str, float]],
     states: dict[str, str],
+    compact: bool = False,
 ) -> str:
-    """``+23s shifting green 10% | blue 36/s p50 3ms p99 9ms | green ... | alarms 1 ALARM 4 ok``."""
+    """``+23s shifting green 10% | blue 36/s p50 3ms p99 9ms | green ... | alarms 1 ALARM 4 ok``.
+
+    ``compact``: the same within 80 columns, green first (the version being judged):
+    ``+23s shift 10% | green 4/s 1.5s/3.2s 429:6 | blue 36/s 6ms/31ms | 1 ALARM 2 ok``
+    (latency as p50/p99; alarms without data are left out)."""
+    if compact:
+        return _compact(t, phase, green_percent, window, states)
     parts = [f"{t:+6.0f}s {phase:<9} green {green_percent:3d}%"]
     for target in ("blue", "green"):
         s = window.get(target)
@@ -50,6 +61,27 @@ def format_line(
     return " | ".join(parts)
 
 
+def _compact(
+    t: float,
+    phase: str,
+    green_percent: int,
+    window: dict[str, dict[str, float]],
+    states: dict[str, str],
+) -> str:
+    parts = [f"{t:+.0f}s {SHORT_PHASE.get(phase, phase)} {green_percent}%"]
+    for target in ("green", "blue"):
+        s = window.get(target)
+        if not s:
+            parts.append(f"{target} idle")
+            continue
+        extra = f" 429:{int(s['429'])}" if s.get("429") else ""
+        extra += f" 5xx:{int(s['5xx'])}" if s.get("5xx") else ""
+        parts.append(f"{target} {s['rps']:.0f}/s {_ms(s['p50'])}/{_ms(s['p99'])}{extra}")
+    counts = {k: sum(1 for v in states.values() if v == k) for k in ("ALARM", "OK")}
+    parts.append(" ".join(f"{n} {SHORT_STATE[k]}" for k, n in counts.items() if n) or "alarms -")
+    return " | ".join(parts)
+
+
 class Progress:
     """Writes progress lines; on a TTY the line is rewritten in place."""
 
@@ -61,11 +93,18 @@ class Progress:
         self.every_s = every_s
         self._last = 0.0
         self._open = False
+        self._legend_shown = False
 
-    def update(self, line: str) -> None:
+    def update(self, line: str, short: str | None = None) -> None:
+        """Show ``line``; on a terminal too narrow for it, ``short`` (then cut to the width)."""
         now = time.monotonic()
         if self.tty:
             width = shutil.get_terminal_size((160, 24)).columns - 1
+            if short is not None and len(line) > width:
+                if not self._legend_shown:
+                    self._legend_shown = True
+                    self.message(COMPACT_LEGEND[:width])
+                line = short
             self.stream.write("\r\x1b[K" + line[:width])
             self.stream.flush()
             self._open = True

@@ -393,7 +393,11 @@ def _tick(
     states = collector.last_states
     t = timeline.since_t0(now)
     shown = {n: s for n, s in states.items() if n in watched}
-    progress.update(format_line(t, phase, green_percent, timeline.window(now, 5.0), shown))
+    window = timeline.window(now, 5.0)
+    progress.update(
+        format_line(t, phase, green_percent, window, shown),
+        format_line(t, phase, green_percent, window, shown, compact=True),
+    )
     return states
 
 
