@@ -127,6 +127,7 @@ class WeightedListener:
         self._lock = threading.Lock()
         self._observer = observer
         self.counts: dict[str, int] = dict.fromkeys(self._targets, 0)
+        self._in_flight: dict[str, int] = dict.fromkeys(self._targets, 0)
         self.errors = 0  # requests the listener itself could not forward (502/503)
         self.error_log: list[str] = []  # the first few reasons, for the run's record
         self._server = _Server((host, port), _Handler)
@@ -155,6 +156,19 @@ class WeightedListener:
     def close_idle(self, name: str) -> None:
         """Close ``name``'s idle pooled connections (a target being stopped drains faster)."""
         self._targets[name].close()
+
+    def in_flight(self, name: str) -> int:
+        """Requests forwarded to ``name`` that have not been answered yet."""
+        with self._lock:
+            return self._in_flight[name]
+
+    def drain(self, name: str, timeout_s: float) -> bool:
+        """Wait (bounded) until ``name`` has no request in flight, as an ALB target group's
+        deregistration delay lets in-flight requests finish; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight(name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.in_flight(name) == 0
 
     @property
     def weights(self) -> dict[str, int]:
@@ -205,6 +219,17 @@ class WeightedListener:
         name = self.choose()
         if name is None:
             return _problem(503, "No target has any weight")
+        with self._lock:
+            self._in_flight[name] += 1
+        try:
+            return self._forward(name, method, path, headers, body)
+        finally:
+            with self._lock:
+                self._in_flight[name] -= 1
+
+    def _forward(
+        self, name: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes, str | None]:
         target = self._targets[name]
         started = time.perf_counter()
         for attempt in (1, 2):

@@ -38,6 +38,10 @@ DEFAULT_SPEC = ROOT / "alarms" / "specs" / "points-service.yaml"
 #: (CloudWatch has an ingestion delay of its own, undocumented).
 INGEST_LAG_S = 1.0
 TICK_S = 0.25
+#: The longest wait for a version's in-flight requests before it is stopped (the ALB's
+#: deregistration delay, 300 s by default, shortened). A regressed green at 100 % has a long
+#: queue in front of its limiter: ~20 s of requests at the defaults.
+DRAIN_S = 30.0
 #: A version that has served traffic this long without writing one EMF line has no telemetry.
 EMF_GRACE_S = 10.0
 _NO_EMF = (
@@ -331,7 +335,7 @@ def run(options: Options) -> Outcome:
             )
             with _signals_ignored():
                 supervisor.stop("locust", timeout_s=20, first=signal.SIGINT)
-            decision.pop("stopper").join(30)
+            decision.pop("stopper").join(DRAIN_S + 30)
             details["listener_errors"] = listener.error_log
             survivor = "blue" if decision["outcome"] == "rolled_back" else "green"
             with _store(db_path) as store:
@@ -459,10 +463,11 @@ def _deploy(
                 f"{decided - t0:+6.0f}s ROLLBACK: {', '.join(firing)} in ALARM at green "
                 f"{percent}% -> all traffic to blue, stopping green"
             )
-            listener.close_idle("green")
             # Green drains its in-flight requests (some wait in its limiter) in the background,
             # as an ECS task set does; the controller keeps watching meanwhile.
-            stopper = threading.Thread(target=supervisor.stop, args=("green",), daemon=True)
+            stopper = threading.Thread(
+                target=_drain_and_stop, args=(listener, supervisor, "green"), daemon=True
+            )
             stopper.start()
             return {
                 "stopper": stopper,
@@ -477,8 +482,9 @@ def _deploy(
             progress.message(
                 f"{offset:+6.0f}s bake time over, no alarm: terminating blue (original task set)"
             )
-            listener.close_idle("blue")
-            stopper = threading.Thread(target=supervisor.stop, args=("blue",), daemon=True)
+            stopper = threading.Thread(
+                target=_drain_and_stop, args=(listener, supervisor, "blue"), daemon=True
+            )
             stopper.start()
             return {
                 "stopper": stopper,
@@ -490,6 +496,14 @@ def _deploy(
                 "decided_at": time.time(),
             }
         time.sleep(TICK_S)
+
+
+def _drain_and_stop(listener: WeightedListener, supervisor: Supervisor, name: str) -> None:
+    """Let the requests already sent to ``name`` finish (bounded), then stop it: stopping it at
+    once would reset them, which clients of an ALB (deregistration delay) never see."""
+    listener.drain(name, DRAIN_S)
+    listener.close_idle(name)
+    supervisor.stop(name)
 
 
 def _observe(

@@ -161,3 +161,45 @@ def test_bad_weights_are_refused(targets) -> None:
             lb.set_weights({"blue": -1})
     finally:
         lb.stop()
+
+
+def test_drain_waits_for_the_requests_in_flight() -> None:
+    release = threading.Event()
+
+    class _Held(_Echo):
+        def _answer(self) -> None:
+            release.wait(30)
+            super()._answer()
+
+        do_GET = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Held)
+    server.daemon_threads = True
+    server.name = "green"  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    answers: list[int] = []
+    try:
+        with WeightedListener({"green": ("127.0.0.1", server.server_address[1])}) as lb:
+
+            def client() -> None:
+                conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=30)
+                answers.append(_get(conn)[0])
+
+            thread = threading.Thread(target=client)
+            thread.start()
+            # Wait (bounded) until the request is held by the target.
+            for _ in range(200):
+                if lb.in_flight("green"):
+                    break
+                threading.Event().wait(0.05)
+            assert lb.in_flight("green") == 1
+            assert lb.drain("green", timeout_s=0.2) is False
+            release.set()
+            assert lb.drain("green", timeout_s=30) is True
+            thread.join(30)
+            assert answers == [200]
+            assert lb.in_flight("green") == 0
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
