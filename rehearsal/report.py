@@ -124,6 +124,7 @@ def _draw(
     ax_lat.set_title("Latency per version at the listener (p50 solid, p99 dashed; log scale)",
                      loc="left", pad=20)  # fmt: skip
     for target, rows in sorted(per_second.items()):
+        rows = _gaps_filled(rows)
         xs = [r[0] for r in rows]
         color = COLORS.get(target, "#555555")
         ax_lat.plot(xs, [r[2] for r in rows], color=color, lw=1.6, label=f"{target} p50")
@@ -232,6 +233,18 @@ def _draw(
         ha="center", va="bottom", fontsize=8, color="#555555",
     )  # fmt: skip
     fig.tight_layout(h_pad=1.6)
+
+
+def _gaps_filled(
+    rows: list[tuple[float, int, float, float]],
+) -> list[tuple[float, int, float, float]]:
+    """Every second between a version's first and last request: a second without requests
+    counts 0 and has no latency (NaN breaks the line instead of bridging the gap)."""
+    if not rows:
+        return rows
+    have = {round(r[0] - 0.5): r for r in rows}
+    first, last = min(have), max(have)
+    return [have.get(sec, (sec + 0.5, 0, math.nan, math.nan)) for sec in range(first, last + 1)]
 
 
 def _common_prefix(names: list[str]) -> str:
