@@ -59,11 +59,17 @@ def rate_at(shape: str, run_time: float, env: Mapping[str, str] | None = None) -
 
 
 def tick(
-    shape: str, run_time: float, env: Mapping[str, str] | None = None
+    shape: str,
+    run_time: float,
+    env: Mapping[str, str] | None = None,
+    limit_s: float | None = None,
 ) -> tuple[int, float] | None:
-    """Locust's ``tick()`` for ``shape``: ``(users, spawn rate)``, or ``None`` once it is over."""
+    """Locust's ``tick()`` for ``shape``: ``(users, spawn rate)``, or ``None`` once it is over
+    (after ``LOAD_DURATION_S``, or ``limit_s``: Locust's ``--run-time``)."""
     duration = setting("LOAD_DURATION_S", env)
     if duration and run_time >= duration:
+        return None
+    if limit_s and run_time >= limit_s:
         return None
     users = users_for(rate_at(shape, run_time, env), setting("LOAD_USER_RPS", env))
     ramp_s = max(setting("LOAD_RAMP_S", env), 0.1)

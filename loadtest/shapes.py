@@ -27,7 +27,11 @@ class _RateShape(LoadTestShape):
     name = "steady"
 
     def tick(self) -> tuple[int, float] | None:
-        return rates.tick(self.name, self.get_run_time())
+        # Headless Locust (2.47) only arms --run-time once a shape has ended, so a shape that
+        # runs until stopped would ignore it: the shape applies it itself.
+        options = getattr(getattr(self.runner, "environment", None), "parsed_options", None)
+        limit = getattr(options, "run_time", None)
+        return rates.tick(self.name, self.get_run_time(), limit_s=limit)
 
 
 class SteadyShape(_RateShape):

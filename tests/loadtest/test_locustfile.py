@@ -13,11 +13,11 @@ from rehearsal.listener import Record, WeightedListener
 from tests.support.processes import ROOT, gunicorn
 
 
-def _locust(host: str, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def _locust(host: str, out: Path, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
     args = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
         "--headless", "--host", host, "--csv", str(out / "load"), "--html", str(out / "load.html"),
-        "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5",
+        "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5", *extra,
     ]  # fmt: skip
     run_env = {"PATH": "/usr/bin:/bin", "LOAD_SHAPE": "steady", "LOAD_DURATION_S": "6", **env}
     return subprocess.run(args, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=90)
@@ -73,3 +73,17 @@ def test_bad_load_shape_is_one_clear_error(tmp_path: Path) -> None:
     proc = _locust("http://127.0.0.1:9", tmp_path, LOAD_SHAPE="spike")
     assert proc.returncode != 0
     assert "LOAD_SHAPE must be one of steady, step, demo" in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_documented_command_with_a_shape_stops_at_run_time(tmp_path: Path) -> None:
+    # LOAD_SHAPE=demo runs until stopped; --run-time must stop it (it hung before). The
+    # subprocess timeout only guards against a hang.
+    env = {"POINTS_DB_PATH": str(tmp_path / "points.db"), "WEB_CONCURRENCY": "1"}
+    with gunicorn(env=env) as (base, _proc):
+        proc = _locust(base, tmp_path, "--run-time", "4s", LOAD_SHAPE="demo", LOAD_RPS="10",
+                       LOAD_DURATION_S="0")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(tmp_path / "load_stats.csv")
+    assert int(rows["Aggregated"]["Request Count"]) > 0
+    assert (tmp_path / "load.html").exists()

@@ -56,3 +56,11 @@ def test_defaults_run_until_stopped() -> None:
 
 def test_this_module_did_not_import_locust() -> None:
     assert "locust" not in sys.modules
+
+
+def test_locusts_run_time_ends_a_shape_that_runs_until_stopped() -> None:
+    assert rates.tick("demo", 14.9, {}, limit_s=15) is not None
+    assert rates.tick("demo", 15, {}, limit_s=15) is None
+    assert rates.tick("demo", 10_000, {}, limit_s=None) is not None
+    # Whichever comes first: LOAD_DURATION_S or --run-time.
+    assert rates.tick("steady", 6, {"LOAD_DURATION_S": "5"}, limit_s=60) is None
