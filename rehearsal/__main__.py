@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -190,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def _python() -> str:
+    """This interpreter as the user can type it (``.venv/bin/python`` after ``make demo``):
+    a bare ``python`` may not be the one with the toolkit installed."""
+    rel = os.path.relpath(sys.executable)
+    return shlex.quote(sys.executable if rel.startswith("..") else rel)
+
+
 def summary(outcome) -> str:
     """The end-of-run summary for people."""
     r, d = outcome.result, outcome.details
@@ -214,8 +223,8 @@ def summary(outcome) -> str:
     out = outcome.report_path.parent
     lines.append(f"Result: {out / 'result.json'}")
     lines.append(
-        f"Replay the alarms offline: python -m alarms replay --alarms {out / 'alarms.json'} "
-        f"--emf {out / 'emf.jsonl'}"
+        f"Replay the alarms offline: {_python()} -m alarms replay --alarms "
+        f"{shlex.quote(str(out / 'alarms.json'))} --emf {shlex.quote(str(out / 'emf.jsonl'))}"
     )
     lines.append(f"Report: {outcome.report_path}")
     return "\n".join(lines)
