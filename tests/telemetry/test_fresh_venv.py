@@ -53,6 +53,7 @@ def test_fresh_venv_instruments_a_tiny_app(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(ROOT / "pyproject.toml", src)
+    shutil.copy(ROOT / "LICENSE", src)  # named by the metadata's license-files
     shutil.copytree(
         ROOT / "telemetry", src / "telemetry", ignore=shutil.ignore_patterns("__pycache__")
     )
