@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
             "custom:allatonce (default: %(default)s)"
         ),
     )
-    p.add_argument("--time-scale", type=_positive, default=0.5, metavar="X",
+    p.add_argument("--time-scale", type=_positive, default=0.75, metavar="X",
                    help="multiply every deployment duration by X (default: %(default)s)")  # fmt: skip
     p.add_argument("--bake", type=_non_negative, default=60.0, metavar="SECONDS",
                    help="wait after 100%% green before terminating blue, alarms still watched; "

@@ -58,7 +58,7 @@ class Options:
     scenario: str
     out: Path
     deployment_config: str = schedules.DEFAULT_CONFIG
-    time_scale: float = 0.5
+    time_scale: float = 0.75
     bake_s: float = 60.0  # CodeDeploy's wait before terminating the original task set (scaled)
     spec: Path = DEFAULT_SPEC
     port: int = 0  # listener port; 0 picks a free one
