@@ -63,7 +63,9 @@ def test_locustfile_drives_every_route_and_expected_answers_are_not_failures(
         # With the limiter rejecting 3 requests in 4, a retry of an acknowledged grant is itself
         # most often refused, so replays (200) are only certain without it.
         assert statuses[("grants", 200)] > 0
-    assert statuses[("redemptions", 409)] + statuses[("redemptions", 201)] > 0
+    # Redemptions are rare; with the limiter on, all of them may have been refused with 429.
+    answered = (201, 409) if limiter == "off" else (201, 409, 429)
+    assert sum(statuses[("redemptions", status)] for status in answered) > 0
     if limiter == "reject":
         assert sum(n for (_, status), n in statuses.items() if status == 429) > 0
     assert not [k for k in statuses if k[1] >= 500]
