@@ -42,8 +42,7 @@ def format_line(
         if not s:
             parts.append(f"{target} idle")
             continue
-        extra = f" 429:{int(s['429'])}" if s.get("429") else ""
-        extra += f" 5xx:{int(s['5xx'])}" if s.get("5xx") else ""
+        extra = _refusals(s)
         parts.append(
             f"{target} {s['rps']:4.0f}/s p50 {_ms(s['p50']):>6} p99 {_ms(s['p99']):>6}{extra}"
         )
@@ -61,6 +60,11 @@ def format_line(
     return " | ".join(parts)
 
 
+def _refusals(s: dict[str, float]) -> str:
+    """`` 429:N 5xx:M`` for a version's window, leaving out counts that are zero."""
+    return "".join(f" {code}:{int(s[code])}" for code in ("429", "5xx") if s.get(code))
+
+
 def _compact(
     t: float,
     phase: str,
@@ -74,8 +78,7 @@ def _compact(
         if not s:
             parts.append(f"{target} idle")
             continue
-        extra = f" 429:{int(s['429'])}" if s.get("429") else ""
-        extra += f" 5xx:{int(s['5xx'])}" if s.get("5xx") else ""
+        extra = _refusals(s)
         parts.append(f"{target} {s['rps']:.0f}/s {_ms(s['p50'])}/{_ms(s['p99'])}{extra}")
     counts = {k: sum(1 for v in states.values() if v == k) for k in ("ALARM", "OK")}
     parts.append(" ".join(f"{n} {SHORT_STATE[k]}" for k, n in counts.items() if n) or "alarms -")
