@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from points.environment_variables import POINTS_DB_PATH
+from sample_api import environment_variables as api_env
+
 ROOT = Path(__file__).resolve().parents[1]
 #: The healthy runs: a canary (10 % for 5 minutes, then 100 %) at a tenth of real time, with a
 #: 20 s bake at 100 % green, so each run sees green at both shares under the full load.
@@ -144,8 +147,9 @@ def listener_overhead(tmp: Path, threads: int = 8, per_thread: int = 400) -> Non
 
     port = free_port()
     sup = Supervisor(tmp / "listener-bench")
-    env = {"PORT": str(port), "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1",
-           "GUNICORN_THREADS": "4", "POINTS_DB_PATH": str(tmp / "lb.db")}  # fmt: skip
+    env = {api_env.PORT: str(port), api_env.BIND: f"127.0.0.1:{port}",
+           api_env.WEB_CONCURRENCY: "1", api_env.GUNICORN_THREADS: "4",
+           POINTS_DB_PATH: str(tmp / "lb.db")}  # fmt: skip
     try:
         child = sup.start(
             "api",

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import telemetry
+from points.storage.sqlite import SQLiteStorage
 from sample_api import Config, RateLimitSettings, create_app
 from sample_api.ratelimit import RateLimiter
-from sample_api.storage.sqlite import SQLiteStorage
+from sample_api.state import state_of
 
 REQUESTS = 600
 WRITES = 2000
@@ -32,7 +33,7 @@ def _grants_per_second(config: Config) -> float:
         body = {"user_id": "bench", "order_id": f"o-{i}", "amount_jpy": 1000}
         assert client.post("/v1/points/grants", json=body).status_code == 201
     elapsed = time.perf_counter() - started
-    app.extensions["sample_api"].storage.close()
+    state_of(app).storage.close()
     return REQUESTS / elapsed
 
 

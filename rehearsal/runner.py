@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import LOCUSTFILE
+from points import environment_variables as points_env
 from rehearsal import schedule as schedules
 from rehearsal.collector import Collector
 from rehearsal.listener import WeightedListener
@@ -26,6 +27,7 @@ from rehearsal.progress import Progress, format_line
 from rehearsal.safety import SafetyReport, check
 from rehearsal.supervisor import Interrupted, Supervisor, signals_raise
 from rehearsal.timeline import Timeline
+from sample_api import environment_variables as api_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("regression", "healthy")
@@ -123,13 +125,13 @@ def child_env(
     Service, namespace and version are the alarm spec's, and EMF goes to stdout whatever the
     caller's shell says (``AWS_EMF_*``): metrics the alarms cannot see would pass silently."""
     env = {
-        "APP_VERSION": version,
-        "PORT": str(port),
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": str(options.web_concurrency),
-        "GUNICORN_THREADS": str(options.threads),
-        "POINTS_STORE": "sqlite",
-        "POINTS_DB_PATH": str(db_path),
+        api_env.APP_VERSION: version,
+        api_env.PORT: str(port),
+        api_env.BIND: f"127.0.0.1:{port}",
+        api_env.WEB_CONCURRENCY: str(options.web_concurrency),
+        api_env.GUNICORN_THREADS: str(options.threads),
+        points_env.POINTS_STORE: "sqlite",
+        points_env.POINTS_DB_PATH: str(db_path),
         "OTEL_SERVICE_NAME": service,
         "OTEL_RESOURCE_ATTRIBUTES": f"service.version={version}",
         "AWS_EMF_NAMESPACE": namespace,
@@ -140,15 +142,15 @@ def child_env(
         # Access lines are only kept as logs here; errors are always logged by telemetry.
         "TELEMETRY_ACCESS_LOG_SAMPLE": "0.1",
         "PYTHONUNBUFFERED": "1",
-        "RATE_LIMIT_ENABLED": "true" if limiter else "false",
+        api_env.RATE_LIMIT_ENABLED: "true" if limiter else "false",
     }
     if limiter:
         env.update(
             {
-                "RATE_LIMIT_RPS": f"{options.green_limit_rps:g}",
-                "RATE_LIMIT_BURST": str(options.green_limit_burst),
-                "RATE_LIMIT_MODE": "delay",
-                "RATE_LIMIT_MAX_WAIT_S": f"{options.green_limit_max_wait_s:g}",
+                api_env.RATE_LIMIT_RPS: f"{options.green_limit_rps:g}",
+                api_env.RATE_LIMIT_BURST: str(options.green_limit_burst),
+                api_env.RATE_LIMIT_MODE: "delay",
+                api_env.RATE_LIMIT_MAX_WAIT_S: f"{options.green_limit_max_wait_s:g}",
             }
         )
     env.update(options.extra_env)
@@ -367,9 +369,11 @@ def run(options: Options) -> Outcome:
 @contextlib.contextmanager
 def _store(db_path: Path) -> Iterator[Any]:
     """The shared store, read directly (independent of either version's API)."""
-    from sample_api.storage import open_storage
+    from points import open_storage
 
-    storage = open_storage({"POINTS_STORE": "sqlite", "POINTS_DB_PATH": str(db_path)})
+    storage = open_storage(
+        {points_env.POINTS_STORE: "sqlite", points_env.POINTS_DB_PATH: str(db_path)}
+    )
     try:
         yield storage
     finally:

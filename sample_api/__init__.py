@@ -1,8 +1,12 @@
 """Points service: purchase amount in JPY -> points; balances and redemptions.
 
 Public API: :func:`create_app` (Flask app factory), :class:`Config` / :class:`ConfigError`
-(settings from the environment) and :func:`post_fork` (gunicorn worker start-up hook). The WSGI
-entry point is ``sample_api.wsgi:app``; the gunicorn settings are ``sample_api/gunicorn.conf.py``.
+(settings from the environment; ``ConfigError`` is :class:`points.settings.ConfigError`) and
+:func:`post_fork` (gunicorn worker start-up hook). The WSGI entry point is ``sample_api.wsgi:app``;
+the gunicorn settings are ``sample_api/gunicorn.conf.py``.
+
+This package is the HTTP face of the ledger: views, problem details, the rate limiter and the app
+factory. The ledger itself (domain rules and storage) is the :mod:`points` package.
 """
 
 from sample_api.app import create_app

@@ -11,47 +11,33 @@ from __future__ import annotations
 import os
 import sys
 
+from points.settings import ConfigError as _ConfigError
+from points.settings import env_int as _env_int
+from sample_api import environment_variables as _names
 from sample_api.app import check_config as _check_config
-from sample_api.config import ConfigError as _ConfigError
 
+_env = os.environ
 
-def _int(name: str, default: int, low: int, high: int) -> int:
-    text = (os.environ.get(name) or "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        print(
-            f"points-service: configuration error: {name} must be a whole number between {low} "
-            f"and {high}; got {os.environ[name]!r}",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    return value
-
-
-# Check the app's settings once in the master, so a bad variable stops start-up with one line
-# instead of every worker failing to boot.
+# Check the app's settings (and ours) once in the master, so a bad variable stops start-up with
+# one line instead of every worker failing to boot.
 try:
     _check_config()
+    bind = (
+        _env.get(_names.BIND) or f"0.0.0.0:{_env_int(_env, _names.PORT, 8080, low=1, high=65535)}"
+    )
+    workers = _env_int(_env, _names.WEB_CONCURRENCY, 2, low=1, high=64)
+    threads = _env_int(_env, _names.GUNICORN_THREADS, 1, low=1, high=64)  # > 1: gthread worker
+    timeout = _env_int(_env, _names.GUNICORN_TIMEOUT, 30, low=1, high=3600)
+    graceful_timeout = _env_int(_env, _names.GUNICORN_GRACEFUL_TIMEOUT, 20, low=1, high=3600)
 except _ConfigError as _exc:
     print(f"points-service: configuration error: {_exc}", file=sys.stderr)
     raise SystemExit(2) from None
-
-bind = os.environ.get("BIND") or f"0.0.0.0:{_int('PORT', 8080, 1, 65535)}"
-workers = _int("WEB_CONCURRENCY", 2, 1, 64)
-threads = _int("GUNICORN_THREADS", 1, 1, 64)  # > 1 switches to the gthread worker
-timeout = _int("GUNICORN_TIMEOUT", 30, 1, 3600)
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 20, 1, 3600)
 keepalive = 5  # the ALB keeps connections open; its idle timeout (60 s) is longer than this
 
 # Access logs come from telemetry (JSON lines with trace ids); gunicorn's own log goes to stderr.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+loglevel = _env.get(_names.GUNICORN_LOG_LEVEL, "info")
 
 # gunicorn >= 25 opens a control socket under $HOME by default: several servers on one host would
 # share its path, and a read-only container root cannot create it. Nothing here uses it.

@@ -11,15 +11,15 @@ from typing import Any
 from flask import Flask, Response, current_app, json
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from sample_api.domain import ValidationError
-from sample_api.ratelimit import RateLimited
-from sample_api.storage import (
+from points import (
     IdempotencyConflict,
     InsufficientPoints,
     InvalidCursor,
     StorageError,
     StorageUnavailable,
+    ValidationError,
 )
+from sample_api.ratelimit import RateLimited
 
 PROBLEM_JSON = "application/problem+json"
 # Problem type URIs (relative references, RFC 9457 section 3.1.1); "about:blank" is used for

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 
 import telemetry
+from points.settings import ConfigError
 from sample_api.app import create_app
-from sample_api.config import Config, ConfigError
+from sample_api.config import Config
 
 # gunicorn's "App failed to load" worker exit status: the master stops instead of respawning a
 # worker that can never start.

@@ -17,7 +17,10 @@ from types import FrameType
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker._config import ConfigError, WorkerConfig, region_from, sqs_endpoint_from
+from points.environment_variables import POINTS_DB_PATH
+from points.settings import ConfigError, is_http_url, region_from
+from worker._config import WorkerConfig, queue_url_from, sqs_endpoint_from
+from worker.environment_variables import QUEUE_URL
 
 PROG = "points-worker"
 
@@ -103,9 +106,11 @@ def _client() -> object:
 def _send_sample(args: argparse.Namespace) -> int:
     from worker._sample import send_sample
 
-    url = args.queue_url or os.environ.get("QUEUE_URL", "").strip()
+    if args.queue_url is not None and not is_http_url(args.queue_url):
+        raise ConfigError(f"--queue-url must be an http(s) URL, got {args.queue_url!r}")
+    url = args.queue_url or queue_url_from(os.environ)
     if not url:
-        raise ConfigError("send-sample needs --queue-url or QUEUE_URL")
+        raise ConfigError(f"send-sample needs --queue-url or {QUEUE_URL}")
     summary = send_sample(
         _client(),
         url,
@@ -134,25 +139,22 @@ def _setup_queues(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sample_api.domain import parse_rate
-    from sample_api.storage import open_storage
+    from points import open_storage, rate_from
+    from points.storage import backend_from
     from worker import _instrument as instrument
     from worker._runner import Worker
 
     config = WorkerConfig.from_env()
-    try:
-        rate = parse_rate(os.environ.get("POINTS_RATE"))
-        storage = open_storage()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if (os.environ.get("POINTS_STORE") or "sqlite").strip().lower() == "sqlite":
+    rate = rate_from(os.environ)
+    storage = open_storage()  # ConfigError for a bad POINTS_* variable
+    if backend_from(os.environ) == "sqlite":
         # A local file that cannot be opened is configuration, not an outage: running on would
         # fail every job and send every message to the DLQ. (A remote store that is down at
         # start-up is left to the retries: it may come back.)
         try:
             storage.ping()
         except Exception as exc:
-            raise ConfigError(f"POINTS_DB_PATH: {exc}") from None
+            raise ConfigError(f"{POINTS_DB_PATH}: {exc}") from None
 
     instrument.configure(slots=config.concurrency)
     worker = Worker(config, storage, rate=rate)

@@ -7,7 +7,7 @@ Wire format (the SQS message body, UTF-8 JSON)::
 
 The envelope names the event and its schema version so that a producer can evolve the payload
 without the worker guessing; ``data`` is exactly the API's grant body and goes through the same
-:func:`sample_api.domain.validate_grant`. Anything else (not JSON, duplicate keys, unknown or
+:func:`points.domain.validate_grant`. Anything else (not JSON, duplicate keys, unknown or
 missing fields, another type or version) is a :class:`PoisonMessage`: it can never succeed.
 
 Trace context travels outside the body: the ``AWSTraceHeader`` system attribute (set by SQS for
@@ -26,7 +26,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from sample_api.domain import GrantRequest, ValidationError, validate_grant
+from points.domain import GrantRequest, ValidationError, validate_grant
 
 EVENT_TYPE = "order.completed"
 EVENT_VERSION = 1

@@ -26,8 +26,8 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from sample_api.domain import DEFAULT_RATE, PointsService
-from sample_api.storage.base import IdempotencyConflict, Storage
+from points.domain import DEFAULT_RATE, PointsService
+from points.storage import IdempotencyConflict, Storage
 from worker import _instrument as instrument
 from worker._acker import MAX_BATCH, Acker
 from worker._config import WorkerConfig

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from sample_api.app import state
 from sample_api.problems import problem
+from sample_api.state import current_state
 
 bp = Blueprint("health", __name__)
 
@@ -20,7 +20,7 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Readiness: the store answers."""
     try:
-        state().storage.ping()
+        current_state().storage.ping()
     except Exception as exc:  # any backend failure means "not ready", never a 500
         current_app.logger.warning("not ready: %s", exc)
         return problem(

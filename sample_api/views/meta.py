@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from sample_api.app import state
+from sample_api.state import current_state
 
 bp = Blueprint("meta", __name__)
 
 
 @bp.get("/version")
 def version() -> Response:
-    cfg = state().config
+    cfg = current_state().config
     return jsonify(version=cfg.version, rate_limiter=cfg.rate_limit.to_dict())
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(state().openapi)
+    return jsonify(current_state().openapi)

@@ -8,24 +8,24 @@ from typing import Any, NoReturn
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from sample_api import ratelimit
-from sample_api.app import state
-from sample_api.domain import (
+from points.domain import (
     ValidationError,
     validate_grant,
     validate_id,
     validate_limit,
     validate_redemption,
 )
+from points.storage import LedgerEntry
+from sample_api import ratelimit
 from sample_api.problems import BadRequest
-from sample_api.storage import LedgerEntry
+from sample_api.state import current_state
 
 bp = Blueprint("points", __name__)
 
 
 @bp.before_request
 def _limit() -> None:
-    ratelimit.enforce(state().limiter)
+    ratelimit.enforce(current_state().limiter)
 
 
 bp.after_request(ratelimit.server_timing)
@@ -93,9 +93,9 @@ def json_body() -> Any:
 
 @bp.post("/v1/points/grants")
 def create_grant() -> tuple[Response, int]:
-    app = state()
+    state = current_state()
     grant = validate_grant(json_body())
-    outcome = app.service.grant(grant)
+    outcome = state.service.grant(grant)
     e = outcome.entry
     body = {
         "grant_id": e.entry_id,
@@ -110,9 +110,9 @@ def create_grant() -> tuple[Response, int]:
 
 @bp.post("/v1/points/redemptions")
 def create_redemption() -> tuple[Response, int]:
-    app = state()
+    state = current_state()
     redemption = validate_redemption(json_body())
-    outcome = app.service.redeem(redemption)
+    outcome = state.service.redeem(redemption)
     e = outcome.entry
     body = {
         "redemption_id": e.entry_id,
@@ -148,7 +148,7 @@ def user_points(user_id: str) -> Response:
     validate_id(user_id, "user_id")
     limit = validate_limit(_query("limit"))
     cursor = _query("cursor") or None  # an empty cursor means the first page
-    page = state().storage.history(user_id, limit=limit, cursor=cursor)
+    page = current_state().storage.history(user_id, limit=limit, cursor=cursor)
     return jsonify(
         user_id=user_id,
         balance=page.balance,

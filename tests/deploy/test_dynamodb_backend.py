@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
-from sample_api.storage import StorageUnavailable, open_storage
-from sample_api.storage.dynamodb import create_table, from_env
+from points.storage import StorageUnavailable, open_storage
+from points.storage.dynamodb import create_table, from_env
 from tests.deploy._cfn import DEPLOY, load
 from tests.support.processes import free_port, gunicorn
 
@@ -80,7 +80,7 @@ def test_create_table_is_idempotent(aws_env: dict[str, str]) -> None:
 
 def test_create_table_cli(aws_env: dict[str, str]) -> None:
     name = f"points-{uuid.uuid4().hex[:8]}"
-    args = [sys.executable, "-m", "sample_api.storage.dynamodb", "create-table", "--table", name]
+    args = [sys.executable, "-m", "points.storage.dynamodb", "create-table", "--table", name]
     ok = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and f"POINTS_TABLE={name} (created)" in ok.stdout
     env = {**aws_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from alarms import load_spec, rollback_alarm_names, synth
+from points.storage.dynamodb import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA
 from sample_api import Config, create_app
-from sample_api.storage.dynamodb import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA
 from tests.deploy._cfn import DEPLOY, ROOT, load, resources
 
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")

@@ -20,6 +20,7 @@ from werkzeug.test import TestResponse
 
 from sample_api import Config, RateLimitSettings, create_app
 from sample_api.app import load_openapi
+from sample_api.state import state_of
 
 OPENAPI = load_openapi()
 _DOC_URI = "urn:points-service:openapi"
@@ -126,7 +127,7 @@ def make_app(config: Config) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for app in apps:
-        app.extensions["sample_api"].storage.close()
+        state_of(app).storage.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from sample_api.storage.sqlite import SQLiteStorage
+from points.storage.sqlite import SQLiteStorage
 from tests.sample_api.conftest import Api, ledger_snapshot
 
 GRANTS = "/v1/points/grants"

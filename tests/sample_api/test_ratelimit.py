@@ -13,6 +13,7 @@ import pytest
 
 from sample_api import RateLimitSettings
 from sample_api.ratelimit import RateLimiter
+from sample_api.state import state_of
 from tests.sample_api.conftest import Api
 
 GRANTS = "/v1/points/grants"
@@ -105,7 +106,7 @@ def test_reject_mode_answers_429_problem_with_retry_after(make_app) -> None:
     assert int(refused.headers["Retry-After"]) >= 1
     assert api.get("/v1/users/alice/points").status_code == 429  # every points route is limited
     # The refused grant was never stored.
-    app.extensions["sample_api"].limiter.settings = RateLimitSettings(enabled=False)
+    state_of(app).limiter.settings = RateLimitSettings(enabled=False)
     entries = api.get("/v1/users/alice/points").get_json()["entries"]
     assert sorted(e["order_id"] for e in entries) == ["a", "b"]
 
@@ -141,7 +142,7 @@ def test_wait_is_exposed_to_telemetry_and_in_server_timing(make_app) -> None:
     first = client.post(GRANTS, json=body("a"))
     # Spend the token that refilled meanwhile (the first request may have been slow), so the
     # second request finds the bucket empty and waits (unless 0.5 s pass in between).
-    app.extensions["sample_api"].limiter.acquire()
+    state_of(app).limiter.acquire()
     second = client.post(GRANTS, json=body("b"))
     assert first.headers["Server-Timing"] == "ratelimit;dur=0.0"
     assert second.headers["Server-Timing"].startswith("ratelimit;dur=")

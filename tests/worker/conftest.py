@@ -17,9 +17,9 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import telemetry
-from sample_api.storage import open_storage
+from points.storage import open_storage
 from telemetry.sinks import MemorySink
-from tests.storage.conftest import serial_moto_endpoint  # reused: DynamoDB needs a serial moto
+from tests.points.conftest import serial_moto_endpoint  # reused: DynamoDB needs a serial moto
 from worker import Worker, WorkerConfig, make_client, setup_queues
 
 __all__ = ["serial_moto_endpoint"]

@@ -7,7 +7,7 @@ import json
 import pytest
 from opentelemetry import trace
 
-from sample_api.domain import GrantRequest
+from points.domain import GrantRequest
 from worker import EVENT_TYPE, PoisonMessage, make_event, parse_event
 from worker._events import trace_context
 from worker._sample import POISON_BODIES, new_trace, sample_orders

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sample_api.domain import points_for
+from points.domain import points_for
 from tests.worker.conftest import Ledger, depth, drained, running_worker, wait_for
 from worker import make_event
 from worker._sample import POISON_BODIES, send_bodies

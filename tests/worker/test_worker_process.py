@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sample_api.domain import points_for
+from points.domain import points_for
 from telemetry import catalog
 from tests.support.processes import child
 from tests.worker.conftest import WORKER_CMD, Ledger, depth, drained, wait_for, worker_env
@@ -232,8 +232,8 @@ def test_dynamodb_store_credits_duplicates_once(
     serial_moto_endpoint: str,
 ) -> None:
     # the production set-up: POINTS_STORE=dynamodb. DynamoDB lives on its own serial moto server
-    # (transaction isolation, see tests/storage/conftest.py) and SQS on the shared one.
-    from sample_api.storage.dynamodb import create_table, from_env
+    # (transaction isolation, see tests/points/conftest.py) and SQS on the shared one.
+    from points.storage.dynamodb import create_table, from_env
 
     table = f"points-{uuid.uuid4().hex[:8]}"
     create_table(table, region="us-east-1", endpoint_url=serial_moto_endpoint)

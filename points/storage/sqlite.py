@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from sample_api.storage.base import (
+from points.storage.base import (
     EntryKind,
     HistoryPage,
     LedgerEntry,

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from sample_api.domain import (
+from points.domain import (
     ValidationError,
     parse_rate,
     points_for,

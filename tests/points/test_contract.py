@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sample_api.storage import (
+from points.storage import (
     IdempotencyConflict,
     InsufficientPoints,
     InvalidCursor,

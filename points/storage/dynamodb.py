@@ -36,7 +36,16 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sample_api.storage.base import (
+from points.environment_variables import (
+    AWS_ACCESS_KEY_ID,
+    AWS_ENDPOINT_URL,
+    AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN,
+    POINTS_STORE,
+    POINTS_TABLE,
+)
+from points.settings import DEFAULT_REGION, ConfigError, env_url, region_from
+from points.storage.base import (
     EntryKind,
     HistoryPage,
     LedgerEntry,
@@ -59,7 +68,6 @@ ATTRIBUTE_DEFINITIONS = [
     {"AttributeName": "pk", "AttributeType": "S"},
     {"AttributeName": "sk", "AttributeType": "S"},
 ]
-DEFAULT_REGION = "us-east-1"
 #: Write attempts before giving up under contention (each re-reads; backoff is jittered).
 MAX_ATTEMPTS = 40
 _BALANCE_SK = "BALANCE"
@@ -340,39 +348,44 @@ class DynamoDBStorage:
 
 
 def from_env(env: Mapping[str, str]) -> DynamoDBStorage:
-    """Open the table named by ``POINTS_TABLE``; ``ValueError`` names a missing variable.
+    """Open the table named by ``POINTS_TABLE``; :class:`~points.settings.ConfigError` (a
+    ``ValueError``) names a missing or malformed variable.
 
     No I/O here: an unreachable table shows up as :class:`StorageUnavailable` on first use.
     """
-    table = (env.get("POINTS_TABLE") or "").strip()
-    if not table:
-        raise ValueError("POINTS_TABLE is required when POINTS_STORE=dynamodb")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", table):
-        # DynamoDB's naming rule; otherwise every request fails later with a validation error
-        raise ValueError(
-            f"POINTS_TABLE must be 3-255 characters of letters, digits, '_', '.', '-'; got {table!r}"
-        )
-    endpoint = (env.get("AWS_ENDPOINT_URL") or "").strip()
-    if endpoint and not re.fullmatch(r"https?://\S+", endpoint):
-        # botocore raises a bare ValueError for it on first use (a 500, not an outage)
-        raise ValueError(f"AWS_ENDPOINT_URL must be an http(s) URL, got {endpoint!r}")
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    table = table_from(env, required=True)
     credentials = {}
     # Explicit credentials in the mapping win (tests pass a complete environment); otherwise the
     # default chain applies (the ECS task role in production).
-    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+    if env.get(AWS_ACCESS_KEY_ID) and env.get(AWS_SECRET_ACCESS_KEY):
         credentials = {
-            "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+            "aws_access_key_id": env[AWS_ACCESS_KEY_ID],
+            "aws_secret_access_key": env[AWS_SECRET_ACCESS_KEY],
         }
-        if env.get("AWS_SESSION_TOKEN"):
-            credentials["aws_session_token"] = env["AWS_SESSION_TOKEN"]
+        if env.get(AWS_SESSION_TOKEN):
+            credentials["aws_session_token"] = env[AWS_SESSION_TOKEN]
     return DynamoDBStorage(
         table,
-        region=region,
-        endpoint_url=endpoint or None,
+        region=region_from(env),
+        endpoint_url=env_url(env, AWS_ENDPOINT_URL),
         credentials=credentials,
     )
+
+
+def table_from(env: Mapping[str, str], *, required: bool, default: str = "points-ledger") -> str:
+    """``POINTS_TABLE``, checked against DynamoDB's naming rule (otherwise every request would
+    fail later with a validation error); unset means ``default`` unless ``required``."""
+    table = (env.get(POINTS_TABLE) or "").strip()
+    if not table:
+        if required:
+            raise ConfigError(f"{POINTS_TABLE} is required when {POINTS_STORE}=dynamodb")
+        table = default
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", table):
+        raise ConfigError(
+            f"{POINTS_TABLE} must be 3-255 characters of letters, digits, '_', '.', '-'; "
+            f"got {table!r}"
+        )
+    return table
 
 
 def create_table(
@@ -409,21 +422,25 @@ def create_table(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sample_api.storage.dynamodb create-table [--table NAME]`` (env as the app)."""
-    parser = argparse.ArgumentParser(prog="python -m sample_api.storage.dynamodb")
+    """``python -m points.storage.dynamodb create-table [--table NAME]`` (env as the app)."""
+    parser = argparse.ArgumentParser(prog="python -m points.storage.dynamodb")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-table", help="create the ledger table (local runs)")
-    create.add_argument("--table", default=os.environ.get("POINTS_TABLE") or "points-ledger")
+    create.add_argument("--table", default=None, help="default: $POINTS_TABLE or points-ledger")
     args = parser.parse_args(argv)
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     try:
-        created = create_table(
-            args.table, region=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None
+        table = table_from(
+            {POINTS_TABLE: args.table or os.environ.get(POINTS_TABLE, "")}, required=False
         )
-    except (ClientError, BotoCoreError, TimeoutError) as exc:
+        created = create_table(
+            table,
+            region=region_from(os.environ),
+            endpoint_url=env_url(os.environ, AWS_ENDPOINT_URL),
+        )
+    except (ConfigError, ClientError, BotoCoreError, TimeoutError) as exc:
         print(f"create-table: {exc}", file=sys.stderr)
         return 2
-    print(f"POINTS_TABLE={args.table} ({'created' if created else 'already there'})")
+    print(f"{POINTS_TABLE}={table} ({'created' if created else 'already there'})")
     return 0
 
 

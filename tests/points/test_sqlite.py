@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sample_api.storage import DEFAULT_DB_PATH, StorageUnavailable, open_storage
-from sample_api.storage.sqlite import SQLiteStorage
+from points.storage import DEFAULT_DB_PATH, StorageUnavailable, open_storage
+from points.storage.sqlite import SQLiteStorage
 
 
 def test_file_is_in_wal_mode_with_the_schema(tmp_path: Path) -> None:
@@ -132,6 +132,6 @@ def test_open_storage_rejects_unknown_backends() -> None:
 
 
 def test_dynamodb_without_its_module_is_a_clear_error(monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "sample_api.storage.dynamodb", None)
+    monkeypatch.setitem(sys.modules, "points.storage.dynamodb", None)
     with pytest.raises(ValueError, match="POINTS_STORE=dynamodb"):
         open_storage({"POINTS_STORE": "dynamodb"})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sample_api.storage import Storage, open_storage
+from points.storage import Storage, open_storage
 from tests.conftest import FAKE_AWS_ENV
 from tests.support.processes import child, free_port
 
@@ -46,7 +46,7 @@ def serial_moto_endpoint() -> Iterator[str]:
 
 
 def _dynamodb_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    from sample_api.storage.dynamodb import create_table
+    from points.storage.dynamodb import create_table
 
     endpoint = request.getfixturevalue("serial_moto_endpoint")
     env = {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": endpoint}

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
-from sample_api.storage.base import Outcome, Storage
+from points.environment_variables import POINTS_RATE
+from points.settings import ConfigError
+from points.storage.base import Outcome, Storage
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MIN_AMOUNT_JPY = 1
@@ -48,16 +50,22 @@ class RedemptionRequest:
 
 
 def parse_rate(text: str | None) -> Decimal:
-    """Points per JPY, from configuration text (``POINTS_RATE``); ``ValueError`` if unusable."""
+    """Points per JPY, from configuration text (``POINTS_RATE``): a decimal in [0, 1], default
+    0.01. Raises :class:`~points.settings.ConfigError` (a ``ValueError``) if unusable."""
     if text is None or text.strip() == "":
         return DEFAULT_RATE
     try:
         rate = Decimal(text.strip())
     except InvalidOperation:
-        raise ValueError(f"POINTS_RATE must be a decimal number, got {text!r}") from None
+        raise ConfigError(f"{POINTS_RATE} must be a decimal number, got {text!r}") from None
     if not rate.is_finite() or rate < 0 or rate > 1:
-        raise ValueError(f"POINTS_RATE must be between 0 and 1, got {text!r}")
+        raise ConfigError(f"{POINTS_RATE} must be between 0 and 1, got {text!r}")
     return rate
+
+
+def rate_from(env: Mapping[str, str]) -> Decimal:
+    """``POINTS_RATE`` of ``env`` (see :func:`parse_rate`)."""
+    return parse_rate(env.get(POINTS_RATE))
 
 
 def points_for(amount_jpy: int, rate: Decimal = DEFAULT_RATE) -> int:
@@ -127,7 +135,7 @@ def validate_redemption(payload: Any) -> RedemptionRequest:
 
 
 class PointsService:
-    """Grants and redemptions over any :class:`~sample_api.storage.base.Storage`."""
+    """Grants and redemptions over any :class:`~points.storage.base.Storage`."""
 
     def __init__(self, storage: Storage, rate: Decimal = DEFAULT_RATE) -> None:
         self.storage = storage
