@@ -15,6 +15,7 @@ RUN python -m venv /opt/venv
 # Dependencies come from the project's own metadata (pyproject.toml extras), not a second list.
 # (README.md* : the metadata names a readme; the wildcard keeps the build working without one.)
 COPY pyproject.toml LICENSE README.md* ./
+COPY points ./points
 COPY sample_api ./sample_api
 COPY worker ./worker
 COPY telemetry ./telemetry

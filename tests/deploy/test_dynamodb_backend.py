@@ -89,6 +89,23 @@ def test_create_table_cli(aws_env: dict[str, str]) -> None:
     assert "Traceback" not in down.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--table", "x y"], {}, "POINTS_TABLE must be 3-255 characters"),
+        ([], {"POINTS_TABLE": "ab"}, "POINTS_TABLE must be 3-255 characters"),
+        ([], {"AWS_ENDPOINT_URL": "localhost:5000"}, "AWS_ENDPOINT_URL must be an http(s) URL"),
+    ],
+)
+def test_create_table_cli_bad_settings_are_one_line(
+    aws_env: dict[str, str], args: list[str], env: dict[str, str], message: str
+) -> None:
+    cmd = [sys.executable, "-m", "points.storage.dynamodb", "create-table", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**aws_env, **env})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"create-table: {message}") and proc.stderr.count("\n") == 1
+
+
 def test_item_layout(aws_env: dict[str, str]) -> None:
     """One grant leaves exactly the documented three items."""
     table = _table(aws_env)
