@@ -9,8 +9,9 @@ This package is the HTTP face of the ledger: views, problem details, the rate li
 factory. The ledger itself (domain rules and storage) is the :mod:`points` package.
 """
 
+from points.settings import ConfigError
 from sample_api.app import create_app
-from sample_api.config import Config, ConfigError, RateLimitSettings
+from sample_api.config import Config, RateLimitSettings
 from sample_api.lifecycle import post_fork
 
 __all__ = ["Config", "ConfigError", "RateLimitSettings", "create_app", "post_fork"]

@@ -1,7 +1,8 @@
 """Settings of the points service, read once from the environment (``Config.from_env()``).
 
-Every bad value raises :class:`ConfigError` with a one-line message that names the variable, so a
-misconfigured task fails at start-up with a readable reason instead of misbehaving later.
+Every bad value raises :class:`~points.settings.ConfigError` with a one-line message that names
+the variable, so a misconfigured task fails at start-up with a readable reason instead of
+misbehaving later.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from points.domain import DEFAULT_RATE, rate_from
 from points.environment_variables import POINTS_DB_PATH, POINTS_STORE
-from points.settings import ConfigError, env_choice, env_flag, env_float, env_int
+from points.settings import env_choice, env_flag, env_float, env_int
 from points.storage import DEFAULT_BACKEND, DEFAULT_DB_PATH, backend_from, db_path_from
 from sample_api.environment_variables import (
     APP_VERSION,
@@ -25,7 +26,7 @@ from sample_api.environment_variables import (
     RATE_LIMIT_RPS,
 )
 
-__all__ = ["MAX_BODY_BYTES", "Config", "ConfigError", "RateLimitMode", "RateLimitSettings"]
+__all__ = ["MAX_BODY_BYTES", "Config", "RateLimitMode", "RateLimitSettings"]
 
 MAX_BODY_BYTES = 16 * 1024
 

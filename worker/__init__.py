@@ -3,7 +3,8 @@
 Run it with ``python -m worker`` (or the ``points-worker`` console script); see docs/worker.md.
 """
 
-from worker._config import ConfigError, WorkerConfig
+from points.settings import ConfigError
+from worker._config import WorkerConfig
 from worker._events import EVENT_TYPE, EVENT_VERSION, PoisonMessage, make_event, parse_event
 from worker._runner import Stats, Worker
 from worker._sample import send_sample

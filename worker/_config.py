@@ -24,7 +24,7 @@ from worker.environment_variables import (
     WORKER_WAIT_TIME_S,
 )
 
-__all__ = ["ConfigError", "WorkerConfig", "queue_url_from", "sqs_endpoint_from"]
+__all__ = ["WorkerConfig", "queue_url_from", "sqs_endpoint_from"]
 
 
 @dataclass(frozen=True, slots=True)
