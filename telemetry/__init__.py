@@ -15,7 +15,7 @@ from typing import TextIO
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from telemetry import _errors, _runtime, catalog
+from telemetry import _errors, _runtime, catalog, cloudwatch_rules, environment_variables
 from telemetry._config import Settings
 from telemetry._histogram import RELATIVE_ERROR
 from telemetry.jobs import Job, job, record_message_age, report_queue
@@ -27,7 +27,10 @@ __all__ = [
     "Settings",
     "Sink",
     "catalog",
+    "cloudwatch_rules",
     "configure",
+    "counts",
+    "environment_variables",
     "error_count",
     "flush",
     "get_logger",
@@ -43,21 +46,68 @@ def configure(
     service: str | None = None,
     version: str | None = None,
     *,
+    default_service: str | None = None,
+    namespace: str | None = None,
+    flush_interval_s: float | None = None,
+    storage_resolution: int | None = None,
+    histogram: str | None = None,
+    max_values: int | None = None,
+    access_log_sample: float | None = None,
+    max_routes: int | None = None,
+    exclude_paths: str | None = None,
+    worker_slots: int | None = None,
+    json_logs: bool | None = None,
+    log_level: str | None = None,
+    output_buffer_bytes: int | None = None,
+    shutdown_timeout_s: float | None = None,
     sink: Sink | None = None,
     span_exporter: SpanExporter | None = None,
     log_stream: TextIO | None = None,
-    **options: object,
 ) -> Settings | None:
     """Set up metrics, JSON logging and tracing for this process; call again after ``fork``
     (gunicorn ``post_fork``): without any argument it repeats the previous call's arguments.
 
-    Every argument defaults to the environment (``OTEL_SERVICE_NAME``, ``APP_VERSION`` /
-    ``OTEL_RESOURCE_ATTRIBUTES`` ``service.version``, ``AWS_EMF_*``, ``TELEMETRY_*``). Options:
-    ``default_service`` (the service name when neither argument nor environment gives one),
-    ``namespace``, ``flush_interval_s``, ``storage_resolution``, ``histogram``,
-    ``access_log_sample``, ``max_routes``, ``exclude_paths``, ``worker_slots``, ``json_logs``,
-    ``log_level``. ``sink``/``span_exporter``/``log_stream`` replace the outputs (tests). Never
-    raises: a bad setting is reported and replaced by its default.
+    An argument left ``None`` is read from its environment variable (names in
+    :mod:`telemetry.environment_variables`), else its default. Never raises: an invalid value
+    (argument or variable) is replaced by its default, counted (``TelemetryErrors``) and reported
+    on stderr in one line naming the variable, e.g. ``telemetry: invalid setting:
+    AWS_EMF_NAMESPACE='Safe Deploy': a namespace may contain only ...; using 'SafeDeploy'``.
+
+    Args:
+        service: ``Service`` dimension, ``service`` log field, span resource.
+        version: ``Version`` dimension (tells blue from green), ``version`` log field.
+        default_service: the service name when neither ``service`` nor the environment names one.
+        namespace: CloudWatch namespace (``cloudwatch_rules.namespace_problem`` must accept it).
+        flush_interval_s: window length in seconds, 0.05..3600 (UTC-aligned).
+        storage_resolution: 60, or 1 for high-resolution metrics.
+        histogram: ``"counts"`` (Values/Counts, <= 1 % error) or ``"values"`` (raw samples).
+        max_values: ``values`` mode: raw samples kept per series and window (100..1,000,000).
+        access_log_sample: share 0..1 of successful access lines written (4xx/5xx: all).
+        max_routes: distinct ``Route`` values per window (1..10,000); more share ``_other``.
+        exclude_paths: regex (``fullmatch`` on the path) of requests not instrumented.
+        worker_slots: job slots of a worker: 100 % of ``WorkerUtilization``.
+        json_logs: put the JSON handler on the root logger.
+        log_level: root logger level.
+        output_buffer_bytes: bytes of stdout lines (EMF + logs) held while stdout is not read
+            (65,536..1 GiB); further lines are dropped and counted.
+        shutdown_timeout_s: seconds ``shutdown()`` waits for buffered lines (0..600).
+        sink, span_exporter, log_stream: replace the outputs (tests, benchmarks).
+
+    Environment variables:
+        ``OTEL_SERVICE_NAME`` (then ``service.name`` of ``OTEL_RESOURCE_ATTRIBUTES``) -> service;
+        ``APP_VERSION`` (then ``service.version`` of ``OTEL_RESOURCE_ATTRIBUTES``) -> version;
+        ``AWS_EMF_NAMESPACE`` -> namespace; ``TELEMETRY_FLUSH_INTERVAL_S``,
+        ``TELEMETRY_STORAGE_RESOLUTION``, ``TELEMETRY_HISTOGRAM``, ``TELEMETRY_MAX_VALUES``,
+        ``TELEMETRY_ACCESS_LOG_SAMPLE``, ``TELEMETRY_MAX_ROUTES``, ``TELEMETRY_EXCLUDE_PATHS``,
+        ``TELEMETRY_WORKER_SLOTS``, ``TELEMETRY_JSON_LOGS``, ``TELEMETRY_LOG_LEVEL``,
+        ``TELEMETRY_OUTPUT_BUFFER_BYTES``, ``TELEMETRY_SHUTDOWN_TIMEOUT_S`` -> the argument of
+        the same name. Read only from the environment: ``AWS_EMF_ENVIRONMENT``,
+        ``AWS_EMF_AGENT_ENDPOINT``, ``AWS_EMF_LOG_GROUP_NAME`` (the sink), ``OTEL_PROPAGATORS``,
+        ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_TRACES_SAMPLER``/``_ARG``,
+        ``OTEL_EXPORTER_OTLP_*`` (tracing). Defaults: docs/telemetry.md.
+
+    Returns:
+        The resulting :class:`Settings`, or ``None`` if set-up itself failed (counted).
     """
     try:
         return _runtime.configure(
@@ -66,7 +116,20 @@ def configure(
             sink=sink,
             span_exporter=span_exporter,
             log_stream=log_stream,
-            **options,
+            default_service=default_service,
+            namespace=namespace,
+            flush_interval_s=flush_interval_s,
+            storage_resolution=storage_resolution,
+            histogram=histogram,
+            max_values=max_values,
+            access_log_sample=access_log_sample,
+            max_routes=max_routes,
+            exclude_paths=exclude_paths,
+            worker_slots=worker_slots,
+            json_logs=json_logs,
+            log_level=log_level,
+            output_buffer_bytes=output_buffer_bytes,
+            shutdown_timeout_s=shutdown_timeout_s,
         )
     except Exception as exc:
         _errors.record("config", repr(exc))
@@ -98,5 +161,14 @@ def get_logger(name: str | None = None) -> logging.Logger:
 
 
 def error_count() -> int:
-    """Telemetry failures counted in this process so far (``TelemetryErrors``)."""
+    """Telemetry failures counted in this process so far (``TelemetryErrors``), dropped
+    output lines included."""
     return _errors.total()
+
+
+def counts() -> dict[str, int]:
+    """Telemetry's failures and notable events in this process so far, per kind: e.g.
+    ``output_dropped`` (lines dropped because stdout was not read), ``invalid_value``,
+    ``invalid_dimension``, ``config``; and, not part of ``TelemetryErrors`` (the client's doing),
+    ``invalid_trace_header`` and ``invalid_request_id``."""
+    return _errors.counts()

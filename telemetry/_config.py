@@ -8,20 +8,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-# The AWS_EMF_* names are aws-embedded-metrics' own (its EnvironmentConfigurationProvider).
-from aws_embedded_metrics.config import environment_configuration_provider as _emf_env
+from telemetry import cloudwatch_rules as rules
+from telemetry import environment_variables as ev
 
-_EMF = _emf_env.ENV_VAR_PREFIX + "_"
-EMF_NAMESPACE = _EMF + _emf_env.NAMESPACE
-EMF_ENVIRONMENT = _EMF + _emf_env.ENVIRONMENT_OVERRIDE
-EMF_AGENT_ENDPOINT = _EMF + _emf_env.AGENT_ENDPOINT
-EMF_LOG_GROUP_NAME = _EMF + _emf_env.LOG_GROUP_NAME
+# kept for callers of the old names
+EMF_NAMESPACE = ev.AWS_EMF_NAMESPACE
+EMF_ENVIRONMENT = ev.AWS_EMF_ENVIRONMENT
+EMF_AGENT_ENDPOINT = ev.AWS_EMF_AGENT_ENDPOINT
+EMF_LOG_GROUP_NAME = ev.AWS_EMF_LOG_GROUP_NAME
 
 DEFAULT_NAMESPACE = "SafeDeploy"
 DEFAULT_SERVICE = "unknown_service"
 DEFAULT_VERSION = "dev"
 DEFAULT_AGENT_ENDPOINT = "tcp://127.0.0.1:25888"
 DEFAULT_EXCLUDE = r"^/(healthz|readyz|livez|ping)/?$"
+DEFAULT_OUTPUT_BUFFER_BYTES = 4 * 1024 * 1024
+DEFAULT_SHUTDOWN_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class Settings:
     log_group: str = ""  # AWS_EMF_LOG_GROUP_NAME, only sent to the agent
     log_level: str = "INFO"
     json_logs: bool = True
+    output_buffer_bytes: int = DEFAULT_OUTPUT_BUFFER_BYTES
+    shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()  # invalid settings replaced by their defaults
 
@@ -53,6 +57,17 @@ class Settings:
         return env in ("agent", "ec2") or (
             env not in ("local", "lambda") and bool(self.agent_endpoint)
         )
+
+    @property
+    def log_group_name(self) -> str:
+        """``_aws.LogGroupName`` for the agent: the setting, else ``<service>-metrics`` with the
+        characters CloudWatch Logs refuses replaced by ``_``."""
+        if self.log_group:
+            return self.log_group
+        name = "".join(
+            c if c.isascii() and (c.isalnum() or c in "._-/#") else "_" for c in self.service
+        )
+        return f"{name}-metrics"[: rules.MAX_LOG_GROUP_NAME_LENGTH]
 
 
 def parse_resource_attributes(raw: str) -> dict[str, str]:
@@ -75,25 +90,32 @@ def load(
     flush_interval_s: float | None = None,
     storage_resolution: int | None = None,
     histogram: str | None = None,
+    max_values: int | None = None,
     access_log_sample: float | None = None,
     max_routes: int | None = None,
     exclude_paths: str | None = None,
     worker_slots: int | None = None,
     json_logs: bool | None = None,
     log_level: str | None = None,
+    output_buffer_bytes: int | None = None,
+    shutdown_timeout_s: float | None = None,
 ) -> Settings:
-    """Arguments win over the environment, which wins over the defaults. Never raises."""
+    """Arguments win over the environment, which wins over the defaults. Never raises: an
+    invalid value is replaced by its default and described in ``Settings.problems`` (one line
+    naming the variable)."""
     env = os.environ if env is None else env
     problems: list[str] = []
-    res = parse_resource_attributes(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    res = parse_resource_attributes(env.get(ev.OTEL_RESOURCE_ATTRIBUTES, ""))
 
     def number(name: str, given: float | None, default: float, lo: float, hi: float) -> float:
         raw = given if given is not None else env.get(name)
         if raw is None or raw == "":
             return default
         try:
-            value = float(raw)
-        except (TypeError, ValueError):
+            if isinstance(raw, bool):
+                raise TypeError
+            value = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
             problems.append(f"{name}={raw!r} is not a number; using {default}")
             return default
         if not (math.isfinite(value) and lo <= value <= hi):
@@ -110,34 +132,91 @@ def load(
             return default
         return str(raw).lower()
 
+    def dimension(name: str, candidates: tuple[tuple[str, object], ...], default: str) -> str:
+        """The first non-empty candidate (source, value) if CloudWatch accepts it as a dimension
+        value; otherwise the default, with one problem line naming the source."""
+        for source, raw in candidates:
+            if raw is None or raw == "":
+                continue
+            why = rules.dimension_value_problem(raw)
+            if why is None:
+                return str(raw)
+            problems.append(f"{source}={raw!r}: {why} ({name} dimension); using {default!r}")
+            return default
+        return default
+
+    fallback_service = DEFAULT_SERVICE
+    if default_service and rules.dimension_value_problem(default_service) is None:
+        fallback_service = default_service
+    resolved_service = dimension(
+        "Service",
+        (
+            ("configure(service=...)", service),
+            (ev.OTEL_SERVICE_NAME, env.get(ev.OTEL_SERVICE_NAME)),
+            (f"{ev.OTEL_RESOURCE_ATTRIBUTES} service.name", res.get("service.name")),
+            ("configure(default_service=...)", default_service),
+        ),
+        fallback_service,
+    )
+    resolved_version = dimension(
+        "Version",
+        (
+            ("configure(version=...)", version),
+            (ev.APP_VERSION, env.get(ev.APP_VERSION)),
+            (f"{ev.OTEL_RESOURCE_ATTRIBUTES} service.version", res.get("service.version")),
+        ),
+        DEFAULT_VERSION,
+    )
+    ns = namespace if namespace is not None else env.get(ev.AWS_EMF_NAMESPACE)
+    if not ns:
+        ns = DEFAULT_NAMESPACE
+    elif (why := rules.namespace_problem(ns)) is not None:
+        problems.append(f"{ev.AWS_EMF_NAMESPACE}={ns!r}: {why}; using {DEFAULT_NAMESPACE!r}")
+        ns = DEFAULT_NAMESPACE
+    log_group = env.get(ev.AWS_EMF_LOG_GROUP_NAME, "")
+    if log_group and (why := rules.log_group_problem(log_group)) is not None:
+        problems.append(f"{ev.AWS_EMF_LOG_GROUP_NAME}={log_group!r}: {why}; using the default")
+        log_group = ""
     resolution = int(
-        choice("TELEMETRY_STORAGE_RESOLUTION", _str(storage_resolution), "60", ("60", "1"))
+        choice(ev.TELEMETRY_STORAGE_RESOLUTION, _str(storage_resolution), "60", ("60", "1"))
     )
     return Settings(
-        service=service
-        or env.get("OTEL_SERVICE_NAME")
-        or res.get("service.name")
-        or default_service
-        or DEFAULT_SERVICE,
-        version=version or env.get("APP_VERSION") or res.get("service.version") or DEFAULT_VERSION,
-        namespace=namespace or env.get(EMF_NAMESPACE) or DEFAULT_NAMESPACE,
-        flush_interval_s=number("TELEMETRY_FLUSH_INTERVAL_S", flush_interval_s, 5.0, 0.05, 3600.0),
+        service=resolved_service,
+        version=resolved_version,
+        namespace=ns,
+        flush_interval_s=number(ev.TELEMETRY_FLUSH_INTERVAL_S, flush_interval_s, 5.0, 0.05, 3600.0),
         storage_resolution=resolution,
-        histogram=choice("TELEMETRY_HISTOGRAM", histogram, "counts", ("counts", "values")),
-        access_log_sample=number("TELEMETRY_ACCESS_LOG_SAMPLE", access_log_sample, 1.0, 0.0, 1.0),
-        max_routes=int(number("TELEMETRY_MAX_ROUTES", max_routes, 50, 1, 10_000)),
-        max_values=int(number("TELEMETRY_MAX_VALUES", None, 10_000, 100, 1_000_000)),
+        histogram=choice(ev.TELEMETRY_HISTOGRAM, histogram, "counts", ("counts", "values")),
+        access_log_sample=number(ev.TELEMETRY_ACCESS_LOG_SAMPLE, access_log_sample, 1.0, 0.0, 1.0),
+        max_routes=int(number(ev.TELEMETRY_MAX_ROUTES, max_routes, 50, 1, 10_000)),
+        max_values=int(number(ev.TELEMETRY_MAX_VALUES, max_values, 10_000, 100, 1_000_000)),
         exclude_paths=exclude_paths
         if exclude_paths is not None
-        else env.get("TELEMETRY_EXCLUDE_PATHS", DEFAULT_EXCLUDE),
-        worker_slots=int(number("TELEMETRY_WORKER_SLOTS", worker_slots, 1, 1, 100_000)),
-        emf_environment=env.get(EMF_ENVIRONMENT, ""),
-        agent_endpoint=env.get(EMF_AGENT_ENDPOINT, ""),
-        log_group=env.get(EMF_LOG_GROUP_NAME, ""),
-        log_level=(log_level or env.get("TELEMETRY_LOG_LEVEL") or "INFO").upper(),
+        else env.get(ev.TELEMETRY_EXCLUDE_PATHS, DEFAULT_EXCLUDE),
+        worker_slots=int(number(ev.TELEMETRY_WORKER_SLOTS, worker_slots, 1, 1, 100_000)),
+        emf_environment=env.get(ev.AWS_EMF_ENVIRONMENT, ""),
+        agent_endpoint=env.get(ev.AWS_EMF_AGENT_ENDPOINT, ""),
+        log_group=log_group,
+        log_level=str(log_level or env.get(ev.TELEMETRY_LOG_LEVEL) or "INFO").upper(),
         json_logs=json_logs
         if json_logs is not None
-        else env.get("TELEMETRY_JSON_LOGS", "true").lower() not in ("0", "false", "no"),
+        else env.get(ev.TELEMETRY_JSON_LOGS, "true").lower() not in ("0", "false", "no"),
+        output_buffer_bytes=int(
+            number(
+                ev.TELEMETRY_OUTPUT_BUFFER_BYTES,
+                output_buffer_bytes,
+                DEFAULT_OUTPUT_BUFFER_BYTES,
+                64 * 1024,
+                1024**3,
+            )
+        ),
+        shutdown_timeout_s=number(
+            ev.TELEMETRY_SHUTDOWN_TIMEOUT_S,
+            shutdown_timeout_s,
+            DEFAULT_SHUTDOWN_TIMEOUT_S,
+            0.0,
+            600.0,
+        ),
         resource_attributes=res,
         problems=tuple(problems),
     )

@@ -17,6 +17,9 @@ _INV_LOG_GAMMA = 1.0 / math.log(GAMMA)
 #: The bound documented to users (and checked by the tests): bucketing + rounding.
 RELATIVE_ERROR = 0.01
 MAX_PER_ARRAY = 100  # EMF: at most 100 values per metric array
+#: CloudWatch rejects non-zero magnitudes below 2^-360 (telemetry.cloudwatch_rules): such a
+#: sample is recorded as 0, the nearest value it accepts (absolute error < 2^-360).
+TINY = 2.0**-360
 
 
 def _round(value: float) -> float:
@@ -37,6 +40,8 @@ class Histogram:
         self.max = -math.inf
 
     def add(self, value: float) -> None:
+        if 0.0 < value < TINY:
+            value = 0.0
         self.count += 1
         self.sum += value
         if value < self.min:
@@ -102,6 +107,8 @@ class Samples:
         return len(self.values)
 
     def add(self, value: float) -> None:
+        if 0.0 < value < TINY:
+            value = 0.0
         if len(self.values) < self.limit:
             self.values.append(value)
         else:

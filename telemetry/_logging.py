@@ -9,44 +9,136 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
+import re
 import time
 from collections.abc import Callable
 from typing import TextIO
 
 from opentelemetry import trace
 
-from telemetry import _context, _errors
-from telemetry.sinks import OUTPUT_LOCK
+from telemetry import _context, _errors, _output
 
 # attributes every LogRecord has; anything else was passed with ``extra=`` and is logged
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "telemetry"}
-_fallback = json.JSONEncoder(default=str).encode  # ensure_ascii: U+2028 etc. escaped too
 _esc: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 _repr_int = int.__repr__
 _repr_float = float.__repr__
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: ints outside +-2**64 are written as strings: most JSON readers (CloudWatch Logs Insights,
+#: JavaScript) would silently round them, and ``int.__repr__`` refuses > 4300 digits.
+_INT_LIMIT = 2**64
+_MAX_DEPTH = 8
+_MAX_ITEMS = 1000
+
+
+def _text(s: str) -> str:
+    """A JSON string literal, ASCII only (U+2028 etc. escaped), lone surrogates (not valid
+    Unicode, refused by strict JSON readers) replaced by U+FFFD."""
+    if s.isascii():
+        return _esc(s)
+    return _esc(_SURROGATE.sub("\ufffd", s))
+
+
+def _type_name(v: object) -> str:
+    try:
+        return type(v).__qualname__
+    except Exception:  # pragma: no cover - a metaclass that refuses even that
+        return "object"
+
+
+def _safe_str(v: object) -> str:
+    """``str(v)``, else ``repr(v)``, else ``<unprintable TYPE>``: never raises."""
+    for fn in (str, repr):
+        try:
+            out = fn(v)
+            if isinstance(out, str):
+                return str.__str__(out)
+        except Exception:
+            pass
+    return f"<unprintable {_type_name(v)}>"
+
+
+def _big_int(v: int) -> str:
+    try:
+        return _esc(int.__str__(v))
+    except ValueError:  # more digits than sys.get_int_max_str_digits()
+        return _esc(f"<int of about {int(v.bit_length() * 0.30103) + 1} digits>")
 
 
 def _value(v: object) -> str:
+    """JSON text for any value; never raises, never writes NaN/Infinity tokens."""
     t = type(v)
     if t is str:
-        return _esc(v)
+        return _esc(v) if v.isascii() else _text(v)  # type: ignore[union-attr]
     if t is int:
-        return _repr_int(v)
+        return _repr_int(v) if -_INT_LIMIT < v < _INT_LIMIT else _big_int(v)  # type: ignore[operator,arg-type]
     if t is float:
         return _repr_float(v) if math.isfinite(v) else _esc(_repr_float(v))  # "nan": valid JSON
     if v is None:
         return "null"
     if t is bool:
         return "true" if v else "false"
-    return _fallback(v)
+    return _slow(v, 0, set())
+
+
+def _slow(v: object, depth: int, path: set[int]) -> str:
+    """Containers (recursively, cycles and depth bounded) and other types."""
+    try:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return _repr_int(v) if -_INT_LIMIT < v < _INT_LIMIT else _big_int(v)
+        if isinstance(v, float):
+            f = float(v)
+            return _repr_float(f) if math.isfinite(f) else _esc(_repr_float(f))
+        if isinstance(v, str):
+            return _text(str.__str__(v))
+        if v is None:
+            return "null"
+        if isinstance(v, bytes | bytearray | memoryview):
+            return _text(bytes(v).decode("utf-8", "backslashreplace"))
+        if isinstance(v, dict | list | tuple | set | frozenset):
+            if id(v) in path:
+                return _esc(f"<circular {_type_name(v)}>")
+            if depth >= _MAX_DEPTH:
+                return _esc(f"<{_type_name(v)} nested too deep>")
+            path.add(id(v))
+            try:
+                if isinstance(v, dict):
+                    items = []
+                    for i, (k, x) in enumerate(v.items()):
+                        if i >= _MAX_ITEMS:
+                            items.append(f'"...": {_esc(f"{len(v) - i} more")}')
+                            break
+                        key = _text(k if type(k) is str else _safe_str(k))
+                        items.append(f"{key}: {_slow(x, depth + 1, path)}")
+                    return "{" + ", ".join(items) + "}"
+                elems = []
+                for i, x in enumerate(v):
+                    if i >= _MAX_ITEMS:
+                        elems.append(_esc(f"... {len(v) - i} more"))
+                        break
+                    elems.append(_slow(x, depth + 1, path))
+                return "[" + ", ".join(elems) + "]"
+            finally:
+                path.discard(id(v))
+    except Exception as exc:  # a container mutated while read, a failing __eq__/__hash__...
+        return _esc(f"<{_type_name(v)} not encodable: {_safe_str(exc)}>")
+    return _text(_safe_str(v))
 
 
 def _encode(doc: dict[str, object]) -> str:
-    """``json.dumps(doc, default=str)`` for a flat document, ~2x faster (the stdlib builds a
-    new C encoder per call). Strings go through the stdlib's own ASCII escaper, so the result
-    is the same JSON; other values (dicts, lists, other types) fall back to the stdlib."""
-    return "{" + ", ".join(f"{_value(str(k))}: {_value(v)}" for k, v in doc.items()) + "}"
+    """One JSON object on one line, whatever the values: ``json.dumps(doc, default=str)``
+    without its failure modes (NaN/Infinity tokens, circular references, huge ints, objects
+    whose ``__str__`` raises, lone surrogates), ~2x faster for flat documents."""
+    return (
+        "{"
+        + ", ".join(
+            f"{_esc(k) if type(k) is str and k.isascii() else _text(_safe_str(k))}: {_value(v)}"
+            for k, v in doc.items()
+        )
+        + "}"
+    )
 
 
 def xray_trace_id(trace_id: int) -> str:
@@ -95,29 +187,63 @@ class JsonFormatter(logging.Formatter):
         return doc
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = self.document(record.created, record.levelname, record.getMessage(), record.name)
-        fields = record.__dict__.get("telemetry")
-        if fields:
-            for k, v in fields.items():
-                doc.setdefault(k, v)
-        for k, v in record.__dict__.items():
-            if k not in _STANDARD and k not in doc:
-                doc[k] = v
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            doc["exception"] = record.exc_text
-        return _encode(doc)
+        """One JSON object on one line; never raises, never drops the record: a field that
+        cannot be encoded is replaced by a readable stand-in."""
+        try:
+            doc = self.document(record.created, record.levelname, _message(record), record.name)
+            fields = record.__dict__.get("telemetry")
+            if fields:
+                for k, v in fields.items():
+                    doc.setdefault(k, v)
+            for k, v in record.__dict__.items():
+                if k not in _STANDARD and k not in doc:
+                    doc[k] = v
+            if record.exc_info:
+                doc["exception"] = _exception(self, record)
+            elif record.exc_text:
+                doc["exception"] = record.exc_text
+            return _encode(doc)
+        except Exception as exc:  # pragma: no cover - the encoder does not raise; last resort
+            _errors.record("log", repr(exc))
+            return _encode(
+                {
+                    "time": self._time(time.time()),
+                    "level": _safe_str(getattr(record, "levelname", "")),
+                    "message": _safe_str(getattr(record, "msg", "")),
+                    "logger": _safe_str(getattr(record, "name", "")),
+                    "service": self.service,
+                    "version": self.version,
+                    "telemetry_error": _safe_str(exc),
+                }
+            )
+
+
+def _message(record: logging.LogRecord) -> str:
+    """``record.getMessage()``, or the unformatted message and a note when ``%`` formatting
+    fails (wrong arguments, an argument whose ``__str__`` raises)."""
+    try:
+        return record.getMessage()
+    except Exception as exc:
+        return f"{_safe_str(record.msg)} <arguments not formatted: {_safe_str(exc)}>"
+
+
+def _exception(fmt: logging.Formatter, record: logging.LogRecord) -> str:
+    try:
+        return fmt.formatException(record.exc_info)  # type: ignore[arg-type]
+    except Exception as exc:
+        return f"<exception not formatted: {_safe_str(exc)}>"
 
 
 class JsonHandler(logging.Handler):
-    """Writes formatted lines to ``sys.stdout`` (looked up per line); failures are counted."""
+    """Formatted lines to ``sys.stdout`` (looked up per line) or ``stream`` through the
+    non-blocking output buffer (:mod:`telemetry._output`); failures are counted."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__()
         self.stream = stream
+        self._writer = _output.writer_for(stream)
 
-    def handle(self, record: logging.LogRecord) -> bool:  # no per-handler lock: OUTPUT_LOCK
+    def handle(self, record: logging.LogRecord) -> bool:  # no handler lock: the writer has one
         if self.filters and not self.filter(record):
             return False
         self.emit(record)
@@ -132,10 +258,7 @@ class JsonHandler(logging.Handler):
             _errors.record("log", repr(exc))
 
     def write(self, line: str) -> None:
-        stream = self.stream or sys.stdout
-        with OUTPUT_LOCK:
-            stream.write(line + "\n")
-            stream.flush()
+        self._writer.write(line)
 
     def emit_fields(self, level: int, message: str, logger: str, fields: dict) -> None:
         """An access line without building a ``LogRecord`` (used only when the logging

@@ -16,11 +16,12 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from aws_embedded_metrics import constants as emf_limits
 
 from telemetry import _errors, catalog
+from telemetry import cloudwatch_rules as rules
 from telemetry._config import Settings
 from telemetry._histogram import MAX_PER_ARRAY, Histogram, Samples
 from telemetry.sinks import Sink
@@ -58,9 +59,26 @@ for _m in catalog.METRICS:
         _ZERO_COUNTERS[_group] = (*_ZERO_COUNTERS.get(_group, ()), _m.name)
 
 
+_EXACT_INT = 2.0**53
+
+
 def _num(v: float) -> float | int:
-    """``3`` rather than ``3.0``: shorter lines."""
-    return int(v) if float(v).is_integer() else v
+    """``3`` rather than ``3.0`` (shorter lines); only where the float is an exact integer that
+    JSON readers keep exact (not ``1e200`` as a 201-digit number)."""
+    return int(v) if -_EXACT_INT < v < _EXACT_INT and float(v).is_integer() else v
+
+
+def _out_of_range(v: object) -> bool:
+    """True if CloudWatch would reject a number in ``v`` (a value, a list, a Values/Counts
+    object): NaN, infinite, magnitude above 2^360 or non-zero below 2^-360."""
+    if isinstance(v, dict):
+        return any(_out_of_range(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_out_of_range(x) for x in v)
+    if isinstance(v, int):
+        return not -rules.MAX_VALUE <= v <= rules.MAX_VALUE
+    m = abs(v)  # type: ignore[arg-type]
+    return not (m <= rules.MAX_VALUE and (m == 0.0 or m >= rules.MIN_MAGNITUDE))
 
 
 class _Series:
@@ -209,7 +227,14 @@ class Aggregator:
         return s
 
     def add(self, metric: catalog.MetricDef, value: float, route: str | None = None) -> None:
-        """One observation of a declared metric (already validated)."""
+        """One observation of a declared metric; a value CloudWatch would reject is counted
+        (``invalid_value``) and dropped."""
+        if 0.0 < abs(value) < rules.MIN_MAGNITUDE:
+            value = 0.0  # the nearest value CloudWatch accepts
+        why = rules.value_problem(value)
+        if why is not None:
+            _errors.record("invalid_value", f"{metric.name}: {value!r}: {why}")
+            return
         now = self.clock()
         with self._lock:
             w = self._window(now)
@@ -329,7 +354,10 @@ class Aggregator:
                     self._cur = None
             lines: list[str] = []
             for w in windows:
-                lines.extend(self._serialize(w))
+                try:
+                    lines.extend(self._serialize(w))
+                except Exception as exc:  # one window lost, not the flush
+                    _errors.record("serialize", f"window {w.start} dropped: {exc!r}")
             pending = _errors.take_pending()
             if pending:
                 last = windows[-1].start if windows else (cur_ms - self.interval_ms) / 1000
@@ -363,21 +391,31 @@ class Aggregator:
 
     # -- EMF -----------------------------------------------------------------------------------
 
-    def _serialize(self, w: _Window) -> Iterable[str]:
+    def _serialize(self, w: _Window) -> list[str]:
+        """The lines of one window; a series that fails is dropped and counted alone (the other
+        series, and the other windows of the same flush, are still written)."""
         st = self.settings
         ts = round(w.start * 1000)
+        out: list[str] = []
         for s in w.series.values():
-            yield from self._lines(st, ts, s)
+            try:
+                out.extend(self._lines(st, ts, s))
+            except Exception as exc:
+                _errors.record("serialize", f"series {s.sets} {s.route!r} dropped: {exc!r}")
+        return out
 
-    def _lines(self, st: Settings, ts: int, s: _Series) -> Iterable[str]:
+    def _lines(self, st: Settings, ts: int, s: _Series) -> list[str]:
         dims = _dims_of(s.sets)
-        values = {
-            catalog.SERVICE: st.service[:MAX_DIM_VALUE] or "unknown_service",
-            catalog.VERSION: st.version[:MAX_DIM_VALUE] or "unknown",
-        }
+        values = {catalog.SERVICE: st.service, catalog.VERSION: st.version}
         if s.route is not None:
-            values[catalog.ROUTE] = s.route[:MAX_DIM_VALUE] or "/"
-        base = {d: values.get(d, "none") for d in dims}
+            values[catalog.ROUTE] = s.route
+        base: dict[str, str] = {}
+        for d in dims:
+            raw = values.get(d, "none")
+            clean = rules.sanitize_dimension_value(raw)
+            if clean is not raw:
+                _errors.record("invalid_dimension", f"{d}={raw[:100]!r} written as {clean[:100]!r}")
+            base[d] = clean
         dimension_sets = [list(x) for x in s.sets]
         # metric -> list of per-line values (a distribution may need several lines)
         chunked: list[tuple[catalog.MetricDef, list]] = []
@@ -393,6 +431,14 @@ class Aggregator:
             elif m.name in s.gauges:
                 g = s.gauges[m.name]
                 chunked.append((m, [_num(g[0]) if len(g) == 1 else [_num(x) for x in g]]))
+        for k in range(len(chunked) - 1, -1, -1):
+            m, parts = chunked[k]
+            if any(_out_of_range(p) for p in parts):
+                _errors.record(
+                    "invalid_value", f"{m.name}: outside CloudWatch's range (+-2^360); dropped"
+                )
+                del chunked[k]
+        lines: list[str] = []
         depth = max((len(c) for _, c in chunked), default=0)
         for i in range(depth):
             present = [(m, c[i]) for m, c in chunked if len(c) > i]
@@ -418,14 +464,15 @@ class Aggregator:
                     **base,
                 }
                 if st.uses_agent:
-                    doc["_aws"]["LogGroupName"] = st.log_group or f"{st.service}-metrics"  # type: ignore[index]
+                    doc["_aws"]["LogGroupName"] = st.log_group_name  # type: ignore[index]
                 for m, v in part:
                     doc[m.name] = v
                 line = json.dumps(doc, separators=(",", ":"), allow_nan=False)
                 if len(line.encode()) > MAX_EVENT_BYTES:
                     _errors.record("event_too_large", f"{len(line)} bytes; line dropped")
                     continue
-                yield line
+                lines.append(line)
+        return lines
 
     # -- fork ----------------------------------------------------------------------------------
 

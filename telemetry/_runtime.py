@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import threading
 from typing import TextIO
@@ -13,7 +12,9 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from telemetry import _config, _context, _errors, _logging, _tracing, catalog
+from telemetry import _config, _context, _errors, _logging, _output, _tracing, catalog
+from telemetry import cloudwatch_rules as rules
+from telemetry import environment_variables as ev
 from telemetry._metrics import Aggregator
 from telemetry.sinks import AgentSink, Sink, StdoutSink
 
@@ -28,7 +29,7 @@ class State:
         self.tracer: trace.Tracer | None = None
         self.server_spans: _tracing.ServerSpans | None = None
         self.propagator: TextMapPropagator = _tracing.build_propagator(
-            os.environ.get("OTEL_PROPAGATORS") or _tracing.DEFAULT_PROPAGATORS
+            os.environ.get(ev.OTEL_PROPAGATORS) or _tracing.DEFAULT_PROPAGATORS
         )
         self.provider_pid = 0
         self.configured = False
@@ -77,7 +78,7 @@ def configure(
     log_stream: TextIO | None = None,
     **options: object,
 ) -> _config.Settings:
-    """See :func:`telemetry.configure`."""
+    """See :func:`telemetry.configure` (``options`` are its typed keyword arguments)."""
     global _last_call
     with _lock:
         call = {"service": service, "version": version, "sink": sink}
@@ -89,10 +90,12 @@ def configure(
         service, version = call.pop("service"), call.pop("version")  # type: ignore[assignment]
         sink, span_exporter = call.pop("sink"), call.pop("span_exporter")  # type: ignore[assignment]
         log_stream = call.pop("log_stream")  # type: ignore[assignment]
-        options = call
-        settings = _config.load(service=service, version=version, **options)  # type: ignore[arg-type]
+        settings = _config.load(service=service, version=version, **call)  # type: ignore[arg-type]
         for problem in settings.problems:
+            # one line per bad setting, naming its variable, whatever the once-a-minute limit
             _errors.record("config", problem)
+            _errors.report(f"telemetry: invalid setting: {problem}")
+        _output.set_limit(settings.output_buffer_bytes)
         old = state.aggregator
         if old is not None:
             old.close()  # writes what it holds under the old settings (nothing right after fork)
@@ -106,7 +109,7 @@ def configure(
                 _errors.record("tracing", repr(exc))
         try:
             state.propagator = _tracing.build_propagator(
-                os.environ.get("OTEL_PROPAGATORS") or _tracing.DEFAULT_PROPAGATORS
+                os.environ.get(ev.OTEL_PROPAGATORS) or _tracing.DEFAULT_PROPAGATORS
             )
             state.provider = _tracing.build_provider(
                 settings.service, settings.version, exporter=span_exporter
@@ -139,7 +142,10 @@ def shutdown() -> None:
                 state.provider_pid = 0  # shut down: not again
     except Exception as exc:
         _errors.record("shutdown", repr(exc))
+    timeout = state.settings.shutdown_timeout_s
+    _output.flush(timeout)  # bounded: a stdout nobody reads does not hold the exit
     _errors.flush_report()
+    _output.flush(min(timeout, 0.5))
 
 
 def put_metric(name: str, value: float) -> None:
@@ -149,14 +155,15 @@ def put_metric(name: str, value: float) -> None:
         if m is None or m.role == "SELF":
             _errors.record("invalid_name", f"{name!r} is not a metric of telemetry.catalog")
             return
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _errors.record("invalid_value", f"{name}: {type(value).__name__} is not a number")
-            return
-        v = float(value)
-        if not math.isfinite(v) or v < 0:
-            _errors.record("invalid_value", f"{name}: {v!r} (must be finite and >= 0)")
+        if isinstance(value, float) and 0.0 < value < rules.MIN_MAGNITUDE:
+            value = 0.0  # the nearest value CloudWatch accepts (absolute error < 2^-360)
+        why = rules.value_problem(value)
+        if why is None and value < 0:
+            why = "must be >= 0"
+        if why is not None:
+            _errors.record("invalid_value", f"{name}: {value!r}: {why}")
             return
         scope = _context.current.get()
-        aggregator().add(m, v, scope.route if scope is not None else None)
+        aggregator().add(m, float(value), scope.route if scope is not None else None)
     except Exception as exc:
         _errors.record("internal", repr(exc))

@@ -6,18 +6,11 @@ counts the failure (``TelemetryErrors``) and drops the lines - it never blocks t
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
-import threading
 from typing import Protocol, TextIO
 from urllib.parse import urlparse
 
-#: One lock for everything telemetry writes to stdout (EMF lines and JSON log lines), so lines
-#: written from different threads never interleave.
-OUTPUT_LOCK = threading.RLock()
-# A thread of the parent may hold it while another forks: the child's copy must start unlocked.
-os.register_at_fork(after_in_child=OUTPUT_LOCK._at_fork_reinit)  # type: ignore[attr-defined]
+from telemetry import _output
 
 
 class Sink(Protocol):
@@ -29,18 +22,15 @@ class Sink(Protocol):
 
 
 class StdoutSink:
-    """One line per ``write`` call on ``sys.stdout`` (looked up each time), flushed per batch."""
+    """EMF lines on ``sys.stdout`` (looked up at each write) or ``stream``, through the
+    process's non-blocking output buffer (shared with the JSON log lines, so lines never
+    interleave): a stdout nobody reads drops lines (counted), it never blocks."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream
+        self._writer = _output.writer_for(stream)
 
     def write(self, lines: list[str]) -> None:
-        stream = self._stream or sys.stdout
-        with OUTPUT_LOCK:
-            for line in lines:
-                # one write per line: a pipe write of <= 4 KiB is atomic between processes
-                stream.write(line + "\n")
-            stream.flush()
+        self._writer.write_many(lines)
 
     def close(self) -> None:
         pass

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -145,12 +146,14 @@ def test_fork_child_starts_empty_and_parent_keeps_its_window() -> None:
 
 
 def test_child_can_write_while_a_parent_thread_held_the_output_lock() -> None:
-    from telemetry import sinks
+    """The parent's output writer is busy (its lock held, its thread running) while another
+    thread forks: the child's writer starts unlocked, empty, and with a thread of its own."""
+    from telemetry import _output, sinks
 
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with sinks.OUTPUT_LOCK:
+        with _output.STDOUT._lock:
             held.set()
             release.wait(10)
 
@@ -162,9 +165,11 @@ def test_child_can_write_while_a_parent_thread_held_the_output_lock() -> None:
     if pid == 0:  # child: the holder thread does not exist here
         try:
             with os.fdopen(w, "w") as out:
-                sinks.StdoutSink(out).write(['{"child":1}'])
+                sys.stdout = out
+                sinks.StdoutSink().write(['{"child":1}'])  # through the shared stdout writer
+                os._exit(0 if _output.flush(5) else 3)
         finally:
-            os._exit(0)
+            os._exit(1)
     os.close(w)
     try:
         for _ in range(100):  # bounded: a child stuck on the inherited lock is killed, not awaited

@@ -1,0 +1,229 @@
+"""Non-blocking line output for stdout/stderr: a bounded buffer and one writer thread.
+
+The request path only appends a line to a buffer; a background thread (started lazily, again
+after ``fork``) writes the buffered lines to the stream's file descriptor. When nobody reads the
+pipe (a stuck log driver), the writer thread blocks, never the application: the buffer fills up
+to its byte limit (``TELEMETRY_OUTPUT_BUFFER_BYTES``) and further lines are dropped and counted
+(``TelemetryErrors``, kind ``output_dropped``). When the reader resumes, writing resumes.
+
+The thread writes with ``os.write`` on the descriptor, not through the stream object: a thread
+stuck in ``TextIOWrapper.write`` would hold the stream's internal lock, and the interpreter
+aborts at exit when it cannot take that lock to flush ``sys.stdout``. Lines are grouped into
+writes of at most ``PIPE_BUF`` bytes (whole lines only), so lines of different processes sharing
+one pipe (gunicorn workers) never interleave, a line longer than that is written alone.
+
+Streams without a file descriptor (``io.StringIO``, test capture) cannot stall: they are written
+at once, under a lock, by the calling thread.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import select
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable
+from typing import TextIO
+
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX guarantees atomic pipe writes up to this
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+
+_writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
+_limit = [DEFAULT_MAX_BYTES]
+
+
+def _fd_of(stream: object) -> int:
+    """The stream's file descriptor, or -1 (in-memory streams, test capture, no ``fileno``)."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return -1
+    return fd if isinstance(fd, int) and fd >= 0 else -1
+
+
+class LineWriter:
+    """Lines (without their newline) for one destination: ``stream``, or ``sys.<std>`` looked
+    up at every write (so redirections such as pytest's capture are followed)."""
+
+    def __init__(self, stream: TextIO | None = None, std: str = "stdout") -> None:
+        self._stream = stream
+        self._std = std
+        self._reset()
+        _writers.add(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[str] = deque()
+        self._bytes = 0  # queued + being written
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._target: object = None  # the stream the cached fd belongs to
+        self._fd = -1
+        self._closed_check: object = None
+        self.dropped = 0  # lines dropped in this process
+        self._unreported = 0  # dropped, not yet taken by take_dropped()
+        self.errors: list[str] = []  # write failures not yet reported (bounded)
+
+    # -- producers (any thread, the request path included) -------------------------------------
+
+    def write(self, line: str) -> None:
+        """Queue ``line``; never blocks on the destination. In-memory streams are written at
+        once (exceptions propagate to the caller, which counts them)."""
+        stream = self._stream if self._stream is not None else getattr(sys, self._std)
+        if stream is not self._target:
+            self._retarget(stream)
+        if self._fd < 0:
+            with self._lock:
+                stream.write(line + "\n")
+                stream.flush()
+            return
+        n = len(line) + 1
+        with self._lock:
+            if self._bytes + n > _limit[0]:
+                self.dropped += 1
+                self._unreported += 1
+                return
+            self._queue.append(line)
+            self._bytes += n
+        if not self._wake.is_set():
+            self._wake.set()
+        if self._thread is None:
+            self._start()
+
+    def write_many(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def _retarget(self, stream: object) -> None:
+        self._target = stream
+        self._fd = _fd_of(stream)
+        self._closed_check = stream
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            t = threading.Thread(target=self._run, name="telemetry-output", daemon=True)
+            self._thread = t
+        t.start()
+
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            with self._lock:
+                if not self._queue:
+                    self._wake.clear()
+                    continue
+                lines = list(self._queue)
+                self._queue.clear()
+                fd, stream = self._fd, self._closed_check
+            written = self._write_fd(fd, stream, lines)
+            size = sum(len(line) + 1 for line in lines)
+            with self._lock:
+                self._bytes -= size
+                if written < len(lines):
+                    self.dropped += len(lines) - written
+                    self._unreported += len(lines) - written
+
+    def _write_fd(self, fd: int, stream: object, lines: list[str]) -> int:
+        """Write ``lines`` in chunks of whole lines <= PIPE_BUF; the number of lines written."""
+        done = 0
+        chunk: list[bytes] = []
+        size = 0
+        try:
+            if getattr(stream, "closed", False):  # its fd may already belong to another file
+                raise ValueError("I/O operation on closed file")
+            for line in lines:
+                data = (line + "\n").encode("utf-8", "backslashreplace")
+                if chunk and size + len(data) > PIPE_BUF:
+                    _write_all(fd, b"".join(chunk))
+                    done += len(chunk)
+                    chunk, size = [], 0
+                chunk.append(data)
+                size += len(data)
+            if chunk:
+                _write_all(fd, b"".join(chunk))
+                done += len(chunk)
+        except Exception as exc:
+            if len(self.errors) < 10:
+                self.errors.append(f"{len(lines) - done} line(s) not written: {exc!r}")
+        return done
+
+    # -- flushing and accounting ---------------------------------------------------------------
+
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    def wait_empty(self, deadline: float) -> bool:
+        """Wait (bounded by ``deadline``, a ``time.monotonic()`` value) until every queued line
+        was written; True if it was."""
+        while self._bytes > 0:
+            if self._thread is None or time.monotonic() >= deadline:
+                return self._bytes <= 0
+            time.sleep(0.005)
+        return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+STDOUT = LineWriter(None, "stdout")
+STDERR = LineWriter(None, "stderr")
+
+
+def writer_for(stream: TextIO | None) -> LineWriter:
+    """The process's stdout writer (``None``) or a writer of its own for ``stream``."""
+    return STDOUT if stream is None else LineWriter(stream)
+
+
+def set_limit(max_bytes: int) -> None:
+    """Bytes each writer may hold before it drops new lines."""
+    _limit[0] = max(1, int(max_bytes))
+
+
+def take_dropped() -> tuple[int, list[str]]:
+    """Lines dropped since the last call (all writers) and the write failures seen."""
+    n = 0
+    errors: list[str] = []
+    for w in list(_writers):
+        if w._unreported or w.errors:
+            with w._lock:
+                n += w._unreported
+                w._unreported = 0
+                errors.extend(w.errors)
+                w.errors = []
+    return n, errors
+
+
+def dropped_total() -> int:
+    """Lines dropped in this process so far (all writers)."""
+    return sum(w.dropped for w in list(_writers))
+
+
+def flush(timeout_s: float) -> bool:
+    """Wait at most ``timeout_s`` for every writer to empty its buffer; True if all did."""
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    ok = True
+    for w in list(_writers):
+        ok = w.wait_empty(deadline) and ok
+    return ok
+
+
+def _after_fork_in_child() -> None:
+    # The parent's queued lines are the parent's to write; the child starts empty, its thread
+    # starts with its first line.
+    for w in list(_writers):
+        w._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
