@@ -275,7 +275,7 @@ class JsonHandler(logging.Handler):
             # the same document as format() gives, written out directly (the key order too)
             parts = [
                 f'{{"time": "{fmt._time(time.time())}", "level": "{logging.getLevelName(level)}"'
-                f', "message": {_esc(message)}, "logger": {_esc(logger)}'
+                f', "message": {_text(message)}, "logger": {_text(logger)}'
                 f', "service": {fmt.service_json}, "version": {fmt.version_json}'
             ]
             if scope is not None:

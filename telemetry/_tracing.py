@@ -9,6 +9,7 @@ own export thread.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from telemetry import _errors
+from telemetry import environment_variables as ev
 
 DEFAULT_PROPAGATORS = "xray,tracecontext"
 
@@ -48,23 +50,116 @@ class ContinuingIdGenerator(AwsXRayIdGenerator):
         return forced or super().generate_trace_id()
 
 
+_XRAY_ID = re.compile(r"1-([0-9a-f]{8})-([0-9a-f]{24})")
+_XRAY_PARENT = re.compile(r"[0-9a-f]{16}")
+_XRAY_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_XRAY_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]{0,256}")  # printable ASCII but ; =
+_XRAY_SAMPLED = frozenset({"0", "1", "?"})
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_TS_KEY = re.compile(
+    r"(?:[a-z][a-z0-9_*/-]{0,255}|[a-z0-9][a-z0-9_*/-]{0,240}@[a-z][a-z0-9_*/-]{0,13})"
+)
+_TS_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
+_OWS = " \t"
+
+
+def xray_header_problem(header: str) -> str | None:
+    """Why an ``X-Amzn-Trace-Id`` header is not to be continued (``None``: valid).
+
+    The X-Ray tracing header (AWS X-Ray developer guide, "Tracing header"): ``;``-separated
+    ``key=value`` fields, each key at most once; ``Root`` required, ``1-<8 lower-case hex
+    (epoch seconds)>-<24 lower-case hex>``, not all zero; ``Parent`` optional, 16 lower-case
+    hex, not all zero; ``Sampled`` optional, ``1``, ``0`` or ``?``; ``Self`` (added by load
+    balancers) has the form of ``Root``; any other field (``Lineage``, custom data) a key of
+    letters, digits, ``_.-`` and a printable-ASCII value without ``;``/``=``.
+    """
+    if len(header) > 2048:
+        return "longer than 2048 characters"
+    seen: set[str] = set()
+    root = None
+    for field in header.strip(_OWS).split(";"):
+        key, sep, value = field.strip(_OWS).partition("=")
+        if not sep or not _XRAY_KEY.fullmatch(key):
+            return f"field {field[:40]!r} is not key=value"
+        if key in seen:
+            return f"{key} appears twice"
+        seen.add(key)
+        if key in ("Root", "Self"):
+            m = _XRAY_ID.fullmatch(value)
+            if m is None or not int(m.group(1) + m.group(2), 16):
+                return f"{key}={value[:60]!r} is not 1-<8 hex>-<24 hex>"
+            if key == "Root":
+                root = value
+        elif key == "Parent":
+            if not _XRAY_PARENT.fullmatch(value) or not int(value, 16):
+                return f"Parent={value[:60]!r} is not 16 hex digits"
+        elif key == "Sampled":
+            if value not in _XRAY_SAMPLED:
+                return f"Sampled={value[:20]!r} is not 1, 0 or ?"
+        elif not _XRAY_VALUE.fullmatch(value):
+            return f"{key}={value[:60]!r} has characters outside printable ASCII"
+    if root is None:
+        return "no Root field"
+    return None
+
+
 def parse_xray_root(header: str) -> int:
-    """The trace id of ``Root=1-xxxxxxxx-<24 hex>`` in an X-Ray header, or 0."""
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
+    """The trace id of the ``Root`` of a valid X-Ray header (:func:`xray_header_problem`),
+    else 0."""
+    if xray_header_problem(header) is not None:
+        return 0
+    for field in header.strip(_OWS).split(";"):
+        key, _, value = field.strip(_OWS).partition("=")
         if key == "Root":
-            pieces = value.split("-")
-            if (
-                len(pieces) == 3
-                and pieces[0] == "1"
-                and len(pieces[1]) == 8
-                and len(pieces[2]) == 24
-            ):
-                try:
-                    return int(pieces[1] + pieces[2], 16)
-                except ValueError:
-                    return 0
-    return 0
+            return int(value[2:10] + value[11:], 16)
+    return 0  # pragma: no cover - a valid header has a Root
+
+
+def traceparent_problem(header: str) -> str | None:
+    """Why a W3C ``traceparent`` header is not to be continued (``None``: valid).
+
+    W3C Trace Context Level 1, section 3.2 (and the version rules of 4.3): ``version-traceid-
+    parentid-flags`` in lower-case hex; version ``ff`` is invalid; version ``00`` has exactly
+    these four fields; a higher version may append ``-...``; trace id and parent id not all zero.
+    Leading/trailing spaces and tabs (HTTP's optional whitespace) are ignored.
+    """
+    m = _TRACEPARENT.fullmatch(header.strip(_OWS))
+    if m is None:
+        return "not version-traceid-parentid-flags in lower-case hex"
+    version, trace_id, parent_id, _, rest = m.groups()
+    if version == "ff":
+        return "version ff is invalid"
+    if version == "00" and rest:
+        return "version 00 has exactly four fields"
+    if not int(trace_id, 16):
+        return "trace id is all zero"
+    if not int(parent_id, 16):
+        return "parent id is all zero"
+    return None
+
+
+def tracestate_problem(header: str) -> str | None:
+    """Why a W3C ``tracestate`` header is to be dropped (``None``: valid).
+
+    W3C Trace Context Level 1, section 3.3: a comma-separated list (optional whitespace around
+    commas, empty members allowed) of at most 32 ``key=value`` members with distinct keys; keys
+    ``simple-key`` or ``tenant@system``, values 1-256 printable ASCII characters without ``,``
+    and ``=``, not ending with a space.
+    """
+    keys: set[str] = set()
+    for member in header.split(","):
+        member = member.strip(_OWS)
+        if not member:
+            continue
+        key, sep, value = member.partition("=")
+        if not sep or not _TS_KEY.fullmatch(key) or not _TS_VALUE.fullmatch(value):
+            return f"member {member[:60]!r} is not key=value"
+        if key in keys:
+            return f"key {key!r} appears twice"
+        keys.add(key)
+        if len(keys) > 32:
+            return "more than 32 members"
+    return None
 
 
 def build_propagator(names: str) -> TextMapPropagator:
@@ -84,7 +179,7 @@ def build_propagator(names: str) -> TextMapPropagator:
             (ep,) = entry_points(group="opentelemetry_propagator", name=name)
             out.append(ep.load()())
         except Exception as exc:
-            _errors.record("config", f"OTEL_PROPAGATORS: {name!r} unavailable ({exc!r})")
+            _errors.record("config", f"{ev.OTEL_PROPAGATORS}: {name!r} unavailable ({exc!r})")
     return CompositePropagator(out)
 
 
@@ -119,7 +214,7 @@ def build_provider(
 ) -> TracerProvider | None:
     """A TracerProvider, or None when ``OTEL_SDK_DISABLED=true``."""
     env = os.environ if env is None else env
-    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    if env.get(ev.OTEL_SDK_DISABLED, "").lower() == "true":
         return None
     resource = Resource.create({"service.name": service, "service.version": version})
     # shutdown_on_exit=False: telemetry.shutdown() (atexit) flushes it, once, in its own process
@@ -127,9 +222,9 @@ def build_provider(
         resource=resource, id_generator=ContinuingIdGenerator(), shutdown_on_exit=False
     )
     if exporter is None:
-        kind = env.get("OTEL_TRACES_EXPORTER", "").lower()
-        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        kind = env.get(ev.OTEL_TRACES_EXPORTER, "").lower()
+        endpoint = env.get(ev.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or env.get(
+            ev.OTEL_EXPORTER_OTLP_ENDPOINT
         )
         if kind == "console":
             exporter = ConsoleSpanExporter(out=sys.stderr)  # stdout carries EMF and logs

@@ -32,6 +32,51 @@ __all__ = ["instrument"]
 _access = logging.getLogger("telemetry.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _SERVER = trace.SpanKind.SERVER
+#: OpenTelemetry HTTP semantic conventions: the methods "known" by default (RFC 9110 and PATCH,
+#: RFC 5789). Any other method is recorded as ``_OTHER`` (the original in
+#: ``http.request.method_original``) and the span is named ``HTTP <route>``, so a client
+#: inventing methods cannot create span names, attribute values or log field values at will.
+KNOWN_METHODS = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
+)
+OTHER_METHOD = "_OTHER"
+_MAX_ORIGINAL = 64  # characters of an unknown method kept in http.request.method_original
+_XRAY_KEY = "HTTP_X_AMZN_TRACE_ID"
+_TRACEPARENT_KEY = "HTTP_TRACEPARENT"
+_TRACESTATE_KEY = "HTTP_TRACESTATE"
+
+
+def normalize_method(method: str) -> tuple[str, str | None]:
+    """(the method as recorded, the original if it differs). Werkzeug treats methods as
+    case-insensitive (it upper-cases them), so ``get`` is ``GET`` with the original kept, as the
+    conventions ask of such frameworks; an unknown method is ``_OTHER``."""
+    if method in KNOWN_METHODS:
+        return method, None
+    upper = method.upper()
+    original = method[:_MAX_ORIGINAL]
+    return (upper if upper in KNOWN_METHODS else OTHER_METHOD), original
+
+
+def _trace_carrier(environ: dict) -> dict:
+    """``environ``, or (when an inbound trace header is malformed) a carrier holding only the
+    valid ones: a malformed header starts a new trace, it is never continued as an id the
+    caller did not send. Each rejection is noted (``telemetry.counts()``)."""
+    xray = environ.get(_XRAY_KEY)
+    parent = environ.get(_TRACEPARENT_KEY)
+    state = environ.get(_TRACESTATE_KEY)
+    bad: dict[str, str] = {}
+    if xray is not None and (why := _tracing.xray_header_problem(xray)):
+        bad[_XRAY_KEY] = why
+    if parent is not None and (why := _tracing.traceparent_problem(parent)):
+        bad[_TRACEPARENT_KEY] = why
+    if state is not None and (why := _tracing.tracestate_problem(state)):
+        bad[_TRACESTATE_KEY] = why
+    if not bad:
+        return environ
+    for key, why in bad.items():
+        header = key[5:].replace("_", "-").lower()
+        _errors.note("invalid_trace_header", f"{header}: {why}; a new trace is started")
+    return {k: v for k, v in environ.items() if k.startswith("HTTP_") and k not in bad}
 
 
 class _EnvironGetter(Getter[dict]):
@@ -138,8 +183,14 @@ class _Middleware:
             if exclude is not None and exclude.fullmatch(path) is not None:
                 return self.wsgi_app(environ, start_response)
             method = environ.get("REQUEST_METHOD", "GET")
+            original = None
+            if method not in KNOWN_METHODS:
+                method, original = normalize_method(method)
             rid = environ.get("HTTP_X_REQUEST_ID")
-            if rid is None or not _REQUEST_ID.fullmatch(rid):
+            if rid is None:
+                rid = _ids.next()
+            elif not _REQUEST_ID.fullmatch(rid):
+                _errors.note("invalid_request_id", f"X-Request-Id of {len(rid)} character(s)")
                 rid = _ids.next()
             scope = _context.Scope(rid)
             token = _context.current.set(scope)
@@ -182,7 +233,7 @@ class _Middleware:
                 agg = _runtime.state.aggregator or _runtime.aggregator()
                 agg.record_request(route, status, ms)
                 if self.access_log is not False or span is not None:
-                    self._finish(method, path, route, status, ms, resp[1], span, error)
+                    self._finish(method, original, path, route, status, ms, resp[1], span, error)
             except Exception as exc:
                 _errors.record("internal", repr(exc))
             try:
@@ -197,15 +248,18 @@ class _Middleware:
         forced = None
         for key in self._trace_keys:
             if key in environ:
-                parent = self._propagator.extract(environ, getter=_getter)
+                carrier = _trace_carrier(environ)
+                parent = self._propagator.extract(carrier, getter=_getter)
                 if not trace.get_current_span(parent).get_span_context().is_valid:
-                    header = environ.get("HTTP_X_AMZN_TRACE_ID")
+                    header = carrier.get(_XRAY_KEY)
                     root = _tracing.parse_xray_root(header) if header else 0
                     if root:  # ALB "Root=..." without "Parent=": continue that trace
                         forced = _tracing.forced_trace_id.set(root)
                 break
         try:
-            sc, parent_sc, record = spans.start(parent, method, _SERVER)
+            sc, parent_sc, record = spans.start(
+                parent, "HTTP" if method == OTHER_METHOD else method, _SERVER
+            )
         finally:
             if forced is not None:
                 _tracing.forced_trace_id.reset(forced)
@@ -216,6 +270,7 @@ class _Middleware:
     def _finish(
         self,
         method: str,
+        original: str | None,
         path: str,
         route: str,
         status: int,
@@ -233,27 +288,30 @@ class _Middleware:
         if self.access_log is not False and (
             status >= 400 or sample >= 1.0 or random.random() < sample
         ):
-            self._log(method, path, route, status, ms, size, error)
+            self._log(method, original, path, route, status, ms, size, error)
         if span is not None:
             spans, sc, parent_sc, record, start_ns = span
             if record:
+                attributes = {
+                    "http.request.method": method,
+                    "http.route": route,
+                    "url.path": path,
+                    "http.response.status_code": status,
+                }
+                if original is not None:
+                    attributes["http.request.method_original"] = original
                 spans.end(
-                    f"{method} {route}",
+                    f"{'HTTP' if method == OTHER_METHOD else method} {route}",
                     sc,
                     parent_sc,
                     _SERVER,
                     start_ns,
-                    {
-                        "http.request.method": method,
-                        "http.route": route,
-                        "url.path": path,
-                        "http.response.status_code": status,
-                    },
+                    attributes,
                     error,
                     status >= 500,
                 )
 
-    def _log(self, method, path, route, status, ms, size, error) -> None:
+    def _log(self, method, original, path, route, status, ms, size, error) -> None:
         level = logging.ERROR if status >= 500 else logging.INFO
         if not _access.isEnabledFor(level):
             return
@@ -263,8 +321,10 @@ class _Middleware:
             "path": path,
             "status": status,
             "duration_ms": round(ms, 3),
-            "bytes": int(size) if size is not None and size.isdigit() else None,
+            "bytes": int(size) if size is not None and size.isascii() and size.isdigit() else None,
         }
+        if original is not None:
+            fields["method_original"] = original
         message = f"{method} {path} {status}"
         direct = _logging.direct_handler(_access, level) if error is None else None
         if direct is not None:
