@@ -59,6 +59,7 @@ class LineWriter:
         self._lock = threading.Lock()
         self._queue: deque[str] = deque()
         self._bytes = 0  # queued + being written
+        self._inflight = 0  # lines taken by the writer thread, not yet written
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._target: object = None  # the stream the cached fd belongs to
@@ -122,11 +123,13 @@ class LineWriter:
                     continue
                 lines = list(self._queue)
                 self._queue.clear()
+                self._inflight = len(lines)
                 fd, stream = self._fd, self._closed_check
             written = self._write_fd(fd, stream, lines)
             size = sum(len(line) + 1 for line in lines)
             with self._lock:
                 self._bytes -= size
+                self._inflight = 0
                 if written < len(lines):
                     self.dropped += len(lines) - written
                     self._unreported += len(lines) - written
@@ -170,6 +173,18 @@ class LineWriter:
         return True
 
 
+    def abandon(self) -> int:
+        """Count every line not yet written as dropped (at exit, when the flush timed out)."""
+        with self._lock:
+            n = len(self._queue) + self._inflight
+            self._bytes -= sum(len(line) + 1 for line in self._queue)
+            self._queue.clear()
+            self._inflight = 0  # if the blocked write completes after all, it is not counted
+            self.dropped += n
+            self._unreported += n
+        return n
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -210,12 +225,16 @@ def dropped_total() -> int:
     return sum(w.dropped for w in list(_writers))
 
 
-def flush(timeout_s: float) -> bool:
-    """Wait at most ``timeout_s`` for every writer to empty its buffer; True if all did."""
+def flush(timeout_s: float, abandon: bool = False) -> bool:
+    """Wait at most ``timeout_s`` for every writer to empty its buffer; True if all did. With
+    ``abandon`` (at exit), what is still unwritten then is counted as dropped."""
     deadline = time.monotonic() + max(0.0, timeout_s)
     ok = True
     for w in list(_writers):
-        ok = w.wait_empty(deadline) and ok
+        if not w.wait_empty(deadline):
+            ok = False
+            if abandon:
+                w.abandon()
     return ok
 
 

@@ -143,7 +143,7 @@ def shutdown() -> None:
     except Exception as exc:
         _errors.record("shutdown", repr(exc))
     timeout = state.settings.shutdown_timeout_s
-    _output.flush(timeout)  # bounded: a stdout nobody reads does not hold the exit
+    _output.flush(timeout, abandon=True)  # bounded: a stdout nobody reads does not hold the exit
     _errors.flush_report()
     _output.flush(min(timeout, 0.5))
 

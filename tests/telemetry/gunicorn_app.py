@@ -1,4 +1,5 @@
-"""A tiny service for the fork-safety test, run by a real gunicorn (tests/telemetry/gunicorn_conf.py)."""
+"""A tiny service for the fork-safety and stalled-stdout tests, run by a real gunicorn
+(tests/telemetry/gunicorn_conf.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,21 @@ def healthz() -> str:
 def item(item_id: str) -> dict[str, str]:
     telemetry.get_logger(__name__).info("item %s", item_id)
     return {"item": item_id}
+
+
+@app.get("/noise/<int:n>")
+def noise(n: int) -> dict[str, int]:
+    """``n`` log lines of ~1 KB: fills a pipe nobody reads quickly."""
+    log = telemetry.get_logger(__name__)
+    for i in range(min(n, 10_000)):
+        log.info("noise %d %s", i, "x" * 1000)
+    return {"lines": n}
+
+
+@app.get("/stats")
+def stats() -> dict[str, object]:
+    """This worker's telemetry counters (the stalled-stdout test reads the drops here)."""
+    return {"errors": telemetry.error_count(), "counts": telemetry.counts(), "pid": os.getpid()}
 
 
 instrument(app)

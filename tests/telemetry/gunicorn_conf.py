@@ -5,7 +5,7 @@ import os
 import telemetry
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-workers = 2
+workers = int(os.environ.get("WORKERS", "2"))
 graceful_timeout = 15
 preload_app = os.environ.get("PRELOAD") == "1"
 
