@@ -1,0 +1,251 @@
+"""EMF values and dimensions CloudWatch accepts (issue #11.6 and #11.7): every flush writes what
+it can, values stay within -2^360..2^360, dimension values and settings follow CloudWatch's rules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import flask
+import pytest
+from aws_embedded_metrics import validator
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import telemetry
+from telemetry import _config, _errors, catalog
+from telemetry import cloudwatch_rules as rules
+from telemetry._metrics import Aggregator
+from telemetry.flask import instrument
+from telemetry.sinks import MemorySink
+
+from .conftest import Tel, samples, total
+
+T0 = 1_790_000_000.0  # a window boundary for every interval used here
+
+
+def numbers_in(v: object) -> list[float]:
+    if isinstance(v, dict):
+        return [x for part in v.values() for x in numbers_in(part)]
+    if isinstance(v, list):
+        return [x for part in v for x in numbers_in(part)]
+    return [v] if isinstance(v, int | float) and not isinstance(v, bool) else []
+
+
+def emitted(tel: Tel) -> list[dict]:
+    tel.emf()  # writes every pending window
+    return assert_cloudwatch_accepts(tel.sink.lines)
+
+
+def assert_cloudwatch_accepts(raw_lines: list[str]) -> list[dict]:
+    """Each line parses as strict JSON and every datum in it passes cloudwatch_rules and
+    aws-embedded-metrics' own validator."""
+    docs = []
+    for raw in raw_lines:
+        doc = json.loads(raw, parse_constant=lambda c: pytest.fail(f"{c} in {raw[:200]}"))
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            assert rules.namespace_problem(directive["Namespace"]) is None
+            for dims in directive["Dimensions"]:
+                values = {d: doc[d] for d in dims}
+                validator.validate_dimension_set(values)
+                for m in directive["Metrics"]:
+                    assert rules.problems(directive["Namespace"], m["Name"], values) == []
+            for m in directive["Metrics"]:
+                assert rules.unit_problem(m["Unit"]) is None
+                for x in numbers_in(doc[m["Name"]]):
+                    assert rules.value_problem(x) is None, (m["Name"], x)
+                    assert not (isinstance(x, int) and abs(x) >= 2**53), x
+        docs.append(doc)
+    return docs
+
+
+def aggregator(sink: MemorySink, now: list[float], **options: object) -> Aggregator:
+    st_ = _config.load({}, service="svc", version="v1", flush_interval_s=5, **options)  # type: ignore[arg-type]
+    return Aggregator(st_, sink, clock=lambda: now[0])
+
+
+def test_an_overflowing_sum_loses_only_its_own_metric() -> None:
+    """Case 01 (b, d): two finite samples whose sum is infinite, next to healthy data and a
+    healthy earlier window flushed together."""
+    sink, now = MemorySink(), [T0]
+    agg = aggregator(sink, now)
+    agg.record_request("/ok", 200, 10.0)
+    now[0] += 6  # the next window
+    agg.record_request("/ok", 200, 20.0)
+    agg.add(catalog.get("DeadLettered"), 2.0**360)
+    agg.add(catalog.get("DeadLettered"), 2.0**360)  # counter sum 2^361: out of range
+    agg.add(catalog.get("RateLimitWait"), 2e108)
+    agg.add(catalog.get("RateLimitWait"), 2e108)  # a Sum above 2^360 (~2.35e108)
+    agg.add(catalog.get("QueueBacklog"), 3.0)
+    before = _errors.total()
+    agg.flush(final=True)
+    docs = assert_cloudwatch_accepts(sink.lines)
+    assert total(docs, "Requests") == 2  # both windows, the bad one's healthy series too
+    assert [d.get("QueueBacklog") for d in docs if "QueueBacklog" in d] == [3]
+    assert not any("DeadLettered" in d or "RateLimitWait" in d for d in docs)
+    assert _errors.total() - before >= 2  # each dropped metric counted
+
+
+def test_values_outside_cloudwatchs_range_are_dropped_and_counted(tel: Tel) -> None:
+    before = telemetry.error_count()
+    for bad in (2.0**361, 1e200, 10**400, -1.0, math.nan, math.inf):
+        telemetry.put_metric("QueueBacklog", bad)
+    assert telemetry.error_count() - before == 6
+    telemetry.put_metric("QueueBacklog", 2.0**360)  # the bound itself is accepted
+    docs = emitted(tel)
+    assert [d["QueueBacklog"] for d in docs if "QueueBacklog" in d] == [2.0**360]
+
+
+def test_large_integral_values_are_not_written_as_long_integers(tel: Tel) -> None:
+    telemetry.put_metric("QueueBacklog", 1e200 / 1e100)  # 1e100, integral as a float
+    telemetry.put_metric("DeadLettered", 2.0**60)
+    docs = emitted(tel)
+    assert [d["QueueBacklog"] for d in docs if "QueueBacklog" in d] == [1e100]
+    assert [d["DeadLettered"] for d in docs if "DeadLettered" in d] == [2.0**60]
+    assert not any(re.search(r"\d{20}", line) for line in tel.sink.lines)  # no 101-digit ints
+
+
+def test_values_below_cloudwatchs_smallest_magnitude_are_written_as_zero(tel: Tel) -> None:
+    telemetry.put_metric("RateLimitWait", 1e-300)
+    telemetry.put_metric("RateLimitWait", 5.0)
+    docs = emitted(tel)
+    assert sorted(samples(docs, "RateLimitWait")) == [0.0, 5.0]
+
+
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**120), max_value=10**120),
+    st.sampled_from([2.0**360, 2.0**359, 2.0**-361, 2.0**-360, 1e308, 5e-324]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["DeadLettered", "RateLimitWait", "QueueBacklog", "MessageAge"]), values
+        ),
+        max_size=30,
+    ),
+    st.sampled_from(["counts", "values"]),
+)
+def test_any_values_give_lines_cloudwatch_accepts_and_keep_healthy_series(
+    observations: list[tuple[str, float]], mode: str
+) -> None:
+    sink, now = MemorySink(), [T0]
+    agg = aggregator(sink, now, histogram=mode)
+    agg.record_request("/healthy", 200, 12.5)
+    for name, value in observations:
+        agg.add(catalog.get(name), value)  # out-of-range values are counted, not raised
+    agg.flush(final=True)
+    docs = assert_cloudwatch_accepts(sink.lines)
+    assert total(docs, "Requests", Route="/healthy") == 1
+    agg.close()
+
+
+# -- dimensions and settings --------------------------------------------------------------------
+
+
+def test_non_ascii_and_blank_routes_are_sanitised_and_counted(tel: Tel) -> None:
+    app = flask.Flask("dims")
+    app.add_url_rule("/ポイント/<user_id>", "pts", lambda user_id: {"ok": True})
+    app.add_url_rule("/tab\there", "tab", lambda: "ok")
+    instrument(app)
+    client = app.test_client()
+    assert client.get("/ポイント/u1").status_code == 200
+    assert client.get("/tab%09here").status_code == 200
+    before = telemetry.counts().get("invalid_dimension", 0)
+    docs = emitted(tel)
+    routes = {d["Route"] for d in docs if "Route" in d}
+    assert "/%E3%83%9D%E3%82%A4%E3%83%B3%E3%83%88/<user_id>" in routes
+    assert "/tab%09here" in routes
+    assert telemetry.counts()["invalid_dimension"] - before >= 2
+
+
+@given(st.text(max_size=1200))
+@settings(max_examples=200, deadline=None)
+def test_sanitised_dimension_values_are_always_accepted(value: str) -> None:
+    clean = rules.sanitize_dimension_value(value)
+    assert rules.dimension_value_problem(clean) is None
+    validator.validate_dimension_set({"Route": clean})
+    if rules.dimension_value_problem(value) is None:
+        assert clean == value  # an accepted value is kept as it is
+
+
+@pytest.mark.parametrize(
+    ("arguments", "env", "variable", "field", "default"),
+    [
+        ({"service": "ポイント"}, {}, "service", "service", "unknown_service"),
+        ({}, {"OTEL_SERVICE_NAME": "   "}, "OTEL_SERVICE_NAME", "service", "unknown_service"),
+        ({"version": "   "}, {}, "version", "version", "dev"),
+        ({}, {"APP_VERSION": "v\x071"}, "APP_VERSION", "version", "dev"),
+        ({}, {"APP_VERSION": "v" * 1025}, "APP_VERSION", "version", "dev"),
+        ({"namespace": "Safe Deploy"}, {}, "AWS_EMF_NAMESPACE", "namespace", "SafeDeploy"),
+        ({}, {"AWS_EMF_NAMESPACE": "AWS/ECS"}, "AWS_EMF_NAMESPACE", "namespace", "SafeDeploy"),
+        ({}, {"AWS_EMF_NAMESPACE": ":Team"}, "AWS_EMF_NAMESPACE", "namespace", "SafeDeploy"),
+        ({}, {"AWS_EMF_NAMESPACE": "Équipe"}, "AWS_EMF_NAMESPACE", "namespace", "SafeDeploy"),
+        ({}, {"AWS_EMF_NAMESPACE": "N" * 256}, "AWS_EMF_NAMESPACE", "namespace", "SafeDeploy"),
+        ({}, {"AWS_EMF_LOG_GROUP_NAME": "my group"}, "AWS_EMF_LOG_GROUP_NAME", "log_group", ""),
+    ],
+)
+def test_invalid_settings_are_reported_in_one_line_naming_the_variable(
+    tel: Tel,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    arguments: dict,
+    env: dict,
+    variable: str,
+    field: str,
+    default: str,
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    given = {"service": "svc", "version": "v1", **arguments}
+    arguments = {k: v for k, v in given.items() if k != field or k in arguments}
+    before = telemetry.error_count()
+    capsys.readouterr()
+    got = telemetry.configure(sink=tel.sink, log_stream=tel.out, **arguments)
+    assert got is not None and getattr(got, field) == default
+    assert telemetry.error_count() - before == 1
+    lines = [x for x in capsys.readouterr().err.splitlines() if "invalid setting" in x]
+    assert len(lines) == 1 and variable in lines[0], lines
+
+
+def test_the_catalog_follows_cloudwatchs_rules() -> None:
+    for m in catalog.METRICS:
+        for dims in m.dimension_sets:
+            values = {d: "x" for d in dims}
+            assert rules.problems(_config.DEFAULT_NAMESPACE, m.name, values, 1.0, m.unit) == []
+
+
+@pytest.mark.parametrize(
+    ("namespace", "metric", "dimensions", "value", "reason"),
+    [
+        ("AWS/EC2", "M", {}, None, "reserved"),
+        ("Team Points", "M", {}, None, "may contain only"),
+        ("T", "", {}, None, "non-whitespace"),
+        ("T", "M", {"Route": "/ü"}, None, "ASCII"),
+        ("T", "M", {"Route": " "}, None, "non-whitespace"),
+        ("T", "M", {":Route": "x"}, None, "':'"),
+        ("T", "M", {"R": "\x07"}, None, "control"),
+        ("T", "M", {f"D{i}": "x" for i in range(31)}, None, "at most 30"),
+        ("T", "M", {}, math.nan, "finite"),
+        ("T", "M", {}, 2.0**361, "2^360"),
+        ("T", "M", {}, -(2.0**361), "2^360"),
+        ("T", "M", {}, 1e-200, "2^-360"),
+    ],
+)
+def test_problems_name_the_reason(
+    namespace: str, metric: str, dimensions: dict, value: float | None, reason: str
+) -> None:
+    found = rules.problems(namespace, metric, dimensions, value)
+    assert any(reason in p for p in found), found
+
+
+def test_configure_rejects_nothing_it_was_given_silently(tel: Tel) -> None:
+    """Everything left over is accepted: the resulting settings pass the rules themselves."""
+    got = telemetry.configure("svc-1", "v2", namespace="Team/Points#1", sink=tel.sink)
+    assert got is not None and got.problems == ()
+    assert (got.service, got.version, got.namespace) == ("svc-1", "v2", "Team/Points#1")
