@@ -65,7 +65,11 @@ _EXACT_INT = 2.0**53
 def _num(v: float) -> float | int:
     """``3`` rather than ``3.0`` (shorter lines); only where the float is an exact integer that
     JSON readers keep exact (not ``1e200`` as a 201-digit number)."""
-    return int(v) if -_EXACT_INT < v < _EXACT_INT and float(v).is_integer() else v
+    try:
+        f = float(v)
+    except OverflowError:  # an int sum beyond any float: out of range, dropped and counted
+        return math.inf
+    return int(f) if -_EXACT_INT < f < _EXACT_INT and f.is_integer() else f
 
 
 def _out_of_range(v: object) -> bool:

@@ -44,7 +44,7 @@ def assert_cloudwatch_accepts(raw_lines: list[str]) -> list[dict]:
     aws-embedded-metrics' own validator."""
     docs = []
     for raw in raw_lines:
-        doc = json.loads(raw, parse_constant=lambda c: pytest.fail(f"{c} in {raw[:200]}"))
+        doc = json.loads(raw, parse_constant=lambda c: pytest.fail(f"{c} in an EMF line"))
         for directive in doc["_aws"]["CloudWatchMetrics"]:
             assert rules.namespace_problem(directive["Namespace"]) is None
             for dims in directive["Dimensions"]:
