@@ -57,11 +57,11 @@ def note(kind: str, detail: object = "") -> None:
 
 def collect_output() -> None:
     """Turn the output lines dropped (and write failures) since the last call into failures."""
-    dropped, errors = _output.take_dropped()
+    dropped, failed, errors = _output.take_dropped()
     if dropped:
         record("output_dropped", f"{dropped} line(s) dropped: output not read fast enough", dropped)
-    for e in errors:
-        note("output_write_failed", e)  # its lines are in the dropped count already
+    if failed:  # a broken stdout/stderr: the same kind as a failing EMF sink
+        record("sink", "; ".join(errors)[:300] or f"{failed} line(s) not written", failed)
 
 
 def take_pending() -> int:

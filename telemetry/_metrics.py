@@ -239,6 +239,7 @@ class Aggregator:
         if why is not None:
             _errors.record("invalid_value", f"{metric.name}: {value!r}: {why}")
             return
+        value = float(value)  # an int would be written as such (Min/Max), however long
         now = self.clock()
         with self._lock:
             w = self._window(now)

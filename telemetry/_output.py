@@ -66,7 +66,8 @@ class LineWriter:
         self._fd = -1
         self._closed_check: object = None
         self.dropped = 0  # lines dropped in this process
-        self._unreported = 0  # dropped, not yet taken by take_dropped()
+        self._unreported = 0  # dropped (buffer full), not yet taken by take_dropped()
+        self._failed = 0  # lines a write failed for (EPIPE, closed stream), not yet taken
         self.errors: list[str] = []  # write failures not yet reported (bounded)
 
     # -- producers (any thread, the request path included) -------------------------------------
@@ -132,7 +133,7 @@ class LineWriter:
                 self._inflight = 0
                 if written < len(lines):
                     self.dropped += len(lines) - written
-                    self._unreported += len(lines) - written
+                    self._failed += len(lines) - written
 
     def _write_fd(self, fd: int, stream: object, lines: list[str]) -> int:
         """Write ``lines`` in chunks of whole lines <= PIPE_BUF; the number of lines written."""
@@ -206,18 +207,20 @@ def set_limit(max_bytes: int) -> None:
     _limit[0] = max(1, int(max_bytes))
 
 
-def take_dropped() -> tuple[int, list[str]]:
-    """Lines dropped since the last call (all writers) and the write failures seen."""
-    n = 0
+def take_dropped() -> tuple[int, int, list[str]]:
+    """Since the last call, over all writers: lines dropped because the buffer was full, lines
+    lost because a write failed, and the write failures seen."""
+    dropped = failed = 0
     errors: list[str] = []
     for w in list(_writers):
-        if w._unreported or w.errors:
+        if w._unreported or w._failed or w.errors:
             with w._lock:
-                n += w._unreported
-                w._unreported = 0
+                dropped += w._unreported
+                failed += w._failed
+                w._unreported = w._failed = 0
                 errors.extend(w.errors)
                 w.errors = []
-    return n, errors
+    return dropped, failed, errors
 
 
 def dropped_total() -> int:
