@@ -103,7 +103,8 @@ def configure(
         ``TELEMETRY_OUTPUT_BUFFER_BYTES``, ``TELEMETRY_SHUTDOWN_TIMEOUT_S`` -> the argument of
         the same name. Read only from the environment: ``AWS_EMF_ENVIRONMENT``,
         ``AWS_EMF_AGENT_ENDPOINT``, ``AWS_EMF_LOG_GROUP_NAME`` (the sink), ``OTEL_PROPAGATORS``,
-        ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_TRACES_SAMPLER``/``_ARG``,
+        ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_TRACES_SAMPLER``,
+        ``OTEL_TRACES_SAMPLER_ARG``,
         ``OTEL_EXPORTER_OTLP_*`` (tracing). Defaults: docs/telemetry.md.
 
     Returns:

@@ -17,6 +17,7 @@ from typing import TextIO
 from opentelemetry import trace
 
 from telemetry import _context, _errors, _output
+from telemetry import environment_variables as ev
 
 # attributes every LogRecord has; anything else was passed with ``extra=`` and is logged
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "telemetry"}
@@ -325,6 +326,6 @@ def install(service: str, version: str, level: str, stream: TextIO | None = None
     try:
         root.setLevel(level)
     except (TypeError, ValueError):
-        _errors.record("config", f"TELEMETRY_LOG_LEVEL={level!r} is not a level; using INFO")
+        _errors.record("config", f"{ev.TELEMETRY_LOG_LEVEL}={level!r} is not a level; using INFO")
         root.setLevel(logging.INFO)
     return handler

@@ -173,7 +173,6 @@ class LineWriter:
             time.sleep(0.005)
         return True
 
-
     def abandon(self) -> int:
         """Count every line not yet written as dropped (at exit, when the flush timed out)."""
         with self._lock:

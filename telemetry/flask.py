@@ -26,6 +26,7 @@ from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
 from telemetry import _context, _errors, _logging, _runtime, _tracing, catalog
+from telemetry import environment_variables as ev
 
 __all__ = ["instrument"]
 
@@ -163,7 +164,7 @@ class _Middleware:
         try:
             self._exclude = re.compile(st.exclude_paths) if st.exclude_paths else None
         except re.error as exc:
-            _errors.record("config", f"TELEMETRY_EXCLUDE_PATHS: {exc}")
+            _errors.record("config", f"{ev.TELEMETRY_EXCLUDE_PATHS}: {exc}")
             self._exclude = None
         self._propagator = _runtime.state.propagator
         self._trace_keys = tuple(

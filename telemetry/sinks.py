@@ -11,6 +11,7 @@ from typing import Protocol, TextIO
 from urllib.parse import urlparse
 
 from telemetry import _output
+from telemetry import environment_variables as ev
 
 
 class Sink(Protocol):
@@ -47,7 +48,7 @@ class AgentSink:
         url = urlparse(endpoint)
         if url.scheme not in ("tcp", "udp") or not url.hostname or not url.port:
             raise ValueError(
-                f"AWS_EMF_AGENT_ENDPOINT={endpoint!r}: expected tcp://host:port or udp://host:port"
+                f"{ev.AWS_EMF_AGENT_ENDPOINT}={endpoint!r}: expected tcp://host:port or udp://host:port"
             )
         self.scheme, self.address, self.timeout_s = url.scheme, (url.hostname, url.port), timeout_s
         self._sock: socket.socket | None = None

@@ -103,3 +103,42 @@ def test_sdk_disabled_means_no_spans_but_metrics_and_logs(
     (access,) = access_lines(tel)
     assert "trace_id" not in access and access["request_id"]
     assert tel.exporter.get_finished_spans() == ()
+
+
+def test_variable_names_are_defined_once() -> None:
+    """Every variable name is a constant of telemetry.environment_variables, equal to its own
+    name, and no other telemetry module spells one out."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from telemetry import _config, environment_variables
+
+    for name in environment_variables.__all__:
+        assert getattr(environment_variables, name) == name
+    package = Path(environment_variables.__file__).parent
+    literal = re.compile(r"""["'](?:OTEL_|AWS_EMF_|TELEMETRY_|APP_VERSION)""")
+    for path in package.glob("*.py"):
+        if path.name != "environment_variables.py":
+            assert not literal.search(path.read_text()), path.name
+    # configure() takes typed keyword arguments, each one a setting of _config.load()
+    params = inspect.signature(telemetry.configure).parameters
+    assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    settings_args = set(inspect.signature(_config.load).parameters) - {"env"}
+    assert settings_args <= set(params)
+    assert set(params) - settings_args == {"sink", "span_exporter", "log_stream"}
+    doc = telemetry.configure.__doc__ or ""
+    assert "Environment variables:" in doc
+    for name in environment_variables.__all__:
+        assert name in doc or name.startswith("OTEL_EXPORTER_OTLP"), name
+
+
+def test_explicit_arguments_win_over_the_environment(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TELEMETRY_OUTPUT_BUFFER_BYTES", "100000")
+    monkeypatch.setenv("TELEMETRY_SHUTDOWN_TIMEOUT_S", "7")
+    monkeypatch.setenv("TELEMETRY_MAX_VALUES", "500")
+    got = telemetry.configure("svc", "v1", sink=tel.sink, shutdown_timeout_s=1.5, max_values=200)
+    assert got is not None
+    assert (got.output_buffer_bytes, got.shutdown_timeout_s, got.max_values) == (100000, 1.5, 200)
