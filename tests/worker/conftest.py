@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sqlite3
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,26 @@ def running_worker(
         storage.close()
         telemetry.shutdown()
     assert result == [True], "the worker did not stop cleanly"
+
+
+def emf_docs(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The EMF documents among output lines (JSON log lines are skipped)."""
+    return [json.loads(line) for line in lines if line.startswith("{") and '"_aws"' in line]
+
+
+def emf_values(doc: dict[str, Any], name: str) -> list[float]:
+    """A metric's samples in any of the three EMF value forms."""
+    v = doc[name]
+    if isinstance(v, dict):
+        return [x for x, c in zip(v["Values"], v["Counts"], strict=True) for _ in range(int(c))]
+    return list(v) if isinstance(v, list) else [v]
+
+
+def emf_sums(lines: Iterable[str]) -> Counter[str]:
+    """Sum of every metric's samples over all EMF documents."""
+    sums: Counter[str] = Counter()
+    for doc in emf_docs(lines):
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                sums[metric["Name"]] += sum(emf_values(doc, metric["Name"]))
+    return sums
