@@ -22,7 +22,7 @@ import telemetry
 from points.storage import open_storage
 from telemetry.sinks import MemorySink
 from tests.points.conftest import serial_moto_endpoint  # reused: DynamoDB needs a serial moto
-from worker import Worker, WorkerConfig, make_client, setup_queues
+from worker import Worker, WorkerConfig, make_client, make_event, setup_queues
 
 __all__ = ["serial_moto_endpoint"]
 
@@ -179,3 +179,37 @@ def emf_sums(lines: Iterable[str]) -> Counter[str]:
             for metric in directive["Metrics"]:
                 sums[metric["Name"]] += sum(emf_values(doc, metric["Name"]))
     return sums
+
+
+def _event(amount: str = "100", version: str = "1", user: str = '"user-h"') -> str:
+    body = make_event("user-h", "order-h", 100)
+    return (
+        body.replace(":100}", f":{amount}}}")
+        .replace('"version":1', f'"version":{version}')
+        .replace('"user-h"', user)
+    )
+
+
+#: Bodies SQS accepts that once escaped the poison handling or could (issue #11): huge numbers
+#: anywhere, deep nesting, non-finite numbers, wrong types, broken Unicode escapes, duplicate
+#: keys. Each one is poison.
+HOSTILE_BODIES = [
+    _event(amount="9" * 5000),
+    _event(version="1" * 5000),
+    _event().replace('"order.completed"', "7" * 4400),
+    "9" * 5000,
+    "[" * 50_000 + "]" * 50_000,
+    '{"type":' + "[" * 5_000 + "]" * 5_000 + ',"version":1,"data":{}}',
+    _event(amount="1e999"),
+    _event(amount="-0"),
+    _event(amount="NaN"),
+    _event(amount="-Infinity"),
+    _event(amount='"100"'),
+    _event(version="1.0"),
+    _event(user="5"),
+    _event(user='"\\ud800"'),
+    "\ufeff" + _event(),
+    '{"type":"order.completed","type":"order.completed","version":1,"data":{}}',
+    '{"type":"order.completed","version":1,"data":[]}',
+    "{" + ",".join(f'"k{i}":1' for i in range(5_000)) + ',"k7":2}',
+]

@@ -15,6 +15,7 @@ from points.domain import points_for
 from telemetry import catalog
 from tests.support.processes import child
 from tests.worker.conftest import (
+    HOSTILE_BODIES,
     WORKER_CMD,
     Ledger,
     depth,
@@ -287,34 +288,13 @@ def test_sigterm_with_a_stuck_job_releases_it_and_exits_0(
     assert stopped[0]["unfinished_jobs"] == 1 and stopped[0]["released"] == 1
 
 
-#: Bodies that once escaped the poison handling or could (issue #11): huge numbers anywhere,
-#: deep nesting, non-finite numbers, wrong types, broken Unicode escapes, duplicate keys.
-_HOSTILE_BODIES = [
-    make_event("user-h", "order-h", 100).replace("100", "9" * 5000),
-    make_event("user-h", "order-h", 100).replace('"version":1', '"version":' + "1" * 5000),
-    make_event("user-h", "order-h", 100).replace('"order.completed"', "7" * 4400),
-    "9" * 5000,
-    "[" * 50_000 + "]" * 50_000,
-    '{"type":' + "[" * 5_000 + "]" * 5_000 + ',"version":1,"data":{}}',
-    make_event("user-h", "order-h", 100).replace("100", "1e999"),
-    make_event("user-h", "order-h", 100).replace("100", "NaN"),
-    make_event("user-h", "order-h", 100).replace("100", "-Infinity"),
-    make_event("user-h", "order-h", 100).replace("100", '"100"'),
-    make_event("user-h", "order-h", 100).replace('"version":1', '"version":1.0'),
-    make_event("user-h", "order-h", 100).replace('"user-h"', "5"),
-    make_event("user-h", "order-h", 100).replace("user-h", "\\ud800"),
-    '{"type":"order.completed","type":"order.completed","version":1,"data":{}}',
-    '{"type":"order.completed","version":1,"data":[]}',
-]
-
-
 def test_a_flood_of_unparseable_messages_never_stalls_the_worker(
     sqs: Any, queues: dict[str, str], db_path: Path, ledger: Ledger, aws_env: dict[str, str]
 ) -> None:
     # more hostile messages than the worker can hold at once (2 slots + a batch of 10): each
     # must free its slot, or the worker stops receiving and the good orders behind them wait
     orders = _orders("after-flood", 8)
-    send_bodies(sqs, queues["queue_url"], _HOSTILE_BODIES)
+    send_bodies(sqs, queues["queue_url"], HOSTILE_BODIES)
     send_bodies(sqs, queues["queue_url"], [make_event(*o) for o in orders])
     env = worker_env(
         aws_env,
@@ -326,7 +306,7 @@ def test_a_flood_of_unparseable_messages_never_stalls_the_worker(
     )
     with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         wait_for(lambda: ledger.count() == len(orders), 60, "every good order credited")
-        wait_for(lambda: depth(sqs, queues["dlq_url"])[0] == len(_HOSTILE_BODIES), 60, "DLQ filled")
+        wait_for(lambda: depth(sqs, queues["dlq_url"])[0] == len(HOSTILE_BODIES), 60, "DLQ filled")
         wait_for(lambda: drained(sqs, queues["queue_url"]), 20, "the queue to drain")
         os.killpg(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -335,9 +315,9 @@ def test_a_flood_of_unparseable_messages_never_stalls_the_worker(
     assert sorted(ledger.rows()) == _expected_rows(orders)
     lines = out.decode().splitlines()
     poison = [json.loads(x) for x in lines if '"outcome": "poison"' in x]
-    tries = 3 * len(_HOSTILE_BODIES)  # maxReceiveCount receives each, then SQS's redrive
+    tries = 3 * len(HOSTILE_BODIES)  # maxReceiveCount receives each, then SQS's redrive
     assert len(poison) == tries and all(p["reason"] for p in poison)
     sums = emf_sums(lines)
-    assert sums["JobErrors"] == tries and sums["DeadLettered"] == len(_HOSTILE_BODIES)
+    assert sums["JobErrors"] == tries and sums["DeadLettered"] == len(HOSTILE_BODIES)
     stopped = [json.loads(x) for x in lines if '"worker stopped"' in x]
     assert stopped[0]["crashed"] == 0 and stopped[0]["unfinished_jobs"] == 0
