@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 import telemetry
-from sample_api.storage import open_storage
+from points.storage import open_storage
 from telemetry.sinks import MemorySink
 from tests.worker.conftest import Ledger, drained, running_worker, wait_for
 from worker import Worker, WorkerConfig, make_event

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import telemetry
-from sample_api.storage import open_storage
-from sample_api.storage.base import IdempotencyConflict
+from points import IdempotencyConflict
+from points.storage import open_storage
 from telemetry.sinks import MemorySink
 from tests.worker.conftest import HOSTILE_BODIES, emf_sums
 from worker import EVENT_TYPE, PoisonMessage, QueueInfo, Worker, WorkerConfig, make_event
