@@ -83,7 +83,11 @@ def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> Non
         (["frobnicate"], {}, "invalid choice: 'frobnicate'"),
         (["send-sample"], {"QUEUE_URL": ""}, "send-sample needs --queue-url or QUEUE_URL"),
         (["send-sample"], {"QUEUE_URL": "my-queue"}, "QUEUE_URL must be an http(s) URL"),
-        (["send-sample", "--queue-url", "q"], {}, "argument --queue-url: must be an http(s) URL, got 'q'"),
+        (
+            ["send-sample", "--queue-url", "q"],
+            {},
+            "argument --queue-url: must be an http(s) URL, got 'q'",
+        ),
         ([], {"POINTS_STORE": "dynamodb"}, "POINTS_TABLE is required when POINTS_STORE=dynamodb"),
         ([], {"AWS_ENDPOINT_URL": "notaurl"}, "AWS_ENDPOINT_URL must be an http(s) URL"),
         ([], {"POINTS_DB_PATH": "/nonexistent-dir/points.db"}, "POINTS_DB_PATH: SQLite at"),
