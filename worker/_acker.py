@@ -8,6 +8,7 @@ out at once instead of waiting out the linger (messages leave the in-flight set 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -16,8 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-MAX_BATCH = 10  # SQS's limit for both batch actions
+from worker._batch import MAX_BATCH, BatchSender, Target
+
+__all__ = ["MAX_BATCH", "Ack", "Acker"]
+
 _FLUSH = "flush"
+#: Tries per entry for transient per-entry failures (botocore retries whole calls, not entries).
+ATTEMPTS = 3
 
 Action = Literal["delete", "release"]
 
@@ -30,7 +36,11 @@ class Ack:
 
 
 class Acker:
-    """Queue deletes/releases from any thread; a background thread sends them in batches."""
+    """Queue deletes/releases from any thread; a background thread sends them in batches.
+
+    Per-entry failures go through :class:`worker._batch.BatchSender` (logged, counted, transient
+    ones retried up to :data:`ATTEMPTS` times); nothing here raises into a job.
+    """
 
     def __init__(
         self,
@@ -39,17 +49,27 @@ class Acker:
         *,
         log: Callable[[], logging.Logger],
         linger_s: float = 0.05,
+        sender: BatchSender | None = None,
     ) -> None:
-        self._client = client
-        self._url = queue_url
+        self.sender = sender or BatchSender(client, queue_url, log=log)
         self._log = log
         self._linger_s = linger_s
         self._q: queue.SimpleQueue[Ack | str | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sqs-acker", daemon=True)
-        self.deleted = 0
-        self.released = 0
-        self.failed = 0
         self.calls = 0
+
+    @property
+    def deleted(self) -> int:
+        return self.sender.count("delete", "ok")
+
+    @property
+    def released(self) -> int:
+        return self.sender.count("release", "ok")
+
+    @property
+    def failed(self) -> int:
+        """Deletes and releases that finally failed (permanently, or after the last retry)."""
+        return self.sender.failed("delete", "release")
 
     def start(self) -> None:
         self._thread.start()
@@ -114,46 +134,13 @@ class Acker:
     def _send(self, action: Action, items: list[Ack]) -> None:
         self.calls += 1
         try:
-            if action == "delete":
-                resp = self._client.delete_message_batch(
-                    QueueUrl=self._url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": a.receipt} for i, a in enumerate(items)
-                    ],
-                )
-            else:
-                resp = self._client.change_message_visibility_batch(
-                    QueueUrl=self._url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": a.receipt, "VisibilityTimeout": 0}
-                        for i, a in enumerate(items)
-                    ],
-                )
-        except Exception as exc:
-            # botocore already retried; the messages reappear after their visibility timeout
-            # and the idempotent store turns the redelivery into a no-op.
-            self.failed += len(items)
-            self._log().error(
-                "sqs %s batch failed: %s",
-                action,
-                exc,
-                extra={"action": action, "messages": [a.message_id for a in items]},
+            self.sender.send(
+                action, [Target(a.message_id, a.receipt) for a in items], attempts=ATTEMPTS
             )
-            return
-        failed = resp.get("Failed") or []
-        done = len(items) - len(failed)
-        if action == "delete":
-            self.deleted += done
-        else:
-            self.released += done
-        for entry in failed:
-            self.failed += 1
-            item = items[int(entry["Id"])]
-            self._log().warning(
-                "sqs %s failed for message %s: %s %s",
-                action,
-                item.message_id,
-                entry.get("Code"),
-                entry.get("Message", ""),
-                extra={"action": action, "message_id": item.message_id},
-            )
+        except Exception:  # a bug here must not end the thread: no acknowledgement would follow
+            with contextlib.suppress(Exception):
+                self._log().exception(
+                    "sqs %s batch could not be sent",
+                    action,
+                    extra={"action": action, "messages": [a.message_id for a in items]},
+                )

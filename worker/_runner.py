@@ -16,10 +16,14 @@ a no-op because the store is idempotent by ``order_id`` (so the effect is exactl
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import random
+import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -29,7 +33,8 @@ from opentelemetry import context as otel_context
 from points.domain import DEFAULT_RATE, PointsService
 from points.storage import IdempotencyConflict, Storage
 from worker import _instrument as instrument
-from worker._acker import MAX_BATCH, Acker
+from worker._acker import Acker
+from worker._batch import MAX_BATCH, BatchSender, Target
 from worker._config import WorkerConfig
 from worker._events import PoisonMessage, parse_event, trace_context
 from worker._sqs import QueueInfo, describe_queue, make_client, queue_depths
@@ -41,13 +46,16 @@ class SimulatedFailure(RuntimeError):
 
 @dataclass(slots=True)
 class _Held:
-    """A received message the worker has not yet acknowledged."""
+    """A received message the worker has not yet acknowledged (it holds one slot)."""
 
+    key: int  # unique per receive: two messages may carry the same (odd) receipt handle
     message_id: str
     receipt: str
     received_at: float  # monotonic
     deadline: float  # monotonic time its visibility runs out
     gave_up_extending: bool = False
+    counted: bool = False  # the job's telemetry (Jobs/JobErrors) has started
+    settled: bool = False  # the job's outcome has been counted in Stats
 
 
 @dataclass(slots=True)
@@ -63,6 +71,10 @@ class Stats:
     dead_lettered: int = 0
     released: int = 0
     extended: int = 0
+    #: messages that could not be held at all (no usable receipt handle): failed jobs too
+    unusable: int = 0
+    #: jobs that raised past their own handling (a bug): logged, counted, left for retry
+    crashed: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -85,12 +97,15 @@ class Worker:
         self._stop = threading.Event()
         self._stopped_at: float | None = None
         self._cond = threading.Condition()
-        self._held: dict[str, _Held] = {}  # by receipt handle; guarded by _cond
+        self._held: dict[int, _Held] = {}  # by _Held.key; guarded by _cond
+        self._keys = itertools.count()
         self._holding = 0  # messages received and not finished; guarded by _cond
         self._running = 0  # jobs inside _job right now; guarded by _cond
         self._capacity = config.concurrency + config.batch_size
         self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="job")
         self._acker: Acker | None = None
+        #: every batch call (deletes, releases, extensions) and its per-entry failures
+        self.batches = BatchSender(self.client, config.queue_url, log=lambda: instrument.log)
         self._receiver = threading.Thread(target=self._receive_loop, name="sqs-receiver")
         self._monitor = threading.Thread(target=self._monitor_loop, name="sqs-monitor")
         self._receiver.daemon = self._monitor.daemon = True
@@ -115,7 +130,9 @@ class Worker:
                 "(create it with `python -m worker setup-queues`)",
                 extra={"queue_url": self.config.queue_url},
             )
-        self._acker = Acker(self.client, self.config.queue_url, log=lambda: instrument.log)
+        self._acker = Acker(
+            self.client, self.config.queue_url, log=lambda: instrument.log, sender=self.batches
+        )
         self._acker.start()
         self._monitor.start()
         self._receiver.start()
@@ -196,9 +213,13 @@ class Worker:
                 "poison": self.stats.poison,
                 "failed": self.stats.failed,
                 "released": self.stats.released,
+                "unusable": self.stats.unusable,
+                "crashed": self.stats.crashed,
                 "deleted": self._acker.deleted,
                 "receive_calls": self.stats.receive_calls,
                 "ack_calls": self._acker.calls,
+                "batch_entry_failures": self.batch_failures(),
+                "telemetry_failures": instrument.failures(),
                 "unfinished_jobs": unfinished,
                 "stop_s": round(time.monotonic() - stopped_at, 3),
             },
@@ -207,6 +228,10 @@ class Worker:
 
     def _running_jobs(self) -> int:
         return self._running
+
+    def batch_failures(self) -> dict[str, int]:
+        """Entries of batch calls that finally failed, by action (delete, release, extend)."""
+        return {a: self.batches.failed(a) for a in ("delete", "release", "extend")}
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -239,8 +264,8 @@ class Worker:
                 continue
             failures = 0
             self._count("receive_calls", 1)
-            messages = resp.get("Messages") or []
-            if not messages:
+            messages = resp.get("Messages") if isinstance(resp, Mapping) else None
+            if not isinstance(messages, list) or not messages:
                 if cfg.wait_time_s == 0:
                     self._stop.wait(1.0)  # short polling an empty queue: do not spin
                 continue
@@ -249,31 +274,61 @@ class Worker:
             except Exception:  # a bug must not stop the receiver; the messages reappear later
                 instrument.log.exception("could not hand received messages to the pool")
 
-    def _accept(self, messages: list[dict[str, Any]]) -> None:
+    def _accept(self, messages: list[Any]) -> None:
         now = time.monotonic()
         wall = time.time()
-        held = [
-            _Held(m["MessageId"], m["ReceiptHandle"], now, now + self.config.visibility_timeout_s)
-            for m in messages
-        ]
         self._count("received", len(messages))
+        accepted: list[tuple[_Held, Mapping[str, Any]]] = []
         for m in messages:
-            sent_ms = (m.get("Attributes") or {}).get("SentTimestamp")
-            if sent_ms:
-                with contextlib.suppress(ValueError):
-                    instrument.message_age(max(0.0, wall - int(sent_ms) / 1000))
-        with self._cond:
-            for h in held:
-                self._held[h.receipt] = h
-            self._holding += len(held)
+            held = self._hold(m, now)
+            if held is None:
+                self._unusable(m)
+                continue
+            accepted.append((held, m))
+            sent_ms = _whole_number(_attributes(m).get("SentTimestamp"))
+            if sent_ms is not None:
+                instrument.message_age(max(0.0, wall - sent_ms / 1000))
         if self._stop.is_set():
-            self._release_all(held)
+            self._release_all([h for h, _ in accepted])
             return
-        for h, m in zip(held, messages, strict=True):
+        for h, m in accepted:
             try:
-                self._pool.submit(self._job, h, m)
-            except RuntimeError:  # pool shut down between the check and here
+                future = self._pool.submit(self._job, h, m)
+            except Exception:  # RuntimeError: pool shut down between the check and here
                 self._release_all([h])
+                continue
+            future.add_done_callback(functools.partial(self._job_done, h))
+
+    def _hold(self, message: Any, now: float) -> _Held | None:
+        """Track ``message`` (one slot); None if it has no receipt handle to acknowledge it by."""
+        if not isinstance(message, Mapping):
+            return None
+        receipt = message.get("ReceiptHandle")
+        if not isinstance(receipt, str) or not receipt:
+            return None
+        held = _Held(
+            next(self._keys),
+            _message_id(message),
+            receipt,
+            now,
+            now + self.config.visibility_timeout_s,
+        )
+        with self._cond:
+            self._held[held.key] = held
+            self._holding += 1
+        return held
+
+    def _unusable(self, message: Any) -> None:
+        """A message without a receipt handle: it cannot be deleted or released, only left to
+        reappear after its visibility timeout (and, after maxReceiveCount, go to the DLQ)."""
+        message_id = _message_id(message) if isinstance(message, Mapping) else "unknown"
+        self._count("unusable", 1)
+        with instrument.job(message_id, None, None) as job:
+            job.failed = True
+            instrument.log.error(
+                "received message has no receipt handle; left for SQS to retry",
+                extra={"outcome": "failed", "reason": "no receipt handle"},
+            )
 
     def _release_all(self, held: list[_Held]) -> None:
         assert self._acker is not None
@@ -283,30 +338,30 @@ class Worker:
                 self._count("released", 1)
 
     def _forget(self, held: _Held) -> bool:
-        """Stop tracking ``held``; False if someone else already did."""
+        """Stop tracking ``held`` (free its slot); False if someone else already did."""
         with self._cond:
-            if self._held.pop(held.receipt, None) is None:
+            if self._held.pop(held.key, None) is None:
                 return False
             self._holding -= 1
             self._cond.notify_all()
             return True
 
     # -- one job -----------------------------------------------------------------------------
+    #
+    # Whatever a message holds and whatever raises while it is handled (the parser, the store,
+    # telemetry, a bug), the job ends with its slot freed, a log line, Jobs/JobErrors counted,
+    # and the message deleted, released for the DLQ, or left to reappear (SQS's retry).
 
-    def _job(self, held: _Held, message: dict[str, Any]) -> None:
+    def _job(self, held: _Held, message: Mapping[str, Any]) -> None:
         with self._cond:
             self._running += 1
         try:
             if self._stop.is_set():
                 self._release_all([held])
                 return
-            ctx = trace_context(message)
-            token = otel_context.attach(ctx) if ctx is not None else None
-            try:
-                self._process(held, message)
-            finally:
-                if token is not None:
-                    otel_context.detach(token)
+            self._process(held, message)
+        except BaseException as exc:  # a pool thread has no one else to tell
+            self._crashed(held, exc)
         finally:
             with self._cond:
                 self._running -= 1
@@ -316,77 +371,143 @@ class Worker:
             if idle and self._acker is not None:
                 self._acker.flush_soon()
 
-    def _process(self, held: _Held, message: dict[str, Any]) -> None:
-        assert self._acker is not None and self.info is not None
-        attrs = message.get("Attributes") or {}
-        receive_count = int(attrs.get("ApproximateReceiveCount", "1"))
-        max_receives = self.info.max_receive_count
-        last_try = max_receives is not None and receive_count >= max_receives
-        poison: str | None = None
-        request = None
+    def _job_done(self, held: _Held, future: Future[None]) -> None:
+        """Done-callback of every job: a job cancelled at shutdown is released at once; one that
+        somehow left its message held frees the slot. Never raises (the pool's thread runs it)."""
         try:
-            request = parse_event(message.get("Body") or "")
-        except PoisonMessage as exc:
-            poison = exc.reason
-        order_id = request.order_id if request else None
-
-        with instrument.job(held.message_id, order_id, receive_count) as job:
-            fields: dict[str, Any] = {}
-            error: BaseException | None = None
-            try:
-                if poison is not None:
-                    raise PoisonMessage(poison)
-                assert request is not None
-                self._simulate()
-                try:
-                    result = self.service.grant(request)
-                except IdempotencyConflict as exc:
-                    raise PoisonMessage(
-                        f"order_id already granted with other content: {exc}"
-                    ) from None
-                outcome = "credited" if result.created else "duplicate"
-                fields.update(user_id=request.user_id, points=result.entry.points)
-            except PoisonMessage as exc:
-                outcome, error = "poison", exc
-            except Exception as exc:
-                outcome, error = "failed", exc
-
-            if not self._forget(held):
-                # the shutdown released it already; the effect (if any) is committed and the
-                # redelivery will be a no-op
-                fields["late"] = True
-            elif error is None:
-                self._acker.delete(held.message_id, held.receipt)
-            elif outcome == "poison" and self.info.max_receive_count is not None:
-                # Fail fast: visible again at once, so SQS's redrive policy moves it to the DLQ
-                # after maxReceiveCount receives within moments instead of maxReceiveCount
-                # visibility timeouts; the rest of the queue is never blocked behind it.
-                self._acker.release(held.message_id, held.receipt)
-            # else ("failed"): left alone, it reappears when its visibility timeout runs out
-            # (SQS's retry, the timeout being the back-off) and after maxReceiveCount receives
-            # SQS moves it to the DLQ.
-
-            self._count("duplicates" if outcome == "duplicate" else outcome, 1)
-            fields["outcome"] = outcome
-            if error is None:
-                instrument.log.info("order %s", outcome, extra=fields)
-                return
-            job.failed = True
-            fields["reason"] = str(error)
-            if last_try:
-                fields["dead_letter"] = True
-                self._count("dead_lettered", 1)
-                instrument.dead_lettered()
-            if outcome == "poison":
-                instrument.log.warning("poison message: %s", error, extra=fields)
-            else:
-                fields["error_type"] = type(error).__name__
+            if future.cancelled():
+                self._release_all([held])
+            elif self._forget(held):
+                self._count("crashed", 1)
                 instrument.log.error(
-                    "job failed: %s",
-                    error,
-                    extra=fields,
-                    exc_info=None if isinstance(error, SimulatedFailure) else error,
+                    "job ended without acknowledging its message; left for SQS to retry",
+                    extra={"message_id": held.message_id},
                 )
+        except BaseException as exc:
+            _last_words("job done-callback", exc)
+
+    def _crashed(self, held: _Held, exc: BaseException) -> None:
+        """A job raised past its own handling: free the slot, log, count; SQS retries it."""
+        try:
+            self._forget(held)  # left alone: it reappears after its visibility timeout
+            if not held.settled:
+                self._count("crashed", 1)
+                self._count("failed", 1)
+            if not held.counted:
+                with instrument.job(held.message_id, None, None) as job:
+                    job.failed = True
+            instrument.log.error(
+                "job crashed: %s; message left for SQS to retry",
+                _describe(exc),
+                exc_info=exc,
+                extra={
+                    "message_id": held.message_id,
+                    "outcome": "failed",
+                    "error_type": type(exc).__name__,
+                },
+            )
+        except BaseException as err:
+            _last_words("job crash handling", err)
+
+    def _process(self, held: _Held, message: Mapping[str, Any]) -> None:
+        assert self._acker is not None and self.info is not None
+        receive_count = _whole_number(_attributes(message).get("ApproximateReceiveCount"))
+        max_receives = self.info.max_receive_count
+        last_try = (
+            max_receives is not None and receive_count is not None and receive_count >= max_receives
+        )
+        request = None
+        early: BaseException | None = None
+        try:
+            request = parse_event(message.get("Body"))
+        except BaseException as exc:  # PoisonMessage, or worse: raised in the job
+            early = exc
+        ctx = trace_context(message)
+        token = None
+        if ctx is not None:
+            with contextlib.suppress(Exception):
+                token = otel_context.attach(ctx)
+        try:
+            with instrument.job(
+                held.message_id, request.order_id if request else None, receive_count
+            ) as job:
+                held.counted = True
+                outcome, error, fields = self._grant(request, early)
+                self._settle(held, outcome, error, fields, last_try)
+                job.failed = error is not None
+        finally:
+            if token is not None:
+                with contextlib.suppress(Exception):
+                    otel_context.detach(token)
+
+    def _grant(
+        self, request: Any, early: BaseException | None
+    ) -> tuple[str, BaseException | None, dict[str, Any]]:
+        """(outcome, error, log fields): credited/duplicate, poison (never succeeds) or failed."""
+        try:
+            if early is not None:
+                raise early
+            assert request is not None
+            self._simulate()
+            try:
+                result = self.service.grant(request)
+            except IdempotencyConflict as exc:
+                raise PoisonMessage(
+                    f"order_id already granted with other content: {_describe(exc)}"
+                ) from None
+            fields = {"user_id": request.user_id, "points": result.entry.points}
+            return ("credited" if result.created else "duplicate"), None, fields
+        except PoisonMessage as exc:
+            return "poison", exc, {}
+        except BaseException as exc:  # store errors, bugs: SQS retries them
+            return "failed", exc, {}
+
+    def _settle(
+        self,
+        held: _Held,
+        outcome: str,
+        error: BaseException | None,
+        fields: dict[str, Any],
+        last_try: bool,
+    ) -> None:
+        """Acknowledge (delete / release / leave), count and log one job's outcome."""
+        assert self._acker is not None and self.info is not None
+        if not self._forget(held):
+            # the shutdown released it already; the effect (if any) is committed and the
+            # redelivery will be a no-op
+            fields["late"] = True
+        elif error is None:
+            self._acker.delete(held.message_id, held.receipt)
+        elif outcome == "poison" and self.info.max_receive_count is not None:
+            # Fail fast: visible again at once, so SQS's redrive policy moves it to the DLQ
+            # after maxReceiveCount receives within moments instead of maxReceiveCount
+            # visibility timeouts; the rest of the queue is never blocked behind it.
+            self._acker.release(held.message_id, held.receipt)
+        # else ("failed"): left alone, it reappears when its visibility timeout runs out
+        # (SQS's retry, the timeout being the back-off) and after maxReceiveCount receives
+        # SQS moves it to the DLQ.
+
+        self._count("duplicates" if outcome == "duplicate" else outcome, 1)
+        held.settled = True
+        fields["outcome"] = outcome
+        if error is None:
+            instrument.log.info("order %s", outcome, extra=fields)
+            return
+        fields["reason"] = _describe(error)
+        if last_try:
+            fields["dead_letter"] = True
+            self._count("dead_lettered", 1)
+            instrument.dead_lettered()
+        if outcome == "poison":
+            instrument.log.warning("poison message: %s", fields["reason"], extra=fields)
+        else:
+            fields["error_type"] = type(error).__name__
+            instrument.log.error(
+                "job failed: %s",
+                fields["reason"],
+                extra=fields,
+                exc_info=None if isinstance(error, SimulatedFailure) else error,
+            )
 
     def _simulate(self) -> None:
         cfg = self.config
@@ -435,27 +556,26 @@ class Worker:
                 due.append(h)
         for i in range(0, len(due), MAX_BATCH):
             chunk = due[i : i + MAX_BATCH]
-            try:
-                resp = self.client.change_message_visibility_batch(
-                    QueueUrl=cfg.queue_url,
-                    Entries=[
-                        {
-                            "Id": str(j),
-                            "ReceiptHandle": h.receipt,
-                            "VisibilityTimeout": cfg.visibility_timeout_s,
-                        }
-                        for j, h in enumerate(chunk)
-                    ],
-                )
-            except Exception as exc:
-                instrument.log.warning("visibility extension failed: %s", exc)
-                continue
-            failed = {int(e["Id"]) for e in resp.get("Failed") or []}
+            failures = self.batches.send(
+                "extend",
+                [Target(h.message_id, h.receipt) for h in chunk],
+                visibility_s=cfg.visibility_timeout_s,
+                # the next tick is the retry of a transient failure
+                attempts=1,
+                # acknowledged since it was picked: its receipt handle is expected to be gone
+                quiet=lambda j, chunk=chunk: not self._is_held(chunk[j]),
+            )
             extended_at = time.monotonic()
-            for j, h in enumerate(chunk):
-                if j not in failed:
+            for h, failure in zip(chunk, failures, strict=True):
+                if failure is None:
                     h.deadline = extended_at + cfg.visibility_timeout_s
-            self._count("extended", len(chunk) - len(failed))
+                    self._count("extended", 1)
+                elif failure.permanent:
+                    h.gave_up_extending = True  # retrying every tick cannot help
+
+    def _is_held(self, held: _Held) -> bool:
+        with self._cond:
+            return self._held.get(held.key) is held
 
     def _poll_depths(self) -> None:
         assert self.info is not None
@@ -465,3 +585,35 @@ class Worker:
             instrument.log.warning("queue depth poll failed: %s", exc)
             return
         instrument.queue_depths(depths.backlog, depths.in_flight, depths.dead_letter)
+
+
+def _attributes(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    attrs = message.get("Attributes")
+    return attrs if isinstance(attrs, Mapping) else {}
+
+
+def _message_id(message: Mapping[str, Any]) -> str:
+    value = message.get("MessageId")
+    return value[:128] if isinstance(value, str) and value else "unknown"
+
+
+def _whole_number(value: Any) -> int | None:
+    """A non-negative SQS attribute number ("3", "1700000000000"); None for anything else."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        return int(value)
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """``str(exc)`` in one line of at most 500 characters, even if ``__str__`` raises."""
+    try:
+        text = str(exc) or type(exc).__name__
+    except Exception:
+        text = f"<{type(exc).__name__}>"
+    return " ".join(text.split())[:500]
+
+
+def _last_words(what: str, exc: BaseException) -> None:
+    """Report a failure of the failure handling itself, where no logging can be trusted."""
+    with contextlib.suppress(BaseException):
+        print(f"points-worker: {what} failed: {type(exc).__name__}", file=sys.stderr, flush=True)

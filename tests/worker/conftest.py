@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sqlite3
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import telemetry
 from points.storage import open_storage
 from telemetry.sinks import MemorySink
 from tests.points.conftest import serial_moto_endpoint  # reused: DynamoDB needs a serial moto
-from worker import Worker, WorkerConfig, make_client, setup_queues
+from worker import Worker, WorkerConfig, make_client, make_event, setup_queues
 
 __all__ = ["serial_moto_endpoint"]
 
@@ -154,3 +156,60 @@ def running_worker(
         storage.close()
         telemetry.shutdown()
     assert result == [True], "the worker did not stop cleanly"
+
+
+def emf_docs(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The EMF documents among output lines (JSON log lines are skipped)."""
+    return [json.loads(line) for line in lines if line.startswith("{") and '"_aws"' in line]
+
+
+def emf_values(doc: dict[str, Any], name: str) -> list[float]:
+    """A metric's samples in any of the three EMF value forms."""
+    v = doc[name]
+    if isinstance(v, dict):
+        return [x for x, c in zip(v["Values"], v["Counts"], strict=True) for _ in range(int(c))]
+    return list(v) if isinstance(v, list) else [v]
+
+
+def emf_sums(lines: Iterable[str]) -> Counter[str]:
+    """Sum of every metric's samples over all EMF documents."""
+    sums: Counter[str] = Counter()
+    for doc in emf_docs(lines):
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                sums[metric["Name"]] += sum(emf_values(doc, metric["Name"]))
+    return sums
+
+
+def _event(amount: str = "100", version: str = "1", user: str = '"user-h"') -> str:
+    body = make_event("user-h", "order-h", 100)
+    return (
+        body.replace(":100}", f":{amount}}}")
+        .replace('"version":1', f'"version":{version}')
+        .replace('"user-h"', user)
+    )
+
+
+#: Bodies SQS accepts that once escaped the poison handling or could (issue #11): huge numbers
+#: anywhere, deep nesting, non-finite numbers, wrong types, broken Unicode escapes, duplicate
+#: keys. Each one is poison.
+HOSTILE_BODIES = [
+    _event(amount="9" * 5000),
+    _event(version="1" * 5000),
+    _event().replace('"order.completed"', "7" * 4400),
+    "9" * 5000,
+    "[" * 50_000 + "]" * 50_000,
+    '{"type":' + "[" * 5_000 + "]" * 5_000 + ',"version":1,"data":{}}',
+    _event(amount="1e999"),
+    _event(amount="-0"),
+    _event(amount="NaN"),
+    _event(amount="-Infinity"),
+    _event(amount='"100"'),
+    _event(version="1.0"),
+    _event(user="5"),
+    _event(user='"\\ud800"'),
+    "\ufeff" + _event(),
+    '{"type":"order.completed","type":"order.completed","version":1,"data":{}}',
+    '{"type":"order.completed","version":1,"data":[]}',
+    "{" + ",".join(f'"k{i}":1' for i in range(5_000)) + ',"k7":2}',
+]

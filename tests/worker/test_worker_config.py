@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.worker.conftest import WORKER_CMD
+from tests.support.processes import child
+from tests.worker.conftest import WORKER_CMD, worker_env
 from worker import ConfigError, WorkerConfig
+from worker.__main__ import COMMANDS, main
+from worker._config import SETTINGS
 
 URL = "http://127.0.0.1:1/123456789012/q"
 
@@ -69,11 +77,17 @@ def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> Non
         ([], {"POINTS_STORE": "oracle"}, "POINTS_STORE must be one of"),
         ([], {"POINTS_RATE": "lots"}, "POINTS_RATE must be a decimal number"),
         (["send-sample", "--count", "x"], {}, "--count: must be an integer"),
-        (["setup-queues", "--max-receive-count", "0"], {}, "must be at least 1"),
+        (["setup-queues", "--max-receive-count", "0"], {}, "must be between 1 and 1,000"),
+        (["--concurrency", "5"], {"WORKER_WAIT_TIME_S": "30"}, "WORKER_WAIT_TIME_S must be"),
+        (["run", "--wait-time", "20", "--stop-timeout", "5"], {}, "--stop-timeout (5) must be"),
         (["frobnicate"], {}, "invalid choice: 'frobnicate'"),
         (["send-sample"], {"QUEUE_URL": ""}, "send-sample needs --queue-url or QUEUE_URL"),
         (["send-sample"], {"QUEUE_URL": "my-queue"}, "QUEUE_URL must be an http(s) URL"),
-        (["send-sample", "--queue-url", "q"], {}, "--queue-url must be an http(s) URL, got 'q'"),
+        (
+            ["send-sample", "--queue-url", "q"],
+            {},
+            "argument --queue-url: must be an http(s) URL, got 'q'",
+        ),
         ([], {"POINTS_STORE": "dynamodb"}, "POINTS_TABLE is required when POINTS_STORE=dynamodb"),
         ([], {"AWS_ENDPOINT_URL": "notaurl"}, "AWS_ENDPOINT_URL must be an http(s) URL"),
         ([], {"POINTS_DB_PATH": "/nonexistent-dir/points.db"}, "POINTS_DB_PATH: SQLite at"),
@@ -103,3 +117,117 @@ def test_cli_missing_queue_is_exit_2(aws_env: dict[str, str], tmp_path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "NonExistentQueue" in proc.stderr or "QueueDoesNotExist" in proc.stderr
+
+
+# -- the CLI's options, help and usage errors (in-process: they end before any I/O) -----------
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        status = main(args)
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["-h"]])
+def test_run_help_lists_every_option_and_variable_with_its_default(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = _cli(args, capsys)
+    assert status == 0
+    assert "`" not in out  # no reStructuredText markup
+    flat = " ".join(out.split())
+    for s in SETTINGS:
+        assert s.option in out and s.env in out, s
+        assert f"{s.env} {s.describe()}" in flat  # the variable, its default and range
+    for name in ("--queue-url", "QUEUE_URL", "AWS_ENDPOINT_URL", "POINTS_DB_PATH", "POINTS_RATE"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [
+        ("send-sample", ["--count", "--users", "--duplicates", "--poison", "--seed", "--queue-url",
+                         "QUEUE_URL", "AWS_ENDPOINT_URL", "AWS_REGION"]),
+        ("setup-queues", ["--name", "--max-receive-count", "--visibility-timeout",
+                          "AWS_ENDPOINT_URL", "AWS_REGION"]),
+    ],
+)  # fmt: skip
+def test_every_subcommand_help_lists_its_options_and_variables(
+    command: str, names: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = _cli([command, "--help"], capsys)
+    assert status == 0 and "`" not in out
+    for name in names:
+        assert name in out, name
+    assert out.count("(default") >= 3
+
+
+def _bad_values(kind: type) -> list[str]:
+    return ["x", "", " ", "1e999" if kind is int else "nan", "9" * 5000, "-1", "999999999999"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [(s.option, v) for s in SETTINGS for v in _bad_values(s.kind)]
+    + [("--queue-url", v) for v in ("", "queue", "http://", "ftp://x/q", "http://[::1")],
+)
+def test_a_bad_option_value_is_one_line_naming_the_option_and_exit_2(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for args in ([option, value], ["run", option, value], [f"{option}={value}"]):
+        status, _, err = _cli(args, capsys)
+        assert status == 2, args
+        assert len(err.strip().splitlines()) == 1, err
+        assert f"argument {option}: must" in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--count", "5"], "--count is an option of `send-sample`: put it after the subcommand"),
+        (["--count=5", "send-sample"], "--count is an option of `send-sample`"),
+        (["--name", "q", "setup-queues"], "--name is an option of `setup-queues`"),
+        (["--frobnicate", "5"], "unrecognized option '--frobnicate'"),
+        (["--conc", "5"], "unrecognized option '--conc'"),  # no abbreviations
+        (["--concurrency", "5", "send-sample"], "--concurrency is an option of `run`, not of"),
+        (["5"], "invalid choice: '5'"),
+        (["send-sample", "--concurrency", "5"], "unrecognized arguments: --concurrency 5"),
+        (["setup-queues", "--name", "a.b"], "argument --name: must be 1-76 characters"),
+        (["setup-queues", "--visibility-timeout", "43201"], "must be between 0 and 43,200"),
+        (["send-sample", "--count", "9" * 5000], "argument --count: must be between"),
+        (["send-sample", "--seed", "-1"], "argument --seed: must be between"),
+    ],
+)
+def test_options_in_the_wrong_place_or_unknown_are_one_line_and_exit_2(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = _cli(args, capsys)
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert needle in err
+
+
+def test_commands_are_the_documented_ones() -> None:
+    assert COMMANDS == ("run", "send-sample", "setup-queues")
+
+
+@pytest.mark.parametrize("args", [["--concurrency", "3", "--batch-size", "2"],
+                                  ["run", "--concurrency=3", "--batch-size", "2"]])  # fmt: skip
+def test_run_options_work_with_or_without_the_subcommand_and_win_over_variables(
+    args: list[str], sqs: Any, queues: dict[str, str], tmp_path: Path, aws_env: dict[str, str]
+) -> None:
+    env = worker_env(aws_env, "", tmp_path / "p.db", WORKER_CONCURRENCY=7, WORKER_BATCH_SIZE=9)
+    del env["QUEUE_URL"]
+    cmd = [*WORKER_CMD, *args, "--queue-url", queues["queue_url"]]
+    with child(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline().decode())  # "worker started"
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert first["message"] == "worker started"
+    assert (first["concurrency"], first["batch_size"]) == (3, 2)
+    assert first["queue_url"] == queues["queue_url"]

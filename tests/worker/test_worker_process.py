@@ -14,7 +14,18 @@ from typing import Any
 from points.domain import points_for
 from telemetry import catalog
 from tests.support.processes import child
-from tests.worker.conftest import WORKER_CMD, Ledger, depth, drained, wait_for, worker_env
+from tests.worker.conftest import (
+    HOSTILE_BODIES,
+    WORKER_CMD,
+    Ledger,
+    depth,
+    drained,
+    emf_docs,
+    emf_sums,
+    emf_values,
+    wait_for,
+    worker_env,
+)
 from worker import make_event
 from worker._sample import POISON_BODIES, message_entry, new_trace, sample_orders, send_bodies
 
@@ -97,22 +108,6 @@ def test_sigterm_mid_batch_exits_0_in_time_and_releases_the_rest(
     assert stopped[0]["released"] == stopped[0]["received"] - credited >= 1
 
 
-def _emf_lines(out: str) -> list[dict[str, Any]]:
-    docs = []
-    for line in out.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            docs.append(json.loads(line))
-    return docs
-
-
-def _values(doc: dict[str, Any], name: str) -> list[float]:
-    """A metric's samples in any of the three EMF value forms."""
-    v = doc[name]
-    if isinstance(v, dict):
-        return [x for x, c in zip(v["Values"], v["Counts"], strict=True) for _ in range(int(c))]
-    return list(v) if isinstance(v, list) else [v]
-
-
 def _xray_id(w3c_trace_id: str) -> str:
     return f"1-{w3c_trace_id[:8]}-{w3c_trace_id[8:]}"
 
@@ -155,7 +150,7 @@ def test_use_metrics_logs_and_traces(
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err[-2000:]
     out = out.decode()
-    docs = _emf_lines(out)
+    docs = emf_docs(out.splitlines())
     assert docs, "no EMF output"
     sums: Counter[str] = Counter()
     samples: dict[str, list[float]] = {}
@@ -169,7 +164,7 @@ def test_use_metrics_logs_and_traces(
                 assert metric["Unit"] == catalog.get(name).unit
                 dims = {tuple(d) for d in directive["Dimensions"]}
                 assert dims == set(catalog.get(name).dimension_sets), name
-                values = _values(doc, name)
+                values = emf_values(doc, name)
                 samples.setdefault(name, []).extend(values)
                 sums[name] += sum(values)
         assert doc["Service"] == "points-worker"
@@ -291,3 +286,38 @@ def test_sigterm_with_a_stuck_job_releases_it_and_exits_0(
     assert ledger.count() == 0
     stopped = [json.loads(x) for x in out.decode().splitlines() if '"worker stopped"' in x]
     assert stopped[0]["unfinished_jobs"] == 1 and stopped[0]["released"] == 1
+
+
+def test_a_flood_of_unparseable_messages_never_stalls_the_worker(
+    sqs: Any, queues: dict[str, str], db_path: Path, ledger: Ledger, aws_env: dict[str, str]
+) -> None:
+    # more hostile messages than the worker can hold at once (2 slots + a batch of 10): each
+    # must free its slot, or the worker stops receiving and the good orders behind them wait
+    orders = _orders("after-flood", 8)
+    send_bodies(sqs, queues["queue_url"], HOSTILE_BODIES)
+    send_bodies(sqs, queues["queue_url"], [make_event(*o) for o in orders])
+    env = worker_env(
+        aws_env,
+        queues["queue_url"],
+        db_path,
+        WORKER_CONCURRENCY=2,
+        # only the worker's explicit release can bring a message back before this
+        WORKER_VISIBILITY_TIMEOUT_S=30,
+    )
+    with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        wait_for(lambda: ledger.count() == len(orders), 60, "every good order credited")
+        wait_for(lambda: depth(sqs, queues["dlq_url"])[0] == len(HOSTILE_BODIES), 60, "DLQ filled")
+        wait_for(lambda: drained(sqs, queues["queue_url"]), 20, "the queue to drain")
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"Traceback" not in err
+    assert sorted(ledger.rows()) == _expected_rows(orders)
+    lines = out.decode().splitlines()
+    poison = [json.loads(x) for x in lines if '"outcome": "poison"' in x]
+    tries = 3 * len(HOSTILE_BODIES)  # maxReceiveCount receives each, then SQS's redrive
+    assert len(poison) == tries and all(p["reason"] for p in poison)
+    sums = emf_sums(lines)
+    assert sums["JobErrors"] == tries and sums["DeadLettered"] == len(HOSTILE_BODIES)
+    stopped = [json.loads(x) for x in lines if '"worker stopped"' in x]
+    assert stopped[0]["crashed"] == 0 and stopped[0]["unfinished_jobs"] == 0
