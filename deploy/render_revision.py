@@ -12,8 +12,13 @@ Standard library only: it runs in CodeBuild (deploy/buildspec.yml) and on a lapt
 ``--image`` defaults to ``<IMAGE1_NAME>``, the placeholder CodePipeline's ECS blue/green action
 fills in from ``imageDetail.json``. With ``--task-definition-arn`` (after
 ``aws ecs register-task-definition``) the AppSpec names that revision and ``create-deployment.json``
-is written for ``aws deploy create-deployment --cli-input-json``. Bad input: one line on stderr,
-exit status 2.
+is written for ``aws deploy create-deployment --cli-input-json``.
+
+The AppSpec carries the API's network configuration (stack outputs ``ApiSubnetIds``,
+``ApiSecurityGroupId``, ``ApiAssignPublicIp``). A service with the CODE_DEPLOY controller takes a
+new network configuration only from a deployment, so ``--subnets``/``--assign-public-ip`` are how
+the API moves, e.g. to private subnets; a stack update of those parameters fails. Bad input: one
+line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -35,11 +40,16 @@ REQUIRED_OUTPUTS = (
     "LogGroupName",
     "PointsTableName",
     "CollectorConfigParameter",
+    "CollectorImageUri",
 )
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+_SUBNET = re.compile(r"subnet-[0-9a-f]{8,17}")
+_SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
+#: Stack outputs of the API's network configuration (optional: older stacks lack them).
+NETWORK_OUTPUTS = ("ApiSubnetIds", "ApiSecurityGroupId", "ApiAssignPublicIp")
 
 
 class UsageError(ValueError):
@@ -100,11 +110,67 @@ def render_taskdef(
     return taskdef
 
 
-def render_appspec(task_definition: str = "<TASK_DEFINITION>") -> str:
-    """The AppSpec text; ``task_definition`` replaces the placeholder when given."""
-    return APPSPEC_TEMPLATE.read_text(encoding="utf-8").replace(
+def network_configuration(
+    outputs: dict[str, str],
+    *,
+    subnets: str | None = None,
+    assign_public_ip: str | None = None,
+) -> dict | None:
+    """The AppSpec's ``NetworkConfiguration`` (shape of ECS's ``AwsVpcConfiguration``): the stack
+    outputs, with ``subnets`` (comma-separated ``subnet-...`` IDs) and ``assign_public_ip``
+    (``ENABLED``/``DISABLED``) replacing theirs. None when the stack has no such outputs and
+    nothing is given (the deployment then keeps the service's configuration)."""
+    if (
+        subnets is None
+        and assign_public_ip is None
+        and not all(outputs.get(k) for k in NETWORK_OUTPUTS)
+    ):
+        return None
+    security_group = outputs.get("ApiSecurityGroupId", "")
+    if not _SECURITY_GROUP.fullmatch(security_group):
+        raise UsageError(
+            f"stack output ApiSecurityGroupId is not a security group ID: {security_group!r}"
+        )
+    subnet_list = (subnets if subnets is not None else outputs.get("ApiSubnetIds", "")).split(",")
+    subnet_list = [s.strip() for s in subnet_list]
+    bad = [s for s in subnet_list if not _SUBNET.fullmatch(s)]
+    if bad:
+        raise UsageError(
+            f"--subnets must be comma-separated subnet IDs (subnet-...), got {bad[0]!r}"
+        )
+    if len(subnet_list) > 16:  # ECS's limit per AwsVpcConfiguration
+        raise UsageError(f"--subnets: at most 16 subnets, got {len(subnet_list)}")
+    public_ip = (
+        assign_public_ip if assign_public_ip is not None else outputs.get("ApiAssignPublicIp")
+    )
+    if public_ip not in ("ENABLED", "DISABLED"):
+        raise UsageError(f"--assign-public-ip must be ENABLED or DISABLED, got {public_ip!r}")
+    return {
+        "AwsvpcConfiguration": {
+            "Subnets": subnet_list,
+            "SecurityGroups": [security_group],
+            "AssignPublicIp": public_ip,
+        }
+    }
+
+
+def render_appspec(task_definition: str = "<TASK_DEFINITION>", network: dict | None = None) -> str:
+    """The AppSpec text; ``task_definition`` replaces the placeholder when given, ``network``
+    (from :func:`network_configuration`) becomes the target service's NetworkConfiguration."""
+    text = APPSPEC_TEMPLATE.read_text(encoding="utf-8").replace(
         "TaskDefinition: <TASK_DEFINITION>", f"TaskDefinition: {task_definition}"
     )
+    if network:
+        vpc = network["AwsvpcConfiguration"]
+        # JSON lists and strings are YAML flow syntax: no YAML library needed in CodeBuild.
+        text += (
+            "        NetworkConfiguration:\n"
+            "          AwsvpcConfiguration:\n"
+            f"            Subnets: {json.dumps(vpc['Subnets'])}\n"
+            f"            SecurityGroups: {json.dumps(vpc['SecurityGroups'])}\n"
+            f"            AssignPublicIp: {vpc['AssignPublicIp']}\n"
+        )
+    return text
 
 
 def deployment_input(outputs: dict[str, str], appspec: str, description: str) -> dict:
@@ -135,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default="<IMAGE1_NAME>")
     parser.add_argument("--set-env", type=_env_pair, action="append", default=[], metavar="K=V")
     parser.add_argument("--task-definition-arn", help="write the AppSpec for this revision")
+    parser.add_argument("--subnets", help="API subnets for this deployment (comma-separated IDs)")
+    parser.add_argument("--assign-public-ip", help="ENABLED or DISABLED for this deployment")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
     try:
@@ -146,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             image=args.image,
             env=dict(args.set_env),
         )
-        appspec = render_appspec(args.task_definition_arn or "<TASK_DEFINITION>")
+        network = network_configuration(
+            outputs, subnets=args.subnets, assign_public_ip=args.assign_public_ip
+        )
+        appspec = render_appspec(args.task_definition_arn or "<TASK_DEFINITION>", network)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "taskdef.json").write_text(json.dumps(taskdef, indent=2) + "\n")
         (args.out / "appspec.yaml").write_text(appspec)

@@ -141,7 +141,10 @@ def test_nested_alarms_stack_gets_exactly_its_parameters(
 def test_api_is_a_codedeploy_blue_green_service(stack: dict) -> None:
     res = stack["Resources"]
     service = res["ApiService"]["Properties"]
-    assert service["DeploymentController"] == {"Type": "CODE_DEPLOY"}
+    assert service["DeploymentController"] == {"Type": {"Ref": "ApiDeploymentController"}}
+    assert stack["Parameters"]["ApiDeploymentController"]["Default"] == "CODE_DEPLOY"
+    for name in ("CodeDeployRole", "CodeDeployApplication", "DeploymentGroup"):
+        assert res[name]["Condition"] == "UseCodeDeploy", name
     group = res["DeploymentGroup"]["Properties"]
     assert group["DeploymentStyle"] == {
         "DeploymentType": "BLUE_GREEN",
@@ -169,7 +172,10 @@ def test_api_is_a_codedeploy_blue_green_service(stack: dict) -> None:
     assert pair[0]["ProdTrafficRoute"]["ListenerArns"] == [{"Ref": "ProductionListener"}]
     assert pair[0]["TestTrafficRoute"]["ListenerArns"] == [{"Ref": "TestListener"}]
     listeners = {k: res[k]["Properties"]["Port"] for k in ("ProductionListener", "TestListener")}
-    assert listeners == {"ProductionListener": 80, "TestListener": 8080}
+    assert listeners == {
+        "ProductionListener": {"Fn::If": ["HasCertificate", 443, 80]},
+        "TestListener": 8080,
+    }
 
 
 # -- the app, the task definitions, the AppSpec and the load balancer agree ---------------------
@@ -270,8 +276,9 @@ def test_taskdef_json_is_the_stack_task_definition(stack: dict, taskdef: dict) -
             if key in ("image", "environment", "logConfiguration", "secrets"):
                 continue
             assert mine[key] == cfn_c[key], (mine["name"], key)
-        if mine["name"] != "app":
-            assert mine["image"] == cfn_c["image"]  # the collector is pinned in both
+        if mine["name"] != "app":  # the collector: the same stack parameter in both
+            assert mine["image"] == "${CollectorImageUri}"
+            assert cfn_c["image"] == {"Ref": "CollectorImageUri"}
         env_mine = {e["name"]: e["value"] for e in mine.get("environment", [])}
         env_cfn = {e["name"]: e["value"] for e in cfn_c.get("environment", [])}
         assert list(env_mine) == list(env_cfn)
@@ -280,10 +287,8 @@ def test_taskdef_json_is_the_stack_task_definition(stack: dict, taskdef: dict) -
                 assert env_mine[key] == value, key
         log_mine, log_cfn = mine["logConfiguration"], cfn_c["logConfiguration"]
         assert log_mine["logDriver"] == log_cfn["logDriver"] == "awslogs"
-        assert (
-            log_mine["options"]["awslogs-stream-prefix"]
-            == log_cfn["options"]["awslogs-stream-prefix"]
-        )
+        for option in ("awslogs-stream-prefix", "mode", "max-buffer-size"):
+            assert log_mine["options"][option] == log_cfn["options"][option], option
         assert [s["name"] for s in mine.get("secrets", [])] == [
             s["name"] for s in cfn_c.get("secrets", [])
         ]
@@ -301,7 +306,9 @@ def test_collector_config_in_the_stack_is_the_repo_file(stack: dict) -> None:
     for family in ("ApiTaskDefinition", "WorkerTaskDefinition"):
         containers = stack["Resources"][family]["Properties"]["ContainerDefinitions"]
         sidecar = containers[1]
-        assert sidecar["Image"].startswith("public.ecr.aws/aws-observability/aws-otel-collector:")
+        assert sidecar["Image"] == {"Ref": "CollectorImageUri"}
+        default = stack["Parameters"]["CollectorImageUri"]["Default"]
+        assert default.startswith("public.ecr.aws/aws-observability/aws-otel-collector:v")
         assert sidecar["Secrets"] == [
             {"Name": "AOT_CONFIG_CONTENT", "ValueFrom": {"Ref": "CollectorConfig"}}
         ]
@@ -357,3 +364,169 @@ def test_task_roles_are_least_privilege(stack: dict) -> None:
         for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     }
     assert not any(a.startswith("sqs:") for a in api_actions)  # the API never touches the queue
+
+
+# -- logging, temporary files, exposure --------------------------------------------------------
+
+
+def _containers(stack: dict, taskdef: dict) -> dict[str, dict]:
+    """Every container of both stack task definitions and of taskdef.json, camelCase keys."""
+    found = {}
+    for family in ("ApiTaskDefinition", "WorkerTaskDefinition"):
+        for c in _lower_keys(stack["Resources"][family]["Properties"]["ContainerDefinitions"]):
+            found[f"stack {family} {c['name']}"] = c
+    for c in taskdef["containerDefinitions"]:
+        found[f"taskdef.json {c['name']}"] = c
+    return found
+
+
+def test_every_container_logs_in_non_blocking_mode(stack: dict, taskdef: dict) -> None:
+    """A slow or throttled CloudWatch Logs must not block a process writing to stdout: awslogs
+    ``mode: non-blocking`` with a bounded ``max-buffer-size`` (lines beyond it are dropped)."""
+    containers = _containers(stack, taskdef)
+    assert len(containers) == 6
+    for where, c in containers.items():
+        options = c["logConfiguration"]["options"]
+        assert c["logConfiguration"]["logDriver"] == "awslogs", where
+        assert options.get("mode") == "non-blocking", where
+        size = re.fullmatch(r"(\d+)([kmg])", options.get("max-buffer-size", ""))
+        assert size, where
+        assert 1 <= int(size.group(1)) * {"k": 1, "m": 1024, "g": 1024**2}[size.group(2)] <= 1024**2
+
+
+def test_tmpdir_is_the_writable_task_volume(stack: dict, taskdef: dict) -> None:
+    """Every app container on a read-only root has TMPDIR set to the path its task volume is
+    mounted at, and the image makes that path a VOLUME with a mode user 10001 can write (Fargate
+    copies the image directory's mode onto the bind mount; otherwise it is root-owned 0755)."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    volumes = json.loads(re.search(r"^VOLUME (\[.*\])$", dockerfile, re.M).group(1))
+    env_tmpdir = re.search(r"TMPDIR=(\S+)", dockerfile).group(1)
+    checked = 0
+    for where, c in _containers(stack, taskdef).items():
+        if not c.get("readonlyRootFilesystem"):
+            continue
+        env = {e["name"]: e["value"] for e in c.get("environment", [])}
+        mounts = {m["containerPath"] for m in c.get("mountPoints", [])}
+        assert env.get("TMPDIR") in mounts, where
+        assert env["TMPDIR"] == env_tmpdir and env["TMPDIR"] in volumes, where
+        checked += 1
+    assert checked == 3  # API (stack and taskdef.json) and worker
+    assert re.search(rf"chmod 1777 {re.escape(env_tmpdir)}\b", dockerfile)
+
+
+def _ingress(stack: dict) -> list[dict]:
+    rules = []
+    for rule in stack["Resources"]["AlbSecurityGroup"]["Properties"]["SecurityGroupIngress"]:
+        if "Fn::If" in rule:
+            rule = rule["Fn::If"][1]  # the rule as it is with a certificate
+        rules.append(rule)
+    return rules
+
+
+def test_test_listener_is_not_on_the_internet(stack: dict) -> None:
+    rules = {r["FromPort"]: r for r in _ingress(stack)}
+    assert rules[8080]["CidrIp"] == {"Ref": "TestTrafficCidr"}
+    assert rules[443]["CidrIp"] == rules[80]["CidrIp"] == {"Ref": "AllowedCidr"}
+    pattern = stack["Parameters"]["TestTrafficCidr"]["AllowedPattern"]
+    assert "Default" not in stack["Parameters"]["TestTrafficCidr"]  # everyone must choose
+    assert not re.fullmatch(pattern, "0.0.0.0/0")
+    assert re.fullmatch(pattern, "203.0.113.7/32") and re.fullmatch(pattern, "10.0.0.0/8")
+
+
+def test_https_with_a_certificate_and_http_redirected(stack: dict) -> None:
+    res = stack["Resources"]
+    for name in ("ProductionListener", "TestListener"):
+        props = res[name]["Properties"]
+        assert props["Protocol"] == {"Fn::If": ["HasCertificate", "HTTPS", "HTTP"]}, name
+        assert props["Certificates"]["Fn::If"][1] == [{"CertificateArn": {"Ref": "CertificateArn"}}]
+        assert props["SslPolicy"]["Fn::If"][1].startswith("ELBSecurityPolicy-TLS13-1-2-")
+    assert res["ProductionListener"]["Properties"]["Port"] == {
+        "Fn::If": ["HasCertificate", 443, 80]
+    }
+    redirect = res["HttpRedirectListener"]
+    assert redirect["Condition"] == "HasCertificate"
+    action = redirect["Properties"]["DefaultActions"][0]
+    assert redirect["Properties"]["Port"] == 80 and action["Type"] == "redirect"
+    assert (
+        action["RedirectConfig"]["Protocol"] == "HTTPS"
+        and action["RedirectConfig"]["Port"] == "443"
+    )
+
+
+def test_load_balancer_drops_invalid_headers_and_logs_to_an_encrypted_private_bucket(
+    stack: dict,
+) -> None:
+    res = stack["Resources"]
+    lb = res["LoadBalancer"]
+    attributes = {a["Key"]: a["Value"] for a in lb["Properties"]["LoadBalancerAttributes"]}
+    assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    assert attributes["access_logs.s3.enabled"] == "true"
+    assert attributes["access_logs.s3.bucket"] == {"Ref": "AccessLogsBucket"}
+    assert lb["DependsOn"] == "AccessLogsBucketPolicy"  # the ALB tests its write access
+    bucket = res["AccessLogsBucket"]["Properties"]
+    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    # Elastic Load Balancing writes access logs only to SSE-S3 buckets
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    statements = res["AccessLogsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    deny = [s for s in statements if s["Effect"] == "Deny"]
+    assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    allow = next(s for s in statements if s["Effect"] == "Allow")
+    prefix = attributes["access_logs.s3.prefix"]
+    assert allow["Resource"] == {
+        "Fn::Sub": f"${{AccessLogsBucket.Arn}}/{prefix}/AWSLogs/${{AWS::AccountId}}/*"
+    }
+    mapping = stack["Mappings"]["ElbLogDelivery"]
+    legacy = json.dumps(stack["Conditions"]["ElbLegacyRegion"])
+    assert set(re.findall(r'"Ref": "AWS::Region"\}, "([a-z0-9-]+)"', legacy)) == set(mapping)
+
+
+def test_api_and_worker_networks_are_separate_parameters(stack: dict) -> None:
+    """A CODE_DEPLOY service rejects a network change in a stack update: the worker's network
+    parameters must not be the API's, so moving the worker never touches the API service."""
+    res = stack["Resources"]
+    api = res["ApiService"]["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+    worker = res["WorkerService"]["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert api["Subnets"] == {"Ref": "ApiSubnetIds"}
+    assert api["AssignPublicIp"] == {"Ref": "ApiAssignPublicIp"}
+    assert worker["Subnets"] == {"Ref": "WorkerSubnetIds"}
+    assert worker["AssignPublicIp"] == {"Ref": "WorkerAssignPublicIp"}
+    assert "never change it in a stack update" in stack["Parameters"]["ApiSubnetIds"]["Description"]
+    for name in ("ApiSubnetIds", "ApiSecurityGroupId", "ApiAssignPublicIp"):
+        assert name in stack["Outputs"], name  # what render_revision.py puts in the AppSpec
+
+
+def test_ecs_native_blue_green_variant(stack: dict) -> None:
+    """ApiDeploymentController=ECS: ECS's own strategy with bake time, linear/canary steps,
+    rollback alarms (the same names CodeDeploy watches) and listener rules to shift."""
+    res = stack["Resources"]
+    config = res["ApiService"]["Properties"]["DeploymentConfiguration"]["Fn::If"]
+    assert config[0] == "UseEcsNative"
+    native = config[1]
+    assert native["Strategy"] == {"Ref": "EcsDeploymentStrategy"}
+    assert set(stack["Parameters"]["EcsDeploymentStrategy"]["AllowedValues"]) == {
+        "BLUE_GREEN", "LINEAR", "CANARY"
+    }  # fmt: skip
+    assert native["BakeTimeInMinutes"] == {"Ref": "EcsBakeTimeInMinutes"}
+    assert native["LinearConfiguration"]["Fn::If"][0] == "EcsLinear"
+    assert native["CanaryConfiguration"]["Fn::If"][0] == "EcsCanary"
+    assert native["Alarms"] == {
+        "Enable": True,
+        "Rollback": True,
+        "AlarmNames": {
+            "Fn::Split": [",", {"Fn::GetAtt": ["Alarms", "Outputs.DeploymentAlarmNames"]}]
+        },
+    }
+    hooks = native["LifecycleHooks"]["Fn::If"]
+    assert hooks[0] == "HasLifecycleHook" and hooks[1][0]["LifecycleStages"]
+    advanced = res["ApiService"]["Properties"]["LoadBalancers"][0]["AdvancedConfiguration"][
+        "Fn::If"
+    ]
+    assert advanced[1]["AlternateTargetGroupArn"] == {"Ref": "TargetGroupGreen"}
+    assert advanced[1]["ProductionListenerRule"] == {"Ref": "ProductionListenerRule"}
+    assert advanced[1]["TestListenerRule"] == {"Ref": "TestListenerRule"}
+    for rule in ("ProductionListenerRule", "TestListenerRule"):
+        assert res[rule]["Condition"] == "UseEcsNative"
+        groups = res[rule]["Properties"]["Actions"][0]["ForwardConfig"]["TargetGroups"]
+        assert [g["Weight"] for g in groups] == [100, 0]
