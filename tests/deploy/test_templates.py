@@ -278,7 +278,7 @@ def test_taskdef_json_is_the_stack_task_definition(stack: dict, taskdef: dict) -
             assert mine[key] == cfn_c[key], (mine["name"], key)
         if mine["name"] != "app":  # the collector: the same stack parameter in both
             assert mine["image"] == "${CollectorImageUri}"
-            assert cfn_c["image"] == {"Ref": "CollectorImageUri"}
+            assert cfn_c["image"] == {"ref": "CollectorImageUri"}  # keys lowered
         env_mine = {e["name"]: e["value"] for e in mine.get("environment", [])}
         env_cfn = {e["name"]: e["value"] for e in cfn_c.get("environment", [])}
         assert list(env_mine) == list(env_cfn)
