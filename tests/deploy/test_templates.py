@@ -18,7 +18,7 @@ from sample_api import Config, create_app
 from tests.deploy._cfn import DEPLOY, ROOT, load, resources
 
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")
-TEMPLATES = ["stack.yaml", "ecr.yaml", "alarms.json"]
+TEMPLATES = ["stack.yaml", "ecr.yaml", "alarms.json", "pipeline.yaml"]
 SPEC = ROOT / "alarms" / "specs" / "points-service.yaml"
 
 
@@ -342,6 +342,7 @@ _STAR_OK = {
     "xray:PutTelemetryRecords",
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
+    "ecs:RegisterTaskDefinition",
 }
 
 
@@ -530,3 +531,85 @@ def test_ecs_native_blue_green_variant(stack: dict) -> None:
         assert res[rule]["Condition"] == "UseEcsNative"
         groups = res[rule]["Properties"]["Actions"][0]["ForwardConfig"]["TargetGroups"]
         assert [g["Weight"] for g in groups] == [100, 0]
+
+
+# -- the release pipeline ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> dict:
+    return load(DEPLOY / "pipeline.yaml")
+
+
+def test_pipeline_runs_source_build_and_codedeploy_blue_green(pipeline: dict, stack: dict) -> None:
+    res = pipeline["Resources"]
+    stages = res["Pipeline"]["Properties"]["Stages"]
+    assert [s["Name"] for s in stages] == ["Source", "Build", "Deploy"]
+    source = stages[0]["Actions"][0]["Fn::If"]
+    assert source[0] == "UseConnection"
+    assert source[1]["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
+    assert source[2]["ActionTypeId"]["Provider"] == "CodeCommit"
+    build = res["BuildProject"]["Properties"]
+    assert build["Source"]["BuildSpec"] == "deploy/buildspec.yml"
+    assert (DEPLOY / "buildspec.yml").is_file()
+    assert build["Environment"]["PrivilegedMode"] is True
+    deploy = stages[2]["Actions"][0]
+    assert deploy["ActionTypeId"]["Provider"] == "CodeDeployToECS"
+    config = deploy["Configuration"]
+    spec = yaml.safe_load((DEPLOY / "buildspec.yml").read_text())
+    artifacts = set(spec["artifacts"]["files"])
+    assert {config["TaskDefinitionTemplatePath"], config["AppSpecTemplatePath"]} <= artifacts
+    assert config["Image1ContainerName"] == "IMAGE1_NAME"
+    taskdef = json.loads((DEPLOY / "taskdef.json").read_text())
+    assert taskdef["containerDefinitions"][0]["image"] == "<IMAGE1_NAME>"
+    # the names the stack gives its CodeDeploy application and deployment group
+    group = stack["Resources"]["DeploymentGroup"]["Properties"]["DeploymentGroupName"]
+    assert config["DeploymentGroupName"] == {"Fn::Sub": "${ServiceName}-dg"} == group
+    assert stack["Resources"]["CodeDeployApplication"]["Properties"]["ApplicationName"] == {
+        "Ref": "ServiceName"
+    }
+    assert config["ApplicationName"] == {"Ref": "ServiceName"}
+
+
+def test_pipeline_artifacts_bucket_is_encrypted_and_private(pipeline: dict) -> None:
+    res = pipeline["Resources"]
+    bucket = res["ArtifactsBucket"]["Properties"]
+    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    block = bucket["PublicAccessBlockConfiguration"]
+    assert len(block) == 4 and all(block.values())
+    statements = res["ArtifactsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in statements
+    )
+
+
+def _statements(role: dict) -> list[dict]:
+    found = []
+    for policy in role["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                found.extend(statement["Fn::If"][1:])
+            else:
+                found.append(statement)
+    return found
+
+
+def test_pipeline_roles_are_least_privilege(pipeline: dict) -> None:
+    for name, role in resources(pipeline, "AWS::IAM::Role").items():
+        assert "ManagedPolicyArns" not in role["Properties"], name
+        for statement in _statements(role):
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            assert all("*" not in a for a in actions), (name, actions)
+            if statement["Resource"] == "*":
+                assert set(actions) <= _STAR_OK, (name, actions)
+    pass_role = next(
+        s
+        for s in _statements(pipeline["Resources"]["PipelineRole"])
+        if s["Action"] == "iam:PassRole"
+    )
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
