@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -268,3 +269,118 @@ def test_built_image_answers_healthz_on_a_read_only_root() -> None:
     finally:
         _buildah("umount", name, check=False)
         _buildah("rm", name, check=False)
+
+
+# -- temporary files on a read-only root ---------------------------------------------------------
+
+
+def _image_dir_mode(path: str) -> int | None:
+    """The mode the Dockerfile's final stage gives ``path`` when it declares it a VOLUME (what
+    Fargate copies onto the bind mount), else None."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    final = text[text.rindex("\nFROM ") :]
+    volumes = [json.loads(m) for m in re.findall(r"^VOLUME (\[.*\])$", final, re.M)]
+    if not any(path in v for v in volumes):
+        return None
+    modes = re.findall(rf"chmod ([0-7]{{3,4}}) {re.escape(path)}(?:\s|$)", final)
+    return int(modes[-1], 8) if modes else None
+
+
+#: Fargate mounts a task volume owned by root; the container's user (10001) is "other" to it.
+#: Here the roles are played by another owner (nobody) and this process with the capabilities
+#: that bypass file permissions dropped, so the kernel applies the same "other" mode bits.
+_MOUNT_OWNER = 65534
+_AS_OTHER_USER = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+# The task's view: the volume mounted at its containerPath, the other places Python's tempfile
+# tries (/var/tmp, /usr/tmp, the working directory) read-only as on a read-only root; in a private
+# mount namespace, so nothing changes outside the test.
+_TASK_MOUNTS = (
+    'set -e; V="$1"; P="$2"; shift 2; mount --make-rprivate /; mount --bind "$V" "$P"; '
+    "for d in /var/tmp /usr/tmp; do if [ -d $d ]; then mount --bind $d $d; "
+    "mount -o remount,bind,ro $d; fi; done; "
+    'exec "$@"'
+)
+
+
+def _in_task(volume: Path, container_path: str, args: list[str]) -> list[str]:
+    return [
+        "unshare", "--mount", "--fork", "bash", "-c", _TASK_MOUNTS, "_", str(volume),
+        container_path, *_AS_OTHER_USER, *args,
+    ]  # fmt: skip
+
+
+def _fargate_bind_mount(base: Path, image_mode: int | None) -> Path:
+    """An empty task volume as Fargate mounts it (ECS developer guide, bind mounts): owned by
+    root with mode 0755, unless the image declares the path a VOLUME, whose mode is copied."""
+    mount = base / f"volume-{uuid.uuid4().hex[:8]}"
+    mount.mkdir()
+    os.chown(mount, _MOUNT_OWNER, _MOUNT_OWNER)
+    mount.chmod(image_mode if image_mode is not None else 0o755)
+    return mount
+
+
+_TEMPFILE_PROBE = (
+    "import tempfile; d = tempfile.gettempdir()\n"
+    "with tempfile.NamedTemporaryFile() as f: f.write(b'x')\n"
+    "print(d)"
+)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not (shutil.which("setpriv") and shutil.which("unshare")),
+    reason="needs root (mount namespace, the mount's owner) and setpriv/unshare (util-linux)",
+)
+def test_tmpdir_is_writable_on_fargate_bind_mount_semantics(tmp_path: Path) -> None:
+    """The task definitions' TMPDIR on a volume mounted the way Fargate mounts it, used by the
+    image's user: Python's tempfile works, and the API's exact CMD serves with it. Without the
+    image's VOLUME declaration (a root-owned 0755 mount) tempfile fails: the reported fault."""
+    stage = _final_stage()
+    taskdef = json.loads((DEPLOY / "taskdef.json").read_text())
+    app = taskdef["containerDefinitions"][0]
+    tmpdir = {e["name"]: e["value"] for e in app["environment"]}["TMPDIR"]
+    assert tmpdir in {m["containerPath"] for m in app["mountPoints"]}
+    assert stage["env"]["TMPDIR"] == tmpdir
+    base = tmp_path / "fargate"
+    base.mkdir()
+    workdir = tmp_path / "app"  # the image's WORKDIR is read-only too
+    workdir.mkdir()
+    workdir.chmod(0o555)
+    port = free_port()
+    env = {**os.environ, **_local_env(stage, port, tmp_path)}
+    env.pop("POINTS_DB_PATH")  # SQLite in memory: nothing else to write
+
+    # The fault: no VOLUME in the image -> root-owned 0755 mount -> no usable temporary directory.
+    broken = _fargate_bind_mount(base, None)
+    env.update({"TMPDIR": tmpdir, "POINTS_DB_PATH": ":memory:"})
+    proc = subprocess.run(
+        _in_task(broken, tmpdir, [sys.executable, "-c", _TEMPFILE_PROBE]),
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0 and "No usable temporary directory" in proc.stderr
+
+    mode = _image_dir_mode(tmpdir)
+    assert mode is not None, f"the Dockerfile must declare {tmpdir} a VOLUME and set its mode"
+    mount = _fargate_bind_mount(base, mode)
+    proc = subprocess.run(
+        _in_task(mount, tmpdir, [sys.executable, "-c", _TEMPFILE_PROBE]),
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == tmpdir
+    assert [p.name for p in mount.iterdir()] == []  # the temporary file went there and is gone
+    # The image's exact CMD (from the checkout: it reads sample_api/gunicorn.conf.py), same task.
+    args = _in_task(mount, tmpdir, stage["cmd"])
+    with child(args, env=env, ready_url=f"http://127.0.0.1:{port}/healthz") as server:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            assert resp.status == 200
+        assert server.poll() is None
