@@ -20,3 +20,12 @@ def load(path: Path) -> dict[str, Any]:
 
 def resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def lower_first(value: Any) -> Any:
+    """CloudFormation property names (PascalCase) -> ECS/CodeDeploy API names (camelCase)."""
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: lower_first(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [lower_first(v) for v in value]
+    return value

@@ -349,32 +349,22 @@ def test_tmpdir_is_writable_on_fargate_bind_mount_semantics(tmp_path: Path) -> N
     workdir.chmod(0o555)
     port = free_port()
     env = {**os.environ, **_local_env(stage, port, tmp_path)}
-    env.pop("POINTS_DB_PATH")  # SQLite in memory: nothing else to write
+    env.update({"TMPDIR": tmpdir, "POINTS_DB_PATH": ":memory:"})  # SQLite in memory
+
+    def probe(volume: Path) -> subprocess.CompletedProcess:
+        args = _in_task(volume, tmpdir, [sys.executable, "-c", _TEMPFILE_PROBE])
+        return subprocess.run(
+            args, env=env, cwd=workdir, capture_output=True, text=True, timeout=60
+        )
 
     # The fault: no VOLUME in the image -> root-owned 0755 mount -> no usable temporary directory.
-    broken = _fargate_bind_mount(base, None)
-    env.update({"TMPDIR": tmpdir, "POINTS_DB_PATH": ":memory:"})
-    proc = subprocess.run(
-        _in_task(broken, tmpdir, [sys.executable, "-c", _TEMPFILE_PROBE]),
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = probe(_fargate_bind_mount(base, None))
     assert proc.returncode != 0 and "No usable temporary directory" in proc.stderr
 
     mode = _image_dir_mode(tmpdir)
     assert mode is not None, f"the Dockerfile must declare {tmpdir} a VOLUME and set its mode"
     mount = _fargate_bind_mount(base, mode)
-    proc = subprocess.run(
-        _in_task(mount, tmpdir, [sys.executable, "-c", _TEMPFILE_PROBE]),
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = probe(mount)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == tmpdir
     assert [p.name for p in mount.iterdir()] == []  # the temporary file went there and is gone

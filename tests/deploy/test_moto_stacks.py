@@ -10,7 +10,7 @@ import uuid
 import boto3
 import pytest
 
-from tests.deploy._cfn import DEPLOY, load
+from tests.deploy._cfn import DEPLOY, load, lower_first
 from tests.deploy._moto_cfn import PLACEHOLDER, evaluate, for_moto
 
 
@@ -59,15 +59,6 @@ def _network(ec2) -> tuple[str, list[str]]:
         for i, z in enumerate("ab")
     ]
     return vpc, subnets
-
-
-def _lower_first(value):
-    """CloudFormation property names (PascalCase) -> API parameter names (camelCase)."""
-    if isinstance(value, dict):
-        return {k[:1].lower() + k[1:]: _lower_first(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_lower_first(v) for v in value]
-    return value
 
 
 def _service_stack(aws: dict, controller: str) -> tuple[dict, str, dict[str, str], dict]:
@@ -135,7 +126,7 @@ def test_service_stack_creates_on_moto(aws: dict, controller: str) -> None:
     # DesiredCount. So the API service's full properties, resolved with what the stack created,
     # go through ECS's CreateService too: botocore validates every field (the 2025 deployment
     # strategies included) against the ECS API model.
-    props = _lower_first(
+    props = lower_first(
         resolve(load(DEPLOY / "stack.yaml")["Resources"]["ApiService"]["Properties"])
     )
     props["serviceName"] = f"{service}-api-direct"

@@ -12,7 +12,7 @@ import boto3
 import pytest
 import yaml
 
-from tests.deploy._cfn import DEPLOY, load
+from tests.deploy._cfn import DEPLOY, load, lower_first
 
 SCRIPT = DEPLOY / "render_revision.py"
 OUTPUTS = {
@@ -183,15 +183,6 @@ def test_buildspec_hands_codedeploy_the_revision() -> None:
     assert "deploy/render_revision.py" in commands
 
 
-def _lower_first(value):
-    """CloudFormation property names (PascalCase) -> API parameter names (camelCase)."""
-    if isinstance(value, dict):
-        return {k[:1].lower() + k[1:]: _lower_first(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_lower_first(v) for v in value]
-    return value
-
-
 def test_manual_release_goes_through_the_aws_apis(tmp_path: Path, aws_env: dict[str, str]) -> None:
     """The docs' release steps with boto3 over HTTP (moto): the rendered task definition and
     deployment input pass botocore's validation against the real API models, ECS registers the
@@ -223,9 +214,9 @@ def test_manual_release_goes_through_the_aws_apis(tmp_path: Path, aws_env: dict[
         deploymentGroupName=group_name,
         serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
         deploymentConfigName="CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
-        deploymentStyle=_lower_first(group["DeploymentStyle"]),
-        blueGreenDeploymentConfiguration=_lower_first(group["BlueGreenDeploymentConfiguration"]),
-        autoRollbackConfiguration=_lower_first(group["AutoRollbackConfiguration"]),
+        deploymentStyle=lower_first(group["DeploymentStyle"]),
+        blueGreenDeploymentConfiguration=lower_first(group["BlueGreenDeploymentConfiguration"]),
+        autoRollbackConfiguration=lower_first(group["AutoRollbackConfiguration"]),
         alarmConfiguration={"enabled": True, "alarms": [{"name": "points-service-green-x"}]},
         ecsServices=[{"clusterName": "points-service", "serviceName": "points-service-api"}],
     )

@@ -15,7 +15,7 @@ import yaml
 from alarms import load_spec, rollback_alarm_names, synth
 from points.storage.dynamodb import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA
 from sample_api import Config, create_app
-from tests.deploy._cfn import DEPLOY, ROOT, load, resources
+from tests.deploy._cfn import DEPLOY, ROOT, load, lower_first, resources
 
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")
 TEMPLATES = ["stack.yaml", "ecr.yaml", "alarms.json", "pipeline.yaml"]
@@ -251,24 +251,15 @@ def test_container_names_agree(stack: dict, taskdef: dict) -> None:
     assert taskdef["containerDefinitions"][0]["image"] == "<IMAGE1_NAME>"
 
 
-def _lower_keys(value):
-    """CloudFormation spells task definitions in PascalCase, the ECS API in camelCase."""
-    if isinstance(value, dict):
-        return {k[:1].lower() + k[1:]: _lower_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_lower_keys(v) for v in value]
-    return value
-
-
 def test_taskdef_json_is_the_stack_task_definition(stack: dict, taskdef: dict) -> None:
     """Both describe the same API task; only references (Ref/GetAtt vs ${Output}) differ."""
     cfn = stack["Resources"]["ApiTaskDefinition"]["Properties"]
     for key in ("Cpu", "Memory", "NetworkMode", "RequiresCompatibilities"):
         assert taskdef[key[:1].lower() + key[1:]] == cfn[key]
-    assert taskdef["runtimePlatform"] == _lower_keys(cfn["RuntimePlatform"])
-    assert taskdef["volumes"] == _lower_keys(cfn["Volumes"])
+    assert taskdef["runtimePlatform"] == lower_first(cfn["RuntimePlatform"])
+    assert taskdef["volumes"] == lower_first(cfn["Volumes"])
     ours = taskdef["containerDefinitions"]
-    theirs = _lower_keys(cfn["ContainerDefinitions"])
+    theirs = lower_first(cfn["ContainerDefinitions"])
     assert [c["name"] for c in ours] == [c["name"] for c in theirs]
     for mine, cfn_c in zip(ours, theirs, strict=True):
         assert set(mine) == set(cfn_c), mine["name"]
@@ -374,7 +365,7 @@ def _containers(stack: dict, taskdef: dict) -> dict[str, dict]:
     """Every container of both stack task definitions and of taskdef.json, camelCase keys."""
     found = {}
     for family in ("ApiTaskDefinition", "WorkerTaskDefinition"):
-        for c in _lower_keys(stack["Resources"][family]["Properties"]["ContainerDefinitions"]):
+        for c in lower_first(stack["Resources"][family]["Properties"]["ContainerDefinitions"]):
             found[f"stack {family} {c['name']}"] = c
     for c in taskdef["containerDefinitions"]:
         found[f"taskdef.json {c['name']}"] = c
