@@ -170,7 +170,7 @@ def _gunicorn_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
 def test_gunicorn_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _gunicorn_settings(monkeypatch, {})
     assert cfg.bind == ["0.0.0.0:8080"]
-    assert cfg.workers == 2 and cfg.threads == 1
+    assert cfg.workers == 2 and cfg.threads == 8
     assert cfg.graceful_timeout < 30  # ECS's default stopTimeout: in-flight requests drain first
     assert cfg.accesslog is None and cfg.errorlog == "-"  # JSON access lines come from telemetry
 

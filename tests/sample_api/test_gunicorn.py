@@ -195,8 +195,9 @@ def test_delay_mode_raises_latency_above_the_rate_and_not_below(tmp_path: Path) 
     assert [wait for _, wait in below] == [0.0] * len(below)
     # Above it most requests waited for a token...
     assert sum(wait > 0 for _, wait in above) >= len(above) // 2
-    # ...and latency climbed: 6 clients sharing 10 requests/s queue for about 6 x 0.1 s each,
-    # a floor no amount of machine noise can lower; below the rate there is no such queue.
-    low, high = statistics.median(t for t, _ in below), statistics.median(t for t, _ in above)
+    # ...and latency climbed: 6 clients sharing 10 requests/s queue for about 6 x 0.1 s each on
+    # average (Little's law: whatever order the worker's threads get their tokens in), a floor no
+    # amount of machine noise can lower; below the rate there is no such queue.
+    low, high = statistics.median(t for t, _ in below), statistics.mean(t for t, _ in above)
     assert high >= 0.5 * clients / rps, (low, high)
     assert high > 3 * low, (low, high)
