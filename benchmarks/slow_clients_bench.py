@@ -21,6 +21,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from points.environment_variables import POINTS_DB_PATH
+from sample_api import environment_variables as api_env
+
 ROOT = Path(__file__).resolve().parents[1]
 SLOW_CLIENTS = (2, 8, 24)
 WAIT_LIMIT_S = 15.0
@@ -50,10 +53,10 @@ def _run(label: str, extra: list[str], folder: Path) -> None:
     port = _free_port()
     env = {
         **os.environ,
-        "BIND": f"127.0.0.1:{port}",
-        "POINTS_DB_PATH": str(folder / f"{label}.db"),
-        "GUNICORN_TIMEOUT": "10",
-        "GUNICORN_DRAIN_S": "0",
+        api_env.BIND: f"127.0.0.1:{port}",
+        POINTS_DB_PATH: str(folder / f"{label}.db"),
+        api_env.GUNICORN_TIMEOUT: "10",
+        api_env.GUNICORN_DRAIN_S: "0",
         "AWS_EMF_ENVIRONMENT": "",
     }
     args = [sys.executable, "-m", "gunicorn", "-c", "sample_api/gunicorn.conf.py", *extra]
