@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import uuid
 
 from locust import FastHttpUser, constant_throughput, task
@@ -29,8 +30,16 @@ except ImportError:  # copied elsewhere with shapes.py and rates.py beside it (L
     import rates  # type: ignore[no-redef]
     import shapes  # type: ignore[no-redef]
 
-USER_POOL = int(os.environ.get("LOAD_USER_POOL", "500"))  # distinct customer ids
-RETRY_SHARE = float(os.environ.get("LOAD_RETRY_SHARE", "0.05"))  # grants re-sent as client retries
+# Every setting is checked before Locust starts anything: a bad one stops it with one line
+# naming the variable (exit status 2), never a traceback or a run where every task fails.
+try:
+    rates.check()
+except ValueError as _exc:
+    print(f"loadtest: configuration error: {_exc}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
+
+USER_POOL = int(rates.setting("LOAD_USER_POOL"))  # distinct customer ids
+RETRY_SHARE = rates.setting("LOAD_RETRY_SHARE")  # grants re-sent as client retries
 EXPECTED = {429}  # throttled: not a failure of the test, the alarms are what judge latency
 BALANCE_ROUTE = "/v1/users/[user_id]/points"
 

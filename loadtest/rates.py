@@ -17,21 +17,51 @@ DEFAULTS: dict[str, str] = {
     "LOAD_STEP_AFTER_S": "60",  # the step shape moves to LOAD_STEP_RPS after this many seconds
     "LOAD_RAMP_S": "3",  # seconds to reach the target rate
     "LOAD_DURATION_S": "0",  # stop after this many seconds; 0 = until stopped (or --run-time)
+    "LOAD_USER_POOL": "500",  # distinct customer ids the users act for
+    "LOAD_RETRY_SHARE": "0.05",  # share of grants re-sent as client retries (same order_id)
 }
 SHAPE_NAMES = ("steady", "step", "demo")
+# Settings that must be above zero (a user that makes no request, or acts for nobody, would make
+# every task fail or the load never start), and the largest value each one accepts.
+_POSITIVE = {"LOAD_USER_RPS", "LOAD_USER_POOL"}
+_MAXIMUM = {"LOAD_RETRY_SHARE": 1.0, "LOAD_USER_POOL": 1_000_000_000}
+
+
+def _text(name: str, env: Mapping[str, str]) -> str:
+    text = env.get(name)
+    return DEFAULTS[name] if text is None or not text.strip() else text.strip()
 
 
 def setting(name: str, env: Mapping[str, str] | None = None) -> float:
-    """A numeric ``LOAD_*`` setting from the environment (or its default); ``ValueError`` if bad."""
+    """A numeric ``LOAD_*`` setting from the environment (unset or blank: its default).
+
+    Raises ``ValueError`` with a one-line message naming the variable: not a number, not finite,
+    below 0 (or not above 0 for ``LOAD_USER_RPS`` and ``LOAD_USER_POOL``), above its maximum
+    (1 for ``LOAD_RETRY_SHARE``), or not whole for ``LOAD_USER_POOL``."""
     env = os.environ if env is None else env
-    text = env.get(name, DEFAULTS[name])
+    text = _text(name, env)
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {text!r}") from None
+        raise ValueError(f"{name} must be a number, got {env.get(name)!r}") from None
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {text!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {env.get(name)!r}")
+    if name in _POSITIVE and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {env.get(name)!r}")
+    if name in _MAXIMUM and value > _MAXIMUM[name]:
+        raise ValueError(f"{name} must be at most {_MAXIMUM[name]:g}, got {env.get(name)!r}")
+    if name == "LOAD_USER_POOL" and not value.is_integer():
+        raise ValueError(f"{name} must be a whole number, got {env.get(name)!r}")
     return value
+
+
+def check(env: Mapping[str, str] | None = None) -> None:
+    """Check every load setting (``LOAD_SHAPE`` and each of :data:`DEFAULTS`) before any load
+    starts; ``ValueError`` naming the first bad variable."""
+    env = os.environ if env is None else env
+    shape_name(env.get("LOAD_SHAPE"))
+    for name in DEFAULTS:
+        setting(name, env)
 
 
 def users_for(rps: float, user_rps: float) -> int:

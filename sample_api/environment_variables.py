@@ -27,11 +27,20 @@ PORT = "PORT"
 BIND = "BIND"
 #: gunicorn worker processes (default 2).
 WEB_CONCURRENCY = "WEB_CONCURRENCY"
-#: Threads per worker (default 1: sync workers; more switches to gthread).
+#: Threads per worker (default 8), each serving one request at a time.
 GUNICORN_THREADS = "GUNICORN_THREADS"
-#: Seconds a worker may stay silent before the master restarts it (default 30).
+#: Seconds a client has to send a request's headers and body, and to take each write of the
+#: response (default 5; then 408, or the connection is dropped). See sample_api/serving.py.
+GUNICORN_CLIENT_TIMEOUT = "GUNICORN_CLIENT_TIMEOUT"
+#: Seconds an idle kept-alive connection stays open (default 65): above the load balancer's idle
+#: timeout (ALB: 60 s by default), so the balancer always closes first.
+GUNICORN_KEEPALIVE = "GUNICORN_KEEPALIVE"
+#: On SIGTERM, seconds readiness answers 503 while the server still serves, before it stops
+#: (default 5; 0 = stop at once). See sample_api/lifecycle.py.
+GUNICORN_DRAIN_S = "GUNICORN_DRAIN_S"
+#: Seconds before a worker whose main loop is stuck is restarted (default 30).
 GUNICORN_TIMEOUT = "GUNICORN_TIMEOUT"
-#: Seconds in-flight requests get to finish after SIGTERM (default 20).
+#: Seconds in-flight requests get to finish after the drain (default 20).
 GUNICORN_GRACEFUL_TIMEOUT = "GUNICORN_GRACEFUL_TIMEOUT"
 #: gunicorn's own log level (default ``info``).
 GUNICORN_LOG_LEVEL = "GUNICORN_LOG_LEVEL"

@@ -1,7 +1,7 @@
 """RFC 9457 problem details: every error the service returns is ``application/problem+json``.
 
-Handlers cover the app's own errors, werkzeug's HTTP errors (404, 405, 413, 415, ...), storage
-errors and, last, anything unexpected (a 500 problem without a trace; the trace goes to the log).
+Handlers cover the app's own errors, werkzeug's HTTP errors (404, 405, 408, 413, 415, ...),
+storage errors, gunicorn's errors while the app reads a body (400) and, last, anything unexpected (a 500 problem without a trace; the trace goes to the log).
 """
 
 from __future__ import annotations
@@ -130,6 +130,12 @@ def _rate_limited(exc: RateLimited) -> Response:
     )
 
 
+def _unparsable_body(exc: Exception) -> Response:
+    # The server could not parse the body the app was reading (a bad chunk size or extension, a
+    # missing chunk terminator): the client's fault, not a 500.
+    return problem(400, "Bad Request", f"the request body cannot be parsed: {exc}"[:300])
+
+
 def _unexpected(exc: Exception) -> Response:
     # Log the trace for operators; the client gets no internals.
     current_app.logger.exception("unhandled error")
@@ -147,4 +153,10 @@ def register(app: Flask) -> None:
     app.register_error_handler(StorageUnavailable, _unavailable)
     app.register_error_handler(StorageError, _unavailable)
     app.register_error_handler(RateLimited, _rate_limited)
+    try:  # gunicorn's parser errors reach the app while it reads a chunked body
+        from gunicorn.http.errors import ParseException
+    except ImportError:  # another server, or none (tests)
+        pass
+    else:
+        app.register_error_handler(ParseException, _unparsable_body)
     app.register_error_handler(Exception, _unexpected)

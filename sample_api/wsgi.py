@@ -6,6 +6,7 @@ import sys
 
 import telemetry
 from points.settings import ConfigError
+from sample_api import lifecycle
 from sample_api.app import create_app
 from sample_api.config import Config
 
@@ -20,6 +21,7 @@ try:
     # The process entry point owns process-wide set-up; create_app() only instruments the app.
     telemetry.configure(version=_config.version, default_service=SERVICE_NAME)
     app = create_app(_config)
+    lifecycle.install(app)  # readiness answers 503 while the server drains on SIGTERM
 except ConfigError as exc:
     print(f"points-service: configuration error: {exc}", file=sys.stderr, flush=True)
     raise SystemExit(_APP_LOAD_ERROR) from None

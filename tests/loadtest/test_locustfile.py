@@ -89,3 +89,20 @@ def test_the_documented_command_with_a_shape_stops_at_run_time(tmp_path: Path) -
     rows = _rows(tmp_path / "load_stats.csv")
     assert int(rows["Aggregated"]["Request Count"]) > 0
     assert (tmp_path / "load.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("LOAD_USER_POOL", "0"), ("LOAD_USER_RPS", "0"), ("LOAD_RETRY_SHARE", "abc"),
+     ("LOAD_RPS", "-5"), ("LOAD_DURATION_S", "soon")],
+)  # fmt: skip
+def test_a_bad_load_setting_stops_locust_at_start_with_one_line(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    # LOAD_USER_POOL=0 used to run the whole test with every task raising.
+    proc = _locust("http://127.0.0.1:9", tmp_path, "--run-time", "30s", **{name: value})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"loadtest: configuration error: {name} must " + proc.stderr.split(" must ", 1)[1].strip()
+    ]
+    assert not (tmp_path / "load_stats.csv").exists()  # no load was started

@@ -64,3 +64,28 @@ def test_locusts_run_time_ends_a_shape_that_runs_until_stopped() -> None:
     assert rates.tick("demo", 10_000, {}, limit_s=None) is not None
     # Whichever comes first: LOAD_DURATION_S or --run-time.
     assert rates.tick("steady", 6, {"LOAD_DURATION_S": "5"}, limit_s=60) is None
+
+
+BAD_SETTINGS = [
+    *((name, value) for name in rates.DEFAULTS for value in ("fast", "-1", "nan", "inf", "1e999")),
+    ("LOAD_USER_RPS", "0"),
+    ("LOAD_USER_POOL", "0"),
+    ("LOAD_USER_POOL", "2.5"),
+    ("LOAD_RETRY_SHARE", "1.01"),
+    ("LOAD_SHAPE", "spike"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_SETTINGS)
+def test_every_bad_setting_is_refused_up_front_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must ") as info:
+        rates.check({name: value})
+    assert "\n" not in str(info.value)
+
+
+def test_defaults_and_blank_values_pass_the_check() -> None:
+    rates.check({})
+    rates.check({name: " " for name in rates.DEFAULTS})
+    assert rates.setting("LOAD_USER_POOL", {"LOAD_USER_POOL": ""}) == 500
+    assert rates.setting("LOAD_RETRY_SHARE", {"LOAD_RETRY_SHARE": "1"}) == 1.0
+    assert rates.setting("LOAD_RPS", {"LOAD_RPS": "0"}) == 0  # no load is a valid rate

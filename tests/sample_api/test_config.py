@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -84,6 +85,26 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
             "soon",
             "GUNICORN_TIMEOUT must be a whole number; got 'soon'",
         ),
+        (
+            "GUNICORN_CLIENT_TIMEOUT",
+            "0",
+            "GUNICORN_CLIENT_TIMEOUT must be between 1 and 3600; got '0'",
+        ),
+        (
+            "GUNICORN_KEEPALIVE",
+            "-5",
+            "GUNICORN_KEEPALIVE must be between 1 and 3600; got '-5'",
+        ),
+        (
+            "GUNICORN_DRAIN_S",
+            "2.5",
+            "GUNICORN_DRAIN_S must be a whole number; got '2.5'",
+        ),
+        (
+            "GUNICORN_THREADS",
+            "0",
+            "GUNICORN_THREADS must be between 1 and 256; got '0'",
+        ),
     ],
 )
 def test_gunicorn_stops_with_one_line_on_a_bad_variable(
@@ -155,7 +176,8 @@ def _gunicorn_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
     from gunicorn.config import Config as GunicornConfig
 
     names = ("PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT")
-    for name in (*names, "GUNICORN_GRACEFUL_TIMEOUT"):
+    more = ("GUNICORN_CLIENT_TIMEOUT", "GUNICORN_KEEPALIVE", "GUNICORN_DRAIN_S")
+    for name in (*names, *more, "GUNICORN_GRACEFUL_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -170,9 +192,25 @@ def _gunicorn_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
 def test_gunicorn_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _gunicorn_settings(monkeypatch, {})
     assert cfg.bind == ["0.0.0.0:8080"]
-    assert cfg.workers == 2 and cfg.threads == 1
+    assert cfg.workers == 2 and cfg.threads == 8
     assert cfg.graceful_timeout < 30  # ECS's default stopTimeout: in-flight requests drain first
     assert cfg.accesslog is None and cfg.errorlog == "-"  # JSON access lines come from telemetry
+    assert cfg.worker_class.client_timeout_s == 5
+
+
+def test_keepalive_outlasts_the_load_balancers_idle_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The balancer must close an idle connection first, or it may send on one the server is
+    # closing (502): ALB's default idle timeout is 60 s; the stack sets its own.
+    stack = (ROOT / "deploy" / "stack.yaml").read_text()
+    alb_idle = int(re.search(r"idle_timeout\.timeout_seconds, Value: \"(\d+)\"", stack).group(1))
+    cfg = _gunicorn_settings(monkeypatch, {})
+    assert cfg.keepalive > max(60, alb_idle)
+    # ...and the whole stop (drain + graceful) fits in ECS's stopTimeout in the same stack.
+    stop_timeout = int(re.search(r"StopTimeout: (\d+)", stack).group(1))
+    drain = int(cfg.when_ready.__globals__["drain_s"])
+    assert drain + cfg.graceful_timeout < stop_timeout
 
 
 def test_gunicorn_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from flask import Flask
 
 from points.storage.sqlite import SQLiteStorage
-from tests.sample_api.conftest import Api, ledger_snapshot
+from tests.sample_api.conftest import _REGISTRY, OPENAPI, Api, ledger_snapshot
 
 GRANTS = "/v1/points/grants"
 REDEMPTIONS = "/v1/points/redemptions"
@@ -345,3 +347,117 @@ def test_unexpected_error_is_a_500_problem_without_trace(
     body = assert_problem(response, 500, slug="internal")
     assert "a bug" not in json.dumps(body)
     assert "a bug" in caplog.text  # the trace goes to the log, not to the client
+
+
+# -- the document's constraints are the app's ------------------------------------------------------
+
+
+def _ecma_pattern(validator, pattern: str, instance: Any, schema: dict) -> Any:
+    """JSON Schema's ``pattern`` is an ECMA-262 regex, whose ``$`` matches only at the very end;
+    Python's also matches before a final newline, which would let ``"a\\n"`` through."""
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not re.search(
+        re.sub(r"\$$", r"\\Z", pattern), instance
+    ):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _documented_validator(schema: dict):
+    """The document read the way it says it is meant: integers are JSON integer literals."""
+    from jsonschema import Draft202012Validator, validators
+
+    strict = validators.extend(
+        Draft202012Validator,
+        validators={"pattern": _ecma_pattern},
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+            "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool)
+        ),
+    )
+    return strict(schema, registry=_REGISTRY)
+
+
+def _candidates(schema: dict) -> list[str]:
+    """Raw JSON texts around each documented constraint of a field, and other types."""
+    if schema.get("type") == "integer":
+        low, high = schema["minimum"], schema["maximum"]
+        return [
+            *(str(v) for v in (low - 1, low, low + 1, high - 1, high, high + 1, 0, -1)),
+            f"{low}.0", f"{high}.0", f"{low}e0", f"{low}E1", "1.5", "-0", "1" + "0" * 30,
+            "true", "false", "null", f'"{low}"', "[1]", "{}",
+        ]  # fmt: skip
+    values: list[Any] = ["", "a", "a" * 64, "a" * 65, "A-z_0-9", "a b", "a\n", "a.b", "ä", "\uff11"]
+    return [json.dumps(v) for v in values] + ["5", "null", "true", '["a"]', "{}"]
+
+
+_SCHEMAS = OPENAPI["components"]["schemas"]
+_BODY_FIELDS = [
+    (path, name, field)
+    for path, schema_name in ((GRANTS, "GrantRequest"), (REDEMPTIONS, "RedemptionRequest"))
+    for name, field in [(schema_name, f) for f in _SCHEMAS[schema_name]["properties"]]
+]
+
+
+@pytest.mark.parametrize(("path", "schema_name", "field"), _BODY_FIELDS)
+def test_every_request_field_is_refused_exactly_when_the_document_refuses_it(
+    api: Api, path: str, schema_name: str, field: str
+) -> None:
+    schema = {"$ref": f"urn:points-service:openapi#/components/schemas/{schema_name}"}
+    documented = _documented_validator(schema)
+    valid = {"user_id": "u-1", "amount_jpy": 1000, "points": 1}
+    props = _SCHEMAS[schema_name]["properties"]
+    field_schema = props[field]
+    if "$ref" in field_schema:
+        field_schema = _SCHEMAS[field_schema["$ref"].rsplit("/", 1)[1]]
+    mismatches = []
+    for n, raw in enumerate(_candidates(field_schema)):
+        body = {k: valid.get(k, f"o-{field}-{n}") for k in props}
+        text = json.dumps({**body, field: "@@"}).replace('"@@"', raw)
+        doc_ok = documented.is_valid(json.loads(text))
+        response = api.post(path, data=text, content_type="application/json")
+        if response.status_code in (200, 201, 409):
+            app_ok = True
+        else:
+            assert_problem(response, 400, field=field)
+            app_ok = False
+        if doc_ok != app_ok:
+            mismatches.append((raw, "document", doc_ok, "app", app_ok))
+    assert not mismatches, mismatches
+
+
+LIMITS = ["0", "1", "2", "99", "100", "101", "020", "0020", "00020", "+1", "-1", "1.0", "1e1",
+          " 1", "1 ", "abc", "", "1" * 30, "\uff11"]  # fmt: skip
+
+
+def test_history_parameters_are_refused_exactly_when_the_document_refuses_them(api: Api) -> None:
+    parameters = OPENAPI["paths"]["/v1/users/{user_id}/points"]["get"]["parameters"]
+    limit = next(p for p in parameters if p["name"] == "limit")["schema"]
+    # The documented wire form: at most 4 decimal digits (see the parameter's description).
+    assert (
+        "at most 4 decimal digits"
+        in next(p for p in parameters if p["name"] == "limit")["description"]
+    )
+    mismatches = []
+    for text in LIMITS:
+        doc_ok = (
+            bool(re.fullmatch(r"[0-9]{1,4}", text))
+            and limit["minimum"] <= int(text) <= limit["maximum"]
+        )
+        response = api.get("/v1/users/u-1/points", query_string={"limit": text})
+        app_ok = response.status_code == 200
+        if not app_ok:
+            assert_problem(response, 400, field="limit")
+        if doc_ok != app_ok:
+            mismatches.append(("limit", text, doc_ok, app_ok))
+    user = _documented_validator({"$ref": "urn:points-service:openapi#/components/schemas/Id"})
+    for raw in _candidates(_SCHEMAS["Id"]):
+        value = json.loads(raw)
+        if not isinstance(value, str) or not value or "\n" in value:
+            continue  # not something a path segment carries
+        response = api.get(f"/v1/users/{quote(value)}/points")
+        app_ok = response.status_code == 200
+        if not app_ok:
+            assert_problem(response, 400, field="user_id")
+        if user.is_valid(value) != app_ok:
+            mismatches.append(("user_id", value, user.is_valid(value), app_ok))
+    assert not mismatches, mismatches
