@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ._evaluator import Evaluation, Evaluator, decide
 from ._expr import ExpressionError
+from ._policy import MAX_DEPLOYMENT_ALARMS
 from ._spec import Profile, Spec, SpecError, load_spec, parse_spec
-from ._synth import MAX_DEPLOYMENT_ALARMS, rollback_alarm_names, synth
+from ._synth import rollback_alarm_names, synth
 
 #: The points service's own spec (shipped as package data).
 POINTS_SERVICE_SPEC = Path(__file__).with_name("specs") / "points-service.yaml"

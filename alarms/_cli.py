@@ -8,7 +8,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from ._evaluator import Evaluator, iso
+from ._evaluator import Evaluator
+from ._format import iso
 from ._io import InputError, load_document, parse_time
 from ._spec import SpecError, load_spec
 from ._synth import synth

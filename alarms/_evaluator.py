@@ -10,24 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from . import _emf
 from ._compile import Alarm, Compiler, Composite, definitions
 from ._expr import eval_rule
-from ._rules import ALARM, COMPARISON_TEXT, COMPARISONS, INSUFFICIENT, OK, decide, number_text
+from ._format import iso, number_text
+from ._rules import ALARM, COMPARISON_TEXT, COMPARISONS, INSUFFICIENT, OK, decide
 from ._store import PERCENTILE_METHODS, Query
 
 #: Guard against an epoch in milliseconds passed where seconds are expected.
 _MAX_EPOCH_S = 1e11
-
-
-def iso(epoch_s: float) -> str:
-    """UTC ISO 8601 with a ``Z`` suffix (whole seconds when possible)."""
-    dt = datetime.fromtimestamp(epoch_s, UTC)
-    text = dt.isoformat(timespec="milliseconds" if epoch_s % 1 else "seconds")
-    return text.replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

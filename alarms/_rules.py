@@ -25,21 +25,6 @@ COMPARISON_TEXT = {
 }
 
 
-def number_text(value: float) -> str:
-    """``value`` exactly as given: integral values without ``.0``, others as Python's shortest
-    round-trip repr (never rounded: a threshold of 250.04 must not read as 250)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if (
-        isinstance(value, float)
-        and math.isfinite(value)
-        and value.is_integer()
-        and abs(value) < 1e16
-    ):
-        return str(int(value))
-    return repr(value) if isinstance(value, float) else str(value)
-
-
 def low_sample_minimum(percentile: float) -> float:
     """Samples a period needs before a percentile is trusted (CloudWatch's documented rule)."""
     p = percentile / 100.0

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alarms import POINTS_SERVICE_SPEC, rollback_alarm_names
-from alarms._synthetic import api_lines, worker_lines
+from alarms._sample_emf import api_lines, worker_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 START = 1_800_000_000 - 1_800_000_000 % 3600

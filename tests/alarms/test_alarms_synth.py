@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import alarms._synth as synth_mod
+import alarms._policy as policy_mod
 from alarms import MAX_DEPLOYMENT_ALARMS, Evaluator, parse_spec, rollback_alarm_names, synth
 from telemetry import catalog
 
@@ -137,7 +137,7 @@ def test_codedeploy_configuration(rehearsal_defs) -> None:
 
 
 def test_more_than_the_limit_is_folded_into_a_composite(spec, monkeypatch) -> None:
-    monkeypatch.setattr(synth_mod, "MAX_DEPLOYMENT_ALARMS", 3)
+    monkeypatch.setattr(policy_mod, "MAX_DEPLOYMENT_ALARMS", 3)
     defs = synth(spec, "json", "rehearsal")
     (name,) = rollback_alarm_names(defs)
     rule = {c["AlarmName"]: c["AlarmRule"] for c in defs["CompositeAlarms"]}[name]
