@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._evaluator import Evaluation, Evaluator, decide
+from ._emf import decode_line as decode_emf
+from ._evaluator import Evaluation, Evaluator
 from ._expr import ExpressionError
 from ._policy import MAX_DEPLOYMENT_ALARMS
+from ._rules import decide
 from ._spec import Profile, Spec, SpecError, load_spec, parse_spec
 from ._synth import rollback_alarm_names, synth
 
@@ -32,6 +34,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "decide",
+    "decode_emf",
     "load_spec",
     "parse_spec",
     "rollback_alarm_names",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import Any
 
+from . import _emf
 from ._evaluator import Evaluator
 from ._format import iso
 from ._io import InputError, load_document, parse_time
@@ -145,45 +146,6 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def _events_document(f: TextIO) -> list[Any] | None:
-    """The records of a whole-file JSON document, as ``aws logs filter-log-events`` /
-    ``get-log-events`` print it (``{"events": [...]}``, pretty-printed) or ``--query events``
-    (a JSON array); None for line-oriented input (the file is rewound)."""
-    first = f.readline()
-    f.seek(0)
-    head = first.strip()
-    if not (head in ("{", "[") or head.startswith(('{"events"', "[{"))):
-        return None  # one JSON object per line (plain EMF or export records)
-    try:
-        doc = json.load(f)
-    except ValueError:
-        f.seek(0)
-        return None
-    events = doc.get("events") if isinstance(doc, dict) else doc
-    return events if isinstance(events, list) else None
-
-
-def _lines(paths: Sequence[str]) -> Iterator[str]:
-    for path in paths:
-        if path == "-":
-            yield from sys.stdin
-            continue
-        try:
-            f: TextIO = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-        with f:
-            try:
-                events = _events_document(f)
-            except OSError as exc:  # e.g. a directory
-                raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-            if events is None:
-                yield from f
-            else:
-                # each event is an export record: its "message" holds the EMF JSON
-                yield from (json.dumps(e) if isinstance(e, dict) else "" for e in events)
-
-
 def _params(items: Sequence[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -219,7 +181,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise InputError(f"{args.alarms}: {exc}") from None
     for w in ev.warnings:
         print(f"{PROG} replay: warning: {w}", file=sys.stderr)
-    for line in _lines(args.emf):
+    for line in _emf.read_lines(args.emf):
         ev.ingest_line(line)
     span = ev.data_range
     if start is None and span is None:

@@ -15,7 +15,7 @@ from typing import Any
 from . import _emf
 from ._compile import Alarm, Compiler, Composite, definitions
 from ._expr import eval_rule
-from ._format import iso, number_text
+from ._format import iso, number_text, value_text
 from ._rules import ALARM, COMPARISON_TEXT, COMPARISONS, INSUFFICIENT, OK, decide
 from ._store import PERCENTILE_METHODS, Query
 
@@ -42,6 +42,16 @@ class Evaluation:
     @property
     def changed(self) -> bool:
         return self.state != self.previous_state
+
+    def value_vs_threshold(self) -> str:
+        """The newest value and the alarm's condition: ``"1523.5 (> 250)"``; ``"no data (> 250)"``
+        without a value; ``""`` for composites and alarms that were not evaluated. The value has
+        enough digits never to look equal to the threshold, or beyond it, when it is not."""
+        if self.threshold is None or self.comparison is None:
+            return ""
+        op = COMPARISON_TEXT.get(self.comparison, self.comparison)
+        shown = "no data" if self.value is None else value_text(self.value, self.threshold)
+        return f"{shown} ({op} {number_text(self.threshold)})"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape printed by ``replay``: times as ISO 8601 UTC strings."""

@@ -26,3 +26,20 @@ def number_text(value: float) -> str:
     ):
         return str(int(value))
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def value_text(value: float, threshold: float) -> str:
+    """A measured ``value`` short enough to read, with enough digits that it never looks equal
+    to ``threshold``, or on the other side of it, when it is not (1523.4 vs 250; 250.00001 vs
+    250, never ``250``)."""
+    if not math.isfinite(value):
+        return repr(value)
+    side = (value > threshold) - (value < threshold)
+    magnitude = int(math.log10(abs(value))) if value else 0
+    text = repr(value)
+    for digits in range(max(4, magnitude + 2), 18):
+        text = f"{value:.{digits}g}"
+        shown = float(text)
+        if (shown > threshold) - (shown < threshold) == side:
+            return text
+    return text
