@@ -1,4 +1,5 @@
-"""Rollback safety: the version left serving must serve every balance, the other's writes included.
+"""Data safety of the version left serving (blue after a rollback, green after a success): it must
+serve every balance, the other's writes included.
 
 Both versions share one store, so after a rollback blue must show every point green granted. The
 check reads each affected user's balance and full history through the surviving version's HTTP API
