@@ -67,31 +67,11 @@ def dashboard(spec: Spec, policy: Policy) -> dict[str, Any]:
                 }
             ],
         ]
-    latency_rows: list[list[Any]] = []
-    for c, v in versions:
-        for stat in ("p50", "p90", "p99"):
-            latency_rows.append(
-                [
-                    ns,
-                    "Latency",
-                    "Service",
-                    svc,
-                    "Version",
-                    v,
-                    {"stat": stat, "label": f"{c} {stat}"},
-                ]
-            )
-        latency_rows.append(
-            [
-                ns,
-                "Latency",
-                "Service",
-                svc,
-                "Version",
-                v,
-                {"stat": "Average", "label": f"{c} Average"},
-            ]
-        )
+    latency_rows: list[list[Any]] = [
+        [ns, "Latency", "Service", svc, "Version", v, {"stat": stat, "label": f"{c} {stat}"}]
+        for c, v in versions
+        for stat in ("p50", "p90", "p99", "Average")
+    ]
     widgets = [
         widget(0, 0, "Rate: requests per period", per_version("Requests", "Sum")),
         widget(
