@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._evaluator import Evaluation, Evaluator, decide
+from ._emf import decode_line as decode_emf
+from ._evaluator import Evaluation, Evaluator
 from ._expr import ExpressionError
+from ._policy import MAX_DEPLOYMENT_ALARMS
+from ._rules import decide
 from ._spec import Profile, Spec, SpecError, load_spec, parse_spec
-from ._synth import MAX_DEPLOYMENT_ALARMS, rollback_alarm_names, synth
+from ._synth import rollback_alarm_names, synth
 
 #: The points service's own spec (shipped as package data).
 POINTS_SERVICE_SPEC = Path(__file__).with_name("specs") / "points-service.yaml"
@@ -31,6 +34,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "decide",
+    "decode_emf",
     "load_spec",
     "parse_spec",
     "rollback_alarm_names",

@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ._evaluator import Evaluator, iso
-from ._io import InputError, load_document, parse_time
+from . import _emf
+from ._evaluator import Evaluation, Evaluator
+from ._format import iso, number_text
+from ._io import InputError, dump_yaml, load_document, parse_time
 from ._spec import SpecError, load_spec
 from ._synth import synth
 
 PROG = "alarms"
+SYNTH_FORMATS = ("cloudformation", "yaml", "json")
+_YAML_SUFFIXES = (".yaml", ".yml")
 #: Longest replay window: bounds the evaluation loop (a typo'd or garbage time must not run for
 #: hours or write gigabytes); longer recordings are replayed in pieces.
 MAX_REPLAY_S = 31 * 86400
@@ -34,7 +38,13 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="generate a CloudFormation template or JSON request shapes")
     s.add_argument("--spec", required=True, help="service spec (YAML)")
-    s.add_argument("--format", choices=("cloudformation", "json"), default="cloudformation")
+    s.add_argument(
+        "--format",
+        choices=SYNTH_FORMATS,
+        default=None,
+        help="cloudformation: a template, YAML when -o names a .yaml/.yml file, else JSON"
+        " (the default); yaml: the template in YAML; json: the AWS request shapes (JSON)",
+    )
     s.add_argument("--profile", default=None, help="production (default) or rehearsal")
     s.add_argument("-o", "--output", help="write here instead of stdout")
 
@@ -96,7 +106,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="template parameter value (repeatable)",
     )
-    r.add_argument("--changes-only", action="store_true", help="print only state changes")
+    r.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON line per evaluation and a summary line, instead of the table of changes",
+    )
+    r.add_argument(
+        "--changes-only", action="store_true", help="with --json: print only state changes"
+    )
     return p
 
 
@@ -111,10 +128,28 @@ def _write(text: str, output: str | None) -> None:
         raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
+def _synth_output(fmt: str | None, output: str | None) -> tuple[str, bool]:
+    """``(what synth generates, written as YAML?)`` from ``--format`` and the ``-o`` file name.
+
+    Raises InputError when they disagree (``--format yaml -o t.json``)."""
+    yaml_name = output is not None and output.lower().endswith(_YAML_SUFFIXES)
+    if fmt == "json" and yaml_name:
+        raise InputError(
+            f"--format json writes JSON request shapes, but {output} names a YAML file;"
+            " use --format yaml (or cloudformation) for a YAML template"
+        )
+    if fmt == "yaml" and output is not None and not yaml_name:
+        raise InputError(f"--format yaml writes YAML, but {output} does not end in .yaml or .yml")
+    if fmt == "json":
+        return "json", False
+    return "cloudformation", fmt == "yaml" or yaml_name
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
+    what, as_yaml = _synth_output(args.format, args.output)
     spec = load_spec(args.spec)
-    out = synth(spec, format=args.format, profile=args.profile)
-    _write(json.dumps(out, indent=2) + "\n", args.output)
+    out = synth(spec, format=what, profile=args.profile)
+    _write(dump_yaml(out) if as_yaml else json.dumps(out, indent=2) + "\n", args.output)
     return 0
 
 
@@ -142,45 +177,6 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         raise InputError(f"apply: {exc} (check AWS_ENDPOINT_URL)") from None
     report("applied: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
-
-
-def _events_document(f: TextIO) -> list[Any] | None:
-    """The records of a whole-file JSON document, as ``aws logs filter-log-events`` /
-    ``get-log-events`` print it (``{"events": [...]}``, pretty-printed) or ``--query events``
-    (a JSON array); None for line-oriented input (the file is rewound)."""
-    first = f.readline()
-    f.seek(0)
-    head = first.strip()
-    if not (head in ("{", "[") or head.startswith(('{"events"', "[{"))):
-        return None  # one JSON object per line (plain EMF or export records)
-    try:
-        doc = json.load(f)
-    except ValueError:
-        f.seek(0)
-        return None
-    events = doc.get("events") if isinstance(doc, dict) else doc
-    return events if isinstance(events, list) else None
-
-
-def _lines(paths: Sequence[str]) -> Iterator[str]:
-    for path in paths:
-        if path == "-":
-            yield from sys.stdin
-            continue
-        try:
-            f: TextIO = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-        with f:
-            try:
-                events = _events_document(f)
-            except OSError as exc:  # e.g. a directory
-                raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-            if events is None:
-                yield from f
-            else:
-                # each event is an export record: its "message" holds the EMF JSON
-                yield from (json.dumps(e) if isinstance(e, dict) else "" for e in events)
 
 
 def _params(items: Sequence[str]) -> dict[str, str]:
@@ -218,7 +214,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise InputError(f"{args.alarms}: {exc}") from None
     for w in ev.warnings:
         print(f"{PROG} replay: warning: {w}", file=sys.stderr)
-    for line in _lines(args.emf):
+    for line in _emf.read_lines(args.emf):
         ev.ingest_line(line)
     span = ev.data_range
     if start is None and span is None:
@@ -232,6 +228,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             f" {MAX_REPLAY_S // 86400} days; give a shorter --start/--end"
         )
     out = sys.stdout
+    table = None if args.json else _ChangeTable(out, ev.alarm_names)
     changes: list[dict[str, Any]] = []
     evaluations = 0
     # Advance an hour at a time so output streams and buckets behind the window are pruned.
@@ -244,25 +241,70 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 changes.append(
                     {"time": iso(e.time), "alarm": e.alarm, "from": e.previous_state, "to": e.state}
                 )
-            if e.changed or not args.changes_only:
+                if table is not None:
+                    table.row(e)
+            if table is None and (e.changed or not args.changes_only):
                 out.write(json.dumps(e.to_dict()) + "\n")
         if t >= end:
             break
         t += 3600
     states = ev.states
     summary = {
-        "summary": {
-            "evaluations": evaluations,
-            "state_changes": changes,
-            "final_states": states,
-            "alarmed": sorted({c["alarm"] for c in changes if c["to"] == "ALARM"}),
-            "no_data": sorted(n for n, s in states.items() if s == "INSUFFICIENT_DATA"),
-            "input": ev.stats,
-            "warnings": ev.warnings,
-        }
+        "evaluations": evaluations,
+        "state_changes": changes,
+        "final_states": states,
+        "alarmed": sorted({c["alarm"] for c in changes if c["to"] == "ALARM"}),
+        "no_data": sorted(n for n, s in states.items() if s == "INSUFFICIENT_DATA"),
+        "input": ev.stats,
+        "warnings": ev.warnings,
     }
-    out.write(json.dumps(summary) + "\n")
+    if table is None:
+        out.write(json.dumps({"summary": summary}) + "\n")
+    else:
+        table.summary(summary)
     return 0
+
+
+class _ChangeTable:
+    """``replay``'s output for people: one row per state change, streamed, then a summary."""
+
+    def __init__(self, out: TextIO, names: Sequence[str]) -> None:
+        self.out = out
+        self.width = max([len("alarm"), *(len(n) for n in names)])
+        self.rows = 0
+
+    def _line(self, time: str, alarm: str, change: str, value: str) -> None:
+        self.out.write(f"{time:<24}  {alarm:<{self.width}}  {change:<26}  {value}".rstrip() + "\n")
+
+    def row(self, e: Evaluation) -> None:
+        if not self.rows:
+            self._line("time (UTC)", "alarm", "from -> to", "value (alarm when)")
+        self.rows += 1
+        self._line(
+            iso(e.time), e.alarm, f"{e.previous_state} -> {e.state}", e.value_vs_threshold() or "-"
+        )
+
+    def summary(self, s: dict[str, Any]) -> None:
+        if not self.rows:
+            self.out.write("no state changes\n")
+        final = s["final_states"]
+        counts = {k: sum(1 for v in final.values() if v == k) for k in ("ALARM", "OK")}
+        counts["INSUFFICIENT_DATA"] = len(s["no_data"])
+        inp = s["input"]
+        self.out.write(
+            f"\n{self.rows} state changes in {s['evaluations']} evaluations; at the end: "
+            + ", ".join(f"{n} {k}" for k, n in counts.items())
+            + "\n"
+        )
+        firing = sorted(n for n, v in final.items() if v == "ALARM")
+        if firing:
+            self.out.write(f"in ALARM at the end: {', '.join(firing)}\n")
+        if s["alarmed"]:
+            self.out.write(f"went to ALARM: {', '.join(s['alarmed'])}\n")
+        self.out.write(
+            f"input: {inp['lines']} lines, {inp['emf_lines']} EMF, {inp['bad_lines']} bad,"
+            f" {number_text(inp['samples'])} samples\n"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,17 @@
-"""Read EMF records from log lines: plain EMF, CloudWatch Logs export records, prefixed lines."""
+"""EMF decoding, in one place: log files and lines (plain EMF, CloudWatch Logs export records,
+prefixed lines, the AWS CLI's ``filter-log-events`` output) into EMF objects, and the values of
+one metric into samples. The evaluator, the ``replay`` CLI and the rehearsal's collector all read
+EMF through this module."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from typing import Any
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+from ._io import InputError
 
 Samples = list[tuple[float, float]]  # (value, count)
 
@@ -22,6 +28,8 @@ def decode_line(line: str | bytes) -> dict[str, Any] | None:
             line = line.decode("utf-8")
         except UnicodeDecodeError:
             return None
+    if "_aws" not in line:  # cheap: JSON logs and other lines are not parsed at all
+        return None
     text = line.strip()
     if not text:
         return None
@@ -115,3 +123,47 @@ def directives(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for d in cwm:
         if isinstance(d, dict):
             yield d
+
+
+def _events_document(f: TextIO) -> list[Any] | None:
+    """The records of a whole-file JSON document, as ``aws logs filter-log-events`` /
+    ``get-log-events`` print it (``{"events": [...]}``, pretty-printed) or ``--query events``
+    (a JSON array); None for line-oriented input (the file is rewound)."""
+    first = f.readline()
+    f.seek(0)
+    head = first.strip()
+    if not (head in ("{", "[") or head.startswith(('{"events"', "[{"))):
+        return None  # one JSON object per line (plain EMF or export records)
+    try:
+        doc = json.load(f)
+    except ValueError:
+        f.seek(0)
+        return None
+    events = doc.get("events") if isinstance(doc, dict) else doc
+    return events if isinstance(events, list) else None
+
+
+def read_lines(paths: Sequence[str]) -> Iterator[str]:
+    """The log lines of ``paths`` (``-`` = stdin), each AWS CLI event as its ``message`` line.
+
+    Raises InputError for a file that cannot be read."""
+    for path in paths:
+        if path == "-":
+            yield from sys.stdin
+            continue
+        try:
+            f: TextIO = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        with f:
+            try:
+                events = _events_document(f)
+            except OSError as exc:  # e.g. a directory
+                raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+            if events is None:
+                yield from f
+            else:
+                # each event is an export record: its "message" holds the line
+                for e in events:
+                    message = e.get("message") if isinstance(e, dict) else None
+                    yield message if isinstance(message, str) else ""

@@ -1,4 +1,5 @@
-"""Input helpers of the CLI: alarm files (JSON, YAML, CloudFormation short tags) and times."""
+"""Files and times of the CLI: alarm files in (JSON, YAML, CloudFormation short tags), templates
+out as YAML with the same short tags, times in."""
 
 from __future__ import annotations
 
@@ -77,3 +78,77 @@ def load_document(path: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise InputError(f"{path}: the document must be a JSON/YAML object")
     return doc
+
+
+class _Tagged:
+    """A CloudFormation short-form intrinsic (``!Ref X``) on its way to YAML."""
+
+    __slots__ = ("tag", "value")
+
+    def __init__(self, tag: str, value: Any) -> None:
+        self.tag = tag
+        self.value = value
+
+
+def _short_form(obj: Any) -> Any:
+    """``obj`` with every long-form intrinsic (``{"Ref": X}``, ``{"Fn::Sub": ...}``) as a tag."""
+    if isinstance(obj, list):
+        return [_short_form(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if len(obj) == 1:
+        ((key, value),) = obj.items()
+        if key == "Ref" and isinstance(value, str):
+            return _Tagged("!Ref", value)
+        if (
+            key == "Fn::GetAtt"
+            and isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, str) for v in value)
+        ):
+            return _Tagged("!GetAtt", ".".join(value))
+        if key.startswith("Fn::"):
+            return _Tagged("!" + key.removeprefix("Fn::"), _short_form(value))
+    return {k: _short_form(v) for k, v in obj.items()}
+
+
+def dump_yaml(doc: dict[str, Any]) -> str:
+    """A CloudFormation template as YAML with short tags (``!Ref``, ``!Sub``), the form people
+    write; :func:`load_document` reads it back into the same dict."""
+    import yaml
+
+    class CfnDumper(yaml.SafeDumper):
+        """SafeDumper that writes :class:`_Tagged` values as CloudFormation short tags."""
+
+        def choose_scalar_style(self) -> str:
+            # ``!Ref Name``, not ``!Ref 'Name'``: PyYAML quotes every explicitly tagged scalar,
+            # although the tag alone decides how it is read.
+            if self.analysis is None:
+                self.analysis = self.analyze_scalar(self.event.value)
+            a = self.analysis
+            if (
+                str(self.event.tag).startswith("!")
+                and not self.event.style
+                and a.allow_block_plain
+                and not (a.empty or a.multiline)
+            ):
+                return ""
+            return super().choose_scalar_style()
+
+    def represent(dumper: yaml.SafeDumper, data: _Tagged) -> yaml.Node:
+        if isinstance(data.value, list):
+            return dumper.represent_sequence(data.tag, data.value)
+        if isinstance(data.value, dict):
+            return dumper.represent_mapping(data.tag, data.value)
+        return dumper.represent_scalar(data.tag, str(data.value))
+
+    CfnDumper.add_representer(_Tagged, represent)
+    # Keys in the template's order; no line folding (a dashboard body is one long string).
+    return yaml.dump(
+        _short_form(doc),
+        Dumper=CfnDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 30,
+    )

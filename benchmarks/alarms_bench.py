@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from alarms import POINTS_SERVICE_SPEC, Evaluator, load_spec, synth
-from alarms._synthetic import api_lines, worker_lines
+from alarms._sample_emf import api_lines, worker_lines
 
 DAY_S = 86_400
 RPS = 200.0

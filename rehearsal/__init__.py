@@ -8,12 +8,14 @@
 """
 
 from rehearsal.listener import WeightedListener
-from rehearsal.runner import Options, Outcome, run
+from rehearsal.model import Decision, Options, Outcome
+from rehearsal.runner import run
 from rehearsal.schedule import PREDEFINED, ConfigError, Schedule, Step, build
 
 __all__ = [
     "PREDEFINED",
     "ConfigError",
+    "Decision",
     "Options",
     "Outcome",
     "Schedule",

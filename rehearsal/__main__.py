@@ -1,7 +1,7 @@
 """``python -m rehearsal``: a blue/green deployment with alarm-triggered rollback on one machine.
 
 Exit status: 0 done (and as expected), 1 the outcome differs from ``--expect`` or the rollback
-safety check failed (or the run failed), 2 bad arguments or spec (one line on stderr), 130
+data safety check failed (or the run failed), 2 bad arguments or spec (one line on stderr), 130
 interrupted.
 """
 
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from rehearsal import schedule as schedules
-from rehearsal.runner import DEFAULT_SPEC, OUTCOMES, SCENARIOS, Options, run
+from rehearsal.model import DEFAULT_SPEC, OUTCOMES, SCENARIOS, Options, Outcome
+from rehearsal.runner import run
 from rehearsal.supervisor import Interrupted
 
 
@@ -199,7 +200,7 @@ def _python() -> str:
     return shlex.quote(sys.executable if rel.startswith("..") else rel)
 
 
-def summary(outcome) -> str:
+def summary(outcome: Outcome) -> str:
     """The end-of-run summary for people."""
     r, d = outcome.result, outcome.details
     lines = [""]
@@ -212,12 +213,7 @@ def summary(outcome) -> str:
         lines.append("SUCCEEDED: no rollback alarm fired; all traffic on green, blue terminated.")
     s = outcome.safety
     if s is not None:
-        verdict = "OK" if s.ok else "FAILED"
-        lines.append(
-            f"Rollback safety {verdict}: {s.served_by} serves the balances of {s.users} users; "
-            f"{s.writes_checked} acknowledged writes checked, {s.writes_by_other} made by the other "
-            "version."
-        )
+        lines.append(s.describe())
         lines.extend(f"  - {p}" for p in s.problems[:10])
     lines.append(f"Requests through the listener: {r['requests']}, server errors: {r['errors']}.")
     out = outcome.report_path.parent

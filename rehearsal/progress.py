@@ -8,6 +8,8 @@ import sys
 import time
 from typing import TextIO
 
+from rehearsal.model import alarm_name_prefix
+
 SHORT_STATE = {"OK": "ok", "ALARM": "ALARM", "INSUFFICIENT_DATA": "no-data"}
 
 
@@ -18,6 +20,9 @@ def _ms(value: float) -> str:
 
 
 COMPACT_LEGEND = "progress: time phase green% | per version, last 5 s: req/s p50/p99 | alarms"
+#: A terminal at least this wide gets the full line (it fits in 119 columns unless many counts
+#: or firing alarms are appended: then it is cut at the width); a narrower one the compact line.
+FULL_COLUMNS = 120
 SHORT_PHASE = {"warm-up": "warm", "shifting": "shift", "baking": "bake", "after": "after"}
 
 
@@ -29,30 +34,30 @@ def format_line(
     states: dict[str, str],
     compact: bool = False,
 ) -> str:
-    """``+23s shifting green 10% | blue 36/s p50 3ms p99 9ms | green ... | alarms 1 ALARM 4 ok``.
+    """``+23s shifting green  10% | blue  36/s p50 3ms p99 9ms | green ... | alarms 1 ALARM 4 ok``
+    (firing alarms named after the counts, without their common prefix).
 
     ``compact``: the same within 80 columns, green first (the version being judged):
     ``+23s shift 10% | green 4/s 1.5s/3.2s 429:6 | blue 36/s 6ms/31ms | 1 ALARM 2 ok``
     (latency as p50/p99; alarms without data are left out)."""
     if compact:
         return _compact(t, phase, green_percent, window, states)
-    parts = [f"{t:+6.0f}s {phase:<9} green {green_percent:3d}%"]
+    parts = [f"{t:+5.0f}s {phase:<8} green {green_percent:3d}%"]
     for target in ("blue", "green"):
         s = window.get(target)
         if not s:
             parts.append(f"{target} idle")
             continue
         extra = _refusals(s)
-        parts.append(
-            f"{target} {s['rps']:4.0f}/s p50 {_ms(s['p50']):>6} p99 {_ms(s['p99']):>6}{extra}"
-        )
+        parts.append(f"{target} {s['rps']:3.0f}/s p50 {_ms(s['p50'])} p99 {_ms(s['p99'])}{extra}")
     counts: dict[str, int] = {}
     for state in states.values():
         counts[state] = counts.get(state, 0) + 1
     summary = " ".join(
         f"{counts[k]} {SHORT_STATE[k]}" for k in ("ALARM", "OK", "INSUFFICIENT_DATA") if k in counts
     )
-    firing = [name for name, state in states.items() if state == "ALARM"]
+    prefix = alarm_name_prefix(list(states))
+    firing = [name.removeprefix(prefix) for name, state in states.items() if state == "ALARM"]
     alarm_part = f"alarms {summary or '-'}"
     if firing:
         alarm_part += f" ({', '.join(firing)})"
@@ -99,11 +104,13 @@ class Progress:
         self._legend_shown = False
 
     def update(self, line: str, short: str | None = None) -> None:
-        """Show ``line``; on a terminal too narrow for it, ``short`` (then cut to the width)."""
+        """Show ``line``; on a terminal narrower than :data:`FULL_COLUMNS`, ``short`` (after a
+        one-line legend); either is cut to the width."""
         now = time.monotonic()
         if self.tty:
-            width = shutil.get_terminal_size((160, 24)).columns - 1
-            if short is not None and len(line) > width:
+            columns = shutil.get_terminal_size((160, 24)).columns
+            width = columns - 1
+            if short is not None and columns < FULL_COLUMNS:
                 if not self._legend_shown:
                     self._legend_shown = True
                     self.message(COMPACT_LEGEND[:width])

@@ -9,12 +9,15 @@ import io
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alarms import Evaluation
+from rehearsal.model import Decision, Options, Outcome, alarm_name_prefix, is_reported_transition
+
 if TYPE_CHECKING:
     from rehearsal.collector import Collector
-    from rehearsal.runner import Options, Outcome
     from rehearsal.safety import SafetyReport
     from rehearsal.schedule import Schedule
     from rehearsal.timeline import Timeline
@@ -24,9 +27,7 @@ STATE_LEVEL = {"INSUFFICIENT_DATA": 0, "OK": 1, "ALARM": 2}
 STATE_COLOR = {"INSUFFICIENT_DATA": "#bbbbbb", "OK": "#8fd18f", "ALARM": "#d62728"}
 
 
-def result_document(
-    options: Options, decision: dict[str, Any], timeline: Timeline
-) -> dict[str, Any]:
+def result_document(options: Options, decision: Decision, timeline: Timeline) -> dict[str, Any]:
     """The ``result.json`` document, with exactly the keys the rehearsal promises."""
     t0 = timeline.t0 or (timeline.traffic[0][0] if timeline.traffic else time.time())
     traffic = [[round(at - t0, 2), percent] for at, percent in timeline.traffic]
@@ -34,9 +35,9 @@ def result_document(
     return {
         "scenario": options.scenario,
         "deployment_config": options.deployment_config,
-        "outcome": decision.get("outcome"),
-        "alarm": decision.get("alarm"),
-        "alarm_time_s": decision.get("alarm_time_s"),
+        "outcome": decision.outcome,
+        "alarm": decision.alarm,
+        "alarm_time_s": decision.alarm_time_s,
         "traffic": traffic,
         "requests": totals["requests"],
         "errors": totals["errors"],
@@ -52,9 +53,9 @@ def _svg(fig: Any) -> str:
 
 def plot(
     timeline: Timeline,
-    evaluations: list[dict[str, Any]],
+    evaluations: Sequence[Evaluation],
     rollback_alarms: list[str],
-    decision: dict[str, Any],
+    decision: Decision,
     latency_alarms: dict[str, float] | None = None,
 ) -> str:
     """The report's figure (latency, traffic, alarm states; the decision marked) as inline SVG."""
@@ -68,9 +69,9 @@ def plot(
 
 def figure(
     timeline: Timeline,
-    evaluations: list[dict[str, Any]],
+    evaluations: Sequence[Evaluation],
     rollback_alarms: list[str],
-    decision: dict[str, Any],
+    decision: Decision,
     latency_alarms: dict[str, float] | None = None,
 ) -> Any:
     """The report's matplotlib figure. ``latency_alarms``: rollback alarms on a millisecond
@@ -83,7 +84,7 @@ def figure(
 
     t0 = timeline.t0 or 0.0
     per_second = timeline.per_second()
-    names = list(rollback_alarms) or sorted({e["alarm"] for e in evaluations})
+    names = list(rollback_alarms) or sorted({e.alarm for e in evaluations})
     with plt.rc_context({"font.size": 10, "axes.titlesize": 10, "axes.titleweight": "bold"}):
         fig, (ax_lat, ax_rps, ax_w, ax_alarm) = plt.subplots(
             4,
@@ -108,9 +109,9 @@ def _draw(
     timeline: Timeline,
     per_second: dict[str, list[tuple[float, int, float, float]]],
     t0: float,
-    evaluations: list[dict[str, Any]],
+    evaluations: Sequence[Evaluation],
     names: list[str],
-    decision: dict[str, Any],
+    decision: Decision,
     latency_alarms: dict[str, float],
     blended: Any,
 ) -> None:
@@ -133,11 +134,11 @@ def _draw(
     # What the alarm itself judged: the service's EMF metric per period, and its threshold.
     markers = iter("ovs^D")
     for name, threshold in sorted(latency_alarms.items()):
-        short = _short(name.removeprefix(_common_prefix(names)), 32)
+        short = _short(name.removeprefix(alarm_name_prefix(names)), 32)
         points = [
-            (float(e["epoch"]) - t0, float(e["value"]))
+            (e.time - t0, e.value)
             for e in evaluations
-            if e.get("alarm") == name and _num(e.get("epoch")) and _num(e.get("value"))
+            if e.alarm == name and e.value is not None and _num(e.value)
         ]
         marker = next(markers, "o")
         if points:
@@ -147,7 +148,7 @@ def _draw(
             )  # fmt: skip
         ax_lat.axhline(threshold, color="#d62728", lw=0.9, ls=":")
         ax_lat.annotate(
-            f"{short} threshold {threshold:g} ms", (0, threshold),
+            f"{short} threshold {_exact(threshold)} ms", (0, threshold),
             xycoords=("axes fraction", "data"), xytext=(4, 3), textcoords="offset points",
             color="#d62728", fontsize=8,
         )  # fmt: skip
@@ -189,13 +190,13 @@ def _draw(
     for row, name in enumerate(names):
         ax_alarm.barh(row, end - start, left=start, height=0.7,
                       color=STATE_COLOR["INSUFFICIENT_DATA"], edgecolor="none")  # fmt: skip
-        evs = [e for e in evaluations if e.get("alarm") == name and _num(e.get("epoch"))]
+        evs = [e for e in evaluations if e.alarm == name]
         for i, ev in enumerate(evs):
-            left = float(ev["epoch"]) - t0
-            stop = float(evs[i + 1]["epoch"]) - t0 if i + 1 < len(evs) else end
+            left = ev.time - t0
+            stop = evs[i + 1].time - t0 if i + 1 < len(evs) else end
             ax_alarm.barh(
                 row, max(stop - left, 0.5), left=left, height=0.7,
-                color=STATE_COLOR.get(ev.get("state"), "#999999"), edgecolor="none",
+                color=STATE_COLOR.get(ev.state, "#999999"), edgecolor="none",
             )  # fmt: skip
         # The name inside its band (not as a tick label): the plots keep their full width.
         ax_alarm.text(start, row, f"  {name}", va="center", ha="left", fontsize=8.5)
@@ -214,10 +215,10 @@ def _draw(
         ax.axvline(0, color="#888888", lw=0.9)
         ax.tick_params(labelbottom=True)  # every panel keeps its time axis
     ax_lat.set_xlim(start, end + 0.5)
-    decided = decision.get("decided_at")
+    decided = decision.decided_at
     if decided:
         x = decided - t0
-        rolled_back = decision.get("outcome") == "rolled_back"
+        rolled_back = decision.rolled_back
         label = f"rollback at {x:.1f} s" if rolled_back else f"blue terminated at {x:.1f} s"
         color = "#d62728" if rolled_back else "#444444"
         for ax in every:
@@ -245,17 +246,6 @@ def _gaps_filled(
     have = {round(r[0] - 0.5): r for r in rows}
     first, last = min(have), max(have)
     return [have.get(sec, (sec + 0.5, 0, math.nan, math.nan)) for sec in range(first, last + 1)]
-
-
-def _common_prefix(names: list[str]) -> str:
-    """``points-service-`` for the rollback alarms: shorter labels inside the plot."""
-    if len(names) < 2:
-        return ""
-    prefix = names[0]
-    for name in names[1:]:
-        while not name.startswith(prefix):
-            prefix = prefix[:-1]
-    return prefix[: prefix.rfind("-") + 1] if "-" in prefix else ""
 
 
 def _latency_alarms(path: Path, names: list[str]) -> dict[str, float]:
@@ -287,11 +277,19 @@ def _locust_rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _exact(x: float) -> str:
+    """``x`` as given, never rounded: ``:g`` when that is exact (250, 0.75), else the full repr."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(x)
+
+
 def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        value = f"{value:.1f}" if math.isfinite(value) else "-"
-    elif value is None:
+    """A table cell: numbers exactly as given (a 0.75 time scale reads 0.75); measured figures
+    are formatted where they are read."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         value = "-"
+    elif isinstance(value, float):
+        value = _exact(value)
     return html.escape(str(value))
 
 
@@ -303,9 +301,10 @@ def _table(rows: list[list[Any]], header: list[str] | None = None) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def _float(text: str | None) -> float | None:
+def _rate(text: str | None) -> str | None:
+    """Locust's measured requests/s (many digits) to one decimal."""
     try:
-        return float(text) if text not in (None, "") else None
+        return f"{float(text):.1f}" if text not in (None, "") else None
     except ValueError:
         return None
 
@@ -314,10 +313,13 @@ def render_html(
     result: dict[str, Any],
     details: dict[str, Any],
     svg: str,
-    transitions: list[dict[str, Any]],
+    transitions: Sequence[Evaluation],
     locust_rows: list[dict[str, str]],
     files: list[str],
+    safety: SafetyReport | None = None,
 ) -> str:
+    """The report page. ``transitions``: the alarm state changes to list (see
+    :func:`rehearsal.model.is_reported_transition`); ``details["t0"]`` is time 0."""
     outcome = result["outcome"]
     badge = "#d62728" if outcome == "rolled_back" else "#2ca02c"
     headline = (
@@ -327,15 +329,11 @@ def render_html(
         if outcome == "rolled_back"
         else "Succeeded: no rollback alarm fired; all traffic on green, blue terminated."
     )
-    safety = details.get("safety") or {}
-    safety_line = (
-        f"{'OK' if safety.get('ok') else 'FAILED'}: {safety.get('served_by')} serves "
-        f"{safety.get('users')} users' balances; {safety.get('writes_checked')} acknowledged writes "
-        f"checked, {safety.get('writes_by_other_version')} of them made by the other version."
-        if safety
-        else "not run"
+    safety_line = safety.describe() if safety else "Not run."
+    problems = "".join(
+        f"<li>{html.escape(p)}</li>" for p in (safety.problems[:50] if safety else [])
     )
-    problems = "".join(f"<li>{html.escape(p)}</li>" for p in safety.get("problems", []))
+    t0 = details.get("t0") or 0.0
     summary_rows = [
         ["scenario", result["scenario"]],
         ["deployment configuration", result["deployment_config"]],
@@ -348,13 +346,13 @@ def render_html(
         ["traffic steps [t s, green %]", json.dumps(result["traffic"])],
     ]
     trans_rows = [
-        [f"{t.get('t', 0):+.0f}", t.get("alarm"), t.get("previous_state"), t.get("state"),
-         t.get("value"), t.get("reason", "")]
-        for t in transitions
+        [f"{e.time - t0:+.0f}", e.alarm, e.previous_state, e.state, e.value_vs_threshold() or "-",
+         e.reason]
+        for e in transitions
     ]  # fmt: skip
     locust = [
         [r.get("Type"), r.get("Name"), r.get("Request Count"), r.get("Failure Count"),
-         r.get("50%"), r.get("99%"), _float(r.get("Requests/s"))]
+         r.get("50%"), r.get("99%"), _rate(r.get("Requests/s"))]
         for r in locust_rows
     ]  # fmt: skip
     file_items = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in files)
@@ -378,13 +376,13 @@ code {{ background: #f4f4f4; padding: 0 .2em; }}
 metrics); alarm states as the alarms generated from the spec evaluated the services' EMF metrics.
 Time 0 is when green first took traffic.</p>
 {svg}
-<h2>Rollback safety</h2>
+<h2>Data safety</h2>
 <p>{html.escape(safety_line)}</p>
 <ul>{problems}</ul>
 <h2>Alarm state changes</h2>
 <p>The rollback alarms' changes, and any alarm that went to ALARM; every evaluation of every alarm
 is in <code>evaluations.jsonl</code>.</p>
-{_table(trans_rows, ["t (s)", "alarm", "from", "to", "value", "reason"]) if trans_rows else "<p>None.</p>"}
+{_table(trans_rows, ["t (s)", "alarm", "from", "to", "value (alarm when)", "reason"]) if trans_rows else "<p>None.</p>"}
 <h2>Load (Locust)</h2>
 {_table(locust, ["type", "name", "requests", "failures", "p50 ms", "p99 ms", "req/s"]) if locust else "<p>No Locust statistics.</p>"}
 <h2>Files</h2>
@@ -396,38 +394,30 @@ is in <code>evaluations.jsonl</code>.</p>
 def write_outputs(
     options: Options,
     plan: Schedule,
-    decision: dict[str, Any],
+    decision: Decision,
     timeline: Timeline,
     collector: Collector,
     safety: SafetyReport | None,
     details: dict[str, Any],
 ) -> Outcome:
     """Write every output file into ``options.out``; return the :class:`Outcome`."""
-    from rehearsal.runner import Outcome
-
     out = options.out
     result = result_document(options, decision, timeline)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
-    t0 = timeline.t0 or 0.0
     evaluations = list(collector.evaluations)
     with (out / "evaluations.jsonl").open("w") as fh:
         for ev in evaluations:
-            fh.write(json.dumps(ev, default=str) + "\n")
+            # replay's JSON shape, plus the time in epoch seconds
+            fh.write(json.dumps({**ev.to_dict(), "epoch": ev.time}) + "\n")
     watched = set(details.get("rollback_alarms", []))
-    transitions = [
-        {**ev, "t": float(ev["epoch"]) - t0}
-        for ev in evaluations
-        if ev.get("state") != ev.get("previous_state")
-        and _num(ev.get("epoch"))
-        and (ev.get("alarm") in watched or ev.get("state") == "ALARM")
-    ]
+    transitions = [ev for ev in evaluations if is_reported_transition(ev, watched)]
     details = {
         **details,
-        "outcome": decision.get("outcome"),
-        "alarms_firing": decision.get("alarms_firing", []),
-        "green_percent_at_alarm": decision.get("green_percent_at_alarm"),
-        "decided_at": decision.get("decided_at"),
+        "outcome": decision.outcome,
+        "alarms_firing": list(decision.alarms_firing),
+        "green_percent_at_alarm": decision.green_percent_at_alarm,
+        "decided_at": decision.decided_at,
         "t0": timeline.t0,
         "totals": timeline.totals(),
         "emf_lines": dict(collector.emf_lines),
@@ -448,6 +438,7 @@ def write_outputs(
     report = out / "report.html"
     files = sorted({*files, "report.html"})
     report.write_text(
-        render_html(result, details, svg, transitions, _locust_rows(out), files), encoding="utf-8"
+        render_html(result, details, svg, transitions, _locust_rows(out), files, safety),
+        encoding="utf-8",
     )
     return Outcome(result=result, report_path=report, safety=safety, details=details)

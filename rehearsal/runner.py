@@ -9,12 +9,11 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,70 +21,17 @@ from loadtest import LOCUSTFILE
 from points import environment_variables as points_env
 from rehearsal import schedule as schedules
 from rehearsal.collector import Collector
+from rehearsal.controller import DRAIN_S, INGEST_LAG_S, Controller
 from rehearsal.listener import WeightedListener
-from rehearsal.progress import Progress, format_line
+from rehearsal.model import DEFAULT_SPEC, ROOT, Options, Outcome
+from rehearsal.progress import Progress
+from rehearsal.report import write_outputs
 from rehearsal.safety import SafetyReport, check
 from rehearsal.supervisor import Interrupted, Supervisor, signals_raise
 from rehearsal.timeline import Timeline
 from sample_api import environment_variables as api_env
 
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ("regression", "healthy")
-OUTCOMES = ("rolled_back", "succeeded")
-DEFAULT_SPEC = ROOT / "alarms" / "specs" / "points-service.yaml"
-
-#: Evaluate an alarm period only once its last one-second EMF window has surely arrived: the
-#: services flush every second, so data for ``[T-1, T)`` is on our pipe shortly after ``T``.
-#: The services flush 2 ms after each window ends; 1 s covers a busy machine's scheduling delays
-#: (CloudWatch has an ingestion delay of its own, undocumented).
-INGEST_LAG_S = 1.0
-TICK_S = 0.25
-#: The longest wait for a version's in-flight requests before it is stopped (the ALB's
-#: deregistration delay, 300 s by default, shortened). A regressed green at 100 % has a long
-#: queue in front of its limiter: ~20 s of requests at the defaults.
-DRAIN_S = 30.0
-#: A version that has served traffic this long without writing one EMF line has no telemetry.
-EMF_GRACE_S = 10.0
-_NO_EMF = (
-    "{name} wrote no EMF metrics to stdout within {seconds:.0f} s of serving traffic, so no "
-    "alarm could ever fire; is telemetry configured in the app (telemetry.configure + "
-    "telemetry.flask.instrument)?"
-)
-
-
-@dataclass
-class Options:
-    """Everything a rehearsal run needs; the CLI fills it from its arguments."""
-
-    scenario: str
-    out: Path
-    deployment_config: str = schedules.DEFAULT_CONFIG
-    time_scale: float = 0.75
-    bake_s: float = 60.0  # CodeDeploy's wait before terminating the original task set (scaled)
-    spec: Path = DEFAULT_SPEC
-    port: int = 0  # listener port; 0 picks a free one
-    load_rps: float = 40.0
-    warmup_s: float = 5.0  # blue alone before the deployment starts (not scaled)
-    observe_after_s: float = 5.0  # load kept on after the decision, to show the recovery
-    web_concurrency: int = 1
-    threads: int = 4  # gthread workers: keep-alive to the listener, several requests at once
-    app: str = "sample_api.wsgi:app"
-    green_limit_rps: float = 2.0
-    green_limit_burst: int = 1  # no head start: green queues from its first requests
-    green_limit_max_wait_s: float = 2.0
-    progress: bool | None = None  # None: updating line when stdout is a TTY
-    seed: int | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Outcome:
-    """What :func:`run` returns: the result document and where everything was written."""
-
-    result: dict[str, Any]
-    report_path: Path
-    safety: SafetyReport | None
-    details: dict[str, Any]
+__all__ = ["DEFAULT_SPEC", "Options", "Outcome", "child_env", "fastest_alarm_s", "run"]
 
 
 def free_port() -> int:
@@ -228,7 +174,6 @@ def run(options: Options) -> Outcome:
         },
         "rollback_alarms": rollback_names,
     }
-    decision: dict[str, Any] = {}
     safety: SafetyReport | None = None
     try:
         with signals_raise():
@@ -276,7 +221,7 @@ def run(options: Options) -> Outcome:
             details["ports"] = ports
             progress.message(
                 f"rehearsal: {options.scenario} with {options.deployment_config} "
-                f"(time scale {options.time_scale:g}); listener {listener.url} "
+                f"(time scale {options.time_scale}); listener {listener.url} "
                 f"(try: curl -i {listener.url}/version)"
             )
             fastest = fastest_alarm_s(defs, rollback_names)
@@ -323,23 +268,17 @@ def run(options: Options) -> Outcome:
             # Written now for whoever watches the run (listener URL, child process groups) and
             # again, complete, at the end.
             (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
-            decision = _deploy(
-                options, plan, rollback_names, listener, supervisor, collector, timeline, progress
+            controller = Controller(
+                rollback_names, listener, supervisor, collector, timeline, progress
             )
+            decision, stopper = controller.deploy(options, plan)
             # Keep the load on for a moment: the report shows traffic back on the survivor.
-            _observe(
-                options.observe_after_s,
-                set(rollback_names),
-                collector,
-                timeline,
-                progress,
-                decision,
-            )
+            controller.observe(options.observe_after_s, decision)
             with _signals_ignored():
                 supervisor.stop("locust", timeout_s=20, first=signal.SIGINT)
-            decision.pop("stopper").join(DRAIN_S + 30)
+            stopper.join(DRAIN_S + 30)
             details["listener_errors"] = listener.error_log
-            survivor = "blue" if decision["outcome"] == "rolled_back" else "green"
+            survivor = decision.survivor
             with _store(db_path) as store:
                 safety = check(
                     f"http://127.0.0.1:{ports[survivor]}",
@@ -361,8 +300,6 @@ def run(options: Options) -> Outcome:
             collector.advance(time.time())
             collector.close()
 
-    from rehearsal.report import write_outputs
-
     return write_outputs(options, plan, decision, timeline, collector, safety, details)
 
 
@@ -378,148 +315,3 @@ def _store(db_path: Path) -> Iterator[Any]:
         yield storage
     finally:
         storage.close()
-
-
-def _tick(
-    watched: set[str],
-    collector: Collector,
-    timeline: Timeline,
-    progress: Progress,
-    phase: str,
-    green_percent: int,
-) -> dict[str, str]:
-    now = time.time()
-    for ev in collector.advance(now - INGEST_LAG_S):
-        # Print the changes that matter: the rollback alarms', and any alarm that fires.
-        if ev.get("state") != ev.get("previous_state") and (
-            ev.get("alarm") in watched or ev.get("state") == "ALARM"
-        ):
-            at = timeline.since_t0(ev.get("epoch") or now)
-            progress.message(
-                f"{at:+6.0f}s alarm {ev['alarm']}: {ev.get('previous_state')} -> {ev['state']}"
-            )
-    states = collector.last_states
-    t = timeline.since_t0(now)
-    shown = {n: s for n, s in states.items() if n in watched}
-    window = timeline.window(now, 5.0)
-    progress.update(
-        format_line(t, phase, green_percent, window, shown),
-        format_line(t, phase, green_percent, window, shown, compact=True),
-    )
-    return states
-
-
-def _deploy(
-    options: Options,
-    plan: schedules.Schedule,
-    rollback_alarms: list[str],
-    listener: WeightedListener,
-    supervisor: Supervisor,
-    collector: Collector,
-    timeline: Timeline,
-    progress: Progress,
-) -> dict[str, Any]:
-    """The controller: warm-up on blue, traffic steps, bake; roll back on any rollback alarm."""
-    rollback_names = set(rollback_alarms)
-    # Warm-up: blue alone, production as it was, until load arrives (bounded).
-    warm_end = time.monotonic() + options.warmup_s
-    timeline.planned_t0 = time.time() + options.warmup_s
-    hard_end = warm_end + 30
-    timeline.set_traffic(time.time(), 0)
-    while time.monotonic() < warm_end or (
-        sum(listener.counts.values()) == 0 and time.monotonic() < hard_end
-    ):
-        _tick(rollback_names, collector, timeline, progress, "warm-up", 0)
-        time.sleep(TICK_S)
-    if sum(listener.counts.values()) == 0:
-        raise RuntimeError("Locust sent no traffic through the listener during the warm-up")
-    # Without the versions' metrics the alarms would never see anything: say so, do not "pass".
-    emf_end = time.monotonic() + EMF_GRACE_S
-    while not collector.emf_lines.get("blue") and time.monotonic() < emf_end:
-        _tick(rollback_names, collector, timeline, progress, "warm-up", 0)
-        time.sleep(TICK_S)
-    if not collector.emf_lines.get("blue"):
-        raise RuntimeError(_NO_EMF.format(name="blue", seconds=options.warmup_s + EMF_GRACE_S))
-
-    t0 = time.time()
-    timeline.t0 = t0
-    current = -1
-    deadline = t0 + plan.total_s
-    while True:
-        now = time.time()
-        offset = now - t0
-        percent = plan.percent_at(offset)
-        if percent != current:
-            listener.set_weights({"blue": 100 - percent, "green": percent})
-            timeline.set_traffic(now, percent)
-            progress.message(f"{offset:+6.0f}s traffic: green {percent}%, blue {100 - percent}%")
-            current = percent
-        if offset > EMF_GRACE_S and not collector.emf_lines.get("green"):
-            raise RuntimeError(_NO_EMF.format(name="green", seconds=EMF_GRACE_S))
-        phase = "shifting" if offset < plan.shift_s else "baking"
-        states = _tick(rollback_names, collector, timeline, progress, phase, percent)
-        firing = sorted(n for n in rollback_names if states.get(n) == "ALARM")
-        if firing:
-            decided = time.time()
-            listener.set_weights({"blue": 100, "green": 0})
-            timeline.set_traffic(decided, 0)
-            progress.message(
-                f"{decided - t0:+6.0f}s ROLLBACK: {', '.join(firing)} in ALARM at green "
-                f"{percent}% -> all traffic to blue, stopping green"
-            )
-            # Green drains its in-flight requests (some wait in its limiter) in the background,
-            # as an ECS task set does; the controller keeps watching meanwhile.
-            stopper = threading.Thread(
-                target=_drain_and_stop, args=(listener, supervisor, "green"), daemon=True
-            )
-            stopper.start()
-            return {
-                "stopper": stopper,
-                "outcome": "rolled_back",
-                "alarm": firing[0],
-                "alarms_firing": firing,
-                "alarm_time_s": round(decided - t0, 2),
-                "green_percent_at_alarm": percent,
-                "decided_at": decided,
-            }
-        if now >= deadline:
-            progress.message(
-                f"{offset:+6.0f}s bake time over, no alarm: terminating blue (original task set)"
-            )
-            stopper = threading.Thread(
-                target=_drain_and_stop, args=(listener, supervisor, "blue"), daemon=True
-            )
-            stopper.start()
-            return {
-                "stopper": stopper,
-                "outcome": "succeeded",
-                "alarm": None,
-                "alarms_firing": [],
-                "alarm_time_s": None,
-                "green_percent_at_alarm": None,
-                "decided_at": time.time(),
-            }
-        time.sleep(TICK_S)
-
-
-def _drain_and_stop(listener: WeightedListener, supervisor: Supervisor, name: str) -> None:
-    """Let the requests already sent to ``name`` finish (bounded), then stop it: stopping it at
-    once would reset them, which clients of an ALB (deregistration delay) never see."""
-    listener.drain(name, DRAIN_S)
-    listener.close_idle(name)
-    supervisor.stop(name)
-
-
-def _observe(
-    seconds: float,
-    watched: set[str],
-    collector: Collector,
-    timeline: Timeline,
-    progress: Progress,
-    decision: dict[str, Any],
-) -> None:
-    end = time.monotonic() + seconds
-    percent = 0 if decision["outcome"] == "rolled_back" else 100
-    while time.monotonic() < end:
-        _tick(watched, collector, timeline, progress, "after", percent)
-        time.sleep(TICK_S)

@@ -1,4 +1,5 @@
-"""Rollback safety: the version left serving must serve every balance, the other's writes included.
+"""Data safety of the version left serving (blue after a rollback, green after a success): it must
+serve every balance, the other's writes included.
 
 Both versions share one store, so after a rollback blue must show every point green granted. The
 check reads each affected user's balance and full history through the surviving version's HTTP API
@@ -31,10 +32,30 @@ class SafetyReport:
     writes_checked: int = 0
     writes_by_other: int = 0  # acknowledged by the version that is no longer serving
     problems: list[str] = field(default_factory=list)
+    store_checked: bool = False  # balances were also compared with the store read directly
 
     @property
     def ok(self) -> bool:
         return not self.problems and self.users > 0
+
+    def describe(self) -> str:
+        """One sentence: the verdict and what was checked (the console summary, the report)."""
+        verdict = "OK" if self.ok else "FAILED"
+        head = f"Data safety {verdict} on {self.served_by}, the version left serving"
+        if not self.users:
+            return f"{head}: no write was acknowledged to a client, so nothing could be checked."
+        other = {"blue": "green", "green": "blue"}.get(self.served_by, "the other version")
+        writes = (
+            f"{self.writes_checked} writes acknowledged to clients ({self.writes_by_other} made"
+            f" by {other}) for {self.users} users"
+        )
+        if not self.ok:
+            return f"{head}: {len(self.problems)} problems in the {writes}."
+        store = ", and each balance matches the store" if self.store_checked else ""
+        return (
+            f"{head}: all {writes} are in the histories {self.served_by} serves, each history"
+            f" adds up to its balance{store}."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,7 +101,7 @@ def check(
     store_balance: Callable[[str], int] | None = None,
 ) -> SafetyReport:
     """Check every acknowledged write through the API at ``base_url`` (the surviving version)."""
-    report = SafetyReport(served_by=served_by)
+    report = SafetyReport(served_by=served_by, store_checked=store_balance is not None)
     by_user: dict[str, list[Write]] = defaultdict(list)
     for write in writes:
         by_user[write.user_id].append(write)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from alarms import Evaluator, rollback_alarm_names
-from alarms._cfn import TemplateError, template_alarms
 from alarms._io import InputError, load_document
+from alarms._read_cfn import TemplateError, template_alarms
 
 FOREIGN = """
 AWSTemplateFormatVersion: "2010-09-09"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from alarms import POINTS_SERVICE_SPEC, rollback_alarm_names
-from alarms._synthetic import api_lines, worker_lines
+from alarms._io import load_document
+from alarms._sample_emf import api_lines, worker_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 START = 1_800_000_000 - 1_800_000_000 % 3600
@@ -70,7 +71,7 @@ def record(path: Path, *, regression: bool, export: bool = False) -> Path:
 
 
 def replay(defs: Path, emf: Path, *extra: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    proc = cli("replay", "--alarms", str(defs), "--emf", str(emf), *extra)
+    proc = cli("replay", "--alarms", str(defs), "--emf", str(emf), "--json", *extra)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(x) for x in proc.stdout.splitlines()]
     return rows[:-1], rows[-1]["summary"]
@@ -161,10 +162,32 @@ def test_aws_logs_cli_output_documents(defs_file: Path, tmp_path: Path, shape: s
 
 def test_stdin_and_bad_lines(defs_file: Path) -> None:
     line = next(api_lines(START, 1, rps=10, window_s=1, high_resolution=True))
-    proc = cli("replay", "--alarms", str(defs_file), "--emf", "-", stdin=f"garbage\n{line}\n")
+    proc = cli(
+        "replay", "--alarms", str(defs_file), "--emf", "-", "--json", stdin=f"garbage\n{line}\n"
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
     assert summary["input"]["bad_lines"] == 1 and summary["input"]["emf_lines"] == 1
+
+
+def test_replay_prints_a_table_of_state_changes_for_people(defs_file: Path, tmp_path: Path) -> None:
+    emf = record(tmp_path / "emf.log", regression=True)
+    _, summary = replay(defs_file, emf)
+    proc = cli("replay", "--alarms", str(defs_file), "--emf", str(emf))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["time", "(UTC)", "alarm", "from", "->", "to", "value", "(alarm",
+                                "when)"]  # fmt: skip
+    rows = [line.split() for line in lines[1 : 1 + len(summary["state_changes"])]]
+    # the same changes as the JSON summary, in order, one row each
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [
+        (c["time"], c["alarm"], c["from"], c["to"]) for c in summary["state_changes"]
+    ]
+    fired = next(r for r in rows if r[1] == "points-service-green-latency-avg" and r[4] == "ALARM")
+    value, condition = float(fired[5]), " ".join(fired[6:])
+    assert value > 250 and condition == "(> 250)"
+    assert f"{len(rows)} state changes in {summary['evaluations']} evaluations" in proc.stdout
+    assert "went to ALARM: " in proc.stdout and "{" not in proc.stdout
 
 
 def test_synth_cloudformation_to_stdout() -> None:
@@ -174,10 +197,56 @@ def test_synth_cloudformation_to_stdout() -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        ([], "alarms.yaml"),
+        ([], "alarms.YML"),
+        (["--format", "cloudformation"], "alarms.yaml"),
+        (["--format", "yaml"], "alarms.yaml"),
+        (["--format", "yaml"], None),
+    ],
+)
+def test_synth_writes_yaml_when_the_file_name_or_format_asks(
+    args: list[str], name: str | None, tmp_path: Path
+) -> None:
+    out = tmp_path / name if name else None
+    proc = cli("synth", "--spec", SPEC, *args, *(["-o", str(out)] if out else []))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text() if out else proc.stdout
+    assert text.startswith("AWSTemplateFormatVersion: '2010-09-09'\n")
+    assert "!Ref GreenVersion" in text and "DashboardBody: !Sub '" in text
+    path = out or tmp_path / "stdout.yaml"
+    path.write_text(text)
+    expected = cli("synth", "--spec", SPEC, "--format", "cloudformation")
+    # the reader replay uses turns the short tags back into the same template
+    assert load_document(str(path)) == json.loads(expected.stdout)
+
+
+def test_a_json_file_name_still_gets_json(tmp_path: Path) -> None:
+    for args, name in (([], "t.json"), (["--format", "json"], "d.json"), ([], "t.template")):
+        proc = cli("synth", "--spec", SPEC, *args, "-o", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr
+        assert isinstance(json.loads((tmp_path / name).read_text()), dict)
+
+
+def test_replay_reads_the_yaml_template_like_the_json_one(tmp_path: Path) -> None:
+    emf = record(tmp_path / "emf.log", regression=True)
+    results = []
+    for name in ("t.yaml", "t.json"):
+        proc = cli("synth", "--spec", SPEC, "--profile", "rehearsal", "-o", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr
+        results.append(replay(tmp_path / name, emf, "--changes-only"))
+    assert results[0] == results[1]
+    assert "points-service-green-latency-avg" in results[0][1]["alarmed"]
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["synth", "--spec", "/nonexistent.yaml"], "spec error: cannot read /nonexistent.yaml"),
         (["synth", "--spec", SPEC, "--format", "xml"], "invalid choice"),
+        (["synth", "--spec", SPEC, "--format", "json", "-o", "x.yaml"], "names a YAML file"),
+        (["synth", "--spec", SPEC, "--format", "yaml", "-o", "x.json"], "does not end in .yaml"),
         (["synth", "--spec", SPEC, "--profile", "staging"], "spec error: profiles: no profile"),
         (["apply", "--spec", SPEC, "--profile", "nope", "--dry-run"], "no profile 'nope'"),
         (

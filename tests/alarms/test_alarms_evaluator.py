@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from alarms import Evaluator
-from alarms._evaluator import low_sample_minimum
 from alarms._expr import ExpressionError, eval_rule, parse_math, parse_rule
+from alarms._rules import low_sample_minimum
 
 T0 = 1_800_000_000 - 1_800_000_000 % 3600  # a UTC hour boundary
 

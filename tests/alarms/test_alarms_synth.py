@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-import alarms._synth as synth_mod
+import alarms._policy as policy_mod
 from alarms import MAX_DEPLOYMENT_ALARMS, Evaluator, parse_spec, rollback_alarm_names, synth
+from alarms._io import dump_yaml
 from telemetry import catalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +138,7 @@ def test_codedeploy_configuration(rehearsal_defs) -> None:
 
 
 def test_more_than_the_limit_is_folded_into_a_composite(spec, monkeypatch) -> None:
-    monkeypatch.setattr(synth_mod, "MAX_DEPLOYMENT_ALARMS", 3)
+    monkeypatch.setattr(policy_mod, "MAX_DEPLOYMENT_ALARMS", 3)
     defs = synth(spec, "json", "rehearsal")
     (name,) = rollback_alarm_names(defs)
     rule = {c["AlarmName"]: c["AlarmRule"] for c in defs["CompositeAlarms"]}[name]
@@ -209,10 +210,13 @@ def test_spec_without_worker_and_alb() -> None:
     assert "EcsServices" not in defs
 
 
-@pytest.mark.parametrize("profile", ["production", "rehearsal"])
-def test_cfn_lint_passes(spec, tmp_path: Path, profile: str) -> None:
-    path = tmp_path / f"alarms-{profile}.json"
-    path.write_text(json.dumps(synth(spec, format="cloudformation", profile=profile), indent=1))
+@pytest.mark.parametrize(
+    ("profile", "suffix"), [("production", "json"), ("rehearsal", "json"), ("production", "yaml")]
+)
+def test_cfn_lint_passes(spec, tmp_path: Path, profile: str, suffix: str) -> None:
+    path = tmp_path / f"alarms-{profile}.{suffix}"
+    template = synth(spec, format="cloudformation", profile=profile)
+    path.write_text(dump_yaml(template) if suffix == "yaml" else json.dumps(template, indent=1))
     lint = Path(sys.executable).with_name("cfn-lint")
     proc = subprocess.run(
         [str(lint), "--format", "parseable", str(path)],

@@ -105,7 +105,7 @@ def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     # emf.jsonl replays offline with the same alarms and fires the same alarm.
     replay = subprocess.run(
         [sys.executable, "-m", "alarms", "replay", "--alarms", str(out / "alarms.json"),
-         "--emf", str(out / "emf.jsonl")],
+         "--emf", str(out / "emf.jsonl"), "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert replay.returncode == 0, replay.stderr

@@ -1,9 +1,12 @@
-"""The progress line: in place on a terminal, compact when the terminal is narrow."""
+"""The progress line: in place on a terminal, compact when the terminal is narrower than
+FULL_COLUMNS (120), at every width cut to the width."""
 
 from __future__ import annotations
 
 import io
 import os
+
+import pytest
 
 from rehearsal import progress
 from rehearsal.progress import Progress, format_line
@@ -31,9 +34,33 @@ def _shown(columns: int, monkeypatch) -> str:
 
 def test_a_wide_terminal_gets_the_full_line(monkeypatch) -> None:
     text = _shown(200, monkeypatch)
-    assert "green  10%" in text and "p50   3.5s p99   5.3s 429:7" in text
+    assert "green  10%" in text and "p50 3.5s p99 5.3s 429:7" in text
     assert "1 ALARM 2 ok 1 no-data (avg)" in text
     assert progress.COMPACT_LEGEND not in text
+
+
+@pytest.mark.parametrize(
+    ("columns", "compact"), [(40, True), (80, True), (100, True), (119, True), (120, False),
+                             (132, False), (200, False)],
+)  # fmt: skip
+def test_the_form_depends_on_the_width_alone_and_fits_it(columns, compact, monkeypatch) -> None:
+    text = _shown(columns, monkeypatch)
+    shown = [line for line in text.replace("\r\x1b[K", "").split("\n") if line]
+    assert (progress.COMPACT_LEGEND[: columns - 1] in shown) is compact
+    line = shown[-1]
+    assert len(line) <= columns - 1
+    assert line.startswith("+16s shift 10% |" if compact else "  +16s shifting green  10% |")
+
+
+def test_a_typical_full_line_fits_120_columns() -> None:
+    # The points service's five rollback alarms, nothing firing: the whole line is shown.
+    names = ["green-latency-avg", "green-latency-p90", "green-error-rate", "alb-green-5xx",
+             "alb-green-response-time"]  # fmt: skip
+    states = {f"points-service-{n}": "OK" for n in names[:3]}
+    states |= {f"points-service-{n}": "INSUFFICIENT_DATA" for n in names[3:]}
+    line = format_line(-123, "warm-up", 100, WINDOW, states)
+    assert len(line) < progress.FULL_COLUMNS
+    assert line.endswith("| alarms 3 ok 2 no-data")
 
 
 def test_an_80_column_terminal_gets_everything_that_matters_within_the_width(monkeypatch) -> None:

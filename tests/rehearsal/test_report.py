@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+from alarms import Evaluation
 from rehearsal.listener import Record
-from rehearsal.report import _gaps_filled, plot
+from rehearsal.model import ROLLED_BACK, SUCCEEDED, Decision
+from rehearsal.report import _gaps_filled, plot, render_html
+from rehearsal.safety import SafetyReport
 from rehearsal.timeline import Timeline
 
 T0 = 1_800_000_000.0
@@ -32,12 +35,46 @@ def test_the_figure_marks_the_rollback_and_names_every_rollback_alarm() -> None:
     timeline.set_traffic(T0 + 12, 0)
     alarms = ["svc-green-latency-avg", "svc-alb-green-5xx"]
     evaluations = [
-        {"alarm": alarms[0], "epoch": T0 + 2, "state": "OK", "value": 900.0},
-        {"alarm": alarms[0], "epoch": T0 + 11, "state": "ALARM", "value": 1400.0},
+        Evaluation(T0 + 2, alarms[0], "OK", "INSUFFICIENT_DATA", 900.0, (), ""),
+        Evaluation(T0 + 11, alarms[0], "ALARM", "OK", 1400.0, (), ""),
     ]
-    decision = {"outcome": "rolled_back", "decided_at": T0 + 12}
+    decision = Decision(ROLLED_BACK, T0 + 12, (alarms[0],), 12.0, 10)
     svg = plot(timeline, evaluations, alarms, decision, {alarms[0]: 250.0})
     assert svg.startswith("<svg")
     for text in ("rollback at 12.0 s", "svc-alb-green-5xx", "svc-green-latency-avg",
                  "green-latency-avg threshold 250 ms", "Traffic weight", "green 10%"):  # fmt: skip
         assert text in svg, text
+
+
+def _page(time_scale: float, safety: SafetyReport | None, transitions=()) -> str:
+    result = {"scenario": "regression", "deployment_config": "X", "outcome": SUCCEEDED,
+              "alarm": None, "alarm_time_s": None, "requests": 10, "errors": 0, "traffic": []}  # fmt: skip
+    details = {"options": {"time_scale": time_scale, "bake_s": 60.0}, "t0": T0}
+    return render_html(result, details, "<svg/>", list(transitions), [], [], safety)
+
+
+def test_user_inputs_are_printed_as_given() -> None:
+    for scale, shown in ((0.75, "0.75"), (0.125, "0.125"), (1.0, "1"), (0.3333333, "0.3333333")):
+        assert f"<td>time scale</td><td>{shown}</td>" in _page(scale, None)
+
+
+def test_the_safety_line_says_what_was_checked_on_which_version() -> None:
+    ok = SafetyReport("green", users=3, writes_checked=7, writes_by_other=2, store_checked=True)
+    page = _page(0.75, ok)
+    assert "Rollback" not in page  # nothing rolled back
+    assert (
+        "Data safety OK on green, the version left serving: all 7 writes acknowledged to clients"
+        " (2 made by blue) for 3 users are in the histories green serves, each history adds up to"
+        " its balance, and each balance matches the store." in page
+    )
+    bad = SafetyReport("blue", users=3, writes_checked=7, problems=["u1: lost", "u2: lost"])
+    assert "Data safety FAILED on blue, the version left serving: 2 problems" in bad.describe()
+    assert "nothing could be checked" in SafetyReport("blue").describe()
+
+
+def test_state_changes_show_the_value_against_the_threshold() -> None:
+    change = Evaluation(T0 + 20, "svc-green-latency-avg", "ALARM", "OK", 250.0001, (), "why",
+                        250.0, "GreaterThanThreshold")  # fmt: skip
+    page = _page(0.75, None, [change])
+    assert "<td>+20</td><td>svc-green-latency-avg</td><td>OK</td><td>ALARM</td>" in page
+    assert "<td>250.0001 (&gt; 250)</td>" in page

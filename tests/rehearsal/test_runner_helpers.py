@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alarms import load_spec, rollback_alarm_names, synth
+from alarms import Evaluation, load_spec, rollback_alarm_names, synth
+from rehearsal.controller import alarms_to_roll_back
+from rehearsal.model import is_reported_transition
 from rehearsal.runner import DEFAULT_SPEC, Options, child_env, fastest_alarm_s
 
 
@@ -39,3 +41,25 @@ def test_fastest_alarm_is_m_periods_of_the_quickest_rollback_alarm() -> None:
         # 2 of 3 periods (the spec's profiles); the ALB alarms' 60 s periods are slower.
         assert fastest_alarm_s(defs, names) == 2 * period
     assert fastest_alarm_s(defs, []) is None
+
+
+def test_the_rollback_decision_is_any_rollback_alarm_in_alarm() -> None:
+    watched = ["svc-green-latency-avg", "svc-green-error-rate"]
+    assert (
+        alarms_to_roll_back({"svc-green-latency-avg": "OK", "svc-latency-avg": "ALARM"}, watched)
+        == []
+    )
+    states = {"svc-green-error-rate": "ALARM", "svc-green-latency-avg": "ALARM"}
+    assert alarms_to_roll_back(states, watched) == ["svc-green-error-rate", "svc-green-latency-avg"]
+    assert alarms_to_roll_back({"svc-green-latency-avg": "INSUFFICIENT_DATA"}, watched) == []
+
+
+def test_a_reported_transition_is_a_watched_alarms_change_or_any_alarm_firing() -> None:
+    def ev(alarm: str, prev: str, state: str) -> Evaluation:
+        return Evaluation(0.0, alarm, state, prev, None, (), "")
+
+    watched = {"w"}
+    assert is_reported_transition(ev("w", "INSUFFICIENT_DATA", "OK"), watched)
+    assert is_reported_transition(ev("other", "OK", "ALARM"), watched)
+    assert not is_reported_transition(ev("other", "ALARM", "OK"), watched)
+    assert not is_reported_transition(ev("w", "OK", "OK"), watched)

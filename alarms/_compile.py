@@ -1,0 +1,299 @@
+"""The definition compiler: alarm definitions (``synth`` JSON or any CloudFormation template) into
+alarms that read series of the bucket store (see ``_store``), with one warning per alarm the
+evaluator cannot evaluate (it stays INSUFFICIENT_DATA)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ._expr import ExpressionError, MathExpr, Rule, parse_math, parse_rule, rule_names
+from ._rules import COMPARISONS, TREATMENTS, low_sample_minimum
+from ._store import SIMPLE_STATS, Query, Series
+
+
+class Alarm:
+    __slots__ = (
+        "aws_only",
+        "expr",
+        "inputs",
+        "low_min",
+        "m",
+        "n",
+        "name",
+        "op",
+        "period",
+        "query",
+        "threshold",
+        "tick",
+        "treat",
+        "unsupported",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.unsupported: str | None = None
+        self.query: Query | None = None
+        self.expr: MathExpr | None = None
+        self.inputs: dict[str, Query] = {}
+        self.low_min: float | None = None
+        self.aws_only = False
+        self.period = 60
+        self.tick = 60
+        self.n = self.m = 1
+        self.threshold = 0.0
+        self.op = "GreaterThanThreshold"
+        self.treat = "missing"
+
+
+class Composite:
+    __slots__ = ("deps", "name", "rule", "unsupported")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rule: Rule | None = None
+        self.deps: set[str] = set()
+        self.unsupported: str | None = None
+
+
+def _dims_key(dims: Any) -> tuple[tuple[str, str], ...]:
+    if not dims:
+        return ()
+    return tuple(sorted((str(d["Name"]), str(d["Value"])) for d in dims))
+
+
+def definitions(defs: Mapping[str, Any], params: Mapping[str, str]) -> tuple[list, list]:
+    """``(metric alarm definitions, composite alarm definitions)`` in the PutMetricAlarm /
+    PutCompositeAlarm shapes, from ``synth`` JSON or a CloudFormation template.
+
+    Raises ValueError (``TemplateError`` for templates) when ``defs`` holds no alarms."""
+    if not isinstance(defs, Mapping):
+        raise ValueError("alarm definitions must be a JSON object")
+    if "Resources" in defs:
+        from ._read_cfn import template_alarms
+
+        return template_alarms(defs, params)
+    if "MetricAlarms" not in defs and "CompositeAlarms" not in defs:
+        raise ValueError("no MetricAlarms/CompositeAlarms and no CloudFormation Resources")
+    metric, composite = defs.get("MetricAlarms") or [], defs.get("CompositeAlarms") or []
+    if not isinstance(metric, list) or not isinstance(composite, list):
+        raise ValueError("MetricAlarms and CompositeAlarms must be lists")
+    return metric, composite
+
+
+class Compiler:
+    """Compiles definitions into :class:`Alarm`/:class:`Composite` objects, creating the store's
+    series they read (``series``; ``index`` maps a metric identity to its series)."""
+
+    def __init__(self, *, tick_s: int | None, alignment: str, percentile_method: str) -> None:
+        self.tick_s = tick_s
+        self.alignment = alignment
+        self.percentile_method = percentile_method
+        self.warnings: list[str] = []
+        self.index: dict[tuple[str, str, tuple], list[Series]] = {}
+        self.series: dict[tuple, Series] = {}
+
+    def tick_for(self, period: int) -> int:
+        if self.tick_s is not None:
+            return self.tick_s
+        return 10 if period < 60 else 60  # CloudWatch's schedule
+
+    def _series_for(
+        self,
+        ns: str,
+        name: str,
+        dims: Any,
+        unit: str | None,
+        period: int,
+        tick: int,
+        percentile: bool,
+    ) -> Series:
+        gran = math.gcd(period, tick) if self.alignment == "rolling" else period
+        ident = (ns, name, _dims_key(dims))
+        key = (*ident, unit, gran)
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = Series(gran, unit)
+            self.index.setdefault(ident, []).append(s)
+        s.values = s.values or percentile
+        return s
+
+    def _query(
+        self, a: Alarm, ns: Any, name: Any, dims: Any, unit: Any, stat: Any, period: int
+    ) -> Query:
+        if not isinstance(ns, str) or not isinstance(name, str):
+            raise ExpressionError("Namespace and MetricName are required")
+        if not isinstance(stat, str) or not (stat in SIMPLE_STATS or _is_pct(stat)):
+            raise ExpressionError(f"statistic {stat!r} is not supported")
+        series = self._series_for(ns, name, dims, unit, period, a.tick, stat.startswith("p"))
+        return Query(series, ns, stat, period, self.percentile_method)
+
+    def alarm(self, d: Mapping[str, Any]) -> Alarm:
+        """One metric alarm (PutMetricAlarm shape); an unsupported one is kept with a warning.
+
+        Raises ValueError only when the definition has no AlarmName."""
+        if not isinstance(d, Mapping) or not isinstance(d.get("AlarmName"), str):
+            raise ValueError("every metric alarm needs an AlarmName")
+        a = Alarm(d["AlarmName"])
+        try:
+            a.op = d["ComparisonOperator"]
+            if a.op not in COMPARISONS:
+                raise ExpressionError(f"ComparisonOperator {a.op} is not supported")
+            if "ThresholdMetricId" in d:
+                raise ExpressionError("anomaly detection bands are not supported")
+            a.threshold = float(d["Threshold"])
+            a.n = int(d["EvaluationPeriods"])
+            a.m = int(d.get("DatapointsToAlarm") or a.n)
+            if not 1 <= a.m <= a.n:
+                raise ExpressionError("DatapointsToAlarm must be between 1 and EvaluationPeriods")
+            a.treat = d.get("TreatMissingData") or "missing"
+            if a.treat not in TREATMENTS:
+                raise ExpressionError(f"TreatMissingData {a.treat!r} is not valid")
+            if d.get("Metrics"):
+                self._compile_math(a, d["Metrics"])
+            else:
+                a.period = _period(d.get("Period"))
+                a.tick = self.tick_for(a.period)
+                stat = d.get("Statistic") or d.get("ExtendedStatistic")
+                a.query = self._query(
+                    a,
+                    d.get("Namespace"),
+                    d.get("MetricName"),
+                    d.get("Dimensions"),
+                    d.get("Unit"),
+                    stat,
+                    a.period,
+                )
+                a.aws_only = a.query.namespace.startswith("AWS/")
+                if (
+                    a.query.pct is not None
+                    and d.get("EvaluateLowSampleCountPercentile") == "ignore"
+                ):
+                    a.low_min = low_sample_minimum(a.query.pct)
+        except (ExpressionError, KeyError, TypeError, ValueError) as exc:
+            msg = str(exc) if isinstance(exc, ExpressionError | ValueError) else f"missing {exc}"
+            a.unsupported = msg
+            self.warnings.append(f"alarm {a.name}: {msg}; it stays INSUFFICIENT_DATA")
+        return a
+
+    def _compile_math(self, a: Alarm, metrics: Any) -> None:
+        if not isinstance(metrics, list) or len(metrics) > 10:
+            raise ExpressionError("Metrics must be a list of at most 10 queries")
+        exprs: dict[str, MathExpr] = {}
+        stats: dict[str, dict] = {}
+        ret = [q for q in metrics if q.get("ReturnData", True)]
+        if len(ret) != 1:
+            raise ExpressionError("exactly one query must have ReturnData true")
+        for q in metrics:
+            if "Expression" in q:
+                exprs[q["Id"]] = parse_math(str(q["Expression"]))
+            elif "MetricStat" in q:
+                stats[q["Id"]] = q["MetricStat"]
+            else:
+                raise ExpressionError(f"query {q.get('Id')} has neither Expression nor MetricStat")
+        periods = {_period(ms.get("Period")) for ms in stats.values()}
+        if len(periods) != 1:
+            raise ExpressionError("metric math alarms need MetricStat queries of one Period")
+        a.period = periods.pop()
+        a.tick = self.tick_for(a.period)
+        for qid, ms in stats.items():
+            m = ms["Metric"]
+            a.inputs[qid] = self._query(
+                a,
+                m.get("Namespace"),
+                m.get("MetricName"),
+                m.get("Dimensions"),
+                ms.get("Unit"),
+                ms.get("Stat"),
+                a.period,
+            )
+        a.aws_only = all(q.namespace.startswith("AWS/") for q in a.inputs.values())
+        a.expr = _chain(ret[0]["Id"], exprs, set(stats))
+
+    def composites(self, defs: list, metric_names: set[str]) -> list[Composite]:
+        """The composite alarms, children first. Raises ValueError for a cycle or a missing name."""
+        out: dict[str, Composite] = {}
+        for d in defs:
+            if not isinstance(d, Mapping) or not isinstance(d.get("AlarmName"), str):
+                raise ValueError("every composite alarm needs an AlarmName")
+            c = Composite(d["AlarmName"])
+            try:
+                c.rule = parse_rule(str(d["AlarmRule"]))
+                c.deps = rule_names(c.rule)
+            except (ExpressionError, KeyError) as exc:
+                c.unsupported = str(exc)
+                self.warnings.append(f"composite {c.name}: {exc}; it stays INSUFFICIENT_DATA")
+            out[c.name] = c
+        known = metric_names | set(out)
+        for c in out.values():
+            for dep in sorted(c.deps - known):
+                self.warnings.append(
+                    f"composite {c.name}: unknown alarm {dep!r} (INSUFFICIENT_DATA)"
+                )
+        # Topological order: children before the composites that read them.
+        ordered: list[Composite] = []
+        state: dict[str, int] = {}
+
+        def visit(c: Composite) -> None:
+            if state.get(c.name) == 2:
+                return
+            if state.get(c.name) == 1:
+                raise ValueError(f"composite alarm cycle through {c.name!r}")
+            state[c.name] = 1
+            for dep in sorted(c.deps):
+                if dep in out:
+                    visit(out[dep])
+            state[c.name] = 2
+            ordered.append(c)
+
+        for c in out.values():
+            visit(c)
+        return ordered
+
+
+def _is_pct(stat: str) -> bool:
+    try:
+        return stat.startswith("p") and 0 <= float(stat[1:]) <= 100  # PutMetricAlarm: p0..p100
+    except ValueError:
+        return False
+
+
+def _period(value: Any) -> int:
+    period = int(value)
+    if period not in (1, 5, 10, 20, 30) and (period <= 0 or period % 60):
+        raise ExpressionError(f"Period {value} is not 10, 20, 30 or a multiple of 60")
+    return period
+
+
+def _chain(ret: str, exprs: dict[str, MathExpr], stat_ids: set[str]) -> MathExpr:
+    """Compose expressions that refer to other expressions into one function of the stat ids."""
+    if ret in stat_ids:
+        return parse_math(ret)
+    seen: set[str] = set()
+
+    def resolve(eid: str) -> MathExpr:
+        if eid in seen:
+            raise ExpressionError(f"expression cycle through {eid}")
+        seen.add(eid)
+        e = exprs[eid]
+        unknown = e.ids - stat_ids - set(exprs)
+        if unknown:
+            raise ExpressionError(f"expression {eid} uses unknown id {sorted(unknown)[0]}")
+        subs = {i: resolve(i) for i in e.ids if i in exprs}
+        if not subs:
+            return e
+
+        def fn(env: Mapping[str, float]) -> float:
+            values = dict(env)
+            for i, sub in subs.items():
+                v = sub(env)
+                if v is None:
+                    raise ZeroDivisionError  # a dropped inner point drops the outer one
+                values[i] = v
+            return e._fn(values)
+
+        ids = frozenset((e.ids - set(subs)).union(*(s.ids for s in subs.values())))
+        return MathExpr(e.text, ids, fn)
+
+    return resolve(ret)

@@ -1,0 +1,106 @@
+"""The rehearsal's typed model, shared by the runner, the controller and the report (none of
+them imports another for its types): what a run is asked to do (:class:`Options`), what the
+controller decided (:class:`Decision`), what the run produced (:class:`Outcome`), and which
+alarm state changes are worth showing (:func:`is_reported_transition`)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rehearsal.schedule import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from alarms import Evaluation
+    from rehearsal.safety import SafetyReport
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SPEC = ROOT / "alarms" / "specs" / "points-service.yaml"
+SCENARIOS = ("regression", "healthy")
+ROLLED_BACK, SUCCEEDED = "rolled_back", "succeeded"
+OUTCOMES = (ROLLED_BACK, SUCCEEDED)
+
+
+@dataclass
+class Options:
+    """Everything a rehearsal run needs; the CLI fills it from its arguments."""
+
+    scenario: str
+    out: Path
+    deployment_config: str = DEFAULT_CONFIG
+    time_scale: float = 0.75
+    bake_s: float = 60.0  # CodeDeploy's wait before terminating the original task set (scaled)
+    spec: Path = DEFAULT_SPEC
+    port: int = 0  # listener port; 0 picks a free one
+    load_rps: float = 40.0
+    warmup_s: float = 5.0  # blue alone before the deployment starts (not scaled)
+    observe_after_s: float = 5.0  # load kept on after the decision, to show the recovery
+    web_concurrency: int = 1
+    threads: int = 4  # gthread workers: keep-alive to the listener, several requests at once
+    app: str = "sample_api.wsgi:app"
+    green_limit_rps: float = 2.0
+    green_limit_burst: int = 1  # no head start: green queues from its first requests
+    green_limit_max_wait_s: float = 2.0
+    progress: bool | None = None  # None: updating line when stdout is a TTY
+    seed: int | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The controller's decision: roll back (a rollback alarm fired) or succeed (bake time over).
+
+    ``decided_at`` is epoch seconds; ``alarm_time_s`` seconds after green first took traffic."""
+
+    outcome: str  # ROLLED_BACK or SUCCEEDED
+    decided_at: float
+    alarms_firing: tuple[str, ...] = ()
+    alarm_time_s: float | None = None
+    green_percent_at_alarm: int | None = None
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.outcome == ROLLED_BACK
+
+    @property
+    def alarm(self) -> str | None:
+        """The first rollback alarm found in ALARM (``None`` on success)."""
+        return self.alarms_firing[0] if self.alarms_firing else None
+
+    @property
+    def survivor(self) -> str:
+        """The version left serving: blue after a rollback, green after a success."""
+        return "blue" if self.rolled_back else "green"
+
+    @property
+    def stopped(self) -> str:
+        return "green" if self.rolled_back else "blue"
+
+
+@dataclass
+class Outcome:
+    """What :func:`rehearsal.run` returns: the result document and where everything was written."""
+
+    result: dict[str, Any]  # the result.json document
+    report_path: Path
+    safety: SafetyReport | None
+    details: dict[str, Any]  # the run.json document
+
+
+def is_reported_transition(evaluation: Evaluation, watched: Collection[str]) -> bool:
+    """A state change worth showing (progress lines, the report's table): any change of a
+    watched (rollback) alarm, and any alarm going to ALARM."""
+    return evaluation.changed and (evaluation.alarm in watched or evaluation.state == "ALARM")
+
+
+def alarm_name_prefix(names: Sequence[str]) -> str:
+    """The alarm names' common prefix up to a ``-`` (``points-service-``), for shorter labels."""
+    if len(names) < 2:
+        return ""
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix[: prefix.rfind("-") + 1] if "-" in prefix else ""
