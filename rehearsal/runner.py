@@ -76,6 +76,10 @@ def child_env(
         api_env.BIND: f"127.0.0.1:{port}",
         api_env.WEB_CONCURRENCY: str(options.web_concurrency),
         api_env.GUNICORN_THREADS: str(options.threads),
+        # The listener plays the ALB: it stops routing to a version and waits for its in-flight
+        # requests before the version is stopped, so gunicorn's own SIGTERM drain would only
+        # delay the stop (and the supervisor signals the whole process group, workers included).
+        api_env.GUNICORN_DRAIN_S: "0",
         points_env.POINTS_STORE: "sqlite",
         points_env.POINTS_DB_PATH: str(db_path),
         "OTEL_SERVICE_NAME": service,
@@ -93,10 +97,10 @@ def child_env(
     if limiter:
         env.update(
             {
-                api_env.RATE_LIMIT_RPS: f"{options.green_limit_rps:g}",
+                api_env.RATE_LIMIT_RPS: str(options.green_limit_rps),
                 api_env.RATE_LIMIT_BURST: str(options.green_limit_burst),
                 api_env.RATE_LIMIT_MODE: "delay",
-                api_env.RATE_LIMIT_MAX_WAIT_S: f"{options.green_limit_max_wait_s:g}",
+                api_env.RATE_LIMIT_MAX_WAIT_S: str(options.green_limit_max_wait_s),
             }
         )
     env.update(options.extra_env)
@@ -254,7 +258,7 @@ def run(options: Options) -> Outcome:
                 ],
                 env={
                     "LOAD_SHAPE": "demo",
-                    "LOAD_RPS": f"{options.load_rps:g}",
+                    "LOAD_RPS": str(options.load_rps),
                     # One request every 2 s per user: many users, so a slow green request
                     # delays one user's next request, not a big share of the load.
                     "LOAD_USER_RPS": "0.5",

@@ -25,7 +25,21 @@ def test_service_namespace_and_version_are_the_specs_and_emf_goes_to_stdout(
     assert env["AWS_EMF_NAMESPACE"] == "Shop"
     assert env["AWS_EMF_ENVIRONMENT"] == "" and env["AWS_EMF_AGENT_ENDPOINT"] == ""
     assert env["BIND"] == "127.0.0.1:8123"
-    assert env["RATE_LIMIT_ENABLED"] == "true" and env["RATE_LIMIT_RPS"] == "2"
+    assert env["RATE_LIMIT_ENABLED"] == "true" and float(env["RATE_LIMIT_RPS"]) == 2
+    # The listener drains a version before it is stopped; gunicorn's own drain would only wait.
+    assert env["GUNICORN_DRAIN_S"] == "0"
+
+
+def test_numbers_reach_the_children_exactly_as_given(tmp_path: Path) -> None:
+    options = Options(
+        scenario="regression",
+        out=tmp_path,
+        green_limit_rps=40.0000001,
+        green_limit_max_wait_s=1234567.5,
+    )
+    env = child_env(options, "v2", tmp_path / "p.db", 1, True)
+    assert float(env["RATE_LIMIT_RPS"]) == 40.0000001
+    assert float(env["RATE_LIMIT_MAX_WAIT_S"]) == 1234567.5
 
 
 def test_the_healthy_green_has_no_limiter(tmp_path: Path) -> None:
