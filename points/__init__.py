@@ -7,6 +7,10 @@ time (the DynamoDB backend imports boto3 when it is selected).
 * :mod:`points.storage` - the :class:`Storage` protocol (idempotency by ``order_id``: a replay
   answers the original entry, different content is an :class:`IdempotencyConflict`) and its
   backends, ``sqlite`` and ``dynamodb``, opened by :func:`open_storage`;
+* :mod:`points.formats` - the ledger record formats a version reads and writes
+  (:class:`Formats`, presets ``v1``/``v2``/``v3``) and the one-way-door rule
+  (:func:`check_transition`); :mod:`points.guard` applies it to two ECS task definitions
+  (``python -m points guard``);
 * :mod:`points.settings` - :class:`ConfigError` and the environment parsing every package uses;
 * :mod:`points.environment_variables` - the names of the variables the ledger reads.
 """
@@ -22,8 +26,10 @@ from points.domain import (
     validate_grant,
     validate_redemption,
 )
+from points.formats import PRESETS, Decision, Formats, check_transition, formats_from
 from points.settings import ConfigError
 from points.storage import (
+    FormatUnsupported,
     HistoryPage,
     IdempotencyConflict,
     InsufficientPoints,
@@ -37,7 +43,11 @@ from points.storage import (
 )
 
 __all__ = [
+    "PRESETS",
     "ConfigError",
+    "Decision",
+    "FormatUnsupported",
+    "Formats",
     "GrantRequest",
     "HistoryPage",
     "IdempotencyConflict",
@@ -51,6 +61,8 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "ValidationError",
+    "check_transition",
+    "formats_from",
     "open_storage",
     "parse_rate",
     "points_for",

@@ -13,6 +13,11 @@ POINTS_DB_PATH = "POINTS_DB_PATH"
 POINTS_TABLE = "POINTS_TABLE"
 #: Points per JPY, a decimal in [0, 1] (default 0.01: one point per 100 JPY).
 POINTS_RATE = "POINTS_RATE"
+#: The ledger record formats this version reads, comma-separated (default ``1``); see
+#: :mod:`points.formats`.
+POINTS_FORMATS_READ = "POINTS_FORMATS_READ"
+#: The ledger record format this version writes (default ``1``); must be one it reads.
+POINTS_FORMAT_WRITE = "POINTS_FORMAT_WRITE"
 
 # The AWS SDK's own names (botocore reads them too), read here for the region and endpoint of the
 # DynamoDB backend and of the worker's SQS client.

@@ -9,7 +9,9 @@ Environment variables (names in :mod:`points.environment_variables`):
 
 * ``POINTS_STORE`` - ``sqlite`` (default) or ``dynamodb``;
 * ``POINTS_DB_PATH`` - the SQLite file (default ``./points.db``);
-* ``POINTS_TABLE``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` - DynamoDB.
+* ``POINTS_TABLE``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` - DynamoDB;
+* ``POINTS_FORMATS_READ``, ``POINTS_FORMAT_WRITE`` - the ledger formats this version reads and
+  writes (default 1 and 1; see :mod:`points.formats`), for every backend.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import os
 from collections.abc import Callable, Mapping
 
 from points.environment_variables import POINTS_DB_PATH, POINTS_STORE
+from points.formats import formats_from
 from points.settings import ConfigError, env_choice
 from points.storage.base import (
+    FormatUnsupported,
     HistoryPage,
     IdempotencyConflict,
     InsufficientPoints,
@@ -39,7 +43,7 @@ DEFAULT_BACKEND = "sqlite"
 def _open_sqlite(env: Mapping[str, str]) -> Storage:
     from points.storage.sqlite import SQLiteStorage
 
-    return SQLiteStorage(db_path_from(env))
+    return SQLiteStorage(db_path_from(env), formats=formats_from(env))
 
 
 def _open_dynamodb(env: Mapping[str, str]) -> Storage:
@@ -74,7 +78,7 @@ def open_storage(env: Mapping[str, str] | None = None) -> Storage:
     ``os.environ``.
 
     Raises :class:`~points.settings.ConfigError` (a ``ValueError``) with a one-line message
-    naming the variable when the configuration is unusable. Opening does no I/O: an unreachable
+    naming the variable when the configuration is unusable (the ledger formats included). Opening does no I/O: an unreachable
     store shows up as :class:`StorageUnavailable` on first use (the API's ``/readyz`` answers
     503), not as a crash at start-up.
     """
@@ -86,6 +90,7 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
     "DEFAULT_DB_PATH",
+    "FormatUnsupported",
     "HistoryPage",
     "IdempotencyConflict",
     "InsufficientPoints",

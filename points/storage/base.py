@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
+
+from points.formats import Formats, decode_points
 
 EntryKind = Literal["grant", "redemption"]
 
@@ -37,6 +40,36 @@ class InvalidCursor(StorageError):
     """A history cursor that this backend did not issue."""
 
 
+class FormatUnsupported(StorageError):
+    """The store, or a user's records, are in a ledger format this version does not read.
+
+    Raised instead of reading (a record is never skipped or misread) and instead of writing
+    (nothing is rewritten or downgraded). ``readable``: the formats this version reads;
+    ``found``: the unreadable formats present; ``user_id`` and ``records`` (entry ids, at most
+    :data:`MAX_NAMED_RECORDS`) when particular records are the reason. See :mod:`points.formats`.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        readable: tuple[int, ...],
+        found: tuple[int, ...] = (),
+        user_id: str | None = None,
+        records: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.readable = readable
+        self.found = found
+        self.user_id = user_id
+        self.records = records[:MAX_NAMED_RECORDS]
+
+
+#: The most record ids a :class:`FormatUnsupported` names.
+MAX_NAMED_RECORDS = 20
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
     """One row of a user's ledger. ``points`` is positive for both kinds; ``kind`` gives the sign."""
@@ -49,6 +82,9 @@ class LedgerEntry:
     points: int
     balance: int
     created_at: str
+    #: The ledger format the entry is stored in (see :mod:`points.formats`); values above are
+    #: always whole points, whatever the format.
+    format: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +129,11 @@ def new_entry(
     amount_jpy: int | None,
     points: int,
     balance: int,
+    format: int = 1,
 ) -> LedgerEntry:
-    """The ledger row a new grant or redemption appends to a user whose balance is ``balance``;
-    :class:`InsufficientPoints` if a redemption asks for more."""
+    """The ledger row a new grant or redemption appends to a user whose balance is ``balance``,
+    to be stored in ledger format ``format``; :class:`InsufficientPoints` if a redemption asks
+    for more."""
     if kind == "redemption" and points > balance:
         raise InsufficientPoints(balance=balance, requested=points)
     return LedgerEntry(
@@ -107,7 +145,54 @@ def new_entry(
         points=points,
         balance=balance + points if kind == "grant" else balance - points,
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        format=format,
     )
+
+
+def _list(formats: Iterable[int]) -> str:
+    return ",".join(str(f) for f in sorted(formats))
+
+
+def check_store_formats(formats: Formats, present: Iterable[int], where: str) -> None:
+    """Raise :class:`FormatUnsupported` unless every format in the store's marker
+    (``present``) is one ``formats`` reads. ``where`` names the store in the message."""
+    unreadable = tuple(sorted(set(present) - formats.read))
+    if unreadable:
+        raise FormatUnsupported(
+            f"{where} holds ledger format {_list(unreadable)} records and this version "
+            f"{formats.describe()}: it refuses to serve or write the store (nothing was changed); "
+            "deploy a version that reads them",
+            readable=tuple(sorted(formats.read)),
+            found=unreadable,
+        )
+
+
+def unreadable_user(
+    formats: Formats, user_id: str, found: Iterable[int], records: Iterable[str]
+) -> FormatUnsupported:
+    """The error for a user whose ledger holds records in the formats ``found`` (entry ids
+    ``records``) that ``formats`` does not read."""
+    found_t = tuple(sorted(set(found)))
+    records_t = tuple(records)
+    named = ", ".join(records_t[:3]) + (", ..." if len(records_t) > 3 else "")
+    return FormatUnsupported(
+        f"user {user_id!r} has records in ledger format {_list(found_t)} "
+        f"({named or 'its balance'}) and this version {formats.describe()}: it refuses to "
+        "serve a balance it cannot read",
+        readable=tuple(sorted(formats.read)),
+        found=found_t,
+        user_id=user_id,
+        records=records_t,
+    )
+
+
+def decode_stored(formats: Formats, stored: int, fmt: int, *, user_id: str, record: str) -> int:
+    """Whole points from a stored value in format ``fmt``; :class:`FormatUnsupported` when this
+    version does not read ``fmt`` or the value is not whole points."""
+    value = decode_points(stored, fmt) if fmt in formats.read else None
+    if value is None:
+        raise unreadable_user(formats, user_id, [fmt], [record])
+    return value
 
 
 def encode_cursor(user_id: str, seq: int) -> str:

@@ -9,6 +9,7 @@ One table, two key attributes (``pk``, ``sk``), three kinds of item::
     pk = "USER#<user_id>"            sk = "BALANCE"             balance, seq
     pk = "USER#<user_id>"            sk = "ENTRY#<seq:020d>"    one ledger entry
     pk = "ORDER#<kind>#<order_id>"   sk = "ORDER"               the entry an order produced
+    pk = "LEDGER"                    sk = "FORMATS"             formats (NS): the format marker
 
 Every write is one ``TransactWriteItems`` of those three items, each with a condition: the order
 item must not exist (idempotency: two writers of the same order cannot both succeed), the entry
@@ -16,6 +17,15 @@ item must not exist, and the balance item must still carry the ``seq`` the write
 concurrency: no lost update, so balances are exact). A cancelled transaction is retried from a
 fresh consistent read, which then sees the winner's order item and answers as a replay. History is
 a ``Query`` on the user's ``ENTRY#`` items, newest first (``seq`` is zero-padded so it sorts).
+
+Formats (see :mod:`points.formats`): entry and order items carry ``format`` (absent: 1, items
+written before formats existed), their ``points`` and ``balance`` stored in it; the balance item
+carries the ``format`` of its ``balance`` and ``formats`` (NS), every format in the user's
+ledger; the ``LEDGER``/``FORMATS`` item is the store's marker, every format ever written, added
+to in the same transaction as the first item of a new format. A write reads the marker and
+refuses when it holds a format this version does not read (a newer writer racing with it must
+change the user's balance item, whose ``seq`` condition then makes this writer re-read); a read
+refuses a user whose balance item names a format it does not read; ``ping`` checks the marker.
 """
 
 from __future__ import annotations
@@ -44,17 +54,22 @@ from points.environment_variables import (
     POINTS_STORE,
     POINTS_TABLE,
 )
+from points.formats import DEFAULT_FORMATS, Formats, encode_points, formats_from
 from points.settings import DEFAULT_REGION, ConfigError, env_url, region_from
 from points.storage.base import (
+    MAX_NAMED_RECORDS,
     EntryKind,
     HistoryPage,
     LedgerEntry,
     Outcome,
     StorageUnavailable,
+    check_store_formats,
     decode_cursor,
+    decode_stored,
     encode_cursor,
     new_entry,
     resolve_repeat,
+    unreadable_user,
 )
 
 __all__ = ["ATTRIBUTE_DEFINITIONS", "KEY_SCHEMA", "DynamoDBStorage", "create_table", "from_env"]
@@ -74,6 +89,7 @@ _BALANCE_SK = "BALANCE"
 _ENTRY_PREFIX = "ENTRY#"
 _ORDER_SK = "ORDER"
 _SEQ_WIDTH = 20
+_MARKER_KEY = {"pk": {"S": "LEDGER"}, "sk": {"S": "FORMATS"}}
 
 
 def _user_pk(user_id: str) -> str:
@@ -96,32 +112,45 @@ def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
 
+def _format_of(item: Mapping[str, Mapping[str, Any]]) -> int:
+    return int(item["format"]["N"]) if "format" in item else 1
+
+
+def _formats_of(item: Mapping[str, Mapping[str, Any]]) -> set[int]:
+    return {int(f) for f in item["formats"]["NS"]} if "formats" in item else {_format_of(item)}
+
+
 def _entry_attributes(entry: LedgerEntry, seq: int) -> dict[str, dict[str, Any]]:
     item: dict[str, dict[str, Any]] = {
         "entry_id": _s(entry.entry_id),
         "kind": _s(entry.kind),
         "user_id": _s(entry.user_id),
         "order_id": _s(entry.order_id),
-        "points": _n(entry.points),
-        "balance": _n(entry.balance),
+        "points": _n(encode_points(entry.points, entry.format)),
+        "balance": _n(encode_points(entry.balance, entry.format)),
         "created_at": _s(entry.created_at),
         "seq": _n(seq),
+        "format": _n(entry.format),
     }
     item["amount_jpy"] = {"NULL": True} if entry.amount_jpy is None else _n(entry.amount_jpy)
     return item
 
 
-def _entry_from(item: Mapping[str, Mapping[str, Any]]) -> LedgerEntry:
+def _entry_from(item: Mapping[str, Mapping[str, Any]], formats: Formats) -> LedgerEntry:
+    """An entry or order item as a whole-points entry; FormatUnsupported if unreadable."""
     amount = item.get("amount_jpy", {"NULL": True})
+    fmt = _format_of(item)
+    decode = {"user_id": item["user_id"]["S"], "record": item["entry_id"]["S"]}
     return LedgerEntry(
         entry_id=item["entry_id"]["S"],
         kind=item["kind"]["S"],  # type: ignore[arg-type]
         user_id=item["user_id"]["S"],
         order_id=item["order_id"]["S"],
         amount_jpy=None if "NULL" in amount else int(amount["N"]),
-        points=int(item["points"]["N"]),
-        balance=int(item["balance"]["N"]),
+        points=decode_stored(formats, int(item["points"]["N"]), fmt, **decode),
+        balance=decode_stored(formats, int(item["balance"]["N"]), fmt, **decode),
         created_at=item["created_at"]["S"],
+        format=fmt,
     )
 
 
@@ -139,8 +168,10 @@ class DynamoDBStorage:
         region: str = DEFAULT_REGION,
         endpoint_url: str | None = None,
         credentials: Mapping[str, str] | None = None,
+        formats: Formats = DEFAULT_FORMATS,
     ) -> None:
         self.table = table
+        self.formats = formats
         self.region = region
         self.endpoint_url = endpoint_url
         self._credentials = dict(credentials or {})
@@ -226,20 +257,39 @@ class DynamoDBStorage:
         amount_jpy: int | None,
         points: int,
     ) -> Outcome:
+        present = self._marker()
+        check_store_formats(self.formats, present, f"DynamoDB table {self.table!r}")
         order_item = self._get(_order_pk(kind, order_id), _ORDER_SK)
         if order_item is not None:
             return resolve_repeat(
-                _entry_from(order_item), user_id=user_id, amount_jpy=amount_jpy, points=points
+                _entry_from(order_item, self.formats),
+                user_id=user_id,
+                amount_jpy=amount_jpy,
+                points=points,
             )
         balance_item = self._get(_user_pk(user_id), _BALANCE_SK)
         seq = int(balance_item["seq"]["N"]) if balance_item else 0
+        balance = 0
+        user_formats: set[int] = set()
+        if balance_item is not None:
+            self._check_user(user_id, balance_item)
+            user_formats = _formats_of(balance_item)
+            balance = decode_stored(
+                self.formats,
+                int(balance_item["balance"]["N"]),
+                _format_of(balance_item),
+                user_id=user_id,
+                record="balance",
+            )
+        write = self.formats.write
         entry = new_entry(
             kind=kind,
             user_id=user_id,
             order_id=order_id,
             amount_jpy=amount_jpy,
             points=points,
-            balance=int(balance_item["balance"]["N"]) if balance_item else 0,
+            balance=balance,
+            format=write,
         )
         new_seq = seq + 1
         attrs = _entry_attributes(entry, new_seq)
@@ -271,13 +321,28 @@ class DynamoDBStorage:
                     "Item": {
                         "pk": _s(_user_pk(user_id)),
                         "sk": _s(_BALANCE_SK),
-                        "balance": _n(entry.balance),
+                        # The writer's format (exact: values are whole points).
+                        "balance": _n(encode_points(entry.balance, write)),
+                        "format": _n(write),
+                        "formats": {"NS": sorted(str(f) for f in user_formats | {write})},
                         "seq": _n(new_seq),
                     },
                     **balance_condition,
                 }
             },
         ]
+        if write not in present:
+            # The first item of this format: the marker learns it in the same transaction.
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": _MARKER_KEY,
+                        "UpdateExpression": "ADD formats :f",
+                        "ExpressionAttributeValues": {":f": {"NS": [str(write)]}},
+                    }
+                }
+            )
         try:
             self._dynamodb().transact_write_items(
                 TransactItems=items, ClientRequestToken=uuid.uuid4().hex
@@ -291,10 +356,49 @@ class DynamoDBStorage:
             raise
         return Outcome(entry=entry, created=True)
 
+    def _marker(self) -> set[int]:
+        item = (
+            self._dynamodb()
+            .get_item(TableName=self.table, Key=_MARKER_KEY, ConsistentRead=True)
+            .get("Item")
+        )
+        return {int(f) for f in item["formats"]["NS"]} if item and "formats" in item else set()
+
+    def _check_user(self, user_id: str, balance_item: Mapping[str, Any]) -> None:
+        """FormatUnsupported, naming the user's unreadable entries, if the balance item says
+        the user's ledger holds a format this version does not read."""
+        found = _formats_of(balance_item) - self.formats.read
+        if _format_of(balance_item) not in self.formats.read:
+            found.add(_format_of(balance_item))
+        if not found:
+            return
+        resp = self._dynamodb().query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :entry)",
+            ExpressionAttributeValues={":pk": _s(_user_pk(user_id)), ":entry": _s(_ENTRY_PREFIX)},
+            ConsistentRead=True,
+            Limit=100,
+        )
+        bad = [
+            i["entry_id"]["S"]
+            for i in resp.get("Items", [])
+            if _format_of(i) not in self.formats.read
+        ]
+        raise unreadable_user(self.formats, user_id, found, bad[:MAX_NAMED_RECORDS])
+
     def balance(self, user_id: str) -> int:
         with self._errors():
             item = self._get(_user_pk(user_id), _BALANCE_SK)
-        return int(item["balance"]["N"]) if item else 0
+            if item is None:
+                return 0
+            self._check_user(user_id, item)
+        return decode_stored(
+            self.formats,
+            int(item["balance"]["N"]),
+            _format_of(item),
+            user_id=user_id,
+            record="balance",
+        )
 
     def history(self, user_id: str, *, limit: int, cursor: str | None = None) -> HistoryPage:
         if limit < 1:
@@ -329,7 +433,7 @@ class DynamoDBStorage:
         items = items[:limit]
         return HistoryPage(
             balance=balance,
-            entries=[_entry_from(i) for i in items],
+            entries=[_entry_from(i, self.formats) for i in items],
             next_cursor=encode_cursor(user_id, int(items[-1]["seq"]["N"])) if more else None,
         )
 
@@ -338,6 +442,12 @@ class DynamoDBStorage:
             status = self._dynamodb().describe_table(TableName=self.table)["Table"]["TableStatus"]
         if status not in ("ACTIVE", "UPDATING"):
             raise StorageUnavailable(f"DynamoDB table {self.table!r} is {status}")
+        check_store_formats(self.formats, self.stored_formats(), f"DynamoDB table {self.table!r}")
+
+    def stored_formats(self) -> set[int]:
+        """The table's format marker (every format ever written to it)."""
+        with self._errors():
+            return self._marker()
 
     def close(self) -> None:
         with self._lock:
@@ -369,6 +479,7 @@ def from_env(env: Mapping[str, str]) -> DynamoDBStorage:
         region=region_from(env),
         endpoint_url=env_url(env, AWS_ENDPOINT_URL),
         credentials=credentials,
+        formats=formats_from(env),
     )
 
 

@@ -12,6 +12,14 @@ Correctness across processes comes from SQLite itself, not from Python locks:
 Connections are opened lazily, one per (process, thread): SQLite connections must not cross a
 ``fork()`` (gunicorn forks workers after the app may have been imported) and are not meant to be
 shared between threads.
+
+Formats (see :mod:`points.formats`): every ledger row and balance row carries the ledger format
+its amounts are stored in, and ``ledger_formats`` is the store's marker, every format ever
+written (a format enters it in the same transaction as its first row). ``PRAGMA user_version``
+is the schema version: an older schema is upgraded in place (additive: columns with defaults);
+a newer one is refused untouched. A version that does not read every format in the marker
+refuses to write (checked inside the write transaction, so no race with a newer writer) and to
+serve any user whose rows it cannot read; ``ping`` fails so readiness does.
 """
 
 from __future__ import annotations
@@ -23,22 +31,30 @@ import threading
 import time
 from collections.abc import Iterator
 
+from points.formats import DEFAULT_FORMATS, Formats, encode_points
 from points.storage.base import (
+    MAX_NAMED_RECORDS,
     EntryKind,
+    FormatUnsupported,
     HistoryPage,
     LedgerEntry,
     Outcome,
     StorageUnavailable,
+    check_store_formats,
     decode_cursor,
+    decode_stored,
     encode_cursor,
     new_entry,
     resolve_repeat,
+    unreadable_user,
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
-SCHEMA_VERSION = 1
+#: Schema 1: ledger + balances. Schema 2: a ``format`` column on both, the ``ledger_formats``
+#: marker table.
+SCHEMA_VERSION = 2
 
-_SCHEMA = (
+_SCHEMA_1 = (
     """
     CREATE TABLE IF NOT EXISTS ledger (
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,34 +76,58 @@ _SCHEMA = (
         balance INTEGER NOT NULL CHECK (balance >= 0)
     )
     """,
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+# Schema 1 -> 2 is additive: rows written before formats existed are format 1 (the default).
+_FORMAT_COLUMNS = {
+    "ledger": "ALTER TABLE ledger ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
+    "balances": "ALTER TABLE balances ADD COLUMN format INTEGER NOT NULL DEFAULT 1",
+}
+_MARKER = "CREATE TABLE IF NOT EXISTS ledger_formats (format INTEGER PRIMARY KEY)"
 
 # SQLite INTEGER is a signed 64-bit value; ledger sequence numbers never exceed it.
 _MAX_SEQ = 2**63 - 1
 
-_COLUMNS = "entry_id, kind, user_id, order_id, amount_jpy, points, balance, created_at"
+_COLUMNS = "entry_id, kind, user_id, order_id, amount_jpy, points, balance, created_at, format"
 
 
-def _entry(row: tuple) -> LedgerEntry:
+def _newer_schema(path: str, version: int, formats: Formats) -> FormatUnsupported:
+    return FormatUnsupported(
+        f"SQLite store {path!r} has schema {version}, newer than this version's "
+        f"({SCHEMA_VERSION}; it {formats.describe()}): refusing to open it, nothing was changed",
+        readable=tuple(sorted(formats.read)),
+    )
+
+
+def _entry(row: tuple, formats: Formats) -> LedgerEntry:
+    """A ``_COLUMNS`` row as a whole-points entry; FormatUnsupported if ``formats`` cannot read it."""
+    fmt = row[8]
+    decode = {"user_id": row[2], "record": row[0]}
     return LedgerEntry(
         entry_id=row[0],
         kind=row[1],
         user_id=row[2],
         order_id=row[3],
         amount_jpy=row[4],
-        points=row[5],
-        balance=row[6],
+        points=decode_stored(formats, row[5], fmt, **decode),
+        balance=decode_stored(formats, row[6], fmt, **decode),
         created_at=row[7],
+        format=fmt,
     )
 
 
 class SQLiteStorage:
     """The points ledger in one SQLite file (see the module docstring for the concurrency model)."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        formats: Formats = DEFAULT_FORMATS,
+    ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.formats = formats
         self._local = threading.local()
         self._lock = threading.Lock()
         self._schema_ready_pid: int | None = None
@@ -109,6 +149,8 @@ class SQLiteStorage:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            # Before anything that could change the file (even its journal mode).
+            self._refuse_newer_schema(conn)
             self._enable_wal(conn)
             conn.execute("PRAGMA foreign_keys = ON")
             self._ensure_schema(conn, pid)
@@ -137,19 +179,69 @@ class SQLiteStorage:
                 raise sqlite3.OperationalError(f"could not switch {self.path!r} to WAL mode")
             time.sleep(0.01)
 
+    def _refuse_newer_schema(self, conn: sqlite3.Connection) -> int:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise _newer_schema(self.path, version, self.formats)
+        return version
+
     def _ensure_schema(self, conn: sqlite3.Connection, pid: int) -> None:
         if self._schema_ready_pid == pid:
             return
         # IF NOT EXISTS + the write lock make this safe when many processes start at once.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            # Again under the lock: another process may have upgraded the file meanwhile.
+            if self._refuse_newer_schema(conn) < SCHEMA_VERSION:
+                self._upgrade(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         self._schema_ready_pid = pid
+
+    @staticmethod
+    def _upgrade(conn: sqlite3.Connection) -> None:
+        """Create schema 2, or bring a schema-1 file (or an empty one) up to it."""
+        had_ledger = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger'"
+        ).fetchone()
+        had_rows = had_ledger and conn.execute("SELECT 1 FROM ledger LIMIT 1").fetchone()
+        for statement in _SCHEMA_1:
+            conn.execute(statement)
+        for table, alter in _FORMAT_COLUMNS.items():
+            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if "format" not in columns:
+                conn.execute(alter)
+        conn.execute(_MARKER)
+        if had_rows:  # rows written before the marker existed are format 1
+            conn.execute("INSERT OR IGNORE INTO ledger_formats (format) VALUES (1)")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _present(conn: sqlite3.Connection) -> set[int]:
+        """The store's format marker: every format ever written."""
+        return {row[0] for row in conn.execute("SELECT format FROM ledger_formats")}
+
+    def _check_user(self, conn: sqlite3.Connection, user_id: str) -> None:
+        """FormatUnsupported if ``user_id`` has rows (or a balance) this version cannot read.
+        Looks at the user's rows only when the marker says unreadable formats exist."""
+        if self._present(conn) <= self.formats.read:
+            return
+        marks = ",".join("?" * len(self.formats.read))
+        read = tuple(sorted(self.formats.read))
+        bad = conn.execute(
+            f"SELECT entry_id, format FROM ledger WHERE user_id = ? AND format NOT IN ({marks}) "
+            f"ORDER BY seq LIMIT {MAX_NAMED_RECORDS}",
+            (user_id, *read),
+        ).fetchall()
+        balance = conn.execute(
+            f"SELECT format FROM balances WHERE user_id = ? AND format NOT IN ({marks})",
+            (user_id, *read),
+        ).fetchone()
+        if bad or balance:
+            found = {fmt for _, fmt in bad} | ({balance[0]} if balance else set())
+            raise unreadable_user(self.formats, user_id, found, [entry_id for entry_id, _ in bad])
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -212,53 +304,72 @@ class SQLiteStorage:
     ) -> Outcome:
         if points < 0:
             raise ValueError("points must not be negative")
+        write = self.formats.write
         with self._write() as conn:
+            # Under the write lock: a newer version cannot add a format between check and write.
+            check_store_formats(self.formats, self._present(conn), f"SQLite store {self.path!r}")
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM ledger WHERE kind = ? AND order_id = ?", (kind, order_id)
             ).fetchone()
             if row is not None:
                 return resolve_repeat(
-                    _entry(row), user_id=user_id, amount_jpy=amount_jpy, points=points
+                    _entry(row, self.formats), user_id=user_id, amount_jpy=amount_jpy, points=points
                 )
             found = conn.execute(
-                "SELECT balance FROM balances WHERE user_id = ?", (user_id,)
+                "SELECT balance, format FROM balances WHERE user_id = ?", (user_id,)
             ).fetchone()
+            balance = (
+                decode_stored(self.formats, found[0], found[1], user_id=user_id, record="balance")
+                if found
+                else 0
+            )
             entry = new_entry(
                 kind=kind,
                 user_id=user_id,
                 order_id=order_id,
                 amount_jpy=amount_jpy,
                 points=points,
-                balance=found[0] if found else 0,
+                balance=balance,
+                format=write,
             )
             conn.execute(
-                f"INSERT INTO ledger ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO ledger ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.entry_id,
                     entry.kind,
                     entry.user_id,
                     entry.order_id,
                     entry.amount_jpy,
-                    entry.points,
-                    entry.balance,
+                    encode_points(entry.points, write),
+                    encode_points(entry.balance, write),
                     entry.created_at,
+                    write,
                 ),
             )
+            # The balance row takes the writer's format (exact: values are whole points).
             conn.execute(
-                "INSERT INTO balances (user_id, balance) VALUES (?, ?) "
-                "ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance",
-                (user_id, entry.balance),
+                "INSERT INTO balances (user_id, balance, format) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance, "
+                "format = excluded.format",
+                (user_id, encode_points(entry.balance, write), write),
             )
+            conn.execute("INSERT OR IGNORE INTO ledger_formats (format) VALUES (?)", (write,))
             return Outcome(entry=entry, created=True)
 
     def balance(self, user_id: str) -> int:
         with self._errors():
-            row = (
-                self._connect()
-                .execute("SELECT balance FROM balances WHERE user_id = ?", (user_id,))
-                .fetchone()
-            )
-            return row[0] if row else 0
+            conn = self._connect()
+            conn.execute("BEGIN")  # one snapshot for the format check and the balance
+            try:
+                self._check_user(conn, user_id)
+                row = conn.execute(
+                    "SELECT balance, format FROM balances WHERE user_id = ?", (user_id,)
+                ).fetchone()
+            finally:
+                conn.execute("COMMIT")
+        if row is None:
+            return 0
+        return decode_stored(self.formats, row[0], row[1], user_id=user_id, record="balance")
 
     def history(self, user_id: str, *, limit: int, cursor: str | None = None) -> HistoryPage:
         if limit < 1:
@@ -269,8 +380,9 @@ class SQLiteStorage:
             # One read transaction, so the balance and the page come from the same snapshot.
             conn.execute("BEGIN")
             try:
+                self._check_user(conn, user_id)
                 found = conn.execute(
-                    "SELECT balance FROM balances WHERE user_id = ?", (user_id,)
+                    "SELECT balance, format FROM balances WHERE user_id = ?", (user_id,)
                 ).fetchone()
                 query = f"SELECT {_COLUMNS}, seq FROM ledger WHERE user_id = ?"
                 params: tuple = (user_id,)
@@ -283,15 +395,28 @@ class SQLiteStorage:
                 conn.execute("COMMIT")
         more = len(rows) > limit
         rows = rows[:limit]
+        balance = (
+            decode_stored(self.formats, found[0], found[1], user_id=user_id, record="balance")
+            if found
+            else 0
+        )
         return HistoryPage(
-            balance=found[0] if found else 0,
-            entries=[_entry(r[:8]) for r in rows],
-            next_cursor=encode_cursor(user_id, rows[-1][8]) if more else None,
+            balance=balance,
+            entries=[_entry(r[:9], self.formats) for r in rows],
+            next_cursor=encode_cursor(user_id, rows[-1][9]) if more else None,
         )
 
     def ping(self) -> None:
+        """StorageUnavailable if the file cannot be used; FormatUnsupported if it holds a newer
+        schema or formats this version does not read."""
         with self._errors():
-            self._connect().execute("SELECT count(*) FROM sqlite_master").fetchone()
+            present = self._present(self._connect())
+        check_store_formats(self.formats, present, f"SQLite store {self.path!r}")
+
+    def stored_formats(self) -> set[int]:
+        """The store's format marker (every format ever written to it)."""
+        with self._errors():
+            return self._present(self._connect())
 
     def close(self) -> None:
         """Close every connection this process opened (any thread's)."""

@@ -1,4 +1,5 @@
-"""SQLite specifics: WAL, busy timeout, the UNIQUE backstop, shared files, open_storage()."""
+"""SQLite specifics: WAL, busy timeout, the UNIQUE backstop, shared files, open_storage(), schema
+versions (an older file upgraded in place, a newer one refused untouched) and format storage."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from points.storage import DEFAULT_DB_PATH, StorageUnavailable, open_storage
-from points.storage.sqlite import SQLiteStorage
+from points.formats import PRESETS
+from points.storage import DEFAULT_DB_PATH, FormatUnsupported, StorageUnavailable, open_storage
+from points.storage.sqlite import _SCHEMA_1, SCHEMA_VERSION, SQLiteStorage
 
 
 def test_file_is_in_wal_mode_with_the_schema(tmp_path: Path) -> None:
@@ -20,7 +22,7 @@ def test_file_is_in_wal_mode_with_the_schema(tmp_path: Path) -> None:
     store.ping()
     with contextlib.closing(sqlite3.connect(tmp_path / "p.db")) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     store.close()
 
 
@@ -135,3 +137,81 @@ def test_dynamodb_without_its_module_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "points.storage.dynamodb", None)
     with pytest.raises(ValueError, match="POINTS_STORE=dynamodb"):
         open_storage({"POINTS_STORE": "dynamodb"})
+
+
+# -- schema versions and formats -----------------------------------------------------------------
+
+
+def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    # The issue's reproduction: user_version 7 used to be opened and rewritten to 1.
+    path = tmp_path / "p.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE future (x)")
+        conn.execute("PRAGMA user_version = 7")
+        conn.commit()
+    before = path.read_bytes()
+    store = SQLiteStorage(str(path))
+    for attempt in (
+        store.ping,
+        lambda: store.grant(user_id="u", order_id="o", amount_jpy=100, points=1),
+        lambda: store.balance("u"),
+        lambda: store.history("u", limit=5),
+    ):
+        with pytest.raises(FormatUnsupported, match=r"has schema 7, newer than this version's \(2"):
+            attempt()
+    store.close()
+    assert path.read_bytes() == before
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_schema_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for statement in _SCHEMA_1:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO ledger (entry_id, kind, user_id, order_id, amount_jpy, points, balance,"
+            " created_at) VALUES ('grt_1', 'grant', 'u', 'o', 1000, 10, 10, 'then')"
+        )
+        conn.execute("INSERT INTO balances VALUES ('u', 10)")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    store = SQLiteStorage(str(path), formats=PRESETS["v3"])
+    assert store.balance("u") == 10
+    assert store.stored_formats() == {1}  # the rows written before the marker are format 1
+    assert store.grant(user_id="u", order_id="o2", amount_jpy=500, points=5).entry.balance == 15
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        rows = conn.execute("SELECT entry_id, points, balance, format FROM ledger ORDER BY seq")
+        assert [r[1:] for r in rows] == [(10, 10, 1), (5000, 15000, 2)]
+        assert conn.execute("SELECT balance, format FROM balances").fetchall() == [(15000, 2)]
+
+
+def test_format_2_stores_milli_points(tmp_path: Path) -> None:
+    # What makes format 2 a one-way door: read as format 1 it would be 1000 times the points.
+    v3 = SQLiteStorage(str(tmp_path / "p.db"), formats=PRESETS["v3"])
+    v3.grant(user_id="u", order_id="o", amount_jpy=1234, points=12)
+    with contextlib.closing(sqlite3.connect(tmp_path / "p.db")) as conn:
+        assert conn.execute("SELECT points, balance, format FROM ledger").fetchall() == [
+            (12_000, 12_000, 2)
+        ]
+        assert conn.execute("SELECT format FROM ledger_formats ORDER BY 1").fetchall() == [(2,)]
+    v3.close()
+
+
+def test_a_row_of_an_unknown_format_is_refused_even_by_the_newest_version(tmp_path: Path) -> None:
+    store = SQLiteStorage(str(tmp_path / "p.db"), formats=PRESETS["v3"])
+    store.grant(user_id="u", order_id="o", amount_jpy=1000, points=10)
+    with contextlib.closing(sqlite3.connect(tmp_path / "p.db")) as conn:
+        conn.execute("UPDATE ledger SET format = 9")
+        conn.execute("INSERT INTO ledger_formats VALUES (9)")
+        conn.commit()
+    with pytest.raises(FormatUnsupported) as info:
+        store.history("u", limit=5)
+    assert info.value.found == (9,) and info.value.user_id == "u"
+    with pytest.raises(FormatUnsupported):
+        store.ping()
+    store.close()
