@@ -105,25 +105,34 @@ def preset(name: str) -> Formats:
         ) from None
 
 
-def parse_format(text: str, name: str) -> int:
-    """One format number from configuration text; ConfigError naming ``name`` otherwise."""
-    value = text.strip()
-    if not value.isascii() or not value.isdigit() or len(value) > 3:
-        raise ConfigError(f"{name} must be a ledger format number (e.g. 1); got {text!r}")
-    return int(value)
+def _number(part: str) -> int | None:
+    part = part.strip()
+    return int(part) if part.isascii() and part.isdigit() and len(part) <= 3 else None
 
 
 def formats_from(env: Mapping[str, str]) -> Formats:
     """The declared formats: ``POINTS_FORMATS_READ`` (comma-separated, default ``1``) and
-    ``POINTS_FORMAT_WRITE`` (default: 1). Raises ConfigError naming the variable."""
+    ``POINTS_FORMAT_WRITE`` (default ``1``). Raises ConfigError naming the variable and value."""
     read_text = (env.get(POINTS_FORMATS_READ) or "").strip()
     write_text = (env.get(POINTS_FORMAT_WRITE) or "").strip()
-    read = (
-        {parse_format(part, POINTS_FORMATS_READ) for part in read_text.split(",")}
-        if read_text
-        else set(DEFAULT_FORMATS.read)
-    )
-    write = parse_format(write_text, POINTS_FORMAT_WRITE) if write_text else DEFAULT_FORMATS.write
+    read = set(DEFAULT_FORMATS.read)
+    if read_text:
+        parts = [_number(part) for part in read_text.split(",")]
+        if None in parts:
+            raise ConfigError(
+                f"{POINTS_FORMATS_READ} must be comma-separated ledger format numbers "
+                f"(e.g. 1,2); got {env[POINTS_FORMATS_READ]!r}"
+            )
+        read = {p for p in parts if p is not None}
+    write = DEFAULT_FORMATS.write
+    if write_text:
+        number = _number(write_text)
+        if number is None:
+            raise ConfigError(
+                f"{POINTS_FORMAT_WRITE} must be a ledger format number (e.g. 1); "
+                f"got {env[POINTS_FORMAT_WRITE]!r}"
+            )
+        write = number
     return Formats.of(read, write)
 
 

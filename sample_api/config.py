@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from points.domain import DEFAULT_RATE, rate_from
 from points.environment_variables import POINTS_DB_PATH, POINTS_STORE
+from points.formats import DEFAULT_FORMATS, Formats, formats_from
 from points.settings import env_choice, env_flag, env_float, env_int
 from points.storage import DEFAULT_BACKEND, DEFAULT_DB_PATH, backend_from, db_path_from
 from sample_api.environment_variables import (
@@ -63,6 +64,8 @@ class Config:
     store: str = DEFAULT_BACKEND
     db_path: str = DEFAULT_DB_PATH
     points_rate: Decimal = DEFAULT_RATE
+    #: The ledger formats this version reads and writes (default: reads 1, writes 1).
+    formats: Formats = DEFAULT_FORMATS
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     max_body_bytes: int = MAX_BODY_BYTES
     # The rest of the environment, for backends that read their own variables (POINTS_TABLE, AWS_*).
@@ -74,7 +77,8 @@ class Config:
 
         Environment variables (names in :mod:`sample_api.environment_variables` and
         :mod:`points.environment_variables`): ``APP_VERSION`` (default ``dev``);
-        ``POINTS_STORE``, ``POINTS_DB_PATH``, ``POINTS_RATE`` (the ledger's); ``RATE_LIMIT_ENABLED``
+        ``POINTS_STORE``, ``POINTS_DB_PATH``, ``POINTS_RATE``, ``POINTS_FORMATS_READ`` (default
+        ``1``), ``POINTS_FORMAT_WRITE`` (default ``1``) (the ledger's); ``RATE_LIMIT_ENABLED``
         (default false), ``RATE_LIMIT_RPS`` (0.001-1e6, default 50), ``RATE_LIMIT_BURST``
         (1-1e6, default 10), ``RATE_LIMIT_MODE`` (``delay``/``reject``, default ``delay``),
         ``RATE_LIMIT_MAX_WAIT_S`` (0-3600 s, default 5). The backend's own variables
@@ -86,6 +90,7 @@ class Config:
             store=backend_from(env),
             db_path=db_path_from(env),
             points_rate=rate_from(env),
+            formats=formats_from(env),
             rate_limit=RateLimitSettings(
                 enabled=env_flag(env, RATE_LIMIT_ENABLED, False),
                 rps=env_float(env, RATE_LIMIT_RPS, 50.0, low=0.001, high=1_000_000),
@@ -98,4 +103,9 @@ class Config:
 
     def storage_env(self) -> dict[str, str]:
         """The environment ``open_storage()`` gets: ours, with the fields of this config on top."""
-        return {**self.env, POINTS_STORE: self.store, POINTS_DB_PATH: self.db_path}
+        return {
+            **self.env,
+            POINTS_STORE: self.store,
+            POINTS_DB_PATH: self.db_path,
+            **self.formats.to_env(),
+        }

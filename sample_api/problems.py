@@ -12,6 +12,7 @@ from flask import Flask, Response, current_app, json
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from points import (
+    FormatUnsupported,
     IdempotencyConflict,
     InsufficientPoints,
     InvalidCursor,
@@ -120,6 +121,27 @@ def _unavailable(exc: StorageError) -> Response:
     )
 
 
+def format_problem(exc: FormatUnsupported) -> Response:
+    """503 ``ledger-format-unsupported``: this version does not read the store's (or the user's)
+    records. Another version may (during blue/green the listener may route the retry there)."""
+    return problem(
+        503,
+        "Ledger format not readable by this version",
+        exc.detail,
+        slug="ledger-format-unsupported",
+        headers={"Retry-After": "1"},
+        formats_readable=list(exc.readable),
+        formats_found=list(exc.found),
+        user_id=exc.user_id,
+        records=list(exc.records) or None,
+    )
+
+
+def _format_unsupported(exc: FormatUnsupported) -> Response:
+    current_app.logger.warning("ledger format not readable: %s", exc)
+    return format_problem(exc)
+
+
 def _rate_limited(exc: RateLimited) -> Response:
     return problem(
         429,
@@ -151,6 +173,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(IdempotencyConflict, _conflict)
     app.register_error_handler(InsufficientPoints, _insufficient)
     app.register_error_handler(StorageUnavailable, _unavailable)
+    app.register_error_handler(FormatUnsupported, _format_unsupported)
     app.register_error_handler(StorageError, _unavailable)
     app.register_error_handler(RateLimited, _rate_limited)
     try:  # gunicorn's parser errors reach the app while it reads a chunked body

@@ -1,4 +1,5 @@
-"""Service metadata: the running version, the limiter settings and the OpenAPI document."""
+"""Service metadata: the running version, the limiter settings, the ledger formats it reads and
+writes, and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ bp = Blueprint("meta", __name__)
 @bp.get("/version")
 def version() -> Response:
     cfg = current_state().config
-    return jsonify(version=cfg.version, rate_limiter=cfg.rate_limit.to_dict())
+    return jsonify(
+        version=cfg.version,
+        rate_limiter=cfg.rate_limit.to_dict(),
+        ledger_formats=cfg.formats.to_dict(),
+    )
 
 
 @bp.get("/openapi.json")

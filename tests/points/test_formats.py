@@ -34,8 +34,14 @@ def test_declared_formats_are_parsed(read: str, write: str, expected: Formats) -
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"POINTS_FORMATS_READ": "1,x"}, "POINTS_FORMATS_READ must be a ledger format number"),
-        ({"POINTS_FORMATS_READ": "1,,2"}, "POINTS_FORMATS_READ must be a ledger format number"),
+        (
+            {"POINTS_FORMATS_READ": "1,x"},
+            "POINTS_FORMATS_READ must be comma-separated ledger format numbers",
+        ),
+        (
+            {"POINTS_FORMATS_READ": "1,,2"},
+            "POINTS_FORMATS_READ must be comma-separated ledger format numbers",
+        ),
         ({"POINTS_FORMAT_WRITE": "-1"}, "POINTS_FORMAT_WRITE must be a ledger format number"),
         ({"POINTS_FORMAT_WRITE": "1.0"}, "POINTS_FORMAT_WRITE must be a ledger format number"),
         ({"POINTS_FORMAT_WRITE": "\u0661"}, "POINTS_FORMAT_WRITE must be a ledger format number"),

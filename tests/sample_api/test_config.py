@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from points.formats import PRESETS
 from sample_api import Config, ConfigError, RateLimitSettings, create_app
 from tests.support.processes import ROOT
 
@@ -22,6 +23,7 @@ def test_defaults() -> None:
     assert cfg.rate_limit == RateLimitSettings()
     assert cfg.rate_limit.enabled is False
     assert cfg.max_body_bytes == 16 * 1024
+    assert cfg.formats == PRESETS["v1"]  # reads ledger format 1, writes 1
 
 
 def test_values_are_read() -> None:
@@ -60,6 +62,8 @@ def test_values_are_read() -> None:
         ("POINTS_RATE", "lots"),
         ("POINTS_RATE", "2"),
         ("POINTS_STORE", "postgres"),
+        ("POINTS_FORMATS_READ", "1,two"),
+        ("POINTS_FORMAT_WRITE", "x"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
