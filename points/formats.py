@@ -110,20 +110,22 @@ def _number(part: str) -> int | None:
     return int(part) if part.isascii() and part.isdigit() and len(part) <= 3 else None
 
 
+def parse_format_list(text: str, name: str) -> frozenset[int]:
+    """Comma-separated format numbers (``1,2``); ConfigError naming ``name`` and the text."""
+    parts = [_number(part) for part in text.split(",")]
+    if not text.strip() or None in parts:
+        raise ConfigError(
+            f"{name} must be comma-separated ledger format numbers (e.g. 1,2); got {text!r}"
+        )
+    return frozenset(p for p in parts if p is not None)
+
+
 def formats_from(env: Mapping[str, str]) -> Formats:
     """The declared formats: ``POINTS_FORMATS_READ`` (comma-separated, default ``1``) and
     ``POINTS_FORMAT_WRITE`` (default ``1``). Raises ConfigError naming the variable and value."""
     read_text = (env.get(POINTS_FORMATS_READ) or "").strip()
     write_text = (env.get(POINTS_FORMAT_WRITE) or "").strip()
-    read = set(DEFAULT_FORMATS.read)
-    if read_text:
-        parts = [_number(part) for part in read_text.split(",")]
-        if None in parts:
-            raise ConfigError(
-                f"{POINTS_FORMATS_READ} must be comma-separated ledger format numbers "
-                f"(e.g. 1,2); got {env[POINTS_FORMATS_READ]!r}"
-            )
-        read = {p for p in parts if p is not None}
+    read = parse_format_list(read_text, POINTS_FORMATS_READ) if read_text else DEFAULT_FORMATS.read
     write = DEFAULT_FORMATS.write
     if write_text:
         number = _number(write_text)

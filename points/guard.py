@@ -1,0 +1,180 @@
+"""``python -m points guard``: refuse a one-way door between two ECS task definitions.
+
+    aws ecs describe-task-definition --task-definition "$RUNNING_ARN" > running.json
+    python -m points guard --running running.json --candidate taskdef.json
+
+Each task definition declares the ledger formats its app reads and writes, as container
+environment (``POINTS_FORMATS_READ``, ``POINTS_FORMAT_WRITE``, what the app itself reads) or as
+Docker labels (``points.formats.read``, ``points.format.write``); a container that declares
+neither runs with the app's defaults (reads 1, writes 1). The rule is
+:func:`points.formats.check_transition`: the running version is the rollback target, so it must
+read what the candidate writes, and the candidate must read what the running version writes.
+The same command judges a rollback: ``--running`` the version in service, ``--candidate`` the
+rollback target.
+
+Input: ``register-task-definition`` input (``deploy/taskdef.json`` rendered) or
+``describe-task-definition`` output (``{"taskDefinition": {...}}``). Standard library only, so it
+runs in CodeBuild before the deployment is created.
+
+Exit status: 0 safe (one line on stdout), 3 one-way door (one line on stderr), 2 bad input
+(one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from points.environment_variables import POINTS_FORMAT_WRITE, POINTS_FORMATS_READ
+from points.formats import (
+    DEFAULT_FORMATS,
+    Formats,
+    check_transition,
+    formats_from,
+    parse_format_list,
+)
+from points.settings import ConfigError
+
+#: Exit status of a one-way door (2 is bad input, as for every CLI here).
+EXIT_ONE_WAY_DOOR = 3
+#: Docker labels that may carry the declaration instead of the environment.
+LABELS = {POINTS_FORMATS_READ: "points.formats.read", POINTS_FORMAT_WRITE: "points.format.write"}
+
+
+class GuardInputError(ValueError):
+    """A task definition the guard cannot judge; reported on one line, exit status 2."""
+
+
+def load_task_definition(path: Path) -> dict[str, Any]:
+    """The task definition in ``path`` (either shape); GuardInputError otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GuardInputError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise GuardInputError(f"{str(path)!r} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise GuardInputError(f"{str(path)!r} is not JSON: {exc.msg} (line {exc.lineno})") from None
+    except RecursionError:
+        raise GuardInputError(f"{str(path)!r} is nested too deeply") from None
+    if isinstance(data, dict) and isinstance(data.get("taskDefinition"), dict):
+        data = data["taskDefinition"]
+    if not isinstance(data, dict) or not isinstance(data.get("containerDefinitions"), list):
+        raise GuardInputError(f"{str(path)!r} is not a task definition (no containerDefinitions)")
+    return data
+
+
+def _declared(container: Mapping[str, Any], where: str) -> dict[str, str]:
+    """The format variables a container declares (environment, then labels; both must agree)."""
+    env = container.get("environment") or []
+    labels = container.get("dockerLabels") or {}
+    if not isinstance(env, list) or not isinstance(labels, dict):
+        raise GuardInputError(f"{where}: environment must be a list and dockerLabels an object")
+    values: dict[str, str] = {}
+    for pair in env:
+        if isinstance(pair, dict) and pair.get("name") in LABELS:
+            values[pair["name"]] = str(pair.get("value", ""))
+    for name, label in LABELS.items():
+        if label not in labels:
+            continue
+        if name in values and values[name].strip() != str(labels[label]).strip():
+            raise GuardInputError(
+                f"{where}: {name}={values[name]!r} and label {label}={labels[label]!r} disagree"
+            )
+        values.setdefault(name, str(labels[label]))
+    return values
+
+
+def formats_of(task: Mapping[str, Any], where: str, container: str | None = None) -> Formats:
+    """The formats the app container of ``task`` declares (``container`` names it; otherwise the
+    one container that declares formats, or the defaults when none does)."""
+    containers = [c for c in task["containerDefinitions"] if isinstance(c, dict)]
+    if container is not None:
+        chosen = [c for c in containers if c.get("name") == container]
+        if not chosen:
+            names = ", ".join(str(c.get("name")) for c in containers)
+            raise GuardInputError(f"{where}: no container named {container!r} (it has {names})")
+        declared = _declared(chosen[0], f"{where}: container {container!r}")
+    else:
+        found = {}
+        for c in containers:
+            values = _declared(c, f"{where}: container {c.get('name')!r}")
+            if values:
+                found[str(c.get("name"))] = values
+        if len(found) > 1:
+            raise GuardInputError(
+                f"{where}: containers {', '.join(sorted(found))} all declare ledger formats; "
+                "name the app's with --container"
+            )
+        declared = next(iter(found.values()), {})
+    if not declared:
+        return DEFAULT_FORMATS
+    try:
+        return formats_from(declared)
+    except ConfigError as exc:
+        raise GuardInputError(f"{where}: {exc}") from None
+
+
+def _name(task: Mapping[str, Any], path: Path, role: str) -> str:
+    family, revision = task.get("family"), task.get("revision")
+    label = f"{family}:{revision}" if family and revision else str(family or path.name)
+    return f"{role} {label}"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"guard: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m points guard",
+        description=(
+            "Exit 3 if replacing the running task definition with the candidate is a one-way door "
+            "for the ledger (the rollback target could not read what the candidate writes, or "
+            "the other way round); 0 if safe; 2 for bad input."
+        ),
+    )
+    parser.add_argument("--running", type=Path, required=True, metavar="FILE",
+                        help="the task definition in service (the rollback target)")  # fmt: skip
+    parser.add_argument("--candidate", type=Path, required=True, metavar="FILE",
+                        help="the task definition about to be deployed (or rolled back to)")  # fmt: skip
+    parser.add_argument("--container", default=None, metavar="NAME",
+                        help="the app container (default: the one that declares formats)")  # fmt: skip
+    parser.add_argument("--store-formats", default="", metavar="LIST",
+                        help="formats already in the store (its marker), e.g. 1,2")  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        store: set[int] = set()
+        if args.store_formats.strip():
+            store = set(parse_format_list(args.store_formats, "--store-formats"))
+        running_task = load_task_definition(args.running)
+        candidate_task = load_task_definition(args.candidate)
+        running_name = _name(running_task, args.running, "running")
+        candidate_name = _name(candidate_task, args.candidate, "candidate")
+        decision = check_transition(
+            formats_of(running_task, running_name, args.container),
+            formats_of(candidate_task, candidate_name, args.container),
+            running_name=running_name,
+            candidate_name=candidate_name,
+            store_formats=store,
+        )
+    except ConfigError as exc:
+        print(f"guard: error: {exc}", file=sys.stderr)
+        return 2
+    except GuardInputError as exc:
+        print(f"guard: error: {exc}", file=sys.stderr)
+        return 2
+    if not decision.ok:
+        print(f"guard: {decision.message}", file=sys.stderr)
+        return EXIT_ONE_WAY_DOOR
+    print(f"guard: {decision.message}")
+    return 0

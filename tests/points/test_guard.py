@@ -1,0 +1,169 @@
+"""``python -m points guard``: the one-way-door check between two ECS task definitions."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from points.guard import EXIT_ONE_WAY_DOOR, main
+from tests.support.processes import ROOT
+
+TASKDEF = json.loads((ROOT / "deploy" / "taskdef.json").read_text(encoding="utf-8"))
+DECLARED = {"v1": None, "v2": ("1,2", "1"), "v3": ("1,2", "2")}
+
+
+def taskdef(version: str, *, labels: bool = False, described: bool = False) -> dict:
+    """deploy/taskdef.json declaring ``version``'s formats (v1 declares nothing: the defaults)."""
+    task = copy.deepcopy(TASKDEF)
+    app = task["containerDefinitions"][0]
+    if DECLARED[version]:
+        read, write = DECLARED[version]
+        if labels:
+            app["dockerLabels"] = {"points.formats.read": read, "points.format.write": write}
+        else:
+            app["environment"] += [
+                {"name": "POINTS_FORMATS_READ", "value": read},
+                {"name": "POINTS_FORMAT_WRITE", "value": write},
+            ]
+    if described:  # the shape of `aws ecs describe-task-definition`
+        return {"taskDefinition": {**task, "family": "points-api", "revision": int(version[1])}}
+    return task
+
+
+def write(tmp_path: Path, name: str, data: object) -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("running", "candidate", "status"),
+    [
+        ("v1", "v2", 0),
+        ("v2", "v3", 0),
+        ("v1", "v3", EXIT_ONE_WAY_DOOR),
+        ("v3", "v2", 0),  # rollback after activation
+        ("v3", "v1", EXIT_ONE_WAY_DOOR),  # rollback across the door
+    ],
+)
+@pytest.mark.parametrize("shape", ["env", "labels", "described"])
+def test_decisions(tmp_path, capsys, running: str, candidate: str, status: int, shape: str) -> None:
+    options = {"labels": shape == "labels", "described": shape == "described"}
+    args = [
+        "--running",
+        str(write(tmp_path, "running.json", taskdef(running, **options))),
+        "--candidate",
+        str(write(tmp_path, "candidate.json", taskdef(candidate, **options))),
+    ]
+    assert main(args) == status
+    out, err = capsys.readouterr()
+    line = out if status == 0 else err
+    assert line.count("\n") == 1 and line.startswith("guard: ")
+    assert ("one-way door" in line) is (status != 0)
+
+
+def test_the_refusal_names_both_revisions_and_the_way_out(tmp_path, capsys) -> None:
+    running = write(tmp_path, "r.json", taskdef("v1", described=True))
+    candidate = write(tmp_path, "c.json", taskdef("v3", described=True))
+    assert main(["--running", str(running), "--candidate", str(candidate)]) == 3
+    assert capsys.readouterr().err == (
+        "guard: one-way door: candidate points-api:3 writes ledger format 2, which running "
+        "points-api:1 (the rollback target; reads 1, writes 1) cannot read; deploy the prepare "
+        "version first (reads 1,2, writes 1)\n"
+    )
+
+
+def test_store_formats_refuse_a_rollback_the_declarations_allow(tmp_path) -> None:
+    running = str(write(tmp_path, "r.json", taskdef("v2")))
+    candidate = str(write(tmp_path, "c.json", taskdef("v1")))
+    assert main(["--running", running, "--candidate", candidate]) == 0
+    assert main(["--running", running, "--candidate", candidate, "--store-formats", "1,2"]) == 3
+
+
+def _with_app(**changes) -> dict:
+    task = taskdef("v2")
+    task["containerDefinitions"][0].update(changes)
+    return task
+
+
+def _two_declaring() -> dict:
+    task = taskdef("v2")
+    task["containerDefinitions"][1]["environment"] = [{"name": "POINTS_FORMAT_WRITE", "value": "1"}]
+    return task
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        ("{not json", [], "is not JSON"),
+        ("\udcff", [], "is not UTF-8"),
+        ([], [], "is not a task definition"),
+        ({"family": "x"}, [], "is not a task definition (no containerDefinitions)"),
+        ("[" * 100_000 + "]" * 100_000, [], ""),
+        (_with_app(environment={"a": 1}), [], "environment must be a list"),
+        (
+            _with_app(dockerLabels={"points.format.write": "2"}),
+            [],
+            "POINTS_FORMAT_WRITE='1' and label points.format.write='2' disagree",
+        ),
+        (
+            _with_app(environment=[{"name": "POINTS_FORMATS_READ", "value": "${Formats}"}]),
+            [],
+            "POINTS_FORMATS_READ must be comma-separated ledger format numbers",
+        ),
+        (
+            _with_app(environment=[{"name": "POINTS_FORMAT_WRITE", "value": "2"}]),
+            [],
+            "POINTS_FORMAT_WRITE=2 must be one of POINTS_FORMATS_READ",
+        ),
+        (_two_declaring(), [], "all declare ledger formats; name the app's with --container"),
+        (taskdef("v2"), ["--container", "web"], "no container named 'web'"),
+        (taskdef("v2"), ["--store-formats", "one"], "--store-formats must be comma-separated"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, extra, message) -> None:
+    path = tmp_path / "candidate.json"
+    if isinstance(content, str):
+        path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    else:
+        path.write_text(json.dumps(content), encoding="utf-8")
+    running = write(tmp_path, "running.json", taskdef("v1"))
+    assert main(["--running", str(running), "--candidate", str(path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("guard: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+@pytest.mark.parametrize("path", ["missing.json", "."])
+def test_unreadable_files(tmp_path, capsys, path: str) -> None:
+    running = write(tmp_path, "running.json", taskdef("v1"))
+    assert main(["--running", str(running), "--candidate", str(tmp_path / path)]) == 2
+    assert capsys.readouterr().err.startswith("guard: error: cannot read")
+
+
+def test_the_command_line(tmp_path) -> None:
+    running = write(tmp_path, "r.json", taskdef("v1"))
+    candidate = write(tmp_path, "c.json", taskdef("v3"))
+    run = subprocess.run(
+        [sys.executable, "-m", "points", "guard", "--running", running, "--candidate", candidate],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert run.returncode == 3 and run.stdout == ""
+    assert run.stderr.startswith("guard: one-way door: candidate ")
+    usage = subprocess.run(
+        [sys.executable, "-m", "points", "nope"], capture_output=True, text=True, timeout=60
+    )
+    assert usage.returncode == 2
+    assert usage.stderr == "points: error: expected a command (guard), got 'nope'\n"
+    missing = subprocess.run(
+        [sys.executable, "-m", "points", "guard"], capture_output=True, text=True, timeout=60
+    )
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
