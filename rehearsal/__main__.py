@@ -1,8 +1,9 @@
 """``python -m rehearsal``: a blue/green deployment with alarm-triggered rollback on one machine.
 
-Exit status: 0 done (and as expected), 1 the outcome differs from ``--expect`` or the rollback
-data safety check failed (or the run failed), 2 bad arguments or spec (one line on stderr), 130
-interrupted.
+Exit status: 0 done (and as expected); 1 the outcome differs from ``--expect``, or the run
+failed; 2 bad arguments or spec (one line on stderr); 3 the data safety check failed (after a
+rollback: the rollback was not safe, e.g. across a one-way door); 4 the one-way-door guard
+refused the deployment before anything started (one line on stderr); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ import shlex
 import socket
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from points import PRESETS
 from rehearsal import schedule as schedules
+from rehearsal import versions
 from rehearsal.model import DEFAULT_SPEC, OUTCOMES, SCENARIOS, Options, Outcome
 from rehearsal.runner import run
 from rehearsal.supervisor import Interrupted
+from rehearsal.versions import OneWayDoor
+
+#: Exit statuses (see the module docstring).
+EXIT_MISMATCH, EXIT_USAGE, EXIT_UNSAFE, EXIT_REFUSED, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,6 +90,13 @@ def _unwritable(out: Path) -> str | None:
     return None
 
 
+def _assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m rehearsal",
@@ -93,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--scenario", required=True, choices=SCENARIOS,
-                   help="regression: green has the rate limiter on; healthy: it does not")  # fmt: skip
+                   help="regression: green has the rate limiter on; healthy: it does not; "
+                   "breaking: v1 -> v3 with the regression (a rollback across a one-way door); "
+                   "two-phase: v1 -> v2 (prepare), then v2 -> v3 with the regression")  # fmt: skip
     p.add_argument(
         "--deployment-config",
         default=schedules.DEFAULT_CONFIG,
@@ -124,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="green's RATE_LIMIT_RPS in the regression scenario (default: %(default)s)")  # fmt: skip
     p.add_argument("--app", default="sample_api.wsgi:app", metavar="MODULE:NAME",
                    help="WSGI app both versions run under gunicorn (default: %(default)s)")  # fmt: skip
+    versions = ", ".join(f"{n} ({f.describe()})" for n, f in PRESETS.items())
+    for side in ("blue", "green"):
+        p.add_argument(f"--{side}-version", choices=sorted(PRESETS), default=None,
+                       help=f"the ledger release {side} runs: {versions} (default: the "
+                       "scenario's)" if side == "blue" else f"the ledger release {side} runs")  # fmt: skip
+        p.add_argument(f"--{side}-app", default=None, metavar="MODULE:NAME",
+                       help=f"WSGI app {side} runs (default: --app)")  # fmt: skip
+        p.add_argument(f"--{side}-env", type=_assignment, action="append", default=[],
+                       metavar="NAME=VALUE", help=f"environment of {side} only (repeatable)")  # fmt: skip
+    p.add_argument("--allow-one-way-door", action="store_true",
+                   help="run a deployment the one-way-door guard refuses (breaking does)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true",
                    help="plain progress lines even on a terminal")  # fmt: skip
     return p
@@ -131,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    chosen = [f"--{s}-version" for s in ("blue", "green") if getattr(args, f"{s}_version")]
+    if args.scenario == "two-phase" and chosen:
+        print(
+            f"rehearsal: error: {chosen[0]} does not apply to --scenario two-phase "
+            "(it runs v1 -> v2 -> v3)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     # The help lists the predefined names without their prefix; accept them so.
     args.deployment_config = schedules.canonical(args.deployment_config)
     try:
@@ -145,10 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from alarms import load_spec
 
-        load_spec(str(args.spec))
+        spec = load_spec(str(args.spec))
     except (ValueError, OSError) as exc:  # SpecError is a ValueError
         print(f"rehearsal: error: alarm spec {str(args.spec)!r}: {exc}", file=sys.stderr)
         return 2
+    refusal = _refusal(args, spec)
+    if refusal is not None:
+        print(f"rehearsal: {refusal[1]}", file=sys.stderr)
+        return refusal[0]
     if args.port and not _port_free(args.port):
         print(
             f"rehearsal: error: --port {args.port}: 127.0.0.1:{args.port} is in use",
@@ -172,25 +211,55 @@ def main(argv: list[str] | None = None) -> int:
         green_limit_rps=args.green_limit_rps,
         app=args.app,
         progress=False if args.no_progress else None,
+        blue_version=args.blue_version,
+        green_version=args.green_version,
+        blue_app=args.blue_app,
+        green_app=args.green_app,
+        blue_env=dict(args.blue_env),
+        green_env=dict(args.green_env),
+        allow_one_way_door=args.allow_one_way_door,
     )
     try:
         outcome = run(options)
+    except OneWayDoor as exc:
+        print(f"rehearsal: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except (Interrupted, KeyboardInterrupt):
         print("rehearsal: interrupted; every child process was stopped", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
         print(f"rehearsal: failed: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_MISMATCH
     print(summary(outcome))
-    status = 0
-    if outcome.safety is not None and not outcome.safety.ok:
-        status = 1
     if args.expect and outcome.result["outcome"] != args.expect:
         print(
             f"rehearsal: expected {args.expect}, got {outcome.result['outcome']}", file=sys.stderr
         )
-        status = 1
-    return status
+        return EXIT_MISMATCH
+    if outcome.safety is not None and not outcome.safety.ok:
+        return EXIT_UNSAFE
+    return 0
+
+
+def _refusal(args: argparse.Namespace, spec: Any) -> tuple[int, str] | None:
+    """Checked before anything starts: two versions the alarms can tell apart (exit 2), and
+    the one-way-door guard (exit 4 unless overridden)."""
+    if args.scenario == "two-phase":
+        return None  # its two deployments are v1 -> v2 and v2 -> v3, both safe
+    probe = Options(
+        scenario=args.scenario,
+        out=args.out,
+        blue_version=args.blue_version,
+        green_version=args.green_version,
+    )
+    try:
+        blue, green = versions.sides(probe, spec.versions.blue, spec.versions.green)
+    except ValueError as exc:
+        return EXIT_USAGE, f"error: {exc}"
+    door = versions.guard(blue, green)
+    if door.ok or args.allow_one_way_door or args.scenario == "breaking":
+        return None
+    return EXIT_REFUSED, f"{door.message} (--allow-one-way-door runs it anyway)"
 
 
 def _python() -> str:
@@ -211,6 +280,19 @@ def summary(outcome: Outcome) -> str:
         )
     else:
         lines.append("SUCCEEDED: no rollback alarm fired; all traffic on green, blue terminated.")
+    door = r.get("one_way_door_guard") or {}
+    if not door.get("ok", True):
+        lines.append(
+            "ONE-WAY DOOR: green writes a ledger format blue cannot read, so once green had "
+            f"written no rollback to blue could be safe (guard overridden: {door['message']})."
+        )
+    for phase in r.get("phases", []):
+        safe = {True: "rollback safe", False: "rollback NOT safe", None: "no rollback"}
+        lines.append(
+            f"  {phase['phase']}: {phase['versions'].get('blue')} -> "
+            f"{phase['versions'].get('green')} {phase['outcome']} "
+            f"({safe[phase['rollback_safe']]}); report {phase['out']}/report.html"
+        )
     s = outcome.safety
     if s is not None:
         lines.append(s.describe())

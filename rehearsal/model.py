@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT / "alarms" / "specs" / "points-service.yaml"
-SCENARIOS = ("regression", "healthy")
+SCENARIOS = ("regression", "healthy", "breaking", "two-phase")
+#: Scenarios whose green has the regression (the rate limiter on) that triggers a rollback.
+REGRESSED = frozenset({"regression", "breaking"})
 ROLLED_BACK, SUCCEEDED = "rolled_back", "succeeded"
 OUTCOMES = (ROLLED_BACK, SUCCEEDED)
 
@@ -45,7 +47,25 @@ class Options:
     green_limit_max_wait_s: float = 2.0
     progress: bool | None = None  # None: updating line when stdout is a TTY
     seed: int | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # both versions
+    # Per version (see rehearsal.versions): a release of the ledger format change (v1, v2
+    # prepare, v3 activate; None: the spec's version labels, default formats), its own WSGI app
+    # (None: ``app``) and environment (on top of ``extra_env``).
+    blue_version: str | None = None
+    green_version: str | None = None
+    blue_app: str | None = None
+    green_app: str | None = None
+    blue_env: dict[str, str] = field(default_factory=dict)
+    green_env: dict[str, str] = field(default_factory=dict)
+    #: Green has the regression (None: the scenario decides: ``regression``, ``breaking``).
+    green_regressed: bool | None = None
+    #: Run a deployment the one-way-door guard refuses (the ``breaking`` scenario does).
+    allow_one_way_door: bool = False
+    #: The shared store (default ``out/points.db``, emptied first); a given file is kept, so a
+    #: second deployment continues the first one's ledger (``two-phase``).
+    db_path: Path | None = None
+    #: Writes acknowledged before this run (an earlier phase), checked for data safety too.
+    prior_writes: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -87,6 +107,7 @@ class Outcome:
     report_path: Path
     safety: SafetyReport | None
     details: dict[str, Any]  # the run.json document
+    writes: list[Any] = field(default_factory=list)  # acknowledged writes (timeline.Write)
 
 
 def is_reported_transition(evaluation: Evaluation, watched: Collection[str]) -> bool:

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alarms import Evaluation
-from rehearsal.model import Decision, Options, Outcome, alarm_name_prefix, is_reported_transition
+from rehearsal.model import (
+    Decision,
+    Options,
+    Outcome,
+    alarm_name_prefix,
+    is_reported_transition,
+)
 
 if TYPE_CHECKING:
     from rehearsal.collector import Collector
@@ -333,6 +339,7 @@ def render_html(
     problems = "".join(
         f"<li>{html.escape(p)}</li>" for p in (safety.problems[:50] if safety else [])
     )
+    door = one_way_door_html(details, safety)
     t0 = details.get("t0") or 0.0
     summary_rows = [
         ["scenario", result["scenario"]],
@@ -378,6 +385,7 @@ Time 0 is when green first took traffic.</p>
 {svg}
 <h2>Data safety</h2>
 <p>{html.escape(safety_line)}</p>
+{door}
 <ul>{problems}</ul>
 <h2>Alarm state changes</h2>
 <p>The rollback alarms' changes, and any alarm that went to ALARM; every evaluation of every alarm
@@ -389,6 +397,42 @@ is in <code>evaluations.jsonl</code>.</p>
 <ul>{file_items}</ul>
 </body></html>
 """
+
+
+def one_way_door_html(details: dict[str, Any], safety: SafetyReport | None) -> str:
+    """The one-way door, when this deployment crossed one: a sentence on what it is, the
+    guard's refusal that was overridden, and the reads the survivor failed."""
+    door = details.get("one_way_door_guard") or {}
+    if door.get("ok", True):
+        return ""
+    parts = [
+        "<p><strong>One-way door.</strong> Green writes ledger records in a format blue cannot "
+        "read, so once green has written, rolling back to blue cannot be safe: blue refuses "
+        "(rather than misread) every user green wrote to. The safe path is two deployments: a "
+        "prepare version that reads both formats and still writes the old one, then the "
+        "activating version, which may only roll back to the prepare version.</p>",
+        f"<p>The guard refused this deployment before any traffic shifted and was overridden: "
+        f"<code>{html.escape(str(door.get('message')))}</code></p>",
+    ]
+    rows = [
+        [u["user_id"], u["status"], ",".join(str(f) for f in u.get("formats_found") or []) or "-",
+         ", ".join(u.get("records") or []) or "-", "; ".join(u.get("acknowledged") or [])]
+        for u in (safety.unservable[:50] if safety else [])
+    ]  # fmt: skip
+    if rows:
+        parts.append(
+            _table(
+                rows,
+                [
+                    "user",
+                    "status",
+                    "format",
+                    "unreadable records",
+                    "writes acknowledged to clients",
+                ],
+            )
+        )
+    return "\n".join(parts)
 
 
 def write_outputs(
@@ -403,6 +447,13 @@ def write_outputs(
     """Write every output file into ``options.out``; return the :class:`Outcome`."""
     out = options.out
     result = result_document(options, decision, timeline)
+    # Was the rollback safe? (None when there was no rollback, or no check.)
+    result["rollback_safe"] = safety.ok if safety is not None and decision.rolled_back else None
+    result["data_safety"] = safety.to_dict() if safety is not None else None
+    result["versions"] = {
+        name: version["version"] for name, version in details.get("versions", {}).items()
+    }
+    result["one_way_door_guard"] = details.get("one_way_door_guard")
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
     evaluations = list(collector.evaluations)
@@ -442,3 +493,62 @@ def write_outputs(
         encoding="utf-8",
     )
     return Outcome(result=result, report_path=report, safety=safety, details=details)
+
+
+def write_two_phase(options: Options, outcomes: list[Outcome]) -> Outcome:
+    """The ``two-phase`` summary: ``out/result.json`` (the last deployment's result, requests and
+    errors summed over both, and ``phases``) and ``out/report.html`` linking each phase's report."""
+    out = options.out
+    last = outcomes[-1]
+    phases = [
+        {
+            "phase": str(o.details["options"]["scenario"]).rpartition(":")[2],
+            "out": o.report_path.parent.name,
+            **o.result,
+        }
+        for o in outcomes
+    ]
+    result = {
+        **last.result,
+        "scenario": options.scenario,
+        "requests": sum(o.result["requests"] for o in outcomes),
+        "errors": sum(o.result["errors"] for o in outcomes),
+        "phases": phases,
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = [
+        [p["phase"], f"{p['versions'].get('blue')} -> {p['versions'].get('green')}", p["outcome"],
+         p["alarm"] or "-", {True: "yes", False: "NO", None: "-"}[p["rollback_safe"]],
+         (p["data_safety"] or {}).get("writes_checked", "-"), f"{p['out']}/report.html"]
+        for p in phases
+    ]  # fmt: skip
+    header = ["phase", "deployment", "outcome", "alarm", "rollback safe",
+              "acknowledged writes checked", "report"]  # fmt: skip
+    table = _table(rows, header)
+    safety = last.safety.describe() if last.safety else "Not run."
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Rehearsal: two-phase deployment</title>
+<style>body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; }}
+td, th {{ border: 1px solid #ddd; padding: .25em .6em; }} table {{ border-collapse: collapse; }}
+</style></head><body>
+<h1>Two-phase (expand/contract) deployment</h1>
+<p>The prepare version v2 reads ledger formats 1 and 2 and still writes 1; deployed and baked, it
+is the version running when v3 activates format 2. v3 then regresses and rolls back to v2, which
+reads what v3 wrote: the rollback is safe. (v3 straight after v1 is the one-way door the
+<code>breaking</code> scenario shows.)</p>
+{table}
+<h2>Data safety after the last deployment</h2>
+<p>{html.escape(safety)}</p>
+</body></html>
+"""
+    report = out / "report.html"
+    report.write_text(page, encoding="utf-8")
+    details = {"phases": [o.details for o in outcomes]}
+    (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
+    return Outcome(
+        result=result,
+        report_path=report,
+        safety=last.safety,
+        details={**last.details, "phases": phases},
+        writes=[w for o in outcomes for w in o.writes],
+    )

@@ -1,5 +1,6 @@
 """Run one rehearsal: blue and green under gunicorn, the weighted listener, Locust, the live alarm
-evaluation, the deployment controller with rollback, the safety check and the report."""
+evaluation, the deployment controller with rollback, the safety check and the report; the
+one-way-door guard first, and ``two-phase`` as two deployments over one store."""
 
 from __future__ import annotations
 
@@ -13,22 +14,24 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from loadtest import LOCUSTFILE
 from points import environment_variables as points_env
+from points.formats import KNOWN_FORMATS, Formats
 from rehearsal import schedule as schedules
 from rehearsal.collector import Collector
 from rehearsal.controller import DRAIN_S, INGEST_LAG_S, Controller
 from rehearsal.listener import WeightedListener
-from rehearsal.model import DEFAULT_SPEC, ROOT, Options, Outcome
+from rehearsal.model import DEFAULT_SPEC, ROOT, SUCCEEDED, Options, Outcome
 from rehearsal.progress import Progress
-from rehearsal.report import write_outputs
+from rehearsal.report import write_outputs, write_two_phase
 from rehearsal.safety import SafetyReport, check
 from rehearsal.supervisor import Interrupted, Supervisor, signals_raise
 from rehearsal.timeline import Timeline
+from rehearsal.versions import TWO_PHASES, OneWayDoor, Side, guard, sides
 from sample_api import environment_variables as api_env
 
 __all__ = ["DEFAULT_SPEC", "Options", "Outcome", "child_env", "fastest_alarm_s", "run"]
@@ -65,11 +68,16 @@ def child_env(
     limiter: bool,
     service: str = "points-service",
     namespace: str = "SafeDeploy",
+    *,
+    formats: Formats | None = None,
+    version_env: dict[str, str] | None = None,
 ) -> dict:
     """Environment of one version's gunicorn: shared store, 1 s high-resolution telemetry.
 
     Service, namespace and version are the alarm spec's, and EMF goes to stdout whatever the
-    caller's shell says (``AWS_EMF_*``): metrics the alarms cannot see would pass silently."""
+    caller's shell says (``AWS_EMF_*``): metrics the alarms cannot see would pass silently.
+    ``formats`` declares the ledger formats the version reads and writes; ``version_env`` is
+    this version's own environment, applied last (after ``options.extra_env``)."""
     env = {
         api_env.APP_VERSION: version,
         api_env.PORT: str(port),
@@ -103,7 +111,10 @@ def child_env(
                 api_env.RATE_LIMIT_MAX_WAIT_S: str(options.green_limit_max_wait_s),
             }
         )
+    if formats is not None:
+        env.update(formats.to_env())
     env.update(options.extra_env)
+    env.update(version_env or {})
     return env
 
 
@@ -140,31 +151,52 @@ def fastest_alarm_s(defs: dict[str, Any], names: list[str]) -> float | None:
     return fastest
 
 
-def _load_alarms(spec_path: Path) -> tuple[Any, dict[str, Any], Any, list[str]]:
+def _load_alarms(
+    spec_path: Path, labels: tuple[str, str] | None = None
+) -> tuple[Any, dict[str, Any], Any, list[str]]:
+    """The spec's alarms, watching the versions ``labels`` (blue, green) when given."""
     from alarms import Evaluator, load_spec, rollback_alarm_names, synth
 
     spec = load_spec(str(spec_path))
+    if labels is not None and labels != (spec.versions.blue, spec.versions.green):
+        spec = replace(spec, versions=replace(spec.versions, blue=labels[0], green=labels[1]))
     defs = synth(spec, format="json", profile="rehearsal")
     return spec, defs, Evaluator(defs), list(rollback_alarm_names(defs))
 
 
 def run(options: Options) -> Outcome:
-    """Run the rehearsal described by ``options``; always stops every child before returning."""
+    """Run the rehearsal described by ``options``; always stops every child before returning.
+
+    Raises :class:`~rehearsal.versions.OneWayDoor` before starting anything when blue could not
+    read what green writes (or the reverse) and ``options.allow_one_way_door`` is false; the
+    ``breaking`` scenario sets it, to show what happens."""
+    if options.scenario == "two-phase":
+        return run_two_phase(options)
     plan = schedules.build(
         options.deployment_config, time_scale=options.time_scale, bake_s=options.bake_s
     )
+    from alarms import load_spec
+
+    spec_file = load_spec(str(options.spec))
+    blue, green = sides(options, spec_file.versions.blue, spec_file.versions.green)
+    door = guard(blue, green)
+    allowed = options.allow_one_way_door or options.scenario == "breaking"
+    if not door.ok and not allowed:
+        raise OneWayDoor(door.message)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     # A re-run into the same directory starts clean (logs are appended to while running).
-    stale = [*out.glob("points.db*"), *out.glob("*.log"), *out.glob("logs/*.log")]
+    stale = [*out.glob("*.log"), *out.glob("logs/*.log")]
+    if options.db_path is None:
+        stale += out.glob("points.db*")
     stale += [out / n for n in ("run.json", "result.json", "report.html", "evaluations.jsonl")]
     for path in stale:
         path.unlink(missing_ok=True)
-    spec, defs, evaluator, rollback_names = _load_alarms(options.spec)
+    spec, defs, evaluator, rollback_names = _load_alarms(options.spec, (blue.label, green.label))
     (out / "alarms.json").write_text(json.dumps(defs, indent=2, default=str) + "\n")
     _clean_parent_env()
 
-    db_path = out / "points.db"
+    db_path = options.db_path or out / "points.db"
     timeline = Timeline()
     collector = Collector(out, evaluator)
     supervisor = Supervisor(out / "logs")
@@ -177,40 +209,28 @@ def run(options: Options) -> Outcome:
             "bake_s": plan.bake_s,
         },
         "rollback_alarms": rollback_names,
+        "versions": {
+            side.name: {
+                "version": side.label,
+                "release": side.release,
+                "formats": side.formats.to_dict(),
+                "app": side.app,
+                "regressed": side.regressed,
+            }
+            for side in (blue, green)
+        },
+        "one_way_door_guard": {
+            "ok": door.ok,
+            "message": door.message,
+            "overridden": not door.ok,
+        },
     }
     safety: SafetyReport | None = None
     try:
         with signals_raise():
             ports = {"blue": free_port(), "green": free_port()}
-            limiter = options.scenario == "regression"
-            # The versions the spec's alarms watch (v1 and v2 in the packaged spec).
-            versions = (
-                ("blue", spec.versions.blue, False),
-                ("green", spec.versions.green, limiter),
-            )
-            for name, version, limited in versions:
-                supervisor.start(
-                    name,
-                    [
-                        sys.executable,
-                        "-m",
-                        "gunicorn",
-                        "-c",
-                        str(ROOT / "sample_api" / "gunicorn.conf.py"),
-                        options.app,
-                    ],
-                    env=child_env(
-                        options,
-                        version,
-                        db_path,
-                        ports[name],
-                        limited,
-                        spec.service,
-                        spec.namespace,
-                    ),
-                    cwd=ROOT,
-                    on_line=collector.on_line,
-                )
+            for side in (blue, green):
+                _start_version(supervisor, collector, options, side, db_path, ports, spec)
             for name, port in ports.items():
                 child = supervisor.children[name]
                 wait_ready(f"http://127.0.0.1:{port}/readyz", child.alive)
@@ -287,7 +307,7 @@ def run(options: Options) -> Outcome:
                 safety = check(
                     f"http://127.0.0.1:{ports[survivor]}",
                     survivor,
-                    list(timeline.writes),
+                    [*options.prior_writes, *timeline.writes],
                     store.balance,
                 )
     except Interrupted as exc:
@@ -304,16 +324,93 @@ def run(options: Options) -> Outcome:
             collector.advance(time.time())
             collector.close()
 
-    return write_outputs(options, plan, decision, timeline, collector, safety, details)
+    outcome = write_outputs(options, plan, decision, timeline, collector, safety, details)
+    outcome.writes = list(timeline.writes)
+    return outcome
+
+
+def _start_version(
+    supervisor: Supervisor,
+    collector: Collector,
+    options: Options,
+    side: Side,
+    db_path: Path,
+    ports: dict[str, int],
+    spec: Any,
+) -> None:
+    """Start one version's gunicorn: its own app, release formats and environment."""
+    supervisor.start(
+        side.name,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "sample_api" / "gunicorn.conf.py"),
+            side.app,
+        ],
+        env=child_env(
+            options,
+            side.label,
+            db_path,
+            ports[side.name],
+            side.regressed,
+            spec.service,
+            spec.namespace,
+            formats=side.formats if side.release else None,
+            version_env=side.env,
+        ),
+        cwd=ROOT,
+        on_line=collector.on_line,
+    )
+
+
+def run_two_phase(options: Options) -> Outcome:
+    """``two-phase``: v1 -> v2 (prepare; healthy, baked) then v2 -> v3 (activate; with the
+    regression, so it rolls back to v2), over one store. Each deployment writes its own outputs
+    in ``out/1-prepare`` and ``out/2-activate``; ``out/result.json`` and ``out/report.html`` sum
+    them up. The second data safety check covers the writes acknowledged in both."""
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    db_path = options.db_path or out / "points.db"
+    if options.db_path is None:
+        for path in out.glob("points.db*"):
+            path.unlink()
+    outcomes: list[Outcome] = []
+    writes: list[Any] = list(options.prior_writes)
+    for index, (name, blue, green, regressed) in enumerate(TWO_PHASES, start=1):
+        phase = replace(
+            options,
+            scenario=f"two-phase:{name}",
+            out=out / f"{index}-{name}",
+            blue_version=blue,
+            green_version=green,
+            green_regressed=regressed,
+            allow_one_way_door=False,
+            db_path=db_path,
+            prior_writes=writes,
+        )
+        outcome = run(phase)
+        outcomes.append(outcome)
+        writes = [*writes, *outcome.writes]
+        if name == "prepare" and outcome.result["outcome"] != SUCCEEDED:
+            break  # v2 never became the running version: activating it would cross the door
+    return write_two_phase(options, outcomes)
 
 
 @contextlib.contextmanager
 def _store(db_path: Path) -> Iterator[Any]:
-    """The shared store, read directly (independent of either version's API)."""
+    """The shared store, read directly (independent of either version's API) by a reader of
+    every format this build knows; it never writes."""
     from points import open_storage
 
+    reader = Formats.of(KNOWN_FORMATS, 1)
     storage = open_storage(
-        {points_env.POINTS_STORE: "sqlite", points_env.POINTS_DB_PATH: str(db_path)}
+        {
+            points_env.POINTS_STORE: "sqlite",
+            points_env.POINTS_DB_PATH: str(db_path),
+            **reader.to_env(),
+        }
     )
     try:
         yield storage

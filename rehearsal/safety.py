@@ -5,6 +5,11 @@ Both versions share one store, so after a rollback blue must show every point gr
 check reads each affected user's balance and full history through the surviving version's HTTP API
 and compares it with what clients were told (every 2xx grant/redemption the listener acknowledged)
 and, when given, with the store read directly.
+
+The check fails when the survivor cannot serve a user at all: after a rollback across a one-way
+door (blue cannot read the ledger format green wrote) blue answers 503
+``ledger-format-unsupported``; each such user is named in :attr:`SafetyReport.unservable` with
+the records the problem document names and the writes that were acknowledged to clients.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ class SafetyReport:
     writes_by_other: int = 0  # acknowledged by the version that is no longer serving
     problems: list[str] = field(default_factory=list)
     store_checked: bool = False  # balances were also compared with the store read directly
+    #: Users the survivor refused to serve: user_id, status, problem type, formats_found,
+    #: records (entry ids it cannot read), acknowledged (the user's acknowledged writes).
+    unservable: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -50,7 +58,12 @@ class SafetyReport:
             f" by {other}) for {self.users} users"
         )
         if not self.ok:
-            return f"{head}: {len(self.problems)} problems in the {writes}."
+            cannot = (
+                f"; it cannot serve {len(self.unservable)} of the users at all"
+                if self.unservable
+                else ""
+            )
+            return f"{head}: {len(self.problems)} problems in the {writes}{cannot}."
         store = ", and each balance matches the store" if self.store_checked else ""
         return (
             f"{head}: all {writes} are in the histories {self.served_by} serves, each history"
@@ -66,12 +79,53 @@ class SafetyReport:
             "writes_by_other_version": self.writes_by_other,
             "problems": self.problems[:50],
             "problem_count": len(self.problems),
+            "unservable_users": self.unservable[:50],
+            "unservable_count": len(self.unservable),
         }
 
 
 def _get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def _problem(exc: urllib.error.HTTPError) -> dict[str, Any]:
+    """The problem document of an error answer (empty when it has none)."""
+    try:
+        body = json.loads(exc.read(65536) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _unservable(
+    report: SafetyReport, user_id: str, writes: list[Write], exc: urllib.error.HTTPError
+) -> None:
+    problem = _problem(exc)
+    records = [str(r) for r in problem.get("records") or []]
+    found = problem.get("formats_found") or []
+    # The other version's writes first: they are the ones a rollback most often strands.
+    ordered = sorted(writes, key=lambda w: w.target == report.served_by)
+    acknowledged = [f"{w.kind} {w.order_id} ({w.points} points, by {w.target})" for w in ordered]
+    report.unservable.append(
+        {
+            "user_id": user_id,
+            "status": exc.code,
+            "type": problem.get("type"),
+            "formats_found": found,
+            "records": records,
+            "acknowledged": acknowledged[:20],
+        }
+    )
+    why = problem.get("title") or exc.reason
+    if found:
+        why += f": records in ledger format {','.join(str(f) for f in found)}"
+        if records:
+            why += f" ({', '.join(records[:3])}{', ...' if len(records) > 3 else ''})"
+    report.problems.append(
+        f"{user_id}: {report.served_by} cannot serve the balance ({exc.code} {why}); "
+        f"{len(writes)} acknowledged writes cannot be shown, e.g. {acknowledged[0]}"
+    )
 
 
 def fetch_user(base_url: str, user_id: str) -> tuple[int, list[dict[str, Any]]]:
@@ -109,6 +163,11 @@ def check(
         report.users += 1
         try:
             balance, entries = fetch_user(base_url, user_id)
+        except urllib.error.HTTPError as exc:
+            report.writes_checked += len(user_writes)
+            report.writes_by_other += sum(w.target != served_by for w in user_writes)
+            _unservable(report, user_id, user_writes, exc)
+            continue
         except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
             report.problems.append(f"{user_id}: {served_by} could not serve the balance ({exc})")
             continue

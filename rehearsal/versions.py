@@ -1,0 +1,97 @@
+"""What blue and green run: per-version code, settings and ledger formats, and the one-way-door
+guard applied before any traffic shifts.
+
+A version is one of the releases of the ledger's format change (:data:`points.PRESETS`: ``v1``,
+``v2`` prepare, ``v3`` activate) or, when none is named, the spec's version label with the
+default formats (the ``regression`` and ``healthy`` scenarios: blue and green differ only in
+their environment). Scenarios pick the releases:
+
+* ``regression`` / ``healthy``: the spec's labels; green has the rate limiter on / off;
+* ``breaking``: v1 -> v3 in one deployment, with the regression, guard overridden;
+* ``two-phase``: v1 -> v2 (healthy, baked), then v2 -> v3 with the regression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from points import PRESETS, Decision, Formats, check_transition
+from rehearsal.model import REGRESSED, Options
+
+#: scenario -> (blue, green) releases for a one-deployment scenario.
+SCENARIO_VERSIONS: dict[str, tuple[str | None, str | None]] = {
+    "regression": (None, None),
+    "healthy": (None, None),
+    "breaking": ("v1", "v3"),
+}
+#: The two deployments of ``two-phase``: (name, blue, green, green regressed).
+TWO_PHASES = (("prepare", "v1", "v2", False), ("activate", "v2", "v3", True))
+
+
+class OneWayDoor(Exception):
+    """The guard refused the deployment before anything started (see :func:`guard`)."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One version as the rehearsal starts it."""
+
+    name: str  # "blue" or "green"
+    label: str  # APP_VERSION, the Version dimension the alarms watch
+    release: str | None  # v1/v2/v3, or None: default formats
+    app: str
+    env: dict[str, str] = field(default_factory=dict)
+    regressed: bool = False
+
+    @property
+    def formats(self) -> Formats:
+        return PRESETS[self.release] if self.release else PRESETS["v1"]
+
+
+def releases(options: Options) -> tuple[str | None, str | None]:
+    """The (blue, green) releases of a one-deployment run: the options' own, else the
+    scenario's."""
+    blue, green = SCENARIO_VERSIONS.get(options.scenario, (None, None))
+    return options.blue_version or blue, options.green_version or green
+
+
+def sides(options: Options, spec_blue: str, spec_green: str) -> tuple[Side, Side]:
+    """Blue and green for ``options``; a release names its version label (``v3``), otherwise
+    the spec's label is used. Raises ValueError for two sides with the same label."""
+    blue_release, green_release = releases(options)
+    blue = Side(
+        "blue",
+        blue_release or spec_blue,
+        blue_release,
+        options.blue_app or options.app,
+        dict(options.blue_env),
+    )
+    green = Side(
+        "green",
+        green_release or spec_green,
+        green_release,
+        options.green_app or options.app,
+        dict(options.green_env),
+        regressed=(
+            options.scenario in REGRESSED
+            if options.green_regressed is None
+            else options.green_regressed
+        ),
+    )
+    if blue.label == green.label:
+        raise ValueError(
+            f"blue and green are both {blue.label!r}: the alarms tell versions apart by label; "
+            "give two different versions"
+        )
+    return blue, green
+
+
+def guard(blue: Side, green: Side) -> Decision:
+    """The one-way-door rule for this deployment: blue (the rollback target) must read what
+    green writes, and green what blue writes (:func:`points.check_transition`)."""
+    return check_transition(
+        blue.formats,
+        green.formats,
+        running_name=f"blue {blue.label}",
+        candidate_name=f"green {green.label}",
+    )
