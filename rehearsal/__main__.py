@@ -300,6 +300,8 @@ def summary(outcome: Outcome) -> str:
     lines.append(f"Requests through the listener: {r['requests']}, server errors: {r['errors']}.")
     out = outcome.report_path.parent
     lines.append(f"Result: {out / 'result.json'}")
+    if r.get("phases"):  # two-phase: the alarms of the last deployment
+        out = out / r["phases"][-1]["out"]
     lines.append(
         f"Replay the alarms offline: {_python()} -m alarms replay --alarms "
         f"{shlex.quote(str(out / 'alarms.json'))} --emf {shlex.quote(str(out / 'emf.jsonl'))}"

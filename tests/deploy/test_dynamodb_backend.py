@@ -106,21 +106,32 @@ def test_create_table_cli_bad_settings_are_one_line(
     assert proc.stderr.startswith(f"create-table: {message}") and proc.stderr.count("\n") == 1
 
 
-def test_item_layout(aws_env: dict[str, str]) -> None:
-    """One grant leaves exactly the documented three items."""
+@pytest.mark.parametrize(("formats", "stored"), [({}, 12), ({"POINTS_FORMAT_WRITE": "2"}, 12_000)])
+def test_item_layout(aws_env: dict[str, str], formats: dict[str, str], stored: int) -> None:
+    """One grant leaves exactly the documented three items and the format marker; format 2
+    stores milli-points."""
     table = _table(aws_env)
-    store = from_env(_env(aws_env, table))
+    env = {**_env(aws_env, table), **formats}
+    if formats:
+        env["POINTS_FORMATS_READ"] = "1,2"
+    store = from_env(env)
     try:
         store.grant(user_id="u-1", order_id="o-1", amount_jpy=1234, points=12)
     finally:
         store.close()
     client = boto3.client("dynamodb", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
-    keys = {(i["pk"]["S"], i["sk"]["S"]) for i in client.scan(TableName=table)["Items"]}
-    assert keys == {
+    items = {(i["pk"]["S"], i["sk"]["S"]): i for i in client.scan(TableName=table)["Items"]}
+    assert set(items) == {
         ("USER#u-1", "BALANCE"),
         ("USER#u-1", "ENTRY#" + "1".zfill(20)),
         ("ORDER#grant#o-1", "ORDER"),
+        ("LEDGER", "FORMATS"),
     }
+    fmt = formats.get("POINTS_FORMAT_WRITE", "1")
+    assert items[("LEDGER", "FORMATS")]["formats"] == {"NS": [fmt]}
+    for key in (("USER#u-1", "BALANCE"), ("USER#u-1", "ENTRY#" + "1".zfill(20))):
+        assert items[key]["format"] == {"N": fmt}
+        assert items[key]["balance"] == {"N": str(stored)}
 
 
 # IAM actions a DynamoDB API operation needs (TransactWriteItems: those of its parts).

@@ -334,6 +334,9 @@ _STAR_OK = {
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
     "ecs:RegisterTaskDefinition",
+    # no resource-level permissions (Service Authorization Reference); the release build reads
+    # the running task definition for the one-way-door guard
+    "ecs:DescribeTaskDefinition",
 }
 
 

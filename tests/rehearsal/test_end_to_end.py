@@ -1,11 +1,13 @@
-"""Both scenarios end to end through ``python -m rehearsal``: real gunicorn, real Locust, the
+"""Every scenario end to end through ``python -m rehearsal``: real gunicorn, real Locust, the
 alarms generated from the packaged spec; plus Ctrl-C and bad arguments."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +29,10 @@ RESULT_KEYS = {
     "traffic",
     "requests",
     "errors",
+    "rollback_safe",
+    "data_safety",
+    "versions",
+    "one_way_door_guard",
 }
 
 
@@ -145,6 +151,75 @@ def test_healthy_deployment_succeeds(tmp_path: Path) -> None:
     assert safety["ok"] and safety["served_by"] == "green"
     assert safety["writes_by_other_version"] > 0
     _no_children_left(out)
+
+
+@pytest.mark.slow
+def test_breaking_change_rolled_back_across_the_one_way_door_is_not_safe(tmp_path: Path) -> None:
+    out = tmp_path / "breaking"
+    proc = _rehearsal(
+        "--scenario", "breaking", "--time-scale", "1", "--out", str(out), "--rps", "20",
+        "--expect", "rolled_back",
+    )  # fmt: skip
+    # Rolled back as expected, but not safely: its own exit status.
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "ONE-WAY DOOR" in proc.stdout and "Data safety FAILED on blue" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert set(result) == RESULT_KEYS
+    assert result["outcome"] == "rolled_back"
+    assert result["versions"] == {"blue": "v1", "green": "v3"}
+    assert result["rollback_safe"] is False
+    guard = result["one_way_door_guard"]
+    assert guard["ok"] is False and guard["overridden"] is True
+    assert "deploy the prepare version first" in guard["message"]
+    safety = result["data_safety"]
+    assert not safety["ok"] and safety["unservable_count"] > 0
+    # Each user blue cannot serve is named with its format-2 records, and those are exactly
+    # the records green wrote in format 2 (read from the store directly).
+    with contextlib.closing(sqlite3.connect(out / "points.db")) as conn:
+        format_2 = dict(conn.execute("SELECT entry_id, user_id FROM ledger WHERE format = 2"))
+    assert format_2
+    named = {r: u["user_id"] for u in safety["unservable_users"] for r in u["records"]}
+    assert named.items() <= format_2.items() and set(named.values()) == set(format_2.values())
+    for user in safety["unservable_users"]:
+        assert user["status"] == 503 and user["formats_found"] == [2]
+        assert any("by green" in w for w in user["acknowledged"])
+    report = (out / "report.html").read_text()
+    assert "One-way door." in report and "unreadable records" in report
+    _no_children_left(out)
+
+
+@pytest.mark.slow
+def test_two_phase_deployment_rolls_back_safely_to_the_prepare_version(tmp_path: Path) -> None:
+    out = tmp_path / "two-phase"
+    proc = _rehearsal(
+        "--scenario", "two-phase", "--deployment-config", "custom:canary:10:20",
+        "--time-scale", "1", "--bake", "10", "--rps", "20", "--out", str(out),
+        "--expect", "rolled_back",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert set(result) == RESULT_KEYS | {"phases"}
+    prepare, activate = result["phases"]
+    assert (prepare["phase"], prepare["versions"]) == ("prepare", {"blue": "v1", "green": "v2"})
+    assert prepare["outcome"] == "succeeded" and prepare["one_way_door_guard"]["ok"]
+    assert (activate["phase"], activate["versions"]) == ("activate", {"blue": "v2", "green": "v3"})
+    assert activate["outcome"] == "rolled_back" and activate["one_way_door_guard"]["ok"]
+    # The rollback to v2 is safe: v2 serves what v3 wrote in format 2, and no write
+    # acknowledged in either deployment is missing.
+    assert result["rollback_safe"] is True
+    safety = activate["data_safety"]
+    assert safety["ok"] and safety["served_by"] == "blue" and safety["problem_count"] == 0
+    assert safety["writes_by_other_version"] > 0
+    first = prepare["data_safety"]["writes_checked"]
+    assert first > 0 and safety["writes_checked"] > first  # both deployments' writes
+    with contextlib.closing(sqlite3.connect(out / "points.db")) as conn:
+        formats = dict(conn.execute("SELECT format, count(*) FROM ledger GROUP BY format"))
+        ledger_users = {u for (u,) in conn.execute("SELECT DISTINCT user_id FROM ledger")}
+    assert formats.get(1, 0) > 0 and formats.get(2, 0) > 0
+    assert safety["users"] <= len(ledger_users)
+    for phase in ("1-prepare", "2-activate"):
+        assert (out / phase / "report.html").exists()
+    assert "2-activate/report.html" in (out / "report.html").read_text()
 
 
 @pytest.mark.slow

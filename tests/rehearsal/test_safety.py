@@ -31,6 +31,9 @@ class _Api(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         user = url.path.split("/")[3]
+        if user in UNREADABLE:  # what a version answers for a format it does not read
+            self._refuse(user)
+            return
         query = parse_qs(url.query)
         limit = int(query["limit"][0])
         start = int(query.get("cursor", ["0"])[0])
@@ -44,6 +47,28 @@ class _Api(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _refuse(self, user: str) -> None:
+        body = json.dumps(
+            {
+                "type": "/problems/ledger-format-unsupported",
+                "title": "Ledger format not readable by this version",
+                "status": 503,
+                "detail": "...",
+                "formats_readable": [1],
+                "formats_found": [2],
+                "user_id": user,
+                "records": UNREADABLE[user],
+            }
+        ).encode()
+        self.send_response(503)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+UNREADABLE = {"u-3": ["grt_a", "grt_b"]}
 
 
 @pytest.fixture
@@ -102,3 +127,33 @@ def test_an_unreachable_survivor_fails_the_check() -> None:
 
 def test_no_writes_at_all_is_not_a_pass() -> None:
     assert not check("http://127.0.0.1:9", "blue", []).ok
+
+
+def test_a_user_the_survivor_cannot_read_fails_the_check_naming_records(api) -> None:
+    # After a rollback across a one-way door: blue refuses the user green wrote in format 2.
+    writes = [
+        *WRITES,
+        Write("blue", "grant", "u-3", "g-old", 5),
+        Write("green", "grant", "u-3", "g-new", 7),
+    ]
+    report = check(_url(api), "blue", writes, store_balance={"u-1": 1500, "u-2": 70}.get)
+    assert not report.ok
+    assert (report.users, report.writes_checked, report.writes_by_other) == (3, 5, 3)
+    assert report.unservable == [
+        {
+            "user_id": "u-3",
+            "status": 503,
+            "type": "/problems/ledger-format-unsupported",
+            "formats_found": [2],
+            "records": ["grt_a", "grt_b"],
+            # green's (the stranded) write first
+            "acknowledged": ["grant g-new (7 points, by green)", "grant g-old (5 points, by blue)"],
+        }
+    ]
+    assert report.problems == [
+        "u-3: blue cannot serve the balance (503 Ledger format not readable by this version: "
+        "records in ledger format 2 (grt_a, grt_b)); 2 acknowledged writes cannot be shown, "
+        "e.g. grant g-new (7 points, by green)"
+    ]
+    assert "cannot serve 1 of the users at all" in report.describe()
+    assert report.to_dict()["unservable_count"] == 1

@@ -1,0 +1,126 @@
+"""What blue and green run per scenario, and the one-way-door guard before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from points import PRESETS
+from rehearsal.model import Options
+from rehearsal.runner import child_env, run
+from rehearsal.versions import OneWayDoor, guard, sides
+from tests.support.processes import ROOT
+
+
+def _sides(tmp_path: Path, scenario: str, **options):
+    return sides(Options(scenario=scenario, out=tmp_path, **options), "v1", "v2")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "labels", "releases", "regressed"),
+    [
+        ("regression", ("v1", "v2"), (None, None), True),
+        ("healthy", ("v1", "v2"), (None, None), False),
+        ("breaking", ("v1", "v3"), ("v1", "v3"), True),
+    ],
+)
+def test_each_scenario_runs_its_versions(tmp_path, scenario, labels, releases, regressed) -> None:
+    blue, green = _sides(tmp_path, scenario)
+    assert (blue.label, green.label) == labels
+    assert (blue.release, green.release) == releases
+    assert (blue.regressed, green.regressed) == (False, regressed)
+
+
+def test_per_version_app_environment_and_release(tmp_path: Path) -> None:
+    blue, green = _sides(
+        tmp_path,
+        "healthy",
+        blue_version="v2",
+        green_version="v3",
+        green_app="mypkg.wsgi:app",
+        green_env={"POINTS_RATE": "0.02"},
+    )
+    assert (blue.app, green.app) == ("sample_api.wsgi:app", "mypkg.wsgi:app")
+    assert blue.formats == PRESETS["v2"] and green.formats == PRESETS["v3"]
+    options = Options(scenario="healthy", out=tmp_path, extra_env={"POINTS_RATE": "0.5"})
+    env = child_env(
+        options,
+        green.label,
+        tmp_path / "p.db",
+        1,
+        False,
+        formats=green.formats,
+        version_env=green.env,
+    )
+    assert env["APP_VERSION"] == "v3"
+    assert (env["POINTS_FORMATS_READ"], env["POINTS_FORMAT_WRITE"]) == ("1,2", "2")
+    assert env["POINTS_RATE"] == "0.02"  # the version's own setting wins over both versions'
+    # Without a release nothing is declared: the app's defaults (today's behaviour).
+    assert "POINTS_FORMAT_WRITE" not in child_env(options, "v1", tmp_path / "p.db", 1, False)
+
+
+def test_two_sides_with_one_label_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="blue and green are both 'v3'"):
+        _sides(tmp_path, "healthy", blue_version="v3", green_version="v3")
+
+
+@pytest.mark.parametrize(
+    ("blue", "green", "ok"),
+    [("v1", "v2", True), ("v2", "v3", True), ("v1", "v3", False), ("v3", "v2", True),
+     ("v3", "v1", False)],
+)  # fmt: skip
+def test_the_guard(tmp_path: Path, blue: str, green: str, ok: bool) -> None:
+    decision = guard(*_sides(tmp_path, "healthy", blue_version=blue, green_version=green))
+    assert decision.ok is ok
+
+
+def test_the_library_refuses_a_one_way_door_before_starting_anything(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    options = Options(scenario="healthy", out=out, blue_version="v1", green_version="v3")
+    with pytest.raises(OneWayDoor, match="deploy the prepare version first"):
+        run(options)
+    assert not out.exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rehearsal", "--no-progress", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_command_line_refuses_v1_to_v3_with_one_line(tmp_path: Path) -> None:
+    proc = _cli("--scenario", "healthy", "--blue-version", "v1", "--green-version", "v3",
+                "--out", str(tmp_path / "x"))  # fmt: skip
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr == (
+        "rehearsal: one-way door: green v3 writes ledger format 2, which blue v1 (the rollback "
+        "target; reads 1, writes 1) cannot read; deploy the prepare version first (reads 1,2, "
+        "writes 1) (--allow-one-way-door runs it anyway)\n"
+    )
+    assert not (tmp_path / "x").exists()
+    # Rolling back across the door is refused the same way.
+    proc = _cli("--scenario", "healthy", "--blue-version", "v3", "--green-version", "v1",
+                "--out", str(tmp_path / "x"))  # fmt: skip
+    assert proc.returncode == 4 and "roll forward" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--scenario", "two-phase", "--green-version", "v3"], "does not apply"),
+        (["--scenario", "healthy", "--blue-version", "v2", "--green-version", "v2"], "both 'v2'"),
+        (["--scenario", "healthy", "--green-version", "v4"], "--green-version"),
+        (["--scenario", "healthy", "--blue-env", "NOEQUALS"], "NAME=VALUE"),
+    ],
+)
+def test_bad_version_arguments_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    proc = _cli(*args, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and needle in proc.stderr
