@@ -392,7 +392,10 @@ def run_two_phase(options: Options) -> Outcome:
         )
         outcome = run(phase)
         outcomes.append(outcome)
-        writes = [*writes, *outcome.writes]
+        # Carried into the next deployment under the version that acknowledged them (v1, v2),
+        # not blue/green, which name other processes there.
+        labels = {"blue": blue, "green": green}
+        writes += [replace(w, target=labels.get(w.target, w.target)) for w in outcome.writes]
         if name == "prepare" and outcome.result["outcome"] != SUCCEEDED:
             break  # v2 never became the running version: activating it would cross the door
     return write_two_phase(options, outcomes)

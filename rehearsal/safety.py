@@ -41,6 +41,9 @@ class SafetyReport:
     #: Users the survivor refused to serve: user_id, status, problem type, formats_found,
     #: records (entry ids it cannot read), acknowledged (the user's acknowledged writes).
     unservable: list[dict[str, Any]] = field(default_factory=list)
+    #: Acknowledged writes checked, by who acknowledged them (blue, green, or an earlier
+    #: deployment's version such as v2).
+    by_target: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +80,7 @@ class SafetyReport:
             "users": self.users,
             "writes_checked": self.writes_checked,
             "writes_by_other_version": self.writes_by_other,
+            "writes_by_target": dict(sorted(self.by_target.items())),
             "problems": self.problems[:50],
             "problem_count": len(self.problems),
             "unservable_users": self.unservable[:50],
@@ -161,6 +165,8 @@ def check(
         by_user[write.user_id].append(write)
     for user_id, user_writes in sorted(by_user.items()):
         report.users += 1
+        for write in user_writes:
+            report.by_target[write.target] = report.by_target.get(write.target, 0) + 1
         try:
             balance, entries = fetch_user(base_url, user_id)
         except urllib.error.HTTPError as exc:

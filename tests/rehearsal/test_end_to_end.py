@@ -210,8 +210,12 @@ def test_two_phase_deployment_rolls_back_safely_to_the_prepare_version(tmp_path:
     safety = activate["data_safety"]
     assert safety["ok"] and safety["served_by"] == "blue" and safety["problem_count"] == 0
     assert safety["writes_by_other_version"] > 0
+    # v3's own writes (green here) are among them, and so is every write of the first deployment.
+    assert safety["writes_by_target"]["green"] > 0
+    assert safety["writes_by_target"].keys() >= {"v1", "v2", "blue", "green"}
     first = prepare["data_safety"]["writes_checked"]
     assert first > 0 and safety["writes_checked"] > first  # both deployments' writes
+    assert safety["writes_by_target"]["v1"] + safety["writes_by_target"]["v2"] == first
     with contextlib.closing(sqlite3.connect(out / "points.db")) as conn:
         formats = dict(conn.execute("SELECT format, count(*) FROM ledger GROUP BY format"))
         ledger_users = {u for (u,) in conn.execute("SELECT DISTINCT user_id FROM ledger")}
