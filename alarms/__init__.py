@@ -19,7 +19,7 @@ from ._expr import ExpressionError
 from ._policy import MAX_DEPLOYMENT_ALARMS
 from ._rules import decide
 from ._spec import Profile, Spec, SpecError, load_spec, parse_spec
-from ._synth import rollback_alarm_names, synth
+from ._synth import rollback_alarm_names, synth, worker_rollback_alarm_names
 
 #: The points service's own spec (shipped as package data).
 POINTS_SERVICE_SPEC = Path(__file__).with_name("specs") / "points-service.yaml"
@@ -39,4 +39,5 @@ __all__ = [
     "parse_spec",
     "rollback_alarm_names",
     "synth",
+    "worker_rollback_alarm_names",
 ]

@@ -21,6 +21,8 @@ ALB_NAMESPACE = "AWS/ApplicationELB"
 PARAMS = {
     "BlueVersion": "Version value of the running (blue) version",
     "GreenVersion": "Version value of the version being deployed (green)",
+    "WorkerVersion": "Version value of the worker's task definition (its APP_VERSION): during a"
+    " rolling update, the version being rolled out",
     "LoadBalancerFullName": "ALB full name (app/<name>/<id>), the LoadBalancer dimension",
     "BlueTargetGroupFullName": "Blue target group full name (targetgroup/<name>/<id>)",
     "GreenTargetGroupFullName": "Green target group full name (targetgroup/<name>/<id>)",
@@ -316,6 +318,9 @@ def build(spec: Spec, profile_name: str) -> Policy:
     if spec.worker is not None:
         w = spec.worker
         wd = {"Service": w.service}
+        # The worker's own version (WorkerVersion, its task definition's APP_VERSION), never the
+        # API's GreenVersion: worker tasks report the Version they run.
+        new_version = {"Service": w.service, "Version": Param("WorkerVersion")}
         age = b.simple(
             "worker-message-age",
             f"Worker: oldest message age > {number_text(w.message_age_threshold_s)} s in {every}.",
@@ -324,7 +329,7 @@ def build(spec: Spec, profile_name: str) -> Policy:
             "Maximum",
             w.message_age_threshold_s,
         )
-        b.simple(
+        backlog = b.simple(
             "worker-backlog",
             f"Worker: queue backlog > {number_text(w.backlog_threshold)} in {every}.",
             "QueueBacklog",
@@ -352,18 +357,34 @@ def build(spec: Spec, profile_name: str) -> Policy:
             "Job error rate (%)",
             w.job_error_rate_threshold_percent,
         )
-        g = b.ratio(
-            "worker-green-job-error-rate",
-            f"Worker: failed jobs of the green version > "
+        errors = b.ratio(
+            "worker-new-job-error-rate",
+            f"Worker: failed jobs of the version being rolled out (WorkerVersion) > "
             f"{number_text(w.job_error_rate_threshold_percent)}% in {every}.",
             "JobErrors",
             "Jobs",
-            {"Service": w.service, "Version": green},
+            new_version,
             "100 * num / den",
             "Job error rate (%)",
             w.job_error_rate_threshold_percent,
         )
-        worker_alarms = [g["AlarmName"], age["AlarmName"]]
+        busy = b.simple(
+            "worker-new-utilization",
+            f"Worker: job slots of the version being rolled out (WorkerVersion) busy > "
+            f"{number_text(w.utilization_threshold_percent)}% on average in {every}; no jobs"
+            " is not breaching.",
+            "WorkerUtilization",
+            new_version,
+            "Average",
+            w.utilization_threshold_percent,
+        )
+        # USE: errors and utilization of the new version; saturation of the (shared) queue.
+        worker_alarms = [
+            errors["AlarmName"],
+            busy["AlarmName"],
+            backlog["AlarmName"],
+            age["AlarmName"],
+        ]
 
     if len(rollback) > MAX_DEPLOYMENT_ALARMS:
         c = b.composite(
@@ -372,7 +393,7 @@ def build(spec: Spec, profile_name: str) -> Policy:
             " OR ".join(f'ALARM("{r}")' for r in rollback),
         )
         rollback = [c["AlarmName"]]
-    if len(worker_alarms) > MAX_DEPLOYMENT_ALARMS:  # pragma: no cover - 2 today
+    if len(worker_alarms) > MAX_DEPLOYMENT_ALARMS:  # pragma: no cover - 4 today
         c = b.composite(
             "worker-deployment-rollback",
             "Any worker deployment alarm.",
@@ -407,6 +428,7 @@ def param_values(spec: Spec) -> dict[str, str]:
     return {
         "BlueVersion": spec.versions.blue,
         "GreenVersion": spec.versions.green,
+        "WorkerVersion": spec.worker.versions.new if spec.worker else "",
         "LoadBalancerFullName": alb.load_balancer if alb else "",
         "BlueTargetGroupFullName": alb.blue_target_group if alb else "",
         "GreenTargetGroupFullName": alb.green_target_group if alb else "",

@@ -25,7 +25,9 @@ def render_cfn(
     prefix = f"{spec.service}-"
     params: dict[str, Any] = {}
     for name, desc in PARAMS.items():
-        if spec.alb is None and name not in ("BlueVersion", "GreenVersion"):
+        if spec.alb is None and name not in ("BlueVersion", "GreenVersion", "WorkerVersion"):
+            continue
+        if spec.worker is None and name == "WorkerVersion":
             continue
         params[name] = {"Type": "String", "Default": values[name], "Description": desc}
     resources: dict[str, Any] = {}

@@ -68,12 +68,24 @@ class Errors:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerVersions:
+    """``Version`` values of the worker's tasks during a rolling update: the revision running
+    before it (``old``) and the one being rolled out (``new``, CloudFormation's ``WorkerVersion``:
+    the worker task definition's ``APP_VERSION``)."""
+
+    old: str = "v1"
+    new: str = "v2"
+
+
+@dataclass(frozen=True, slots=True)
 class Worker:
     service: str = "points-worker"
     backlog_threshold: float = 100.0
     message_age_threshold_s: float = 300.0
     dead_letter_threshold: float = 0.0
     job_error_rate_threshold_percent: float = 10.0
+    utilization_threshold_percent: float = 80.0
+    versions: WorkerVersions = field(default_factory=WorkerVersions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,15 +368,26 @@ def parse_spec(data: Any) -> Spec:
                 "message_age_threshold_s",
                 "dead_letter_threshold",
                 "job_error_rate_threshold_percent",
+                "utilization_threshold_percent",
+                "versions",
             },
             "worker",
         )
+        wv = _mapping(w.get("versions"), "worker.versions")
+        _check_keys(wv, {"old", "new"}, "worker.versions")
+        worker_versions = WorkerVersions(
+            _name(wv, "old", "worker.versions", "v1"), _name(wv, "new", "worker.versions", "v2")
+        )
+        if worker_versions.old == worker_versions.new:
+            raise SpecError("worker.versions.new", "must differ from worker.versions.old")
         worker = Worker(
             _name(w, "service", "worker", "points-worker"),
             _number(w, "backlog_threshold", "worker", 100.0),
             _number(w, "message_age_threshold_s", "worker", 300.0),
             _number(w, "dead_letter_threshold", "worker", 0.0, strict=False),
             _number(w, "job_error_rate_threshold_percent", "worker", 10.0, maximum=100.0),
+            _number(w, "utilization_threshold_percent", "worker", 80.0, maximum=100.0),
+            worker_versions,
         )
 
     alb: Alb | None = None

@@ -42,3 +42,15 @@ def rollback_alarm_names(defs: dict[str, Any]) -> list[str]:
     raise ValueError(
         "no CodeDeploy alarm configuration (CodeDeploy key or DeploymentAlarmNames output)"
     )
+
+
+def worker_rollback_alarm_names(defs: dict[str, Any]) -> list[str]:
+    """The alarms the worker's ECS service rolls back on (``deploymentConfiguration.alarms``),
+    from JSON defs or a template; ``[]`` when the spec has no worker."""
+    services = defs.get("EcsServices")
+    if services is not None:
+        return list(services[0]["deploymentConfiguration"]["alarms"]["alarmNames"])
+    value = defs.get("Outputs", {}).get("WorkerDeploymentAlarmNames", {}).get("Value")
+    if isinstance(value, str):
+        return [n for n in value.split(",") if n]
+    return []

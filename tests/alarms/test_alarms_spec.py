@@ -74,6 +74,12 @@ DELETE = object()
         ("errors.rate_threshold_percent", 150, "errors.rate_threshold_percent: must be <= 100"),
         ("worker.backlog_threshold", True, "worker.backlog_threshold: must be a number"),
         ("worker.dead_letter_threshold", -1, "worker.dead_letter_threshold: must be >= 0"),
+        ("worker.utilization_threshold_percent", 101, "must be <= 100"),
+        ("worker.utilization_threshold_percent", 0, "must be a positive number"),
+        ("worker.versions.new", "v1", "worker.versions.new: must differ from worker.versions.old"),
+        ("worker.versions.old", "a b", "worker.versions.old: must be a name"),
+        ("worker.versions.next", "v3", "worker.versions.next: unknown field"),
+        ("worker.versions", ["v1"], "worker.versions: must be a mapping"),
         (
             "profiles.rehearsal.period_s",
             15,

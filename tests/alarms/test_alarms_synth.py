@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -12,8 +13,16 @@ from typing import Any
 import pytest
 
 import alarms._policy as policy_mod
-from alarms import MAX_DEPLOYMENT_ALARMS, Evaluator, parse_spec, rollback_alarm_names, synth
+from alarms import (
+    MAX_DEPLOYMENT_ALARMS,
+    Evaluator,
+    parse_spec,
+    rollback_alarm_names,
+    synth,
+    worker_rollback_alarm_names,
+)
 from alarms._io import dump_yaml
+from alarms._spec import WorkerVersions
 from telemetry import catalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +130,47 @@ def test_worker_use_alarms_and_ecs_rollback(rehearsal_defs) -> None:
     cfg = ecs["deploymentConfiguration"]["alarms"]
     assert cfg["enable"] is True and cfg["rollback"] is True
     assert set(cfg["alarmNames"]) <= set(by)
+    # USE: the new version's errors and utilization, the shared queue's backlog and age
+    assert (
+        cfg["alarmNames"]
+        == worker_rollback_alarm_names(rehearsal_defs)
+        == [
+            "points-service-worker-new-job-error-rate",
+            "points-service-worker-new-utilization",
+            "points-service-worker-backlog",
+            "points-service-worker-message-age",
+        ]
+    )
+    busy = by["points-service-worker-new-utilization"]
+    assert (busy["MetricName"], busy["Statistic"], busy["Threshold"]) == (
+        "WorkerUtilization",
+        "Average",
+        80.0,
+    )
+
+
+def test_worker_alarms_watch_the_worker_version_not_the_api_green(spec) -> None:
+    """Tasks report APP_VERSION as Version: the worker's per-version alarms must watch the
+    worker's version being rolled out (worker.versions.new), whatever the API's green is."""
+    custom = dataclasses.replace(
+        spec,
+        worker=dataclasses.replace(spec.worker, versions=WorkerVersions("w7", "w8")),
+    )
+    defs = synth(custom, "json", "rehearsal")
+    versions = set()
+    for alarm in defs["MetricAlarms"]:
+        if "-worker-" not in alarm["AlarmName"]:
+            continue
+        dims = list(alarm.get("Dimensions", []))
+        dims += [d for q in alarm.get("Metrics", []) if "MetricStat" in q
+                 for d in q["MetricStat"]["Metric"]["Dimensions"]]  # fmt: skip
+        versions |= {d["Value"] for d in dims if d["Name"] == "Version"}
+    assert versions == {"w8"}
+    template = synth(custom, "cloudformation")
+    assert template["Parameters"]["WorkerVersion"]["Default"] == "w8"
+    no_worker = synth(dataclasses.replace(spec, worker=None), "cloudformation")
+    assert "WorkerVersion" not in no_worker["Parameters"]
+    assert worker_rollback_alarm_names(no_worker) == []
 
 
 def test_codedeploy_configuration(rehearsal_defs) -> None:

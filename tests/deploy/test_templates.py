@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alarms import load_spec, rollback_alarm_names, synth
+from alarms import load_spec, rollback_alarm_names, synth, worker_rollback_alarm_names
 from points.storage.dynamodb import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA
 from sample_api import Config, create_app
 from tests.deploy._cfn import DEPLOY, ROOT, load, lower_first, resources
@@ -115,15 +115,71 @@ def test_deployment_group_watches_every_rollback_alarm(stack: dict, alarms_templ
     assert len(entries) <= 10  # CodeDeploy's limit
 
 
-def test_worker_deployment_alarms_exist(stack: dict, alarms_template: dict) -> None:
+def test_worker_service_rolls_back_on_exactly_the_generated_worker_alarms(
+    stack: dict, alarms_template: dict
+) -> None:
+    generated = worker_rollback_alarm_names(synth(load_spec(SPEC), format="json"))
+    assert generated == worker_rollback_alarm_names(alarms_template)
     value = alarms_template["Outputs"]["WorkerDeploymentAlarmNames"]["Value"]
-    assert value and set(value.split(",")) <= _alarm_names(alarms_template)
+    assert value.split(",") == generated
+    assert set(generated) <= _alarm_names(alarms_template)
     config = stack["Resources"]["WorkerService"]["Properties"]["DeploymentConfiguration"]
     assert config["Alarms"]["AlarmNames"] == {
         "Fn::Split": [",", {"Fn::GetAtt": ["Alarms", "Outputs.WorkerDeploymentAlarmNames"]}]
     }
     assert config["Alarms"]["Enable"] is True and config["Alarms"]["Rollback"] is True
     assert config["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+
+
+def _dimensions(alarm: dict) -> list[list[dict]]:
+    props = alarm["Properties"]
+    sets = [props["Dimensions"]] if "Dimensions" in props else []
+    sets += [
+        q["MetricStat"]["Metric"]["Dimensions"]
+        for q in props.get("Metrics", [])
+        if "MetricStat" in q
+    ]
+    return sets
+
+
+def test_worker_alarms_watch_the_version_worker_tasks_report(
+    stack: dict, alarms_template: dict
+) -> None:
+    """The per-version worker alarms watch ``Version=WorkerVersion``, the very parameter the
+    worker task definition sets as APP_VERSION (telemetry's Version dimension), and never the
+    API's GreenVersion; their Service is the worker's OTEL_SERVICE_NAME."""
+    spec = load_spec(SPEC)
+    assert spec.worker is not None
+    nested = stack["Resources"]["Alarms"]["Properties"]["Parameters"]
+    assert nested["WorkerVersion"] == {"Ref": "WorkerVersion"}
+    (container,) = [
+        c
+        for c in stack["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+        if c["Name"] == "worker"
+    ]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["APP_VERSION"] == {"Ref": "WorkerVersion"}
+    assert env["OTEL_SERVICE_NAME"] == {"Ref": "WorkerServiceName"}
+    assert stack["Parameters"]["WorkerServiceName"]["Default"] == spec.worker.service
+
+    alarms = {
+        r["Properties"]["AlarmName"]: r
+        for r in alarms_template["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    rollback = worker_rollback_alarm_names(alarms_template)
+    per_version = 0
+    for name in rollback:
+        for dims in _dimensions(alarms[name]):
+            by = {d["Name"]: d["Value"] for d in dims}
+            assert by["Service"] == spec.worker.service, name
+            if "Version" in by:
+                per_version += 1
+                assert by["Version"] == {"Ref": "WorkerVersion"}, name
+    assert per_version, "no worker rollback alarm watches the version being rolled out"
+    worker_alarms = [a for n, a in alarms.items() if "-worker-" in n]
+    text = json.dumps(worker_alarms)
+    assert "GreenVersion" not in text and "BlueVersion" not in text
 
 
 def test_nested_alarms_stack_gets_exactly_its_parameters(
