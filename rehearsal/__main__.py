@@ -21,6 +21,7 @@ from points import PRESETS
 from rehearsal import schedule as schedules
 from rehearsal import versions
 from rehearsal.model import DEFAULT_SPEC, OUTCOMES, SCENARIOS, Options, Outcome
+from rehearsal.rolling import cli as worker_cli
 from rehearsal.runner import run
 from rehearsal.supervisor import Interrupted
 from rehearsal.versions import OneWayDoor
@@ -106,10 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
             "alarms generated from the spec evaluated live, and an automatic rollback."
         ),
     )
+    p.add_argument("--target", choices=("api", "worker"), default="api",
+                   help="api: blue/green of the points service (CodeDeploy); worker: rolling "
+                   "update of the SQS worker (ECS) (default: %(default)s)")  # fmt: skip
     p.add_argument("--scenario", required=True, choices=SCENARIOS,
-                   help="regression: green has the rate limiter on; healthy: it does not; "
+                   help="regression: green has the rate limiter on (worker: the new version's "
+                   "jobs make a slow downstream call); healthy: it does not; "
                    "breaking: v1 -> v3 with the regression (a rollback across a one-way door); "
-                   "two-phase: v1 -> v2 (prepare), then v2 -> v3 with the regression")  # fmt: skip
+                   "two-phase: v1 -> v2 (prepare), then v2 -> v3 with the regression (both API "
+                   "only)")  # fmt: skip
     p.add_argument(
         "--deployment-config",
         default=schedules.DEFAULT_CONFIG,
@@ -121,11 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
             "custom:allatonce (default: %(default)s)"
         ),
     )
-    p.add_argument("--time-scale", type=_positive, default=0.75, metavar="X",
-                   help="multiply every deployment duration by X (default: %(default)s)")  # fmt: skip
-    p.add_argument("--bake", type=_non_negative, default=60.0, metavar="SECONDS",
+    p.add_argument("--time-scale", type=_positive, default=None, metavar="X",
+                   help="multiply every deployment duration by X (default: 0.75; worker: 1)")  # fmt: skip
+    p.add_argument("--bake", type=_non_negative, default=None, metavar="SECONDS",
                    help="wait after 100%% green before terminating blue, alarms still watched; "
-                   "scaled too (default: %(default)s)")  # fmt: skip
+                   "scaled too (default: 60; worker: the rollback alarms' longest evaluation "
+                   "window, unscaled)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("out/rehearsal"), metavar="DIR",
                    help="output directory (default: %(default)s)")  # fmt: skip
     p.add_argument("--expect", choices=OUTCOMES,
@@ -153,11 +160,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a deployment the one-way-door guard refuses (breaking does)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true",
                    help="plain progress lines even on a terminal")  # fmt: skip
+    worker_cli.add_arguments(p, _positive)
     return p
 
 
+def _spec_problem(spec: Path) -> str | None:
+    """Why the alarm spec cannot be used (``None`` if it can)."""
+    if not spec.is_file():
+        why = "is not a file" if spec.exists() else "does not exist"
+        return f"alarm spec {str(spec)!r} {why}"
+    try:
+        from alarms import load_spec
+
+        load_spec(str(spec))
+    except (ValueError, OSError) as exc:  # SpecError is a ValueError
+        return f"alarm spec {str(spec)!r}: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    not_here = worker_cli.refused(args.target, worker_cli.given_options(parser, argv))
+    if not_here:
+        parser.error(not_here)
+    if args.target == "worker":
+        return worker_cli.run(args, _spec_problem, _unwritable)
+    args.time_scale = 0.75 if args.time_scale is None else args.time_scale
+    args.bake = 60.0 if args.bake is None else args.bake
     chosen = [f"--{s}-version" for s in ("blue", "green") if getattr(args, f"{s}_version")]
     if args.scenario == "two-phase" and chosen:
         print(
@@ -173,17 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     except schedules.ConfigError as exc:
         print(f"rehearsal: error: {exc}", file=sys.stderr)
         return 2
-    if not args.spec.is_file():
-        why = "is not a file" if args.spec.exists() else "does not exist"
-        print(f"rehearsal: error: alarm spec {str(args.spec)!r} {why}", file=sys.stderr)
+    problem = _spec_problem(args.spec)
+    if problem:
+        print(f"rehearsal: error: {problem}", file=sys.stderr)
         return 2
-    try:
-        from alarms import load_spec
+    from alarms import load_spec
 
-        spec = load_spec(str(args.spec))
-    except (ValueError, OSError) as exc:  # SpecError is a ValueError
-        print(f"rehearsal: error: alarm spec {str(args.spec)!r}: {exc}", file=sys.stderr)
-        return 2
+    spec = load_spec(str(args.spec))
     refusal = _refusal(args, spec)
     if refusal is not None:
         print(f"rehearsal: {refusal[1]}", file=sys.stderr)

@@ -95,21 +95,37 @@ def limits(desired: int, min_healthy_percent: int, max_percent: int) -> Limits:
     return Limits(desired, min_healthy, max_running)
 
 
-def plan(desired: int, min_healthy_percent: int, max_percent: int) -> tuple[Round, ...]:
-    """The rounds of a rolling update of ``desired`` tasks, every new task becoming healthy.
+def plan(
+    desired: int,
+    min_healthy_percent: int,
+    max_percent: int,
+    *,
+    outgoing: int | None = None,
+    incoming: int = 0,
+) -> tuple[Round, ...]:
+    """The rounds of a rolling update of ``desired`` tasks, every started task becoming healthy.
 
-    Example: 4 tasks at 100 % / 150 % give ``(stop 0, start 2), (stop 2, start 2),
-    (stop 2, start 0)``; at 50 % / 100 % ``(stop 2, start 2), (stop 2, start 2)``.
+    ``outgoing`` tasks of the revision being replaced (default ``desired``) and ``incoming``
+    tasks of the revision deployed already run; a rollback is such an update back to the old
+    revision, from wherever the failed one stopped (its tasks counted as healthy, which is the
+    slower, conservative case). Example: 4 tasks at 100 % / 150 % give ``(stop 0, start 2),
+    (stop 2, start 2), (stop 2, start 0)``; at 50 % / 100 % ``(stop 2, start 2), (stop 2,
+    start 2)``; rolled back after the first round (2 new, 4 old) ``(stop 2, start 0)``.
     """
     lim = limits(desired, min_healthy_percent, max_percent)
-    if lim.max_running <= lim.min_healthy:
+    old = desired if outgoing is None else outgoing
+    new = incoming
+    if not (old >= 0 and 0 <= new <= desired):
+        raise RollingConfigError(
+            f"cannot plan from {old} outgoing and {new} incoming tasks for {desired} desired"
+        )
+    if lim.max_running <= lim.min_healthy and (old or new < desired):
         raise RollingConfigError(
             f"with {desired} tasks, minimum healthy {min_healthy_percent}% "
             f"({lim.min_healthy} tasks, rounded up) and maximum {max_percent}% "
             f"({lim.max_running} tasks, rounded down) no task can be stopped or started: "
             "the deployment could never progress"
         )
-    old, new = desired, 0  # old tasks left; new tasks started (healthy by the next round)
     rounds: list[Round] = []
     while old or new < desired:
         if len(rounds) >= MAX_ROUNDS:  # pragma: no cover - the arithmetic always progresses
@@ -118,6 +134,8 @@ def plan(desired: int, min_healthy_percent: int, max_percent: int) -> tuple[Roun
         old -= stop
         start = min(desired - new, max(0, lim.max_running - (old + new)))
         new += start
+        if not (stop or start):  # pragma: no cover - excluded by the check above
+            raise RollingConfigError("rolling update cannot progress")
         rounds.append(Round(stop, start))
     return tuple(rounds)
 

@@ -57,6 +57,32 @@ def test_plan(desired: int, low: int, high: int, rounds: list[Round]) -> None:
     assert list(plan(desired, low, high)) == rounds
 
 
+@pytest.mark.parametrize(
+    ("desired", "low", "high", "outgoing", "incoming", "rounds"),
+    [
+        # rolled back during the first round of 100/150: the 2 new tasks are stopped
+        (4, 100, 150, 2, 4, [Round(2, 0)]),
+        # rolled back after the second round (2 old left, 4 new): 2 old-revision tasks first
+        (4, 100, 150, 4, 2, [Round(2, 2), Round(2, 0)]),
+        # 200 %: everything at once
+        (4, 100, 200, 4, 4, [Round(4, 0)]),
+        # 50/100 rolled back after its first round: 2 new stopped, 2 old started
+        (4, 50, 100, 2, 2, [Round(2, 2)]),
+        # nothing left to do
+        (3, 100, 200, 0, 3, []),
+    ],
+)
+def test_rollback_plans_from_where_the_deployment_stopped(
+    desired: int, low: int, high: int, outgoing: int, incoming: int, rounds: list[Round]
+) -> None:
+    assert list(plan(desired, low, high, outgoing=outgoing, incoming=incoming)) == rounds
+
+
+def test_impossible_starting_points_are_refused() -> None:
+    with pytest.raises(RollingConfigError, match="cannot plan"):
+        plan(4, 100, 150, outgoing=1, incoming=5)
+
+
 def test_replaced_after_counts_old_tasks_stopped() -> None:
     assert replaced_after(plan(4, 100, 150)) == [0, 2, 4]
 
