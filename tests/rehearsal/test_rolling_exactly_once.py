@@ -1,0 +1,106 @@
+"""The exactly-once check: a clean store passes; a doctored one fails, naming what is wrong."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from points import GrantRequest, PointsService, open_storage, points_for
+from rehearsal.rolling.exactly_once import Entry, ExactlyOnceReport, check, read_ledger
+from rehearsal.rolling.producer import Produced
+from rehearsal.rolling.report import harm
+
+ORDERS = [
+    Produced(f"ord-{i}", f"user-{i % 3}", 1000 + 250 * i, points_for(1000 + 250 * i), 100.0 + i)
+    for i in range(8)
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    db = tmp_path / "points.db"
+    storage = open_storage({"POINTS_STORE": "sqlite", "POINTS_DB_PATH": str(db)})
+    try:
+        service = PointsService(storage)
+        for o in ORDERS:
+            service.grant(GrantRequest(o.user_id, o.order_id, o.amount_jpy))
+            service.grant(GrantRequest(o.user_id, o.order_id, o.amount_jpy))  # a redelivery
+    finally:
+        storage.close()
+    return db
+
+
+def _check(db: Path, produced: list[Produced] = ORDERS) -> ExactlyOnceReport:
+    entries, balances = read_ledger(db)
+    return check(produced, entries, balances)
+
+
+def test_a_clean_store_passes(store: Path) -> None:
+    report = _check(store)
+    assert report.ok, report.problems
+    assert report.produced == report.credited_once == len(ORDERS)
+    assert "Exactly-once OK" in report.describe()
+
+
+def _sql(db: Path, statement: str, *args: object) -> None:
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(statement, args)
+    conn.close()
+
+
+def test_a_lost_credit_fails(store: Path) -> None:
+    _sql(store, "DELETE FROM ledger WHERE order_id = ?", "ord-3")
+    report = _check(store)
+    assert not report.ok
+    assert report.missing == ["ord-3"]
+    assert "ord-3: produced but never credited" in report.problems
+    assert report.balances  # the user's balance no longer adds up either
+
+
+def test_wrong_points_fail(store: Path) -> None:
+    _sql(store, "UPDATE ledger SET points = points + 1 WHERE order_id = ?", "ord-5")
+    report = _check(store)
+    assert not report.ok and len(report.wrong) == 1 and "ord-5" in report.wrong[0]
+
+
+def test_a_credit_nobody_produced_fails(store: Path) -> None:
+    _sql(
+        store,
+        "INSERT INTO ledger (entry_id, kind, user_id, order_id, amount_jpy, points, balance,"
+        " created_at) VALUES ('x', 'grant', 'user-0', 'ord-phantom', 100, 1, 1, 'now')",
+    )
+    report = _check(store)
+    assert not report.ok and "ord-phantom" in report.unexpected[0]
+
+
+def test_a_doctored_balance_fails(store: Path) -> None:
+    _sql(store, "UPDATE balances SET balance = balance + 7 WHERE user_id = ?", "user-1")
+    report = _check(store)
+    assert not report.ok and report.balances and "user-1" in report.balances[0]
+
+
+def test_credited_twice_fails() -> None:
+    """A store without the (kind, order_id) uniqueness (another backend, a bug) credits twice."""
+    entries = [Entry("grant", o.order_id, o.user_id, o.points) for o in ORDERS]
+    entries.append(Entry("grant", "ord-2", ORDERS[2].user_id, ORDERS[2].points))
+    report = check(ORDERS, entries)
+    assert not report.ok and report.credited_twice == {"ord-2": 2}
+    assert "ord-2: credited 2 times" in report.problems
+    assert harm(ORDERS, {}, 5.0, 0, len(report.credited_twice))["credited_twice"] == 1
+
+
+def test_nothing_produced_is_not_ok() -> None:
+    report = check([], [])
+    assert not report.ok and "nothing could be checked" in report.describe()
+
+
+def test_harm_counts_late_and_never_credited_orders() -> None:
+    first = {o.order_id: o.sent_at + (12.0 if i < 2 else 0.5) for i, o in enumerate(ORDERS[:-1])}
+    h = harm(ORDERS, first, 10.0, dead_lettered=3, credited_twice=0)
+    assert h["never_credited"] == 1
+    assert h["delayed_past_objective"] == 3  # two late, one never credited
+    assert h["dead_lettered"] == 3 and h["credited_twice"] == 0
+    assert h["delay_max_s"] == 12.0 and h["delay_p50_s"] == 0.5
