@@ -110,7 +110,8 @@ def run(args: argparse.Namespace, check_spec: Callable[[Path], str | None],
     """Validate the worker options (exit 2, one line), run, print the summary; the exit status."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from rehearsal.rolling.runner import WorkerOptions, run_worker
+    from rehearsal.rolling.model import WorkerOptions
+    from rehearsal.rolling.runner import run_worker
     from rehearsal.supervisor import Interrupted
 
     if args.scenario not in WORKER_SCENARIOS:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from alarms import Evaluation, decode_emf
 from rehearsal.model import is_reported_transition
 from rehearsal.report import _svg, _table
+from rehearsal.rolling.model import RolloutDecision, RunData, WorkerOutcome
 
 if TYPE_CHECKING:
     from rehearsal.rolling.exactly_once import ExactlyOnceReport
     from rehearsal.rolling.producer import Produced
-    from rehearsal.rolling.runner import RolloutDecision, WorkerOutcome, _Rehearsal
 
 STATE_COLOURS = {"INSUFFICIENT_DATA": "#bbbbbb", "OK": "#2ca02c", "ALARM": "#d62728"}
 
@@ -123,11 +123,11 @@ def harm(
     }
 
 
-def result_document(r: _Rehearsal, decision: RolloutDecision, exactly: ExactlyOnceReport | None,
+def result_document(r: RunData, decision: RolloutDecision, exactly: ExactlyOnceReport | None,
                     details: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    o = r.o
-    assert r.producer is not None
-    produced = r.producer.produced
+    """The ``result.json`` document."""
+    o = r.options
+    produced = r.produced
     return {
         "target": "worker",
         "scenario": o.scenario,
@@ -343,21 +343,19 @@ def _threshold(defs_path: Path, name_suffix: str) -> float | None:
     return None
 
 
-def write_outputs(r: _Rehearsal, decision: RolloutDecision, exactly: ExactlyOnceReport | None,
+def write_outputs(r: RunData, decision: RolloutDecision, exactly: ExactlyOnceReport | None,
                   details: dict[str, Any]) -> WorkerOutcome:  # fmt: skip
-    """Write every output file into ``r.o.out``; return the outcome."""
+    """Write every output file into ``r.options.out``; return the outcome."""
     import matplotlib.pyplot as plt
 
-    from rehearsal.rolling.runner import WorkerOutcome
-
-    out = r.o.out
+    out = r.options.out
     result = result_document(r, decision, exactly, details)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    evaluations = list(r.collector.evaluations)
+    evaluations = list(r.evaluations)
     with (out / "evaluations.jsonl").open("w") as fh:
         for ev in evaluations:
             fh.write(json.dumps({**ev.to_dict(), "epoch": ev.time}) + "\n")
-    watched = set(r.rollback_names)
+    watched = set(r.rollback_alarms)
     transitions = [ev for ev in evaluations if is_reported_transition(ev, watched)]
     t0 = r.t0 or decision.decided_at
     details = {
@@ -367,14 +365,14 @@ def write_outputs(r: _Rehearsal, decision: RolloutDecision, exactly: ExactlyOnce
         "decided_at": decision.decided_at,
         "t0": t0,
         "alarms_monitored": r.monitoring,
-        "emf_lines": dict(r.collector.emf_lines),
+        "emf_lines": dict(r.emf_lines),
         "credits": {
             "credited_by_version": dict(r.credits.by_version),
             "duplicates": r.credits.duplicates,
             "failed_jobs": r.credits.failed,
             "dead_lettered": r.credits.dead_lettered,
         },
-        "producer_send_failures": r.producer.send_failures if r.producer else None,
+        "producer_send_failures": r.send_failures,
         "exactly_once": exactly.to_dict() if exactly else None,
     }
     (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
@@ -385,10 +383,10 @@ def write_outputs(r: _Rehearsal, decision: RolloutDecision, exactly: ExactlyOnce
         series,
         result["tasks"],
         evaluations,
-        r.rollback_names,
+        r.rollback_alarms,
         t0,
         decision.alarm_time_s,
-        (r.old, r.new),
+        r.versions,
         {"utilization": util} if util is not None else {},
     )
     svg = _svg(fig)

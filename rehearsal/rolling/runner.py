@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,13 @@ from points import environment_variables as points_env
 from points.domain import DEFAULT_RATE
 from rehearsal.collector import Collector
 from rehearsal.controller import INGEST_LAG_S, TICK_S, alarms_to_roll_back
-from rehearsal.model import DEFAULT_SPEC, ROLLED_BACK, ROOT, SUCCEEDED, is_reported_transition
+from rehearsal.model import ROLLED_BACK, ROOT, SUCCEEDED, is_reported_transition
 from rehearsal.progress import Progress
-from rehearsal.rolling import schedule
 from rehearsal.rolling.exactly_once import ExactlyOnceReport, check, read_ledger
+from rehearsal.rolling.model import Credits, RolloutDecision, RunData, WorkerOptions, WorkerOutcome
 from rehearsal.rolling.producer import Producer
+from rehearsal.rolling.report import write_outputs
+from rehearsal.rolling.schedule import HEALTHY_AFTER_RUNNING_S, plan
 from rehearsal.runner import (
     _clean_parent_env,
     _signals_ignored,
@@ -44,73 +46,6 @@ MAX_RECEIVE_COUNT = 5
 EMF_GRACE_S = 15.0
 #: Bounds of the drain after the deployment (queue empty, every order credited).
 DRAIN_S = 90.0
-
-
-@dataclass
-class WorkerOptions:
-    """Everything a worker rehearsal needs; ``python -m rehearsal --target worker`` fills it."""
-
-    scenario: str
-    out: Path
-    tasks: int = 4  # the service's desiredCount
-    min_healthy_percent: int = 100
-    max_percent: int = 150
-    time_scale: float = 1.0  # multiplies ECS's 40 s healthy wait and --bake, never alarm periods
-    bake_s: float | None = None  # None: the longest rollback alarm's evaluation window, unscaled
-    spec: Path = DEFAULT_SPEC
-    rate: float = 20.0  # orders per second from the producer
-    concurrency: int = 2  # WORKER_CONCURRENCY of every task
-    batch_size: int = 5  # WORKER_BATCH_SIZE
-    visibility_timeout_s: int = 10  # WORKER_VISIBILITY_TIMEOUT_S (the heartbeat extends it)
-    new_work_ms: float = 1500.0  # regression: the new version's slow downstream call per job
-    stop_timeout_s: float = 30.0  # ECS stopTimeout: SIGTERM, then SIGKILL (deploy/stack.yaml)
-    delay_objective_s: float = 10.0  # an order credited later than this after it was sent is harm
-    warmup_s: float = 10.0  # the old revision alone before the deployment starts (not scaled)
-    progress: bool | None = None
-    seed: int | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RolloutDecision:
-    """Rolled back (a rollback alarm in ALARM) or succeeded (bake time over)."""
-
-    outcome: str
-    decided_at: float
-    alarms_firing: tuple[str, ...] = ()
-    alarm_time_s: float | None = None  # seconds after the first new task started
-    new_tasks: int = 0  # tasks of the new revision running at the decision
-    replaced: int = 0  # old tasks stopped by then
-    round: int = 0  # 1-based round during which the decision came
-
-    @property
-    def rolled_back(self) -> bool:
-        return self.outcome == ROLLED_BACK
-
-    @property
-    def alarm(self) -> str | None:
-        return self.alarms_firing[0] if self.alarms_firing else None
-
-
-@dataclass
-class Credits:
-    """What the tasks' log lines say about each order: first credit time, and the rest."""
-
-    first: dict[str, float] = field(default_factory=dict)  # order_id -> epoch s of first credit
-    by_version: dict[str, int] = field(default_factory=dict)
-    duplicates: int = 0
-    dead_lettered: int = 0
-    failed: int = 0
-
-
-@dataclass
-class WorkerOutcome:
-    """What :func:`run_worker` returns."""
-
-    result: dict[str, Any]
-    report_path: Path
-    exactly_once: ExactlyOnceReport | None
-    details: dict[str, Any]
 
 
 def _sqs_client(region: str, endpoint: str) -> Any:
@@ -143,7 +78,7 @@ def bake_seconds(defs: dict[str, Any], names: list[str]) -> float:
 class _Fleet:
     """The tasks of both revisions: start, stop (SIGTERM, SIGKILL after stopTimeout) and count."""
 
-    def __init__(self, supervisor: Supervisor, env: Callable[[str], dict[str], ], on_line: Any,
+    def __init__(self, supervisor: Supervisor, env: Callable[[str], dict[str, str]], on_line: Any,
                  stop_timeout_s: float) -> None:  # fmt: skip
         self.supervisor = supervisor
         self._env = env
@@ -218,8 +153,8 @@ class _Rehearsal:
         self.defs = synth(self.spec, format="json", profile="rehearsal")
         self.rollback_names = worker_rollback_alarm_names(self.defs)
         (out / "alarms.json").write_text(json.dumps(self.defs, indent=2, default=str) + "\n")
-        self.rounds = schedule.plan(options.tasks, options.min_healthy_percent, options.max_percent)
-        self.healthy_s = round(schedule.HEALTHY_AFTER_RUNNING_S * options.time_scale, 3)
+        self.rounds = plan(options.tasks, options.min_healthy_percent, options.max_percent)
+        self.healthy_s = round(HEALTHY_AFTER_RUNNING_S * options.time_scale, 3)
         self.bake_s = (
             bake_seconds(self.defs, self.rollback_names)
             if options.bake_s is None
@@ -414,7 +349,7 @@ class _Rehearsal:
     def roll_back(self) -> list[list[int]]:
         """The rollback: a rolling update back to the old revision, same limits."""
         fleet, o = self.fleet, self.o
-        rounds = schedule.plan(
+        rounds = plan(
             o.tasks,
             o.min_healthy_percent,
             o.max_percent,
@@ -483,8 +418,6 @@ class _Rehearsal:
 
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> WorkerOutcome:
-        from rehearsal.rolling.report import write_outputs
-
         o = self.o
         _clean_parent_env()
         details: dict[str, Any] = {
@@ -577,7 +510,21 @@ class _Rehearsal:
         details["tasks"] = [
             [round(t - (self.t0 or t), 2), counts] for t, counts in self.fleet.history
         ]
-        return write_outputs(self, decision, exactly, details)
+        data = RunData(
+            options=o,
+            versions=(self.old, self.new),
+            rollback_alarms=self.rollback_names,
+            healthy_s=self.healthy_s,
+            bake_s=self.bake_s,
+            t0=self.t0,
+            monitoring=self.monitoring,
+            produced=self.producer.produced,
+            send_failures=self.producer.send_failures,
+            credits=self.credits,
+            evaluations=list(self.collector.evaluations),
+            emf_lines=dict(self.collector.emf_lines),
+        )
+        return write_outputs(data, decision, exactly, details)
 
 
 def run_worker(options: WorkerOptions) -> WorkerOutcome:
