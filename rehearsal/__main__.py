@@ -1,4 +1,5 @@
-"""``python -m rehearsal``: a blue/green deployment with alarm-triggered rollback on one machine.
+"""``python -m rehearsal``: a blue/green deployment with alarm-triggered rollback on one machine
+(``--target worker``: the worker's ECS rolling update, :mod:`rehearsal.rolling`).
 
 Exit status: 0 done (and as expected); 1 the outcome differs from ``--expect``, or the run
 failed; 2 bad arguments or spec (one line on stderr); 3 the data safety check failed (after a
@@ -104,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Rehearse a CodeDeploy blue/green deployment of the points service on this machine: "
             "blue (v1) and green (v2) under gunicorn, a weighted listener, Locust load, the "
-            "alarms generated from the spec evaluated live, and an automatic rollback."
+            "alarms generated from the spec evaluated live, and an automatic rollback. With "
+            "--target worker: the SQS worker's ECS rolling update on moto's SQS server, rolled "
+            "back by its USE alarms."
         ),
     )
     p.add_argument("--target", choices=("api", "worker"), default="api",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rehearsal.supervisor import group_pids
+from tests.rehearsal.test_end_to_end import _alarm_states
 from tests.support.processes import ROOT
 
 RESULT_KEYS = {
@@ -50,14 +51,6 @@ def _no_children_left(out: Path) -> None:
         time.sleep(0.1)
     left = {name: group_pids(p) for name, p in pgids.items() if group_pids(p)}
     assert not left, f"child processes still running: {left}"
-
-
-def _alarm_states(out: Path) -> dict[str, set[str]]:
-    states: dict[str, set[str]] = {}
-    for line in (out / "evaluations.jsonl").read_text().splitlines():
-        ev = json.loads(line)
-        states.setdefault(ev["alarm"], set()).add(ev["state"])
-    return states
 
 
 @pytest.mark.slow
