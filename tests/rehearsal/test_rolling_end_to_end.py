@@ -145,6 +145,9 @@ def test_healthy_rolling_update_completes(tmp_path: Path) -> None:
         (["--min-healthy-percent", "x"], "--min-healthy-percent"),
         (["--rate", "0"], "--rate"),
         (["--spec", "no/such/spec.yaml"], "does not exist"),
+        (["--blue-env", "A=1"], "--blue-env is an option of --target api"),
+        (["--allow-one-way-door"], "--allow-one-way-door"),
+        (["--scenario", "breaking"], "not a worker scenario"),
     ],
 )  # fmt: skip
 def test_bad_worker_arguments_exit_2_with_one_line(
