@@ -1,10 +1,15 @@
-"""Fixtures for the points service: an app on a temporary SQLite file and an OpenAPI checker."""
+"""Fixtures for the points service: an app on a temporary SQLite file, a local token issuer
+and an OpenAPI checker."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import re
+import shutil
 import sqlite3
+import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +25,51 @@ from werkzeug.test import TestResponse
 
 from sample_api import Config, RateLimitSettings, create_app
 from sample_api.app import load_openapi
+from sample_api.dev_tokens import DevIssuer
 from sample_api.state import state_of
+from sample_api.tokens import GRANT_SCOPE, auth_settings_from
+
+# One local issuer for the whole session (its keys live outside every test's tmp_path).
+_ISSUER_DIR = tempfile.mkdtemp(prefix="points-issuer-")
+atexit.register(shutil.rmtree, _ISSUER_DIR, True)
+ISSUER = DevIssuer.create(_ISSUER_DIR)
+#: The AUTH_* settings every test app uses unless told otherwise.
+AUTH = auth_settings_from(ISSUER.env())
+#: The order system's id: the subject of grant tokens.
+ORDER_SERVICE = "order-service"
+GRANTS = "/v1/points/grants"
+REDEMPTIONS = "/v1/points/redemptions"
+_HISTORY = re.compile(r"^/v1/users/([^/?]*)/points$")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def grant_token() -> str:
+    """The order system's token: may grant points to anyone."""
+    return ISSUER.mint(ORDER_SERVICE, scopes=[GRANT_SCOPE])
+
+
+def user_token(user_id: str) -> str:
+    """A customer's own token."""
+    return ISSUER.mint(user_id)
+
+
+def rightful_headers(method: str, path: str, body: Any = None) -> dict[str, str]:
+    """The token of whoever may make this request: the order system for grants, the user the
+    points belong to for redemptions and history; none for anything else."""
+    path = path.split("?", 1)[0]
+    if method == "POST" and path == GRANTS:
+        return bearer(grant_token())
+    if method == "POST" and path == REDEMPTIONS:
+        user = body.get("user_id") if isinstance(body, dict) else None
+        return bearer(user_token(user if isinstance(user, str) and user else "alice"))
+    match = _HISTORY.match(path)
+    if match and urllib.parse.unquote(match.group(1)):
+        return bearer(user_token(urllib.parse.unquote(match.group(1))))
+    return {}
+
 
 OPENAPI = load_openapi()
 _DOC_URI = "urn:points-service:openapi"
@@ -82,14 +131,27 @@ def _check_headers(declared: dict[str, Any], response: TestResponse, where: str)
         assert not errors, f"{where}: header {name}: {errors[0].message}"
 
 
+_RIGHTFUL = object()
+
+
 class Api:
-    """A test client that checks every response against the OpenAPI document."""
+    """A test client that checks every response against the OpenAPI document.
+
+    Requests carry the rightful caller's token (:func:`rightful_headers`) unless ``token=``
+    names another (``None``: no Authorization header)."""
 
     def __init__(self, client: FlaskClient) -> None:
         self.client = client
 
-    def request(self, method: str, path: str, **kwargs: Any) -> TestResponse:
-        response = self.client.open(path, method=method, **kwargs)
+    def request(
+        self, method: str, path: str, *, token: Any = _RIGHTFUL, **kwargs: Any
+    ) -> TestResponse:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token is _RIGHTFUL:
+            headers = {**rightful_headers(method, path, kwargs.get("json")), **headers}
+        elif token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        response = self.client.open(path, method=method, headers=headers, **kwargs)
         assert response.status_code < 500 or response.status_code == 503, response.get_data()
         check_openapi(method, path.split("?", 1)[0], response)
         return response
@@ -108,7 +170,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def config(db_path: Path) -> Config:
-    return Config(version="test-1", db_path=str(db_path))
+    return Config(version="test-1", db_path=str(db_path), auth=AUTH)
 
 
 @pytest.fixture
