@@ -19,23 +19,28 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import gunicorn
+from tests.sample_api.conftest import ISSUER, rightful_headers
+from tests.support.processes import gunicorn as _gunicorn
 
 pytestmark = pytest.mark.slow
 
 GRANTS = "/v1/points/grants"
 
 
+def gunicorn(*, env: dict[str, str], **kwargs: Any):
+    """The service under gunicorn, trusting the tests' local token issuer."""
+    return _gunicorn(env={**ISSUER.env(), **env}, **kwargs)
+
+
 def call(
     base: str, path: str, body: dict | None = None, timeout: float = 60
 ) -> tuple[int, dict[str, str], Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        base + path,
-        data=data,
-        method="POST" if body is not None else "GET",
-        headers={"Content-Type": "application/json"} if body is not None else {},
-    )
+    method = "POST" if body is not None else "GET"
+    headers = rightful_headers(method, path, body)  # the caller who may do it
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), json.loads(response.read())
@@ -92,6 +97,7 @@ def _raw(base: str, body: Any, headers: dict[str, str], chunked: bool = False) -
     host, port = base.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
+        headers = {**rightful_headers("POST", GRANTS), **headers}
         conn.request("POST", GRANTS, body=body, headers=headers, encode_chunked=chunked)
         response = conn.getresponse()
         return response.status, (response.getheader("Content-Type"), response.read())
