@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.sample_api.conftest import ISSUER, rightful_headers
+from tests.sample_api.conftest import ISSUER, grant_token, rightful_headers
 from tests.support.processes import gunicorn as _gunicorn
 
 pytestmark = pytest.mark.slow
@@ -210,6 +210,10 @@ def test_delay_mode_raises_latency_above_the_rate_and_not_below(tmp_path: Path) 
     assert high > 3 * low, (low, high)
 
 
+# The order system's credentials for raw requests: so the app goes on to read their bodies.
+GRANT_AUTH = b"Authorization: Bearer " + grant_token().encode() + b"\r\n"
+
+
 def _connect(base: str) -> socket.socket:
     host, port = base.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
@@ -243,7 +247,9 @@ def test_health_answers_while_slow_clients_hold_connections(tmp_path: Path) -> N
             sock = _connect(base)
             sock.sendall(
                 b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\n\r\n" + grant[:4]
+                + GRANT_AUTH
+                + b"Content-Length: 100\r\n\r\n"
+                + grant[:4]
             )
             slow_body.append(sock)
         slow_headers = []
@@ -292,11 +298,14 @@ MALFORMED = {
     "header too large": (b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431),
     "chunk size": (
         b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        + GRANT_AUTH
+        + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
         400,
     ),
     "transfer coding": (
-        b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\n"
+        + GRANT_AUTH
+        + b"Transfer-Encoding: gzip\r\n\r\n",
         400,
     ),
 }
@@ -342,8 +351,9 @@ def test_sigterm_readiness_turns_503_and_queued_connections_are_still_answered(
         for n, sock in enumerate(sockets):
             body = json.dumps({"user_id": "queue", "order_id": f"q-{n}", "amount_jpy": 100})
             sock.sendall(
-                f"POST {GRANTS} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode()
+                f"POST {GRANTS} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n".encode()
+                + GRANT_AUTH
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode()
             )
         proc.send_signal(signal.SIGTERM)  # what ECS sends to the container's main process
         # Readiness says "stop sending" at once; liveness still says the process is fine.
