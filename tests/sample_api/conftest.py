@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import re
 import shutil
 import sqlite3
@@ -134,6 +135,19 @@ def _check_headers(declared: dict[str, Any], response: TestResponse, where: str)
 _RIGHTFUL = object()
 
 
+def _body_of(kwargs: dict[str, Any]) -> Any:
+    """The JSON a request sends (``json=``, or raw ``data=`` that parses), to pick its caller."""
+    if "json" in kwargs:
+        return kwargs["json"]
+    data = kwargs.get("data")
+    if isinstance(data, str | bytes):
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+    return None
+
+
 class Api:
     """A test client that checks every response against the OpenAPI document.
 
@@ -148,7 +162,7 @@ class Api:
     ) -> TestResponse:
         headers = dict(kwargs.pop("headers", None) or {})
         if token is _RIGHTFUL:
-            headers = {**rightful_headers(method, path, kwargs.get("json")), **headers}
+            headers = {**rightful_headers(method, path, _body_of(kwargs)), **headers}
         elif token is not None:
             headers["Authorization"] = f"Bearer {token}"
         response = self.client.open(path, method=method, headers=headers, **kwargs)
