@@ -3,13 +3,10 @@ and an OpenAPI checker."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import re
-import shutil
 import sqlite3
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -26,35 +23,15 @@ from werkzeug.test import TestResponse
 
 from sample_api import Config, RateLimitSettings, create_app
 from sample_api.app import load_openapi
-from sample_api.dev_tokens import DevIssuer
 from sample_api.state import state_of
-from sample_api.tokens import GRANT_SCOPE, auth_settings_from
+from sample_api.tokens import auth_settings_from
+from tests.support.issuer import ISSUER, bearer, grant_token, user_token
 
-# One local issuer for the whole session (its keys live outside every test's tmp_path).
-_ISSUER_DIR = tempfile.mkdtemp(prefix="points-issuer-")
-atexit.register(shutil.rmtree, _ISSUER_DIR, True)
-ISSUER = DevIssuer.create(_ISSUER_DIR)
 #: The AUTH_* settings every test app uses unless told otherwise.
 AUTH = auth_settings_from(ISSUER.env())
-#: The order system's id: the subject of grant tokens.
-ORDER_SERVICE = "order-service"
 GRANTS = "/v1/points/grants"
 REDEMPTIONS = "/v1/points/redemptions"
 _HISTORY = re.compile(r"^/v1/users/([^/?]*)/points$")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def grant_token() -> str:
-    """The order system's token: may grant points to anyone."""
-    return ISSUER.mint(ORDER_SERVICE, scopes=[GRANT_SCOPE])
-
-
-def user_token(user_id: str) -> str:
-    """A customer's own token."""
-    return ISSUER.mint(user_id)
 
 
 def rightful_headers(method: str, path: str, body: Any = None) -> dict[str, str]:

@@ -22,16 +22,8 @@ import pytest
 from werkzeug.wrappers import Response
 
 from sample_api.dev_tokens import DevIssuer
-from tests.sample_api.conftest import (
-    GRANTS,
-    ISSUER,
-    ORDER_SERVICE,
-    REDEMPTIONS,
-    check_openapi,
-    grant_token,
-    ledger_snapshot,
-    user_token,
-)
+from tests.sample_api.conftest import GRANTS, REDEMPTIONS, check_openapi, ledger_snapshot
+from tests.support.issuer import ISSUER, ORDER_SERVICE, grant_token, user_token
 from tests.support.processes import gunicorn
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,8 @@ import pytest
 
 from points.formats import PRESETS
 from sample_api import Config, ConfigError, RateLimitSettings, create_app
-from tests.sample_api.conftest import AUTH, ISSUER
+from tests.sample_api.conftest import AUTH
+from tests.support.issuer import ISSUER
 from tests.support.processes import ROOT
 
 # Every variable a runnable service needs besides the defaults: its token issuer.

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.sample_api.conftest import ISSUER, grant_token, rightful_headers
+from tests.sample_api.conftest import rightful_headers
+from tests.support.issuer import ISSUER, grant_token
 from tests.support.processes import gunicorn as _gunicorn
 
 pytestmark = pytest.mark.slow

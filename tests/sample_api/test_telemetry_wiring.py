@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from telemetry import catalog
-from tests.sample_api.conftest import ISSUER, rightful_headers
+from tests.sample_api.conftest import rightful_headers
+from tests.support.issuer import ISSUER
 from tests.support.processes import child, free_port, gunicorn
 from tests.telemetry.test_emf import validate_emf
 
