@@ -182,7 +182,10 @@ def test_api_is_a_codedeploy_blue_green_service(stack: dict) -> None:
 
 
 def _app_routes() -> set[str]:
-    config = Config.from_env({"POINTS_STORE": "sqlite", "POINTS_DB_PATH": ":memory:"})
+    # Only the routes matter here, not who may call them.
+    config = Config.from_env(
+        {"POINTS_STORE": "sqlite", "POINTS_DB_PATH": ":memory:", "AUTH_MODE": "off"}
+    )
     app = create_app(config)
     return {rule.rule for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ())}
 
@@ -207,6 +210,7 @@ def test_health_check_paths_exist_in_the_app(stack: dict, taskdef: dict) -> None
 def _gunicorn_default_port(monkeypatch: pytest.MonkeyPatch) -> int:
     for name in ("PORT", "BIND"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUTH_MODE", "off")  # only the bind matters here, not the token issuer
     settings = runpy.run_path(str(ROOT / "sample_api" / "gunicorn.conf.py"))
     host, _, port = settings["bind"].rpartition(":")
     assert host == "0.0.0.0"  # reachable from the load balancer inside the task's ENI
