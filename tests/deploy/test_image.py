@@ -3,8 +3,6 @@ installed) a real build whose container answers /healthz."""
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import json
 import os
 import re
@@ -12,17 +10,15 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import tomllib
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.deploy._cfn import DEPLOY, ROOT
-from tests.support.issuer import ISSUER, bearer, grant_token
+from tests.support.issuer import ISSUER, bearer, grant_token, jwks_server
 from tests.support.processes import child, free_port, wait_http
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
@@ -62,31 +58,6 @@ TASK_AUTH_ENV = {
 
 def _auth_env(jwks_url: str) -> dict[str, str]:
     return {**ISSUER.env(), "AUTH_JWKS_FILE": "", "AUTH_JWKS_URL": jwks_url}
-
-
-@contextlib.contextmanager
-def _jwks_server() -> Iterator[str]:
-    """The tests' issuer's JWKS over HTTP on 127.0.0.1; yields its URL."""
-    body = ISSUER.jwks_path.read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _local_env(stage: dict, port: int, tmp_path: Path) -> dict[str, str]:
@@ -289,9 +260,9 @@ def test_built_image_answers_healthz_on_a_read_only_root() -> None:
         assert touch.returncode != 0 and "Read-only file system" in touch.stderr
         # Exactly the image's CMD, trusting the tests' issuer through a JWKS URL (as on AWS).
         with (
-            _jwks_server() as jwks_url,
+            jwks_server() as jwks,
             child(
-                _read_only(rootfs, config, {**env, **_auth_env(jwks_url)}, config["Cmd"])
+                _read_only(rootfs, config, {**env, **_auth_env(jwks.url)}, config["Cmd"])
             ) as server,
         ):
             base = f"http://127.0.0.1:{port}"

@@ -11,7 +11,6 @@ import http.client
 import http.server
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from werkzeug.wrappers import Response
 
 from sample_api.dev_tokens import DevIssuer
 from tests.sample_api.conftest import GRANTS, REDEMPTIONS, check_openapi, ledger_snapshot
-from tests.support.issuer import ISSUER, ORDER_SERVICE, grant_token, user_token
+from tests.support.issuer import ISSUER, ORDER_SERVICE, grant_token, jwks_server, user_token
 from tests.support.processes import gunicorn
 
 pytestmark = pytest.mark.slow
@@ -243,40 +242,16 @@ def test_order_service_subject_is_no_user(service: tuple[str, Path]) -> None:
 # -- keys from a JWKS URL: cached, and a failure is a bounded 503 ------------------------------
 
 
-class _Jwks(http.server.BaseHTTPRequestHandler):
-    body = b""
-    hits = 0
-
-    def do_GET(self) -> None:
-        type(self).hits += 1
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def test_keys_from_a_jwks_url_are_fetched_once_and_cached(tmp_path: Path) -> None:
-    _Jwks.body, _Jwks.hits = ISSUER.jwks_path.read_bytes(), 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Jwks)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    env = {**ISSUER.env(), "AUTH_JWKS_FILE": "", "WEB_CONCURRENCY": "1",
-           "AUTH_JWKS_URL": f"http://127.0.0.1:{server.server_port}/jwks.json",
-           "POINTS_DB_PATH": str(tmp_path / "points.db")}  # fmt: skip
-    try:
+    with jwks_server() as jwks:
+        env = {**ISSUER.env(), "AUTH_JWKS_FILE": "", "AUTH_JWKS_URL": jwks.url,
+               "WEB_CONCURRENCY": "1", "POINTS_DB_PATH": str(tmp_path / "points.db")}  # fmt: skip
         with gunicorn(env=env) as (base, _):
-            assert _Jwks.hits == 0  # start-up does not depend on the issuer
+            assert jwks.hits == 0  # start-up does not depend on the issuer
             for _ in range(3):
                 assert send(base, "GET", HISTORY, user_token("alice")).status_code == 200
             _check_refusal(send(base, "GET", HISTORY, _forged()), 401, "unauthorized")
-            assert _Jwks.hits == 1
-    finally:
-        server.shutdown()
-        server.server_close()
+            assert jwks.hits == 1
 
 
 @pytest.mark.parametrize("issuer", ["refuses connections", "never answers"])
