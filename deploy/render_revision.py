@@ -41,6 +41,9 @@ REQUIRED_OUTPUTS = (
     "PointsTableName",
     "CollectorConfigParameter",
     "CollectorImageUri",
+    "AuthIssuer",
+    "AuthAudience",
+    "AuthJwksUrl",
 )
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
