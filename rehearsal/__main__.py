@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
             "a CodeDeployDefault.ECS* configuration ("
             + ", ".join(n.removeprefix("CodeDeployDefault.") for n in schedules.PREDEFINED)
             + ") or custom:linear:<percent>:<interval_s>, custom:canary:<percent>:<interval_s>, "
-            "custom:allatonce (default: %(default)s)"
+            "custom:allatonce, or an ECS native strategy: ecs:blue_green, "
+            "ecs:linear[:<stepPercent>[:<stepBakeTimeInMinutes>]], "
+            "ecs:canary[:<canaryPercent>[:<canaryBakeTimeInMinutes>]] (default: %(default)s)"
         ),
     )
     p.add_argument("--time-scale", type=_positive, default=0.75, metavar="X",
