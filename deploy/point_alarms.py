@@ -15,7 +15,8 @@ What it derives, from AWS rather than from a person:
   production listener rule with ECS native deployments). CodeDeploy puts the new tasks there;
 * ``GreenVersion`` is the release (``--green-version``, the image tag).
 
-Then a stack update with the previous template changes exactly those three parameters (every other
+The alarms are read from the template the stack's nested ``Alarms`` stack was made from
+(``--alarms-template`` to give one). Then a stack update with the previous template changes exactly those three parameters (every other
 one ``UsePreviousValue``), which re-renders only the nested alarms stack, waits for it, and reads the
 alarms back (``cloudwatch describe-alarms``) to check that each watches what it should. With
 ``--dry-run`` nothing is changed: the plan (parameters, and the dimensions every alarm of the alarms
@@ -38,9 +39,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-#: The nested alarms template the stack deploys (`python -m alarms synth` output).
-ALARMS_TEMPLATE = HERE / "alarms.json"
 #: The stack parameters this step sets; everything else keeps its value.
 POINTED = ("BlueVersion", "GreenVersion", "ReplacementTargetGroup")
 #: Stack outputs it reads (deploy/stack.yaml).
@@ -212,6 +210,36 @@ def described_targets(described: dict[str, Any]) -> dict[str, list[str]]:
     return targets
 
 
+def deployed_alarms_template(stack: str, region: str | None) -> dict[str, Any]:
+    """The alarms template the stack's nested ``Alarms`` stack was made from (each stage may have
+    its own: `python -m alarms synth --service`), so the plan and the check use what is deployed."""
+    resource = aws(
+        "cloudformation",
+        "describe-stack-resource",
+        "--stack-name",
+        stack,
+        "--logical-resource-id",
+        "Alarms",
+        region=region,
+    )
+    nested = ((resource or {}).get("StackResourceDetail") or {}).get("PhysicalResourceId")
+    if not nested:
+        raise AwsError(f"stack {stack} has no Alarms nested stack")
+    body = (aws("cloudformation", "get-template", "--stack-name", nested, region=region) or {}).get(
+        "TemplateBody"
+    )
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError:
+            raise AwsError(
+                "the deployed alarms template is not JSON; pass it with --alarms-template"
+            ) from None
+    if not isinstance(body, dict):
+        raise AwsError(f"no template for the alarms stack {nested}")
+    return body
+
+
 def rollback_alarm_names(template: dict[str, Any]) -> list[str]:
     """The alarms the deployment watches (the template's DeploymentAlarmNames output)."""
     value = template.get("Outputs", {}).get("DeploymentAlarmNames", {}).get("Value", "")
@@ -329,7 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", required=True, help="the deploy/stack.yaml stack")
     parser.add_argument("--green-version", required=True, help="the release (image tag)")
     parser.add_argument("--region", help="AWS region (default: the CLI's)")
-    parser.add_argument("--alarms-template", type=Path, default=ALARMS_TEMPLATE)
+    parser.add_argument(
+        "--alarms-template",
+        type=Path,
+        help="the alarms template (JSON) to plan with (default: the one the stack deployed)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     parser.add_argument("--plan", type=Path, help="also write the plan as JSON to this file")
     args = parser.parse_args(argv)
@@ -343,12 +375,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.region is not None and not _REGION.fullmatch(args.region):
             raise UsageError(f"--region does not look like an AWS region: {args.region!r}")
-        try:
-            template = json.loads(args.alarms_template.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.alarms_template}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{args.alarms_template} is not JSON: {exc.msg}") from None
+        if args.alarms_template is None:
+            template = deployed_alarms_template(args.stack, args.region)
+        else:
+            try:
+                template = json.loads(args.alarms_template.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise UsageError(f"cannot read {args.alarms_template}: {exc.strerror}") from None
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{args.alarms_template} is not JSON: {exc.msg}") from None
         the_plan = plan(args.stack, args.green_version, region=args.region, template=template)
         if args.plan:
             args.plan.write_text(json.dumps(the_plan, indent=2, sort_keys=True) + "\n")

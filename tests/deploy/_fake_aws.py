@@ -152,6 +152,13 @@ def answer(world: dict[str, Any], argv: list[str]) -> Any:
     if call == "cloudformation update-stack":
         _update_stack(world, options)
         return {"StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/x/1"}
+    if call == "cloudformation describe-stack-resource":
+        nested = "arn:aws:cloudformation:us-east-1:123456789012:stack/points-service-Alarms-1/2"
+        return {
+            "StackResourceDetail": {"LogicalResourceId": "Alarms", "PhysicalResourceId": nested}
+        }
+    if call == "cloudformation get-template":
+        return {"TemplateBody": json.loads(Path(world["alarms_template"]).read_text())}
     if call == "cloudformation wait":
         return None
     if call == "ecs describe-services":

@@ -338,9 +338,12 @@ _STAR_OK = {
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
     "ecs:RegisterTaskDefinition",
-    # no resource-level permissions (Service Authorization Reference); the release build reads
-    # the running task definition for the one-way-door guard
+    # no resource-level permissions (Service Authorization Reference): the release build reads
+    # the running task definition (one-way-door guard, deploy/point_alarms.py) and the
+    # production listener (deploy/point_alarms.py)
     "ecs:DescribeTaskDefinition",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeRules",
 }
 
 
@@ -542,7 +545,7 @@ def pipeline() -> dict:
 def test_pipeline_runs_source_build_and_codedeploy_blue_green(pipeline: dict, stack: dict) -> None:
     res = pipeline["Resources"]
     stages = res["Pipeline"]["Properties"]["Stages"]
-    assert [s["Name"] for s in stages] == ["Source", "Build", "Deploy"]
+    assert [s["Name"] for s in stages] == ["Source", "PreProduction", "Production"]
     source = stages[0]["Actions"][0]["Fn::If"]
     assert source[0] == "UseConnection"
     assert source[1]["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
@@ -551,7 +554,7 @@ def test_pipeline_runs_source_build_and_codedeploy_blue_green(pipeline: dict, st
     assert build["Source"]["BuildSpec"] == "deploy/buildspec.yml"
     assert (DEPLOY / "buildspec.yml").is_file()
     assert build["Environment"]["PrivilegedMode"] is True
-    deploy = stages[2]["Actions"][0]
+    deploy = stages[2]["Actions"][1]
     assert deploy["ActionTypeId"]["Provider"] == "CodeDeployToECS"
     config = deploy["Configuration"]
     spec = yaml.safe_load((DEPLOY / "buildspec.yml").read_text())
@@ -588,7 +591,7 @@ def _statements(role: dict) -> list[dict]:
     for policy in role["Properties"]["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             if "Fn::If" in statement:
-                found.extend(statement["Fn::If"][1:])
+                found.extend(s for s in statement["Fn::If"][1:] if s != {"Ref": "AWS::NoValue"})
             else:
                 found.append(statement)
     return found
