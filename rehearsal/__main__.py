@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pipeline"]:  # `python -m rehearsal pipeline ...` (rehearsal/pipeline.py)
+        from rehearsal.pipeline import main as pipeline_main
+
+        return pipeline_main(argv[1:])
     args = build_parser().parse_args(argv)
     chosen = [f"--{s}-version" for s in ("blue", "green") if getattr(args, f"{s}_version")]
     if args.scenario == "two-phase" and chosen:
