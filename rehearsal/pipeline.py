@@ -1,4 +1,5 @@
-"""``python -m rehearsal pipeline``: the release pipeline's stages as consecutive rehearsals.
+"""The release pipeline's stages as consecutive rehearsals (`python -m rehearsal pipeline`, whose
+CLI is in rehearsal/__main__.py).
 
 deploy/pipeline.yaml deploys a release to pre-production, bakes it while its rollback alarms are
 watched, and only then to production. Here each stage is one rehearsal (:func:`rehearsal.run`) of
@@ -18,7 +19,6 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from rehearsal import schedule as schedules
@@ -143,84 +143,3 @@ def final_outcome(rows: Sequence[dict[str, Any]]) -> str:
         if row["outcome"] == ROLLED_BACK:
             return f"stopped at {row['stage']}"
     return "released"
-
-
-def main(argv: list[str]) -> int:
-    """``python -m rehearsal pipeline ...``. Exit status: 0 done (and as ``--expect`` says), 1 the
-    end differs from ``--expect`` or a stage's run failed, 2 bad arguments (one line), 130
-    interrupted."""
-    import sys
-
-    from rehearsal.__main__ import _non_negative, _Parser, _positive, _unwritable
-    from rehearsal.model import DEFAULT_SPEC, SCENARIOS
-    from rehearsal.supervisor import Interrupted
-
-    p = _Parser(
-        prog="python -m rehearsal pipeline",
-        description="The release pipeline's stages (pre-production, then production) as "
-        "consecutive rehearsals of one release; the first stage that rolls back stops it.",
-    )
-    p.add_argument("--scenario", required=True, choices=SCENARIOS)
-    p.add_argument("--stage", action="append", default=[], metavar="NAME[=CONFIG[@BAKE_S]]",
-                   help="a stage, in order (repeat); default: pre-production, production")  # fmt: skip
-    p.add_argument("--time-scale", type=_positive, default=0.75, metavar="X")
-    p.add_argument("--bake", type=_non_negative, default=60.0, metavar="SECONDS",
-                   help="bake of stages that do not give their own (scaled)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("out/pipeline"), metavar="DIR")
-    p.add_argument("--spec", type=Path, default=DEFAULT_SPEC, metavar="FILE")
-    p.add_argument("--rps", type=_positive, default=40.0)
-    p.add_argument("--green-limit-rps", type=_positive, default=2.0)
-    p.add_argument("--expect", metavar="released|STAGE",
-                   help="exit 1 unless the release is released, or stopped at STAGE")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    try:
-        stages = [Stage.parse(s) for s in args.stage] or list(DEFAULT_STAGES)
-        names = [s.name for s in stages]
-        if len(set(names)) != len(names):
-            raise schedules.ConfigError(f"stage names must differ: {', '.join(names)}")
-        for stage in stages:
-            schedules.build(stage.deployment_config, time_scale=args.time_scale, bake_s=args.bake)
-    except schedules.ConfigError as exc:
-        print(f"rehearsal pipeline: error: {exc}", file=sys.stderr)
-        return 2
-    if args.expect is not None and args.expect != "released" and args.expect not in names:
-        print(f"rehearsal pipeline: error: --expect {args.expect!r} is neither 'released' nor a "
-              f"stage ({', '.join(names)})", file=sys.stderr)  # fmt: skip
-        return 2
-    if not args.spec.is_file():
-        print(f"rehearsal pipeline: error: alarm spec {str(args.spec)!r} is not a file",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    problem = _unwritable(args.out)
-    if problem:
-        print(f"rehearsal pipeline: error: --out {str(args.out)!r}: {problem}", file=sys.stderr)
-        return 2
-    base = Options(
-        scenario=args.scenario,
-        out=args.out,
-        time_scale=args.time_scale,
-        bake_s=args.bake,
-        spec=args.spec,
-        load_rps=args.rps,
-        green_limit_rps=args.green_limit_rps,
-        progress=False if args.no_progress else None,
-    )
-    try:
-        rows = run_pipeline(stages, base, report=lambda line: print(line, flush=True))
-    except (Interrupted, KeyboardInterrupt):
-        print("rehearsal pipeline: interrupted; every child process was stopped", file=sys.stderr)
-        return 130
-    except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
-        print(f"rehearsal pipeline: failed: {exc}", file=sys.stderr)
-        return 1
-    end = final_outcome(rows)
-    print()
-    print(table(rows))
-    print(f"\nPipeline: {end}. Rows: {args.out / 'pipeline.json'}")
-    if args.expect is not None:
-        wanted = "released" if args.expect == "released" else f"stopped at {args.expect}"
-        if end != wanted:
-            print(f"rehearsal pipeline: expected {wanted}, got {end}", file=sys.stderr)
-            return 1
-    return 0
