@@ -76,6 +76,19 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _read_spec(path: Path) -> tuple[Any, str | None]:
+    """``(spec, None)``, or ``(None, why the alarm spec cannot be used)``."""
+    if not path.is_file():
+        why = "is not a file" if path.exists() else "does not exist"
+        return None, f"alarm spec {str(path)!r} {why}"
+    try:
+        from alarms import load_spec
+
+        return load_spec(str(path)), None
+    except (ValueError, OSError) as exc:  # SpecError is a ValueError
+        return None, f"alarm spec {str(path)!r}: {exc}"
+
+
 def _unwritable(out: Path) -> str | None:
     """Why the output directory cannot be used (``None`` if it can); creates it."""
     if out.exists() and not out.is_dir():
@@ -178,16 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     except schedules.ConfigError as exc:
         print(f"rehearsal: error: {exc}", file=sys.stderr)
         return 2
-    if not args.spec.is_file():
-        why = "is not a file" if args.spec.exists() else "does not exist"
-        print(f"rehearsal: error: alarm spec {str(args.spec)!r} {why}", file=sys.stderr)
-        return 2
-    try:
-        from alarms import load_spec
-
-        spec = load_spec(str(args.spec))
-    except (ValueError, OSError) as exc:  # SpecError is a ValueError
-        print(f"rehearsal: error: alarm spec {str(args.spec)!r}: {exc}", file=sys.stderr)
+    spec, problem = _read_spec(args.spec)
+    if problem:
+        print(f"rehearsal: error: {problem}", file=sys.stderr)
         return 2
     refusal = _refusal(args, spec)
     if refusal is not None:
@@ -354,13 +360,11 @@ def pipeline_main(argv: list[str]) -> int:
         print(f"rehearsal pipeline: error: --expect {args.expect!r} is neither 'released' nor a "
               f"stage ({', '.join(names)})", file=sys.stderr)  # fmt: skip
         return 2
-    if not args.spec.is_file():
-        print(f"rehearsal pipeline: error: alarm spec {str(args.spec)!r} is not a file",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    problem = _unwritable(args.out)
+    problem = _read_spec(args.spec)[1]
+    if problem is None and (why := _unwritable(args.out)):
+        problem = f"--out {str(args.out)!r}: {why}"
     if problem:
-        print(f"rehearsal pipeline: error: --out {str(args.out)!r}: {problem}", file=sys.stderr)
+        print(f"rehearsal pipeline: error: {problem}", file=sys.stderr)
         return 2
     base = Options(
         scenario=args.scenario,
