@@ -20,8 +20,13 @@ from werkzeug.serving import make_server
 from points.storage.base import StorageUnavailable
 from points.storage.sqlite import SQLiteStorage
 from sample_api import Config, create_app
+from sample_api.tokens import auth_settings_from
 from tests.deploy._cfn import DEPLOY, load
 from tests.deploy.test_revision import OUTPUTS, _describe_stacks_output, _run
+from tests.support.issuer import ISSUER
+
+# The API as deployed: tokens required on the points routes; the smoke test reads anonymously.
+AUTH = auth_settings_from(ISSUER.env())
 
 
 class _Unavailable(SQLiteStorage):
@@ -60,7 +65,7 @@ def handler(stack: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any,
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[str]:
-    app = create_app(Config(version="v2", db_path=str(tmp_path / "points.db")))
+    app = create_app(Config(version="v2", db_path=str(tmp_path / "points.db"), auth=AUTH))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -93,7 +98,7 @@ def test_an_unready_or_unreachable_release_reports_failed(
 ) -> None:
     module, reports = handler
     # Readiness fails: the storage does not answer (the API's own 503).
-    app = create_app(Config(version="v2"), storage=_Unavailable(str(tmp_path / "p.db")))
+    app = create_app(Config(version="v2", auth=AUTH), storage=_Unavailable(str(tmp_path / "p.db")))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -111,7 +116,7 @@ def test_an_unready_or_unreachable_release_reports_failed(
 def test_a_bad_read_path_fails_rather_than_passing(handler, api, stack, monkeypatch) -> None:
     module, reports = handler
     monkeypatch.setenv("BASE_URL", api)
-    monkeypatch.setenv("READ_PATH", "/v1/users/bad%20id!/points")
+    monkeypatch.setenv("READ_PATH", "/v1/users/u-1/points")  # needs the user's token: 401
     assert module.handler(EVENT, None) == "Failed"
     assert reports[-1]["status"] == "Failed"
 
