@@ -12,7 +12,7 @@ from . import _emf
 from ._evaluator import Evaluation, Evaluator
 from ._format import iso, number_text
 from ._io import InputError, dump_yaml, load_document, parse_time
-from ._spec import SpecError, load_spec
+from ._spec import SpecError, load_spec, with_names
 from ._synth import synth
 
 PROG = "alarms"
@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--profile", default=None, help="production (default) or rehearsal")
     s.add_argument("-o", "--output", help="write here instead of stdout")
+    s.add_argument(
+        "--service",
+        help="replace the spec's service name (alarm names, Service dimension): one spec, one"
+        " template per stage, e.g. a pre-production stack with its own ServiceName",
+    )
+    s.add_argument("--worker-service", help="replace the spec's worker service name likewise")
 
     a = sub.add_parser("apply", help="create or update the alarms, dashboard, rollback config")
     a.add_argument("--spec", required=True)
@@ -147,7 +153,7 @@ def _synth_output(fmt: str | None, output: str | None) -> tuple[str, bool]:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     what, as_yaml = _synth_output(args.format, args.output)
-    spec = load_spec(args.spec)
+    spec = with_names(load_spec(args.spec), args.service, args.worker_service)
     out = synth(spec, format=what, profile=args.profile)
     _write(dump_yaml(out) if as_yaml else json.dumps(out, indent=2) + "\n", args.output)
     return 0

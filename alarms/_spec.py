@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -465,3 +465,17 @@ def load_spec(path: str | Path) -> Spec:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SpecError("", f"{path} is not valid YAML{where}") from None
     return parse_spec(data)
+
+
+def with_names(spec: Spec, service: str | None = None, worker_service: str | None = None) -> Spec:
+    """``spec`` for another instance of the service (a stage): the service and worker names
+    replaced, validated like the spec's own; :class:`SpecError` for a bad name or a worker name
+    given to a spec without a worker."""
+    if service is not None:
+        spec = replace(spec, service=_name({"--service": service}, "--service", "", None))
+    if worker_service is not None:
+        if spec.worker is None:
+            raise SpecError("--worker-service", "the spec has no worker section")
+        name = _name({"--worker-service": worker_service}, "--worker-service", "", None)
+        spec = replace(spec, worker=replace(spec.worker, service=name))
+    return spec

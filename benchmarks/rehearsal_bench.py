@@ -149,7 +149,8 @@ def listener_overhead(tmp: Path, threads: int = 8, per_thread: int = 400) -> Non
     sup = Supervisor(tmp / "listener-bench")
     env = {api_env.PORT: str(port), api_env.BIND: f"127.0.0.1:{port}",
            api_env.WEB_CONCURRENCY: "1", api_env.GUNICORN_THREADS: "4",
-           POINTS_DB_PATH: str(tmp / "lb.db")}  # fmt: skip
+           POINTS_DB_PATH: str(tmp / "lb.db"),
+           api_env.AUTH_MODE: "off"}  # only /healthz is measured, so no tokens  # fmt: skip
     try:
         child = sup.start(
             "api",

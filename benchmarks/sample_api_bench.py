@@ -20,8 +20,11 @@ from points.storage.sqlite import SQLiteStorage
 from sample_api import Config, RateLimitSettings, create_app
 from sample_api.ratelimit import RateLimiter
 from sample_api.state import state_of
+from sample_api.tokens import AuthSettings
 
 REQUESTS = 600
+# The limiter's cost is compared with the grant itself (ledger + HTTP), as before tokens existed.
+NO_AUTH = AuthSettings(mode="off")
 WRITES = 2000
 
 
@@ -75,11 +78,18 @@ def main() -> None:
         # this report (shutdown() writes the last windows while stdout is still redirected).
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             for round_ in range(3):
-                off = max(off, _grants_per_second(Config(db_path=str(folder / f"off{round_}.db"))))
+                off = max(
+                    off,
+                    _grants_per_second(
+                        Config(db_path=str(folder / f"off{round_}.db"), auth=NO_AUTH)
+                    ),
+                )
                 on = max(
                     on,
                     _grants_per_second(
-                        Config(db_path=str(folder / f"on{round_}.db"), rate_limit=limited)
+                        Config(
+                            db_path=str(folder / f"on{round_}.db"), rate_limit=limited, auth=NO_AUTH
+                        )
                     ),
                 )
             telemetry.shutdown()

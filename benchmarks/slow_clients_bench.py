@@ -57,6 +57,7 @@ def _run(label: str, extra: list[str], folder: Path) -> None:
         POINTS_DB_PATH: str(folder / f"{label}.db"),
         api_env.GUNICORN_TIMEOUT: "10",
         api_env.GUNICORN_DRAIN_S: "0",
+        api_env.AUTH_MODE: "off",  # only /healthz is measured: no tokens involved
         "AWS_EMF_ENVIRONMENT": "",
     }
     args = [sys.executable, "-m", "gunicorn", "-c", "sample_api/gunicorn.conf.py", *extra]

@@ -17,8 +17,12 @@ is written for ``aws deploy create-deployment --cli-input-json``.
 The AppSpec carries the API's network configuration (stack outputs ``ApiSubnetIds``,
 ``ApiSecurityGroupId``, ``ApiAssignPublicIp``). A service with the CODE_DEPLOY controller takes a
 new network configuration only from a deployment, so ``--subnets``/``--assign-public-ip`` are how
-the API moves, e.g. to private subnets; a stack update of those parameters fails. Bad input: one
-line on stderr, exit status 2.
+the API moves, e.g. to private subnets; a stack update of those parameters fails.
+
+When the stack has a smoke test (output ``SmokeTestFunctionName``), the AppSpec's ``Hooks`` name it
+at ``AfterAllowTestTraffic``: CodeDeploy runs it once the test listener serves the replacement
+tasks and before any production traffic moves; its ``Failed`` rolls the deployment back. Bad
+input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ REQUIRED_OUTPUTS = (
     "PointsTableName",
     "CollectorConfigParameter",
     "CollectorImageUri",
+    "AuthIssuer",
+    "AuthAudience",
+    "AuthJwksUrl",
 )
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -50,6 +57,10 @@ _SUBNET = re.compile(r"subnet-[0-9a-f]{8,17}")
 _SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
 #: Stack outputs of the API's network configuration (optional: older stacks lack them).
 NETWORK_OUTPUTS = ("ApiSubnetIds", "ApiSecurityGroupId", "ApiAssignPublicIp")
+#: Stack output naming the AfterAllowTestTraffic smoke test function (absent: no hook).
+SMOKE_TEST_OUTPUT = "SmokeTestFunctionName"
+#: A Lambda function name or ARN (Lambda's FunctionName rules, shortened).
+_FUNCTION = re.compile(r"(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}")
 
 
 class UsageError(ValueError):
@@ -154,9 +165,25 @@ def network_configuration(
     }
 
 
-def render_appspec(task_definition: str = "<TASK_DEFINITION>", network: dict | None = None) -> str:
+def lifecycle_hooks(outputs: dict[str, str]) -> dict[str, str]:
+    """The AppSpec's hooks from the stack outputs: ``{"AfterAllowTestTraffic": <function>}`` when
+    the stack has a smoke test, else ``{}``."""
+    function = outputs.get(SMOKE_TEST_OUTPUT, "")
+    if not function:
+        return {}
+    if not _FUNCTION.fullmatch(function):
+        raise UsageError(f"stack output {SMOKE_TEST_OUTPUT} is not a Lambda function: {function!r}")
+    return {"AfterAllowTestTraffic": function}
+
+
+def render_appspec(
+    task_definition: str = "<TASK_DEFINITION>",
+    network: dict | None = None,
+    hooks: dict[str, str] | None = None,
+) -> str:
     """The AppSpec text; ``task_definition`` replaces the placeholder when given, ``network``
-    (from :func:`network_configuration`) becomes the target service's NetworkConfiguration."""
+    (from :func:`network_configuration`) becomes the target service's NetworkConfiguration,
+    ``hooks`` (lifecycle event -> Lambda function, from :func:`lifecycle_hooks`) the Hooks."""
     text = APPSPEC_TEMPLATE.read_text(encoding="utf-8").replace(
         "TaskDefinition: <TASK_DEFINITION>", f"TaskDefinition: {task_definition}"
     )
@@ -169,6 +196,10 @@ def render_appspec(task_definition: str = "<TASK_DEFINITION>", network: dict | N
             f"            Subnets: {json.dumps(vpc['Subnets'])}\n"
             f"            SecurityGroups: {json.dumps(vpc['SecurityGroups'])}\n"
             f"            AssignPublicIp: {vpc['AssignPublicIp']}\n"
+        )
+    if hooks:
+        text += "Hooks:\n" + "".join(
+            f"  - {event}: {json.dumps(fn)}\n" for event, fn in hooks.items()
         )
     return text
 
@@ -217,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         network = network_configuration(
             outputs, subnets=args.subnets, assign_public_ip=args.assign_public_ip
         )
-        appspec = render_appspec(args.task_definition_arn or "<TASK_DEFINITION>", network)
+        appspec = render_appspec(
+            args.task_definition_arn or "<TASK_DEFINITION>", network, lifecycle_hooks(outputs)
+        )
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "taskdef.json").write_text(json.dumps(taskdef, indent=2) + "\n")
         (args.out / "appspec.yaml").write_text(appspec)

@@ -13,6 +13,11 @@ respected: a small share of grants is re-sent with the same ``order_id`` and bod
 which must answer 200 with the original result. Answers the scenario expects are successes: 409
 for a redemption above the balance, 429 from the rate limiter (``RATE_LIMIT_MODE=reject`` or a
 delayed request that would wait too long).
+
+Every request carries a bearer token, as the service requires: grants the order system's
+(``points:grant`` scope), balance reads and redemptions the customer's own. They are minted in
+this process from ``LOAD_AUTH_KEY_FILE`` and friends (see ``loadtest/credentials.py`` and
+docs/loadtest.md); ``LOAD_AUTH_MODE=off`` sends none.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import uuid
 from locust import FastHttpUser, constant_throughput, task
 
 try:
-    from loadtest import rates, shapes
-except ImportError:  # copied elsewhere with shapes.py and rates.py beside it (Locust adds its dir)
+    from loadtest import credentials, rates, shapes
+except ImportError:  # copied elsewhere with its sibling modules beside it (Locust adds its dir)
+    import credentials  # type: ignore[no-redef]
     import rates  # type: ignore[no-redef]
     import shapes  # type: ignore[no-redef]
 
@@ -34,6 +40,7 @@ except ImportError:  # copied elsewhere with shapes.py and rates.py beside it (L
 # naming the variable (exit status 2), never a traceback or a run where every task fails.
 try:
     rates.check()
+    CREDENTIALS = credentials.Credentials.from_env()
 except ValueError as _exc:
     print(f"loadtest: configuration error: {_exc}", file=sys.stderr, flush=True)
     raise SystemExit(2) from None
@@ -83,7 +90,11 @@ class PointsUser(FastHttpUser):
             ok = {201}
         name = "/v1/points/grants (retry)" if retry else "/v1/points/grants"
         with self.client.post(
-            "/v1/points/grants", json=body, name=name, catch_response=True
+            "/v1/points/grants",
+            json=body,
+            name=name,
+            headers=CREDENTIALS.grant_headers(),
+            catch_response=True,
         ) as resp:
             self._check(resp, ok)
             if resp.status_code == 201:
@@ -91,8 +102,12 @@ class PointsUser(FastHttpUser):
 
     @task(3)
     def balance(self) -> None:
+        user_id = self.user_id
         with self.client.get(
-            f"/v1/users/{self.user_id}/points?limit=10", name=BALANCE_ROUTE, catch_response=True
+            f"/v1/users/{user_id}/points?limit=10",
+            name=BALANCE_ROUTE,
+            headers=CREDENTIALS.headers(user_id),
+            catch_response=True,
         ) as resp:
             self._check(resp, {200})
 
@@ -104,7 +119,11 @@ class PointsUser(FastHttpUser):
             "points": self.rng.choice((10, 20, 50, 100)),
         }
         with self.client.post(
-            "/v1/points/redemptions", json=body, name="/v1/points/redemptions", catch_response=True
+            "/v1/points/redemptions",
+            json=body,
+            name="/v1/points/redemptions",
+            headers=CREDENTIALS.headers(body["user_id"]),
+            catch_response=True,
         ) as resp:
             # 409: more points than the balance, an everyday answer for a new customer.
             self._check(resp, {201, 409})

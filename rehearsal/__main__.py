@@ -78,6 +78,19 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _read_spec(path: Path) -> tuple[Any, str | None]:
+    """``(spec, None)``, or ``(None, why the alarm spec cannot be used)``."""
+    if not path.is_file():
+        why = "is not a file" if path.exists() else "does not exist"
+        return None, f"alarm spec {str(path)!r} {why}"
+    try:
+        from alarms import load_spec
+
+        return load_spec(str(path)), None
+    except (ValueError, OSError) as exc:  # SpecError is a ValueError
+        return None, f"alarm spec {str(path)!r}: {exc}"
+
+
 def _unwritable(out: Path) -> str | None:
     """Why the output directory cannot be used (``None`` if it can); creates it."""
     if out.exists() and not out.is_dir():
@@ -127,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
             "a CodeDeployDefault.ECS* configuration ("
             + ", ".join(n.removeprefix("CodeDeployDefault.") for n in schedules.PREDEFINED)
             + ") or custom:linear:<percent>:<interval_s>, custom:canary:<percent>:<interval_s>, "
-            "custom:allatonce (default: %(default)s)"
+            "custom:allatonce, or an ECS native strategy: ecs:blue_green, "
+            "ecs:linear[:<stepPercent>[:<stepBakeTimeInMinutes>]], "
+            "ecs:canary[:<canaryPercent>[:<canaryBakeTimeInMinutes>]] (default: %(default)s)"
         ),
     )
     p.add_argument("--time-scale", type=_positive, default=None, metavar="X",
@@ -169,19 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _spec_problem(spec: Path) -> str | None:
     """Why the alarm spec cannot be used (``None`` if it can)."""
-    if not spec.is_file():
-        why = "is not a file" if spec.exists() else "does not exist"
-        return f"alarm spec {str(spec)!r} {why}"
-    try:
-        from alarms import load_spec
-
-        load_spec(str(spec))
-    except (ValueError, OSError) as exc:  # SpecError is a ValueError
-        return f"alarm spec {str(spec)!r}: {exc}"
-    return None
+    return _read_spec(spec)[1]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pipeline"]:  # `python -m rehearsal pipeline ...` (rehearsal/pipeline.py)
+        return pipeline_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     not_here = worker_cli.refused(args.target, worker_cli.given_options(parser, argv))
@@ -206,13 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     except schedules.ConfigError as exc:
         print(f"rehearsal: error: {exc}", file=sys.stderr)
         return 2
-    problem = _spec_problem(args.spec)
+    spec, problem = _read_spec(args.spec)
     if problem:
         print(f"rehearsal: error: {problem}", file=sys.stderr)
         return 2
-    from alarms import load_spec
-
-    spec = load_spec(str(args.spec))
     refusal = _refusal(args, spec)
     if refusal is not None:
         print(f"rehearsal: {refusal[1]}", file=sys.stderr)
@@ -337,6 +343,81 @@ def summary(outcome: Outcome) -> str:
     )
     lines.append(f"Report: {outcome.report_path}")
     return "\n".join(lines)
+
+
+def pipeline_main(argv: list[str]) -> int:
+    """``python -m rehearsal pipeline ...``. Exit status: 0 done (and as ``--expect`` says), 1 the
+    end differs from ``--expect`` or a stage's run failed, 2 bad arguments (one line), 130
+    interrupted."""
+    from rehearsal.pipeline import DEFAULT_STAGES, Stage, final_outcome, run_pipeline, table
+
+    p = _Parser(
+        prog="python -m rehearsal pipeline",
+        description="The release pipeline's stages (pre-production, then production) as "
+        "consecutive rehearsals of one release; the first stage that rolls back stops it.",
+    )
+    p.add_argument("--scenario", required=True, choices=SCENARIOS)
+    p.add_argument("--stage", action="append", default=[], metavar="NAME[=CONFIG[@BAKE_S]]",
+                   help="a stage, in order (repeat); default: pre-production, production")  # fmt: skip
+    p.add_argument("--time-scale", type=_positive, default=0.75, metavar="X")
+    p.add_argument("--bake", type=_non_negative, default=60.0, metavar="SECONDS",
+                   help="bake of stages that do not give their own (scaled)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("out/pipeline"), metavar="DIR")
+    p.add_argument("--spec", type=Path, default=DEFAULT_SPEC, metavar="FILE")
+    p.add_argument("--rps", type=_positive, default=40.0)
+    p.add_argument("--green-limit-rps", type=_positive, default=2.0)
+    p.add_argument("--expect", metavar="released|STAGE",
+                   help="exit 1 unless the release is released, or stopped at STAGE")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        stages = [Stage.parse(s) for s in args.stage] or list(DEFAULT_STAGES)
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names):
+            raise schedules.ConfigError(f"stage names must differ: {', '.join(names)}")
+        for stage in stages:
+            schedules.build(stage.deployment_config, time_scale=args.time_scale, bake_s=args.bake)
+    except schedules.ConfigError as exc:
+        print(f"rehearsal pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    if args.expect is not None and args.expect != "released" and args.expect not in names:
+        print(f"rehearsal pipeline: error: --expect {args.expect!r} is neither 'released' nor a "
+              f"stage ({', '.join(names)})", file=sys.stderr)  # fmt: skip
+        return 2
+    problem = _read_spec(args.spec)[1]
+    if problem is None and (why := _unwritable(args.out)):
+        problem = f"--out {str(args.out)!r}: {why}"
+    if problem:
+        print(f"rehearsal pipeline: error: {problem}", file=sys.stderr)
+        return 2
+    base = Options(
+        scenario=args.scenario,
+        out=args.out,
+        time_scale=args.time_scale,
+        bake_s=args.bake,
+        spec=args.spec,
+        load_rps=args.rps,
+        green_limit_rps=args.green_limit_rps,
+        progress=False if args.no_progress else None,
+    )
+    try:
+        rows = run_pipeline(stages, base, report=lambda line: print(line, flush=True))
+    except (Interrupted, KeyboardInterrupt):
+        print("rehearsal pipeline: interrupted; every child process was stopped", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
+        print(f"rehearsal pipeline: failed: {exc}", file=sys.stderr)
+        return 1
+    end = final_outcome(rows)
+    print()
+    print(table(rows))
+    print(f"\nPipeline: {end}. Rows: {args.out / 'pipeline.json'}")
+    if args.expect is not None:
+        wanted = "released" if args.expect == "released" else f"stopped at {args.expect}"
+        if end != wanted:
+            print(f"rehearsal pipeline: expected {wanted}, got {end}", file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

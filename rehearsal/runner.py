@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +34,7 @@ from rehearsal.supervisor import Interrupted, Supervisor, signals_raise
 from rehearsal.timeline import Timeline
 from rehearsal.versions import TWO_PHASES, OneWayDoor, Side, guard, sides
 from sample_api import environment_variables as api_env
+from sample_api.dev_tokens import DevIssuer
 
 __all__ = ["DEFAULT_SPEC", "Options", "Outcome", "child_env", "fastest_alarm_s", "run"]
 
@@ -195,6 +197,10 @@ def run(options: Options) -> Outcome:
     spec, defs, evaluator, rollback_names = _load_alarms(options.spec, (blue.label, green.label))
     (out / "alarms.json").write_text(json.dumps(defs, indent=2, default=str) + "\n")
     _clean_parent_env()
+    # The local token issuer: keys in a temporary directory outside ``out`` (nothing secret is
+    # ever written there), deleted when the run ends.
+    keys = tempfile.TemporaryDirectory(prefix="rehearsal-keys-")
+    issuer = DevIssuer.create(keys.name)
 
     db_path = options.db_path or out / "points.db"
     timeline = Timeline()
@@ -230,7 +236,9 @@ def run(options: Options) -> Outcome:
         with signals_raise():
             ports = {"blue": free_port(), "green": free_port()}
             for side in (blue, green):
-                _start_version(supervisor, collector, options, side, db_path, ports, spec)
+                _start_version(
+                    supervisor, collector, options, side, db_path, ports, spec, issuer.env()
+                )
             for name, port in ports.items():
                 child = supervisor.children[name]
                 wait_ready(f"http://127.0.0.1:{port}/readyz", child.alive)
@@ -277,6 +285,7 @@ def run(options: Options) -> Outcome:
                     "5",
                 ],
                 env={
+                    **issuer.load_env(),
                     "LOAD_SHAPE": "demo",
                     "LOAD_RPS": str(options.load_rps),
                     # One request every 2 s per user: many users, so a slow green request
@@ -309,6 +318,7 @@ def run(options: Options) -> Outcome:
                     survivor,
                     [*options.prior_writes, *timeline.writes],
                     store.balance,
+                    token_for=issuer.mint,
                 )
     except Interrupted as exc:
         progress.close()
@@ -323,6 +333,7 @@ def run(options: Options) -> Outcome:
             # The survivors' last windows arrive as they exit; evaluate what is left.
             collector.advance(time.time())
             collector.close()
+            keys.cleanup()
 
     outcome = write_outputs(options, plan, decision, timeline, collector, safety, details)
     outcome.writes = list(timeline.writes)
@@ -337,8 +348,10 @@ def _start_version(
     db_path: Path,
     ports: dict[str, int],
     spec: Any,
+    auth_env: dict[str, str],
 ) -> None:
-    """Start one version's gunicorn: its own app, release formats and environment."""
+    """Start one version's gunicorn: its own app, release formats and environment, trusting
+    the run's token issuer (``auth_env``)."""
     supervisor.start(
         side.name,
         [
@@ -349,17 +362,20 @@ def _start_version(
             str(ROOT / "sample_api" / "gunicorn.conf.py"),
             side.app,
         ],
-        env=child_env(
-            options,
-            side.label,
-            db_path,
-            ports[side.name],
-            side.regressed,
-            spec.service,
-            spec.namespace,
-            formats=side.formats if side.release else None,
-            version_env=side.env,
-        ),
+        env={
+            **auth_env,
+            **child_env(
+                options,
+                side.label,
+                db_path,
+                ports[side.name],
+                side.regressed,
+                spec.service,
+                spec.namespace,
+                formats=side.formats if side.release else None,
+                version_env=side.env,
+            ),
+        },
         cwd=ROOT,
         on_line=collector.on_line,
     )

@@ -88,8 +88,9 @@ class SafetyReport:
         }
 
 
-def _get_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def _get_json(url: str, token: str | None = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
         return json.loads(resp.read())
 
 
@@ -132,8 +133,11 @@ def _unservable(
     )
 
 
-def fetch_user(base_url: str, user_id: str) -> tuple[int, list[dict[str, Any]]]:
-    """Balance and full history (all pages) of ``user_id`` from the API at ``base_url``."""
+def fetch_user(
+    base_url: str, user_id: str, token: str | None = None
+) -> tuple[int, list[dict[str, Any]]]:
+    """Balance and full history (all pages) of ``user_id`` from the API at ``base_url``, read
+    with the user's own ``token`` (the API shows a user's points only to that user)."""
     entries: list[dict[str, Any]] = []
     cursor: str | None = None
     balance = None
@@ -142,7 +146,7 @@ def fetch_user(base_url: str, user_id: str) -> tuple[int, list[dict[str, Any]]]:
         if cursor:
             query["cursor"] = cursor
         url = f"{base_url}/v1/users/{urllib.parse.quote(user_id)}/points?{urllib.parse.urlencode(query)}"
-        page = _get_json(url)
+        page = _get_json(url, token)
         if balance is None:
             balance = int(page["balance"])
         entries.extend(page.get("entries", page.get("history", [])))
@@ -157,8 +161,10 @@ def check(
     served_by: str,
     writes: Iterable[Write],
     store_balance: Callable[[str], int] | None = None,
+    token_for: Callable[[str], str] | None = None,
 ) -> SafetyReport:
-    """Check every acknowledged write through the API at ``base_url`` (the surviving version)."""
+    """Check every acknowledged write through the API at ``base_url`` (the surviving version);
+    ``token_for(user_id)`` gives the user's bearer token."""
     report = SafetyReport(served_by=served_by, store_checked=store_balance is not None)
     by_user: dict[str, list[Write]] = defaultdict(list)
     for write in writes:
@@ -168,7 +174,8 @@ def check(
         for write in user_writes:
             report.by_target[write.target] = report.by_target.get(write.target, 0) + 1
         try:
-            balance, entries = fetch_user(base_url, user_id)
+            token = token_for(user_id) if token_for is not None else None
+            balance, entries = fetch_user(base_url, user_id, token)
         except urllib.error.HTTPError as exc:
             report.writes_checked += len(user_writes)
             report.writes_by_other += sum(w.target != served_by for w in user_writes)

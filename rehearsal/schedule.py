@@ -1,4 +1,4 @@
-"""CodeDeploy deployment configurations for Amazon ECS as traffic-shift schedules.
+"""CodeDeploy deployment configurations and ECS native strategies as traffic-shift schedules.
 
 The predefined ECS configurations (CodeDeploy User Guide, "Deployment configurations on an Amazon
 ECS compute platform"):
@@ -16,6 +16,24 @@ A custom configuration is written ``custom:linear:<percent>:<interval_s>``,
 ``TimeBasedLinear`` / ``TimeBasedCanary`` traffic routing, with the interval in seconds rather than
 minutes so short custom steps need no time scale).
 
+ECS native deployments (``ApiDeploymentController=ECS``; ECS API ``DeploymentConfiguration``
+``strategy``) are written ``ecs:blue_green``, ``ecs:linear[:<stepPercent>[:<stepBakeTimeInMinutes>]]``
+and ``ecs:canary[:<canaryPercent>[:<canaryBakeTimeInMinutes>]]`` (any case), with ECS's own rules
+(the ECS API reference, ``LinearConfiguration``/``CanaryConfiguration``, as shipped in botocore's
+model):
+
+=============  ==========================================================  ==================
+``BLUE_GREEN``  all production traffic at once, then ``bakeTimeInMinutes``  (``--bake``)
+``LINEAR``      ``stepPercent`` more every ``stepBakeTimeInMinutes``         default 10.0 %, 6 min
+``CANARY``      ``canaryPercent`` first, the rest ``canaryBakeTimeInMinutes`` later  5.0 %, 10 min
+=============  ==========================================================  ==================
+
+``stepPercent`` is a multiple of 0.1 from 3.0 to 100.0, ``canaryPercent`` a multiple of 0.1 from 0.1
+to 100.0, both bake times whole minutes 0..1440; the step bake time is not applied after 100 %.
+``bakeTimeInMinutes`` (both revisions kept after the shift, alarms still watched) is the
+rehearsal's ``--bake``. The rehearsal's listener weights are whole percents: a fractional share is
+rounded to the nearest whole percent, and a non-zero one to at least 1 %.
+
 A schedule is pure data: the list of ``(offset_s, green_percent)`` steps from the moment green first
 takes traffic, then the bake time (CodeDeploy's wait before terminating the original task set) during
 which alarms can still roll the deployment back. ``--time-scale`` multiplies every duration.
@@ -24,6 +42,7 @@ which alarms can still roll the deployment back. ``--time-scale`` multiplies eve
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 PREFIX = "CodeDeployDefault."
@@ -38,6 +57,16 @@ PREDEFINED: dict[str, tuple[str, int, int]] = {
 }
 
 DEFAULT_CONFIG = "CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
+
+ECS_PREFIX = "ecs:"
+#: ECS strategy -> (schedule kind, default percent, default bake minutes, minimum percent)
+ECS_STRATEGIES: dict[str, tuple[str, float, int, float]] = {
+    "BLUE_GREEN": ("allatonce", 100.0, 0, 100.0),
+    "LINEAR": ("linear", 10.0, 6, 3.0),
+    "CANARY": ("canary", 5.0, 10, 0.1),
+}
+#: ECS accepts 0..1440 minutes for stepBakeTimeInMinutes/canaryBakeTimeInMinutes.
+ECS_MAX_BAKE_MINUTES = 1440
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,20 +109,75 @@ class ConfigError(ValueError):
     """A deployment configuration name or custom specification that cannot be used."""
 
 
+def _whole(percent: float) -> int:
+    """A traffic share as the listener's whole percent: nearest, and at least 1 when non-zero."""
+    return max(1, min(100, math.floor(percent + 0.5))) if percent > 0 else 0
+
+
 def _steps(kind: str, percent: float, interval_s: float) -> list[Step]:
     if kind == "allatonce":
         return [Step(0.0, 100)]
     if kind == "canary":
-        return [Step(0.0, int(percent)), Step(interval_s, 100)]
+        return [Step(0.0, _whole(percent)), Step(interval_s, 100)]
     # linear: ``percent`` more every interval; the last increment may be smaller (30 -> 30/60/90/100)
-    count = math.ceil(100 / percent)
-    return [Step(i * interval_s, min(100, round((i + 1) * percent))) for i in range(count)]
+    count = math.ceil(round(100 / percent, 9))
+    return [Step(i * interval_s, _whole(min(100.0, (i + 1) * percent))) for i in range(count)]
+
+
+def _parse_ecs(name: str) -> tuple[str, float, float]:
+    """``(kind, percent, interval_s)`` of an ``ecs:<strategy>[:<percent>[:<minutes>]]`` name."""
+    parts = name[len(ECS_PREFIX) :].split(":")
+    strategy = parts[0].upper()
+    usage = (
+        "use ecs:blue_green, ecs:linear[:<stepPercent>[:<stepBakeTimeInMinutes>]] or "
+        "ecs:canary[:<canaryPercent>[:<canaryBakeTimeInMinutes>]]"
+    )
+    if strategy not in ECS_STRATEGIES:
+        raise ConfigError(f"unknown ECS deployment strategy in {name!r}; {usage}")
+    kind, percent, minutes, low = ECS_STRATEGIES[strategy]
+    if strategy == "BLUE_GREEN" and len(parts) > 1:
+        raise ConfigError(f"bad ECS deployment configuration {name!r}: BLUE_GREEN takes no values")
+    if len(parts) > 3:
+        raise ConfigError(f"bad ECS deployment configuration {name!r}; {usage}")
+    field = "stepPercent" if strategy == "LINEAR" else "canaryPercent"
+    bake = "stepBakeTimeInMinutes" if strategy == "LINEAR" else "canaryBakeTimeInMinutes"
+    if len(parts) > 1:
+        try:
+            percent = float(parts[1])
+        except ValueError:
+            raise ConfigError(
+                f"bad ECS deployment configuration {name!r}: {field} must be a number"
+            ) from None
+        tenths = percent * 10
+        if not (
+            math.isfinite(percent) and low <= percent <= 100 and abs(tenths - round(tenths)) < 1e-9
+        ):
+            raise ConfigError(
+                f"bad ECS deployment configuration {name!r}: {field} must be a multiple of 0.1 "
+                f"from {low:.1f} to 100.0"
+            )
+    if len(parts) > 2:
+        if not re.fullmatch(r"[0-9]{1,4}", parts[2]) or int(parts[2]) > ECS_MAX_BAKE_MINUTES:
+            raise ConfigError(
+                f"bad ECS deployment configuration {name!r}: {bake} must be whole minutes "
+                f"0..{ECS_MAX_BAKE_MINUTES}"
+            )
+        minutes = int(parts[2])
+    return kind, percent, minutes * 60.0
+
+
+def _canonical_ecs(name: str) -> str:
+    head, _, rest = name.partition(":")
+    strategy, _, values = rest.partition(":")
+    return f"{head.upper()}:{strategy.upper()}" + (f":{values}" if values else "")
 
 
 def canonical(name: str) -> str:
     """The predefined configuration's full name for ``name`` given with or without the
     ``CodeDeployDefault.`` prefix, in any case (``ecsallatonce``); other names unchanged."""
     wanted = name.strip().lower()
+    if wanted.startswith(ECS_PREFIX):
+        return _canonical_ecs(name.strip())
     for full in PREDEFINED:
         if wanted in (full.lower(), full.removeprefix(PREFIX).lower()):
             return full
@@ -105,15 +189,17 @@ def parse(name: str) -> tuple[str, float, float]:
     if name in PREDEFINED:
         kind, percent, minutes = PREDEFINED[name]
         return kind, float(percent), minutes * 60.0
+    if name.lower().startswith(ECS_PREFIX):
+        return _parse_ecs(name)
     if name.startswith(PREFIX):
         known = ", ".join(sorted(PREDEFINED))
         raise ConfigError(f"unknown deployment configuration {name!r}; known: {known}, custom:...")
     parts = name.split(":")
     if parts[0] != "custom":
         raise ConfigError(
-            f"unknown deployment configuration {name!r}; use a CodeDeployDefault.ECS* name or "
+            f"unknown deployment configuration {name!r}; use a CodeDeployDefault.ECS* name, "
             "custom:linear:<percent>:<interval_s> / custom:canary:<percent>:<interval_s> / "
-            "custom:allatonce"
+            "custom:allatonce, or an ECS native ecs:blue_green / ecs:linear / ecs:canary"
         )
     if len(parts) == 2 and parts[1] == "allatonce":
         return "allatonce", 100.0, 0.0

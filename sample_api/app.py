@@ -14,6 +14,7 @@ from sample_api import problems
 from sample_api.config import Config
 from sample_api.ratelimit import RateLimiter
 from sample_api.state import AppState, init_app
+from sample_api.tokens import Verifier
 from sample_api.views import health, meta
 from sample_api.views import points as points_api
 from telemetry.flask import instrument
@@ -26,17 +27,26 @@ def load_openapi() -> dict[str, Any]:
 
 def check_config(env: Mapping[str, str] | None = None) -> Config:
     """Everything ``create_app()`` would refuse, checked up front (gunicorn's master calls this):
-    the settings and the storage backend's own variables. Raises :class:`ConfigError`."""
+    the settings, the storage backend's own variables and the JWKS file. Raises
+    :class:`ConfigError`."""
     config = Config.from_env(env)
     open_storage(config.storage_env()).close()  # opening a backend does no I/O
+    _verifier(config)
     return config
+
+
+def _verifier(config: Config) -> Verifier | None:
+    # A JWKS URL is not fetched here: start-up must not depend on the issuer being reachable.
+    return None if config.auth.mode == "off" else Verifier(config.auth)
 
 
 def create_app(config: Config | None = None, *, storage: Storage | None = None) -> Flask:
     """Build the points service. ``config`` defaults to ``Config.from_env()`` (which raises
     ``ConfigError`` on a bad variable); ``storage`` defaults to ``open_storage()`` of the config
-    (a backend that cannot be configured raises ``ConfigError`` too)."""
+    (a backend that cannot be configured raises ``ConfigError`` too, and so do authentication
+    settings without an issuer, an audience and its keys, unless ``AUTH_MODE=off``)."""
     config = config or Config.from_env()
+    verifier = _verifier(config)  # before the store is opened: nothing to close on failure
     app = Flask("sample_api")
     # werkzeug enforces this while reading the body and raises 413, rendered as a problem.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -50,6 +60,7 @@ def create_app(config: Config | None = None, *, storage: Storage | None = None) 
             service=PointsService(store, rate=config.points_rate),
             limiter=RateLimiter(config.rate_limit),
             openapi=load_openapi(),
+            verifier=verifier,
         ),
     )
     problems.register(app)

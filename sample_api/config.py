@@ -26,6 +26,7 @@ from sample_api.environment_variables import (
     RATE_LIMIT_MODE,
     RATE_LIMIT_RPS,
 )
+from sample_api.tokens import AuthSettings, auth_settings_from
 
 __all__ = ["MAX_BODY_BYTES", "Config", "RateLimitMode", "RateLimitSettings"]
 
@@ -68,6 +69,8 @@ class Config:
     formats: Formats = DEFAULT_FORMATS
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     max_body_bytes: int = MAX_BODY_BYTES
+    # Bearer tokens (sample_api.tokens). The default, jwt with no issuer, refuses to start.
+    auth: AuthSettings = field(default_factory=AuthSettings)
     # The rest of the environment, for backends that read their own variables (POINTS_TABLE, AWS_*).
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -81,7 +84,10 @@ class Config:
         ``1``), ``POINTS_FORMAT_WRITE`` (default ``1``) (the ledger's); ``RATE_LIMIT_ENABLED``
         (default false), ``RATE_LIMIT_RPS`` (0.001-1e6, default 50), ``RATE_LIMIT_BURST``
         (1-1e6, default 10), ``RATE_LIMIT_MODE`` (``delay``/``reject``, default ``delay``),
-        ``RATE_LIMIT_MAX_WAIT_S`` (0-3600 s, default 5). The backend's own variables
+        ``RATE_LIMIT_MAX_WAIT_S`` (0-3600 s, default 5); the ``AUTH_*`` variables (see
+        :func:`sample_api.tokens.auth_settings_from`: ``AUTH_MODE`` ``jwt``/``off``, default
+        ``jwt``, which requires ``AUTH_ISSUER``, ``AUTH_AUDIENCE`` and one of ``AUTH_JWKS_FILE``
+        / ``AUTH_JWKS_URL``). The backend's own variables
         (``POINTS_TABLE``, ``AWS_*``) stay in :attr:`env` for ``open_storage()``.
         """
         env = dict(os.environ if env is None else env)
@@ -98,6 +104,7 @@ class Config:
                 mode=env_choice(env, RATE_LIMIT_MODE, "delay", ("delay", "reject")),
                 max_wait_s=env_float(env, RATE_LIMIT_MAX_WAIT_S, 5.0, low=0, high=3600),
             ),
+            auth=auth_settings_from(env),
             env=env,
         )
 

@@ -44,3 +44,24 @@ GUNICORN_TIMEOUT = "GUNICORN_TIMEOUT"
 GUNICORN_GRACEFUL_TIMEOUT = "GUNICORN_GRACEFUL_TIMEOUT"
 #: gunicorn's own log level (default ``info``).
 GUNICORN_LOG_LEVEL = "GUNICORN_LOG_LEVEL"
+
+# Authentication (see sample_api/tokens.py and docs/sample-api.md, "Authentication")
+
+#: ``jwt`` (default: every points route needs a bearer token) or ``off`` (local experiments only).
+AUTH_MODE = "AUTH_MODE"
+#: The issuer whose tokens are accepted: the ``iss`` claim must equal it (required with ``jwt``).
+AUTH_ISSUER = "AUTH_ISSUER"
+#: This service's name in tokens: the ``aud`` claim must contain it (required with ``jwt``).
+AUTH_AUDIENCE = "AUTH_AUDIENCE"
+#: The issuer's public keys as a JWKS file (read at start) ...
+AUTH_JWKS_FILE = "AUTH_JWKS_FILE"
+#: ... or a JWKS URL (fetched when first needed, then cached); exactly one of the two.
+AUTH_JWKS_URL = "AUTH_JWKS_URL"
+#: Comma-separated signature algorithms accepted (default ``RS256,ES256``; asymmetric only).
+AUTH_ALGORITHMS = "AUTH_ALGORITHMS"
+#: Clock skew allowed on ``exp``, ``nbf`` and ``iat``, in seconds (default 30).
+AUTH_LEEWAY_S = "AUTH_LEEWAY_S"
+#: Seconds one JWKS fetch may take before the request gets 503 (default 2).
+AUTH_JWKS_TIMEOUT_S = "AUTH_JWKS_TIMEOUT_S"
+#: Seconds a fetched JWKS is reused before it is fetched again (default 300).
+AUTH_JWKS_CACHE_S = "AUTH_JWKS_CACHE_S"

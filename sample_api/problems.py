@@ -20,6 +20,7 @@ from points import (
     StorageUnavailable,
     ValidationError,
 )
+from sample_api.auth import AuthError
 from sample_api.ratelimit import RateLimited
 
 PROBLEM_JSON = "application/problem+json"
@@ -158,6 +159,13 @@ def _unparsable_body(exc: Exception) -> Response:
     return problem(400, "Bad Request", f"the request body cannot be parsed: {exc}"[:300])
 
 
+def _auth(exc: AuthError) -> Response:
+    headers = {"WWW-Authenticate": exc.challenge} if exc.challenge else {}
+    if exc.status == 503:
+        headers["Retry-After"] = "1"
+    return problem(exc.status, exc.title, exc.detail, slug=exc.slug, headers=headers)
+
+
 def _unexpected(exc: Exception) -> Response:
     # Log the trace for operators; the client gets no internals.
     current_app.logger.exception("unhandled error")
@@ -182,4 +190,5 @@ def register(app: Flask) -> None:
         pass
     else:
         app.register_error_handler(ParseException, _unparsable_body)
+    app.register_error_handler(AuthError, _auth)
     app.register_error_handler(Exception, _unexpected)

@@ -15,6 +15,7 @@ from flask import Flask, current_app
 from points import PointsService, Storage
 from sample_api.config import Config
 from sample_api.ratelimit import RateLimiter
+from sample_api.tokens import Verifier
 
 EXTENSION = "sample_api"
 
@@ -22,13 +23,15 @@ EXTENSION = "sample_api"
 @dataclass(slots=True)
 class AppState:
     """What the views need: the settings, the store and the service over it, the rate limiter
-    (one bucket per process) and the OpenAPI document."""
+    (one bucket per process), the OpenAPI document and the token verifier (None with
+    ``AUTH_MODE=off``)."""
 
     config: Config
     storage: Storage
     service: PointsService
     limiter: RateLimiter
     openapi: dict[str, Any]
+    verifier: Verifier | None
 
 
 def init_app(app: Flask, state: AppState) -> None:

@@ -25,6 +25,7 @@ import pytest
 
 from points.domain import points_for
 from tests.conftest import FAKE_AWS_ENV
+from tests.support.issuer import ISSUER
 from tests.support.processes import ROOT, gunicorn, stop
 from tests.worker.conftest import Ledger, wait_for
 from worker._sample import sample_orders
@@ -195,7 +196,7 @@ def test_alarms_extra_synthesizes_the_shipped_spec(
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[str]:
     """The points service (this environment's) for the load generator to drive."""
-    env = {"POINTS_DB_PATH": str(tmp_path / "points.db"), "WEB_CONCURRENCY": "1"}
+    env = {**ISSUER.env(), "POINTS_DB_PATH": str(tmp_path / "points.db"), "WEB_CONCURRENCY": "1"}
     with gunicorn(env=env) as (base, _proc):
         yield base
 
@@ -217,7 +218,7 @@ def test_loadtest_extra_runs_the_locustfile(
     run = _run(bin_dir, "-m", "locust", "-f", path.stdout.strip(), "--headless", "--host", api,
                "--csv", str(out), "--only-summary", "--loglevel", "WARNING", "--run-time", "3s",
                "--stop-timeout", "5", cwd=tmp_path, LOAD_SHAPE="steady", LOAD_RPS="10",
-               LOAD_DURATION_S="3")  # fmt: skip
+               LOAD_DURATION_S="3", **ISSUER.load_env())  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     import csv
 

@@ -16,11 +16,16 @@ from points.domain import (
     validate_redemption,
 )
 from points.storage import LedgerEntry
-from sample_api import ratelimit
+from sample_api import auth, ratelimit
 from sample_api.problems import BadRequest
 from sample_api.state import current_state
 
 bp = Blueprint("points", __name__)
+
+
+# Who is calling comes first: an anonymous or forged request is refused before it can take a
+# rate-limiter token from real callers, and before its body is read.
+bp.before_request(auth.authenticate)
 
 
 @bp.before_request
@@ -94,6 +99,7 @@ def json_body() -> Any:
 @bp.post("/v1/points/grants")
 def create_grant() -> tuple[Response, int]:
     state = current_state()
+    auth.require_scope(auth.GRANT_SCOPE)  # the order system, not a customer
     grant = validate_grant(json_body())
     outcome = state.service.grant(grant)
     e = outcome.entry
@@ -112,6 +118,7 @@ def create_grant() -> tuple[Response, int]:
 def create_redemption() -> tuple[Response, int]:
     state = current_state()
     redemption = validate_redemption(json_body())
+    auth.require_owner(redemption.user_id)  # before the ledger is touched
     outcome = state.service.redeem(redemption)
     e = outcome.entry
     body = {
@@ -145,6 +152,7 @@ def _entry(e: LedgerEntry) -> dict[str, Any]:
 
 @bp.get("/v1/users/<user_id>/points")
 def user_points(user_id: str) -> Response:
+    auth.require_owner(user_id)
     validate_id(user_id, "user_id")
     limit = validate_limit(_query("limit"))
     cursor = _query("cursor") or None  # an empty cursor means the first page

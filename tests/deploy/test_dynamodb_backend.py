@@ -17,11 +17,12 @@ import pytest
 from points.storage import StorageUnavailable, open_storage
 from points.storage.dynamodb import create_table, from_env
 from tests.deploy._cfn import DEPLOY, load
+from tests.support.issuer import ISSUER, bearer, grant_token, user_token
 from tests.support.processes import free_port, gunicorn
 
 
 def _env(aws_env: dict[str, str], table: str) -> dict[str, str]:
-    return {**aws_env, "POINTS_STORE": "dynamodb", "POINTS_TABLE": table}
+    return {**aws_env, **ISSUER.env(), "POINTS_STORE": "dynamodb", "POINTS_TABLE": table}
 
 
 def _table(aws_env: dict[str, str]) -> str:
@@ -195,7 +196,7 @@ def test_api_on_dynamodb_over_gunicorn(aws_env: dict[str, str]) -> None:
             request = urllib.request.Request(
                 base + "/v1/points/grants",
                 data=body,
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **bearer(grant_token())},
                 method="POST",
             )
             with urllib.request.urlopen(request, timeout=10) as resp:
@@ -203,7 +204,10 @@ def test_api_on_dynamodb_over_gunicorn(aws_env: dict[str, str]) -> None:
 
         first, replay = post(), post()
         assert first[0] == 201 and replay[0] == 200
-        with urllib.request.urlopen(base + "/v1/users/u-9/points", timeout=10) as resp:
+        history = urllib.request.Request(
+            base + "/v1/users/u-9/points", headers=bearer(user_token("u-9"))
+        )
+        with urllib.request.urlopen(history, timeout=10) as resp:
             assert json.loads(resp.read())["balance"] == 25
     # and with the table gone, readiness says so instead of crashing
     boto3.client("dynamodb", endpoint_url=aws_env["AWS_ENDPOINT_URL"]).delete_table(TableName=table)

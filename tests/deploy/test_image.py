@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy._cfn import DEPLOY, ROOT
+from tests.support.issuer import ISSUER, bearer, grant_token, jwks_server
 from tests.support.processes import child, free_port, wait_http
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
@@ -46,6 +47,19 @@ def _final_stage() -> dict:
     return stage
 
 
+# What a task adds for the API (the image carries no issuer): a JWKS URL, as in production. It is
+# fetched on the first authenticated request, never at start-up, so nothing needs to answer here.
+TASK_AUTH_ENV = {
+    "AUTH_ISSUER": "https://issuer.example/",
+    "AUTH_AUDIENCE": "points-service",
+    "AUTH_JWKS_URL": "http://127.0.0.1:9/.well-known/jwks.json",
+}
+
+
+def _auth_env(jwks_url: str) -> dict[str, str]:
+    return {**ISSUER.env(), "AUTH_JWKS_FILE": "", "AUTH_JWKS_URL": jwks_url}
+
+
 def _local_env(stage: dict, port: int, tmp_path: Path) -> dict[str, str]:
     """The image's environment on this machine: /opt/venv is our .venv, the app listens on
     127.0.0.1 only (in the container it binds 0.0.0.0), SQLite lives in a temporary directory."""
@@ -54,6 +68,7 @@ def _local_env(stage: dict, port: int, tmp_path: Path) -> dict[str, str]:
     env["BIND"] = f"127.0.0.1:{port}"
     env["PORT"] = str(port)
     env["POINTS_DB_PATH"] = str(tmp_path / "points.db")
+    env.update(TASK_AUTH_ENV)
     return env
 
 
@@ -243,8 +258,13 @@ def test_built_image_answers_healthz_on_a_read_only_root() -> None:
             timeout=60,
         )
         assert touch.returncode != 0 and "Read-only file system" in touch.stderr
-        # Exactly the image's CMD.
-        with child(_read_only(rootfs, config, env, config["Cmd"])) as server:
+        # Exactly the image's CMD, trusting the tests' issuer through a JWKS URL (as on AWS).
+        with (
+            jwks_server() as jwks,
+            child(
+                _read_only(rootfs, config, {**env, **_auth_env(jwks.url)}, config["Cmd"])
+            ) as server,
+        ):
             base = f"http://127.0.0.1:{port}"
             wait_http(base + "/healthz", timeout_s=60, proc=server)
             with urllib.request.urlopen(base + "/healthz", timeout=5) as resp:
@@ -253,7 +273,7 @@ def test_built_image_answers_healthz_on_a_read_only_root() -> None:
             request = urllib.request.Request(
                 base + "/v1/points/grants",
                 data=body,
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **bearer(grant_token())},
                 method="POST",
             )
             with urllib.request.urlopen(request, timeout=10) as resp:

@@ -86,6 +86,8 @@ def _service_stack(aws: dict, controller: str) -> tuple[dict, str, dict[str, str
         {
             "VpcId": vpc, "AlbSubnetIds": ",".join(subnets), "ApiSubnetIds": ",".join(subnets),
             "WorkerSubnetIds": ",".join(subnets), "TestTrafficCidr": "203.0.113.0/24",
+            "AuthIssuer": "https://issuer.example.com/",
+            "AuthJwksUrl": "https://issuer.example.com/.well-known/jwks.json",
             "CertificateArn": cert, "ServiceName": service, "WorkerServiceName": f"{service}-w",
             "ApiImageUri": image, "WorkerImageUri": image, "ApiDeploymentController": controller,
         },

@@ -28,6 +28,9 @@ OUTPUTS = {
     "ApiAssignPublicIp": "ENABLED",
     "CodeDeployApplication": "points-service",
     "DeploymentGroupName": "points-service-dg",
+    "AuthIssuer": "https://issuer.example.com/",
+    "AuthAudience": "points-service",
+    "AuthJwksUrl": "https://issuer.example.com/.well-known/jwks.json",
 }
 
 
@@ -225,3 +228,21 @@ def test_manual_release_goes_through_the_aws_apis(tmp_path: Path, aws_env: dict[
     info = codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]
     assert info["applicationName"] == app_name
     assert info["deploymentGroupName"] == group_name
+
+
+def test_the_revision_carries_the_stacks_token_settings(tmp_path: Path) -> None:
+    # Without them the API refuses to start: every revision must trust the stack's issuer.
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(OUTPUTS))
+    out = tmp_path / "rev"
+    result = _run(
+        "--outputs", str(outputs), "--region", "us-east-1", "--version", "v7", "--out", str(out),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    taskdef = json.loads((out / "taskdef.json").read_text())
+    (app,) = [c for c in taskdef["containerDefinitions"] if c["name"] == "app"]
+    env = {e["name"]: e["value"] for e in app["environment"]}
+    assert env["AUTH_ISSUER"] == OUTPUTS["AuthIssuer"]
+    assert env["AUTH_AUDIENCE"] == OUTPUTS["AuthAudience"]
+    assert env["AUTH_JWKS_URL"] == OUTPUTS["AuthJwksUrl"]

@@ -238,7 +238,10 @@ def test_api_is_a_codedeploy_blue_green_service(stack: dict) -> None:
 
 
 def _app_routes() -> set[str]:
-    config = Config.from_env({"POINTS_STORE": "sqlite", "POINTS_DB_PATH": ":memory:"})
+    # Only the routes matter here, not who may call them.
+    config = Config.from_env(
+        {"POINTS_STORE": "sqlite", "POINTS_DB_PATH": ":memory:", "AUTH_MODE": "off"}
+    )
     app = create_app(config)
     return {rule.rule for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ())}
 
@@ -263,6 +266,7 @@ def test_health_check_paths_exist_in_the_app(stack: dict, taskdef: dict) -> None
 def _gunicorn_default_port(monkeypatch: pytest.MonkeyPatch) -> int:
     for name in ("PORT", "BIND"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUTH_MODE", "off")  # only the bind matters here, not the token issuer
     settings = runpy.run_path(str(ROOT / "sample_api" / "gunicorn.conf.py"))
     host, _, port = settings["bind"].rpartition(":")
     assert host == "0.0.0.0"  # reachable from the load balancer inside the task's ENI
@@ -390,9 +394,12 @@ _STAR_OK = {
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
     "ecs:RegisterTaskDefinition",
-    # no resource-level permissions (Service Authorization Reference); the release build reads
-    # the running task definition for the one-way-door guard
+    # no resource-level permissions (Service Authorization Reference): the release build reads
+    # the running task definition (one-way-door guard, deploy/point_alarms.py) and the
+    # production listener (deploy/point_alarms.py)
     "ecs:DescribeTaskDefinition",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeRules",
 }
 
 
@@ -594,7 +601,7 @@ def pipeline() -> dict:
 def test_pipeline_runs_source_build_and_codedeploy_blue_green(pipeline: dict, stack: dict) -> None:
     res = pipeline["Resources"]
     stages = res["Pipeline"]["Properties"]["Stages"]
-    assert [s["Name"] for s in stages] == ["Source", "Build", "Deploy"]
+    assert [s["Name"] for s in stages] == ["Source", "PreProduction", "Production"]
     source = stages[0]["Actions"][0]["Fn::If"]
     assert source[0] == "UseConnection"
     assert source[1]["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
@@ -603,7 +610,7 @@ def test_pipeline_runs_source_build_and_codedeploy_blue_green(pipeline: dict, st
     assert build["Source"]["BuildSpec"] == "deploy/buildspec.yml"
     assert (DEPLOY / "buildspec.yml").is_file()
     assert build["Environment"]["PrivilegedMode"] is True
-    deploy = stages[2]["Actions"][0]
+    deploy = stages[2]["Actions"][1]
     assert deploy["ActionTypeId"]["Provider"] == "CodeDeployToECS"
     config = deploy["Configuration"]
     spec = yaml.safe_load((DEPLOY / "buildspec.yml").read_text())
@@ -640,7 +647,7 @@ def _statements(role: dict) -> list[dict]:
     for policy in role["Properties"]["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             if "Fn::If" in statement:
-                found.extend(statement["Fn::If"][1:])
+                found.extend(s for s in statement["Fn::If"][1:] if s != {"Ref": "AWS::NoValue"})
             else:
                 found.append(statement)
     return found

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from rehearsal.listener import Record, WeightedListener
-from tests.support.processes import ROOT, gunicorn
+from tests.support.issuer import ISSUER
+from tests.support.processes import ROOT
+from tests.support.processes import gunicorn as _gunicorn
+
+
+def gunicorn(*, env: dict[str, str]):
+    """The service, trusting the session's local issuer (whose key Locust signs with)."""
+    return _gunicorn(env={**ISSUER.env(), **env})
 
 
 def _locust(host: str, out: Path, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -19,7 +26,8 @@ def _locust(host: str, out: Path, *extra: str, **env: str) -> subprocess.Complet
         "--headless", "--host", host, "--csv", str(out / "load"), "--html", str(out / "load.html"),
         "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5", *extra,
     ]  # fmt: skip
-    run_env = {"PATH": "/usr/bin:/bin", "LOAD_SHAPE": "steady", "LOAD_DURATION_S": "6", **env}
+    run_env = {"PATH": "/usr/bin:/bin", "LOAD_SHAPE": "steady", "LOAD_DURATION_S": "6",
+               **ISSUER.load_env(), **env}  # fmt: skip
     return subprocess.run(args, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=90)
 
 
@@ -106,3 +114,25 @@ def test_a_bad_load_setting_stops_locust_at_start_with_one_line(
         f"loadtest: configuration error: {name} must " + proc.stderr.split(" must ", 1)[1].strip()
     ]
     assert not (tmp_path / "load_stats.csv").exists()  # no load was started
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"LOAD_AUTH_KEY_FILE": ""}, "LOAD_AUTH_KEY_FILE is required"),
+        ({"LOAD_AUTH_KEY_FILE": "/nonexistent/key.pem"}, "LOAD_AUTH_KEY_FILE: cannot read"),
+        ({"LOAD_AUTH_ISSUER": " "}, "LOAD_AUTH_ISSUER is required with LOAD_AUTH_KEY_FILE"),
+        ({"LOAD_AUTH_AUDIENCE": ""}, "LOAD_AUTH_AUDIENCE is required with LOAD_AUTH_KEY_FILE"),
+        ({"LOAD_AUTH_MODE": "sometimes"}, "LOAD_AUTH_MODE must be jwt or off"),
+        ({"LOAD_AUTH_TTL_S": "5"}, "LOAD_AUTH_TTL_S must be a number of seconds"),
+    ],
+)
+def test_bad_credentials_stop_locust_at_start_with_one_line(
+    tmp_path: Path, changes: dict[str, str], message: str
+) -> None:
+    proc = _locust("http://127.0.0.1:9", tmp_path, "--run-time", "30s", **changes)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loadtest: configuration error: "), lines
+    assert message in lines[0]
+    assert not (tmp_path / "load_stats.csv").exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import signal
 import socket
 import sqlite3
@@ -36,14 +38,36 @@ RESULT_KEYS = {
 }
 
 
-def _rehearsal(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def _rehearsal(
+    *args: str, timeout: float = 240, tmpdir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir is not None else None
     return subprocess.run(
         [sys.executable, "-m", "rehearsal", "--no-progress", *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+# What must never be in a rehearsal's out dir: private key material and bearer tokens.
+SECRETS = re.compile(
+    rb"PRIVATE KEY|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.|Bearer [A-Za-z0-9_.-]{20,}"
+    rb'|"d"\s*:\s*"'  # a JWK's private member
+)
+
+
+def _no_secrets(out: Path, tmpdir: Path) -> None:
+    """Nothing under ``out`` holds key material or a token, and the run's key directory (under
+    its TMPDIR) is gone."""
+    for path in out.rglob("*"):
+        if path.is_file():
+            found = SECRETS.search(path.read_bytes())
+            assert found is None, f"{path.name} holds {found.group(0)[:12]!r}"
+    left = list(tmpdir.glob("rehearsal-keys-*"))
+    assert not left, "the rehearsal's key directory was left behind"
 
 
 def _no_children_left(out: Path) -> None:
@@ -66,11 +90,12 @@ def _alarm_states(out: Path) -> dict[str, set[str]]:
 
 @pytest.mark.slow
 def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
-    out = tmp_path / "regression"
+    out, tmpdir = tmp_path / "regression", tmp_path / "tmp"
+    tmpdir.mkdir()
     # Time scale 1: the first step (10 %) lasts a full minute, so only detection ends it.
     proc = _rehearsal(
         "--scenario", "regression", "--time-scale", "1", "--out", str(out),
-        "--expect", "rolled_back",
+        "--expect", "rolled_back", tmpdir=tmpdir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ROLLED BACK" in proc.stdout
@@ -103,6 +128,10 @@ def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     versions = {json.loads(line).get("Version") for line in emf}
     assert {"v1", "v2"} <= versions
     assert (out / "locust_stats.csv").read_text().count("\n") > 2
+    # Every request carried a token the versions accepted (and only the customer's own).
+    failures = (out / "locust_failures.csv").read_text()
+    assert "401" not in failures and "403" not in failures, failures
+    _no_secrets(out, tmpdir)
     report = (out / "report.html").read_text()
     assert "<svg" in report and "rolled_back" in report
     assert "http://" not in report.split("<svg", 1)[0].replace("http://127.0.0.1", "")

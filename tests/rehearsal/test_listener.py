@@ -203,3 +203,33 @@ def test_drain_waits_for_the_requests_in_flight() -> None:
         release.set()
         server.shutdown()
         server.server_close()
+
+
+def _non_loopback_ipv4() -> str | None:
+    """An address of this machine other than loopback, if it has one (no traffic is sent)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        infos = []
+    addresses = {info[4][0] for info in infos}
+    return next((a for a in sorted(addresses) if not a.startswith("127.")), None)
+
+
+def test_listener_and_status_endpoint_bind_loopback_only(
+    targets: dict[str, tuple[str, int]],
+) -> None:
+    # The rehearsal's own surfaces (traffic and /_rehearsal/status) are never on the network.
+    import socket
+
+    with WeightedListener(targets) as lb:
+        assert lb._server.server_address[0] == "127.0.0.1"
+        conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=10)
+        conn.request("GET", STATUS_PATH)
+        assert conn.getresponse().status == 200
+        conn.close()
+        other = _non_loopback_ipv4()
+        if other is not None:  # a machine with a network address: not reachable there
+            with pytest.raises(OSError), socket.create_connection((other, lb.port), timeout=5):
+                pass

@@ -29,6 +29,7 @@ class _Api(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self.server.tokens.append(self.headers.get("Authorization"))  # type: ignore[attr-defined]
         url = urlparse(self.path)
         user = url.path.split("/")[3]
         if user in UNREADABLE:  # what a version answers for a format it does not read
@@ -75,6 +76,7 @@ UNREADABLE = {"u-3": ["grt_a", "grt_b"]}
 def api() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
     server.skew = 0  # type: ignore[attr-defined]
+    server.tokens = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -157,3 +159,10 @@ def test_a_user_the_survivor_cannot_read_fails_the_check_naming_records(api) -> 
     ]
     assert "cannot serve 1 of the users at all" in report.describe()
     assert report.to_dict()["unservable_count"] == 1
+
+
+def test_each_user_is_read_with_the_users_own_token(api: ThreadingHTTPServer) -> None:
+    # The API shows a user's points only to that user: the check asks as each user in turn.
+    report = check(_url(api), "blue", WRITES, token_for=lambda user: f"token-of-{user}")
+    assert report.ok, report.problems
+    assert set(api.tokens) == {"Bearer token-of-u-1", "Bearer token-of-u-2"}  # type: ignore[attr-defined]

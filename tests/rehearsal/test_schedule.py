@@ -112,3 +112,85 @@ def test_predefined_names_without_prefix_or_in_another_case_are_accepted() -> No
     assert build("ECSLinear10PercentEvery3Minutes").name == (
         "CodeDeployDefault.ECSLinear10PercentEvery3Minutes"
     )
+
+
+# -- ECS native strategies (ApiDeploymentController=ECS) -----------------------------------------
+
+
+def test_ecs_defaults_are_the_ecs_api_defaults() -> None:
+    """botocore's ECS model: LINEAR 10.0 % every 6 min, CANARY 5.0 % for 10 min."""
+    from botocore.loaders import Loader
+
+    shapes = Loader().load_service_model("ecs", "service-2")["shapes"]
+    linear = shapes["LinearConfiguration"]["members"]
+    canary = shapes["CanaryConfiguration"]["members"]
+    assert "The default value is 10.0" in linear["stepPercent"]["documentation"]
+    assert "The default value is 6" in linear["stepBakeTimeInMinutes"]["documentation"]
+    assert "The default value is 5.0" in canary["canaryPercent"]["documentation"]
+    assert "The default value is 10" in canary["canaryBakeTimeInMinutes"]["documentation"]
+    assert _steps(canonical("ecs:linear")) == [(360.0 * i, 10 * (i + 1)) for i in range(10)]
+    assert _steps(canonical("ecs:canary")) == [(0.0, 5), (600.0, 100)]
+    assert set(shapes["DeploymentStrategy"]["enum"]) - {"ROLLING"} == {
+        "BLUE_GREEN",
+        "LINEAR",
+        "CANARY",
+    }
+
+
+def test_ecs_blue_green_shifts_everything_then_bakes() -> None:
+    plan = build(canonical("ECS:blue_green"), bake_s=300)
+    assert [(s.at_s, s.green_percent) for s in plan.steps] == [(0.0, 100)]
+    assert plan.name == "ECS:BLUE_GREEN" and plan.bake_s == 300
+
+
+@pytest.mark.parametrize(
+    ("name", "steps"),
+    [
+        ("ecs:linear:30:1", [(0.0, 30), (60.0, 60), (120.0, 90), (180.0, 100)]),
+        ("ecs:linear:12.5:2", [(120.0 * i, p) for i, p in enumerate([13, 25, 38, 50, 63, 75, 88, 100])]),
+        ("ecs:linear:3:0", [(0.0, p) for p in [3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36, 39, 42, 45, 48, 51, 54, 57, 60, 63, 66, 69, 72, 75, 78, 81, 84, 87, 90, 93, 96, 99, 100]]),
+        ("ecs:linear:100", [(0.0, 100)]),
+        ("ecs:canary:20:3", [(0.0, 20), (180.0, 100)]),
+        ("ecs:canary:0.1:1", [(0.0, 1), (60.0, 100)]),  # whole-percent weights, at least 1 %
+    ],
+)  # fmt: skip
+def test_ecs_linear_and_canary_timing(name: str, steps: list[tuple[float, int]]) -> None:
+    assert _steps(canonical(name)) == steps
+
+
+def test_ecs_durations_scale_like_every_other() -> None:
+    plan = build(canonical("ecs:linear:50:2"), time_scale=0.01, bake_s=600)
+    assert [(s.at_s, s.green_percent) for s in plan.steps] == [(0.0, 50), (1.2, 100)]
+    assert plan.bake_s == 6.0
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("ecs:linear:2.9", "stepPercent must be a multiple of 0.1 from 3.0 to 100.0"),
+        ("ecs:linear:3.05", "multiple of 0.1"),
+        ("ecs:linear:100.1", "stepPercent"),
+        ("ecs:canary:0", "canaryPercent must be a multiple of 0.1 from 0.1 to 100.0"),
+        ("ecs:canary:nan", "canaryPercent"),
+        ("ecs:canary:inf", "canaryPercent"),
+        ("ecs:linear:ten", "must be a number"),
+        ("ecs:linear:10:1441", "stepBakeTimeInMinutes must be whole minutes 0..1440"),
+        ("ecs:canary:5:1.5", "canaryBakeTimeInMinutes must be whole minutes"),
+        ("ecs:canary:5:-1", "canaryBakeTimeInMinutes"),
+        ("ecs:linear:10:1:2", "use ecs:blue_green"),
+        ("ecs:blue_green:10", "BLUE_GREEN takes no values"),
+        ("ecs:rolling", "unknown ECS deployment strategy"),
+        ("ecs:", "unknown ECS deployment strategy"),
+    ],
+)
+def test_ecs_values_outside_the_api_rules_are_refused(name: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        build(canonical(name))
+
+
+def test_the_cli_accepts_ecs_strategies_and_refuses_bad_ones_in_one_line(tmp_path) -> None:
+    from rehearsal.__main__ import main
+
+    assert main(["--scenario", "healthy", "--deployment-config", "ecs:linear:0.5",
+                 "--out", str(tmp_path)]) == 2  # fmt: skip
+    parse(canonical("ecs:canary:5:1"))  # and a good one parses

@@ -1,10 +1,13 @@
-"""Fixtures for the points service: an app on a temporary SQLite file and an OpenAPI checker."""
+"""Fixtures for the points service: an app on a temporary SQLite file, a local token issuer
+and an OpenAPI checker."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +24,30 @@ from werkzeug.test import TestResponse
 from sample_api import Config, RateLimitSettings, create_app
 from sample_api.app import load_openapi
 from sample_api.state import state_of
+from sample_api.tokens import auth_settings_from
+from tests.support.issuer import ISSUER, bearer, grant_token, user_token
+
+#: The AUTH_* settings every test app uses unless told otherwise.
+AUTH = auth_settings_from(ISSUER.env())
+GRANTS = "/v1/points/grants"
+REDEMPTIONS = "/v1/points/redemptions"
+_HISTORY = re.compile(r"^/v1/users/([^/?]*)/points$")
+
+
+def rightful_headers(method: str, path: str, body: Any = None) -> dict[str, str]:
+    """The token of whoever may make this request: the order system for grants, the user the
+    points belong to for redemptions and history; none for anything else."""
+    path = path.split("?", 1)[0]
+    if method == "POST" and path == GRANTS:
+        return bearer(grant_token())
+    if method == "POST" and path == REDEMPTIONS:
+        user = body.get("user_id") if isinstance(body, dict) else None
+        return bearer(user_token(user if isinstance(user, str) and user else "alice"))
+    match = _HISTORY.match(path)
+    if match and urllib.parse.unquote(match.group(1)):
+        return bearer(user_token(urllib.parse.unquote(match.group(1))))
+    return {}
+
 
 OPENAPI = load_openapi()
 _DOC_URI = "urn:points-service:openapi"
@@ -82,14 +109,40 @@ def _check_headers(declared: dict[str, Any], response: TestResponse, where: str)
         assert not errors, f"{where}: header {name}: {errors[0].message}"
 
 
+_RIGHTFUL = object()
+
+
+def _body_of(kwargs: dict[str, Any]) -> Any:
+    """The JSON a request sends (``json=``, or raw ``data=`` that parses), to pick its caller."""
+    if "json" in kwargs:
+        return kwargs["json"]
+    data = kwargs.get("data")
+    if isinstance(data, str | bytes):
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+    return None
+
+
 class Api:
-    """A test client that checks every response against the OpenAPI document."""
+    """A test client that checks every response against the OpenAPI document.
+
+    Requests carry the rightful caller's token (:func:`rightful_headers`) unless ``token=``
+    names another (``None``: no Authorization header)."""
 
     def __init__(self, client: FlaskClient) -> None:
         self.client = client
 
-    def request(self, method: str, path: str, **kwargs: Any) -> TestResponse:
-        response = self.client.open(path, method=method, **kwargs)
+    def request(
+        self, method: str, path: str, *, token: Any = _RIGHTFUL, **kwargs: Any
+    ) -> TestResponse:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token is _RIGHTFUL:
+            headers = {**rightful_headers(method, path, _body_of(kwargs)), **headers}
+        elif token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        response = self.client.open(path, method=method, headers=headers, **kwargs)
         assert response.status_code < 500 or response.status_code == 503, response.get_data()
         check_openapi(method, path.split("?", 1)[0], response)
         return response
@@ -108,7 +161,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def config(db_path: Path) -> Config:
-    return Config(version="test-1", db_path=str(db_path))
+    return Config(version="test-1", db_path=str(db_path), auth=AUTH)
 
 
 @pytest.fixture

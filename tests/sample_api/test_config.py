@@ -11,11 +11,16 @@ import pytest
 
 from points.formats import PRESETS
 from sample_api import Config, ConfigError, RateLimitSettings, create_app
+from tests.sample_api.conftest import AUTH
+from tests.support.issuer import ISSUER
 from tests.support.processes import ROOT
+
+# Every variable a runnable service needs besides the defaults: its token issuer.
+AUTH_ENV = ISSUER.env()
 
 
 def test_defaults() -> None:
-    cfg = Config.from_env({})
+    cfg = Config.from_env(AUTH_ENV)
     assert cfg.version == "dev"
     assert cfg.store == "sqlite"
     assert cfg.db_path == "./points.db"
@@ -29,6 +34,7 @@ def test_defaults() -> None:
 def test_values_are_read() -> None:
     cfg = Config.from_env(
         {
+            **AUTH_ENV,
             "APP_VERSION": "v2",
             "POINTS_DB_PATH": "/data/p.db",
             "POINTS_RATE": "0.05",
@@ -68,7 +74,7 @@ def test_values_are_read() -> None:
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
-        Config.from_env({name: value})
+        Config.from_env({**AUTH_ENV, name: value})
     message = str(info.value)
     assert name in message and repr(value) in message and "\n" not in message
 
@@ -124,7 +130,7 @@ def test_gunicorn_stops_with_one_line_on_a_bad_variable(
             "sample_api.wsgi:app",
         ],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", name: value, "BIND": "127.0.0.1:0"},
+        env={"PATH": "/usr/bin:/bin", **AUTH_ENV, name: value, "BIND": "127.0.0.1:0"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -137,7 +143,7 @@ def test_wsgi_import_exits_with_gunicorns_app_load_error() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", "import sample_api.wsgi"],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "RATE_LIMIT_MODE": "later"},
+        env={"PATH": "/usr/bin:/bin", **AUTH_ENV, "RATE_LIMIT_MODE": "later"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -150,9 +156,9 @@ def test_backend_settings_are_checked_at_start_up_too() -> None:
     from sample_api.app import check_config
 
     with pytest.raises(ConfigError, match="POINTS_TABLE"):
-        check_config({"POINTS_STORE": "dynamodb"})
+        check_config({**AUTH_ENV, "POINTS_STORE": "dynamodb"})
     with pytest.raises(ConfigError, match="POINTS_TABLE"):
-        create_app(Config(store="dynamodb"))
+        create_app(Config(store="dynamodb", auth=AUTH))
     proc = subprocess.run(
         [
             sys.executable,
@@ -163,7 +169,12 @@ def test_backend_settings_are_checked_at_start_up_too() -> None:
             "sample_api.wsgi:app",
         ],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "POINTS_STORE": "dynamodb", "BIND": "127.0.0.1:0"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            **AUTH_ENV,
+            "POINTS_STORE": "dynamodb",
+            "BIND": "127.0.0.1:0",
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -183,7 +194,7 @@ def _gunicorn_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
     more = ("GUNICORN_CLIENT_TIMEOUT", "GUNICORN_KEEPALIVE", "GUNICORN_DRAIN_S")
     for name in (*names, *more, "GUNICORN_GRACEFUL_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
+    for name, value in {**AUTH_ENV, **env}.items():
         monkeypatch.setenv(name, value)
     namespace = runpy.run_path(str(ROOT / "sample_api" / "gunicorn.conf.py"))
     cfg = GunicornConfig()
@@ -232,3 +243,81 @@ def test_gunicorn_post_fork_configures_telemetry(monkeypatch: pytest.MonkeyPatch
     cfg = _gunicorn_settings(monkeypatch, {})
     cfg.post_fork(None, None)
     assert calls == [((), {})]  # bare configure(): the previous settings, fresh threads
+
+
+# -- authentication settings ---------------------------------------------------------------------
+
+
+def test_no_issuer_configured_refuses_to_start() -> None:
+    # Safe by default: without an issuer and its keys the service does not run open.
+    with pytest.raises(ConfigError, match="AUTH_ISSUER is required"):
+        Config.from_env({})
+    with pytest.raises(ConfigError, match="AUTH_ISSUER is required"):
+        create_app(Config())
+    off = Config.from_env({"AUTH_MODE": "off"})  # only by saying so
+    assert off.auth.mode == "off"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"AUTH_MODE": "maybe"}, "AUTH_MODE must be one of jwt, off; got 'maybe'"),
+        ({"AUTH_ISSUER": ""}, "AUTH_ISSUER is required (or AUTH_MODE=off for local use)"),
+        ({"AUTH_AUDIENCE": " "}, "AUTH_AUDIENCE is required (or AUTH_MODE=off for local use)"),
+        ({"AUTH_JWKS_FILE": ""}, "exactly one of AUTH_JWKS_FILE and AUTH_JWKS_URL is required"),
+        ({"AUTH_JWKS_URL": "https://issuer.example/jwks"}, "exactly one of AUTH_JWKS_FILE"),
+        (
+            {"AUTH_JWKS_FILE": "", "AUTH_JWKS_URL": "issuer/jwks"},
+            "AUTH_JWKS_URL must be an http(s) URL",
+        ),
+        ({"AUTH_ALGORITHMS": "HS256"}, "AUTH_ALGORITHMS must name some of RS256"),
+        ({"AUTH_ALGORITHMS": "none"}, "AUTH_ALGORITHMS must name some of RS256"),
+        ({"AUTH_ALGORITHMS": "ES256,HS512"}, "got 'ES256,HS512'"),
+        ({"AUTH_LEEWAY_S": "-1"}, "AUTH_LEEWAY_S must be between 0 and 300; got '-1'"),
+        ({"AUTH_JWKS_TIMEOUT_S": "0"}, "AUTH_JWKS_TIMEOUT_S must be between 0.1 and 30"),
+        ({"AUTH_JWKS_CACHE_S": "x"}, "AUTH_JWKS_CACHE_S must be a number; got 'x'"),
+    ],
+)
+def test_bad_auth_settings_name_the_variable(changes: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({**AUTH_ENV, **changes})
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "cannot read a JWKS"),
+        ("{not json", "cannot read a JWKS"),
+        ('{"keys": []}', "cannot read a JWKS"),
+        ('{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', "holds no RSA or EC signing key"),
+        ("[1, 2]", "holds no RSA or EC signing key"),
+    ],
+)
+def test_unusable_jwks_file_stops_start_up(tmp_path, content: str | None, reason: str) -> None:
+    from sample_api.app import check_config
+
+    path = tmp_path / "jwks.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        check_config({**AUTH_ENV, "AUTH_JWKS_FILE": str(path)})
+    assert str(info.value).startswith("AUTH_JWKS_FILE: ") and reason in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_gunicorn_without_an_issuer_stops_with_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "sample_api/gunicorn.conf.py",
+         "sample_api.wsgi:app"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "BIND": "127.0.0.1:0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "points-service: configuration error: AUTH_ISSUER is required (or AUTH_MODE=off for "
+        "local use)"
+    ]

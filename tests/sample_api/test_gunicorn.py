@@ -19,23 +19,29 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import gunicorn
+from tests.sample_api.conftest import rightful_headers
+from tests.support.issuer import ISSUER, grant_token
+from tests.support.processes import gunicorn as _gunicorn
 
 pytestmark = pytest.mark.slow
 
 GRANTS = "/v1/points/grants"
 
 
+def gunicorn(*, env: dict[str, str], **kwargs: Any):
+    """The service under gunicorn, trusting the tests' local token issuer."""
+    return _gunicorn(env={**ISSUER.env(), **env}, **kwargs)
+
+
 def call(
     base: str, path: str, body: dict | None = None, timeout: float = 60
 ) -> tuple[int, dict[str, str], Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        base + path,
-        data=data,
-        method="POST" if body is not None else "GET",
-        headers={"Content-Type": "application/json"} if body is not None else {},
-    )
+    method = "POST" if body is not None else "GET"
+    headers = rightful_headers(method, path, body)  # the caller who may do it
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), json.loads(response.read())
@@ -92,6 +98,7 @@ def _raw(base: str, body: Any, headers: dict[str, str], chunked: bool = False) -
     host, port = base.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
+        headers = {**rightful_headers("POST", GRANTS), **headers}
         conn.request("POST", GRANTS, body=body, headers=headers, encode_chunked=chunked)
         response = conn.getresponse()
         return response.status, (response.getheader("Content-Type"), response.read())
@@ -204,6 +211,10 @@ def test_delay_mode_raises_latency_above_the_rate_and_not_below(tmp_path: Path) 
     assert high > 3 * low, (low, high)
 
 
+# The order system's credentials for raw requests: so the app goes on to read their bodies.
+GRANT_AUTH = b"Authorization: Bearer " + grant_token().encode() + b"\r\n"
+
+
 def _connect(base: str) -> socket.socket:
     host, port = base.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
@@ -237,7 +248,9 @@ def test_health_answers_while_slow_clients_hold_connections(tmp_path: Path) -> N
             sock = _connect(base)
             sock.sendall(
                 b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\n\r\n" + grant[:4]
+                + GRANT_AUTH
+                + b"Content-Length: 100\r\n\r\n"
+                + grant[:4]
             )
             slow_body.append(sock)
         slow_headers = []
@@ -286,11 +299,14 @@ MALFORMED = {
     "header too large": (b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431),
     "chunk size": (
         b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        + GRANT_AUTH
+        + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
         400,
     ),
     "transfer coding": (
-        b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\n"
+        + GRANT_AUTH
+        + b"Transfer-Encoding: gzip\r\n\r\n",
         400,
     ),
 }
@@ -336,8 +352,9 @@ def test_sigterm_readiness_turns_503_and_queued_connections_are_still_answered(
         for n, sock in enumerate(sockets):
             body = json.dumps({"user_id": "queue", "order_id": f"q-{n}", "amount_jpy": 100})
             sock.sendall(
-                f"POST {GRANTS} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode()
+                f"POST {GRANTS} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n".encode()
+                + GRANT_AUTH
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode()
             )
         proc.send_signal(signal.SIGTERM)  # what ECS sends to the container's main process
         # Readiness says "stop sending" at once; liveness still says the process is fine.

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 
 from points.storage.sqlite import SQLiteStorage
-from tests.sample_api.conftest import _REGISTRY, OPENAPI, Api, ledger_snapshot
+from tests.sample_api.conftest import _REGISTRY, OPENAPI, Api, ledger_snapshot, rightful_headers
 
 GRANTS = "/v1/points/grants"
 REDEMPTIONS = "/v1/points/redemptions"
@@ -343,7 +343,9 @@ def test_unexpected_error_is_a_500_problem_without_trace(
     from sample_api import create_app
 
     app = create_app(config, storage=_Broken(str(db_path)))
-    response = app.test_client().post(GRANTS, json=grant_body())
+    response = app.test_client().post(
+        GRANTS, json=grant_body(), headers=rightful_headers("POST", GRANTS)
+    )
     body = assert_problem(response, 500, slug="internal")
     assert "a bug" not in json.dumps(body)
     assert "a bug" in caplog.text  # the trace goes to the log, not to the client

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sample_api import Config, create_app
-from tests.sample_api.conftest import Api, ledger_snapshot
+from tests.sample_api.conftest import AUTH, Api, ledger_snapshot, rightful_headers
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -57,7 +57,7 @@ def near_valid(required: tuple[str, ...], number_field: str) -> st.SearchStrateg
 
 def _fresh_api(folder: Path) -> tuple[Api, Path]:
     db = folder / "points.db"
-    app = create_app(Config(version="prop", db_path=str(db)))
+    app = create_app(Config(version="prop", db_path=str(db), auth=AUTH))
     return Api(app.test_client()), db
 
 
@@ -173,7 +173,8 @@ def test_any_path_method_and_query_never_fails(tmp_path: Path) -> None:
     )
     def run(method: str, path: str, query: dict[str, str]) -> None:
         before = ledger_snapshot(db)
-        response = api.client.open(path, method=method, query_string=query)
+        headers = rightful_headers(method, path)  # authorised: the property is about the input
+        response = api.client.open(path, method=method, query_string=query, headers=headers)
         assert response.status_code < 500, response.get_data()
         if response.status_code >= 400 and method != "HEAD":
             assert response.mimetype == "application/problem+json"

@@ -14,7 +14,7 @@ import pytest
 from sample_api import RateLimitSettings
 from sample_api.ratelimit import RateLimiter
 from sample_api.state import state_of
-from tests.sample_api.conftest import Api
+from tests.sample_api.conftest import Api, rightful_headers
 
 GRANTS = "/v1/points/grants"
 
@@ -139,11 +139,11 @@ def test_wait_is_exposed_to_telemetry_and_in_server_timing(make_app) -> None:
         return response
 
     client = app.test_client()
-    first = client.post(GRANTS, json=body("a"))
+    first = client.post(GRANTS, headers=rightful_headers("POST", GRANTS), json=body("a"))
     # Spend the token that refilled meanwhile (the first request may have been slow), so the
     # second request finds the bucket empty and waits (unless 0.5 s pass in between).
     state_of(app).limiter.acquire()
-    second = client.post(GRANTS, json=body("b"))
+    second = client.post(GRANTS, headers=rightful_headers("POST", GRANTS), json=body("b"))
     assert first.headers["Server-Timing"] == "ratelimit;dur=0.0"
     assert second.headers["Server-Timing"].startswith("ratelimit;dur=")
     assert seen[0] == (0.0, False)
@@ -161,8 +161,14 @@ def test_rejection_is_flagged_for_telemetry(make_app) -> None:
         flags.append(flask.g.get("rate_limited", False))
 
     client = app.test_client()
-    assert client.post(GRANTS, json=body("a")).status_code == 201
-    assert client.post(GRANTS, json=body("b")).status_code == 429
+    assert (
+        client.post(GRANTS, headers=rightful_headers("POST", GRANTS), json=body("a")).status_code
+        == 201
+    )
+    assert (
+        client.post(GRANTS, headers=rightful_headers("POST", GRANTS), json=body("b")).status_code
+        == 429
+    )
     assert flags == [False, True]
 
 
@@ -173,5 +179,13 @@ def test_limiter_runs_before_the_body_is_validated(make_app, mode: str) -> None:
         rate_limit={"enabled": True, "rps": 0.01, "burst": 1, "mode": mode, "max_wait_s": 1}
     )
     client = app.test_client()
-    client.post(GRANTS, json=body("a"))
-    assert client.post(GRANTS, data="{", content_type="application/json").status_code == 429
+    client.post(GRANTS, headers=rightful_headers("POST", GRANTS), json=body("a"))
+    assert (
+        client.post(
+            GRANTS,
+            headers=rightful_headers("POST", GRANTS),
+            data="{",
+            content_type="application/json",
+        ).status_code
+        == 429
+    )

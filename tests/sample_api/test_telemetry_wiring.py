@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from telemetry import catalog
+from tests.sample_api.conftest import rightful_headers
+from tests.support.issuer import ISSUER
 from tests.support.processes import child, free_port, gunicorn
 from tests.telemetry.test_emf import validate_emf
 
@@ -61,6 +63,7 @@ class Seen:
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
         try:
             data = json.dumps(body) if body is not None else None
+            headers = {**rightful_headers(method, path, body), **headers}
             if data is not None:
                 headers["Content-Type"] = "application/json"
             conn.request(method, path, body=data, headers=headers)
@@ -86,6 +89,7 @@ def _grant(n: int) -> dict[str, Any]:
 def test_red_metrics_limiter_metrics_and_access_lines(tmp_path: Path, mode: str) -> None:
     out = tmp_path / "stdout.log"
     env = {
+        **ISSUER.env(),
         "POINTS_DB_PATH": str(tmp_path / "points.db"),
         "WEB_CONCURRENCY": "2",
         "APP_VERSION": VERSION,
@@ -191,6 +195,7 @@ def test_the_service_keeps_serving_when_stdout_is_gone(tmp_path: Path, stdout: s
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
+        **ISSUER.env(),
         "BIND": f"127.0.0.1:{port}",
         "POINTS_DB_PATH": str(tmp_path / "points.db"),
         "WEB_CONCURRENCY": "2",

@@ -1,0 +1,112 @@
+"""deploy/pipeline.yaml's progressive delivery: pre-production first (build, checks, blue/green,
+then a bake watched by the stage's own rollback alarms), production only after it; each stage the
+same deploy/stack.yaml with its own parameters and alarms (`python -m alarms synth --service`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from alarms import POINTS_SERVICE_SPEC, load_spec, rollback_alarm_names, synth
+from alarms._spec import SpecError, with_names
+from tests.deploy._cfn import DEPLOY, load
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> dict:
+    return load(DEPLOY / "pipeline.yaml")
+
+
+def _stage(pipeline: dict, name: str) -> dict:
+    stages = pipeline["Resources"]["Pipeline"]["Properties"]["Stages"]
+    return next(s for s in stages if s["Name"] == name)
+
+
+def _env(action: dict) -> dict[str, str]:
+    raw = action["Configuration"]["EnvironmentVariables"]["Fn::Sub"]
+    return {v["name"]: v["value"] for v in json.loads(raw)}
+
+
+@pytest.mark.parametrize(
+    ("stage", "stack", "service", "env"),
+    [
+        ("PreProduction", "${PreProdStackName}", "PreProdServiceName", {}),
+        ("Production", "${ServiceStackName}", "ServiceName", {"RUN_TESTS": "false"}),
+    ],
+)
+def test_each_stage_builds_against_its_own_stack_then_deploys_it(
+    pipeline: dict, stage: str, stack: str, service: str, env: dict
+) -> None:
+    build, deploy = _stage(pipeline, stage)["Actions"]
+    assert build["ActionTypeId"]["Provider"] == "CodeBuild"
+    assert build["Configuration"]["ProjectName"] == {"Ref": "BuildProject"}
+    assert _env(build) == {"STACK_NAME": stack, **env}
+    assert deploy["ActionTypeId"]["Provider"] == "CodeDeployToECS"
+    assert build["RunOrder"] < deploy["RunOrder"]
+    [output] = build["OutputArtifacts"]
+    assert deploy["InputArtifacts"] == [output]
+    config = deploy["Configuration"]
+    for key in ("TaskDefinitionTemplateArtifact", "AppSpecTemplateArtifact", "Image1ArtifactName"):
+        assert config[key] == output["Name"]
+    assert config["ApplicationName"] == {"Ref": service}
+    assert config["DeploymentGroupName"] == {"Fn::Sub": f"${{{service}}}-dg"}
+
+
+def test_pre_production_comes_first_and_its_bake_gates_production(pipeline: dict) -> None:
+    stages = [s["Name"] for s in pipeline["Resources"]["Pipeline"]["Properties"]["Stages"]]
+    assert stages.index("PreProduction") < stages.index("Production")
+    [condition] = _stage(pipeline, "PreProduction")["OnSuccess"]["Conditions"]
+    assert condition["Result"] == "ROLLBACK"
+    rules = condition["Rules"]
+    assert {r["RuleTypeId"]["Provider"] for r in rules} == {"CloudWatchAlarm"}
+    assert all(r["Configuration"]["WaitTime"] == {"Ref": "BakeMinutes"} for r in rules)
+    # Exactly the pre-production stack's rollback alarms: the generated names for its service.
+    spec = with_names(load_spec(POINTS_SERVICE_SPEC), service="PREPROD")
+    expected = [
+        n.replace("PREPROD", "${PreProdServiceName}")
+        for n in rollback_alarm_names(synth(spec, "cloudformation"))
+    ]
+    assert [r["Configuration"]["AlarmName"]["Fn::Sub"] for r in rules] == expected
+    assert len({r["Name"] for r in rules}) == len(rules)
+
+
+def test_the_pipeline_may_read_the_bake_alarms_and_deploy_both_stages(pipeline: dict) -> None:
+    role = pipeline["Resources"]["PipelineRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    by_sid = {s.get("Sid"): s for s in role["Statement"] if isinstance(s, dict)}
+    assert by_sid["BakeAlarms"]["Action"] == "cloudwatch:DescribeAlarms"
+    assert by_sid["BakeAlarms"]["Resource"]["Fn::Sub"].endswith(":alarm:${PreProdServiceName}-*")
+    groups = [r["Fn::Sub"] for r in by_sid["Deploy"]["Resource"]]
+    assert any(
+        g.endswith("deploymentgroup:${PreProdServiceName}/${PreProdServiceName}-dg") for g in groups
+    )
+    assert any(g.endswith("deploymentgroup:${ServiceName}/${ServiceName}-dg") for g in groups)
+
+
+def test_synth_for_another_stage_renames_alarms_and_the_service_dimension() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "alarms", "synth", "--spec", str(POINTS_SERVICE_SPEC),
+         "--format", "cloudformation", "--service", "points-preprod",
+         "--worker-service", "points-preprod-worker"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    template = json.loads(proc.stdout)
+    names = rollback_alarm_names(template)
+    assert names and all(n.startswith("points-preprod-") for n in names)
+    text = json.dumps(template)
+    assert '"Value": "points-service"' not in text and '"Value": "points-worker"' not in text
+    assert '"Value": "points-preprod"' in text and '"Value": "points-preprod-worker"' in text
+    # The stack's parameters are the same: one stack template for every stage.
+    default = json.loads((DEPLOY / "alarms.json").read_text())
+    assert template["Parameters"] == default["Parameters"]
+
+
+@pytest.mark.parametrize(
+    ("service", "worker"), [("bad name", None), ("", None), (None, "x/y"), ("a" * 200, None)]
+)
+def test_a_bad_stage_name_is_refused(service: str | None, worker: str | None) -> None:
+    with pytest.raises(SpecError):
+        with_names(load_spec(POINTS_SERVICE_SPEC), service, worker)
