@@ -276,6 +276,9 @@ def plan(
         "LoadBalancerFullName": load_balancer_full_name(outputs["ProductionListenerArn"]),
         "BlueTargetGroupFullName": groups[serving],
         "GreenTargetGroupFullName": groups[replacement],
+        # The worker's own alarms follow WorkerVersion (a rolling update of the worker service),
+        # which an API release leaves as it is.
+        "WorkerVersion": current.get("WorkerVersion", ""),
     }
     new = {**parameters, "ReplacementTargetGroup": replacement}
     return {

@@ -46,7 +46,7 @@ def _world(tmp_path: Path, *, native: bool = False) -> Path:
     params = {
         k: str(v.get("Default", "x")) for k, v in template["Parameters"].items()
     }  # every parameter, as describe-stacks lists them
-    params.update(BlueVersion="v1", GreenVersion="v2", ApiVersion="v1")
+    params.update(BlueVersion="v1", GreenVersion="v2", ApiVersion="v1", WorkerVersion="w1")
     outputs = {
         **OUTPUTS,
         "ClusterName": "points-service",
@@ -221,6 +221,11 @@ def test_two_consecutive_releases_each_watch_their_version_and_replacement_group
         "BlueVersion": "v2", "GreenVersion": "v4", "ReplacementTargetGroup": "blue",
     }  # fmt: skip
     _check(_watched(tmp_path, world), green="v4", replacement_group=TG_BLUE)
+    # The worker's own alarms follow the worker's version, which API releases leave alone.
+    worker_alarms = {k: v for k, v in plan["alarms"].items() if "-worker-new-" in k}
+    assert worker_alarms and all(
+        any(d == "Version=w1" for d in dims) for dims in worker_alarms.values()
+    ), worker_alarms
 
 
 def test_only_the_three_parameters_change_everything_else_keeps_its_value(tmp_path: Path) -> None:
