@@ -222,6 +222,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print(f"{PROG} replay: warning: {w}", file=sys.stderr)
     for line in _emf.read_lines(args.emf):
         ev.ingest_line(line)
+    # What CloudWatch would reject never reaches an alarm in production: say so before the table.
+    for w in ev.rejection_warnings:
+        print(f"{PROG} replay: warning: {w}", file=sys.stderr)
     span = ev.data_range
     if start is None and span is None:
         raise InputError("no EMF data in the input; give --start and --end to evaluate anyway")
@@ -263,6 +266,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         "no_data": sorted(n for n, s in states.items() if s == "INSUFFICIENT_DATA"),
         "input": ev.stats,
         "warnings": ev.warnings,
+        "cloudwatch_rejects": dict(ev.rejections),
     }
     if table is None:
         out.write(json.dumps({"summary": summary}) + "\n")
@@ -311,6 +315,11 @@ class _ChangeTable:
             f"input: {inp['lines']} lines, {inp['emf_lines']} EMF, {inp['bad_lines']} bad,"
             f" {number_text(inp['samples'])} samples\n"
         )
+        if inp["rejected"]:
+            self.out.write(
+                f"CloudWatch would reject {inp['rejected']} metric values (left out, as CloudWatch"
+                " would; see the warnings)\n"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,9 +11,22 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
+from telemetry import cloudwatch_rules as _rules
+
 from ._io import InputError
 
 Samples = list[tuple[float, float]]  # (value, count)
+
+#: CloudWatch's value range (telemetry.cloudwatch_rules): a value outside it, NaN or infinite is
+#: rejected, so the evaluator must not count it either.
+_MAX = _rules.MAX_VALUE
+_TINY = _rules.MIN_MAGNITUDE
+MAX_DIMENSIONS_PER_METRIC = _rules.MAX_DIMENSIONS_PER_METRIC
+
+
+def _accepted(v: float) -> bool:
+    # NaN fails both comparisons; checked inline on the hot path (one call per value).
+    return -_MAX <= v <= _MAX and not (v and -_TINY < v < _TINY)
 
 
 def decode_line(line: str | bytes) -> dict[str, Any] | None:
@@ -56,12 +69,16 @@ def decode_line(line: str | bytes) -> dict[str, Any] | None:
     return None
 
 
-def _stat_set(value: dict[str, Any]) -> tuple[float, float, float, float] | None:
+def _stat_set(value: dict[str, Any]) -> tuple[float, float, float, float] | bool | None:
+    """``(count, sum, min, max)``; None without a statistic set; False for one CloudWatch would
+    reject (NaN, infinite, beyond 2^360)."""
     try:
         stats = tuple(float(value[k]) for k in ("Count", "Sum", "Min", "Max"))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    return stats if all(math.isfinite(x) for x in stats) else None  # type: ignore[return-value]
+    count, total, lo, hi = stats
+    ok = _accepted(count) and _accepted(total) and _accepted(lo) and _accepted(hi)
+    return stats if ok else False  # type: ignore[return-value]
 
 
 def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | None] | None:
@@ -77,17 +94,25 @@ def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | No
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return ([(float(value), 1.0)], None) if math.isfinite(value) else None
+        return ([(float(value), 1.0)], None) if _accepted(value) else None
     if isinstance(value, list):
         out = []
+        top, tiny = _MAX, _TINY
         for v in value:
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not -top <= v <= top  # inline _accepted: one call per value costs
+                or (v and -tiny < v < tiny)
+            ):
                 return None
             out.append((float(v), 1.0))
         return out, None
     if not isinstance(value, dict):
         return None
     stats = _stat_set(value)
+    if stats is False:
+        return None
     values = value.get("Values")
     if not isinstance(values, list):
         return ([], stats) if stats is not None else None
@@ -97,11 +122,13 @@ def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | No
     if not isinstance(counts, list) or len(counts) != len(values):
         return None
     out = []
+    top, tiny = _MAX, _TINY
     for v, c in zip(values, counts, strict=True):
         if (
             isinstance(v, bool)
             or not isinstance(v, int | float)
-            or not math.isfinite(v)
+            or not -top <= v <= top  # inline _accepted: one call per value costs
+            or (v and -tiny < v < tiny)
             or isinstance(c, bool)
             or not isinstance(c, int | float)
             or not 0 <= c < math.inf
@@ -110,6 +137,81 @@ def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | No
         if c:
             out.append((float(v), float(c)))
     return out, stats
+
+
+def value_rejection(value: Any) -> str | None:
+    """Why CloudWatch would reject a metric value that :func:`samples` refused: NaN, infinite or
+    beyond 2^360 (``telemetry.cloudwatch_rules.value_problem``); ``None`` when the value is
+    malformed for another reason (wrong type, counts that do not match), not a CloudWatch limit.
+    Only called for refused values, so the hot path pays nothing for it."""
+    if isinstance(value, dict):
+        items = list(value.get("Values") or []) if isinstance(value.get("Values"), list) else []
+        items += [value.get(k) for k in ("Count", "Sum", "Min", "Max")]
+    elif isinstance(value, list):
+        items = value
+    else:
+        items = [value]
+    for v in items:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            try:
+                problem = _rules.value_problem(v)
+            except OverflowError:  # an int too large for a float
+                problem = "a metric value must be within -2^360..2^360"
+            if problem:
+                return problem
+    return None
+
+
+class CloudWatchCheck:
+    """What CloudWatch would reject in EMF directives (``telemetry.cloudwatch_rules``): the
+    namespace, metric names, dimension names and values. Answers are cached per distinct input
+    (bounded), so a replay pays one dictionary lookup per name."""
+
+    _MAX_CACHED = 10_000
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, object], str | None] = {}
+
+    def _problem(self, kind: str, value: object) -> str | None:
+        key = (kind, value if isinstance(value, str) else repr(value))
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        if kind == "namespace":
+            problem = _rules.namespace_problem(value)
+        elif kind == "metric":
+            problem = _rules.metric_name_problem(value)
+        elif kind == "dimension":
+            problem = _rules.dimension_name_problem(value)
+        else:
+            problem = _rules.dimension_value_problem(value)
+        if problem:
+            problem = f"{_short(value)}: {problem}"
+        if len(self._cache) >= self._MAX_CACHED:
+            self._cache.clear()  # bounded: hostile input with ever new values cannot grow it
+        self._cache[key] = problem
+        return problem
+
+    def namespace(self, namespace: str) -> str | None:
+        """Why CloudWatch would reject ``namespace`` (``None``: accepted)."""
+        return self._problem("namespace", namespace)
+
+    def metric_name(self, name: str) -> str | None:
+        """Why CloudWatch would reject the metric name ``name`` (``None``: accepted)."""
+        return self._problem("metric", name)
+
+    def dimension(self, name: str, value: object) -> str | None:
+        """Why CloudWatch would reject the dimension ``name`` = ``value`` (``None``: accepted).
+        Non-string values are read as their text, as the evaluator reads them."""
+        return self._problem("dimension", name) or self._problem(
+            "value", value if isinstance(value, str) else str(value)
+        )
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def directives(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -19,6 +19,11 @@ from ._format import iso, number_text, value_text
 from ._rules import ALARM, COMPARISON_TEXT, COMPARISONS, INSUFFICIENT, OK, decide
 from ._store import PERCENTILE_METHODS, Query
 
+MAX_DIMENSIONS_PER_METRIC = _emf.MAX_DIMENSIONS_PER_METRIC
+
+#: Distinct rejection reasons kept (the rest are counted together): hostile input cannot grow it.
+_MAX_REJECTION_KINDS = 50
+_UNSEEN = object()
 #: Guard against an epoch in milliseconds passed where seconds are expected.
 _MAX_EPOCH_S = 1e11
 
@@ -123,7 +128,12 @@ class Evaluator:
             "samples": 0.0,
             "values": 0,
             "late_dropped": 0,
+            "rejected": 0,
         }
+        #: Metric data CloudWatch would reject, by reason (see :attr:`rejection_warnings`).
+        self.rejections: dict[str, int] = {}
+        self._check = _emf.CloudWatchCheck()
+        self._seen: dict[object, str | None] = {}
         metric_defs, composite_defs = definitions(defs, params or {})
         compiler = Compiler(tick_s=tick_s, alignment=alignment, percentile_method=percentile_method)
         self._alarms: list[Alarm] = [compiler.alarm(a) for a in metric_defs]
@@ -180,6 +190,12 @@ class Evaluator:
             return 0
         read = 0
         index = self._index
+        check = self._check
+        # Cached answers, one lookup each: namespaces and metric names (str) and dimension sets
+        # (tuples) never collide; bounded against hostile input with ever new names.
+        seen = self._seen
+        if len(seen) > 10_000:
+            seen.clear()
         for d in _emf.directives(obj):  # type: ignore[arg-type]
             ns = d.get("Namespace")
             dimsets = d.get("Dimensions") or [[]]
@@ -191,22 +207,54 @@ class Evaluator:
             ):
                 self.stats["bad_lines"] += 1
                 continue
-            self._ns_seen.add(ns)
+            # What CloudWatch would reject is warned about and left out, as CloudWatch leaves it
+            # out: an alarm on it would see no data in production either.
+            ns_problem = seen.get(ns, _UNSEEN)
+            if ns_problem is _UNSEEN:
+                ns_problem = seen[ns] = check.namespace(ns)
+            if ns_problem is None:
+                self._ns_seen.add(ns)
             keys = []
+            dim_problems = []
             for ds in dimsets:
                 if not isinstance(ds, list):
                     continue
                 try:
-                    keys.append(tuple(sorted((k, str(obj[k])) for k in ds)))
+                    key = tuple(sorted((k, str(obj[k])) for k in ds))
                 except (KeyError, TypeError):
                     self.stats["bad_lines"] += 1  # a dimension without a value: CloudWatch drops it
+                    continue
+                problem = seen.get(key, _UNSEEN)  # type: ignore[call-overload]
+                if problem is _UNSEEN:
+                    problem = self._key_problem(key)
+                if problem is None:
+                    keys.append(key)
+                else:
+                    dim_problems.append(problem)
             for md in metrics:
                 if not isinstance(md, dict) or not isinstance(md.get("Name"), str):
                     continue
                 name = md["Name"]
-                parsed = _emf.samples(obj.get(name))
+                value = obj.get(name)
+                parsed = _emf.samples(value)
                 if parsed is None:
-                    self.stats["bad_lines"] += 1
+                    problem = _emf.value_rejection(value)
+                    if problem is None:
+                        self.stats["bad_lines"] += 1
+                    else:
+                        self._reject(f"{ns}/{name}: {problem}", max(1, len(dimsets)))
+                    continue
+                problem = seen.get(name, _UNSEEN)
+                if problem is _UNSEEN:
+                    problem = seen[name] = check.metric_name(name)
+                problem = ns_problem or problem
+                if problem is not None:
+                    self._reject(f"namespace {problem}" if ns_problem else f"metric {problem}",
+                                 max(1, len(dimsets)))  # fmt: skip
+                    continue
+                for dp in dim_problems:
+                    self._reject(f"{ns}: dimension {dp}", 1)
+                if not keys:
                     continue
                 smp, sset = parsed
                 n_samples = sset[0] if sset is not None else sum(c for _, c in smp)
@@ -227,6 +275,31 @@ class Evaluator:
         if self._max_ts is None or ts > self._max_ts:
             self._max_ts = ts
         return read
+
+    def _key_problem(self, key: tuple[tuple[str, str], ...]) -> str | None:
+        """Why CloudWatch would reject a dimension set (``None``: accepted)."""
+        if len(key) > MAX_DIMENSIONS_PER_METRIC:
+            problem: str | None = (
+                f"set of {len(key)} dimensions (at most {MAX_DIMENSIONS_PER_METRIC} per metric)"
+            )
+        else:
+            problem = next((f"{k} {p}" for k, v in key if (p := self._check.dimension(k, v))), None)
+        self._seen[key] = problem
+        return problem
+
+    def _reject(self, problem: str, n: int) -> None:
+        self.stats["rejected"] += n
+        if problem not in self.rejections and len(self.rejections) >= _MAX_REJECTION_KINDS:
+            problem = "other problems"
+        self.rejections[problem] = self.rejections.get(problem, 0) + n
+
+    @property
+    def rejection_warnings(self) -> list[str]:
+        """One line per kind of metric data CloudWatch would reject (``telemetry.cloudwatch_rules``),
+        most frequent first: ``"12 metric values CloudWatch would reject: NS/Latency: ..."``. The
+        evaluator leaves such data out, as CloudWatch would."""
+        ranked = sorted(self.rejections.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [f"{n} metric values CloudWatch would reject: {why}" for why, n in ranked]
 
     # -- evaluation --------------------------------------------------------------------------
     @property

@@ -332,3 +332,45 @@ def test_bad_input_exits_2_with_one_line(
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_replay_warns_about_emf_cloudwatch_would_reject(defs_file: Path, tmp_path: Path) -> None:
+    """A recording with a non-ASCII and a whitespace-only dimension value, an AWS/ namespace and a
+    NaN value: replay names each on stderr, counts them and leaves them out, as CloudWatch would."""
+    good = list(api_lines(START, 2, rps=10, window_s=1, high_resolution=True))
+
+    def doctored(change: str) -> str:
+        doc = json.loads(good[0])
+        directive = doc["_aws"]["CloudWatchMetrics"][0]
+        if change == "route":
+            doc["Route"] = "/v1/ポイント"
+        elif change == "blank":
+            doc["Route"] = "   "
+        elif change == "aws":
+            directive["Namespace"] = "AWS/ApplicationELB"
+        else:
+            doc["Requests"] = float("nan")
+        return json.dumps(doc)  # NaN written as the bare literal, as Python's json does
+
+    emf = tmp_path / "emf.jsonl"
+    emf.write_text("\n".join([*good, *map(doctored, ("route", "blank", "aws", "nan"))]) + "\n")
+    proc = cli("replay", "--alarms", str(defs_file), "--emf", str(emf), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
+    warnings = [x for x in proc.stderr.splitlines() if "CloudWatch would reject" in x]
+    for needle in ("'/v1/ポイント': a dimension value must contain only ASCII",
+                   "'   ': a dimension value must include at least one non-whitespace",
+                   "'AWS/ApplicationELB': namespaces starting with 'AWS/' are reserved",
+                   "Requests: a metric value must be finite"):  # fmt: skip
+        assert sum(needle in w for w in warnings) == 1, (needle, proc.stderr)
+    # route/blank: 4 metrics in the Route set; aws: 4 metrics x 3 sets; nan: Requests x 3 sets
+    assert summary["input"]["rejected"] == 4 + 4 + 12 + 3
+    assert sum(summary["cloudwatch_rejects"].values()) == summary["input"]["rejected"]
+    assert summary["input"]["bad_lines"] == 0
+    table = cli("replay", "--alarms", str(defs_file), "--emf", str(emf))
+    assert "CloudWatch would reject 23 metric values" in table.stdout
+    clean = cli("replay", "--alarms", str(defs_file), "--emf", str(emf.with_name("clean.jsonl")))
+    assert clean.returncode == 2  # (no such file) - and a clean recording warns about nothing:
+    emf.with_name("clean.jsonl").write_text("\n".join(good) + "\n")
+    clean = cli("replay", "--alarms", str(defs_file), "--emf", str(emf.with_name("clean.jsonl")))
+    assert "CloudWatch would reject" not in clean.stderr + clean.stdout

@@ -495,9 +495,6 @@ def test_bad_lines_are_counted_never_raised() -> None:
         emf(T0, {"Latency": {"Values": [1], "Counts": [1, 2]}}),
         '{"_aws": {"Timestamp": -1000, "CloudWatchMetrics": []}}',
         '{"_aws": {"Timestamp": 1e20, "CloudWatchMetrics": []}}',
-        emf(T0, {"Latency": float("nan")}),
-        emf(T0, {"Latency": [1, float("inf")]}),
-        emf(T0, {"Latency": {"Values": [float("nan")], "Counts": [1]}}),
         emf(T0, {"Latency": {"Values": [1], "Counts": [float("inf")]}}),
     ]
     assert sum(ev.ingest_line(x) for x in bad) == 0
@@ -534,3 +531,78 @@ def test_composites_without_metric_alarms_are_evaluated_every_minute() -> None:
     ev = Evaluator({"CompositeAlarms": [{"AlarmName": "t", "AlarmRule": "TRUE"}]}, start=T0)
     evals = ev.advance(T0 + 120)
     assert [(e.time - T0, e.state) for e in evals] == [(0, "ALARM"), (60, "ALARM"), (120, "ALARM")]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (emf(T0, {"Latency": float("nan")}), "finite"),
+        (emf(T0, {"Latency": [1, float("inf")]}), "finite"),
+        (emf(T0, {"Latency": {"Values": [float("nan")], "Counts": [1]}}), "finite"),
+        (emf(T0, {"Latency": 1e200}), "2^360"),
+        (emf(T0, {"Latency": [-(2.0**361)]}), "2^360"),
+        (emf(T0, {"Latency": 1e-200}), "2^-360"),
+        (
+            emf(T0, {"Latency": {"Values": [500], "Sum": 1e300, "Count": 1, "Min": 1, "Max": 1}}),
+            "2^360",
+        ),  # fmt: skip
+        (
+            emf(
+                T0,
+                {"Latency": 500},
+                props={"Service": "svc", "Route": "/ポイント"},
+                dims=[["Service"], ["Route"]],
+            ),
+            "Route '/ポイント': a dimension value must contain only ASCII",
+        ),  # fmt: skip
+        (
+            emf(T0, {"Latency": 500}, props={"Route": " \t "}, dims=[["Service"], ["Route"]]),
+            "non-whitespace",
+        ),  # fmt: skip
+        (
+            emf(T0, {"Latency": 500}, props={"Route": "a\x01b"}, dims=[["Service"], ["Route"]]),
+            "control characters",
+        ),  # fmt: skip
+        (emf(T0, {"Latency": 500}, props={":x": "1"}, dims=[["Service"], [":x"]]), "':'"),
+        (emf(T0, {"Latency": 500}, namespace="AWS/ApplicationELB"), "reserved for AWS"),
+        (emf(T0, {"Latency": 500}, namespace="with space"), "namespace"),
+        (emf(T0, {"Latency": 500}, namespace="N" * 256), "characters long"),
+        (
+            emf(
+                T0,
+                {"Latency": 500},
+                props={f"D{i}": "x" for i in range(31)},
+                dims=[["Service"], [f"D{i}" for i in range(31)]],
+            ),
+            "at most 30",
+        ),  # fmt: skip
+    ],
+)
+def test_metric_data_cloudwatch_would_reject_is_warned_about_and_left_out(
+    line: str, reason: str
+) -> None:
+    """The offline evaluator applies telemetry.cloudwatch_rules: what CloudWatch would reject is
+    counted, named in a warning and never reaches an alarm (in production it would not either)."""
+    alb = alarm("alb", stat="Maximum")
+    alb["Namespace"] = "AWS/ApplicationELB"
+    ev, evals = run([alarm(stat="Maximum"), alb], [line], T0 + 10)
+    assert ev.stats["rejected"] >= 1 and ev.stats["bad_lines"] == 0
+    assert len(ev.rejection_warnings) == 1
+    assert (
+        reason in ev.rejection_warnings[0] and "CloudWatch would reject" in ev.rejection_warnings[0]
+    )
+    assert ev.states["alb"] == "INSUFFICIENT_DATA"  # EMF cannot publish into AWS/
+    # a rejected value never alarms; a rejected dimension set leaves the accepted [Service] set
+    bad_dimension = '"Dimensions": [["Service"], [' in line
+    assert (ev.states["a"] == "ALARM") is bad_dimension
+
+
+def test_rejections_are_bounded_and_accepted_data_is_not_warned_about() -> None:
+    ev = Evaluator({"MetricAlarms": [alarm(stat="Maximum")]}, start=T0)
+    ev.ingest_line(emf(T0, {"Latency": 500}))
+    assert ev.stats["rejected"] == 0 and ev.rejection_warnings == []
+    for i in range(500):  # ever new bad values: counted, the kinds kept stay bounded
+        ev.ingest_line(emf(T0, {"Latency": 1}, props={"Route": f"/é{i}"}, dims=[["Route"]]))
+    assert ev.stats["rejected"] == 500
+    assert len(ev.rejection_warnings) <= 51
+    assert ev.advance(T0 + 10)[-1].state == "ALARM"  # the accepted datum still counts
