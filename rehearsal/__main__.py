@@ -21,7 +21,14 @@ from typing import Any, NoReturn
 from points import PRESETS
 from rehearsal import schedule as schedules
 from rehearsal import versions
-from rehearsal.model import DEFAULT_SPEC, OUTCOMES, SCENARIOS, Options, Outcome
+from rehearsal.model import (
+    DEFAULT_SPEC,
+    OUTCOMES,
+    SCENARIOS,
+    Options,
+    Outcome,
+    cloudwatch_reject_lines,
+)
 from rehearsal.rolling import cli as worker_cli
 from rehearsal.runner import run
 from rehearsal.supervisor import Interrupted
@@ -333,6 +340,7 @@ def summary(outcome: Outcome) -> str:
         lines.append(s.describe())
         lines.extend(f"  - {p}" for p in s.problems[:10])
     lines.append(f"Requests through the listener: {r['requests']}, server errors: {r['errors']}.")
+    lines.extend(cloudwatch_reject_lines(r.get("cloudwatch_rejects")))
     out = outcome.report_path.parent
     lines.append(f"Result: {out / 'result.json'}")
     if r.get("phases"):  # two-phase: the alarms of the last deployment

@@ -21,6 +21,12 @@ class LiveEvaluator(Protocol):
     @property
     def states(self) -> dict[str, str]: ...
 
+    @property
+    def stats(self) -> dict[str, Any]: ...
+
+    @property
+    def rejection_warnings(self) -> list[str]: ...
+
 
 class Collector:
     """Thread-safe sink for the children's stdout lines, and the evaluator's only door."""
@@ -70,6 +76,15 @@ class Collector:
     def states(self) -> dict[str, str]:
         with self._lock:
             return dict(self._evaluator.states)
+
+    def cloudwatch_rejects(self) -> dict[str, Any]:
+        """The versions' metric values CloudWatch would reject (``telemetry.cloudwatch_rules``),
+        which the evaluator left out: ``{"count": n, "warnings": [one line per kind]}``."""
+        with self._lock:
+            return {
+                "count": int(self._evaluator.stats.get("rejected", 0)),
+                "warnings": list(self._evaluator.rejection_warnings),
+            }
 
     def flush(self) -> None:
         with self._lock:

@@ -125,3 +125,20 @@ def alarm_name_prefix(names: Sequence[str]) -> str:
         while not name.startswith(prefix):
             prefix = prefix[:-1]
     return prefix[: prefix.rfind("-") + 1] if "-" in prefix else ""
+
+
+def cloudwatch_reject_lines(rejects: dict[str, Any] | None, limit: int = 5) -> list[str]:
+    """What the end-of-run summary and the report say about the versions' EMF that CloudWatch
+    would reject (``Collector.cloudwatch_rejects()``): ``[]`` when there was none, else a
+    headline and up to ``limit`` of the evaluator's warnings."""
+    if not rejects or not rejects.get("count"):
+        return []
+    warnings = list(rejects.get("warnings") or [])
+    lines = [
+        f"WARNING: CloudWatch would reject {rejects['count']} metric values the versions wrote;"
+        " the alarms did not see them here, and would not see them in production."
+    ]
+    lines += [f"  - {w}" for w in warnings[:limit]]
+    if len(warnings) > limit:
+        lines.append(f"  - ... {len(warnings) - limit} more kinds in run.json")
+    return lines

@@ -19,6 +19,7 @@ from rehearsal.model import (
     Options,
     Outcome,
     alarm_name_prefix,
+    cloudwatch_reject_lines,
     is_reported_transition,
 )
 
@@ -340,6 +341,7 @@ def render_html(
         f"<li>{html.escape(p)}</li>" for p in (safety.problems[:50] if safety else [])
     )
     door = one_way_door_html(details, safety)
+    rejects = cloudwatch_rejects_html(result.get("cloudwatch_rejects"))
     t0 = details.get("t0") or 0.0
     summary_rows = [
         ["scenario", result["scenario"]],
@@ -377,6 +379,7 @@ code {{ background: #f4f4f4; padding: 0 .2em; }}
 </style></head><body>
 <h1>Blue/green rehearsal <span class="badge">{html.escape(outcome or "")}</span></h1>
 <p>{headline}</p>
+{rejects}
 {_table(summary_rows)}
 <h2>Timeline</h2>
 <p>Latency and request rate as clients saw them at the listener (like the ALB's per-target-group
@@ -397,6 +400,15 @@ is in <code>evaluations.jsonl</code>.</p>
 <ul>{file_items}</ul>
 </body></html>
 """
+
+
+def cloudwatch_rejects_html(rejects: dict[str, Any] | None) -> str:
+    """The warning about EMF CloudWatch would reject (``""`` when there was none)."""
+    lines = cloudwatch_reject_lines(rejects, limit=20)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(x.removeprefix('  - '))}</li>" for x in lines[1:])
+    return f"<p><strong>{html.escape(lines[0])}</strong></p><ul>{items}</ul>"
 
 
 def one_way_door_html(details: dict[str, Any], safety: SafetyReport | None) -> str:
@@ -454,6 +466,7 @@ def write_outputs(
         name: version["version"] for name, version in details.get("versions", {}).items()
     }
     result["one_way_door_guard"] = details.get("one_way_door_guard")
+    result["cloudwatch_rejects"] = collector.cloudwatch_rejects()
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
     evaluations = list(collector.evaluations)

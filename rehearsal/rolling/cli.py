@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rehearsal.model import cloudwatch_reject_lines
 from rehearsal.rolling.schedule import RollingConfigError, plan
 
 #: Option destinations of each target (refused with the other one).
@@ -200,6 +201,7 @@ def summary(outcome: object) -> str:
         f"than {h['objective_s']} s (or never), {h['dead_lettered']} dead-lettered, "
         f"{h['credited_twice']} credited twice."
     )
+    lines.extend(cloudwatch_reject_lines(r.get("cloudwatch_rejects")))
     out = outcome.report_path.parent  # type: ignore[attr-defined]
     lines.append(f"Result: {out / 'result.json'}")
     lines.append(

@@ -101,3 +101,5 @@ class RunData:
     credits: Credits
     evaluations: Sequence[Evaluation]
     emf_lines: dict[str, int]
+    #: The tasks' metric values CloudWatch would reject (``Collector.cloudwatch_rejects()``).
+    cloudwatch_rejects: dict[str, Any] = field(default_factory=dict)

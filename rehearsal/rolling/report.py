@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from alarms import Evaluation, decode_emf
 from rehearsal.model import is_reported_transition
-from rehearsal.report import _svg, _table
+from rehearsal.report import _svg, _table, cloudwatch_rejects_html
 from rehearsal.rolling.model import RolloutDecision, RunData, WorkerOutcome
 
 if TYPE_CHECKING:
@@ -312,6 +312,7 @@ code {{ background: #f4f4f4; padding: 0 .2em; }}
 </style></head><body>
 <h1>Worker rolling update rehearsal <span class="badge">{html.escape(outcome)}</span></h1>
 <p>{html.escape(headline)}</p>
+{cloudwatch_rejects_html(result.get("cloudwatch_rejects"))}
 {_table(summary)}
 <h2>Timeline</h2>
 <p>Tasks per version, the versions' own EMF metrics (utilisation, failed jobs) and the queue's
@@ -350,6 +351,7 @@ def write_outputs(r: RunData, decision: RolloutDecision, exactly: ExactlyOnceRep
 
     out = r.options.out
     result = result_document(r, decision, exactly, details)
+    result["cloudwatch_rejects"] = r.cloudwatch_rejects
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     evaluations = list(r.evaluations)
     with (out / "evaluations.jsonl").open("w") as fh:

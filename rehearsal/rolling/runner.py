@@ -523,6 +523,7 @@ class _Rehearsal:
             credits=self.credits,
             evaluations=list(self.collector.evaluations),
             emf_lines=dict(self.collector.emf_lines),
+            cloudwatch_rejects=self.collector.cloudwatch_rejects(),
         )
         return write_outputs(data, decision, exactly, details)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from alarms import Evaluation
 from rehearsal.listener import Record
@@ -78,3 +80,45 @@ def test_state_changes_show_the_value_against_the_threshold() -> None:
     page = _page(0.75, None, [change])
     assert "<td>+20</td><td>svc-green-latency-avg</td><td>OK</td><td>ALARM</td>" in page
     assert "<td>250.0001 (&gt; 250)</td>" in page
+
+
+def test_emf_cloudwatch_would_reject_is_reported_by_the_run(tmp_path: Path) -> None:
+    """What the versions write that CloudWatch would reject (telemetry.cloudwatch_rules) reaches
+    result.json, the end-of-run summary and the report, so a rehearsal reveals it."""
+    from alarms import Evaluator
+    from rehearsal.__main__ import summary
+    from rehearsal.collector import Collector
+    from rehearsal.model import Outcome
+    from rehearsal.rolling.cli import summary as worker_summary
+
+    def line(route: str, namespace: str = "SafeDeploy", value: float = 12.0) -> str:
+        return json.dumps({
+            "_aws": {"Timestamp": T0 * 1000, "CloudWatchMetrics": [{
+                "Namespace": namespace, "Dimensions": [["Service", "Route"]],
+                "Metrics": [{"Name": "Latency", "Unit": "Milliseconds"}]}]},
+            "Service": "svc", "Route": route, "Latency": value})  # fmt: skip
+
+    collector = Collector(tmp_path, Evaluator({"MetricAlarms": []}))
+    collector.on_line("blue", line("/v1/points"))
+    assert collector.cloudwatch_rejects() == {"count": 0, "warnings": []}
+    for bad in (line("/ポイント"), line(" "), line("/x", "AWS/ECS"), line("/x", value=math.nan)):
+        collector.on_line("green", bad)
+    rejects = collector.cloudwatch_rejects()
+    collector.close()
+    assert rejects["count"] == 4 and len(rejects["warnings"]) == 4
+    result = {"scenario": "regression", "deployment_config": "X", "outcome": SUCCEEDED,
+              "alarm": None, "alarm_time_s": None, "requests": 10, "errors": 0, "traffic": [],
+              "cloudwatch_rejects": rejects}  # fmt: skip
+    text = summary(Outcome(result, tmp_path / "report.html", None, {}))
+    assert "WARNING: CloudWatch would reject 4 metric values" in text
+    assert "'/ポイント': a dimension value must contain only ASCII" in text
+    assert "reserved for AWS" in text and "must be finite" in text
+    page = render_html(result, {"options": {"time_scale": 1.0}, "t0": T0}, "", [], [], [])
+    assert "CloudWatch would reject 4 metric values" in page and "&#x27;/ポイント&#x27;" in page
+    assert "CloudWatch would reject" not in _page(0.75, None)  # nothing to warn about
+    worker = {"outcome": "succeeded", "deployment": {}, "orders_produced": 1,
+              "harm": {"delayed_past_objective": 0, "objective_s": 1, "dead_lettered": 0,
+                       "credited_twice": 0}, "cloudwatch_rejects": rejects}  # fmt: skip
+    fake = type("O", (), {"result": worker, "exactly_once": None,
+                          "report_path": tmp_path / "report.html"})()  # fmt: skip
+    assert "WARNING: CloudWatch would reject 4 metric values" in worker_summary(fake)
