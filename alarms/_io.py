@@ -60,21 +60,86 @@ def _yaml_loader() -> type:
     return CfnLoader
 
 
+#: Largest YAML document read, in nodes with every alias counted as what it expands to: a
+#: "billion laughs" document (aliases of aliases) is refused before anything walks it. A
+#: generated template has a few thousand nodes.
+MAX_YAML_NODES = 1_000_000
+
+
+def _expanded_nodes(root: Any) -> int:
+    """Nodes of a composed YAML graph with aliases expanded (memoised, iterative: linear in the
+    graph). Raises InputError for a recursive alias or a graph beyond MAX_YAML_NODES."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.MappingNode):
+            kids = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            kids = list(node.value)
+        else:
+            kids = []
+        if done:
+            open_.discard(key)
+            sizes[key] = 1 + sum(sizes[id(k)] for k in kids)
+            if sizes[key] > MAX_YAML_NODES:
+                raise InputError(f"expands to more than {MAX_YAML_NODES} nodes (YAML aliases)")
+            continue
+        if key in sizes:
+            continue
+        open_.add(key)
+        stack.append((node, True))
+        for k in kids:
+            if id(k) in open_:
+                raise InputError("holds a recursive YAML alias")
+            if id(k) not in sizes:
+                stack.append((k, False))
+    return sizes[id(root)]
+
+
+def parse_document(text: str, where: str, *, cfn_tags: bool = False) -> Any:
+    """The JSON or YAML document in ``text`` (``cfn_tags``: CloudFormation short tags such as
+    ``!Ref`` read as their long form; else plain safe YAML).
+
+    Raises InputError naming ``where`` for text that is neither, nested too deeply for the
+    parsers (a JSON or YAML document thousands of levels deep), or a YAML document whose aliases
+    expand beyond MAX_YAML_NODES nodes."""
+    import yaml
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InputError(f"{where} is nested too deeply") from None
+    except ValueError:
+        pass
+    loader = _yaml_loader() if cfn_tags else yaml.SafeLoader
+    try:
+        root = yaml.compose(text, Loader=loader)
+        if root is None:
+            return None
+        _expanded_nodes(root)
+        return yaml.load(text, Loader=loader)  # a SafeLoader (subclass)
+    except RecursionError:
+        raise InputError(f"{where} is nested too deeply") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise InputError(f"{where} is neither JSON nor YAML: not valid YAML{at}") from None
+    except InputError as exc:
+        raise InputError(f"{where} {exc}") from None
+
+
 def load_document(path: str) -> dict[str, Any]:
     """A JSON or YAML document (CloudFormation short tags allowed) that must be a mapping."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        import yaml
-
-        try:
-            doc = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass
-        except yaml.YAMLError:
-            raise InputError(f"{path} is neither JSON nor YAML") from None
+    doc = parse_document(text, str(path), cfn_tags=True)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: the document must be a JSON/YAML object")
     return doc

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ._io import InputError, parse_document
+
 STATISTICS = ("SampleCount", "Sum", "Average", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,2})?)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -452,18 +454,16 @@ def parse_spec(data: Any) -> Spec:
 
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a YAML (or JSON) spec file; :class:`SpecError` on any problem."""
-    import yaml  # the "alarms" extra; imported here so the evaluator works without it
-
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError("", f"cannot read {path}: {exc.strerror or exc}") from None
+        raise SpecError(
+            "", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError("", f"{path} is not valid YAML{where}") from None
+        data = parse_document(text, str(path))
+    except InputError as exc:
+        raise SpecError("", str(exc)) from None
     return parse_spec(data)
 
 

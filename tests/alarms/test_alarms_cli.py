@@ -288,6 +288,15 @@ def test_replay_reads_the_yaml_template_like_the_json_one(tmp_path: Path) -> Non
         (["replay", "--alarms", "FOREIGN", "--emf", "EMF"], "parameter Version has no Default"),
         (["replay", "--alarms", "DEFS", "--emf", "EMPTY"], "no EMF data"),
         (["replay", "--alarms", "DEFS"], "required: --emf"),
+        (["replay", "--alarms", "LAUGHS", "--emf", "EMF"], "expands to more than"),
+        (["replay", "--alarms", "DEEP_YAML", "--emf", "EMF"], "nested too deeply"),
+        (["replay", "--alarms", "DEEP_JSON", "--emf", "EMF"], "nested too deeply"),
+        (["synth", "--spec", "GARBAGE"], "cannot read"),
+        (["apply", "--spec", "GARBAGE", "--dry-run"], "cannot read"),
+        (["synth", "--spec", "LAUGHS"], "expands to more than"),
+        (["synth", "--spec", "RECURSIVE"], "recursive YAML alias"),
+        (["synth", "--spec", "DEEP_YAML"], "nested too deeply"),
+        (["synth", "--spec", "DEEP_JSON"], "nested too deeply"),
         ([], "required"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -318,7 +327,22 @@ def test_bad_input_exits_2_with_one_line(
     bad.write_text('{"Something": []}')
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(bytes(range(128, 256)) * 3)
+    laughs = tmp_path / "laughs.yaml"  # 9^9 "lol"s under one key, a few hundred bytes on disk
+    laughs.write_text(
+        "service: x\nResources:\n  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+        + "".join(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 9))
+    )
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text("service: &s [*s]\n")
+    deep_yaml = tmp_path / "deep.yaml"
+    deep_yaml.write_text("service: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    deep_json = tmp_path / "deep.json"
+    deep_json.write_text('{"service": ' + "[" * 50_000 + "]" * 50_000 + "}")
     subst = {
+        "LAUGHS": str(laughs),
+        "RECURSIVE": str(recursive),
+        "DEEP_YAML": str(deep_yaml),
+        "DEEP_JSON": str(deep_json),
         "DEFS": str(defs_file),
         "EMF": str(emf),
         "EMPTY": str(empty),

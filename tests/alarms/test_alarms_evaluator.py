@@ -545,7 +545,7 @@ def test_composites_without_metric_alarms_are_evaluated_every_minute() -> None:
         (
             emf(T0, {"Latency": {"Values": [500], "Sum": 1e300, "Count": 1, "Min": 1, "Max": 1}}),
             "2^360",
-        ),  # fmt: skip
+        ),
         (
             emf(
                 T0,
@@ -554,15 +554,15 @@ def test_composites_without_metric_alarms_are_evaluated_every_minute() -> None:
                 dims=[["Service"], ["Route"]],
             ),
             "Route '/ポイント': a dimension value must contain only ASCII",
-        ),  # fmt: skip
+        ),
         (
             emf(T0, {"Latency": 500}, props={"Route": " \t "}, dims=[["Service"], ["Route"]]),
             "non-whitespace",
-        ),  # fmt: skip
+        ),
         (
             emf(T0, {"Latency": 500}, props={"Route": "a\x01b"}, dims=[["Service"], ["Route"]]),
             "control characters",
-        ),  # fmt: skip
+        ),
         (emf(T0, {"Latency": 500}, props={":x": "1"}, dims=[["Service"], [":x"]]), "':'"),
         (emf(T0, {"Latency": 500}, namespace="AWS/ApplicationELB"), "reserved for AWS"),
         (emf(T0, {"Latency": 500}, namespace="with space"), "namespace"),
@@ -575,7 +575,7 @@ def test_composites_without_metric_alarms_are_evaluated_every_minute() -> None:
                 dims=[["Service"], [f"D{i}" for i in range(31)]],
             ),
             "at most 30",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_metric_data_cloudwatch_would_reject_is_warned_about_and_left_out(
@@ -585,7 +585,7 @@ def test_metric_data_cloudwatch_would_reject_is_warned_about_and_left_out(
     counted, named in a warning and never reaches an alarm (in production it would not either)."""
     alb = alarm("alb", stat="Maximum")
     alb["Namespace"] = "AWS/ApplicationELB"
-    ev, evals = run([alarm(stat="Maximum"), alb], [line], T0 + 10)
+    ev, _evals = run([alarm(stat="Maximum"), alb], [line], T0 + 10)
     assert ev.stats["rejected"] >= 1 and ev.stats["bad_lines"] == 0
     assert len(ev.rejection_warnings) == 1
     assert (

@@ -25,6 +25,7 @@ from tests.support.processes import ROOT
 RESULT_KEYS = {
     "scenario",
     "deployment_config",
+    "cloudwatch_rejects",
     "outcome",
     "alarm",
     "alarm_time_s",
@@ -105,6 +106,8 @@ def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     assert set(result) == RESULT_KEYS
     assert result["outcome"] == "rolled_back"
     assert result["scenario"] == "regression"
+    # the services' own EMF passes CloudWatch's rules (telemetry sanitises what the app gives)
+    assert result["cloudwatch_rejects"] == {"count": 0, "warnings": []}
     assert result["deployment_config"] == "CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
     run = json.loads((out / "run.json").read_text())
     assert result["alarm"] in run["rollback_alarms"]

@@ -18,6 +18,7 @@ from tests.support.processes import ROOT
 
 RESULT_KEYS = {
     "target",
+    "cloudwatch_rejects",
     "scenario",
     "deployment",
     "outcome",
