@@ -102,6 +102,8 @@ class Credentials:
                 raise ValueError(f"{name} is required with LOAD_AUTH_KEY_FILE")
         ttl_text = _text(env, "LOAD_AUTH_TTL_S") or "900"
         try:
+            if not ttl_text.isascii() or "_" in ttl_text:
+                raise ValueError  # float() also reads non-ASCII digits and '1_0'
             ttl_s = float(ttl_text)
         except ValueError:
             ttl_s = math.nan

@@ -41,6 +41,8 @@ def setting(name: str, env: Mapping[str, str] | None = None) -> float:
     env = os.environ if env is None else env
     text = _text(name, env)
     try:
+        if not text.isascii() or "_" in text:
+            raise ValueError  # float() also reads non-ASCII digits and '1_0': a mistake, not a number
         value = float(text)
     except ValueError:
         raise ValueError(f"{name} must be a number, got {env.get(name)!r}") from None

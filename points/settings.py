@@ -43,6 +43,15 @@ def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off); got {value!r}")
 
 
+def _number_text(text: str) -> str:
+    """``text`` when it is written in ASCII without ``_``; else ValueError. Python's ``int()`` and
+    ``float()`` also read other scripts' digits (fullwidth, Arabic-Indic) and ``1_000``: a setting
+    written so is almost certainly a mistake (a pasted value), not a number meant."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(text)
+    return text
+
+
 def env_float(
     env: Mapping[str, str],
     name: str,
@@ -56,7 +65,7 @@ def env_float(
     if text is None:
         return default
     try:
-        value = float(text)
+        value = float(_number_text(text))
     except ValueError:
         raise ConfigError(f"{name} must be a number; got {env[name]!r}") from None
     if not math.isfinite(value) or value < low or value > high:
@@ -70,7 +79,7 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, low: int, high: 
     if text is None:
         return default
     try:
-        value = int(text)
+        value = int(_number_text(text))
     except ValueError:
         raise ConfigError(f"{name} must be a whole number; got {env[name]!r}") from None
     if not low <= value <= high:

@@ -114,6 +114,8 @@ def load(
         try:
             if isinstance(raw, bool):
                 raise TypeError
+            if isinstance(raw, str) and (not raw.isascii() or "_" in raw):
+                raise ValueError  # float() also reads non-ASCII digits and '1_0': a mistake, not a number
             value = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
             problems.append(f"{name}={raw!r} is not a number; using {default}")

@@ -22,7 +22,7 @@ def test_users_for_rounds_up_and_zero_means_none() -> None:
         rates.users_for(10, 0)
 
 
-@pytest.mark.parametrize("value", ["fast", "-1", "nan", "inf"])
+@pytest.mark.parametrize("value", ["fast", "-1", "nan", "inf", "\uff15", "\u0663", "1_0"])
 def test_bad_settings_name_the_variable(value: str) -> None:
     with pytest.raises(ValueError, match="LOAD_RPS"):
         rates.setting("LOAD_RPS", {"LOAD_RPS": value})

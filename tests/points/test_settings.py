@@ -56,6 +56,15 @@ def test_env_int_and_float_accept_the_range_and_default_when_blank() -> None:
     assert env_float({}, "X", 1.0, low=0, high=1) == 1.0
 
 
+@pytest.mark.parametrize("value", ["\uff15", "\u0663", "1_0", "\uff11\uff10"])
+def test_digits_of_other_scripts_and_underscores_are_not_numbers(value: str) -> None:
+    """int()/float() read '\uff15' (fullwidth 5), '\u0663' (Arabic-Indic 3) and '1_0'."""
+    with pytest.raises(ConfigError, match=r"^N must be a whole number"):
+        env_int({"N": value}, "N", 5, low=0, high=100)
+    with pytest.raises(ConfigError, match=r"^N must be a number"):
+        env_float({"N": value}, "N", 5, low=0, high=100)
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "2", "-0.1", "abc"])
 def test_env_float_refuses_non_finite_and_out_of_range(value: str) -> None:
     with pytest.raises(ConfigError, match=r"^X must be"):

@@ -122,6 +122,17 @@ def test_bad_settings_fall_back_to_defaults(tel: Tel, monkeypatch: pytest.Monkey
     assert telemetry.error_count() - before >= 5
 
 
+@pytest.mark.parametrize("value", ["\uff15", "\u0663", "1_0"])
+def test_digits_of_other_scripts_are_not_numbers(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("TELEMETRY_MAX_ROUTES", value)  # int()/float() would read 5, 3, 10
+    before = telemetry.error_count()
+    settings = telemetry.configure("svc", "v1", log_stream=tel.out)
+    assert settings.max_routes == 50
+    assert telemetry.error_count() - before == 1
+
+
 def test_full_buffer_in_values_mode(tel: Tel, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELEMETRY_MAX_VALUES", "100")
     tel.configure(histogram="values")
