@@ -183,6 +183,12 @@ class SQLiteStorage:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise _newer_schema(self.path, version, self.formats)
+        if version < 0:  # no version of ours writes one: not our file, or a damaged one
+            raise FormatUnsupported(
+                f"SQLite store {self.path!r} has schema {version}, which no version of this "
+                "service writes: refusing to open it, nothing was changed",
+                readable=tuple(sorted(self.formats.read)),
+            )
         return version
 
     def _ensure_schema(self, conn: sqlite3.Connection, pid: int) -> None:

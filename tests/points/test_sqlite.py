@@ -142,12 +142,21 @@ def test_dynamodb_without_its_module_is_a_clear_error(monkeypatch) -> None:
 # -- schema versions and formats -----------------------------------------------------------------
 
 
-def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (7, r"has schema 7, newer than this version's \(2"),
+        (-1, "has schema -1, which no version of this service writes"),  # was "upgraded" to 2
+    ],
+)
+def test_a_newer_or_unknown_schema_is_refused_and_left_untouched(
+    tmp_path: Path, version: int, message: str
+) -> None:
     # The reproduction: user_version 7 used to be opened and rewritten to 1.
     path = tmp_path / "p.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("CREATE TABLE future (x)")
-        conn.execute("PRAGMA user_version = 7")
+        conn.execute(f"PRAGMA user_version = {version}")
         conn.commit()
     before = path.read_bytes()
     store = SQLiteStorage(str(path))
@@ -157,12 +166,12 @@ def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
         lambda: store.balance("u"),
         lambda: store.history("u", limit=5),
     ):
-        with pytest.raises(FormatUnsupported, match=r"has schema 7, newer than this version's \(2"):
+        with pytest.raises(FormatUnsupported, match=message):
             attempt()
     store.close()
     assert path.read_bytes() == before
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
 
 
