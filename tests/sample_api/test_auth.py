@@ -300,3 +300,46 @@ def test_unreachable_keys_give_503_not_a_hang(tmp_path: Path, issuer: str) -> No
                 _check_refusal(response, 503, "auth-unavailable")
                 assert response.headers["Retry-After"] == "1"
             assert send(base, "GET", "/readyz", None).status_code == 200
+
+
+@pytest.mark.parametrize("problem", ["private key material", "several keys have the kid"])
+def test_an_unusable_jwks_from_the_url_gives_503(problem: str) -> None:
+    # In process: what the issuer publishes decides. A private RSA key used to reach PyJWT's
+    # verify and fail with AttributeError (a 500).
+    from sample_api.tokens import AuthSettings, KeysUnavailable, Verifier
+
+    public = json.loads(ISSUER.jwks_path.read_text())["keys"][0]
+    if problem == "private key material":
+        keys = [{**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ISSUER.private_key)),
+                 "kid": ISSUER.kid, "alg": "ES256"}]  # fmt: skip
+    else:
+        keys = [public, {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(
+            _STRANGER.private_key.public_key())), "kid": ISSUER.kid, "alg": "ES256"}]  # fmt: skip
+    body = json.dumps({"keys": keys}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        verifier = Verifier(
+            AuthSettings(
+                issuer=ISSUER.issuer,
+                audience=ISSUER.audience,
+                jwks_url=f"http://127.0.0.1:{server.server_port}/jwks.json",
+                jwks_timeout_s=5,
+            )
+        )
+        with pytest.raises(KeysUnavailable, match=problem):
+            verifier.verify(user_token("alice"))
+    finally:
+        server.shutdown()
+        server.server_close()
