@@ -65,6 +65,9 @@ def load_task_definition(path: Path) -> dict[str, Any]:
         data = data["taskDefinition"]
     if not isinstance(data, dict) or not isinstance(data.get("containerDefinitions"), list):
         raise GuardInputError(f"{str(path)!r} is not a task definition (no containerDefinitions)")
+    if not any(isinstance(c, dict) for c in data["containerDefinitions"]):
+        # ECS requires at least one; judging "no app" as the defaults would call it safe.
+        raise GuardInputError(f"{str(path)!r} is not a task definition (no container in it)")
     return data
 
 
@@ -77,16 +80,30 @@ def _declared(container: Mapping[str, Any], where: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for pair in env:
         if isinstance(pair, dict) and pair.get("name") in LABELS:
-            values[pair["name"]] = str(pair.get("value", ""))
+            name, value = pair["name"], str(pair.get("value", ""))
+            # Which of two entries the container gets is not the guard's to guess.
+            if name in values and not _same(name, values[name], value):
+                raise GuardInputError(
+                    f"{where}: {name} is set twice, to {values[name]!r} and {value!r}"
+                )
+            values[name] = value
     for name, label in LABELS.items():
         if label not in labels:
             continue
-        if name in values and values[name].strip() != str(labels[label]).strip():
+        if name in values and not _same(name, values[name], str(labels[label])):
             raise GuardInputError(
                 f"{where}: {name}={values[name]!r} and label {label}={labels[label]!r} disagree"
             )
         values.setdefault(name, str(labels[label]))
     return values
+
+
+def _same(name: str, a: str, b: str) -> bool:
+    """Whether two declarations of ``name`` mean the same (``1,2`` and ``2,1`` do)."""
+    try:  # a single number parses as a one-item list
+        return parse_format_list(a, name) == parse_format_list(b, name)
+    except ConfigError:
+        return a.strip() == b.strip()  # the bad value is reported when it is parsed
 
 
 def formats_of(task: Mapping[str, Any], where: str, container: str | None = None) -> Formats:

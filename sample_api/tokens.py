@@ -15,19 +15,26 @@ What a token must be (RFC 7519, RFC 9068 for ``scope``):
   ``exp`` and ``iat`` (numbers); ``nbf`` is checked when present; ``AUTH_LEEWAY_S`` of clock skew.
 
 Keys: ``AUTH_JWKS_FILE`` is read once at start (a bad file stops start-up);
-``AUTH_JWKS_URL`` is fetched by PyJWT's ``PyJWKClient`` on first use and reused for
-``AUTH_JWKS_CACHE_S``; one fetch waits at most ``AUTH_JWKS_TIMEOUT_S`` per network operation;
-an unknown ``kid`` refetches at most once per 30 s (PyJWT's cooldown), so forged ``kid`` values
-cannot make the service hammer the issuer.
+``AUTH_JWKS_URL`` (https, or http to loopback) is fetched by PyJWT's ``PyJWKClient`` on first
+use and reused for ``AUTH_JWKS_CACHE_S``; a request waits at most ``AUTH_JWKS_TIMEOUT_S`` for a
+fetch in total; an unknown ``kid`` refetches at most once per 30 s, so forged ``kid`` values
+cannot make the service hammer the issuer. A JWKS with private key material or two keys with
+one ``kid`` is refused (file: at start; URL: 503).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import threading
+import time
 from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
@@ -108,6 +115,11 @@ class AuthSettings:
                 f"exactly one of {AUTH_JWKS_FILE} and {AUTH_JWKS_URL} is required "
                 f"(or {AUTH_MODE}=off for local use)"
             )
+        if self.jwks_url and not _trusted_transport(self.jwks_url):
+            raise ConfigError(
+                f"{AUTH_JWKS_URL} must be an https URL (plain http only on loopback: anyone on "
+                f"the path could swap the keys); got {self.jwks_url!r}"
+            )
         bad = [a for a in self.algorithms if a not in ALLOWED_ALGORITHMS]
         if bad or not self.algorithms:
             raise ConfigError(
@@ -118,6 +130,20 @@ class AuthSettings:
     def to_dict(self) -> dict[str, object]:
         """What ``/version`` may show (nothing secret: the issuer's name and public keys' place)."""
         return {"mode": self.mode, "issuer": self.issuer, "audience": self.audience}
+
+
+def _trusted_transport(url: str) -> bool:
+    """https, or http to this host (127.0.0.0/8, ::1, localhost): local development and tests."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -171,6 +197,20 @@ def _usable(keys: list[PyJWK]) -> list[PyJWK]:
     return [k for k in keys if k.key_type in _KEY_TYPES and k.public_key_use in ("sig", None)]
 
 
+def _keys_problem(keys: list[PyJWK]) -> str | None:
+    """Why a JWKS must not be used, or None. Private key material means the issuer's signing key
+    has leaked (anyone could sign, and PyJWT cannot verify with an RSA private key); keys sharing
+    a ``kid`` make the key a token names ambiguous (RFC 7517 section 4.5)."""
+    seen: set[str | None] = set()
+    for key in keys:
+        if hasattr(key.key, "private_bytes"):  # cryptography's private key classes
+            return f"key {key.key_id!r} holds private key material (publish only public keys)"
+        if key.key_id is not None and key.key_id in seen:
+            return f"several keys have the kid {key.key_id!r}"
+        seen.add(key.key_id)
+    return None
+
+
 def _pick(keys: list[PyJWK], kid: str | None) -> PyJWK | None:
     if kid is None:
         return keys[0] if len(keys) == 1 else None
@@ -188,6 +228,9 @@ class _FileKeys:
             raise ConfigError(
                 f"{AUTH_JWKS_FILE}: cannot read a JWKS from {path!r}: {exc}"
             ) from None
+        problem = _keys_problem(keys)
+        if problem:
+            raise ConfigError(f"{AUTH_JWKS_FILE}: {path!r}: {problem}")
         if not keys:
             raise ConfigError(f"{AUTH_JWKS_FILE}: {path!r} holds no RSA or EC signing key")
         self._keys = keys
@@ -199,27 +242,86 @@ class _FileKeys:
         return key
 
 
+class _BoundedJWKClient(PyJWKClient):
+    """PyJWT's client with a deadline on the whole fetch, not only on each network operation.
+
+    urllib's ``timeout`` bounds each socket operation, so an issuer that drips its answer a byte
+    at a time held request threads without end (all of a worker's, health checks included). The
+    fetch runs in one daemon thread per process (single flight: concurrent requests share it);
+    a caller waits at most ``deadline_s`` for it and then gets PyJWKClientConnectionError (503).
+    A fetch that never ends holds that one thread only, never a request's.
+    """
+
+    def __init__(self, url: str, *, deadline_s: float, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self._deadline_s = deadline_s
+        self._flight_lock = threading.Lock()
+        self._flight: Future[Any] | None = None
+
+    def _run(self, future: Future[Any]) -> None:
+        try:
+            future.set_result(super().fetch_data())
+        except BaseException as exc:  # handed to the waiting requests
+            future.set_exception(exc)
+
+    def fetch_data(self) -> Any:
+        with self._flight_lock:
+            future = self._flight
+            if future is None or future.done():
+                future = self._flight = Future()
+                threading.Thread(
+                    target=self._run, args=(future,), name="jwks-fetch", daemon=True
+                ).start()
+        try:
+            return future.result(timeout=self._deadline_s)
+        except FutureTimeout:
+            raise PyJWKClientConnectionError(
+                f"the JWKS did not arrive within {self._deadline_s:g} s"
+            ) from None
+
+
+#: Least time between two refetches for an unknown kid (PyJWT's default cooldown).
+REFRESH_COOLDOWN_S = 30.0
+
+
 class _UrlKeys:
-    """A JWKS URL through PyJWT's client: cached, bounded fetches, refetch on an unknown kid."""
+    """A JWKS URL through PyJWT's client: cached, each fetch bounded in total, refetch on an
+    unknown kid at most once per :data:`REFRESH_COOLDOWN_S` (successful or not)."""
 
     def __init__(self, url: str, timeout_s: float, cache_s: float) -> None:
-        self._client = PyJWKClient(
-            url, cache_jwk_set=True, lifespan=cache_s, timeout=timeout_s, cache_keys=False
+        self._client = _BoundedJWKClient(
+            url, deadline_s=timeout_s, cache_jwk_set=True, lifespan=cache_s, timeout=timeout_s
         )
+        self._refresh_lock = threading.Lock()
+        self._last_refresh = float("-inf")
+
+    def _may_refresh(self) -> bool:
+        # Never waits (PyJWT's own refresh holds a lock across the fetch, which queued every
+        # request thread behind a slow issuer).
+        with self._refresh_lock:
+            now = time.monotonic()
+            if now - self._last_refresh < REFRESH_COOLDOWN_S:
+                return False
+            self._last_refresh = now
+            return True
+
+    def _keys(self, *, refresh: bool) -> list[PyJWK]:
+        keys = _usable(self._client.get_jwk_set(refresh=refresh).keys)
+        problem = _keys_problem(keys)
+        if problem:
+            raise KeysUnavailable(f"the issuer's JWKS is unusable: {problem}")
+        return keys
 
     def key_for(self, kid: str | None) -> PyJWK:
         try:
-            keys = _usable(self._client.get_signing_keys())
-            key = _pick(keys, kid)
-            if key is None and kid is not None:
-                key = self._client.get_signing_key(kid)  # one refresh, rate limited by PyJWT
+            key = _pick(self._keys(refresh=False), kid)
+            if key is None and kid is not None and self._may_refresh():
+                key = _pick(self._keys(refresh=True), kid)
         except PyJWKClientConnectionError as exc:
             raise KeysUnavailable(f"the issuer's keys cannot be fetched: {exc}") from None
-        except PyJWKSetError as exc:
+        except (PyJWKSetError, PyJWKClientError) as exc:
             raise KeysUnavailable(f"the issuer's JWKS is unusable: {exc}") from None
-        except PyJWKClientError:
-            raise InvalidToken("the token's kid names no key of the issuer") from None
-        if key is None or key.key_type not in _KEY_TYPES:
+        if key is None:
             raise InvalidToken("the token's kid names no key of the issuer")
         return key
 
@@ -276,6 +378,10 @@ class Verifier:
             raise InvalidToken("the token's signature does not verify") from None
         except (PyJWTError, ValueError, TypeError):  # e.g. a claim of a JSON type PyJWT rejects
             raise InvalidToken("the token is invalid") from None
+        for name in ("exp", "iat", "nbf"):  # NumericDate (RFC 7519 section 2); PyJWT takes "123"
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise InvalidToken(f"the token's {name} claim is not a number")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("the token's sub claim is not a string")

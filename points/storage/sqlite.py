@@ -183,6 +183,12 @@ class SQLiteStorage:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise _newer_schema(self.path, version, self.formats)
+        if version < 0:  # no version of ours writes one: not our file, or a damaged one
+            raise FormatUnsupported(
+                f"SQLite store {self.path!r} has schema {version}, which no version of this "
+                "service writes: refusing to open it, nothing was changed",
+                readable=tuple(sorted(self.formats.read)),
+            )
         return version
 
     def _ensure_schema(self, conn: sqlite3.Connection, pid: int) -> None:
@@ -218,10 +224,21 @@ class SQLiteStorage:
             conn.execute("INSERT OR IGNORE INTO ledger_formats (format) VALUES (1)")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @staticmethod
-    def _present(conn: sqlite3.Connection) -> set[int]:
-        """The store's format marker: every format ever written."""
-        return {row[0] for row in conn.execute("SELECT format FROM ledger_formats")}
+    def _present(self, conn: sqlite3.Connection) -> set[int]:
+        """The store's format marker: every format ever written. FormatUnsupported when a
+        schema-2 file has lost it: which formats it holds is then unknown."""
+        try:
+            return {row[0] for row in conn.execute("SELECT format FROM ledger_formats")}
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+        raise FormatUnsupported(
+            f"SQLite store {self.path!r} has schema {SCHEMA_VERSION} but no ledger format marker "
+            f"(table ledger_formats), so which formats it holds is unknown; this version "
+            f"{self.formats.describe()}: it refuses to serve or write the store (nothing was "
+            "changed)",
+            readable=tuple(sorted(self.formats.read)),
+        )
 
     def _check_user(self, conn: sqlite3.Connection, user_id: str) -> None:
         """FormatUnsupported if ``user_id`` has rows (or a balance) this version cannot read.

@@ -123,6 +123,18 @@ def _two_declaring() -> dict:
         ),
         (_two_declaring(), [], "all declare ledger formats; name the app's with --container"),
         (taskdef("v2"), ["--container", "web"], "no container named 'web'"),
+        ({"containerDefinitions": []}, [], "is not a task definition (no container in it)"),
+        (
+            _with_app(
+                environment=[
+                    {"name": "POINTS_FORMATS_READ", "value": "1,2"},
+                    {"name": "POINTS_FORMAT_WRITE", "value": "1"},
+                    {"name": "POINTS_FORMAT_WRITE", "value": "2"},
+                ]
+            ),
+            [],
+            "POINTS_FORMAT_WRITE is set twice, to '1' and '2'",
+        ),
         (taskdef("v2"), ["--store-formats", "one"], "--store-formats must be comma-separated"),
     ],
 )
@@ -137,6 +149,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, extra, mess
     err = capsys.readouterr().err
     assert err.startswith("guard: error: ") and err.count("\n") == 1
     assert message in err
+
+
+def test_declarations_that_mean_the_same_agree(tmp_path, capsys) -> None:
+    # "1,2" and "2,1" are the same formats: neither a disagreement nor a duplicate
+    candidate = _with_app(
+        environment=[
+            {"name": "POINTS_FORMATS_READ", "value": "1,2"},
+            {"name": "POINTS_FORMATS_READ", "value": " 2,1"},
+            {"name": "POINTS_FORMAT_WRITE", "value": "1"},
+        ],
+        dockerLabels={"points.formats.read": "2, 1", "points.format.write": " 1 "},
+    )
+    running = write(tmp_path, "running.json", taskdef("v1"))
+    path = write(tmp_path, "candidate.json", candidate)
+    assert main(["--running", str(running), "--candidate", str(path)]) == 0, capsys.readouterr()
 
 
 @pytest.mark.parametrize("path", ["missing.json", "."])

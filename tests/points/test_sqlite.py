@@ -142,12 +142,21 @@ def test_dynamodb_without_its_module_is_a_clear_error(monkeypatch) -> None:
 # -- schema versions and formats -----------------------------------------------------------------
 
 
-def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (7, r"has schema 7, newer than this version's \(2"),
+        (-1, "has schema -1, which no version of this service writes"),  # was "upgraded" to 2
+    ],
+)
+def test_a_newer_or_unknown_schema_is_refused_and_left_untouched(
+    tmp_path: Path, version: int, message: str
+) -> None:
     # The reproduction: user_version 7 used to be opened and rewritten to 1.
     path = tmp_path / "p.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("CREATE TABLE future (x)")
-        conn.execute("PRAGMA user_version = 7")
+        conn.execute(f"PRAGMA user_version = {version}")
         conn.commit()
     before = path.read_bytes()
     store = SQLiteStorage(str(path))
@@ -157,13 +166,39 @@ def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
         lambda: store.balance("u"),
         lambda: store.history("u", limit=5),
     ):
-        with pytest.raises(FormatUnsupported, match=r"has schema 7, newer than this version's \(2"):
+        with pytest.raises(FormatUnsupported, match=message):
             attempt()
     store.close()
     assert path.read_bytes() == before
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_store_without_its_format_marker_is_refused_untouched(tmp_path: Path) -> None:
+    # Was a 503 "storage unavailable" (the driver's "no such table"), which named no format.
+    path = tmp_path / "p.db"
+    store = SQLiteStorage(str(path))
+    store.grant(user_id="u", order_id="o", amount_jpy=1000, points=10)
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP TABLE ledger_formats")
+        conn.commit()
+    store = SQLiteStorage(str(path), formats=PRESETS["v2"])
+    for attempt in (
+        store.ping,
+        lambda: store.grant(user_id="v", order_id="o2", amount_jpy=100, points=1),
+        lambda: store.history("u", limit=5),
+    ):
+        with pytest.raises(FormatUnsupported, match="no ledger format marker") as info:
+            attempt()
+        assert info.value.readable == (1, 2)
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT order_id FROM ledger").fetchall() == [("o",)]
+        assert not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'ledger_formats'"
+        ).fetchone()
 
 
 def test_a_schema_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path: Path) -> None:

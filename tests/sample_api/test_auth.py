@@ -5,12 +5,14 @@ stored ledger (read straight from the SQLite file): a refused request writes not
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
 import http.server
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,6 +107,8 @@ REFUSED_TOKENS: dict[str, Callable[[], str]] = {
     "HS256 with the public key": _hs256_with_the_public_key,
     "unknown kid": lambda: _unknown_kid(),
     "not a JWT": lambda: "not.a.jwt",
+    # NumericDate is a JSON number (RFC 7519 section 2); PyJWT alone accepts "1790000000"
+    "expiry as a string": lambda: ISSUER.mint("alice", exp=str(int(time.time()) + 600)),
 }
 
 CALLERS: dict[str, Callable[[], str | None]] = {
@@ -254,13 +258,37 @@ def test_keys_from_a_jwks_url_are_fetched_once_and_cached(tmp_path: Path) -> Non
             assert jwks.hits == 1
 
 
-@pytest.mark.parametrize("issuer", ["refuses connections", "never answers"])
+def _drip(listener: socket.socket, stop: threading.Event) -> None:
+    """An issuer that answers a JWKS a byte at a time, each within the per-operation timeout."""
+    listener.settimeout(0.1)
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:  # closed by the test
+            return
+        with conn:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.wait(0.1):
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    break
+
+
+@pytest.mark.parametrize("issuer", ["refuses connections", "never answers", "drips its answer"])
 def test_unreachable_keys_give_503_not_a_hang(tmp_path: Path, issuer: str) -> None:
-    with socket.socket() as silent:
+    stop = threading.Event()
+    with socket.socket() as silent, contextlib.ExitStack() as stack:
+        stack.callback(stop.set)  # before the socket closes
         silent.bind(("127.0.0.1", 0))
         port = silent.getsockname()[1]
         if issuer == "never answers":
             silent.listen(8)  # accepted by the kernel, never read: the fetch must time out
+        elif issuer == "drips its answer":  # every read succeeds: only a total deadline helps
+            silent.listen(8)
+            threading.Thread(target=_drip, args=(silent, stop), daemon=True).start()
         else:
             silent.close()
         env = {**ISSUER.env(), "AUTH_JWKS_FILE": "", "WEB_CONCURRENCY": "1",
@@ -272,3 +300,46 @@ def test_unreachable_keys_give_503_not_a_hang(tmp_path: Path, issuer: str) -> No
                 _check_refusal(response, 503, "auth-unavailable")
                 assert response.headers["Retry-After"] == "1"
             assert send(base, "GET", "/readyz", None).status_code == 200
+
+
+@pytest.mark.parametrize("problem", ["private key material", "several keys have the kid"])
+def test_an_unusable_jwks_from_the_url_gives_503(problem: str) -> None:
+    # In process: what the issuer publishes decides. A private RSA key used to reach PyJWT's
+    # verify and fail with AttributeError (a 500).
+    from sample_api.tokens import AuthSettings, KeysUnavailable, Verifier
+
+    public = json.loads(ISSUER.jwks_path.read_text())["keys"][0]
+    if problem == "private key material":
+        keys = [{**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ISSUER.private_key)),
+                 "kid": ISSUER.kid, "alg": "ES256"}]  # fmt: skip
+    else:
+        keys = [public, {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(
+            _STRANGER.private_key.public_key())), "kid": ISSUER.kid, "alg": "ES256"}]  # fmt: skip
+    body = json.dumps({"keys": keys}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        verifier = Verifier(
+            AuthSettings(
+                issuer=ISSUER.issuer,
+                audience=ISSUER.audience,
+                jwks_url=f"http://127.0.0.1:{server.server_port}/jwks.json",
+                jwks_timeout_s=5,
+            )
+        )
+        with pytest.raises(KeysUnavailable, match=problem):
+            verifier.verify(user_token("alice"))
+    finally:
+        server.shutdown()
+        server.server_close()

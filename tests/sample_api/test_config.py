@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -270,6 +271,14 @@ def test_no_issuer_configured_refuses_to_start() -> None:
             {"AUTH_JWKS_FILE": "", "AUTH_JWKS_URL": "issuer/jwks"},
             "AUTH_JWKS_URL must be an http(s) URL",
         ),
+        (  # anyone on the path could swap the keys; plain http only on loopback
+            {"AUTH_JWKS_FILE": "", "AUTH_JWKS_URL": "http://issuer.example/jwks.json"},
+            "AUTH_JWKS_URL must be an https URL",
+        ),
+        (
+            {"AUTH_JWKS_FILE": "", "AUTH_JWKS_URL": "http://10.0.0.1/jwks.json"},
+            "AUTH_JWKS_URL must be an https URL",
+        ),
         ({"AUTH_ALGORITHMS": "HS256"}, "AUTH_ALGORITHMS must name some of RS256"),
         ({"AUTH_ALGORITHMS": "none"}, "AUTH_ALGORITHMS must name some of RS256"),
         ({"AUTH_ALGORITHMS": "ES256,HS512"}, "got 'ES256,HS512'"),
@@ -284,6 +293,30 @@ def test_bad_auth_settings_name_the_variable(changes: dict[str, str], message: s
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def _ec_jwk(kid: str, *, private: bool = False) -> dict:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key if private else key.public_key()))
+    return {**jwk, "kid": kid, "alg": "ES256", "use": "sig"}
+
+
+def _rsa_private_jwk(kid: str) -> dict:
+    # An RSA private key used to get past start-up and then fail every request with a 500.
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return {**json.loads(RSAAlgorithm.to_jwk(key)), "kid": kid, "alg": "RS256"}
+
+
+_JWKS_FILES = {
+    "private": lambda: [_ec_jwk("k0"), _rsa_private_jwk("k1")],
+    "duplicate kid": lambda: [_ec_jwk("k1"), _ec_jwk("k1")],
+}
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
@@ -292,12 +325,16 @@ def test_bad_auth_settings_name_the_variable(changes: dict[str, str], message: s
         ('{"keys": []}', "cannot read a JWKS"),
         ('{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', "holds no RSA or EC signing key"),
         ("[1, 2]", "holds no RSA or EC signing key"),
+        ("private", "holds private key material"),
+        ("duplicate kid", "several keys have the kid 'k1'"),
     ],
 )
 def test_unusable_jwks_file_stops_start_up(tmp_path, content: str | None, reason: str) -> None:
     from sample_api.app import check_config
 
     path = tmp_path / "jwks.json"
+    if content in _JWKS_FILES:
+        content = json.dumps({"keys": _JWKS_FILES[content]()})
     if content is not None:
         path.write_text(content)
     with pytest.raises(ConfigError) as info:
