@@ -511,6 +511,46 @@ def test_https_with_a_certificate_and_http_redirected(stack: dict) -> None:
     )
 
 
+def _rule_value(expr: object, params: dict[str, str]) -> object:
+    """The few intrinsic functions the stack's Rules use, evaluated as CloudFormation does."""
+    if isinstance(expr, dict):
+        ((fn, arg),) = expr.items()
+        if fn == "Ref":
+            return params[arg]
+        if fn == "Fn::Equals":
+            return _rule_value(arg[0], params) == _rule_value(arg[1], params)
+        if fn == "Fn::Not":
+            return not _rule_value(arg[0], params)
+        raise AssertionError(f"unexpected function {fn} in a rule")
+    return expr
+
+
+def _refused_by_rules(stack: dict, params: dict[str, str]) -> list[str]:
+    refused = []
+    for name, rule in stack.get("Rules", {}).items():
+        if "RuleCondition" in rule and not _rule_value(rule["RuleCondition"], params):
+            continue
+        if not all(_rule_value(a["Assert"], params) for a in rule["Assertions"]):
+            refused.append(name)
+    return refused
+
+
+@pytest.mark.parametrize(
+    ("allow_plain_http", "certificate", "refused"),
+    [
+        ("false", "", True),  # the default: no certificate, no stack
+        ("false", "arn:aws:acm:us-east-1:123456789012:certificate/abc", False),
+        ("true", "", False),  # plain HTTP only when asked for by name
+    ],
+)
+def test_a_stack_without_a_certificate_is_refused_unless_plain_http_is_asked_for(
+    stack: dict, allow_plain_http: str, certificate: str, refused: bool
+) -> None:
+    assert stack["Parameters"]["AllowPlainHttp"]["Default"] == "false"
+    params = {"AllowPlainHttp": allow_plain_http, "CertificateArn": certificate}
+    assert bool(_refused_by_rules(stack, params)) is refused
+
+
 def test_load_balancer_drops_invalid_headers_and_logs_to_an_encrypted_private_bucket(
     stack: dict,
 ) -> None:
