@@ -32,6 +32,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 HERE = Path(__file__).resolve().parent
 TASKDEF_TEMPLATE = HERE / "taskdef.json"
@@ -60,11 +61,22 @@ NETWORK_OUTPUTS = ("ApiSubnetIds", "ApiSecurityGroupId", "ApiAssignPublicIp")
 #: Stack output naming the AfterAllowTestTraffic smoke test function (absent: no hook).
 SMOKE_TEST_OUTPUT = "SmokeTestFunctionName"
 #: A Lambda function name or ARN (Lambda's FunctionName rules, shortened).
+#: An ECS task definition ARN (``register-task-definition``'s answer): family 1-255 of
+#: A-Z a-z 0-9 _ -, then the revision. Checked because it is written into the AppSpec (YAML).
+_TASKDEF_ARN = re.compile(
+    r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task-definition/[A-Za-z0-9_-]{1,255}:[1-9]\d{0,9}"
+)
 _FUNCTION = re.compile(r"(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}")
 
 
 class UsageError(ValueError):
     """Input that cannot produce a revision; reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line on stderr, as for every other bad input (not argparse's usage block).
+        self.exit(2, f"render_revision: {message} (see --help)\n")
 
 
 def load_outputs(path: Path) -> dict[str, str]:
@@ -76,7 +88,10 @@ def load_outputs(path: Path) -> dict[str, str]:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not JSON: {exc.msg} (line {exc.lineno})") from None
     if isinstance(data, dict) and "Stacks" in data:
-        data = data["Stacks"][0].get("Outputs", [])
+        stacks = data["Stacks"]
+        if not (isinstance(stacks, list) and stacks and isinstance(stacks[0], dict)):
+            raise UsageError(f'{path}: "Stacks" holds no stack (expected describe-stacks output)')
+        data = stacks[0].get("Outputs", [])
     if isinstance(data, list):
         try:
             data = {o["OutputKey"]: o["OutputValue"] for o in data}
@@ -225,7 +240,7 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--outputs", type=Path, required=True, help="describe-stacks outputs JSON")
     parser.add_argument("--region", required=True)
     parser.add_argument("--version", required=True, help="APP_VERSION (also the image tag)")
@@ -237,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
     try:
+        arn = args.task_definition_arn
+        if arn is not None and not _TASKDEF_ARN.fullmatch(arn):
+            raise UsageError(
+                "--task-definition-arn is not an ECS task definition ARN "
+                f"(arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>): {arn!r}"
+            )
         outputs = load_outputs(args.outputs)
         taskdef = render_taskdef(
             outputs,

@@ -144,6 +144,23 @@ def test_without_network_outputs_the_appspec_keeps_the_service_network(tmp_path:
         (None, "v2", "us-east-1", ["--subnets", "subnet-1; rm -rf /"], "--subnets must be"),
         (None, "v2", "us-east-1", ["--subnets", ""], "--subnets must be"),
         (None, "v2", "us-east-1", ["--assign-public-ip", "yes"], "--assign-public-ip must be"),
+        # written into the AppSpec: a line break would add YAML (here a hook) of its own
+        (
+            None,
+            "v2",
+            "us-east-1",
+            ["--task-definition-arn", "arn:x\nHooks:\n  - BeforeInstall: evil"],
+            "--task-definition-arn is not an ECS task definition ARN",
+        ),
+        (
+            None,
+            "v2",
+            "us-east-1",
+            ["--task-definition-arn", "arn:aws:ecs:us-east-1:123456789012:task-definition/a:0"],
+            "--task-definition-arn is not",
+        ),
+        (None, "v2", "us-east-1", ["--set-env", "NOEQUALS"], "expected NAME=VALUE"),
+        (None, "v2", "us-east-1", ["--no-such-option"], "unrecognized arguments"),
         (
             "ApiSecurityGroupId",
             "v2",
@@ -166,6 +183,17 @@ def test_bad_input_is_one_line_and_exit_2(
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o" / "taskdef.json").exists()
+
+
+@pytest.mark.parametrize("stacks", [[], [None], "x", [["Outputs"]]])
+def test_describe_stacks_output_without_a_stack_is_one_line(tmp_path: Path, stacks) -> None:
+    (tmp_path / "outputs.json").write_text(json.dumps({"Stacks": stacks}))
+    proc = _run(
+        "--outputs", str(tmp_path / "outputs.json"), "--region", "us-east-1", "--version", "v2",
+        "--out", str(tmp_path / "o"), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "holds no stack" in proc.stderr
 
 
 def test_unreadable_outputs_file(tmp_path: Path) -> None:
