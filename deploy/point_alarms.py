@@ -37,7 +37,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 #: The stack parameters this step sets; everything else keeps its value.
 POINTED = ("BlueVersion", "GreenVersion", "ReplacementTargetGroup")
@@ -183,6 +183,8 @@ def alarm_targets(template: dict[str, Any], parameters: dict[str, str]) -> dict[
 
     def value(v: Any) -> str:
         if isinstance(v, dict) and "Ref" in v:
+            if v["Ref"] not in parameters:
+                raise UsageError(f"the alarms template refers to an unknown parameter {v['Ref']!r}")
             return parameters[v["Ref"]]
         return str(v)
 
@@ -240,9 +242,39 @@ def deployed_alarms_template(stack: str, region: str | None) -> dict[str, Any]:
     return body
 
 
+def template_problem(template: Any) -> str | None:
+    """Why ``template`` is not an alarms template this step can plan with (None if it is): a JSON
+    object whose ``AWS::CloudWatch::Alarm`` resources have properties and an ``AlarmName``, and
+    whose ``DeploymentAlarmNames`` output names at least one of them (without it, the check after
+    the update would have nothing to check)."""
+    if not isinstance(template, dict):
+        return "is not a JSON object"
+    resources, outputs = template.get("Resources", {}), template.get("Outputs", {})
+    if not isinstance(resources, dict) or not isinstance(outputs, dict):
+        return "has Resources or Outputs that are not objects"
+    alarms = set()
+    for key, resource in resources.items():
+        if not isinstance(resource, dict):
+            return f"resource {key} is not an object"
+        props = resource.get("Properties")
+        if resource.get("Type") != "AWS::CloudWatch::Alarm":
+            continue
+        if not (isinstance(props, dict) and props.get("AlarmName")):
+            return f"alarm {key} has no Properties.AlarmName"
+        alarms.add(str(props["AlarmName"]))
+    names = rollback_alarm_names(template)
+    if not names:
+        return "names no rollback alarm (output DeploymentAlarmNames)"
+    unknown = [n for n in names if n not in alarms]
+    if unknown:
+        return f"names rollback alarm {unknown[0]} in DeploymentAlarmNames but has no such alarm"
+    return None
+
+
 def rollback_alarm_names(template: dict[str, Any]) -> list[str]:
     """The alarms the deployment watches (the template's DeploymentAlarmNames output)."""
-    value = template.get("Outputs", {}).get("DeploymentAlarmNames", {}).get("Value", "")
+    output = template.get("Outputs", {}).get("DeploymentAlarmNames", {})
+    value = output.get("Value", "") if isinstance(output, dict) else ""
     return [n for n in str(value).split(",") if n]
 
 
@@ -355,8 +387,14 @@ def describe(the_plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line on stderr, as for every other bad input (not argparse's usage block).
+        self.exit(2, f"point_alarms: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="the deploy/stack.yaml stack")
     parser.add_argument("--green-version", required=True, help="the release (image tag)")
     parser.add_argument("--region", help="AWS region (default: the CLI's)")
@@ -387,6 +425,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"cannot read {args.alarms_template}: {exc.strerror}") from None
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{args.alarms_template} is not JSON: {exc.msg}") from None
+        problem = template_problem(template)
+        if problem and args.alarms_template is not None:
+            raise UsageError(f"{args.alarms_template} {problem}")
+        if problem:  # what the stack deployed: AWS is not in a state to release
+            raise AwsError(f"the deployed alarms template of {args.stack} {problem}")
         the_plan = plan(args.stack, args.green_version, region=args.region, template=template)
         if args.plan:
             args.plan.write_text(json.dumps(the_plan, indent=2, sort_keys=True) + "\n")

@@ -339,6 +339,48 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
     assert proc.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ([], "is not a JSON object"),
+        ({"Resources": []}, "not objects"),
+        ({"Resources": {"A": None}}, "resource A is not an object"),
+        ({"Resources": {"A": {"Type": "AWS::CloudWatch::Alarm"}}}, "no Properties.AlarmName"),
+        ({}, "names no rollback alarm"),  # nothing to check after the update: refused
+        ({"Outputs": {"DeploymentAlarmNames": {"Value": "a"}}}, "has no such alarm"),
+        (
+            {
+                "Resources": {"A": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+                    "AlarmName": "a", "Dimensions": [{"Name": "V", "Value": {"Ref": "Nope"}}],
+                }}},
+                "Outputs": {"DeploymentAlarmNames": {"Value": "a"}},
+            },
+            "unknown parameter 'Nope'",
+        ),
+    ],
+)  # fmt: skip
+def test_a_malformed_alarms_template_is_one_line_and_exit_2(
+    tmp_path: Path, template: object, message: str
+) -> None:
+    path = tmp_path / "alarms.json"
+    path.write_text(json.dumps(template))
+    proc, _ = _release(
+        tmp_path, _world(tmp_path), "v2", "--dry-run", "--alarms-template", str(path)
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("point_alarms: ") and message in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [[], ["--stack"], ["--stack", "s", "--green-version", "v2", "-x"]])
+def test_usage_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("point_alarms: ") and proc.stderr.count("\n") == 1
+
+
 # -- the buildspec, end to end, with the repository's own pre-deploy hooks ----------------------
 
 
