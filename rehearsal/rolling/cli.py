@@ -43,6 +43,11 @@ WORKER_ONLY = {
     "stop_timeout": "--stop-timeout",
 }
 DEFAULT_TIME_SCALE = 1.0
+#: Upper bounds: the producer's rate (far above what 20 tasks on one machine absorb; an unbounded
+#: one overflowed its schedule) and the worker's own limit on WORKER_SIMULATED_WORK_MS
+#: (worker/_config.py), which a task would otherwise refuse at start.
+MAX_RATE = 1000.0
+MAX_NEW_WORK_MS = 600_000.0
 _UNSET = object()
 
 
@@ -59,6 +64,16 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _at_most(parse: Callable[[str], float], high: float) -> Callable[[str], float]:
+    def bounded(text: str) -> float:
+        value = parse(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected a number <= {high:g}, got {text!r}")
+        return value
+
+    return bounded
+
+
 def add_arguments(parser: argparse.ArgumentParser, positive: Callable[[str], float]) -> None:
     """The worker target's options (defaults filled in by :func:`run`, so that an option given
     with the other target can be told from one left out)."""
@@ -69,9 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser, positive: Callable[[str], flo
                    help="ECS minimumHealthyPercent, rounded up (default: 100)")  # fmt: skip
     g.add_argument("--max-percent", type=_int_in(100, 200), default=None, metavar="P",
                    help="ECS maximumPercent, rounded down (default: 150)")  # fmt: skip
-    g.add_argument("--rate", type=positive, default=None, metavar="N",
+    g.add_argument("--rate", type=_at_most(positive, MAX_RATE), default=None, metavar="N",
                    help="order events per second from the producer (default: 20)")  # fmt: skip
-    g.add_argument("--new-work-ms", type=positive, default=None, metavar="MS",
+    g.add_argument("--new-work-ms", type=_at_most(positive, MAX_NEW_WORK_MS), default=None, metavar="MS",
                    help="regression: the new version's slow downstream call per job (default: 1500)")  # fmt: skip
     g.add_argument("--delay-objective", type=positive, default=None, metavar="SECONDS",
                    help="an order credited later than this after it was sent counts as harm "

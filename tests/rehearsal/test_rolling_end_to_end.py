@@ -145,6 +145,11 @@ def test_healthy_rolling_update_completes(tmp_path: Path) -> None:
         (["--max-percent", "250"], "--max-percent"),
         (["--min-healthy-percent", "x"], "--min-healthy-percent"),
         (["--rate", "0"], "--rate"),
+        # above the bounds: the producer's schedule overflowed (a traceback, no orders), and a
+        # worker task refuses WORKER_SIMULATED_WORK_MS above 600,000 at start
+        (["--rate", "1e308"], "--rate: expected a number <= 1000"),
+        (["--scenario", "regression", "--new-work-ms", "1e308"], "--new-work-ms"),
+        (["--new-work-ms", "600001"], "--new-work-ms"),
         (["--spec", "no/such/spec.yaml"], "does not exist"),
         (["--blue-env", "A=1"], "--blue-env is an option of --target api"),
         (["--allow-one-way-door"], "--allow-one-way-door"),
