@@ -40,12 +40,19 @@ class Stage:
     @classmethod
     def parse(cls, text: str) -> Stage:
         """``NAME[=CONFIG[@BAKE_S]]``; :class:`schedules.ConfigError` (a ValueError) if bad."""
-        name, _, rest = text.partition("=")
+        name, eq, rest = text.partition("=")
         if not _STAGE_NAME.fullmatch(name):
             raise schedules.ConfigError(
                 f"stage name {name!r} must be 1-32 of a-z 0-9 - starting with a letter"
             )
-        config, _, bake = rest.partition("@")
+        config, at, bake = rest.partition("@")
+        # "a=" or "a=x@" is a value left out by mistake, not a request for the default.
+        if (eq and not config) or (at and not bake):
+            missing = "CONFIG after '='" if eq and not config else "BAKE_S after '@'"
+            raise schedules.ConfigError(
+                f"stage {text!r}: no {missing} (NAME[=CONFIG[@BAKE_S]]; leave out '=' for the "
+                "default configuration)"
+            )
         stage = cls(name, schedules.canonical(config) if config else schedules.DEFAULT_CONFIG)
         if bake:
             try:

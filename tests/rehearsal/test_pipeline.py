@@ -71,8 +71,9 @@ def test_every_stage_runs_in_order_with_its_own_config_and_bake(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     "text",
-    ["Prod", "a b", "x=nonsense", "x=ecs:linear:1", "x=ecs:linear@fast", "x=ecs:blue_green@-1"],
-)
+    ["Prod", "a b", "x=nonsense", "x=ecs:linear:1", "x=ecs:linear@fast", "x=ecs:blue_green@-1",
+     "a=", "=x", "a=@", "a=@5", "a=ecs:linear@", "x=ecs:canary:101", "x=ecs:blue_green@nan"],
+)  # fmt: skip
 def test_bad_stages_are_refused(text: str) -> None:
     with pytest.raises(ConfigError):
         Stage.parse(text)
