@@ -48,6 +48,8 @@ DEFAULT_TIME_SCALE = 1.0
 #: (worker/_config.py), which a task would otherwise refuse at start.
 MAX_RATE = 1000.0
 MAX_NEW_WORK_MS = 600_000.0
+#: Fargate's largest container stopTimeout (ECS API reference, ContainerDefinition.stopTimeout).
+MAX_STOP_TIMEOUT_S = 120.0
 _UNSET = object()
 
 
@@ -91,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser, positive: Callable[[str], flo
     g.add_argument("--delay-objective", type=positive, default=None, metavar="SECONDS",
                    help="an order credited later than this after it was sent counts as harm "
                    "(default: 10)")  # fmt: skip
-    g.add_argument("--stop-timeout", type=positive, default=None, metavar="SECONDS",
+    g.add_argument("--stop-timeout", type=_at_most(positive, MAX_STOP_TIMEOUT_S), default=None, metavar="SECONDS",
                    help="ECS stopTimeout: a stopped task gets SIGTERM, then SIGKILL this much "
                    "later (default: 30, as deploy/stack.yaml)")  # fmt: skip
 

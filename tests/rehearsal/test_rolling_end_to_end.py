@@ -150,6 +150,8 @@ def test_healthy_rolling_update_completes(tmp_path: Path) -> None:
         (["--rate", "1e308"], "--rate: expected a number <= 1000"),
         (["--scenario", "regression", "--new-work-ms", "1e308"], "--new-work-ms"),
         (["--new-work-ms", "600001"], "--new-work-ms"),
+        # ECS's own limit; 1e308 overflowed the wait for the stopped tasks
+        (["--stop-timeout", "121"], "--stop-timeout: expected a number <= 120"),
         (["--spec", "no/such/spec.yaml"], "does not exist"),
         (["--blue-env", "A=1"], "--blue-env is an option of --target api"),
         (["--allow-one-way-door"], "--allow-one-way-door"),
