@@ -384,7 +384,8 @@ def pipeline_main(argv: list[str]) -> int:
         if len(set(names)) != len(names):
             raise schedules.ConfigError(f"stage names must differ: {', '.join(names)}")
         for stage in stages:
-            schedules.build(stage.deployment_config, time_scale=args.time_scale, bake_s=args.bake)
+            bake = args.bake if stage.bake_s is None else stage.bake_s
+            schedules.build(stage.deployment_config, time_scale=args.time_scale, bake_s=bake)
     except schedules.ConfigError as exc:
         print(f"rehearsal pipeline: error: {exc}", file=sys.stderr)
         return 2

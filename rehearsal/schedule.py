@@ -238,4 +238,12 @@ def build(name: str, *, time_scale: float = 1.0, bake_s: float = 60.0) -> Schedu
         Step(round(s.at_s * time_scale, 3), s.green_percent)
         for s in _steps(kind, percent, interval_s)
     )
-    return Schedule(name=name, kind=kind, steps=steps, bake_s=round(bake_s * time_scale, 3))
+    scaled_bake = round(bake_s * time_scale, 3)
+    if not all(math.isfinite(x) for x in (scaled_bake, *(s.at_s for s in steps))):
+        # e.g. --time-scale 1e308: an infinite wait would run forever and write Infinity (not
+        # JSON) into the outputs.
+        raise ConfigError(
+            f"time scale {time_scale!r} with bake {bake_s!r} s makes a duration of {name} "
+            "overflow to infinity"
+        )
+    return Schedule(name=name, kind=kind, steps=steps, bake_s=scaled_bake)

@@ -8,13 +8,14 @@ refused with ``--target worker`` and the worker's with ``--target api``, each as
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rehearsal.model import cloudwatch_reject_lines
-from rehearsal.rolling.schedule import RollingConfigError, plan
+from rehearsal.rolling.schedule import HEALTHY_AFTER_RUNNING_S, RollingConfigError, plan
 
 #: Option destinations of each target (refused with the other one).
 API_ONLY = {
@@ -147,6 +148,13 @@ def run(args: argparse.Namespace, check_spec: Callable[[Path], str | None],
     except RollingConfigError as exc:
         print(f"rehearsal: error: {exc}", file=sys.stderr)
         return 2
+    scale = args.time_scale if args.time_scale is not None else DEFAULT_TIME_SCALE
+    if not all(math.isfinite(x * scale) for x in (HEALTHY_AFTER_RUNNING_S, args.bake or 0.0)):
+        # e.g. --time-scale 1e308: an infinite wait would run forever and write Infinity (not
+        # JSON) into the outputs.
+        print(f"rehearsal: error: --time-scale {scale!r} makes ECS's {HEALTHY_AFTER_RUNNING_S:g} s "
+              "healthy wait or the bake overflow to infinity", file=sys.stderr)  # fmt: skip
+        return 2
     problem = check_spec(args.spec)
     if problem:
         print(f"rehearsal: error: {problem}", file=sys.stderr)
@@ -167,7 +175,7 @@ def run(args: argparse.Namespace, check_spec: Callable[[Path], str | None],
         tasks=tasks,
         min_healthy_percent=low,
         max_percent=high,
-        time_scale=args.time_scale if args.time_scale is not None else DEFAULT_TIME_SCALE,
+        time_scale=scale,
         bake_s=args.bake,
         spec=args.spec,
         progress=False if args.no_progress else None,

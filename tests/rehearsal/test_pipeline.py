@@ -113,3 +113,24 @@ def test_bad_pipeline_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "canaryPercent" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--time-scale", "1e308"],
+        # the stage's own bake, scaled: 1e300 x 1e10 overflows
+        ["--time-scale", "1e300", "--stage", "a=CodeDeployDefault.ECSAllAtOnce@1e10"],
+    ],
+)
+def test_a_duration_that_overflows_is_refused_before_any_stage(
+    tmp_path: Path, args: list[str]
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rehearsal", "pipeline", "--scenario", "healthy", *args,
+         "--out", str(tmp_path / "o")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "overflow to infinity" in proc.stderr
+    assert not (tmp_path / "o" / "pipeline.json").exists()

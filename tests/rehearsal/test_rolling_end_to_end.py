@@ -152,6 +152,9 @@ def test_healthy_rolling_update_completes(tmp_path: Path) -> None:
         (["--new-work-ms", "600001"], "--new-work-ms"),
         # ECS's own limit; 1e308 overflowed the wait for the stopped tasks
         (["--stop-timeout", "121"], "--stop-timeout: expected a number <= 120"),
+        # ECS's 40 s healthy wait x 1e308 is inf: a run that never ends, Infinity in run.json
+        (["--time-scale", "1e308"], "overflow to infinity"),
+        (["--time-scale", "1e300", "--bake", "1e10"], "overflow to infinity"),
         (["--spec", "no/such/spec.yaml"], "does not exist"),
         (["--blue-env", "A=1"], "--blue-env is an option of --target api"),
         (["--allow-one-way-door"], "--allow-one-way-door"),
