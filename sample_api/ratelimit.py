@@ -13,7 +13,9 @@ in each process, so it never crosses gunicorn's ``fork()``.
 
 The Flask glue records each admitted request's wait as the ``RateLimitWait`` metric and each
 refusal as ``RateLimitRejections`` (telemetry catalog), keeps them in ``flask.g.rate_limit_wait_ms``
-/ ``flask.g.rate_limited``, and reports the wait in a ``Server-Timing: ratelimit;dur=<ms>`` header.
+/ ``flask.g.rate_limited``, reports the wait in a ``Server-Timing: ratelimit;dur=<ms>`` header,
+and shows where the time went: a ``rate_limiter`` child span of the request's server span (its
+duration covers the wait) and ``rate_limit_wait_ms`` on the server span and the access line.
 """
 
 from __future__ import annotations
@@ -126,17 +128,28 @@ class RateLimiter:
         self._pid = None
 
 
+#: The child span around the limiter's decision (its duration covers the wait).
+SPAN_NAME = "rate_limiter"
+
+
 def enforce(limiter: RateLimiter) -> None:
-    """Flask glue: admit the current request or raise :class:`RateLimited`; record the wait."""
+    """Flask glue: admit the current request or raise :class:`RateLimited`; record the wait
+    (metric, ``rate_limiter`` child span, ``rate_limit_wait_ms`` on the server span and the
+    access line; a refusal: ``rate_limited: true``)."""
     if not limiter.settings.enabled:
         return
-    admission = limiter.acquire()
+    with telemetry.span(SPAN_NAME, **{"rate_limit.mode": limiter.settings.mode}) as span:
+        admission = limiter.acquire()
+        span.set_attribute("rate_limit.admitted", admission.admitted)
+        span.set_attribute("rate_limit.wait_ms", round(admission.waited_ms, 3))
     if not admission.admitted:
         flask.g.rate_limited = True
         telemetry.put_metric("RateLimitRejections", 1)
+        telemetry.annotate(rate_limited=True, rate_limit_retry_after_s=admission.retry_after_s)
         raise RateLimited(admission.retry_after_s)
     flask.g.rate_limit_wait_ms = admission.waited_ms
     telemetry.put_metric("RateLimitWait", admission.waited_ms)
+    telemetry.annotate(rate_limit_wait_ms=round(admission.waited_ms, 3))
 
 
 def server_timing(response: flask.Response) -> flask.Response:
@@ -147,4 +160,4 @@ def server_timing(response: flask.Response) -> flask.Response:
     return response
 
 
-__all__ = ["Admission", "RateLimited", "RateLimiter", "enforce", "server_timing"]
+__all__ = ["SPAN_NAME", "Admission", "RateLimited", "RateLimiter", "enforce", "server_timing"]

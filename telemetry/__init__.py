@@ -20,12 +20,15 @@ from telemetry._config import Settings
 from telemetry._histogram import RELATIVE_ERROR
 from telemetry.jobs import Job, job, record_message_age, report_queue
 from telemetry.sinks import Sink
+from telemetry.spans import Span, annotate, span
 
 __all__ = [
     "RELATIVE_ERROR",
     "Job",
     "Settings",
     "Sink",
+    "Span",
+    "annotate",
     "catalog",
     "cloudwatch_rules",
     "configure",
@@ -39,6 +42,7 @@ __all__ = [
     "record_message_age",
     "report_queue",
     "shutdown",
+    "span",
 ]
 
 
@@ -60,6 +64,7 @@ def configure(
     log_level: str | None = None,
     output_buffer_bytes: int | None = None,
     shutdown_timeout_s: float | None = None,
+    traces_file: str | None = None,
     sink: Sink | None = None,
     span_exporter: SpanExporter | None = None,
     log_stream: TextIO | None = None,
@@ -91,6 +96,9 @@ def configure(
         output_buffer_bytes: bytes of stdout lines (EMF + logs) held while stdout is not read
             (65,536..1 GiB); further lines are dropped and counted.
         shutdown_timeout_s: seconds ``shutdown()`` waits for buffered lines (0..600).
+        traces_file: a path: spans are also appended there as OTLP JSON lines
+            (``opentelemetry-exporter-otlp-json-file``, through a ``BatchSpanProcessor``);
+            ``""`` turns it off.
         sink, span_exporter, log_stream: replace the outputs (tests, benchmarks).
 
     Environment variables:
@@ -100,8 +108,8 @@ def configure(
         ``TELEMETRY_STORAGE_RESOLUTION``, ``TELEMETRY_HISTOGRAM``, ``TELEMETRY_MAX_VALUES``,
         ``TELEMETRY_ACCESS_LOG_SAMPLE``, ``TELEMETRY_MAX_ROUTES``, ``TELEMETRY_EXCLUDE_PATHS``,
         ``TELEMETRY_WORKER_SLOTS``, ``TELEMETRY_JSON_LOGS``, ``TELEMETRY_LOG_LEVEL``,
-        ``TELEMETRY_OUTPUT_BUFFER_BYTES``, ``TELEMETRY_SHUTDOWN_TIMEOUT_S`` -> the argument of
-        the same name. Read only from the environment: ``AWS_EMF_ENVIRONMENT``,
+        ``TELEMETRY_OUTPUT_BUFFER_BYTES``, ``TELEMETRY_SHUTDOWN_TIMEOUT_S``,
+        ``TELEMETRY_TRACES_FILE`` -> the argument of the same name. Read only from the environment: ``AWS_EMF_ENVIRONMENT``,
         ``AWS_EMF_AGENT_ENDPOINT``, ``AWS_EMF_LOG_GROUP_NAME`` (the sink), ``OTEL_PROPAGATORS``,
         ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_TRACES_SAMPLER``,
         ``OTEL_TRACES_SAMPLER_ARG``,
@@ -131,6 +139,7 @@ def configure(
             log_level=log_level,
             output_buffer_bytes=output_buffer_bytes,
             shutdown_timeout_s=shutdown_timeout_s,
+            traces_file=traces_file,
         )
     except Exception as exc:
         _errors.record("config", repr(exc))

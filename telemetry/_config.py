@@ -48,6 +48,7 @@ class Settings:
     json_logs: bool = True
     output_buffer_bytes: int = DEFAULT_OUTPUT_BUFFER_BYTES
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
+    traces_file: str = ""  # OTLP JSON lines of every exported span ("" = none)
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()  # invalid settings replaced by their defaults
 
@@ -99,6 +100,7 @@ def load(
     log_level: str | None = None,
     output_buffer_bytes: int | None = None,
     shutdown_timeout_s: float | None = None,
+    traces_file: str | None = None,
 ) -> Settings:
     """Arguments win over the environment, which wins over the defaults. Never raises: an
     invalid value is replaced by its default and described in ``Settings.problems`` (one line
@@ -218,6 +220,9 @@ def load(
             DEFAULT_SHUTDOWN_TIMEOUT_S,
             0.0,
             600.0,
+        ),
+        traces_file=str(
+            traces_file if traces_file is not None else env.get(ev.TELEMETRY_TRACES_FILE, "")
         ),
         resource_attributes=res,
         problems=tuple(problems),

@@ -112,7 +112,10 @@ def configure(
                 os.environ.get(ev.OTEL_PROPAGATORS) or _tracing.DEFAULT_PROPAGATORS
             )
             state.provider = _tracing.build_provider(
-                settings.service, settings.version, exporter=span_exporter
+                settings.service,
+                settings.version,
+                exporter=span_exporter,
+                traces_file=settings.traces_file,
             )
         except Exception as exc:
             _errors.record("tracing", repr(exc))

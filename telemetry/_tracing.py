@@ -24,6 +24,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -206,13 +207,63 @@ class _CountingExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+class AppendLines:
+    """A text stream whose every ``write`` is one ``os.write`` on an ``O_APPEND`` descriptor:
+    the OTLP JSON lines of several processes appending to one file (gunicorn's workers, blue
+    and green) never interleave, whatever the size of a line (a buffered text file may split
+    a long line into several writes)."""
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.closed = False
+
+    def write(self, text: str) -> int:
+        data = memoryview(text.encode("utf-8", "surrogatepass"))
+        while data:
+            data = data[os.write(self._fd, data) :]
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self._fd)
+
+
+class _FileExporter(SpanExporter):
+    """OpenTelemetry's OTLP JSON file exporter on an :class:`AppendLines` stream it closes."""
+
+    def __init__(self, path: str) -> None:
+        from opentelemetry.exporter.otlp.json.file import FileSpanExporter
+
+        self.stream = AppendLines(path)
+        self.inner = FileSpanExporter(stream=self.stream)  # type: ignore[arg-type]
+
+    def export(self, spans: Sequence) -> SpanExportResult:
+        return self.inner.export(spans)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+        self.stream.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
 def build_provider(
     service: str,
     version: str,
     env: Mapping[str, str] | None = None,
     exporter: SpanExporter | None = None,
+    traces_file: str = "",
 ) -> TracerProvider | None:
-    """A TracerProvider, or None when ``OTEL_SDK_DISABLED=true``."""
+    """A TracerProvider, or None when ``OTEL_SDK_DISABLED=true``. ``traces_file``: also append
+    every span to that file as OTLP JSON lines (a second ``BatchSpanProcessor``); a file that
+    cannot be opened, or a missing ``opentelemetry-exporter-otlp-json-file``, is counted
+    (``config``) and reported naming ``TELEMETRY_TRACES_FILE``."""
     env = os.environ if env is None else env
     if env.get(ev.OTEL_SDK_DISABLED, "").lower() == "true":
         return None
@@ -234,6 +285,20 @@ def build_provider(
             exporter = OTLPSpanExporter()
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(_CountingExporter(exporter)))
+    if traces_file:
+        try:
+            file_exporter = _FileExporter(traces_file)
+        except (ImportError, OSError) as exc:
+            why = (
+                f"needs the package opentelemetry-exporter-otlp-json-file ({exc})"
+                if isinstance(exc, ImportError)
+                else f"cannot open it ({exc.strerror or exc})"
+            )
+            problem = f"{ev.TELEMETRY_TRACES_FILE}={traces_file!r}: {why}; spans not written there"
+            _errors.record("config", problem)
+            _errors.report(f"telemetry: invalid setting: {problem}")
+        else:
+            provider.add_span_processor(BatchSpanProcessor(_CountingExporter(file_exporter)))
     return provider
 
 
@@ -305,10 +370,11 @@ class ServerSpans:
         self.resource = provider.resource
         self.processor = getattr(provider, "_active_span_processor", None)
         self.scope = InstrumentationScope(scope_name)
-        # The SDK's default sampler decides every root span alike: skip asking it then.
-        self._always_root = self.sampler.get_description().startswith(
-            "ParentBased{root:AlwaysOnSampler"
-        )
+        #: the scope of ``telemetry.span()`` children
+        self.child_scope = InstrumentationScope("telemetry")
+        # The SDK's default sampler (ParentBased(AlwaysOn)) decides every root span alike and
+        # follows a local parent's sampled flag: skip asking it then.
+        self._always_root = self.sampler.get_description() == _DEFAULT_SAMPLER_DESCRIPTION
 
     def start(
         self, parent: object | None, name: str, kind: trace.SpanKind
@@ -322,9 +388,13 @@ class ServerSpans:
         trace_id = (
             parent_sc.trace_id if parent_sc is not None else self.id_generator.generate_trace_id()
         )
-        if parent_sc is None and self._always_root:
+        if self._always_root and parent_sc is None:
             sampled = recording = True
             trace_state = None
+        elif self._always_root and not parent_sc.is_remote:  # type: ignore[union-attr]
+            # ParentBased's default for a local parent: follow its sampled flag
+            sampled = recording = parent_sc.trace_flags.sampled  # type: ignore[union-attr]
+            trace_state = parent_sc.trace_state  # type: ignore[union-attr]
         else:
             result = self.sampler.should_sample(parent, trace_id, name, kind)  # type: ignore[arg-type]
             sampled = result.decision.is_sampled()
@@ -351,6 +421,7 @@ class ServerSpans:
         attributes: dict,
         error: BaseException | None = None,
         failed: bool = False,
+        scope: object | None = None,
     ) -> None:
         from opentelemetry.sdk.trace import Event, ReadableSpan
 
@@ -379,11 +450,12 @@ class ServerSpans:
             status=_STATUS_ERROR if failed else _STATUS_UNSET,
             start_time=start_ns,
             end_time=time.time_ns(),
-            instrumentation_scope=self.scope,
+            instrumentation_scope=scope or self.scope,  # type: ignore[arg-type]
         )
         self.processor.on_end(span)  # type: ignore[union-attr]
 
 
+_DEFAULT_SAMPLER_DESCRIPTION = ParentBased(ALWAYS_ON).get_description()
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 _STATUS_ERROR = trace.Status(trace.StatusCode.ERROR)

@@ -234,7 +234,9 @@ class _Middleware:
                 agg = _runtime.state.aggregator or _runtime.aggregator()
                 agg.record_request(route, status, ms)
                 if self.access_log is not False or span is not None:
-                    self._finish(method, original, path, route, status, ms, resp[1], span, error)
+                    self._finish(
+                        method, original, path, route, status, ms, resp[1], span, error, scope
+                    )
             except Exception as exc:
                 _errors.record("internal", repr(exc))
             try:
@@ -279,8 +281,10 @@ class _Middleware:
         size: str | None,
         span: tuple | None,
         error: BaseException | None,
+        scope: _context.Scope,
     ) -> None:
-        """The access line (sampled) and the server span."""
+        """The access line (sampled) and the server span, both with the request's
+        ``telemetry.annotate()``d fields."""
         if not path.isascii():
             # WSGI hands the path over as latin-1 text of the raw bytes: show what the client
             # sent (UTF-8, as werkzeug routes it), not mojibake.
@@ -289,7 +293,7 @@ class _Middleware:
         if self.access_log is not False and (
             status >= 400 or sample >= 1.0 or random.random() < sample
         ):
-            self._log(method, original, path, route, status, ms, size, error)
+            self._log(method, original, path, route, status, ms, size, error, scope.attributes)
         if span is not None:
             spans, sc, parent_sc, record, start_ns = span
             if record:
@@ -301,6 +305,9 @@ class _Middleware:
                 }
                 if original is not None:
                     attributes["http.request.method_original"] = original
+                if scope.attributes:
+                    for k, v in scope.attributes.items():
+                        attributes.setdefault(k, v)
                 spans.end(
                     f"{'HTTP' if method == OTHER_METHOD else method} {route}",
                     sc,
@@ -312,7 +319,7 @@ class _Middleware:
                     status >= 500,
                 )
 
-    def _log(self, method, original, path, route, status, ms, size, error) -> None:
+    def _log(self, method, original, path, route, status, ms, size, error, extra) -> None:
         level = logging.ERROR if status >= 500 else logging.INFO
         if not _access.isEnabledFor(level):
             return
@@ -326,6 +333,9 @@ class _Middleware:
         }
         if original is not None:
             fields["method_original"] = original
+        if extra:
+            for k, v in extra.items():
+                fields.setdefault(k, v)
         message = f"{method} {path} {status}"
         direct = _logging.direct_handler(_access, level) if error is None else None
         if direct is not None:

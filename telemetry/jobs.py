@@ -93,6 +93,9 @@ class Job:
             else:
                 _log.info("%s done", self.name, extra=extra)
             if span is not None:
+                scope = _context.current.get()
+                if scope is not None and scope.attributes:  # telemetry.annotate() in the job
+                    span.set_attributes(scope.attributes)
                 if failed:
                     if exc is not None:
                         span.record_exception(exc)

@@ -450,7 +450,8 @@ class Worker:
             assert request is not None
             self._simulate()
             try:
-                result = self.service.grant(request)
+                with instrument.store_span("grant"):
+                    result = self.service.grant(request)
             except IdempotencyConflict as exc:
                 raise PoisonMessage(
                     f"order_id already granted with other content: {_describe(exc)}"

@@ -8,6 +8,8 @@ from typing import Any, NoReturn
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
+import telemetry
+
 from points.domain import (
     ValidationError,
     validate_grant,
@@ -34,6 +36,16 @@ def _limit() -> None:
 
 
 bp.after_request(ratelimit.server_timing)
+
+
+def _store_span(operation: str) -> telemetry.Span:
+    """The child span around one ledger call (``store.grant``, ...): where the time went when
+    the database is slow. An explicit span rather than opentelemetry-instrumentation-sqlite3,
+    which sees only ``cursor.execute`` (the ledger uses ``Connection.execute``) and would cost
+    ~19 us per statement, 6 statements a grant (docs/telemetry.md, "Spans")."""
+    return telemetry.span(
+        f"store.{operation}", **{"db.system.name": current_state().config.store}
+    )
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -101,7 +113,9 @@ def create_grant() -> tuple[Response, int]:
     state = current_state()
     auth.require_scope(auth.GRANT_SCOPE)  # the order system, not a customer
     grant = validate_grant(json_body())
-    outcome = state.service.grant(grant)
+    telemetry.annotate(user_id=grant.user_id)
+    with _store_span("grant"):
+        outcome = state.service.grant(grant)
     e = outcome.entry
     body = {
         "grant_id": e.entry_id,
@@ -119,7 +133,9 @@ def create_redemption() -> tuple[Response, int]:
     state = current_state()
     redemption = validate_redemption(json_body())
     auth.require_owner(redemption.user_id)  # before the ledger is touched
-    outcome = state.service.redeem(redemption)
+    telemetry.annotate(user_id=redemption.user_id)
+    with _store_span("redeem"):
+        outcome = state.service.redeem(redemption)
     e = outcome.entry
     body = {
         "redemption_id": e.entry_id,
@@ -154,9 +170,11 @@ def _entry(e: LedgerEntry) -> dict[str, Any]:
 def user_points(user_id: str) -> Response:
     auth.require_owner(user_id)
     validate_id(user_id, "user_id")
+    telemetry.annotate(user_id=user_id)
     limit = validate_limit(_query("limit"))
     cursor = _query("cursor") or None  # an empty cursor means the first page
-    page = current_state().storage.history(user_id, limit=limit, cursor=cursor)
+    with _store_span("history"):
+        page = current_state().storage.history(user_id, limit=limit, cursor=cursor)
     return jsonify(
         user_id=user_id,
         balance=page.balance,

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from rehearsal import traces
 from telemetry import catalog
 from tests.sample_api.conftest import rightful_headers
 from tests.support.issuer import ISSUER
@@ -98,6 +99,9 @@ def test_red_metrics_limiter_metrics_and_access_lines(tmp_path: Path, mode: str)
         "TELEMETRY_FLUSH_INTERVAL_S": "1",
         "TELEMETRY_ACCESS_LOG_SAMPLE": "1",
         "RATE_LIMIT_ENABLED": "true",
+        "TELEMETRY_TRACES_FILE": str(tmp_path / "traces.jsonl"),
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OTEL_SDK_DISABLED": "",
         **LIMITERS[mode],
     }
     seen = Seen()
@@ -186,6 +190,43 @@ def test_red_metrics_limiter_metrics_and_access_lines(tmp_path: Path, mode: str)
         for _ in range(sum(statuses.values()))
         if route not in ("/healthz", "/readyz")
     )
+    _check_traces(tmp_path / "traces.jsonl", access, seen)
+
+
+def _check_traces(path: Path, access: list[dict[str, Any]], seen: Seen) -> None:
+    """Both workers appended their spans to one OTLP JSON file, whole lines only: every access
+    line has its server span there; every limited request a ``rate_limiter`` child span whose
+    duration covers the wait the client was told, and the wait (or the refusal) on the server
+    span and the access line; every answered grant a ``store.grant`` child."""
+    read = traces.read(path)
+    assert read.unreadable_lines == 0 and read.spans
+    spans = {s.span_id: s for s in read.spans}
+    for line in access:
+        server = spans[line["span_id"]]
+        assert server.kind == "SERVER" and server.xray_trace_id == line["trace_id"]
+        assert server.service == "points-service" and server.version == VERSION
+        assert server.attributes["http.response.status_code"] == line["status"]
+        kids = {s.name: s for s in traces.children(read.spans, server)}
+        if line["route"] != GRANTS:
+            continue
+        limiter = kids["rate_limiter"]
+        assert limiter.trace_id == server.trace_id
+        assert server.start_ns <= limiter.start_ns <= limiter.end_ns <= server.end_ns
+        if line["status"] == 429:
+            assert line["rate_limited"] is True and server.attributes["rate_limited"] is True
+            assert limiter.attributes["rate_limit.admitted"] is False
+            assert "store.grant" not in kids
+        else:
+            wait = line["rate_limit_wait_ms"]
+            assert server.attributes["rate_limit_wait_ms"] == wait
+            assert limiter.attributes["rate_limit.wait_ms"] == wait
+            assert limiter.duration_ms >= wait  # the span covers the wait
+            assert kids["store.grant"].start_ns >= limiter.end_ns
+            assert line["user_id"] == "tess" and server.attributes["user_id"] == "tess"
+    waits = sorted(x["rate_limit_wait_ms"] for x in access if "rate_limit_wait_ms" in x)
+    told = sorted(w for status, w in seen.limited if status != 429 and w is not None)
+    assert len(waits) == len(told)  # Server-Timing has 0.1 ms, the access line 0.001 ms
+    assert all(abs(w - t) <= 0.051 for w, t in zip(waits, told, strict=True))
 
 
 @pytest.mark.parametrize("stdout", ["broken-pipe", "closed"])
