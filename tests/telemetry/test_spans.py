@@ -1,0 +1,151 @@
+"""Where the time went: ``telemetry.span`` child spans, ``telemetry.annotate`` fields on the
+server span and the access line, and ``TELEMETRY_TRACES_FILE`` (OTLP JSON lines)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import flask
+import pytest
+from opentelemetry import trace
+
+import telemetry
+from rehearsal import traces
+from telemetry import spans as spans_module
+from telemetry.flask import instrument
+from tests.telemetry.conftest import Tel
+
+SLEEP_S = 0.03
+
+
+def _app() -> flask.Flask:
+    app = flask.Flask("spans")
+
+    @app.get("/work/<user>")
+    def work(user: str) -> str:
+        telemetry.annotate(user_id=user, big=2**70, ratio=0.5, ok=True, obj=object)
+        with telemetry.span("outer", step=1) as outer:
+            time.sleep(SLEEP_S)
+            with telemetry.span("inner"):
+                pass
+            outer.set_attribute("rows", 3)
+        return "done"
+
+    @app.get("/boom")
+    def boom() -> str:
+        with telemetry.span("failing"):
+            raise KeyError("gone")
+
+    @app.get("/many")
+    def many() -> str:
+        for i in range(spans_module.MAX_ANNOTATIONS + 5):
+            telemetry.annotate(**{f"k{i}": i})
+        return "ok"
+
+    return instrument(app)
+
+
+def _by_name(spans: list) -> dict:
+    return {s.name: s for s in spans}
+
+
+def test_child_spans_nest_under_the_server_span_and_cover_their_block(tel: Tel) -> None:
+    assert _app().test_client().get("/work/ann").status_code == 200
+    got = _by_name(tel.spans())
+    server, outer, inner = got["GET /work/<user>"], got["outer"], got["inner"]
+    assert outer.parent.span_id == server.context.span_id
+    assert inner.parent.span_id == outer.context.span_id
+    assert {s.context.trace_id for s in (server, outer, inner)} == {server.context.trace_id}
+    assert outer.end_time - outer.start_time >= SLEEP_S * 1e9  # the block's sleep is inside
+    assert server.start_time <= outer.start_time and outer.end_time <= server.end_time
+    assert outer.kind == trace.SpanKind.INTERNAL and outer.instrumentation_scope.name == "telemetry"
+    assert dict(outer.attributes) == {"step": 1, "rows": 3}
+    # annotations: span attributes (OpenTelemetry types; others as text) and access line fields
+    assert server.attributes["user_id"] == "ann" and server.attributes["ok"] is True
+    assert server.attributes["big"] == str(2**70) and server.attributes["ratio"] == 0.5
+    assert server.attributes["obj"] == str(object)
+    (line,) = [x for x in tel.logs() if x.get("logger") == "telemetry.access"]
+    assert line["user_id"] == "ann" and line["big"] == str(2**70) and line["ok"] is True
+    assert line["status"] == 200 and line["method"] == "GET"  # core fields unchanged
+
+
+def test_an_exception_propagates_and_marks_the_span_failed(tel: Tel) -> None:
+    assert _app().test_client().get("/boom").status_code == 500
+    failing = _by_name(tel.spans())["failing"]
+    assert failing.status.status_code == trace.StatusCode.ERROR
+    assert [e.name for e in failing.events] == ["exception"]
+    assert failing.events[0].attributes["exception.type"] == "KeyError"
+
+
+def test_annotations_are_capped_and_the_excess_counted(tel: Tel) -> None:
+    before = telemetry.counts().get("annotation", 0)
+    assert _app().test_client().get("/many").status_code == 200
+    server = _by_name(tel.spans())["GET /many"]
+    keys = [k for k in server.attributes if k.startswith("k")]
+    assert len(keys) == spans_module.MAX_ANNOTATIONS
+    assert telemetry.counts()["annotation"] - before == 5
+
+
+def test_no_span_is_built_for_an_unsampled_trace(tel: Tel) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"  # not sampled
+    assert _app().test_client().get("/work/x", headers={"traceparent": parent}).status_code == 200
+    assert tel.spans() == []
+
+
+def test_a_span_outside_any_trace_starts_one_and_annotate_is_a_no_op(tel: Tel) -> None:
+    telemetry.annotate(ignored=1)  # no request or job: nothing happens, nothing raises
+    with telemetry.span("standalone", kind=trace.SpanKind.CLIENT) as s:
+        assert s.span_context is not None
+    (span,) = tel.spans()
+    assert span.parent is None and span.kind == trace.SpanKind.CLIENT
+
+
+def test_in_a_job_spans_are_children_and_annotations_reach_its_span_and_lines(tel: Tel) -> None:
+    with telemetry.job("order.completed", message_id="m-1"):
+        telemetry.annotate(user_id="u-9")
+        with telemetry.span("store.grant"):
+            telemetry.get_logger("app").info("granted")
+    got = _by_name(tel.spans())
+    job, store = got["order.completed"], got["store.grant"]
+    assert store.parent.span_id == job.context.span_id
+    assert job.attributes["user_id"] == "u-9"
+    (granted,) = [x for x in tel.logs() if x["message"] == "granted"]
+    assert granted["user_id"] == "u-9" and granted["span_id"] == f"{store.context.span_id:016x}"
+
+
+def test_traces_file_holds_otlp_json_lines(tel: Tel, tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    tel.configure(traces_file=str(path))
+    assert _app().test_client().get("/work/f").status_code == 200
+    telemetry.shutdown()  # exports what the batch processor holds and closes the file
+    lines = path.read_text().splitlines()
+    assert lines
+    for line in lines:  # the OTLP JSON mapping: hex ids, enums as numbers, int64 as strings
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                for s in ss["spans"]:
+                    assert len(s["traceId"]) == 32 and int(s["traceId"], 16)
+                    assert len(s["spanId"]) == 16 and int(s["spanId"], 16)
+                    assert isinstance(s["kind"], int) and isinstance(s["startTimeUnixNano"], str)
+    got = {s.name: s for s in traces.read(path).spans}
+    assert got["outer"].parent_span_id == got["GET /work/<user>"].span_id
+    assert got["outer"].duration_ms >= SLEEP_S * 1000
+    assert got["GET /work/<user>"].attributes["user_id"] == "f"
+    assert got["GET /work/<user>"].service == "test-svc"
+    (line,) = [x for x in tel.logs() if x.get("logger") == "telemetry.access"]
+    assert got["GET /work/<user>"].xray_trace_id == line["trace_id"]
+
+
+@pytest.mark.parametrize("where", ["missing-dir", "a-directory"])
+def test_an_unusable_traces_file_is_reported_naming_the_variable(
+    tel: Tel, tmp_path: Path, where: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "no" / "such" / "t.jsonl" if where == "missing-dir" else tmp_path
+    before = telemetry.counts().get("config", 0)
+    tel.configure(traces_file=str(target))
+    assert _app().test_client().get("/work/z").status_code == 200  # the app serves on
+    assert telemetry.counts()["config"] == before + 1
+    telemetry.shutdown()
+    assert f"TELEMETRY_TRACES_FILE={str(target)!r}" in capfd.readouterr().err
