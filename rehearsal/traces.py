@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 #: OTLP ``Span.SpanKind`` / ``Status.StatusCode`` numbers
-KIND_NAMES = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+KIND_NAMES = {
+    0: "UNSPECIFIED",
+    1: "INTERNAL",
+    2: "SERVER",
+    3: "CLIENT",
+    4: "PRODUCER",
+    5: "CONSUMER",
+}
 STATUS_ERROR = 2
 
 

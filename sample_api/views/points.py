@@ -9,7 +9,6 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 import telemetry
-
 from points.domain import (
     ValidationError,
     validate_grant,
@@ -43,9 +42,7 @@ def _store_span(operation: str) -> telemetry.Span:
     the database is slow. An explicit span rather than opentelemetry-instrumentation-sqlite3,
     which sees only ``cursor.execute`` (the ledger uses ``Connection.execute``) and would cost
     ~19 us per statement, 6 statements a grant (docs/telemetry.md, "Spans")."""
-    return telemetry.span(
-        f"store.{operation}", **{"db.system.name": current_state().config.store}
-    )
+    return telemetry.span(f"store.{operation}", **{"db.system.name": current_state().config.store})
 
 
 def _reject_constant(name: str) -> NoReturn:
