@@ -7,8 +7,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from rehearsal.collector import Collector
+from rehearsal.explain import alarm_line
 from rehearsal.listener import WeightedListener
 from rehearsal.model import ROLLED_BACK, SUCCEEDED, Decision, Options, is_reported_transition
 from rehearsal.progress import Progress, format_line
@@ -53,8 +55,13 @@ class Controller:
         collector: Collector,
         timeline: Timeline,
         progress: Progress,
+        alarm_defs: Mapping[str, Any] | None = None,
     ) -> None:
+        """``alarm_defs``: the ``alarms.synth`` JSON document, to explain a rollback."""
         self.rollback_alarms = frozenset(rollback_alarms)
+        self.alarm_defs = alarm_defs or {}
+        #: epoch seconds each version was stopped at (after its drain)
+        self.stopped_at: dict[str, float] = {}
         self.listener = listener
         self.supervisor = supervisor
         self.collector = collector
@@ -139,6 +146,9 @@ class Controller:
                     f"{decided - t0:+6.0f}s ROLLBACK: {', '.join(firing)} in ALARM at green "
                     f"{percent}% -> all traffic to blue, stopping green"
                 )
+                for name in firing:  # why, in one line per alarm (the report's first line)
+                    why = alarm_line(name, self.alarm_defs, collector.evaluations, t0, decided)
+                    progress.message(f"        why: {why}")
                 decision = Decision(
                     ROLLED_BACK,
                     decided,
@@ -176,3 +186,4 @@ class Controller:
         self.listener.drain(name, DRAIN_S)
         self.listener.close_idle(name)
         self.supervisor.stop(name)
+        self.stopped_at[name] = time.time()

@@ -12,8 +12,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from alarms import Evaluation
+from rehearsal import explain as why
 from rehearsal.model import (
     Decision,
     Options,
@@ -64,11 +66,13 @@ def plot(
     rollback_alarms: list[str],
     decision: Decision,
     latency_alarms: dict[str, float] | None = None,
+    drain: tuple[str, float, float] | None = None,
 ) -> str:
-    """The report's figure (latency, traffic, alarm states; the decision marked) as inline SVG."""
+    """The report's figure (latency, traffic, alarm states; the decision and the loser's drain
+    marked) as inline SVG."""
     import matplotlib.pyplot as plt
 
-    fig = figure(timeline, evaluations, rollback_alarms, decision, latency_alarms)
+    fig = figure(timeline, evaluations, rollback_alarms, decision, latency_alarms, drain)
     svg = _svg(fig)
     plt.close(fig)
     return svg
@@ -80,9 +84,11 @@ def figure(
     rollback_alarms: list[str],
     decision: Decision,
     latency_alarms: dict[str, float] | None = None,
+    drain: tuple[str, float, float] | None = None,
 ) -> Any:
     """The report's matplotlib figure. ``latency_alarms``: rollback alarms on a millisecond
-    metric and their thresholds; the value each evaluation saw is drawn over the latencies."""
+    metric and their thresholds; the value each evaluation saw is drawn over the latencies.
+    ``drain``: (version, from, stopped at), epoch seconds: shaded on every panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,7 +108,39 @@ def figure(
         )
         _draw(fig, (ax_lat, ax_rps, ax_w, ax_alarm), timeline, per_second, t0, evaluations,
               names, decision, latency_alarms or {}, blended_transform_factory)  # fmt: skip
+        _mark_drain((ax_lat, ax_rps, ax_w, ax_alarm), drain, t0)
+        _unit_ticks(ax_lat, ax_alarm)
     return fig
+
+
+def _mark_drain(axes: Sequence[Any], drain: tuple[str, float, float] | None, t0: float) -> None:
+    """Shade the stopped version's drain: it gets no new requests and finishes its own."""
+    if drain is None:
+        return
+    name, start, stop = drain
+    for i, ax in enumerate(axes):
+        ax.axvspan(start - t0, stop - t0, color="#999999", alpha=0.15, lw=0,
+                   label=f"{name} draining, then stopped" if i == 0 else None)  # fmt: skip
+    _legend(axes[0])
+
+
+def _ms(value: float, _pos: Any = None) -> str:
+    """A latency tick: ``5 ms``, ``250 ms``, ``2 s``."""
+    if value >= 1000:
+        return f"{value / 1000:g} s"
+    return f"{value:g} ms"
+
+
+def _unit_ticks(ax_lat: Any, ax_time: Any) -> None:
+    """Tick labels with their units: latencies in ms/s, times in s."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax_lat.yaxis.set_major_formatter(FuncFormatter(_ms))
+    ax_lat.yaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
+    ax_lat.set_ylabel("latency")
+    for ax in ax_lat.figure.axes:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, p: f"{v:+g} s" if v else "0"))
+    ax_time.set_xlabel("time since green first took traffic")
 
 
 def _legend(ax: Any) -> None:
@@ -316,6 +354,62 @@ def _rate(text: str | None) -> str | None:
         return None
 
 
+def _request_rows(requests: Sequence[why.SlowRequest]) -> str:
+    """A request table (UTC time, route, status, duration, trace id, user), then each request's
+    span breakdown and log lines."""
+    rows = [
+        [why.utc(r.started_at), r.route, r.status if r.status is not None else "-",
+         why.duration_text(r.duration_ms), r.trace_id, r.user or "-"]
+        for r in requests
+    ]  # fmt: skip
+    table = _table(rows, ["UTC time", "route", "status", "duration", "trace id", "user"])
+    details = "".join(
+        f"<p><code>{html.escape(r.trace_id)}</code>: {html.escape(r.breakdown())}</p>"
+        + (
+            f'<pre class="logs">{html.escape(chr(10).join(r.log_lines))}</pre>'
+            if r.log_lines
+            else "<p><em>No log line with this trace id.</em></p>"
+        )
+        for r in requests
+    )
+    return table + details
+
+
+def render_explanation(e: why.Explanation) -> str:
+    """The "Why it rolled back" section: the alarms that fired, the requests behind them (joined
+    with ``traces.jsonl`` and the version's log by trace id), and the grey alarms in words."""
+    if not e.fired:
+        return ""
+    parts = ['<div class="why"><h2>Why it rolled back</h2><ul>']
+    parts += [f"<li>{html.escape(f.line())}</li>" for f in e.fired]
+    parts.append("</ul>")
+    version = html.escape(e.version or "the new version")
+    window = f"{why.utc(min(f.window[0] for f in e.fired))} - {why.utc(e.fired[0].decided_at)}"
+    parts.append(
+        f"<p>{e.requests_in_window} request(s) of {version} ended in the breaching periods "
+        f"({window}); spans from <code>traces.jsonl</code>, log lines from the version's log, "
+        "joined by trace id.</p>"
+    )
+    if e.slowest:
+        parts.append(f"<h3>Slowest requests of {version}</h3>" + _request_rows(e.slowest))
+    if e.failed:
+        parts.append(f"<h3>Failed requests of {version}</h3>" + _request_rows(e.failed))
+    elif e.slowest:
+        parts.append(f"<p>No request of {version} failed (5xx or 429) in those periods.</p>")
+    if e.grey:
+        parts.append("<h3>Rollback alarms that were grey (INSUFFICIENT_DATA)</h3><ul>")
+        parts += [f"<li><b>{html.escape(g.name)}</b>: {html.escape(g.why)}</li>" for g in e.grey]
+        parts.append("</ul>")
+    for note in e.notes:
+        parts.append(f"<p><em>{html.escape(note)}</em></p>")
+    if e.unreadable_trace_lines:
+        parts.append(
+            f"<p><em>{e.unreadable_trace_lines} line(s) of traces.jsonl could not be read.</em></p>"
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
 def render_html(
     result: dict[str, Any],
     details: dict[str, Any],
@@ -324,9 +418,11 @@ def render_html(
     locust_rows: list[dict[str, str]],
     files: list[str],
     safety: SafetyReport | None = None,
+    explanation: why.Explanation | None = None,
 ) -> str:
     """The report page. ``transitions``: the alarm state changes to list (see
-    :func:`rehearsal.model.is_reported_transition`); ``details["t0"]`` is time 0."""
+    :func:`rehearsal.model.is_reported_transition`); ``details["t0"]`` is time 0;
+    ``explanation``: the "Why it rolled back" section, right under the decision."""
     outcome = result["outcome"]
     badge = "#d62728" if outcome == "rolled_back" else "#2ca02c"
     headline = (
@@ -364,7 +460,11 @@ def render_html(
          r.get("50%"), r.get("99%"), _rate(r.get("Requests/s"))]
         for r in locust_rows
     ]  # fmt: skip
-    file_items = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in files)
+    file_items = "".join(
+        f'<li><a href="{html.escape(quote(f))}"><code>{html.escape(f)}</code></a></li>'
+        for f in files
+    )
+    why_section = render_explanation(explanation) if explanation is not None else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Rehearsal: {html.escape(result["scenario"])} - {html.escape(outcome or "")}</title>
@@ -376,9 +476,13 @@ table {{ border-collapse: collapse; margin: .5em 0 1.5em; font-size: 13px; }}
 td, th {{ border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }}
 th {{ background: #f4f4f4; }} svg {{ max-width: 100%; height: auto; }}
 code {{ background: #f4f4f4; padding: 0 .2em; }}
+.why {{ border-left: 4px solid #d62728; padding: .2em 1em; background: #fdf3f3; }}
+pre.logs {{ font-size: 11px; white-space: pre-wrap; word-break: break-all; margin: .2em 0 .6em;
+  background: #f7f7f7; padding: .4em; }}
 </style></head><body>
 <h1>Blue/green rehearsal <span class="badge">{html.escape(outcome or "")}</span></h1>
 <p>{headline}</p>
+{why_section}
 {rejects}
 {_table(summary_rows)}
 <h2>Timeline</h2>
@@ -489,20 +593,27 @@ def write_outputs(
     }
     (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
 
+    drain = details.get("drain") or {}
     svg = plot(
         timeline,
         evaluations,
         details.get("rollback_alarms", []),
         decision,
         _latency_alarms(out / "alarms.json", details.get("rollback_alarms", [])),
+        (drain["version"], drain["from"], drain["stopped_at"])
+        if drain.get("from") and drain.get("stopped_at")
+        else None,
     )
+    explanation = _explanation(out, decision, evaluations, details)
     files = sorted(
         str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "points.db" not in p.name
     )
     report = out / "report.html"
     files = sorted({*files, "report.html"})
     report.write_text(
-        render_html(result, details, svg, transitions, _locust_rows(out), files, safety),
+        render_html(
+            result, details, svg, transitions, _locust_rows(out), files, safety, explanation
+        ),
         encoding="utf-8",
     )
     return Outcome(result=result, report_path=report, safety=safety, details=details)
@@ -564,4 +675,28 @@ reads what v3 wrote: the rollback is safe. (v3 straight after v1 is the one-way 
         safety=last.safety,
         details={**last.details, "phases": phases},
         writes=[w for o in outcomes for w in o.writes],
+    )
+
+
+def _explanation(
+    out: Path, decision: Decision, evaluations: Sequence[Evaluation], details: dict[str, Any]
+) -> why.Explanation | None:
+    """ "Why it rolled back", for a rollback (``None`` otherwise)."""
+    if not decision.rolled_back:
+        return None
+    try:
+        defs = json.loads((out / "alarms.json").read_text())
+    except (OSError, ValueError):
+        defs = {}
+    side = (details.get("versions") or {}).get(decision.stopped)  # its label, e.g. v2
+    return why.explain(
+        out=out,
+        defs=defs,
+        evaluations=evaluations,
+        firing=decision.alarms_firing,
+        rollback_alarms=details.get("rollback_alarms", []),
+        started_at=details.get("t0"),
+        decided_at=decision.decided_at,
+        version=side.get("version") if isinstance(side, dict) else side,
+        log_name=decision.stopped,
     )

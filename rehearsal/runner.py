@@ -99,8 +99,15 @@ def child_env(
         "AWS_EMF_AGENT_ENDPOINT": "",
         "TELEMETRY_FLUSH_INTERVAL_S": "1",
         "TELEMETRY_STORAGE_RESOLUTION": "1",
-        # Access lines are only kept as logs here; errors are always logged by telemetry.
-        "TELEMETRY_ACCESS_LOG_SAMPLE": "0.1",
+        # Every request's access line and spans: the report joins the slow and failed ones by
+        # trace id ("Why it rolled back"). Spans go to one OTLP JSON file (both versions append
+        # whole lines), sampled at 100 %, and nowhere else whatever the caller's shell says.
+        "TELEMETRY_ACCESS_LOG_SAMPLE": "1",
+        "TELEMETRY_TRACES_FILE": str(options.out / TRACES_FILE),
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OTEL_TRACES_SAMPLER_ARG": "",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_SDK_DISABLED": "false",
         "PYTHONUNBUFFERED": "1",
         api_env.RATE_LIMIT_ENABLED: "true" if limiter else "false",
     }
@@ -118,6 +125,10 @@ def child_env(
     env.update(options.extra_env)
     env.update(version_env or {})
     return env
+
+
+#: The versions' spans, OTLP JSON lines (opentelemetry-exporter-otlp-json-file).
+TRACES_FILE = "traces.jsonl"
 
 
 def _clean_parent_env() -> None:
@@ -192,6 +203,7 @@ def run(options: Options) -> Outcome:
     if options.db_path is None:
         stale += out.glob("points.db*")
     stale += [out / n for n in ("run.json", "result.json", "report.html", "evaluations.jsonl")]
+    stale.append(out / TRACES_FILE)
     for path in stale:
         path.unlink(missing_ok=True)
     spec, defs, evaluator, rollback_names = _load_alarms(options.spec, (blue.label, green.label))
@@ -302,7 +314,7 @@ def run(options: Options) -> Outcome:
             # again, complete, at the end.
             (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
             controller = Controller(
-                rollback_names, listener, supervisor, collector, timeline, progress
+                rollback_names, listener, supervisor, collector, timeline, progress, alarm_defs=defs
             )
             decision, stopper = controller.deploy(options, plan)
             # Keep the load on for a moment: the report shows traffic back on the survivor.
@@ -311,6 +323,12 @@ def run(options: Options) -> Outcome:
                 supervisor.stop("locust", timeout_s=20, first=signal.SIGINT)
             stopper.join(DRAIN_S + 30)
             details["listener_errors"] = listener.error_log
+            # the loser's drain, for the plots: from the decision until it was stopped
+            details["drain"] = {
+                "version": decision.stopped,
+                "from": decision.decided_at,
+                "stopped_at": controller.stopped_at.get(decision.stopped),
+            }
             survivor = decision.survivor
             with _store(db_path) as store:
                 safety = check(

@@ -4,6 +4,7 @@ alarms generated from the packaged spec; plus Ctrl-C and bad arguments."""
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from rehearsal import traces
 from rehearsal.listener import SERVED_BY
 from rehearsal.supervisor import group_pids
 from tests.support.processes import ROOT
@@ -139,6 +141,7 @@ def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     assert "<svg" in report and "rolled_back" in report
     assert "http://" not in report.split("<svg", 1)[0].replace("http://127.0.0.1", "")
     _no_children_left(out)
+    _check_explanation(out, proc.stdout, report, result["alarm"])
 
     # emf.jsonl replays offline with the same alarms and fires the same alarm.
     replay = subprocess.run(
@@ -153,6 +156,35 @@ def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
         if line.startswith("{") and '"state": "ALARM"' in line
     ]
     assert any(ev.get("alarm") == result["alarm"] for ev in fired)
+
+
+def _check_explanation(out: Path, stdout: str, report: str, alarm: str) -> None:
+    """The console's ROLLBACK reason is the report's first "why" line; the report's requests are
+    green's, their trace ids in traces.jsonl (OTLP JSON) and in green.log; a limited request's
+    rate_limiter child span covers its wait."""
+    (why_line,) = [x for x in stdout.splitlines() if x.strip().startswith(f"why: {alarm}: ")]
+    why_line = why_line.strip().removeprefix("why: ")
+    section = report.split('<div class="why">', 1)[1].split("</div>", 1)[0]
+    assert html.escape(why_line) in section
+    assert "Latency Average of v2" in why_line and "decision" in why_line
+    read = traces.read(out / "traces.jsonl")
+    assert read.unreadable_lines == 0
+    by_trace = read.by_trace()
+    green_log = (out / "green.log").read_text()
+    shown = set(re.findall(r"1-[0-9a-f]{8}-[0-9a-f]{24}", section))
+    assert shown
+    for xray in shown:
+        spans = by_trace[xray[2:10] + xray[11:]]
+        assert any(s.kind == "SERVER" and s.version == "v2" for s in spans)
+        assert f'"trace_id": "{xray}"' in green_log
+    assert "waiting in the rate limiter" in section
+    limited = [
+        s for s in read.spans if s.name == "rate_limiter" and s.attributes["rate_limit.admitted"]
+    ]
+    waited = [s for s in limited if s.attributes["rate_limit.wait_ms"] > 100]
+    assert waited, "green's limiter made some requests wait"
+    for span in waited:
+        assert span.duration_ms >= span.attributes["rate_limit.wait_ms"]
 
 
 @pytest.mark.slow

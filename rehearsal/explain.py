@@ -1,0 +1,407 @@
+"""Why it rolled back: the alarm that fired, the requests behind it and the alarms that stayed grey.
+
+Metrics trigger a rollback; traces and logs explain it. :func:`explain` joins what a run left
+behind into one typed :class:`Explanation` that the report renders (and
+:func:`alarm_line` gives the console's ROLLBACK message the same sentence):
+
+- the firing alarm's metric, statistic, version, value against the threshold, how many of its
+  periods breached, and the UTC times of green's first traffic, the first breaching period and
+  the decision (from the alarm definitions and the live evaluations);
+- the new version's slowest and failed requests in the breaching periods, each with its span
+  breakdown ("1.9 s of 2.0 s waiting in the rate limiter") and its log lines, joined by trace id
+  (``traces.jsonl`` and ``<version>.log``);
+- in words, why a rollback alarm was grey (INSUFFICIENT_DATA).
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alarms import Evaluation
+from rehearsal import traces
+
+#: Rows of each request table.
+MAX_REQUESTS = 5
+#: Log lines shown per request (its access line and application lines).
+MAX_LOG_LINES = 6
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "GreaterThanThreshold": operator.gt,
+    "GreaterThanOrEqualToThreshold": operator.ge,
+    "LessThanThreshold": operator.lt,
+    "LessThanOrEqualToThreshold": operator.le,
+}
+_OP_TEXT = {
+    "GreaterThanThreshold": ">",
+    "GreaterThanOrEqualToThreshold": ">=",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "<=",
+}
+_UNITS = {"Milliseconds": " ms", "Seconds": " s", "Percent": " %"}
+#: How a child span's time reads in a breakdown.
+_PHRASES = {
+    "rate_limiter": "waiting in the rate limiter",
+    "store.grant": "in the store (grant)",
+    "store.redeem": "in the store (redemption)",
+    "store.history": "in the store (history)",
+}
+
+
+def utc(epoch_s: float | None) -> str:
+    """``2026-11-30 05:42:04.1 UTC``-style time of day: ``05:42:04.1Z`` (``-`` for None)."""
+    if epoch_s is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.gmtime(epoch_s)) + f".{int(epoch_s * 10) % 10}Z"
+
+
+def duration_text(ms: float) -> str:
+    """``850 ms``, ``1.9 s``: milliseconds below a second, seconds above."""
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+@dataclass(frozen=True)
+class AlarmFacts:
+    """What an alarm watches, from its CloudWatch definition."""
+
+    name: str
+    metric: str  # "Latency", or a metric-math alarm's label ("Server error rate (%)")
+    statistic: str  # "Average", "p90", or the expression ("100 * num / den")
+    version: str | None  # the Version dimension's value (None: every version, or not ours)
+    namespace: str
+    unit: str  # " ms", " %", ""
+    threshold: float
+    comparison: str  # ">"
+    period_s: int
+    evaluation_periods: int
+    datapoints_to_alarm: int
+    low_sample_ignore: bool  # EvaluateLowSampleCountPercentile=ignore
+
+    @classmethod
+    def of(cls, alarm: Mapping[str, Any]) -> AlarmFacts:
+        metrics = alarm.get("Metrics") or []
+        stats = [q["MetricStat"] for q in metrics if "MetricStat" in q]
+        dims = alarm.get("Dimensions") or (
+            stats[0]["Metric"].get("Dimensions", []) if stats else []
+        )
+        version = next((d["Value"] for d in dims if d.get("Name") == "Version"), None)
+        if metrics:
+            shown = next((q for q in metrics if q.get("ReturnData", True)), metrics[0])
+            metric = shown.get("Label") or shown.get("Expression") or shown["Id"]
+            inputs = ", ".join(f"{s['Metric']['MetricName']} {s['Stat']}" for s in stats)
+            statistic = f"{shown.get('Expression', '')} of {inputs}".strip()
+            namespace = stats[0]["Metric"].get("Namespace", "") if stats else ""
+            period = max((int(s.get("Period", 0)) for s in stats), default=0)
+        else:
+            metric = alarm.get("MetricName", "")
+            statistic = alarm.get("ExtendedStatistic") or alarm.get("Statistic", "")
+            namespace = alarm.get("Namespace", "")
+            period = int(alarm.get("Period", 0))
+        unit = alarm.get("Unit") or ("Percent" if "%" in metric else "")
+        n = int(alarm.get("EvaluationPeriods", 1))
+        return cls(
+            name=alarm["AlarmName"],
+            metric=metric,
+            statistic=statistic,
+            version=version,
+            namespace=namespace,
+            unit=_UNITS.get(unit, ""),
+            threshold=float(alarm.get("Threshold", 0.0)),
+            comparison=str(alarm.get("ComparisonOperator", "")),
+            period_s=period,
+            evaluation_periods=n,
+            datapoints_to_alarm=int(alarm.get("DatapointsToAlarm") or n),
+            low_sample_ignore=alarm.get("EvaluateLowSampleCountPercentile") == "ignore",
+        )
+
+    def breaches(self, value: float | None) -> bool:
+        compare = _COMPARE.get(self.comparison)
+        return value is not None and compare is not None and compare(value, self.threshold)
+
+
+@dataclass(frozen=True)
+class FiredAlarm:
+    """A rollback alarm in ALARM at the decision, with the periods that put it there."""
+
+    facts: AlarmFacts
+    value: float | None  # the newest datapoint of the evaluation that fired
+    breaching: tuple[tuple[float, float], ...]  # (period start, value) in the firing window
+    started_at: float | None  # green's first traffic (epoch s)
+    first_breach_at: float | None  # the first breaching period's start, in the whole run
+    decided_at: float
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """From the first breaching period of the firing window to the decision."""
+        start = min((s for s, _ in self.breaching), default=self.decided_at)
+        return start, self.decided_at
+
+    def line(self) -> str:
+        """One sentence, the same in the console and in the report."""
+        f = self.facts
+        value = "no data" if self.value is None else f"{self.value:.6g}{f.unit}"
+        threshold = f"{f.threshold:g}{f.unit}"
+        version = f" of {f.version}" if f.version else ""
+        return (
+            f"{f.name}: {f.metric} {f.statistic}{version} = {value} against the threshold "
+            f"{_OP_TEXT.get(f.comparison, f.comparison)} {threshold}; {len(self.breaching)} of "
+            f"{f.evaluation_periods} periods of {f.period_s} s breached "
+            f"({f.datapoints_to_alarm} needed); green's first traffic {utc(self.started_at)}, "
+            f"first breaching period {utc(self.first_breach_at)} + {f.period_s} s, decision "
+            f"{utc(self.decided_at)}"
+        )
+
+
+@dataclass(frozen=True)
+class Part:
+    """One child span of a request: where part of its time went."""
+
+    name: str
+    duration_ms: float
+    phrase: str  # "waiting in the rate limiter"
+
+
+@dataclass(frozen=True)
+class SlowRequest:
+    """One request of the new version, its spans and its log lines."""
+
+    started_at: float  # epoch s
+    route: str
+    status: int | None
+    duration_ms: float
+    trace_id: str  # X-Ray form, as the logs print it
+    user: str | None
+    parts: tuple[Part, ...]
+    log_lines: tuple[str, ...]
+
+    def breakdown(self) -> str:
+        """``1.9 s of 2.0 s waiting in the rate limiter; 12 ms in the store (grant)``."""
+        if not self.parts:
+            return f"{duration_text(self.duration_ms)} in the service (no child spans)"
+        ranked = sorted(self.parts, key=lambda p: -p.duration_ms)
+        head, rest = ranked[0], ranked[1:]
+        text = (
+            f"{duration_text(head.duration_ms)} of {duration_text(self.duration_ms)} {head.phrase}"
+        )
+        return "; ".join([text, *(f"{duration_text(p.duration_ms)} {p.phrase}" for p in rest)])
+
+
+@dataclass(frozen=True)
+class GreyAlarm:
+    """A rollback alarm in INSUFFICIENT_DATA, and why, in words."""
+
+    name: str
+    why: str
+
+
+@dataclass
+class Explanation:
+    """Everything the report's "Why it rolled back" section shows."""
+
+    fired: list[FiredAlarm] = field(default_factory=list)
+    version: str | None = None  # the new version's Version (green)
+    slowest: list[SlowRequest] = field(default_factory=list)
+    failed: list[SlowRequest] = field(default_factory=list)
+    grey: list[GreyAlarm] = field(default_factory=list)
+    requests_in_window: int = 0
+    unreadable_trace_lines: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def alarm_facts(defs: Mapping[str, Any]) -> dict[str, AlarmFacts]:
+    """The metric alarms of an ``alarms.synth`` JSON document, by name (unreadable ones skipped)."""
+    out: dict[str, AlarmFacts] = {}
+    for alarm in defs.get("MetricAlarms", []):
+        try:
+            out[alarm["AlarmName"]] = AlarmFacts.of(alarm)
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue
+    return out
+
+
+def fired_alarm(
+    facts: AlarmFacts,
+    evaluations: Sequence[Evaluation],
+    started_at: float | None,
+    decided_at: float,
+) -> FiredAlarm:
+    """The alarm's firing evaluation (its last one in ALARM up to the decision) explained."""
+    own = [e for e in evaluations if e.alarm == facts.name and e.time <= decided_at + 1e-6]
+    firing = next((e for e in reversed(own) if e.state == "ALARM"), own[-1] if own else None)
+    breaching: tuple[tuple[float, float], ...] = ()
+    value = None
+    if firing is not None:
+        value = firing.value
+        breaching = tuple(
+            (s, v) for s, v in firing.datapoints if v is not None and facts.breaches(v)
+        )
+    first = min(
+        (s for e in own for s, v in e.datapoints if v is not None and facts.breaches(v)),
+        default=None,
+    )
+    return FiredAlarm(facts, value, breaching, started_at, first, decided_at)
+
+
+def alarm_line(
+    name: str,
+    defs: Mapping[str, Any],
+    evaluations: Sequence[Evaluation],
+    started_at: float | None,
+    decided_at: float,
+) -> str:
+    """The console's explanation of one firing alarm (the report shows the same sentence)."""
+    facts = alarm_facts(defs).get(name)
+    if facts is None:
+        return f"{name}: in ALARM"
+    return fired_alarm(facts, evaluations, started_at, decided_at).line()
+
+
+def grey_reason(facts: AlarmFacts | None, last: Evaluation | None) -> str:
+    """Why an alarm is INSUFFICIENT_DATA, in words."""
+    reason = last.reason if last is not None else ""
+    if facts is not None and facts.namespace.startswith("AWS/"):
+        return (
+            f"no data here: {facts.namespace} {facts.metric} is published by the AWS service "
+            "itself (the load balancer), not by the application's EMF; the rehearsal's listener "
+            "publishes nothing, so the alarm stays grey locally and watches the real figures "
+            "on AWS"
+        )
+    if "EvaluateLowSampleCountPercentile" in reason:
+        stat = facts.statistic if facts else "the percentile"
+        return (
+            f"too few requests for a {stat}: with EvaluateLowSampleCountPercentile=ignore a "
+            f"period with too few samples does not change the state ({reason.split(': ', 1)[-1]}),"
+            " so it kept its first state, INSUFFICIENT_DATA, until green's periods had enough "
+            "requests"
+        )
+    if last is None:
+        return "never evaluated before the decision (its first period had not ended)"
+    periods = f"{facts.evaluation_periods} periods of {facts.period_s} s" if facts else "periods"
+    return f"no datapoints in its {periods} yet ({reason or 'no data'})"
+
+
+def grey_alarms(
+    names: Iterable[str],
+    facts: Mapping[str, AlarmFacts],
+    evaluations: Sequence[Evaluation],
+    decided_at: float,
+) -> list[GreyAlarm]:
+    """The rollback alarms INSUFFICIENT_DATA at the decision, with the reason in words."""
+    out = []
+    for name in names:
+        own = [e for e in evaluations if e.alarm == name and e.time <= decided_at + 1e-6]
+        last = own[-1] if own else None
+        if last is None or last.state == "INSUFFICIENT_DATA":
+            out.append(GreyAlarm(name, grey_reason(facts.get(name), last)))
+    return out
+
+
+def _logs_by_trace(path: Path, wanted: set[str]) -> dict[str, list[str]]:
+    """The JSON log lines of ``path`` whose ``trace_id`` is in ``wanted``, by trace id."""
+    out: dict[str, list[str]] = {}
+    if not wanted or not path.exists():
+        return out
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if '"trace_id"' not in line:
+                continue
+            try:
+                trace_id = json.loads(line).get("trace_id")
+            except ValueError:
+                continue
+            if trace_id in wanted:
+                out.setdefault(trace_id, []).append(line.rstrip("\n"))
+    return out
+
+
+def _request(server: traces.Span, kids: list[traces.Span], logs: list[str]) -> SlowRequest:
+    status = server.attributes.get("http.response.status_code")
+    user = server.attributes.get("user_id")
+    return SlowRequest(
+        started_at=server.start_ns / 1e9,
+        route=str(server.attributes.get("http.route", server.name)),
+        status=int(status) if isinstance(status, int) else None,
+        duration_ms=server.duration_ms,
+        trace_id=server.xray_trace_id,
+        user=str(user) if user is not None else None,
+        parts=tuple(
+            Part(k.name, k.duration_ms, _PHRASES.get(k.name, f"in {k.name}"))
+            for k in sorted(kids, key=lambda k: k.start_ns)
+        ),
+        log_lines=tuple(logs[:MAX_LOG_LINES]),
+    )
+
+
+def _failed(span: traces.Span) -> bool:
+    status = span.attributes.get("http.response.status_code")
+    return span.failed or (isinstance(status, int) and (status >= 500 or status == 429))
+
+
+def requests_behind(
+    spans: Sequence[traces.Span],
+    version: str,
+    window: tuple[float, float],
+    log_file: Path,
+    limit: int = MAX_REQUESTS,
+) -> tuple[list[SlowRequest], list[SlowRequest], int]:
+    """(slowest, failed, how many) server spans of ``version`` that ended in ``window``: a
+    request's latency counts in the period it ended in (the EMF window of its completion)."""
+    lo, hi = window
+    servers = [
+        s
+        for s in spans
+        if s.kind == "SERVER" and s.version == version and lo <= s.end_ns / 1e9 <= hi
+    ]
+    # served and refused requests apart: the slowest served ones show where latency went, the
+    # failed ones (5xx, 429 refusals) what clients lost
+    slowest = sorted((s for s in servers if not _failed(s)), key=lambda s: -s.duration_ms)[:limit]
+    failed = sorted((s for s in servers if _failed(s)), key=lambda s: s.start_ns)[:limit]
+    chosen = {s.span_id: s for s in (*slowest, *failed)}
+    kids: dict[str, list[traces.Span]] = {k: [] for k in chosen}
+    for s in spans:
+        if s.parent_span_id in kids:
+            kids[s.parent_span_id].append(s)
+    logs = _logs_by_trace(log_file, {s.xray_trace_id for s in chosen.values()})
+
+    def build(s: traces.Span) -> SlowRequest:
+        return _request(s, kids[s.span_id], logs.get(s.xray_trace_id, []))
+
+    return [build(s) for s in slowest], [build(s) for s in failed], len(servers)
+
+
+def explain(
+    *,
+    out: Path,
+    defs: Mapping[str, Any],
+    evaluations: Sequence[Evaluation],
+    firing: Sequence[str],
+    rollback_alarms: Sequence[str],
+    started_at: float | None,
+    decided_at: float,
+    version: str | None,
+    log_name: str = "green",
+) -> Explanation:
+    """Join the run's alarms, evaluations, ``traces.jsonl`` and ``<log_name>.log``."""
+    facts = alarm_facts(defs)
+    result = Explanation(version=version)
+    result.fired = [
+        fired_alarm(facts[n], evaluations, started_at, decided_at) for n in firing if n in facts
+    ]
+    result.grey = grey_alarms(rollback_alarms, facts, evaluations, decided_at)
+    if not result.fired or version is None:
+        return result
+    window = (min(f.window[0] for f in result.fired), decided_at)
+    read = traces.read(out / "traces.jsonl")
+    result.unreadable_trace_lines = read.unreadable_lines
+    if not read.spans:
+        result.notes.append("traces.jsonl holds no spans: no request can be shown")
+        return result
+    result.slowest, result.failed, result.requests_in_window = requests_behind(
+        read.spans, version, window, out / f"{log_name}.log"
+    )
+    return result

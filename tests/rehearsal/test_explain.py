@@ -1,0 +1,135 @@
+""" "Why it rolled back": alarm facts from the definitions, the firing alarm's sentence, grey
+alarms in words, the requests behind the alarm with their span breakdown and log lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alarms import Evaluation, load_spec, synth
+from alarms import POINTS_SERVICE_SPEC as SPEC
+from rehearsal import explain, traces
+from rehearsal.report import render_explanation
+
+DEFS = synth(load_spec(str(SPEC)), format="json", profile="rehearsal")
+AVG = "points-service-green-latency-avg"
+P90 = "points-service-green-latency-p90"
+ERRORS = "points-service-green-error-rate"
+ALB = "points-service-alb-green-response-time"
+T = 1_800_000_000.0  # a period boundary (multiple of 10)
+
+
+def _ev(
+    alarm: str, t: float, state: str, prev: str, points: list[float | None], reason=""
+) -> Evaluation:
+    values = [v for v in points if v is not None]
+    datapoints = tuple((t - 10.0 * (len(points) - i), v) for i, v in enumerate(points))
+    return Evaluation(t, alarm, state, prev, values[-1] if values else None, datapoints, reason,
+                      250.0, "GreaterThanThreshold")  # fmt: skip
+
+
+def test_alarm_facts_read_plain_percentile_math_and_aws_alarms() -> None:
+    facts = explain.alarm_facts(DEFS)
+    avg, p90, err, alb = facts[AVG], facts[P90], facts[ERRORS], facts[ALB]
+    assert (avg.metric, avg.statistic, avg.version, avg.unit) == ("Latency", "Average", "v2", " ms")
+    assert (avg.threshold, avg.evaluation_periods, avg.datapoints_to_alarm, avg.period_s) == (
+        250.0, 3, 2, 10,
+    )  # fmt: skip
+    assert p90.statistic == "p90" and p90.low_sample_ignore
+    assert err.version == "v2" and "ServerErrors Sum" in err.statistic and err.unit == " %"
+    assert alb.namespace == "AWS/ApplicationELB" and alb.version is None
+
+
+def test_the_firing_alarm_in_one_sentence_with_counts_and_utc_times() -> None:
+    evaluations = [
+        _ev(AVG, T + 10, "OK", "INSUFFICIENT_DATA", [None, 12.0, 300.0]),
+        _ev(AVG, T + 20, "ALARM", "OK", [12.0, 300.0, 1523.5]),
+    ]
+    line = explain.alarm_line(AVG, DEFS, evaluations, started_at=T + 3.0, decided_at=T + 21.25)
+    assert line == (
+        f"{AVG}: Latency Average of v2 = 1523.5 ms against the threshold > 250 ms; 2 of 3 "
+        "periods of 10 s breached (2 needed); green's first traffic 08:00:03.0Z, first breaching "
+        "period 08:00:00.0Z + 10 s, decision 08:00:21.2Z"
+    )
+    fired = explain.fired_alarm(explain.alarm_facts(DEFS)[AVG], evaluations, T + 3, T + 21.25)
+    assert fired.window == (T, T + 21.25)
+
+
+def test_grey_alarms_are_explained_in_words() -> None:
+    facts = explain.alarm_facts(DEFS)
+    evaluations = [
+        _ev(ALB, T, "INSUFFICIENT_DATA", "INSUFFICIENT_DATA", [None], "no data: AWS/ ..."),
+        _ev(
+            P90,
+            T,
+            "INSUFFICIENT_DATA",
+            "INSUFFICIENT_DATA",
+            [900.0],
+            "EvaluateLowSampleCountPercentile=ignore: a period has 3 samples (< 10); state "
+            "unchanged",
+        ),  # fmt: skip
+        _ev(ERRORS, T, "OK", "INSUFFICIENT_DATA", [0.0]),
+    ]
+    grey = {
+        g.name: g.why for g in explain.grey_alarms([ALB, P90, ERRORS, AVG], facts, evaluations, T)
+    }
+    assert set(grey) == {ALB, P90, AVG}  # the error rate was OK
+    assert "load balancer" in grey[ALB] and "AWS/ApplicationELB" in grey[ALB]
+    assert "a period has 3 samples (< 10)" in grey[P90] and "too few requests" in grey[P90]
+    assert "never evaluated" in grey[AVG]
+
+
+def _span(
+    name, span_id, parent, start_s, ms, kind="INTERNAL", version="v2", **attrs
+) -> traces.Span:
+    start = int(start_s * 1e9)
+    return traces.Span("6b0d0d37" + "a" * 24, span_id, parent, name, kind, start,
+                       start + int(ms * 1e6), "points-service", version, False, attrs)  # fmt: skip
+
+
+def test_requests_behind_the_alarm_with_breakdown_and_log_lines(tmp_path: Path) -> None:
+    slow = _span("POST /v1/points/grants", "1" * 16, "", T + 1, 2000.0, "SERVER",
+                 **{"http.route": "/v1/points/grants", "http.response.status_code": 201,
+                    "user_id": "u-7"})  # fmt: skip
+    wait = _span("rate_limiter", "2" * 16, slow.span_id, T + 1.001, 1900.0)
+    store = _span("store.grant", "3" * 16, slow.span_id, T + 2.9, 12.0)
+    refused = _span("POST /v1/points/grants", "4" * 16, "", T + 3, 2250.0, "SERVER",
+                    **{"http.route": "/v1/points/grants", "http.response.status_code": 429})  # fmt: skip
+    refused = (
+        traces.Span(**{**refused.__dict__, "trace_id": "6b0d0d37" + "b" * 24})
+        if hasattr(refused, "__dict__")
+        else refused
+    )
+    blue = _span("GET /x", "5" * 16, "", T + 1, 9000.0, "SERVER", version="v1")
+    late = _span("GET /late", "6" * 16, "", T + 30, 9000.0, "SERVER")
+    log = tmp_path / "green.log"
+    log.write_text(
+        json.dumps({"message": "POST /v1/points/grants 201", "trace_id": slow.xray_trace_id})
+        + "\n"
+        + "not json\n"
+        + json.dumps({"message": "other", "trace_id": "1-00000000-" + "c" * 24})
+        + "\n"
+    )
+    slowest, failed, n = explain.requests_behind(
+        [slow, wait, store, refused, blue, late], "v2", (T, T + 20), log
+    )
+    assert n == 2  # blue's and the late request are not counted
+    (r,) = slowest
+    assert (r.route, r.status, r.user, r.trace_id) == (
+        "/v1/points/grants",
+        201,
+        "u-7",
+        slow.xray_trace_id,
+    )
+    assert r.breakdown() == "1.9 s of 2.0 s waiting in the rate limiter; 12 ms in the store (grant)"
+    assert len(r.log_lines) == 1 and "201" in r.log_lines[0]
+    assert [f.status for f in failed] == [429]
+    html = render_explanation(
+        explain.Explanation(
+            fired=[explain.fired_alarm(explain.alarm_facts(DEFS)[AVG],
+                   [_ev(AVG, T + 20, "ALARM", "OK", [300.0, 400.0, 500.0])], T, T + 20)],
+            version="v2", slowest=slowest, failed=failed, requests_in_window=n,
+        )
+    )  # fmt: skip
+    assert "Why it rolled back" in html and slow.xray_trace_id in html
+    assert "1.9 s of 2.0 s waiting in the rate limiter" in html
