@@ -3,11 +3,12 @@ alarms in words, the requests behind the alarm with their span breakdown and log
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-from alarms import Evaluation, load_spec, synth
 from alarms import POINTS_SERVICE_SPEC as SPEC
+from alarms import Evaluation, load_spec, synth
 from rehearsal import explain, traces
 from rehearsal.report import render_explanation
 
@@ -67,7 +68,7 @@ def test_grey_alarms_are_explained_in_words() -> None:
             [900.0],
             "EvaluateLowSampleCountPercentile=ignore: a period has 3 samples (< 10); state "
             "unchanged",
-        ),  # fmt: skip
+        ),
         _ev(ERRORS, T, "OK", "INSUFFICIENT_DATA", [0.0]),
     ]
     grey = {
@@ -95,11 +96,7 @@ def test_requests_behind_the_alarm_with_breakdown_and_log_lines(tmp_path: Path) 
     store = _span("store.grant", "3" * 16, slow.span_id, T + 2.9, 12.0)
     refused = _span("POST /v1/points/grants", "4" * 16, "", T + 3, 2250.0, "SERVER",
                     **{"http.route": "/v1/points/grants", "http.response.status_code": 429})  # fmt: skip
-    refused = (
-        traces.Span(**{**refused.__dict__, "trace_id": "6b0d0d37" + "b" * 24})
-        if hasattr(refused, "__dict__")
-        else refused
-    )
+    refused = dataclasses.replace(refused, trace_id="6b0d0d37" + "b" * 24)
     blue = _span("GET /x", "5" * 16, "", T + 1, 9000.0, "SERVER", version="v1")
     late = _span("GET /late", "6" * 16, "", T + 30, 9000.0, "SERVER")
     log = tmp_path / "green.log"
