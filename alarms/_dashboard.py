@@ -161,6 +161,7 @@ def dashboard(spec: Spec, policy: Policy) -> dict[str, Any]:
                 annotations=hline(w.dead_letter_threshold, "DLQ alarm"),
             ),
         ]
+    console = f"https://{region}.console.aws.amazon.com"
     note = (
         f"## Deployment of {svc}\n\n"
         f"Blue `${{BlueVersion}}` -> green `${{GreenVersion}}` with CodeDeploy"
@@ -168,9 +169,41 @@ def dashboard(spec: Spec, policy: Policy) -> dict[str, Any]:
         " (auto rollback on DEPLOYMENT_FAILURE and DEPLOYMENT_STOP_ON_ALARM).\n\n"
         "Rollback alarms: " + ", ".join(f"`{r}`" for r in rollback) + "\n\n"
         f"Alarm periods: {period} s, {profile.datapoints_to_alarm} of"
-        f" {profile.evaluation_periods} datapoints."
+        f" {profile.evaluation_periods} datapoints.\n\n"
+        f"[CodeDeploy deployment group]({console}/codesuite/codedeploy/applications/"
+        f"${{CodeDeployApplication}}/deployment-groups/${{DeploymentGroupName}}?region={region})"
+        f" | [deployments]({console}/codesuite/codedeploy/deployments?region={region})"
     )
     widgets.append(
         {"type": "text", "x": 18, "y": 6, "width": 6, "height": 6, "properties": {"markdown": note}}
     )
+    widgets.append(slowest_requests_widget(region))
     return {"widgets": widgets}
+
+
+#: Logs Insights: the new version's slowest requests, from the access lines telemetry writes
+#: (docs/telemetry.md); their trace ids open in X-Ray.
+SLOWEST_REQUESTS_QUERY = (
+    "SOURCE '${LogGroupName}'"
+    " | fields @timestamp, route, status, duration_ms, rate_limit_wait_ms, user_id, trace_id"
+    " | filter logger = 'telemetry.access' and version = '${GreenVersion}'"
+    " | sort duration_ms desc"
+    " | limit 20"
+)
+
+
+def slowest_requests_widget(region: str) -> dict[str, Any]:
+    """A Logs Insights table of green's slowest requests (trace ids to open in X-Ray)."""
+    return {
+        "type": "log",
+        "x": 0,
+        "y": 12,
+        "width": 24,
+        "height": 6,
+        "properties": {
+            "title": "Slowest requests of green (${GreenVersion}): open a trace_id in X-Ray",
+            "region": region,
+            "view": "table",
+            "query": SLOWEST_REQUESTS_QUERY,
+        },
+    }

@@ -26,7 +26,14 @@ PARAMS = {
     "LoadBalancerFullName": "ALB full name (app/<name>/<id>), the LoadBalancer dimension",
     "BlueTargetGroupFullName": "Blue target group full name (targetgroup/<name>/<id>)",
     "GreenTargetGroupFullName": "Green target group full name (targetgroup/<name>/<id>)",
+    "LogGroupName": "CloudWatch Logs group of the service's JSON logs (the dashboard's"
+    " Logs Insights widget)",
+    "CodeDeployApplication": "CodeDeploy application (the dashboard's console link)",
+    "DeploymentGroupName": "CodeDeploy deployment group (the dashboard's console link)",
 }
+#: Parameters every template has, with or without a load balancer in the spec.
+ALWAYS_PARAMS = ("BlueVersion", "GreenVersion", "LogGroupName", "CodeDeployApplication",
+                 "DeploymentGroupName")  # fmt: skip
 
 
 class Param:
@@ -432,6 +439,10 @@ def param_values(spec: Spec) -> dict[str, str]:
         "LoadBalancerFullName": alb.load_balancer if alb else "",
         "BlueTargetGroupFullName": alb.blue_target_group if alb else "",
         "GreenTargetGroupFullName": alb.green_target_group if alb else "",
+        # deploy/stack.yaml's names (LogGroup, CodeDeployApplication, DeploymentGroup)
+        "LogGroupName": f"/ecs/{spec.service}",
+        "CodeDeployApplication": spec.service,
+        "DeploymentGroupName": f"{spec.service}-dg",
         "AWS::Region": spec.region,
         "AWS::AccountId": spec.account_id,
     }

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from ._policy import PARAMS, Policy, param_values, resolve
+from ._policy import ALWAYS_PARAMS, PARAMS, Policy, param_values, resolve
 from ._spec import Spec
 
 
@@ -25,7 +25,7 @@ def render_cfn(
     prefix = f"{spec.service}-"
     params: dict[str, Any] = {}
     for name, desc in PARAMS.items():
-        if spec.alb is None and name not in ("BlueVersion", "GreenVersion", "WorkerVersion"):
+        if spec.alb is None and name not in (*ALWAYS_PARAMS, "WorkerVersion"):
             continue
         if spec.worker is None and name == "WorkerVersion":
             continue

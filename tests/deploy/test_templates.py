@@ -710,3 +710,64 @@ def test_pipeline_roles_are_least_privilege(pipeline: dict) -> None:
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     }
+
+
+# -- notifications: a rollback reaches people with its reason ----------------------------------
+
+
+def test_rollbacks_are_notified_on_one_encrypted_topic(stack: dict) -> None:
+    res = stack["Resources"]
+    topic = res["NotificationTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "NotificationKey"}
+    assert res["NotificationKey"]["Properties"]["EnableKeyRotation"] is True
+    topic_ref = {"Ref": "NotificationTopic"}
+    # the rollback alarms' state changes (API and worker), with CloudWatch's reason
+    rule = res["RollbackAlarmStateRule"]["Properties"]
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.cloudwatch"]
+    assert pattern["detail-type"] == ["CloudWatch Alarm State Change"]
+    names = json.dumps(pattern["detail"]["alarmName"])
+    for output in ("DeploymentAlarmNames", "WorkerDeploymentAlarmNames"):
+        assert f'"Alarms", "Outputs.{output}"' in names
+    (target,) = rule["Targets"]
+    assert target["Arn"] == topic_ref
+    paths = target["InputTransformer"]["InputPathsMap"]
+    assert paths["reason"] == "$.detail.state.reason" and paths["alarm"] == "$.detail.alarmName"
+    template = target["InputTransformer"]["InputTemplate"]["Fn::Sub"]
+    for name in paths:
+        assert f"<{name}>" in template
+    # failed ECS deployments (native blue/green and the worker)
+    ecs = res["EcsDeploymentFailureRule"]["Properties"]
+    assert ecs["EventPattern"]["detail"]["eventName"] == ["SERVICE_DEPLOYMENT_FAILED"]
+    assert ecs["EventPattern"]["resources"] == [{"Ref": "ApiService"}, {"Ref": "WorkerService"}]
+    assert ecs["Targets"][0]["Arn"] == topic_ref
+    # only those rules may publish
+    (statement,) = res["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+        {"Fn::GetAtt": ["RollbackAlarmStateRule", "Arn"]},
+        {"Fn::GetAtt": ["EcsDeploymentFailureRule", "Arn"]},
+    ]
+    # CodeDeploy's deployment group triggers, published with its role
+    (trigger,) = res["DeploymentGroup"]["Properties"]["TriggerConfigurations"]
+    assert trigger["TriggerTargetArn"] == topic_ref
+    assert {"DeploymentFailure", "DeploymentRollback"} <= set(trigger["TriggerEvents"])
+    (policy,) = res["CodeDeployRole"]["Properties"]["Policies"]
+    publish = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "sns:Publish"]
+    assert publish and publish[0]["Resource"] == topic_ref
+    assert stack["Outputs"]["NotificationTopicArn"]["Value"] == topic_ref
+
+
+def test_dashboard_shows_green_slowest_requests_and_links_codedeploy(alarms_template: dict) -> None:
+    body = json.loads(
+        alarms_template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    )
+    (logs,) = [w for w in body["widgets"] if w["type"] == "log"]
+    query = logs["properties"]["query"]
+    assert query.startswith("SOURCE '${LogGroupName}'")
+    assert "version = '${GreenVersion}'" in query and "sort duration_ms desc" in query
+    assert "trace_id" in query
+    notes = " ".join(w["properties"]["markdown"] for w in body["widgets"] if w["type"] == "text")
+    assert "codesuite/codedeploy/applications/${CodeDeployApplication}/deployment-groups/" in notes
+    for name in ("LogGroupName", "CodeDeployApplication", "DeploymentGroupName"):
+        assert name in alarms_template["Parameters"]
