@@ -157,6 +157,20 @@ class JsonFormatter(logging.Formatter):
         self.service_json, self.version_json = _esc(service), _esc(version)
         self._sec = -1
         self._sec_text = ""
+        self._tails: dict[str, str] = {}
+
+    def logger_tail(self, logger: str) -> str:
+        """``, "logger": ..., "service": ..., "version": ...`` as JSON text, once per logger."""
+        tails = self._tails
+        tail = tails.get(logger)
+        if tail is None:
+            tail = (
+                f', "logger": {_text(logger)}, "service": {self.service_json}'
+                f', "version": {self.version_json}'
+            )
+            if len(tails) < 256:
+                tails[logger] = tail
+        return tail
 
     def _time(self, created: float) -> str:
         sec = int(created)
@@ -261,9 +275,17 @@ class JsonHandler(logging.Handler):
     def write(self, line: str) -> None:
         self._writer.write(line)
 
-    def emit_fields(self, level: int, message: str, logger: str, fields: dict) -> None:
+    def emit_fields(
+        self,
+        level: int,
+        message: str,
+        logger: str,
+        fields: dict,
+        span_context: trace.SpanContext | None = None,
+    ) -> None:
         """An access line without building a ``LogRecord`` (used only when the logging
-        configuration makes the result identical: see :func:`direct_handler`)."""
+        configuration makes the result identical: see :func:`direct_handler`).
+        ``span_context``: the current span's, when the caller has it at hand (else looked up)."""
         try:
             fmt: JsonFormatter = self.formatter  # type: ignore[assignment]
             scope = _context.current.get()
@@ -274,24 +296,45 @@ class JsonHandler(logging.Handler):
                 self.write(_encode(doc))
                 return
             # the same document as format() gives, written out directly (the key order too)
+            tail = fmt.logger_tail(logger)
+            if scope is not None:
+                tail += f', "request_id": {_esc(scope.request_id)}'
+            ctx = span_context or trace.get_current_span().get_span_context()
+            if ctx.trace_id:
+                tail += f', "trace_id": "{xray_trace_id(ctx.trace_id)}", "span_id": "{ctx.span_id:016x}"'
             parts = [
                 f'{{"time": "{fmt._time(time.time())}", "level": "{logging.getLevelName(level)}"'
-                f', "message": {_text(message)}, "logger": {_text(logger)}'
-                f', "service": {fmt.service_json}, "version": {fmt.version_json}'
+                f', "message": {_esc(message) if message.isascii() else _text(message)}{tail}'
             ]
-            if scope is not None:
-                parts.append(f', "request_id": {_esc(scope.request_id)}')
-            ctx = trace.get_current_span().get_span_context()
-            if ctx.trace_id:
-                parts.append(
-                    f', "trace_id": "{xray_trace_id(ctx.trace_id)}", "span_id": "{ctx.span_id:016x}"'
-                )
             for k, v in fields.items():
-                parts.append(f", {_esc(k)}: {_value(v)}")
+                # the common types inline (the access line's hot path), the rest via _value
+                t = type(v)
+                if t is str:
+                    text = _esc(v) if v.isascii() else _text(v)
+                elif t is int and -_INT_LIMIT < v < _INT_LIMIT:
+                    text = _repr_int(v)
+                elif v is None:
+                    text = "null"
+                else:
+                    text = _value(v)
+                parts.append(f", {_key(k)}: {text}")
             parts.append("}")
             self.write("".join(parts))
         except Exception as exc:
             _errors.record("log", repr(exc))
+
+
+_keys: dict[str, str] = {}
+
+
+def _key(k: str) -> str:
+    """A field name as JSON text; the few names in use are encoded once."""
+    text = _keys.get(k)
+    if text is None:
+        text = _esc(k) if type(k) is str and k.isascii() else _text(_safe_str(k))
+        if len(_keys) < 1024:
+            _keys[k] = text
+    return text
 
 
 def direct_handler(logger: logging.Logger, level: int) -> JsonHandler | None:

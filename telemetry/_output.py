@@ -30,6 +30,9 @@ from collections.abc import Iterable
 from typing import TextIO
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX guarantees atomic pipe writes up to this
+#: How long the writer thread lets lines gather after a wake-up before writing them: a busy
+#: process writes in bursts instead of waking the thread for every line.
+COALESCE_S = 0.005
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 _writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
@@ -118,6 +121,10 @@ class LineWriter:
     def _run(self) -> None:
         while True:
             self._wake.wait()
+            # Let lines gather for a moment: one write (and one wake-up of this thread, which
+            # must take the GIL from the request threads) per burst rather than per line;
+            # producers skip set() while the event is still set.
+            time.sleep(COALESCE_S)
             with self._lock:
                 if not self._queue:
                     self._wake.clear()

@@ -369,6 +369,16 @@ class ServerSpans:
         self.id_generator = provider.id_generator
         self.resource = provider.resource
         self.processor = getattr(provider, "_active_span_processor", None)
+        # The provider's multi-processor only loops over its processors: with exactly one (the
+        # usual BatchSpanProcessor), hand spans to it directly. Processors added to the provider
+        # later are seen at the next configure().
+        members = getattr(self.processor, "_span_processors", None)
+        if members is None:  # not the SDK's multi-processor: use it as it is
+            self._on_end = self.processor.on_end if self.processor is not None else None
+        elif len(members) == 1:
+            self._on_end = members[0].on_end
+        else:
+            self._on_end = self.processor.on_end if members else None  # type: ignore[union-attr]
         self.scope = InstrumentationScope(scope_name)
         #: the scope of ``telemetry.span()`` children
         self.child_scope = InstrumentationScope("telemetry")
@@ -408,7 +418,7 @@ class ServerSpans:
             trace_state,
         )
         # no processor (nothing configured to export): skip building the span
-        record = recording and bool(getattr(self.processor, "_span_processors", self.processor))
+        record = recording and self._on_end is not None
         return span_context, parent_sc, record
 
     def end(
@@ -452,7 +462,7 @@ class ServerSpans:
             end_time=time.time_ns(),
             instrumentation_scope=scope or self.scope,  # type: ignore[arg-type]
         )
-        self.processor.on_end(span)  # type: ignore[union-attr]
+        self._on_end(span)
 
 
 _DEFAULT_SAMPLER_DESCRIPTION = ParentBased(ALWAYS_ON).get_description()

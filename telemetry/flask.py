@@ -293,7 +293,18 @@ class _Middleware:
         if self.access_log is not False and (
             status >= 400 or sample >= 1.0 or random.random() < sample
         ):
-            self._log(method, original, path, route, status, ms, size, error, scope.attributes)
+            self._log(
+                method,
+                original,
+                path,
+                route,
+                status,
+                ms,
+                size,
+                error,
+                scope.attributes,
+                span[1] if span is not None else None,
+            )
         if span is not None:
             spans, sc, parent_sc, record, start_ns = span
             if record:
@@ -319,7 +330,7 @@ class _Middleware:
                     status >= 500,
                 )
 
-    def _log(self, method, original, path, route, status, ms, size, error, extra) -> None:
+    def _log(self, method, original, path, route, status, ms, size, error, extra, sc) -> None:
         level = logging.ERROR if status >= 500 else logging.INFO
         if not _access.isEnabledFor(level):
             return
@@ -339,7 +350,7 @@ class _Middleware:
         message = f"{method} {path} {status}"
         direct = _logging.direct_handler(_access, level) if error is None else None
         if direct is not None:
-            direct.emit_fields(level, message, _access.name, fields)
+            direct.emit_fields(level, message, _access.name, fields, sc)
             return
         record = _access.makeRecord(
             _access.name,
