@@ -42,6 +42,10 @@ if VARIANT == "red":
     instrument(app, access_log=False, tracing=False)
 elif VARIANT == "full":
     instrument(app)
+elif VARIANT == "access":  # for a breakdown: the access line without the span
+    instrument(app, tracing=False)
+elif VARIANT == "span":  # the span without the access line
+    instrument(app, access_log=False)
 
 
 def post_fork(server: object, worker: object) -> None:

@@ -5,9 +5,10 @@ Three gunicorn servers (``benchmarks.gunicorn_app``, one gthread worker with 4 t
 127.0.0.1) run at once; only one is driven at a time, the others sleep in ``accept``. A client
 process keeps ``CONNECTIONS`` keep-alive connections busy in a closed loop (each sends its next
 request as soon as the previous answer arrived), so the server's worker is saturated: its
-requests per second is its capacity. Rounds interleave the variants (the order rotates) and each
-variant's figure is its median round; the ratio is to bare Flask's. The worker process is pinned
-to CPU 0 and the client to CPU 1 when the machine lets us, so they do not take turns on one core.
+requests per second is its capacity. The worker's CPU time per request (``/proc``) is printed too:
+on a busy 2-core machine, where the client needs most of the other core, it is the steadier
+estimate of the same ratio. Rounds interleave the variants (the order rotates) and each
+variant's figure is its median round; the ratio is to bare Flask's.
 
 Bounded: ``ROUNDS`` x 3 variants x ``SECONDS`` of load plus start-up, every socket with a
 timeout, 127.0.0.1 only.
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("bare", "red", "full")
 LABELS = {"bare": "bare Flask", "red": "telemetry RED only", "full": "telemetry full"}
 TARGETS = {"red": 0.97, "full": 0.90}
-CONNECTIONS = 8
+CONNECTIONS = 32
 SECONDS = 3.0
 ROUNDS = 7
 REQUEST = b"GET /v1/users/u-42/points HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"
@@ -40,12 +41,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _pin(cpu: int) -> None:
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        if len(os.sched_getaffinity(0)) > 1:
-            os.sched_setaffinity(0, {cpu})
 
 
 @contextlib.contextmanager
@@ -107,6 +102,15 @@ def _worker_pids(proc: subprocess.Popen) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux ``/proc``), or 0."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _drive(port: int, seconds: float, connections: int, result: multiprocessing.Queue) -> None:
     """Client process: puts requests/s, or the error's text, on ``result``."""
     try:
@@ -120,7 +124,6 @@ def _closed_loop(port: int, seconds: float, connections: int) -> float:
     ``select`` (no GIL contention between client threads); requests per second."""
     import selectors
 
-    _pin(1)
     sel = selectors.DefaultSelector()
     socks = []
     for _ in range(connections):
@@ -183,23 +186,30 @@ def _measure(port: int, seconds: float) -> float:
     return rate
 
 
-def run(rounds: int = ROUNDS, seconds: float = SECONDS) -> dict[str, tuple[float, float]]:
-    """variant -> (median requests/s over rounds, ratio to bare Flask's median)."""
+def run(rounds: int = ROUNDS, seconds: float = SECONDS) -> dict[str, tuple[float, float, float]]:
+    """variant -> (median requests/s, its ratio to bare Flask's, median worker CPU microseconds
+    per request)."""
     per: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     with contextlib.ExitStack() as stack:
         servers = {v: stack.enter_context(_server(v)) for v in VARIANTS}
-        for _port, proc in servers.values():
-            for pid in _worker_pids(proc):
-                with contextlib.suppress(OSError, AttributeError):
-                    os.sched_setaffinity(pid, {0})
         for v in VARIANTS:  # warm-up
             _measure(servers[v][0], 1.0)
         for r in range(rounds):
             order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
             for v in order:
-                per[v].append(_measure(servers[v][0], seconds))
+                port, proc = servers[v]
+                pids = _worker_pids(proc)
+                before = sum(_cpu_s(p) for p in pids)
+                rate = _measure(port, seconds)
+                used = sum(_cpu_s(p) for p in pids) - before
+                per[v].append(rate)
+                cpu[v].append(used / (rate * seconds) * 1e6)
     bare = statistics.median(per["bare"])
-    return {v: (statistics.median(x), statistics.median(x) / bare) for v, x in per.items()}
+    return {
+        v: (statistics.median(x), statistics.median(x) / bare, statistics.median(cpu[v]))
+        for v, x in per.items()
+    }
 
 
 def main() -> None:
@@ -210,11 +220,20 @@ def main() -> None:
         f"gunicorn (1 gthread worker, 4 threads) at saturation: {CONNECTIONS} keep-alive "
         f"connections in a closed loop, median of {rounds} interleaved rounds x {seconds:g} s"
     )
+    print(f"  {'variant':24s} {'throughput':>12s} {'ratio':>7s} {'worker CPU/request':>20s}")
+    cpu_bare = res["bare"][2]
     for v in VARIANTS:
-        rate, ratio = res[v]
+        rate, ratio, cpu_us = res[v]
         target = TARGETS.get(v)
         verdict = f">= {target:.2f}x: {'met' if ratio >= target else 'MISSED'}" if target else ""
-        print(f"  {LABELS[v]:24s} {rate:8.0f} req/s {ratio:6.3f}x   {verdict}")
+        print(
+            f"  {LABELS[v]:24s} {rate:8.0f} req/s {ratio:6.3f}x {cpu_us:10.1f} us"
+            f" ({cpu_bare / cpu_us:5.3f}x capacity)   {verdict}"
+        )
+    print(
+        "  (capacity: bare's worker CPU per request / the variant's, i.e. the throughput ratio"
+        " of a worker held at 100 % CPU)"
+    )
 
 
 if __name__ == "__main__":

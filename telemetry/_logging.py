@@ -155,8 +155,7 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.service, self.version = service, version
         self.service_json, self.version_json = _esc(service), _esc(version)
-        self._sec = -1
-        self._sec_text = ""
+        self._second: tuple[int, str] = (-1, "")  # one tuple: threads swap it atomically
         self._tails: dict[str, str] = {}
 
     def logger_tail(self, logger: str) -> str:
@@ -174,10 +173,10 @@ class JsonFormatter(logging.Formatter):
 
     def _time(self, created: float) -> str:
         sec = int(created)
-        if sec != self._sec:  # strftime once per second
-            self._sec_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-            self._sec = sec
-        return f"{self._sec_text}.{int((created - sec) * 1000):03d}Z"
+        cached = self._second
+        if cached[0] != sec:  # strftime once per second (lines may come in from two threads)
+            cached = self._second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+        return f"{cached[1]}.{int((created - sec) * 1000):03d}Z"
 
     def document(self, created: float, level: str, message: str, logger: str) -> dict[str, object]:
         """The core fields plus request id, trace id and span id of the current context."""
@@ -295,33 +294,59 @@ class JsonHandler(logging.Handler):
                     doc.setdefault(k, v)
                 self.write(_encode(doc))
                 return
-            # the same document as format() gives, written out directly (the key order too)
-            tail = fmt.logger_tail(logger)
-            if scope is not None:
-                tail += f', "request_id": {_esc(scope.request_id)}'
+            # the same document as format() gives, written out directly (the key order too),
+            # by the writer thread: the request path only captures the values
             ctx = span_context or trace.get_current_span().get_span_context()
-            if ctx.trace_id:
-                tail += f', "trace_id": "{xray_trace_id(ctx.trace_id)}", "span_id": "{ctx.span_id:016x}"'
-            parts = [
-                f'{{"time": "{fmt._time(time.time())}", "level": "{logging.getLevelName(level)}"'
-                f', "message": {_esc(message) if message.isascii() else _text(message)}{tail}'
-            ]
-            for k, v in fields.items():
-                # the common types inline (the access line's hot path), the rest via _value
-                t = type(v)
-                if t is str:
-                    text = _esc(v) if v.isascii() else _text(v)
-                elif t is int and -_INT_LIMIT < v < _INT_LIMIT:
-                    text = _repr_int(v)
-                elif v is None:
-                    text = "null"
-                else:
-                    text = _value(v)
-                parts.append(f", {_key(k)}: {text}")
-            parts.append("}")
-            self.write("".join(parts))
+            rid = scope.request_id if scope is not None else None
+            self._writer.write_deferred(
+                _access_text,
+                (fmt, time.time(), level, message, logger, fields, rid, ctx.trace_id, ctx.span_id),
+                _ACCESS_ESTIMATE + len(message) + 2 * sum(len(k) for k in fields),
+            )
         except Exception as exc:
             _errors.record("log", repr(exc))
+
+
+#: bytes of an access line beyond its message and field names (time, ids, values), for the
+#: output buffer's limit before the line is formatted
+_ACCESS_ESTIMATE = 320
+
+
+def _access_text(
+    fmt: JsonFormatter,
+    created: float,
+    level: int,
+    message: str,
+    logger: str,
+    fields: dict,
+    request_id: str | None,
+    trace_id: int,
+    span_id: int,
+) -> str:
+    """The JSON line of :meth:`JsonHandler.emit_fields` (what ``format()`` gives)."""
+    tail = fmt.logger_tail(logger)
+    if request_id is not None:
+        tail += f', "request_id": {_esc(request_id)}'
+    if trace_id:
+        tail += f', "trace_id": "{xray_trace_id(trace_id)}", "span_id": "{span_id:016x}"'
+    parts = [
+        f'{{"time": "{fmt._time(created)}", "level": "{logging.getLevelName(level)}"'
+        f', "message": {_esc(message) if message.isascii() else _text(message)}{tail}'
+    ]
+    for k, v in fields.items():
+        # the common types inline, the rest via _value
+        t = type(v)
+        if t is str:
+            text = _esc(v) if v.isascii() else _text(v)
+        elif t is int and -_INT_LIMIT < v < _INT_LIMIT:
+            text = _repr_int(v)
+        elif v is None:
+            text = "null"
+        else:
+            text = _value(v)
+        parts.append(f", {_key(k)}: {text}")
+    parts.append("}")
+    return "".join(parts)
 
 
 _keys: dict[str, str] = {}

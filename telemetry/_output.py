@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX guarantees atomic pipe writes up to this
@@ -36,6 +36,20 @@ COALESCE_S = 0.005
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 _writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
+
+
+class Deferred:
+    """A line the writer thread formats (``render(*args)``) just before writing it: the request
+    path only captures the values. ``size`` is its estimated length, for the buffer limit."""
+
+    __slots__ = ("args", "render", "size")
+
+    def __init__(self, render: Callable[..., str], args: tuple, size: int) -> None:
+        self.render, self.args, self.size = render, args, size
+
+
+def _size(item: str | Deferred) -> int:
+    return item.size if type(item) is Deferred else len(item) + 1  # type: ignore[union-attr,arg-type]
 _limit = [DEFAULT_MAX_BYTES]
 
 
@@ -60,7 +74,7 @@ class LineWriter:
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._queue: deque[str] = deque()
+        self._queue: deque[str | Deferred] = deque()
         self._bytes = 0  # queued + being written
         self._inflight = 0  # lines taken by the writer thread, not yet written
         self._wake = threading.Event()
@@ -99,6 +113,27 @@ class LineWriter:
         if self._thread is None:
             self._start()
 
+    def write_deferred(self, render: Callable[..., str], args: tuple, size: int) -> None:
+        """Queue a line that the writer thread formats as ``render(*args)`` (``args`` must not
+        change afterwards); never blocks. In-memory streams get it formatted at once."""
+        stream = self._stream if self._stream is not None else getattr(sys, self._std)
+        if stream is not self._target:
+            self._retarget(stream)
+        if self._fd < 0:
+            self.write(render(*args))
+            return
+        with self._lock:
+            if self._bytes + size > _limit[0]:
+                self.dropped += 1
+                self._unreported += 1
+                return
+            self._queue.append(Deferred(render, args, size))
+            self._bytes += size
+        if not self._wake.is_set():
+            self._wake.set()
+        if self._thread is None:
+            self._start()
+
     def write_many(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
@@ -129,18 +164,29 @@ class LineWriter:
                 if not self._queue:
                     self._wake.clear()
                     continue
-                lines = list(self._queue)
+                items = list(self._queue)
                 self._queue.clear()
-                self._inflight = len(lines)
+                self._inflight = len(items)
                 fd, stream = self._fd, self._closed_check
+            size = sum(_size(item) for item in items)
+            lines = [self._render(item) for item in items]
             written = self._write_fd(fd, stream, lines)
-            size = sum(len(line) + 1 for line in lines)
             with self._lock:
                 self._bytes -= size
                 self._inflight = 0
                 if written < len(lines):
                     self.dropped += len(lines) - written
                     self._failed += len(lines) - written
+
+    def _render(self, item: str | Deferred) -> str:
+        if type(item) is not Deferred:
+            return item  # type: ignore[return-value]
+        try:
+            return item.render(*item.args)  # type: ignore[union-attr]
+        except Exception as exc:  # the formatters do not raise; a line is never lost silently
+            if len(self.errors) < 10:
+                self.errors.append(f"a line could not be formatted: {exc!r}")
+            return f'{{"level": "ERROR", "message": "telemetry: line not formatted: {type(exc).__name__}"}}'
 
     def _write_fd(self, fd: int, stream: object, lines: list[str]) -> int:
         """Write ``lines`` in chunks of whole lines <= PIPE_BUF; the number of lines written."""
@@ -184,7 +230,7 @@ class LineWriter:
         """Count every line not yet written as dropped (at exit, when the flush timed out)."""
         with self._lock:
             n = len(self._queue) + self._inflight
-            self._bytes -= sum(len(line) + 1 for line in self._queue)
+            self._bytes -= sum(_size(item) for item in self._queue)
             self._queue.clear()
             self._inflight = 0  # if the blocked write completes after all, it is not counted
             self.dropped += n
