@@ -50,6 +50,8 @@ class Deferred:
 
 def _size(item: str | Deferred) -> int:
     return item.size if type(item) is Deferred else len(item) + 1  # type: ignore[union-attr,arg-type]
+
+
 _limit = [DEFAULT_MAX_BYTES]
 
 
