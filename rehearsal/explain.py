@@ -321,7 +321,8 @@ def _logs_by_trace(path: Path, wanted: set[str]) -> dict[str, list[str]]:
 
 def _request(server: traces.Span, kids: list[traces.Span], logs: list[str]) -> SlowRequest:
     status = server.attributes.get("http.response.status_code")
-    user = server.attributes.get("user_id")
+    # the ledger's user, else who called (a refused request was not read that far)
+    user = server.attributes.get("user_id", server.attributes.get("caller"))
     return SlowRequest(
         started_at=server.start_ns / 1e9,
         route=str(server.attributes.get("http.route", server.name)),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
+import telemetry
 from sample_api.state import current_state
 from sample_api.tokens import GRANT_SCOPE, InvalidToken, KeysUnavailable, Principal
 
@@ -85,6 +86,8 @@ def authenticate() -> None:
         raise AuthError(401, "unauthorized", "Unauthorized", "a bearer token is required")
     try:
         g.principal = state.verifier.verify(token)
+        # who called, on the server span and the access line (a refused request keeps it too)
+        telemetry.annotate(caller=g.principal.subject)
     except InvalidToken as exc:
         raise AuthError(
             401, "unauthorized", "Unauthorized", str(exc), error="invalid_token"

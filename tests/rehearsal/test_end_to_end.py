@@ -178,6 +178,11 @@ def _check_explanation(out: Path, stdout: str, report: str, alarm: str) -> None:
         assert any(s.kind == "SERVER" and s.version == "v2" for s in spans)
         assert f'"trace_id": "{xray}"' in green_log
     assert "waiting in the rate limiter" in section
+    # every row names a user: the ledger's, or (a request refused before its body was read) the
+    # authenticated caller
+    for row in re.findall(r"<tr>(.*?)</tr>", section)[1:]:
+        cells = re.findall(r"<td>(.*?)</td>", row)
+        assert not cells or cells[-1] != "-", row
     limited = [
         s for s in read.spans if s.name == "rate_limiter" and s.attributes["rate_limit.admitted"]
     ]

@@ -95,7 +95,8 @@ def test_requests_behind_the_alarm_with_breakdown_and_log_lines(tmp_path: Path) 
     wait = _span("rate_limiter", "2" * 16, slow.span_id, T + 1.001, 1900.0)
     store = _span("store.grant", "3" * 16, slow.span_id, T + 2.9, 12.0)
     refused = _span("POST /v1/points/grants", "4" * 16, "", T + 3, 2250.0, "SERVER",
-                    **{"http.route": "/v1/points/grants", "http.response.status_code": 429})  # fmt: skip
+                    **{"http.route": "/v1/points/grants", "http.response.status_code": 429,
+                       "caller": "order-system"})  # fmt: skip
     refused = dataclasses.replace(refused, trace_id="6b0d0d37" + "b" * 24)
     blue = _span("GET /x", "5" * 16, "", T + 1, 9000.0, "SERVER", version="v1")
     late = _span("GET /late", "6" * 16, "", T + 30, 9000.0, "SERVER")
@@ -121,6 +122,7 @@ def test_requests_behind_the_alarm_with_breakdown_and_log_lines(tmp_path: Path) 
     assert r.breakdown() == "1.9 s of 2.0 s waiting in the rate limiter; 12 ms in the store (grant)"
     assert len(r.log_lines) == 1 and "201" in r.log_lines[0]
     assert [f.status for f in failed] == [429]
+    assert failed[0].user == "order-system"  # not read that far: who called
     html = render_explanation(
         explain.Explanation(
             fired=[explain.fired_alarm(explain.alarm_facts(DEFS)[AVG],
