@@ -31,6 +31,9 @@ PARAMS = {
     "CodeDeployApplication": "CodeDeploy application (the dashboard's console link)",
     "DeploymentGroupName": "CodeDeploy deployment group (the dashboard's console link)",
 }
+#: Parameters without a default in the template: their values follow the stack's names (its
+#: ServiceName), which a stage's template (``synth --service``) must not bake in.
+NO_DEFAULT_PARAMS = ("LogGroupName", "CodeDeployApplication", "DeploymentGroupName")
 #: Parameters every template has, with or without a load balancer in the spec.
 ALWAYS_PARAMS = ("BlueVersion", "GreenVersion", "LogGroupName", "CodeDeployApplication",
                  "DeploymentGroupName")  # fmt: skip

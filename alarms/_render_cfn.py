@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from ._policy import ALWAYS_PARAMS, PARAMS, Policy, param_values, resolve
+from ._policy import ALWAYS_PARAMS, NO_DEFAULT_PARAMS, PARAMS, Policy, param_values, resolve
 from ._spec import Spec
 
 
@@ -30,6 +30,8 @@ def render_cfn(
         if spec.worker is None and name == "WorkerVersion":
             continue
         params[name] = {"Type": "String", "Default": values[name], "Description": desc}
+        if name in NO_DEFAULT_PARAMS:
+            del params[name]["Default"]
     resources: dict[str, Any] = {}
     ids: dict[str, str] = {}
     for a in policy.metric_alarms:

@@ -61,8 +61,8 @@ class _Stack:
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
             ((fn, arg),) = value.items()
-            if fn == "Ref":
-                return self.params[arg]
+            if fn == "Ref":  # a parameter; a resource (no physical ids here): its logical id
+                return self.params.get(arg, arg)
             if fn == "Fn::GetAtt":
                 return self.attributes[".".join(arg) if isinstance(arg, list) else arg]
             if fn == "Fn::If":
