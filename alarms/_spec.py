@@ -62,6 +62,9 @@ class Latency:
     percentile: str = "p99"
     percentile_threshold_ms: float = 1000.0
     evaluate_low_sample_count_percentile: str = "ignore"
+    #: What one client request may take before it counts as harmed (the rehearsal's harm
+    #: accounting); defaults to ``threshold_ms``.
+    objective_ms: float = 250.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +341,7 @@ def parse_spec(data: Any) -> Spec:
             "percentile",
             "percentile_threshold_ms",
             "evaluate_low_sample_count_percentile",
+            "objective_ms",
         },
         "latency",
     )
@@ -345,14 +349,16 @@ def parse_spec(data: Any) -> Spec:
     m = _PERCENTILE.match(pct) if isinstance(pct, str) else None
     if not m or not 0 < float(m.group(1)) < 100:
         raise SpecError("latency.percentile", "must look like p50, p90, p99 or p99.9")
+    threshold_ms = _number(lat, "threshold_ms", "latency", 250.0)
     latency = Latency(
         _choice(lat, "statistic", "latency", "Average", ("Average", "Maximum", "Minimum")),
-        _number(lat, "threshold_ms", "latency", 250.0),
+        threshold_ms,
         pct,
         _number(lat, "percentile_threshold_ms", "latency", 1000.0),
         _choice(
             lat, "evaluate_low_sample_count_percentile", "latency", "ignore", ("evaluate", "ignore")
         ),
+        _number(lat, "objective_ms", "latency", threshold_ms),
     )
 
     e = _mapping(data.get("errors"), "errors")

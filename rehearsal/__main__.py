@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from points import PRESETS
 from rehearsal import schedule as schedules
 from rehearsal import versions
+from rehearsal.harm import describe as describe_harm
 from rehearsal.model import (
     DEFAULT_SPEC,
     OUTCOMES,
@@ -335,6 +336,8 @@ def summary(outcome: Outcome) -> str:
             f"{phase['versions'].get('green')} {phase['outcome']} "
             f"({safe[phase['rollback_safe']]}); report {phase['out']}/report.html"
         )
+    if r.get("harm"):
+        lines.append(describe_harm(r["harm"]))
     s = outcome.safety
     if s is not None:
         lines.append(s.describe())

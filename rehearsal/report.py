@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alarms import Evaluation
+from rehearsal import harm as harms
 from rehearsal.model import (
     Decision,
     Options,
@@ -284,6 +285,39 @@ def _locust_rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _throttled_apart(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Locust's rows with each route's ``[429]`` row (see ``loadtest.locustfile``) folded into a
+    ``429`` column of the route's row; a route that only ever got 429 keeps a row of its own."""
+    from loadtest import THROTTLED_SUFFIX
+
+    plain = {(r.get("Type"), r.get("Name")): dict(r) for r in rows}
+    out: dict[tuple[Any, Any], dict[str, str]] = {}
+    refused = 0
+    for key, row in plain.items():
+        name = key[1] or ""
+        if name.endswith(THROTTLED_SUFFIX):
+            base = (key[0], name.removesuffix(THROTTLED_SUFFIX))
+            empty = {"Type": key[0] or "", "Name": base[1], "Request Count": "0"}
+            target = out.setdefault(base, plain.get(base) or empty)
+            target["429"] = row.get("Request Count") or "0"
+            refused += _int(target["429"])
+        else:
+            out.setdefault(key, row)
+    # Locust's "Aggregated" row counts the 429 rows too: show them apart there as well.
+    for key, row in out.items():
+        if key[1] == "Aggregated":
+            row["Request Count"] = str(_int(row.get("Request Count")) - refused)
+            row["429"] = str(refused)
+    return list(out.values())
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
 def _exact(x: float) -> str:
     """``x`` as given, never rounded: ``:g`` when that is exact (250, 0.75), else the full repr."""
     short = f"{x:g}"
@@ -336,6 +370,19 @@ def render_html(
         if outcome == "rolled_back"
         else "Succeeded: no rollback alarm fired; all traffic on green, blue terminated."
     )
+    harm = result.get("harm")
+    harm_html = ""
+    if harm:
+        harm_rows = [
+            [name, h["requests"], h["server_errors"], h["throttled"], h["slow"], h["harmed"],
+             h["users_harmed"], f"{h['worst_wait_ms'] / 1000:.2f}"]
+            for name, h in [*harm["by_version"].items(), ("whole run", harm["total"])]
+        ]  # fmt: skip
+        harm_html = f"<p>{html.escape(harms.describe(harm))}</p>" + _table(
+            harm_rows,
+            ["version", "requests", "5xx", "429", f"slower than {_exact(harm['objective_ms'])} ms",
+             "harmed", "users harmed", "worst wait (s)"],
+        )  # fmt: skip
     safety_line = safety.describe() if safety else "Not run."
     problems = "".join(
         f"<li>{html.escape(p)}</li>" for p in (safety.problems[:50] if safety else [])
@@ -361,8 +408,8 @@ def render_html(
     ]  # fmt: skip
     locust = [
         [r.get("Type"), r.get("Name"), r.get("Request Count"), r.get("Failure Count"),
-         r.get("50%"), r.get("99%"), _rate(r.get("Requests/s"))]
-        for r in locust_rows
+         r.get("429", "0"), r.get("50%"), r.get("99%"), _rate(r.get("Requests/s"))]
+        for r in _throttled_apart(locust_rows)
     ]  # fmt: skip
     file_items = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in files)
     return f"""<!doctype html>
@@ -380,6 +427,7 @@ code {{ background: #f4f4f4; padding: 0 .2em; }}
 <h1>Blue/green rehearsal <span class="badge">{html.escape(outcome or "")}</span></h1>
 <p>{headline}</p>
 {rejects}
+{harm_html}
 {_table(summary_rows)}
 <h2>Timeline</h2>
 <p>Latency and request rate as clients saw them at the listener (like the ALB's per-target-group
@@ -395,7 +443,7 @@ Time 0 is when green first took traffic.</p>
 is in <code>evaluations.jsonl</code>.</p>
 {_table(trans_rows, ["t (s)", "alarm", "from", "to", "value (alarm when)", "reason"]) if trans_rows else "<p>None.</p>"}
 <h2>Load (Locust)</h2>
-{_table(locust, ["type", "name", "requests", "failures", "p50 ms", "p99 ms", "req/s"]) if locust else "<p>No Locust statistics.</p>"}
+{_table(locust, ["type", "name", "answered (not 429)", "failures", "429 (refused)", "p50 ms", "p99 ms", "req/s"]) if locust else "<p>No Locust statistics.</p>"}
 <h2>Files</h2>
 <ul>{file_items}</ul>
 </body></html>
@@ -467,6 +515,9 @@ def write_outputs(
     }
     result["one_way_door_guard"] = details.get("one_way_door_guard")
     result["cloudwatch_rejects"] = collector.cloudwatch_rejects()
+    records = timeline.all_records()
+    result["harm"] = harms.account(records, details.get("latency_objective_ms") or 250.0)
+    harms.write_requests(out / "requests.jsonl", records)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
     evaluations = list(collector.evaluations)

@@ -25,6 +25,7 @@ from points.formats import KNOWN_FORMATS, Formats
 from rehearsal import schedule as schedules
 from rehearsal.collector import Collector
 from rehearsal.controller import DRAIN_S, INGEST_LAG_S, Controller
+from rehearsal.harm import user_of
 from rehearsal.listener import WeightedListener
 from rehearsal.model import DEFAULT_SPEC, ROOT, SUCCEEDED, Options, Outcome
 from rehearsal.progress import Progress
@@ -230,6 +231,7 @@ def run(options: Options) -> Outcome:
             "message": door.message,
             "overridden": not door.ok,
         },
+        "latency_objective_ms": spec.latency.objective_ms,  # harm accounting
     }
     safety: SafetyReport | None = None
     try:
@@ -248,6 +250,7 @@ def run(options: Options) -> Outcome:
                 port=options.port,
                 seed=options.seed,
                 observer=timeline.observe,
+                user_of=user_of,
             ).start()
             details["listener"] = listener.url
             details["ports"] = ports
