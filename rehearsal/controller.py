@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from rehearsal.collector import Collector
 from rehearsal.listener import WeightedListener
@@ -37,6 +37,11 @@ _NO_EMF = (
 )
 
 
+#: Another rollback trigger beside the alarms (the judge): called with the time (epoch s) at every
+#: tick, returns the names of what fires (empty: nothing).
+Trigger = Callable[[float], list[str]]
+
+
 def alarms_to_roll_back(states: Mapping[str, str], rollback_alarms: Collection[str]) -> list[str]:
     """The rollback decision: the rollback alarms in ALARM, sorted; roll back when not empty."""
     return sorted(n for n in rollback_alarms if states.get(n) == "ALARM")
@@ -53,8 +58,10 @@ class Controller:
         collector: Collector,
         timeline: Timeline,
         progress: Progress,
+        triggers: Sequence[Trigger] = (),
     ) -> None:
         self.rollback_alarms = frozenset(rollback_alarms)
+        self.triggers = tuple(triggers)
         self.listener = listener
         self.supervisor = supervisor
         self.collector = collector
@@ -131,6 +138,7 @@ class Controller:
                 raise RuntimeError(_NO_EMF.format(name="green", seconds=EMF_GRACE_S))
             phase = "shifting" if offset < plan.shift_s else "baking"
             firing = alarms_to_roll_back(self.tick(phase, percent), self.rollback_alarms)
+            firing += [name for trigger in self.triggers for name in trigger(time.time())]
             if firing:
                 decided = time.time()
                 listener.set_weights({"blue": 100, "green": 0})

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from alarms import Evaluation
 from rehearsal import harm as harms
+from rehearsal.judge import what_fired
 from rehearsal.model import (
     Decision,
     Options,
@@ -285,6 +286,30 @@ def _locust_rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _judge_html(judge: dict[str, Any] | None) -> str:
+    """The judge's deciding judgement (its last failing one, else its last), metric by metric."""
+    if not judge or not judge.get("judgements"):
+        return ""
+    judgements = judge["judgements"]
+    failing = [j for j in judgements if j["result"] == "Fail"]
+    j = failing[-1] if failing else judgements[-1]
+    rows = [
+        [m["name"], m["classification"], m["baseline_n"], m["canary_n"], m["baseline_median"],
+         m["canary_median"], m["p_value"], m["effect"], m["tolerance"]]
+        for m in j["metrics"]
+    ]  # fmt: skip
+    head = (
+        f"<p>Judge (green against blue, Mann-Whitney U): {html.escape(j['result'])}, score "
+        f"{_cell(j['score'])} at {_cell(j['t'])} s; {len(failing)} failing of "
+        f"{len(judgements)} judgements.</p>"
+    )
+    return head + _table(
+        rows,
+        ["metric", "classification", "blue n", "green n", "blue median", "green median",
+         "p-value", "effect", "tolerance"],
+    )  # fmt: skip
+
+
 def _throttled_apart(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """Locust's rows with each route's ``[429]`` row (see ``loadtest.locustfile``) folded into a
     ``429`` column of the route's row; a route that only ever got 429 keeps a row of its own."""
@@ -364,7 +389,7 @@ def render_html(
     outcome = result["outcome"]
     badge = "#d62728" if outcome == "rolled_back" else "#2ca02c"
     headline = (
-        f"Rolled back: {html.escape(str(result['alarm']))} went to ALARM "
+        f"Rolled back: {html.escape(what_fired(result['alarm']))} "
         f"{result['alarm_time_s']} s after green first took traffic, at green "
         f"{details.get('green_percent_at_alarm')} %."
         if outcome == "rolled_back"
@@ -383,6 +408,7 @@ def render_html(
             ["version", "requests", "5xx", "429", f"slower than {_exact(harm['objective_ms'])} ms",
              "harmed", "users harmed", "worst wait (s)"],
         )  # fmt: skip
+    harm_html += _judge_html(details.get("judge"))
     safety_line = safety.describe() if safety else "Not run."
     problems = "".join(
         f"<li>{html.escape(p)}</li>" for p in (safety.problems[:50] if safety else [])
