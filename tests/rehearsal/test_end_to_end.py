@@ -36,6 +36,7 @@ RESULT_KEYS = {
     "data_safety",
     "versions",
     "one_way_door_guard",
+    "harm",
 }
 
 
@@ -93,10 +94,12 @@ def _alarm_states(out: Path) -> dict[str, set[str]]:
 def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     out, tmpdir = tmp_path / "regression", tmp_path / "tmp"
     tmpdir.mkdir()
-    # Time scale 1: the first step (10 %) lasts a full minute, so only detection ends it.
+    # Time scale 1: the first step (10 %) lasts a full minute, so only detection ends it. The
+    # alarms alone (--no-judge): this run checks their path, live and replayed; the judge's
+    # rollback is run end to end by tests/rehearsal/test_compare.py.
     proc = _rehearsal(
         "--scenario", "regression", "--time-scale", "1", "--out", str(out),
-        "--expect", "rolled_back", tmpdir=tmpdir,
+        "--expect", "rolled_back", "--no-judge", tmpdir=tmpdir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ROLLED BACK" in proc.stdout
@@ -118,6 +121,14 @@ def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     assert result["traffic"][-1][0] == pytest.approx(result["alarm_time_s"], abs=0.5)
     assert result["requests"] > 100
     assert result["errors"] <= result["requests"] * 0.01
+    # Harm: green's refused and slow requests, as the listener recorded them.
+    harm = result["harm"]
+    assert harm["harmed_requests"] == harm["by_version"]["green"]["harmed"] > 0
+    assert 0 < harm["harmed_users"] <= harm["harmed_requests"]
+    assert harm["total"]["requests"] == result["requests"]
+    recorded = (out / "requests.jsonl").read_text().splitlines()
+    assert len(recorded) == result["requests"]
+    assert "Harm by green:" in proc.stdout and "Harm by green:" in (out / "report.html").read_text()
 
     # Blue still serves every balance, including the points green granted.
     safety = run["safety"]
