@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import statistics
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rehearsal import schedule as schedules
+from rehearsal.__main__ import _positive as positive
 from rehearsal.model import DEFAULT_SPEC, Options
 from rehearsal.supervisor import Interrupted
 
@@ -93,17 +93,14 @@ def _list(choices: tuple[str, ...] | dict[str, Any], canon: Any = None) -> Any:
     return parse
 
 
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-        return value
-
-    return parse
+def _runs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,15 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detection", type=_list(SETUPS), default=list(DEFAULT_SETUPS),
                    metavar="A,B", help=f"detection setups among {', '.join(SETUPS)} "
                    f"(default: {','.join(DEFAULT_SETUPS)})")  # fmt: skip
-    p.add_argument("--runs", type=_positive(int), default=1, metavar="N",
+    p.add_argument("--runs", type=_runs, default=1, metavar="N",
                    help="runs per cell (default: %(default)s)")  # fmt: skip
-    p.add_argument("--time-scale", type=_positive(float), default=0.75, metavar="X",
+    p.add_argument("--time-scale", type=positive, default=0.75, metavar="X",
                    help="deployment time scale, as the rehearsal's (default: %(default)s)")  # fmt: skip
-    p.add_argument("--bake", type=_positive(float), default=60.0, metavar="SECONDS",
+    p.add_argument("--bake", type=positive, default=60.0, metavar="SECONDS",
                    help="bake time before scaling (default: %(default)s)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("out/compare"), metavar="DIR",
                    help="output directory (default: %(default)s)")  # fmt: skip
-    p.add_argument("--max-minutes", type=_positive(float), default=60.0, metavar="M",
+    p.add_argument("--max-minutes", type=positive, default=60.0, metavar="M",
                    help="refuse a matrix that could last longer (default: %(default)s)")  # fmt: skip
     p.add_argument("--spec", type=Path, default=DEFAULT_SPEC, metavar="FILE",
                    help="alarm spec (default: the packaged one)")  # fmt: skip

@@ -119,3 +119,26 @@ def test_locust_429_rows_fold_into_their_own_column() -> None:
         "/only-refused": ("0", "4"),
         "Aggregated": ("90", "14"),
     }
+
+
+def test_the_report_shows_harm_and_the_judge_at_the_top() -> None:
+    from rehearsal.judge import JudgeConfig, judge
+    from rehearsal.report import render_html
+
+    verdict = judge(
+        {"latency_ms": [5.0 + i % 3 for i in range(50)], "failed": [0.0] * 50},
+        {"latency_ms": [900.0 + i for i in range(12)], "failed": [1.0] * 3 + [0.0] * 9},
+        JudgeConfig(),
+    )
+    result = {"scenario": "regression", "deployment_config": "X", "outcome": "rolled_back",
+              "alarm": "judge", "alarm_time_s": 5.0, "requests": 10, "errors": 0, "traffic": [],
+              "harm": account(TIMELINE, 250)}  # fmt: skip
+    details = {"options": {"time_scale": 1.0}, "t0": 0.0, "green_percent_at_alarm": 10,
+               "judge": {"judgements": [{"t": 5.0, **verdict.to_dict()}]}}  # fmt: skip
+    page = render_html(result, details, "<svg/>", [], [], [])
+    top = page.split("<h2>Timeline</h2>", 1)[0]
+    assert "Rolled back: the judge failed green 5.0 s after" in top
+    assert "Harm by green: 5 of its 8 requests harmed" in top
+    assert "<td>green</td><td>8</td><td>2</td><td>2</td><td>1</td><td>5</td><td>2</td>" in top
+    assert "Judge (green against blue, Mann-Whitney U): Fail, score 0" in top
+    assert "<td>latency_ms</td><td>High</td>" in top
