@@ -193,8 +193,9 @@ def table(summary: list[dict[str, Any]]) -> str:
                 f"{s['detected']}/{s['runs']}",
                 _fmt(s["detection_s"], " s"),
                 _fmt(s["green_percent"], " %"),
-                _fmt(s["harmed_requests"]),
-                _fmt(s["harmed_users"]),
+                # Not detected: the harm went on after the run ended; the count is a floor.
+                ("" if s["detected"] else ">=") + _fmt(s["harmed_requests"]),
+                ("" if s["detected"] else ">=") + _fmt(s["harmed_users"]),
                 f"{_fmt(s['healthy_s'], ' s')} ({_fmt(s['healthy_scaled_s'], ' s')} scaled)",
             )
         )
@@ -202,6 +203,16 @@ def table(summary: list[dict[str, Any]]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines
     )
+
+
+def _short_config(name: str) -> str:
+    """``CodeDeployDefault.ECSLinear10PercentEvery1Minutes`` -> ``Linear 10%\nevery 1 min``."""
+    import re
+
+    short = name.removeprefix("CodeDeployDefault.ECS")
+    short = re.sub(r"(\d+)Percent", r" \1%", short)
+    short = re.sub(r"Every(\d+)Minutes?", r"\nevery \1 min", short)
+    return re.sub(r"(\d+)Minutes?", r"\n\1 min", short)
 
 
 def plot(summary: list[dict[str, Any]], path: Path) -> None:
@@ -221,14 +232,16 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
         harmed = [(cell.get((c, setup)) or {}).get("harmed_requests") for c in configs]
         found = [(cell.get((c, setup)) or {}).get("detection_s") for c in configs]
         bars = ax_h.bar(xs, [max(h or 0, 0.5) for h in harmed], width, label=setup)
-        for bar, h in zip(bars, harmed, strict=True):
-            ax_h.annotate(_fmt(h), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        for bar, h, f in zip(bars, harmed, found, strict=True):
+            # Not detected: the harm went on after the run ended, so the count is a floor.
+            text = _fmt(h) if f is not None or h is None else f">={_fmt(h)}"
+            ax_h.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                           ha="center", va="bottom", fontsize=8)  # fmt: skip
         ax_d.bar(xs, [f if f is not None else 0 for f in found], width, label=setup)
         for x, f in zip(xs, found, strict=True):
             if f is None:
                 ax_d.annotate("not\ndetected", (x, 0), ha="center", va="bottom", fontsize=7)
-    names = [c.removeprefix("CodeDeployDefault.ECS") for c in configs]
+    names = [_short_config(c) for c in configs]
     for ax, title in (
         (ax_h, "Harmed requests served by green (median; log scale)"),
         (ax_d, "Detection: seconds from green's first traffic (median)"),
