@@ -168,6 +168,24 @@ class _Builder:
         self.metric_alarms.append(alarm)
         return alarm
 
+    def math(
+        self,
+        name: str,
+        description: str,
+        queries: list[dict[str, Any]],
+        expression: str,
+        label: str,
+        threshold: float,
+    ) -> dict[str, Any]:
+        """A metric-math alarm over ``queries`` (``_stat`` results); missing data not breaching."""
+        alarm = self._base(name, description, threshold)
+        alarm["Metrics"] = [
+            {"Id": "e1", "Expression": expression, "Label": label, "ReturnData": True},
+            *queries,
+        ]
+        self.metric_alarms.append(alarm)
+        return alarm
+
     def alb(
         self, name: str, description: str, metric: str, tg: Param, stat: str, threshold: float
     ) -> dict[str, Any]:
@@ -265,6 +283,9 @@ def build(spec: Spec, profile_name: str) -> Policy:
         )
         if prefix:
             rollback += [a["AlarmName"], p["AlarmName"], e["AlarmName"]]
+
+    if spec.baseline is not None:
+        rollback += [a["AlarmName"] for a in _baseline_alarms(b, spec, every)]
 
     if spec.alb is not None:
         for color in ("blue", "green"):
@@ -419,6 +440,51 @@ def build(spec: Spec, profile_name: str) -> Policy:
         worker_rollback=worker_alarms,
         page=page["AlarmName"],
     )
+
+
+def _baseline_alarms(b: _Builder, spec: Spec, every: str) -> list[dict[str, Any]]:
+    """Green judged against blue, as CodeDeploy rollback triggers (metric-math alarms are allowed
+    there): the latency and server-error-rate ratios of the two versions in the same period.
+
+    Missing data: CloudWatch counts a missing input as 0 in arithmetic and drops a datapoint
+    that divides by zero. Each expression divides by one of blue's own series (``b / b``,
+    ``be / br``), so a period without blue data yields no datapoint (not breaching: no baseline,
+    no judgement; e.g. green at 100 %), and a green without requests yields 0 or no datapoint."""
+    assert spec.baseline is not None
+    base, lat, period = spec.baseline, spec.latency, b.profile.period_s
+    svc = spec.service
+    blue = {"Service": svc, "Version": Param("BlueVersion")}
+    green = {"Service": svc, "Version": Param("GreenVersion")}
+    floor = number_text(base.latency_floor_ms)
+    latency = b.math(
+        f"green-vs-blue-latency-{_SHORT[lat.statistic]}",
+        f"Latency {lat.statistic} of green > {number_text(base.latency_ratio)} x (blue's + {floor} ms)"
+        f" in {every}; no blue data in a period: no datapoint (not breaching).",
+        [
+            b._stat("g", "Latency", green, lat.statistic, period),
+            b._stat("b", "Latency", blue, lat.statistic, period),
+        ],
+        f"g / (b + {floor}) * (b / b)",
+        f"Green / blue latency {lat.statistic} (blue floored at {floor} ms)",
+        base.latency_ratio,
+    )
+    pp = number_text(base.error_rate_floor_percent)
+    errors = b.math(
+        "green-vs-blue-error-rate",
+        f"Server error rate of green > {number_text(base.error_rate_ratio)} x (blue's + {pp}"
+        f" percentage points) in {every}; no blue or no green requests in a period: no datapoint"
+        " (not breaching).",
+        [
+            b._stat("ge", "ServerErrors", green, "Sum", period),
+            b._stat("gr", "Requests", green, "Sum", period),
+            b._stat("be", "ServerErrors", blue, "Sum", period),
+            b._stat("br", "Requests", blue, "Sum", period),
+        ],
+        f"(100 * ge / gr) / (100 * be / br + {pp})",
+        f"Green / blue server error rate (blue floored at {pp} points)",
+        base.error_rate_ratio,
+    )
+    return [latency, errors]
 
 
 def resolve(obj: Any, leaf: Callable[[Param], Any]) -> Any:

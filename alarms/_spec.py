@@ -62,6 +62,9 @@ class Latency:
     percentile: str = "p99"
     percentile_threshold_ms: float = 1000.0
     evaluate_low_sample_count_percentile: str = "ignore"
+    #: What one client request may take before it counts as harmed (the rehearsal's harm
+    #: accounting); defaults to ``threshold_ms``.
+    objective_ms: float = 250.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,20 @@ class Alb:
     green_target_group: str = "targetgroup/points-green/0123456789abcdef"
     response_time_threshold_s: float = 0.5
     target_5xx_threshold: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Alarms that judge green against blue: metric-math ratios of the two versions' metrics.
+
+    ``latency_ratio``: green's latency statistic over (blue's + ``latency_floor_ms``): the floor
+    keeps a few-millisecond blue from turning noise into a big ratio. ``error_rate_ratio``:
+    green's server error rate (%) over (blue's + ``error_rate_floor_percent``)."""
+
+    latency_ratio: float = 3.0
+    latency_floor_ms: float = 10.0
+    error_rate_ratio: float = 2.0
+    error_rate_floor_percent: float = 1.0
 
 
 DEFAULT_DEPLOYMENT_CONFIG = "CodeDeployDefault.ECSCanary10Percent5Minutes"
@@ -140,6 +157,7 @@ class Spec:
     errors: Errors = field(default_factory=Errors)
     worker: Worker | None = field(default_factory=Worker)
     alb: Alb | None = field(default_factory=Alb)
+    baseline: Baseline | None = field(default_factory=Baseline)
     deployment: Deployment = field(default_factory=Deployment)
     profiles: dict[str, Profile] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
 
@@ -273,6 +291,7 @@ def parse_spec(data: Any) -> Spec:
         "errors",
         "worker",
         "alb",
+        "baseline",
         "deployment",
         "profiles",
     }
@@ -338,6 +357,7 @@ def parse_spec(data: Any) -> Spec:
             "percentile",
             "percentile_threshold_ms",
             "evaluate_low_sample_count_percentile",
+            "objective_ms",
         },
         "latency",
     )
@@ -345,14 +365,16 @@ def parse_spec(data: Any) -> Spec:
     m = _PERCENTILE.match(pct) if isinstance(pct, str) else None
     if not m or not 0 < float(m.group(1)) < 100:
         raise SpecError("latency.percentile", "must look like p50, p90, p99 or p99.9")
+    threshold_ms = _number(lat, "threshold_ms", "latency", 250.0)
     latency = Latency(
         _choice(lat, "statistic", "latency", "Average", ("Average", "Maximum", "Minimum")),
-        _number(lat, "threshold_ms", "latency", 250.0),
+        threshold_ms,
         pct,
         _number(lat, "percentile_threshold_ms", "latency", 1000.0),
         _choice(
             lat, "evaluate_low_sample_count_percentile", "latency", "ignore", ("evaluate", "ignore")
         ),
+        _number(lat, "objective_ms", "latency", threshold_ms),
     )
 
     e = _mapping(data.get("errors"), "errors")
@@ -415,6 +437,22 @@ def parse_spec(data: Any) -> Spec:
             _number(a, "target_5xx_threshold", "alb", d.target_5xx_threshold, strict=False),
         )
 
+    baseline: Baseline | None = None
+    if data.get("baseline", {}) is not False:
+        bl = _mapping(data.get("baseline"), "baseline")
+        _check_keys(
+            bl,
+            {"latency_ratio", "latency_floor_ms", "error_rate_ratio", "error_rate_floor_percent"},
+            "baseline",
+        )
+        db = Baseline()
+        baseline = Baseline(
+            _number(bl, "latency_ratio", "baseline", db.latency_ratio),
+            _number(bl, "latency_floor_ms", "baseline", db.latency_floor_ms),
+            _number(bl, "error_rate_ratio", "baseline", db.error_rate_ratio),
+            _number(bl, "error_rate_floor_percent", "baseline", db.error_rate_floor_percent),
+        )
+
     dep = _mapping(data.get("deployment"), "deployment")
     _check_keys(
         dep,
@@ -447,8 +485,9 @@ def parse_spec(data: Any) -> Spec:
         errors,
         worker,
         alb,
-        deployment,
-        profiles,
+        baseline=baseline,
+        deployment=deployment,
+        profiles=profiles,
     )
 
 

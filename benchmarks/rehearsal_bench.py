@@ -6,8 +6,11 @@
   demo's wall-clock time end to end (target: <= 3 minutes).
   ``REHEARSAL_BENCH_REGRESSION_RUNS`` runs (default 3).
 * The listener next to a direct connection to the same gunicorn: requests/s and latency.
-* False rollbacks: the healthy scenario run ``REHEARSAL_BENCH_HEALTHY_RUNS`` times (default 5)
-  must never roll back.
+* Harm: requests green harmed (failed, refused or slower than the spec's latency objective, as
+  clients saw them) in each of the demo's regression runs, median of them; target <= 25.
+* False rollbacks: the healthy scenario run ``REHEARSAL_BENCH_HEALTHY_RUNS`` times (default 10),
+  packaged defaults (alarms and the judge), at a short time scale: must never roll back; the
+  judge's own false rollbacks are counted apart.
 
 Each run is ``python -m rehearsal`` in a subprocess, exactly as a user runs it.
 """
@@ -27,13 +30,14 @@ from points.environment_variables import POINTS_DB_PATH
 from sample_api import environment_variables as api_env
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The healthy runs: a canary (10 % for 5 minutes, then 100 %) at a tenth of real time, with a
-#: 20 s bake at 100 % green, so each run sees green at both shares under the full load.
+#: The healthy runs: a canary (10 % for 5 minutes, then 100 %) at a twentieth of real time, with
+#: a 10 s bake at 100 % green, so each run sees green at both shares under the full load (about
+#: 40 s a run: 10 runs stay under 8 minutes).
 HEALTHY_ARGS = [
     "--deployment-config",
     "CodeDeployDefault.ECSCanary10Percent5Minutes",
     "--time-scale",
-    "0.1",
+    "0.05",
     "--bake",
     "200",
 ]
@@ -57,7 +61,7 @@ def _run(scenario: str, out: Path, *extra: str) -> tuple[dict[str, Any], dict[st
 def detection(tmp: Path, runs: int) -> int:
     """Run the demo's regression ``runs`` times; return how many were caught at the first step."""
     caught = 0
-    times, walls = [], []
+    times, walls, harmed = [], [], []
     first_len = float("nan")
     for i in range(runs):
         result, details, elapsed = _run("regression", tmp / f"regression-{i}")
@@ -71,8 +75,12 @@ def detection(tmp: Path, runs: int) -> int:
         if result["alarm_time_s"] is not None:
             times.append(result["alarm_time_s"])
         safety = details.get("safety") or {}
+        harm = result["harm"]
+        harmed.append(harm["harmed_requests"])
         print(
-            f"  run {i + 1}: {result['outcome']} by {result['alarm']} {result['alarm_time_s']} s "
+            f"  run {i + 1}: {harm['harmed_requests']} requests harmed by green "
+            f"({harm['harmed_users']} users); "
+            f"{result['outcome']} by {result['alarm']} {result['alarm_time_s']} s "
             f"after green first took traffic, at green {share} % "
             f"({'first step' if first else 'NOT the first step'}); "
             f"{result['requests']} requests, {result['errors']} server errors; "
@@ -88,11 +96,16 @@ def detection(tmp: Path, runs: int) -> int:
             f"step in {caught}/{runs} runs; make demo wall clock {max(walls):.0f} s at most "
             "(target <= 180 s)"
         )
+    if harmed:
+        print(
+            f"harm of a bad deployment (make demo settings): median {sorted(harmed)[len(harmed) // 2]}"
+            f" harmed requests served by green (runs: {', '.join(map(str, harmed))}; target <= 25)"
+        )
     return caught
 
 
 def false_rollbacks(tmp: Path, runs: int) -> int:
-    rolled_back = 0
+    rolled_back = by_judge = 0
     if runs <= 0:
         return 0
     times = []
@@ -101,10 +114,12 @@ def false_rollbacks(tmp: Path, runs: int) -> int:
         times.append(elapsed)
         if result["outcome"] != "succeeded":
             rolled_back += 1
+            by_judge += result["alarm"] == "judge"
             print(f"  run {i + 1}: ROLLED BACK by {result['alarm']} at {result['alarm_time_s']} s")
     print(
         f"healthy ({' '.join(HEALTHY_ARGS)}): {runs - rolled_back}/{runs} succeeded, "
-        f"{rolled_back} false rollbacks (target 0); {sum(times) / max(runs, 1):.0f} s per run"
+        f"{rolled_back} false rollbacks (target 0), {by_judge} of them by the judge; "
+        f"{sum(times) / max(runs, 1):.0f} s per run"
     )
     return rolled_back
 
@@ -180,7 +195,7 @@ def listener_overhead(tmp: Path, threads: int = 8, per_thread: int = 400) -> Non
 
 def main() -> None:
     regressions = int(os.environ.get("REHEARSAL_BENCH_REGRESSION_RUNS", "3"))
-    healthy = int(os.environ.get("REHEARSAL_BENCH_HEALTHY_RUNS", "5"))
+    healthy = int(os.environ.get("REHEARSAL_BENCH_HEALTHY_RUNS", "10"))
     with tempfile.TemporaryDirectory(prefix="rehearsal-bench-") as tmp:
         listener_overhead(Path(tmp))
         detection(Path(tmp), regressions)

@@ -7,9 +7,26 @@ gevent): it offers the locustfile's path and the load shapes' arithmetic.
 
 from pathlib import Path
 
-from loadtest.rates import SHAPE_NAMES, rate_at, setting, shape_name, tick, users_for
+from loadtest.rates import (
+    SHAPE_NAMES,
+    THROTTLED_SUFFIX,
+    rate_at,
+    setting,
+    shape_name,
+    tick,
+    users_for,
+)
 
 #: Path of the locustfile, for tools that start Locust (``locust -f LOCUSTFILE``).
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
-__all__ = ["LOCUSTFILE", "SHAPE_NAMES", "rate_at", "setting", "shape_name", "tick", "users_for"]
+__all__ = [
+    "LOCUSTFILE",
+    "SHAPE_NAMES",
+    "THROTTLED_SUFFIX",
+    "rate_at",
+    "setting",
+    "shape_name",
+    "tick",
+    "users_for",
+]

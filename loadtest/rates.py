@@ -21,6 +21,9 @@ DEFAULTS: dict[str, str] = {
     "LOAD_RETRY_SHARE": "0.05",  # share of grants re-sent as client retries (same order_id)
 }
 SHAPE_NAMES = ("steady", "step", "demo")
+#: Appended to a route's name for its 429 answers (the locustfile): refusals get their own row in
+#: Locust's CSV and HTML instead of hiding among the route's successes.
+THROTTLED_SUFFIX = " [429]"
 # Settings that must be above zero (a user that makes no request, or acts for nobody, would make
 # every task fail or the load never start), and the largest value each one accepts.
 _POSITIVE = {"LOAD_USER_RPS", "LOAD_USER_POOL"}

@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 from points import PRESETS
 from rehearsal import schedule as schedules
 from rehearsal import versions
+from rehearsal.harm import describe as describe_harm
+from rehearsal.judge import what_fired
 from rehearsal.model import (
     DEFAULT_SPEC,
     OUTCOMES,
@@ -183,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="NAME=VALUE", help=f"environment of {side} only (repeatable)")  # fmt: skip
     p.add_argument("--allow-one-way-door", action="store_true",
                    help="run a deployment the one-way-door guard refuses (breaking does)")  # fmt: skip
+    p.add_argument("--judge", action=argparse.BooleanOptionalAction, default=True,
+                   help="also roll back when the statistical judge (green against blue, "
+                   "Mann-Whitney U, every second) fails green (default: on)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true",
                    help="plain progress lines even on a terminal")  # fmt: skip
     worker_cli.add_arguments(p, _positive)
@@ -194,10 +199,18 @@ def _spec_problem(spec: Path) -> str | None:
     return _read_spec(spec)[1]
 
 
+#: Subcommands: ``python -m rehearsal judge DIR``, ``python -m rehearsal compare ...``.
+SUBCOMMANDS = {"judge": "rehearsal.judge_cli", "compare": "rehearsal.compare"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["pipeline"]:  # `python -m rehearsal pipeline ...` (rehearsal/pipeline.py)
         return pipeline_main(argv[1:])
+    if argv[:1] and argv[0] in SUBCOMMANDS:  # `judge DIR`, `compare ...`
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     not_here = worker_cli.refused(args.target, worker_cli.given_options(parser, argv))
@@ -260,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         blue_env=dict(args.blue_env),
         green_env=dict(args.green_env),
         allow_one_way_door=args.allow_one_way_door,
+        judge=args.judge,
     )
     try:
         outcome = run(options)
@@ -317,7 +331,7 @@ def summary(outcome: Outcome) -> str:
     lines = [""]
     if r["outcome"] == "rolled_back":
         lines.append(
-            f"ROLLED BACK: {r['alarm']} went to ALARM; decision {r['alarm_time_s']} s after green "
+            f"ROLLED BACK: {what_fired(r['alarm'])}; decision {r['alarm_time_s']} s after green "
             f"first took traffic, at green {d.get('green_percent_at_alarm')}%."
         )
     else:
@@ -335,6 +349,8 @@ def summary(outcome: Outcome) -> str:
             f"{phase['versions'].get('green')} {phase['outcome']} "
             f"({safe[phase['rollback_safe']]}); report {phase['out']}/report.html"
         )
+    if r.get("harm"):
+        lines.append(describe_harm(r["harm"]))
     s = outcome.safety
     if s is not None:
         lines.append(s.describe())

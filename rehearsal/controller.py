@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from rehearsal.collector import Collector
@@ -39,6 +39,11 @@ _NO_EMF = (
 )
 
 
+#: Another rollback trigger beside the alarms (the judge): called with the time (epoch s) at every
+#: tick, returns the names of what fires (empty: nothing).
+Trigger = Callable[[float], list[str]]
+
+
 def alarms_to_roll_back(states: Mapping[str, str], rollback_alarms: Collection[str]) -> list[str]:
     """The rollback decision: the rollback alarms in ALARM, sorted; roll back when not empty."""
     return sorted(n for n in rollback_alarms if states.get(n) == "ALARM")
@@ -56,12 +61,14 @@ class Controller:
         timeline: Timeline,
         progress: Progress,
         alarm_defs: Mapping[str, Any] | None = None,
+        triggers: Sequence[Trigger] = (),
     ) -> None:
         """``alarm_defs``: the ``alarms.synth`` JSON document, to explain a rollback."""
         self.rollback_alarms = frozenset(rollback_alarms)
         self.alarm_defs = alarm_defs or {}
         #: epoch seconds each version was stopped at (after its drain)
         self.stopped_at: dict[str, float] = {}
+        self.triggers = tuple(triggers)
         self.listener = listener
         self.supervisor = supervisor
         self.collector = collector
@@ -138,6 +145,7 @@ class Controller:
                 raise RuntimeError(_NO_EMF.format(name="green", seconds=EMF_GRACE_S))
             phase = "shifting" if offset < plan.shift_s else "baking"
             firing = alarms_to_roll_back(self.tick(phase, percent), self.rollback_alarms)
+            firing += [name for trigger in self.triggers for name in trigger(time.time())]
             if firing:
                 decided = time.time()
                 listener.set_weights({"blue": 100, "green": 0})
@@ -147,8 +155,7 @@ class Controller:
                     f"{percent}% -> all traffic to blue, stopping green"
                 )
                 for name in firing:  # why, in one line per alarm (the report's first line)
-                    why = alarm_line(name, self.alarm_defs, collector.evaluations, t0, decided)
-                    progress.message(f"        why: {why}")
+                    progress.message(f"        why: {self._why(name, collector, t0, decided)}")
                 decision = Decision(
                     ROLLED_BACK,
                     decided,
@@ -174,6 +181,16 @@ class Controller:
         while time.monotonic() < end:
             self.tick("after", percent)
             time.sleep(TICK_S)
+
+    def _why(self, name: str, collector: Collector, t0: float, decided: float) -> str:
+        """One line on why ``name`` fired: a trigger's own explanation (the judge's verdict), or
+        the alarm's metric, value, threshold and periods."""
+        for trigger in self.triggers:
+            explain = getattr(trigger, "explain", None)
+            found = explain() if getattr(trigger, "name", None) == name and explain else None
+            if found:
+                return f"{name}: {found[0]}"
+        return alarm_line(name, self.alarm_defs, collector.evaluations, t0, decided)
 
     def _stop_in_background(self, name: str) -> threading.Thread:
         stopper = threading.Thread(target=self._drain_and_stop, args=(name,), daemon=True)

@@ -199,11 +199,21 @@ class GreyAlarm:
     why: str
 
 
+@dataclass(frozen=True)
+class JudgedWindow:
+    """The statistical judge's deciding judgement: its sentence and the window it compared."""
+
+    line: str  # "judge Fail (score 40): latency_ms High (p=..., effect ...), failed Pass"
+    window: tuple[float, float]  # epoch s
+    decided_at: float
+
+
 @dataclass
 class Explanation:
     """Everything the report's "Why it rolled back" section shows."""
 
     fired: list[FiredAlarm] = field(default_factory=list)
+    judged: JudgedWindow | None = None
     version: str | None = None  # the new version's Version (green)
     slowest: list[SlowRequest] = field(default_factory=list)
     failed: list[SlowRequest] = field(default_factory=list)
@@ -386,17 +396,20 @@ def explain(
     decided_at: float,
     version: str | None,
     log_name: str = "green",
+    judged: JudgedWindow | None = None,
 ) -> Explanation:
-    """Join the run's alarms, evaluations, ``traces.jsonl`` and ``<log_name>.log``."""
+    """Join the run's alarms, evaluations, ``traces.jsonl`` and ``<log_name>.log``. ``judged``:
+    the judge's deciding judgement when the judge was (one of) the trigger(s)."""
     facts = alarm_facts(defs)
-    result = Explanation(version=version)
+    result = Explanation(version=version, judged=judged)
     result.fired = [
         fired_alarm(facts[n], evaluations, started_at, decided_at) for n in firing if n in facts
     ]
     result.grey = grey_alarms(rollback_alarms, facts, evaluations, decided_at)
-    if not result.fired or version is None:
+    starts = [f.window[0] for f in result.fired] + ([judged.window[0]] if judged else [])
+    if not starts or version is None:
         return result
-    window = (min(f.window[0] for f in result.fired), decided_at)
+    window = (min(starts), decided_at)
     read = traces.read(out / "traces.jsonl")
     result.unreadable_trace_lines = read.unreadable_lines
     if not read.spans:

@@ -99,8 +99,12 @@ class Record:
     path: str
     status: int
     latency_ms: float
+    #: The end user the request acted for (``user_of``), for counting the users a version harmed.
+    user: str | None = None
 
 
+#: The end user a request acts for, from its path and body (``None`` when it names none).
+UserOf = Callable[[str, bytes], str | None]
 #: Called after each proxied request with the record and the response body (bytes).
 Observer = Callable[[Record, bytes], None]
 
@@ -117,6 +121,7 @@ class WeightedListener:
         host: str = "127.0.0.1",
         seed: int | None = None,
         observer: Observer | None = None,
+        user_of: UserOf | None = None,
     ) -> None:
         if not targets:
             raise ValueError("at least one target is required")
@@ -126,6 +131,7 @@ class WeightedListener:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._observer = observer
+        self._user_of = user_of
         self.counts: dict[str, int] = dict.fromkeys(self._targets, 0)
         self._in_flight: dict[str, int] = dict.fromkeys(self._targets, 0)
         self.errors = 0  # requests the listener itself could not forward (502/503)
@@ -221,14 +227,24 @@ class WeightedListener:
             return _problem(503, "No target has any weight")
         with self._lock:
             self._in_flight[name] += 1
+        user = None
+        if self._user_of is not None:
+            with contextlib.suppress(Exception):  # a parsing bug must not fail the request
+                user = self._user_of(path, body)
         try:
-            return self._forward(name, method, path, headers, body)
+            return self._forward(name, method, path, headers, body, user)
         finally:
             with self._lock:
                 self._in_flight[name] -= 1
 
     def _forward(
-        self, name: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        name: str,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        user: str | None = None,
     ) -> tuple[int, list[tuple[str, str]], bytes, str | None]:
         target = self._targets[name]
         started = time.perf_counter()
@@ -253,25 +269,38 @@ class WeightedListener:
                     if len(self.error_log) < 20:
                         self.error_log.append(f"{name} {method} {path}: {exc!r}")
                 status, out_headers, payload, _ = _problem(502, f"Target {name} did not answer")
-                self._observe(name, method, path, status, started, payload)
+                self._observe(name, method, path, status, started, payload, user)
                 return status, out_headers, payload, name
             out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
             if resp.will_close:
                 conn.close()
             else:
                 target.give_back(conn)
-            self._observe(name, method, path, resp.status, started, data)
+            self._observe(name, method, path, resp.status, started, data, user)
             return resp.status, out_headers, data, name
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _observe(
-        self, name: str, method: str, path: str, status: int, started: float, body: bytes
+        self,
+        name: str,
+        method: str,
+        path: str,
+        status: int,
+        started: float,
+        body: bytes,
+        user: str | None = None,
     ) -> None:
         with self._lock:
             self.counts[name] += 1
         if self._observer is not None:
             record = Record(
-                time.time(), name, method, path, status, (time.perf_counter() - started) * 1000
+                time.time(),
+                name,
+                method,
+                path,
+                status,
+                (time.perf_counter() - started) * 1000,
+                user,
             )
             # An observer bug must not turn into a failed request.
             with contextlib.suppress(Exception):

@@ -66,6 +66,9 @@ class Options:
     db_path: Path | None = None
     #: Writes acknowledged before this run (an earlier phase), checked for data safety too.
     prior_writes: list[Any] = field(default_factory=list)
+    judge: bool = True  # the statistical judge (rehearsal.judge) as a rollback trigger too
+    alarm_rollback: bool = True  # False: the alarms are evaluated and shown, but roll nothing back
+    alarm_profile: str = "rehearsal"  # the spec's profile: 10 s periods; "production": 60 s
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ from urllib.parse import quote
 
 from alarms import Evaluation
 from rehearsal import explain as why
+from rehearsal import harm as harms
+from rehearsal.judge import TRIGGER_NAME as JUDGE_TRIGGER
+from rehearsal.judge import what_fired
 from rehearsal.model import (
     Decision,
     Options,
@@ -322,6 +325,63 @@ def _locust_rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _judge_html(judge: dict[str, Any] | None) -> str:
+    """The judge's deciding judgement (its last failing one, else its last), metric by metric."""
+    if not judge or not judge.get("judgements"):
+        return ""
+    judgements = judge["judgements"]
+    failing = [j for j in judgements if j["result"] == "Fail"]
+    j = failing[-1] if failing else judgements[-1]
+    rows = [
+        [m["name"], m["classification"], m["baseline_n"], m["canary_n"], m["baseline_median"],
+         m["canary_median"], m["p_value"], m["effect"], m["tolerance"]]
+        for m in j["metrics"]
+    ]  # fmt: skip
+    head = (
+        f"<p>Judge (green against blue, Mann-Whitney U): {html.escape(j['result'])}, score "
+        f"{_cell(j['score'])} at {_cell(j['t'])} s; {len(failing)} failing of "
+        f"{len(judgements)} judgements.</p>"
+    )
+    return head + _table(
+        rows,
+        ["metric", "classification", "blue n", "green n", "blue median", "green median",
+         "p-value", "effect", "tolerance"],
+    )  # fmt: skip
+
+
+def _throttled_apart(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Locust's rows with each route's ``[429]`` row (see ``loadtest.locustfile``) folded into a
+    ``429`` column of the route's row; a route that only ever got 429 keeps a row of its own."""
+    from loadtest import THROTTLED_SUFFIX
+
+    plain = {(r.get("Type"), r.get("Name")): dict(r) for r in rows}
+    out: dict[tuple[Any, Any], dict[str, str]] = {}
+    refused = 0
+    for key, row in plain.items():
+        name = key[1] or ""
+        if name.endswith(THROTTLED_SUFFIX):
+            base = (key[0], name.removesuffix(THROTTLED_SUFFIX))
+            empty = {"Type": key[0] or "", "Name": base[1], "Request Count": "0"}
+            target = out.setdefault(base, plain.get(base) or empty)
+            target["429"] = row.get("Request Count") or "0"
+            refused += _int(target["429"])
+        else:
+            out.setdefault(key, row)
+    # Locust's "Aggregated" row counts the 429 rows too: show them apart there as well.
+    for key, row in out.items():
+        if key[1] == "Aggregated":
+            row["Request Count"] = str(_int(row.get("Request Count")) - refused)
+            row["429"] = str(refused)
+    return list(out.values())
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
 def _exact(x: float) -> str:
     """``x`` as given, never rounded: ``:g`` when that is exact (250, 0.75), else the full repr."""
     short = f"{x:g}"
@@ -378,15 +438,27 @@ def _request_rows(requests: Sequence[why.SlowRequest]) -> str:
 def render_explanation(e: why.Explanation) -> str:
     """The "Why it rolled back" section: the alarms that fired, the requests behind them (joined
     with ``traces.jsonl`` and the version's log by trace id), and the grey alarms in words."""
-    if not e.fired:
+    if not e.fired and e.judged is None:
         return ""
     parts = ['<div class="why"><h2>Why it rolled back</h2><ul>']
+    if e.judged is not None:
+        parts.append(
+            f"<li>{html.escape(e.judged.line)}; judged window {why.utc(e.judged.window[0])} - "
+            f"{why.utc(e.judged.window[1])}, decision {why.utc(e.judged.decided_at)}</li>"
+        )
     parts += [f"<li>{html.escape(f.line())}</li>" for f in e.fired]
     parts.append("</ul>")
     version = html.escape(e.version or "the new version")
-    window = f"{why.utc(min(f.window[0] for f in e.fired))} - {why.utc(e.fired[0].decided_at)}"
+    starts = [f.window[0] for f in e.fired] + ([e.judged.window[0]] if e.judged else [])
+    decided = e.fired[0].decided_at if e.fired else e.judged.decided_at  # type: ignore[union-attr]
+    window = f"{why.utc(min(starts))} - {why.utc(decided)}"
+    what = (
+        "the breaching periods and the judged window"
+        if e.fired and e.judged
+        else ("the breaching periods" if e.fired else "the judged window")
+    )
     parts.append(
-        f"<p>{e.requests_in_window} request(s) of {version} ended in the breaching periods "
+        f"<p>{e.requests_in_window} request(s) of {version} ended in {what} "
         f"({window}); spans from <code>traces.jsonl</code>, log lines from the version's log, "
         "joined by trace id.</p>"
     )
@@ -426,12 +498,26 @@ def render_html(
     outcome = result["outcome"]
     badge = "#d62728" if outcome == "rolled_back" else "#2ca02c"
     headline = (
-        f"Rolled back: {html.escape(str(result['alarm']))} went to ALARM "
+        f"Rolled back: {html.escape(what_fired(result['alarm']))} "
         f"{result['alarm_time_s']} s after green first took traffic, at green "
         f"{details.get('green_percent_at_alarm')} %."
         if outcome == "rolled_back"
         else "Succeeded: no rollback alarm fired; all traffic on green, blue terminated."
     )
+    harm = result.get("harm")
+    harm_html = ""
+    if harm:
+        harm_rows = [
+            [name, h["requests"], h["server_errors"], h["throttled"], h["slow"], h["harmed"],
+             h["users_harmed"], f"{h['worst_wait_ms'] / 1000:.2f}"]
+            for name, h in [*harm["by_version"].items(), ("whole run", harm["total"])]
+        ]  # fmt: skip
+        harm_html = f"<p>{html.escape(harms.describe(harm))}</p>" + _table(
+            harm_rows,
+            ["version", "requests", "5xx", "429", f"slower than {_exact(harm['objective_ms'])} ms",
+             "harmed", "users harmed", "worst wait (s)"],
+        )  # fmt: skip
+    harm_html += _judge_html(details.get("judge"))
     safety_line = safety.describe() if safety else "Not run."
     problems = "".join(
         f"<li>{html.escape(p)}</li>" for p in (safety.problems[:50] if safety else [])
@@ -457,8 +543,8 @@ def render_html(
     ]  # fmt: skip
     locust = [
         [r.get("Type"), r.get("Name"), r.get("Request Count"), r.get("Failure Count"),
-         r.get("50%"), r.get("99%"), _rate(r.get("Requests/s"))]
-        for r in locust_rows
+         r.get("429", "0"), r.get("50%"), r.get("99%"), _rate(r.get("Requests/s"))]
+        for r in _throttled_apart(locust_rows)
     ]  # fmt: skip
     file_items = "".join(
         f'<li><a href="{html.escape(quote(f))}"><code>{html.escape(f)}</code></a></li>'
@@ -484,6 +570,7 @@ pre.logs {{ font-size: 11px; white-space: pre-wrap; word-break: break-all; margi
 <p>{headline}</p>
 {why_section}
 {rejects}
+{harm_html}
 {_table(summary_rows)}
 <h2>Timeline</h2>
 <p>Latency and request rate as clients saw them at the listener (like the ALB's per-target-group
@@ -499,7 +586,7 @@ Time 0 is when green first took traffic.</p>
 is in <code>evaluations.jsonl</code>.</p>
 {_table(trans_rows, ["t (s)", "alarm", "from", "to", "value (alarm when)", "reason"]) if trans_rows else "<p>None.</p>"}
 <h2>Load (Locust)</h2>
-{_table(locust, ["type", "name", "requests", "failures", "p50 ms", "p99 ms", "req/s"]) if locust else "<p>No Locust statistics.</p>"}
+{_table(locust, ["type", "name", "answered (not 429)", "failures", "429 (refused)", "p50 ms", "p99 ms", "req/s"]) if locust else "<p>No Locust statistics.</p>"}
 <h2>Files</h2>
 <ul>{file_items}</ul>
 </body></html>
@@ -571,6 +658,9 @@ def write_outputs(
     }
     result["one_way_door_guard"] = details.get("one_way_door_guard")
     result["cloudwatch_rejects"] = collector.cloudwatch_rejects()
+    records = timeline.all_records()
+    result["harm"] = harms.account(records, details.get("latency_objective_ms") or 250.0)
+    harms.write_requests(out / "requests.jsonl", records)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
     evaluations = list(collector.evaluations)
@@ -678,6 +768,27 @@ reads what v3 wrote: the rollback is safe. (v3 straight after v1 is the one-way 
     )
 
 
+def _judged(decision: Decision, details: dict[str, Any]) -> why.JudgedWindow | None:
+    """The judge's deciding judgement from ``run.json``'s ``judge`` section, if it fired."""
+    if JUDGE_TRIGGER not in decision.alarms_firing:
+        return None
+    t0 = details.get("t0") or 0.0
+    failing = [
+        j
+        for j in (details.get("judge") or {}).get("judgements", [])
+        if j.get("result") == "Fail" and isinstance(j.get("t"), int | float)
+    ]
+    if not failing:
+        return None
+    last = failing[-1]
+    start = last.get("window_start", last["t"])
+    return why.JudgedWindow(
+        line=f"{JUDGE_TRIGGER}: {last.get('line') or 'judge Fail'}",
+        window=(t0 + start, t0 + last["t"]),
+        decided_at=decision.decided_at,
+    )
+
+
 def _explanation(
     out: Path, decision: Decision, evaluations: Sequence[Evaluation], details: dict[str, Any]
 ) -> why.Explanation | None:
@@ -690,6 +801,7 @@ def _explanation(
         defs = {}
     side = (details.get("versions") or {}).get(decision.stopped)  # its label, e.g. v2
     return why.explain(
+        judged=_judged(decision, details),
         out=out,
         defs=defs,
         evaluations=evaluations,

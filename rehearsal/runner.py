@@ -25,6 +25,8 @@ from points.formats import KNOWN_FORMATS, Formats
 from rehearsal import schedule as schedules
 from rehearsal.collector import Collector
 from rehearsal.controller import DRAIN_S, INGEST_LAG_S, Controller
+from rehearsal.harm import user_of
+from rehearsal.judge import JudgeTrigger
 from rehearsal.listener import WeightedListener
 from rehearsal.model import DEFAULT_SPEC, ROOT, SUCCEEDED, Options, Outcome
 from rehearsal.progress import Progress
@@ -165,15 +167,16 @@ def fastest_alarm_s(defs: dict[str, Any], names: list[str]) -> float | None:
 
 
 def _load_alarms(
-    spec_path: Path, labels: tuple[str, str] | None = None
+    spec_path: Path, labels: tuple[str, str] | None = None, profile: str = "rehearsal"
 ) -> tuple[Any, dict[str, Any], Any, list[str]]:
-    """The spec's alarms, watching the versions ``labels`` (blue, green) when given."""
+    """The spec's alarms in ``profile``, watching the versions ``labels`` (blue, green) when
+    given."""
     from alarms import Evaluator, load_spec, rollback_alarm_names, synth
 
     spec = load_spec(str(spec_path))
     if labels is not None and labels != (spec.versions.blue, spec.versions.green):
         spec = replace(spec, versions=replace(spec.versions, blue=labels[0], green=labels[1]))
-    defs = synth(spec, format="json", profile="rehearsal")
+    defs = synth(spec, format="json", profile=profile)
     return spec, defs, Evaluator(defs), list(rollback_alarm_names(defs))
 
 
@@ -203,10 +206,14 @@ def run(options: Options) -> Outcome:
     if options.db_path is None:
         stale += out.glob("points.db*")
     stale += [out / n for n in ("run.json", "result.json", "report.html", "evaluations.jsonl")]
-    stale.append(out / TRACES_FILE)
+    stale += [out / TRACES_FILE, out / "requests.jsonl"]
     for path in stale:
         path.unlink(missing_ok=True)
-    spec, defs, evaluator, rollback_names = _load_alarms(options.spec, (blue.label, green.label))
+    spec, defs, evaluator, rollback_names = _load_alarms(
+        options.spec, (blue.label, green.label), options.alarm_profile
+    )
+    if not options.alarm_rollback:
+        rollback_names = []
     (out / "alarms.json").write_text(json.dumps(defs, indent=2, default=str) + "\n")
     _clean_parent_env()
     # The local token issuer: keys in a temporary directory outside ``out`` (nothing secret is
@@ -242,8 +249,10 @@ def run(options: Options) -> Outcome:
             "message": door.message,
             "overridden": not door.ok,
         },
+        "latency_objective_ms": spec.latency.objective_ms,  # harm accounting
     }
     safety: SafetyReport | None = None
+    judge_trigger = JudgeTrigger(timeline) if options.judge else None
     try:
         with signals_raise():
             ports = {"blue": free_port(), "green": free_port()}
@@ -260,6 +269,7 @@ def run(options: Options) -> Outcome:
                 port=options.port,
                 seed=options.seed,
                 observer=timeline.observe,
+                user_of=user_of,
             ).start()
             details["listener"] = listener.url
             details["ports"] = ports
@@ -314,7 +324,14 @@ def run(options: Options) -> Outcome:
             # again, complete, at the end.
             (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
             controller = Controller(
-                rollback_names, listener, supervisor, collector, timeline, progress, alarm_defs=defs
+                rollback_names,
+                listener,
+                supervisor,
+                collector,
+                timeline,
+                progress,
+                alarm_defs=defs,
+                triggers=[judge_trigger] if judge_trigger else [],
             )
             decision, stopper = controller.deploy(options, plan)
             # Keep the load on for a moment: the report shows traffic back on the survivor.
@@ -353,6 +370,8 @@ def run(options: Options) -> Outcome:
             collector.close()
             keys.cleanup()
 
+    if judge_trigger is not None:
+        details["judge"] = judge_trigger.to_dict(timeline.t0)
     outcome = write_outputs(options, plan, decision, timeline, collector, safety, details)
     outcome.writes = list(timeline.writes)
     return outcome

@@ -69,6 +69,11 @@ class Timeline:
             if write is not None:
                 self.writes.append(write)
 
+    def all_records(self) -> list[Record]:
+        """A copy of every record so far, in completion order."""
+        with self._lock:
+            return list(self.records)
+
     def since_t0(self, at: float) -> float:
         """Seconds from green's first traffic (or from when it is due) to ``at``."""
         origin = self.t0 or self.planned_t0 or at

@@ -31,6 +31,7 @@ API_ONLY = {
     "blue_env": "--blue-env",
     "green_env": "--green-env",
     "allow_one_way_door": "--allow-one-way-door",
+    "judge": "--judge/--no-judge",  # the judge compares blue and green requests at the listener
 }
 #: The scenarios of the worker target (the API has more).
 WORKER_SCENARIOS = ("regression", "healthy")

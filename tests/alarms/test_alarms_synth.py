@@ -192,7 +192,7 @@ def test_more_than_the_limit_is_folded_into_a_composite(spec, monkeypatch) -> No
     defs = synth(spec, "json", "rehearsal")
     (name,) = rollback_alarm_names(defs)
     rule = {c["AlarmName"]: c["AlarmRule"] for c in defs["CompositeAlarms"]}[name]
-    assert rule.count("ALARM(") == 5
+    assert rule.count("ALARM(") == 7  # 3 green RED, 2 green-vs-blue ratios, 2 ALB
     # and the evaluator understands the fold
     assert Evaluator(defs).states[name] == "INSUFFICIENT_DATA"
 

@@ -139,7 +139,8 @@ def test_service_stack_creates_on_moto(aws: dict, controller: str) -> None:
     config = props["deploymentConfiguration"]
     if controller == "ECS":
         assert config["strategy"] == "LINEAR" and config["linearConfiguration"]["stepPercent"] == 10
-        assert config["alarms"]["rollback"] is True and len(config["alarms"]["alarmNames"]) == 5
+        # 3 green RED alarms, the 2 green-vs-blue ratios, 2 ALB alarms
+        assert config["alarms"]["rollback"] is True and len(config["alarms"]["alarmNames"]) == 7
         advanced = props["loadBalancers"][0]["advancedConfiguration"]
         assert advanced["productionListenerRule"].startswith("arn:aws:elasticloadbalancing:")
     else:

@@ -38,6 +38,7 @@ RESULT_KEYS = {
     "data_safety",
     "versions",
     "one_way_door_guard",
+    "harm",
 }
 
 
@@ -95,10 +96,12 @@ def _alarm_states(out: Path) -> dict[str, set[str]]:
 def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     out, tmpdir = tmp_path / "regression", tmp_path / "tmp"
     tmpdir.mkdir()
-    # Time scale 1: the first step (10 %) lasts a full minute, so only detection ends it.
+    # Time scale 1: the first step (10 %) lasts a full minute, so only detection ends it. The
+    # alarms alone (--no-judge): this run checks their path, live and replayed; the judge's
+    # rollback is run end to end by tests/rehearsal/test_compare.py.
     proc = _rehearsal(
         "--scenario", "regression", "--time-scale", "1", "--out", str(out),
-        "--expect", "rolled_back", tmpdir=tmpdir,
+        "--expect", "rolled_back", "--no-judge", tmpdir=tmpdir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ROLLED BACK" in proc.stdout
@@ -120,6 +123,14 @@ def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     assert result["traffic"][-1][0] == pytest.approx(result["alarm_time_s"], abs=0.5)
     assert result["requests"] > 100
     assert result["errors"] <= result["requests"] * 0.01
+    # Harm: green's refused and slow requests, as the listener recorded them.
+    harm = result["harm"]
+    assert harm["harmed_requests"] == harm["by_version"]["green"]["harmed"] > 0
+    assert 0 < harm["harmed_users"] <= harm["harmed_requests"]
+    assert harm["total"]["requests"] == result["requests"]
+    recorded = (out / "requests.jsonl").read_text().splitlines()
+    assert len(recorded) == result["requests"]
+    assert "Harm by green:" in proc.stdout and "Harm by green:" in (out / "report.html").read_text()
 
     # Blue still serves every balance, including the points green granted.
     safety = run["safety"]
@@ -141,7 +152,7 @@ def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     assert "<svg" in report and "rolled_back" in report
     assert "http://" not in report.split("<svg", 1)[0].replace("http://127.0.0.1", "")
     _no_children_left(out)
-    _check_explanation(out, proc.stdout, report, result["alarm"])
+    _check_explanation(out, proc.stdout, report, result["alarm"], "Latency Average of v2")
 
     # emf.jsonl replays offline with the same alarms and fires the same alarm.
     replay = subprocess.run(
@@ -158,7 +169,7 @@ def test_regression_is_rolled_back_at_the_first_step(tmp_path: Path) -> None:
     assert any(ev.get("alarm") == result["alarm"] for ev in fired)
 
 
-def _check_explanation(out: Path, stdout: str, report: str, alarm: str) -> None:
+def _check_explanation(out: Path, stdout: str, report: str, alarm: str, because: str) -> None:
     """The console's ROLLBACK reason is the report's first "why" line; the report's requests are
     green's, their trace ids in traces.jsonl (OTLP JSON) and in green.log; a limited request's
     rate_limiter child span covers its wait."""
@@ -166,7 +177,7 @@ def _check_explanation(out: Path, stdout: str, report: str, alarm: str) -> None:
     why_line = why_line.strip().removeprefix("why: ")
     section = report.split('<div class="why">', 1)[1].split("</div>", 1)[0]
     assert html.escape(why_line) in section
-    assert "Latency Average of v2" in why_line and "decision" in why_line
+    assert because in why_line
     read = traces.read(out / "traces.jsonl")
     assert read.unreadable_lines == 0
     by_trace = read.by_trace()
@@ -190,6 +201,26 @@ def _check_explanation(out: Path, stdout: str, report: str, alarm: str) -> None:
     assert waited, "green's limiter made some requests wait"
     for span in waited:
         assert span.duration_ms >= span.attributes["rate_limit.wait_ms"]
+
+
+@pytest.mark.slow
+def test_the_judges_rollback_is_explained_with_the_requests_it_judged(tmp_path: Path) -> None:
+    # The packaged defaults: the judge is a rollback trigger besides the alarms, and usually
+    # the first to fire; its verdict and the requests of the window it judged explain it.
+    out, tmpdir = tmp_path / "judged", tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = _rehearsal(
+        "--scenario", "regression", "--time-scale", "1", "--out", str(out),
+        "--expect", "rolled_back", tmpdir=tmpdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    report = (out / "report.html").read_text()
+    if result["alarm"] != "judge":
+        pytest.skip(f"an alarm ({result['alarm']}) fired before the judge this time")
+    _check_explanation(out, proc.stdout, report, "judge", "judge Fail")
+    assert "judged window" in report.split('<div class="why">', 1)[1].split("</div>", 1)[0]
+    _no_children_left(out)
 
 
 @pytest.mark.slow
