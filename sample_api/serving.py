@@ -21,16 +21,21 @@ connections (kept-alive ones included) a worker keeps open.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import json
+import logging
 import select
 import socket
+import sys
 import time
 from typing import Any
 
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.workers import gthread
 from werkzeug.exceptions import RequestTimeout
+
+from telemetry import _output
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -190,6 +195,47 @@ class BoundedThreadWorker(gthread.ThreadWorker):
         super().handle_error(req, client, addr, exc)
 
 
+class _BufferedStream:
+    """A write-only text stream whose records go through telemetry's non-blocking line buffer
+    for stdout or stderr (:mod:`telemetry._output`): never blocks, drops and counts when full."""
+
+    def __init__(self, writer: _output.LineWriter) -> None:
+        self._writer = writer
+
+    def write(self, text: str) -> int:
+        line = text.rstrip("\n")
+        if line:
+            self._writer.write(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class NonBlockingLogger(glogging.Logger):
+    """gunicorn's logger with its ``-`` outputs (stderr, stdout) written through telemetry's
+    non-blocking buffer instead of blocking writes.
+
+    gunicorn logs a warning for every malformed request: with a stderr nobody reads (a stuck log
+    driver) the first 64 KiB filled the pipe and every later warning blocked the thread writing
+    it, until health checks timed out and even SIGTERM went unanswered. Now such lines are
+    dropped and counted (``output_dropped``) like telemetry's own lines."""
+
+    _flush_at_exit = False
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        writers = {id(sys.stderr): _output.STDERR, id(sys.stdout): _output.STDOUT}
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                writer = writers.get(id(getattr(handler, "stream", None)))
+                if type(handler) is logging.StreamHandler and writer is not None:
+                    handler.setStream(_BufferedStream(writer))  # type: ignore[arg-type]
+        if not NonBlockingLogger._flush_at_exit:  # the master: telemetry is not set up there
+            NonBlockingLogger._flush_at_exit = True
+            atexit.register(_output.flush, 2.0, True)
+
+
 def worker_class(*, client_timeout_s: float) -> type[BoundedThreadWorker]:
     """The worker class for gunicorn's ``worker_class`` setting, with its client timeout."""
     return type(
@@ -197,4 +243,11 @@ def worker_class(*, client_timeout_s: float) -> type[BoundedThreadWorker]:
     )
 
 
-__all__ = ["BoundedThreadWorker", "ClientSocket", "ClientTimeout", "worker_class", "write_problem"]
+__all__ = [
+    "BoundedThreadWorker",
+    "ClientSocket",
+    "ClientTimeout",
+    "NonBlockingLogger",
+    "worker_class",
+    "write_problem",
+]

@@ -370,3 +370,39 @@ def test_sigterm_readiness_turns_503_and_queued_connections_are_still_answered(
         assert proc.wait(30) == 0
         log = proc.stderr.read().decode()
     assert "readiness now answers 503" in log and "Traceback" not in log
+
+
+def test_health_answers_while_nobody_reads_stdout_or_stderr(tmp_path: Path) -> None:
+    """gunicorn logs a warning on stderr for every malformed request; with its stderr (and
+    stdout) a pipe nobody reads, those writes blocked the worker once the pipe was full: health
+    checks timed out and SIGTERM did not stop it. Its log now goes through telemetry's
+    non-blocking buffer: lines that do not fit are dropped and counted."""
+    import os
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    env = {
+        "POINTS_DB_PATH": str(tmp_path / "points.db"),
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "2",
+        "TELEMETRY_OUTPUT_BUFFER_BYTES": "65536",
+    }
+    try:
+        with gunicorn(env=env, stdout=out_w, stderr=err_w) as (base, proc):
+            os.close(out_w)
+            os.close(err_w)
+            out_w = err_w = -1
+            for _ in range(800):  # ~250 KB of warnings: far beyond the 64 KiB pipe
+                sock = _connect(base)
+                sock.settimeout(10)
+                sock.sendall(b"GARBAGE " + b"y" * 200 + b"\r\n\r\n")
+                assert sock.recv(100).startswith(b"HTTP/1.1 400"), "a blocked worker"
+                sock.close()
+            for _ in range(5):
+                assert call(base, "/healthz", timeout=10)[0] == 200
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+    finally:
+        for fd in (out_w, err_w, out_r, err_r):
+            if fd >= 0:
+                os.close(fd)
