@@ -14,6 +14,7 @@ from rehearsal.explain import alarm_line
 from rehearsal.listener import WeightedListener
 from rehearsal.model import ROLLED_BACK, SUCCEEDED, Decision, Options, is_reported_transition
 from rehearsal.progress import Progress, format_line
+from rehearsal.progress import offset as offset_text
 from rehearsal.schedule import Schedule
 from rehearsal.supervisor import Supervisor
 from rehearsal.timeline import Timeline
@@ -83,7 +84,7 @@ class Controller:
         for ev in self.collector.advance(now - INGEST_LAG_S):
             if is_reported_transition(ev, self.rollback_alarms):
                 progress.message(
-                    f"{timeline.since_t0(ev.time):+6.0f}s alarm {ev.alarm}: "
+                    f"{offset_text(timeline.since_t0(ev.time), 6)} alarm {ev.alarm}: "
                     f"{ev.previous_state} -> {ev.state}"
                 )
         states = self.collector.last_states
@@ -138,7 +139,7 @@ class Controller:
                 listener.set_weights({"blue": 100 - percent, "green": percent})
                 timeline.set_traffic(now, percent)
                 progress.message(
-                    f"{offset:+6.0f}s traffic: green {percent}%, blue {100 - percent}%"
+                    f"{offset_text(offset, 6)} traffic: green {percent}%, blue {100 - percent}%"
                 )
                 current = percent
             if offset > EMF_GRACE_S and not collector.emf_lines.get("green"):
@@ -151,7 +152,7 @@ class Controller:
                 listener.set_weights({"blue": 100, "green": 0})
                 timeline.set_traffic(decided, 0)
                 progress.message(
-                    f"{decided - t0:+6.0f}s ROLLBACK: {', '.join(firing)} in ALARM at green "
+                    f"{offset_text(decided - t0, 6)} ROLLBACK: {', '.join(firing)} in ALARM at green "
                     f"{percent}% -> all traffic to blue, stopping green"
                 )
                 for name in firing:  # why, in one line per alarm (the report's first line)
@@ -168,7 +169,7 @@ class Controller:
                 return decision, self._stop_in_background(decision.stopped)
             if now >= deadline:
                 progress.message(
-                    f"{offset:+6.0f}s bake time over, no alarm: terminating blue (original task set)"
+                    f"{offset_text(offset, 6)} bake time over, no alarm: terminating blue (original task set)"
                 )
                 decision = Decision(SUCCEEDED, time.time())
                 return decision, self._stop_in_background(decision.stopped)

@@ -19,6 +19,13 @@ def _ms(value: float) -> str:
     return f"{value / 1000:.1f}s" if value >= 1000 else f"{value:.0f}ms"
 
 
+def offset(seconds: float, width: int = 0) -> str:
+    """Seconds from t0 as ``+23s`` (right-aligned in ``width``): rounded first, so a moment just
+    before zero reads ``+0s``, never ``-0s``."""
+    whole = round(seconds) if math.isfinite(seconds) else 0
+    return f"{whole:+{width}d}s" if width else f"{whole:+d}s"
+
+
 COMPACT_LEGEND = "progress: time phase green% | per version, last 5 s: req/s p50/p99 | alarms"
 #: A terminal at least this wide gets the full line (it fits in 119 columns unless many counts
 #: or firing alarms are appended: then it is cut at the width); a narrower one the compact line.
@@ -42,7 +49,7 @@ def format_line(
     (latency as p50/p99; alarms without data are left out)."""
     if compact:
         return _compact(t, phase, green_percent, window, states)
-    parts = [f"{t:+5.0f}s {phase:<8} green {green_percent:3d}%"]
+    parts = [f"{offset(t, 5)} {phase:<8} green {green_percent:3d}%"]
     for target in ("blue", "green"):
         s = window.get(target)
         if not s:
@@ -77,7 +84,7 @@ def _compact(
     window: dict[str, dict[str, float]],
     states: dict[str, str],
 ) -> str:
-    parts = [f"{t:+.0f}s {SHORT_PHASE.get(phase, phase)} {green_percent}%"]
+    parts = [f"{offset(t)} {SHORT_PHASE.get(phase, phase)} {green_percent}%"]
     for target in ("green", "blue"):
         s = window.get(target)
         if not s:

@@ -27,6 +27,7 @@ from rehearsal.model import (
     cloudwatch_reject_lines,
     is_reported_transition,
 )
+from rehearsal.progress import offset
 
 if TYPE_CHECKING:
     from rehearsal.collector import Collector
@@ -537,7 +538,7 @@ def render_html(
         ["traffic steps [t s, green %]", json.dumps(result["traffic"])],
     ]
     trans_rows = [
-        [f"{e.time - t0:+.0f}", e.alarm, e.previous_state, e.state, e.value_vs_threshold() or "-",
+        [offset(e.time - t0).removesuffix("s"), e.alarm, e.previous_state, e.state, e.value_vs_threshold() or "-",
          e.reason]
         for e in transitions
     ]  # fmt: skip

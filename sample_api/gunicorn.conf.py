@@ -59,6 +59,8 @@ except _ConfigError as _exc:
 # Access logs come from telemetry (JSON lines with trace ids); gunicorn's own log goes to stderr.
 accesslog = None
 errorlog = "-"
+# ... through a non-blocking buffer: a stderr nobody reads must not stop the service (drops counted).
+logger_class = _serving.NonBlockingLogger
 loglevel = _env.get(_names.GUNICORN_LOG_LEVEL, "info")
 
 # gunicorn >= 25 opens a control socket under $HOME by default: several servers on one host would

@@ -5,10 +5,12 @@ Why not gunicorn's ``sync`` worker: one slow peer holds one process, so two conn
 declare a body and never send it stopped a two-worker task (health checks included) until the
 worker timeout killed them. This worker is gunicorn's ``gthread`` worker with these bounds:
 
-* a connection that has sent nothing is parked in the worker's poller after
-  :data:`FIRST_BYTE_WAIT_S`, not on a thread (an idle kept-alive connection never holds one);
-* a request's headers and body must arrive within ``client_timeout_s`` of the moment a thread
-  picks the request up: later, the client gets ``408`` (problem+json) and the connection closes;
+* the worker's main thread reads each request without blocking (:meth:`BoundedThreadWorker.gather`)
+  and hands it to a thread only once its head and body are whole (:func:`request_complete`): a
+  peer slow to send (slowloris, a body that never comes) holds no thread, whatever their number;
+* a request's head and body must arrive within ``client_timeout_s`` of the first read (and, for
+  what a thread reads itself, of the moment it picks the request up): later, the client gets
+  ``408`` (problem+json) and the connection closes;
 * each write of the response must be taken by the client within ``client_timeout_s``: a peer that
   stops reading is dropped like one that went away.
 
@@ -21,16 +23,26 @@ connections (kept-alive ones included) a worker keeps open.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import errno
 import json
+import logging
+import re
 import select
+import selectors
 import socket
+import sys
 import time
+from collections import deque
+from functools import partial
 from typing import Any
 
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.workers import gthread
 from werkzeug.exceptions import RequestTimeout
+
+from telemetry import _output
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -60,13 +72,16 @@ class ClientSocket:
     to it.
     """
 
-    __slots__ = ("_closing", "_deadline", "_sock", "timeout_s")
+    __slots__ = ("_closing", "_deadline", "_sock", "pre", "timeout_s")
 
     def __init__(self, sock: socket.socket, timeout_s: float) -> None:
         self._sock = sock
         self.timeout_s = timeout_s
         self._deadline: float | None = None
         self._closing = False
+        #: bytes the worker's main thread read before a thread took the request (see
+        #: :meth:`BoundedThreadWorker.gather`); ``recv`` returns them first
+        self.pre = bytearray()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -93,6 +108,10 @@ class ClientSocket:
         self._sock.shutdown(how)
 
     def recv(self, size: int, flags: int = 0) -> bytes:
+        if self.pre:
+            out = bytes(self.pre[:size])
+            del self.pre[:size]
+            return out
         if self._closing:
             # gunicorn's graceful close (on the worker's main thread) lingers up to 2 s per
             # connection for the peer to close: a peer that never does would stall every other
@@ -118,6 +137,40 @@ class ClientSocket:
             except BlockingIOError:
                 continue
             view = view[sent:]
+
+
+#: Bytes of a request's head the main thread gathers before a thread takes it anyway (the ALB
+#: refuses heads over 64 KB; gunicorn then answers 431 or waits with the client deadline).
+MAX_GATHERED_HEAD = 64 * 1024
+#: Bytes of a body gathered before a thread takes the request (the app refuses bodies over 16 KiB).
+MAX_GATHERED_BODY = 64 * 1024
+_CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]{1,15})[ \t]*\r?(?:\n|$)")
+
+
+def request_complete(data: bytes | bytearray) -> bool:
+    """True when ``data`` holds a whole request head and its body (as far as a thread should not
+    wait for it: an ``Expect`` header, a body over :data:`MAX_GATHERED_BODY`, a head over
+    :data:`MAX_GATHERED_HEAD`, or a head gunicorn will refuse anyway)."""
+    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    if not ends:
+        return len(data) > MAX_GATHERED_HEAD
+    end = min(ends)
+    head = bytes(data[:end]).lower()
+    body = len(data) - end - (4 if data[end : end + 2] == b"\r\n" else 2)
+    if b"\nexpect:" in head:  # the client waits for "100 Continue" before its body
+        return True
+    if b"\ntransfer-encoding:" in head:
+        if b"chunked" not in head:  # gunicorn refuses other codings at once
+            return True
+        rest = bytes(data[len(data) - body :]) if body else b""
+        last = rest.startswith(b"0") or b"\r\n0" in rest  # a zero-size chunk, trailers may follow
+        return (last and rest.endswith(b"\r\n\r\n")) or body > MAX_GATHERED_BODY
+    if b"\ncontent-length:" not in head:
+        return True
+    match = _CONTENT_LENGTH.search(head)
+    if match is None:  # malformed: gunicorn answers 400 at once
+        return True
+    return body >= min(int(match.group(1)), MAX_GATHERED_BODY)
 
 
 def write_problem(sock: Any, status: int, reason: str, message: str) -> None:
@@ -149,6 +202,96 @@ class BoundedThreadWorker(gthread.ThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._busy = 0  # requests submitted to the thread pool and not finished yet
+        #: connections whose request the main thread is gathering, oldest deadline first
+        self._gathering: deque[gthread.TConn] = deque()
+
+    # A thread takes a request only once its head and body have arrived: the main thread reads
+    # them without blocking (``gather``), with a deadline of ``client_timeout_s``. Threads
+    # were taken by the connection, and with more slow peers than threads (50 slowloris
+    # connections), a health check waited behind them in the accept queue for 14 s.
+    def accept(self, listener: Any) -> None:
+        if self.cfg.is_ssl:
+            return super().accept(listener)
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = gthread.TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn.sock = ClientSocket(conn.sock, self.client_timeout_s)
+        self.gather(conn)
+
+    def gather(self, conn: gthread.TConn) -> None:
+        """Read ``conn``'s request on the main thread until it is whole, then hand it over."""
+        sock = conn.sock
+        assert isinstance(sock, ClientSocket)
+        if request_complete(sock.pre):
+            conn.data_ready = True
+            self.enqueue_req(conn)
+            return
+        sock.setblocking(False)
+        conn.timeout = time.monotonic() + self.client_timeout_s
+        self._gathering.append(conn)
+        self.poller.register(sock, selectors.EVENT_READ, partial(self._on_gather_readable, conn))
+
+    def _on_gather_readable(self, conn: gthread.TConn, _fileobj: Any) -> None:
+        sock = conn.sock
+        try:
+            data = sock._sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            sock.pre += data
+            if not request_complete(sock.pre):
+                return
+        self.poller.unregister(sock)
+        self._gathering.remove(conn)
+        if not data:  # the peer left (or failed) before its request was whole
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.data_ready = True
+        self.enqueue_req(conn)
+
+    def on_client_socket_readable(self, conn: gthread.TConn, client: Any) -> None:
+        if not isinstance(conn.sock, ClientSocket):
+            return super().on_client_socket_readable(conn, client)
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self.gather(conn)
+
+    def on_pending_socket_readable(self, conn: gthread.TConn, client: Any) -> None:
+        if not isinstance(conn.sock, ClientSocket):
+            return super().on_pending_socket_readable(conn, client)
+        self.poller.unregister(client)
+        self.pending_conns.remove(conn)
+        self.gather(conn)
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        while self._gathering and self._gathering[0].timeout <= now:
+            conn = self._gathering.popleft()
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                self.poller.unregister(conn.sock)
+            self.nr_conns -= 1
+            self.log.warning(
+                "Request timeout from ip=%s: the request did not arrive within %g s",
+                (conn.client or ("",))[0],
+                self.client_timeout_s,
+            )
+            with contextlib.suppress(Exception):
+                write_problem(
+                    conn.sock,
+                    408,
+                    "Request Timeout",
+                    str(ClientTimeout(self.client_timeout_s).description),
+                )
+            conn.close()
 
     # gunicorn's gthread worker accepts while it has connection room, even with every thread
     # busy: a new connection then waits in this worker's queue behind slow peers although another
@@ -166,6 +309,10 @@ class BoundedThreadWorker(gthread.ThreadWorker):
     def finish_request(self, conn: gthread.TConn, fs: Any) -> None:
         self._busy -= 1
         super().finish_request(conn, fs)
+        sock = conn.sock
+        if isinstance(sock, ClientSocket) and sock.pre and conn in self.keepalived_conns:
+            # the next request was read with this one: the socket may never be readable again
+            self.on_client_socket_readable(conn, sock)
         if self.alive:
             self.set_accept_enabled(self.nr_conns < self.worker_connections)
 
@@ -190,6 +337,47 @@ class BoundedThreadWorker(gthread.ThreadWorker):
         super().handle_error(req, client, addr, exc)
 
 
+class _BufferedStream:
+    """A write-only text stream whose records go through telemetry's non-blocking line buffer
+    for stdout or stderr (:mod:`telemetry._output`): never blocks, drops and counts when full."""
+
+    def __init__(self, writer: _output.LineWriter) -> None:
+        self._writer = writer
+
+    def write(self, text: str) -> int:
+        line = text.rstrip("\n")
+        if line:
+            self._writer.write(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class NonBlockingLogger(glogging.Logger):
+    """gunicorn's logger with its ``-`` outputs (stderr, stdout) written through telemetry's
+    non-blocking buffer instead of blocking writes.
+
+    gunicorn logs a warning for every malformed request: with a stderr nobody reads (a stuck log
+    driver) the first 64 KiB filled the pipe and every later warning blocked the thread writing
+    it, until health checks timed out and even SIGTERM went unanswered. Now such lines are
+    dropped and counted (``output_dropped``) like telemetry's own lines."""
+
+    _flush_at_exit = False
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        writers = {id(sys.stderr): _output.STDERR, id(sys.stdout): _output.STDOUT}
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                writer = writers.get(id(getattr(handler, "stream", None)))
+                if type(handler) is logging.StreamHandler and writer is not None:
+                    handler.setStream(_BufferedStream(writer))  # type: ignore[arg-type]
+        if not NonBlockingLogger._flush_at_exit:  # the master: telemetry is not set up there
+            NonBlockingLogger._flush_at_exit = True
+            atexit.register(_output.flush, 2.0, True)
+
+
 def worker_class(*, client_timeout_s: float) -> type[BoundedThreadWorker]:
     """The worker class for gunicorn's ``worker_class`` setting, with its client timeout."""
     return type(
@@ -197,4 +385,11 @@ def worker_class(*, client_timeout_s: float) -> type[BoundedThreadWorker]:
     )
 
 
-__all__ = ["BoundedThreadWorker", "ClientSocket", "ClientTimeout", "worker_class", "write_problem"]
+__all__ = [
+    "BoundedThreadWorker",
+    "ClientSocket",
+    "ClientTimeout",
+    "NonBlockingLogger",
+    "worker_class",
+    "write_problem",
+]

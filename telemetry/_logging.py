@@ -30,6 +30,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _INT_LIMIT = 2**64
 _MAX_DEPTH = 8
 _MAX_ITEMS = 1000
+#: The longest line a record becomes (CloudWatch Logs' event limit is 256 KB); never more than half
+#: the output buffer, which would drop a longer line whole. Longer records have their longest
+#: fields cut (see :func:`_fit`).
+MAX_LINE_BYTES = 256 * 1024
+_KEEP_CHARS = 2048
+#: Fields never cut while others can be (short by construction).
+_CORE = frozenset(
+    {"time", "level", "logger", "service", "version", "request_id", "trace_id", "span_id"}
+)
 
 
 def _text(s: str) -> str:
@@ -142,6 +151,49 @@ def _encode(doc: dict[str, object]) -> str:
     )
 
 
+def _cut(text: str, keep: int) -> str:
+    if keep <= 0:
+        return f"<cut: {len(text)} characters>"
+    return f"{text[:keep]}...<cut: {len(text) - keep} of {len(text)} characters>"
+
+
+def _fit(doc: dict[str, object], line: str) -> str:
+    """``line`` (``_encode(doc)``) if it is at most :data:`MAX_LINE_BYTES` (and half the output
+    buffer) long; else the record with its longest fields cut to their first 2048 characters
+    (``...<cut: N of M characters>``; values that are not strings, as their JSON text), then to
+    ``<cut: M characters>`` (the message keeps its first 2048), then only the core fields and
+    the message with ``fields_cut``: a record is never dropped for its size (issue #11.10)."""
+    limit = min(MAX_LINE_BYTES, _output.max_bytes() // 2)
+    if len(line) <= limit:
+        return line
+    sizes = {k: len(_value(v)) for k, v in doc.items() if k not in _CORE}
+    for keep, spare in ((_KEEP_CHARS, ()), (0, ("message",))):
+        excess = len(line) - limit
+        for k in sorted(sizes, key=sizes.__getitem__, reverse=True):
+            if excess <= 0:
+                break
+            if k in spare:
+                continue
+            v = doc[k]
+            text = v if type(v) is str else _value(v)
+            if len(text) <= keep + 64:
+                continue
+            doc[k] = _cut(text, keep)  # type: ignore[arg-type]
+            new = len(_value(doc[k]))
+            excess -= sizes[k] - new
+            sizes[k] = new
+        line = _encode(doc)
+        if len(line) <= limit:
+            return line
+    kept = {
+        k: v if len(_value(v)) <= _KEEP_CHARS else _cut(_safe_str(v), _KEEP_CHARS // 8)
+        for k, v in doc.items()
+        if k in _CORE or k == "message"
+    }
+    kept["fields_cut"] = len(doc) - len(kept)
+    return _encode(kept)
+
+
 def xray_trace_id(trace_id: int) -> str:
     """An OpenTelemetry trace id in X-Ray form: ``1-<8 hex epoch>-<24 hex>``."""
     h = f"{trace_id:032x}"
@@ -216,7 +268,7 @@ class JsonFormatter(logging.Formatter):
                 doc["exception"] = _exception(self, record)
             elif record.exc_text:
                 doc["exception"] = record.exc_text
-            return _encode(doc)
+            return _fit(doc, _encode(doc))
         except Exception as exc:  # pragma: no cover - the encoder does not raise; last resort
             _errors.record("log", repr(exc))
             return _encode(
@@ -292,7 +344,7 @@ class JsonHandler(logging.Handler):
                 doc = fmt.document(time.time(), logging.getLevelName(level), message, logger)
                 for k, v in fields.items():
                     doc.setdefault(k, v)
-                self.write(_encode(doc))
+                self.write(_fit(doc, _encode(doc)))
                 return
             # the same document as format() gives, written out directly (the key order too),
             # by the writer thread: the request path only captures the values

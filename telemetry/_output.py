@@ -261,6 +261,11 @@ def set_limit(max_bytes: int) -> None:
     _limit[0] = max(1, int(max_bytes))
 
 
+def max_bytes() -> int:
+    """Bytes each writer may hold (:func:`set_limit`)."""
+    return _limit[0]
+
+
 def take_dropped() -> tuple[int, int, list[str]]:
     """Since the last call, over all writers: lines dropped because the buffer was full, lines
     lost because a write failed, and the write failures seen."""

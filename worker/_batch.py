@@ -91,7 +91,10 @@ def entry_failures(response: Any, count: int) -> dict[int, EntryFailure]:
         if not isinstance(entry, Mapping):
             continue
         raw_id = entry.get("Id")
-        if not isinstance(raw_id, str) or not raw_id.isdigit() or len(raw_id) > 3:
+        # ASCII digits only: int() reads "\u0660" as 0 and refuses "\u00b2", both isdigit()
+        if not (isinstance(raw_id, str) and raw_id.isascii() and raw_id.isdigit()):
+            continue
+        if len(raw_id) > 3:
             continue
         index = int(raw_id)
         if index >= count:

@@ -78,3 +78,11 @@ def test_without_a_terminal_plain_full_lines_are_printed() -> None:
     p.update(format_line(-3, "warm-up", 0, {"blue": WINDOW["blue"]}, {}), "short")
     assert out.getvalue().endswith("green idle | alarms -\n")
     assert "\r" not in out.getvalue()
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_a_moment_just_before_zero_reads_plus_zero_not_minus_zero(compact: bool) -> None:
+    # an alarm transition 0.3 s before the traffic shift printed "-0s"
+    line = format_line(-0.3, "baking", 100, {}, {}, compact=compact)
+    assert "-0s" not in line and "+0s" in line
+    assert progress.offset(-0.3, 6) == "    +0s" and progress.offset(-0.6) == "-1s"

@@ -370,3 +370,77 @@ def test_sigterm_readiness_turns_503_and_queued_connections_are_still_answered(
         assert proc.wait(30) == 0
         log = proc.stderr.read().decode()
     assert "readiness now answers 503" in log and "Traceback" not in log
+
+
+def test_health_answers_while_nobody_reads_stdout_or_stderr(tmp_path: Path) -> None:
+    """gunicorn logs a warning on stderr for every malformed request; with its stderr (and
+    stdout) a pipe nobody reads, those writes blocked the worker once the pipe was full: health
+    checks timed out and SIGTERM did not stop it. Its log now goes through telemetry's
+    non-blocking buffer: lines that do not fit are dropped and counted."""
+    import os
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    env = {
+        "POINTS_DB_PATH": str(tmp_path / "points.db"),
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "2",
+        "TELEMETRY_OUTPUT_BUFFER_BYTES": "65536",
+    }
+    try:
+        with gunicorn(env=env, stdout=out_w, stderr=err_w) as (base, proc):
+            os.close(out_w)
+            os.close(err_w)
+            out_w = err_w = -1
+            for _ in range(800):  # ~250 KB of warnings: far beyond the 64 KiB pipe
+                sock = _connect(base)
+                sock.settimeout(10)
+                sock.sendall(b"GARBAGE " + b"y" * 200 + b"\r\n\r\n")
+                assert sock.recv(100).startswith(b"HTTP/1.1 400"), "a blocked worker"
+                sock.close()
+            for _ in range(5):
+                assert call(base, "/healthz", timeout=10)[0] == 200
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+    finally:
+        for fd in (out_w, err_w, out_r, err_r):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_health_answers_at_once_behind_more_slow_peers_than_threads(tmp_path: Path) -> None:
+    """Slow peers of each kind, many more than threads (2 workers x 2 threads): threads used to
+    be taken by the connection, so the health check waited in the accept queue behind them (50
+    slowloris connections: 14 s with 16 threads). The main thread now gathers each request
+    without blocking; a thread takes it only when it is whole."""
+    env = {
+        "POINTS_DB_PATH": str(tmp_path / "points.db"),
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "2",
+        "GUNICORN_CLIENT_TIMEOUT": "4",
+    }
+    with gunicorn(env=env) as (base, proc):
+        peers = []
+        for i in range(60):
+            sock = _connect(base)
+            sock.sendall(
+                [
+                    b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ",  # headers that never end
+                    b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{",
+                    b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",  # a chunked body that never ends
+                ][i % 3]
+            )
+            peers.append(sock)
+        time.sleep(0.5)
+        for _ in range(3):
+            started = time.monotonic()
+            assert call(base, "/healthz", timeout=20)[0] == 200
+            assert time.monotonic() - started < 1.5  # it waited for the 4 s client timeout
+        for sock in peers[:3]:
+            status, content_type, _ = _answer(sock)  # each gets its 408 after the timeout
+            assert (status, content_type) == (408, "application/problem+json")
+        for sock in peers:
+            sock.close()
+        proc.terminate()
+        assert proc.wait(30) == 0

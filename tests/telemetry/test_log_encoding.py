@@ -150,3 +150,65 @@ def test_records_logged_through_other_loggers_are_never_dropped(tel: Tel, monkey
     assert len(docs) == 2
     assert "arguments not formatted" in docs[0]["message"]
     assert "unprintable" in docs[1]["message"] or "arguments not formatted" in docs[1]["message"]
+
+
+def test_a_record_larger_than_the_output_buffer_is_cut_not_dropped(tel: Tel) -> None:
+    """A record whose fields are megabytes long (a 10 MB string, a long list of long strings, a
+    huge message) used to be dropped whole by the output buffer (4 MiB): it is written, its
+    longest fields cut, within ``MAX_LINE_BYTES``."""
+    import os
+    import threading
+
+    from telemetry import _logging, _output
+
+    read_fd, write_fd = os.pipe()
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while chunk := os.read(read_fd, 1 << 20):
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    stream = os.fdopen(write_fd, "w")
+    tel.out = stream  # type: ignore[assignment]
+    telemetry.configure("test-svc", "v9", sink=tel.sink, log_stream=stream)
+    dropped = telemetry.counts().get("output_dropped", 0)
+    log = telemetry.get_logger("big")
+    log.warning(
+        "huge %s",
+        "m" * 5_000_000,
+        extra={
+            "big": "y\n\u2028" * 4_000_000,
+            "many": ["z" * 100_000] * 60,
+            "wide": {f"k{i}": "w" * 1000 for i in range(900)},
+            "ok": 1,
+        },
+    )
+    log.warning("small", extra={"ok": 2})
+    assert _output.flush(10)
+    stream.close()
+    reader.join(10)
+    os.close(read_fd)
+    lines = b"".join(chunks).decode().splitlines()
+    assert len(lines) == 2
+    assert all(len(line) <= _logging.MAX_LINE_BYTES for line in lines)
+    big, small = (strict_loads(line) for line in lines)
+    assert big["ok"] == 1 and small["ok"] == 2
+    assert big["message"].startswith("huge mmm") and "<cut:" in big["message"]
+    assert big["big"].startswith("y\n\u2028y") and "<cut:" in big["big"]
+    assert big["level"] == "WARNING" and big["logger"] == "big"
+    assert telemetry.counts().get("output_dropped", 0) == dropped
+
+
+def test_a_record_with_too_many_long_fields_keeps_its_core_fields(tel: Tel) -> None:
+    from telemetry import _logging
+
+    extra = {f"field{i}": "v" * 1000 for i in range(2000)}
+    extra["k" * 1_000_000] = 1  # a key longer than any line
+    telemetry.get_logger("wide").warning("wide", extra=extra)
+    (line,) = tel.out.getvalue().splitlines()
+    assert len(line) <= _logging.MAX_LINE_BYTES
+    doc = strict_loads(line)
+    assert doc["message"] == "wide" and doc["logger"] == "wide"
+    assert doc["fields_cut"] == 2001

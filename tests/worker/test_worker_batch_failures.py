@@ -129,6 +129,9 @@ def test_entries_without_a_clear_sender_fault_are_classified_by_code(
         "not a mapping",
         {"Failed": "nope"},
         {"Failed": [None, 3, {"Id": "99"}, {"Id": "x"}, {"Id": 0}, {"Id": "0" * 5000}]},
+        # digits int() reads or refuses that are not the ASCII Ids the worker sent
+        {"Failed": [{"Id": "\u00b2", "Code": "X"}, {"Id": "\u0660", "Code": "X"}]},
+        {"Failed": [{"Id": "\uff10", "Code": "X"}, {"Id": " 0", "Code": "X"}, {"Id": "+0"}]},
     ],
 )
 def test_odd_answers_never_raise(answer: Any, caplog: pytest.LogCaptureFixture) -> None:
