@@ -556,13 +556,7 @@ def render_html(
 <html lang="en"><head><meta charset="utf-8">
 <title>Rehearsal: {html.escape(result["scenario"])} - {html.escape(outcome or "")}</title>
 <style>
-body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-.badge {{ display: inline-block; padding: .2em .7em; border-radius: .3em; color: #fff;
-  background: {badge}; font-weight: 600; }}
-table {{ border-collapse: collapse; margin: .5em 0 1.5em; font-size: 13px; }}
-td, th {{ border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }}
-th {{ background: #f4f4f4; }} svg {{ max-width: 100%; height: auto; }}
-code {{ background: #f4f4f4; padding: 0 .2em; }}
+{_page_css(badge)}
 .why {{ border-left: 4px solid #d62728; padding: .2em 1em; background: #fdf3f3; }}
 pre.logs {{ font-size: 11px; white-space: pre-wrap; word-break: break-all; margin: .2em 0 .6em;
   background: #f7f7f7; padding: .4em; }}
@@ -592,6 +586,22 @@ is in <code>evaluations.jsonl</code>.</p>
 <ul>{file_items}</ul>
 </body></html>
 """
+
+
+def _page_css(badge: str) -> str:
+    """The style both rehearsal reports share (the API's and the worker's); ``badge``: the
+    outcome badge's colour."""
+    return (
+        "body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; "
+        "color: #222; }\n"
+        ".badge { display: inline-block; padding: .2em .7em; border-radius: .3em; color: #fff;\n"
+        f"  background: {badge}; font-weight: 600; }}\n"
+        "table { border-collapse: collapse; margin: .5em 0 1.5em; font-size: 13px; }\n"
+        "td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: left; "
+        "vertical-align: top; }\n"
+        "th { background: #f4f4f4; } svg { max-width: 100%; height: auto; }\n"
+        "code { background: #f4f4f4; padding: 0 .2em; }"
+    )
 
 
 def cloudwatch_rejects_html(rejects: dict[str, Any] | None) -> str:

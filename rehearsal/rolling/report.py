@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from alarms import Evaluation, decode_emf
 from rehearsal.model import is_reported_transition
-from rehearsal.report import _svg, _table, cloudwatch_rejects_html
+from rehearsal.report import _page_css, _svg, _table, cloudwatch_rejects_html
 from rehearsal.rolling.model import RolloutDecision, RunData, WorkerOutcome
 
 if TYPE_CHECKING:
@@ -302,13 +302,7 @@ def render_html(result: dict[str, Any], details: dict[str, Any], svg: str,
 <html lang="en"><head><meta charset="utf-8">
 <title>Worker rehearsal: {html.escape(result["scenario"])} - {html.escape(outcome)}</title>
 <style>
-body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-.badge {{ display: inline-block; padding: .2em .7em; border-radius: .3em; color: #fff;
-  background: {badge}; font-weight: 600; }}
-table {{ border-collapse: collapse; margin: .5em 0 1.5em; font-size: 13px; }}
-td, th {{ border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }}
-th {{ background: #f4f4f4; }} svg {{ max-width: 100%; height: auto; }}
-code {{ background: #f4f4f4; padding: 0 .2em; }}
+{_page_css(badge)}
 </style></head><body>
 <h1>Worker rolling update rehearsal <span class="badge">{html.escape(outcome)}</span></h1>
 <p>{html.escape(headline)}</p>
