@@ -23,7 +23,7 @@ SLEEP_S = 0.03
 def _app() -> flask.Flask:
     app = flask.Flask("spans")
 
-    @app.get("/work/<user>")
+    @app.get("/task/<user>")
     def work(user: str) -> str:
         telemetry.annotate(user_id=user, big=2**70, ratio=0.5, ok=True, obj=object)
         with telemetry.span("outer", step=1) as outer:
@@ -52,9 +52,9 @@ def _by_name(spans: list) -> dict:
 
 
 def test_child_spans_nest_under_the_server_span_and_cover_their_block(tel: Tel) -> None:
-    assert _app().test_client().get("/work/ann").status_code == 200
+    assert _app().test_client().get("/task/ann").status_code == 200
     got = _by_name(tel.spans())
-    server, outer, inner = got["GET /work/<user>"], got["outer"], got["inner"]
+    server, outer, inner = got["GET /task/<user>"], got["outer"], got["inner"]
     assert outer.parent.span_id == server.context.span_id
     assert inner.parent.span_id == outer.context.span_id
     assert {s.context.trace_id for s in (server, outer, inner)} == {server.context.trace_id}
@@ -90,7 +90,7 @@ def test_annotations_are_capped_and_the_excess_counted(tel: Tel) -> None:
 
 def test_no_span_is_built_for_an_unsampled_trace(tel: Tel) -> None:
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"  # not sampled
-    assert _app().test_client().get("/work/x", headers={"traceparent": parent}).status_code == 200
+    assert _app().test_client().get("/task/x", headers={"traceparent": parent}).status_code == 200
     assert tel.spans() == []
 
 
@@ -118,7 +118,7 @@ def test_in_a_job_spans_are_children_and_annotations_reach_its_span_and_lines(te
 def test_traces_file_holds_otlp_json_lines(tel: Tel, tmp_path: Path) -> None:
     path = tmp_path / "traces.jsonl"
     tel.configure(traces_file=str(path))
-    assert _app().test_client().get("/work/f").status_code == 200
+    assert _app().test_client().get("/task/f").status_code == 200
     telemetry.shutdown()  # exports what the batch processor holds and closes the file
     lines = path.read_text().splitlines()
     assert lines
@@ -130,12 +130,12 @@ def test_traces_file_holds_otlp_json_lines(tel: Tel, tmp_path: Path) -> None:
                     assert len(s["spanId"]) == 16 and int(s["spanId"], 16)
                     assert isinstance(s["kind"], int) and isinstance(s["startTimeUnixNano"], str)
     got = {s.name: s for s in traces.read(path).spans}
-    assert got["outer"].parent_span_id == got["GET /work/<user>"].span_id
+    assert got["outer"].parent_span_id == got["GET /task/<user>"].span_id
     assert got["outer"].duration_ms >= SLEEP_S * 1000
-    assert got["GET /work/<user>"].attributes["user_id"] == "f"
-    assert got["GET /work/<user>"].service == "test-svc"
+    assert got["GET /task/<user>"].attributes["user_id"] == "f"
+    assert got["GET /task/<user>"].service == "test-svc"
     (line,) = [x for x in tel.logs() if x.get("logger") == "telemetry.access"]
-    assert got["GET /work/<user>"].xray_trace_id == line["trace_id"]
+    assert got["GET /task/<user>"].xray_trace_id == line["trace_id"]
 
 
 @pytest.mark.parametrize("where", ["missing-dir", "a-directory"])
@@ -145,7 +145,7 @@ def test_an_unusable_traces_file_is_reported_naming_the_variable(
     target = tmp_path / "no" / "such" / "t.jsonl" if where == "missing-dir" else tmp_path
     before = telemetry.counts().get("config", 0)
     tel.configure(traces_file=str(target))
-    assert _app().test_client().get("/work/z").status_code == 200  # the app serves on
+    assert _app().test_client().get("/task/z").status_code == 200  # the app serves on
     assert telemetry.counts()["config"] == before + 1
     telemetry.shutdown()
     assert f"TELEMETRY_TRACES_FILE={str(target)!r}" in capfd.readouterr().err
