@@ -215,7 +215,10 @@ class AppendLines:
 
     def __init__(self, path: str) -> None:
         self.name = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # O_NONBLOCK: a FIFO nobody reads must not hang the app's start in open() (ENXIO, counted),
+        # nor a stalled reader the exporter's thread (EAGAIN, counted); regular files ignore it
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+        self._fd = os.open(path, flags, 0o644)
         self.closed = False
 
     def write(self, text: str) -> int:

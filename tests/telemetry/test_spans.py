@@ -4,6 +4,7 @@ server span and the access line, and ``TELEMETRY_TRACES_FILE`` (OTLP JSON lines)
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -138,11 +139,15 @@ def test_traces_file_holds_otlp_json_lines(tel: Tel, tmp_path: Path) -> None:
     assert got["GET /task/<user>"].xray_trace_id == line["trace_id"]
 
 
-@pytest.mark.parametrize("where", ["missing-dir", "a-directory"])
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["missing-dir", "a-directory", "a-fifo-nobody-reads"])
 def test_an_unusable_traces_file_is_reported_naming_the_variable(
     tel: Tel, tmp_path: Path, where: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "no" / "such" / "t.jsonl" if where == "missing-dir" else tmp_path
+    if where == "a-fifo-nobody-reads":  # opening it for writing blocked configure() forever
+        target = tmp_path / "fifo"
+        os.mkfifo(target)
     before = telemetry.counts().get("config", 0)
     tel.configure(traces_file=str(target))
     assert _app().test_client().get("/task/z").status_code == 200  # the app serves on
