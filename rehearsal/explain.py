@@ -62,7 +62,8 @@ def utc(epoch_s: float | None) -> str:
 
 def duration_text(ms: float) -> str:
     """``850 ms``, ``1.9 s``: milliseconds below a second, seconds above."""
-    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+    # rounded first: 999.6 ms reads 1.0 s, not "1000 ms"
+    return f"{ms:.0f} ms" if round(ms) < 1000 else f"{ms / 1000:.1f} s"
 
 
 @dataclass(frozen=True)
@@ -316,16 +317,21 @@ def _logs_by_trace(path: Path, wanted: set[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if not wanted or not path.exists():
         return out
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if '"trace_id"' not in line:
-                continue
-            try:
-                trace_id = json.loads(line).get("trace_id")
-            except ValueError:
-                continue
-            if trace_id in wanted:
-                out.setdefault(trace_id, []).append(line.rstrip("\n"))
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if '"trace_id"' not in line:
+                    continue
+                try:
+                    doc = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                # a log line is any line the process printed: only an object's string counts
+                trace_id = doc.get("trace_id") if isinstance(doc, dict) else None
+                if isinstance(trace_id, str) and trace_id in wanted:
+                    out.setdefault(trace_id, []).append(line.rstrip("\n"))
+    except OSError:  # a directory, no permission: the requests are shown without log lines
+        pass
     return out
 
 
@@ -336,7 +342,7 @@ def _request(server: traces.Span, kids: list[traces.Span], logs: list[str]) -> S
     return SlowRequest(
         started_at=server.start_ns / 1e9,
         route=str(server.attributes.get("http.route", server.name)),
-        status=int(status) if isinstance(status, int) else None,
+        status=status if _is_status(status) else None,
         duration_ms=server.duration_ms,
         trace_id=server.xray_trace_id,
         user=str(user) if user is not None else None,
@@ -348,9 +354,14 @@ def _request(server: traces.Span, kids: list[traces.Span], logs: list[str]) -> S
     )
 
 
+def _is_status(value: Any) -> bool:
+    """An HTTP status code attribute (an integer; ``True`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _failed(span: traces.Span) -> bool:
     status = span.attributes.get("http.response.status_code")
-    return span.failed or (isinstance(status, int) and (status >= 500 or status == 429))
+    return span.failed or (_is_status(status) and (status >= 500 or status == 429))
 
 
 def requests_behind(
@@ -412,8 +423,11 @@ def explain(
     window = (min(starts), decided_at)
     read = traces.read(out / "traces.jsonl")
     result.unreadable_trace_lines = read.unreadable_lines
+    if read.error:
+        result.notes.append(f"traces.jsonl could not be read to the end ({read.error})")
     if not read.spans:
-        result.notes.append("traces.jsonl holds no spans: no request can be shown")
+        what = "is missing" if read.missing else "holds no readable span"
+        result.notes.append(f"traces.jsonl {what}: no request can be shown")
         return result
     result.slowest, result.failed, result.requests_in_window = requests_behind(
         read.spans, version, window, out / f"{log_name}.log"

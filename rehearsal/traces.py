@@ -59,6 +59,8 @@ class TraceFile:
 
     spans: list[Span] = field(default_factory=list)
     unreadable_lines: int = 0
+    missing: bool = False  # no such file
+    error: str = ""  # why the file could not be read (a directory, no permission, ...)
 
     def by_trace(self) -> dict[str, list[Span]]:
         out: dict[str, list[Span]] = {}
@@ -87,7 +89,34 @@ def _value(v: dict[str, Any]) -> Any:
 
 
 def _attributes(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    return {kv["key"]: _value(kv.get("value", {})) for kv in items}
+    out = {}
+    for kv in items:
+        if not isinstance(kv["key"], str):
+            raise TypeError(f"attribute key {kv['key']!r}")
+        out[kv["key"]] = _value(kv.get("value", {}))
+    return out
+
+
+_HEX = frozenset("0123456789abcdef")
+_MAX_NANOS = 2**64  # fixed64 in the protocol
+
+
+def _hex_id(value: Any, digits: int, what: str) -> str:
+    """A trace or span id as the JSON mapping writes it: ``digits`` hex digits (lower-cased)."""
+    text = value.lower() if isinstance(value, str) else ""
+    if len(text) != digits or not _HEX.issuperset(text):
+        raise ValueError(f"{what} {value!r} is not {digits} hex digits")
+    return text
+
+
+def _nanos(value: Any, what: str) -> int:
+    """A fixed64 time: a decimal string (or, leniently, a JSON integer) of Unix nanoseconds."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{what} {value!r} is not Unix nanoseconds")
+    n = int(value)
+    if not 0 <= n < _MAX_NANOS:
+        raise ValueError(f"{what} {value!r} is out of range")
+    return n
 
 
 def parse_line(line: str) -> list[Span]:
@@ -99,15 +128,18 @@ def parse_line(line: str) -> list[Span]:
             resource = _attributes(resource_spans.get("resource", {}).get("attributes", []))
             for scope_spans in resource_spans.get("scopeSpans", []):
                 for s in scope_spans.get("spans", []):
+                    parent = s.get("parentSpanId") or ""
+                    if not isinstance(s["name"], str):
+                        raise ValueError(f"span name {s['name']!r}")
                     out.append(
                         Span(
-                            trace_id=s["traceId"],
-                            span_id=s["spanId"],
-                            parent_span_id=s.get("parentSpanId", ""),
+                            trace_id=_hex_id(s["traceId"], 32, "traceId"),
+                            span_id=_hex_id(s["spanId"], 16, "spanId"),
+                            parent_span_id=parent and _hex_id(parent, 16, "parentSpanId"),
                             name=s["name"],
                             kind=KIND_NAMES.get(int(s.get("kind", 0)), "UNSPECIFIED"),
-                            start_ns=int(s["startTimeUnixNano"]),
-                            end_ns=int(s["endTimeUnixNano"]),
+                            start_ns=_nanos(s["startTimeUnixNano"], "startTimeUnixNano"),
+                            end_ns=_nanos(s["endTimeUnixNano"], "endTimeUnixNano"),
                             service=str(resource.get("service.name", "")),
                             version=str(resource.get("service.version", "")),
                             failed=int(s.get("status", {}).get("code", 0)) == STATUS_ERROR,
@@ -115,23 +147,29 @@ def parse_line(line: str) -> list[Span]:
                         )
                     )
         return out
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # RecursionError: arrays nested thousands deep (in the line or an attribute's value)
         raise ValueError(f"not an OTLP JSON trace request: {exc!r}") from None
 
 
 def read(path: Path) -> TraceFile:
-    """Every span in ``path`` (an absent file: none)."""
+    """Every span in ``path``; an absent or unreadable file gives none and says why
+    (``missing``, ``error``), a line that is not a trace request is counted."""
     result = TraceFile()
     if not path.exists():
+        result.missing = True
         return result
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                result.spans.extend(parse_line(line))
-            except ValueError:
-                result.unreadable_lines += 1
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    result.spans.extend(parse_line(line))
+                except ValueError:
+                    result.unreadable_lines += 1
+    except OSError as exc:  # a directory, no permission, an I/O error: the spans read so far
+        result.error = exc.strerror or repr(exc)
     return result
 
 

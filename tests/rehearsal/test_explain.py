@@ -7,6 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
 from alarms import POINTS_SERVICE_SPEC as SPEC
 from alarms import Evaluation, load_spec, synth
 from rehearsal import explain, traces
@@ -132,3 +134,84 @@ def test_requests_behind_the_alarm_with_breakdown_and_log_lines(tmp_path: Path) 
     )  # fmt: skip
     assert "Why it rolled back" in html and slow.xray_trace_id in html
     assert "1.9 s of 2.0 s waiting in the rate limiter" in html
+
+
+def _request_line(span: traces.Span) -> str:
+    """``span`` as one OTLP JSON trace request line (the file exporter's shape)."""
+    attrs = [{"key": k, "value": {"stringValue": v}} for k, v in span.attributes.items()]
+    return json.dumps({"resourceSpans": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": span.service}},
+            {"key": "service.version", "value": {"stringValue": span.version}}]},
+        "scopeSpans": [{"scope": {"name": "t"}, "spans": [{
+            "traceId": span.trace_id, "spanId": span.span_id,
+            "parentSpanId": span.parent_span_id, "name": span.name, "kind": 2,
+            "startTimeUnixNano": str(span.start_ns), "endTimeUnixNano": str(span.end_ns),
+            "attributes": attrs}]}]}]})  # fmt: skip
+
+
+ODD_SPANS = {  # each breaks one rule of the JSON mapping; the line is counted, never fatal
+    "traceId": 12345,
+    "spanId": [1],
+    "parentSpanId": {"a": 1},
+    "name": {"a": 1},
+    "endTimeUnixNano": "9" * 400,
+    "startTimeUnixNano": "-5",
+    "kind": "SPAN_KIND_SERVER",
+}
+
+
+@pytest.mark.parametrize("field", sorted(ODD_SPANS))
+def test_an_odd_span_is_an_unreadable_line_not_a_crash(tmp_path: Path, field: str) -> None:
+    good = _span("GET /ok", "1" * 16, "", T + 1, 5.0, "SERVER")
+    odd = json.loads(_request_line(_span("GET /odd", "2" * 16, "", T + 1, 5.0, "SERVER")))
+    odd["resourceSpans"][0]["scopeSpans"][0]["spans"][0][field] = ODD_SPANS[field]
+    path = tmp_path / "traces.jsonl"
+    path.write_text(_request_line(good) + "\n" + json.dumps(odd) + "\n")
+    read = traces.read(path)
+    assert [s.name for s in read.spans] == ["GET /ok"] and read.unreadable_lines == 1
+
+
+def test_deep_nesting_binary_and_a_truncated_line_are_counted(tmp_path: Path) -> None:
+    good = _request_line(_span("GET /ok", "1" * 16, "", T + 1, 5.0, "SERVER"))
+    path = tmp_path / "traces.jsonl"
+    path.write_bytes(
+        b"[" * 100_000 + b"]" * 100_000 + b"\n" + bytes(range(14, 256)) + b"\n"
+        + good.encode() + b"\n" + good.encode()[:-40]
+    )  # fmt: skip
+    read = traces.read(path)
+    assert len(read.spans) == 1 and read.unreadable_lines == 3
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "a directory"])
+def test_the_explanation_says_why_no_request_is_shown(tmp_path: Path, kind: str) -> None:
+    if kind == "empty":
+        (tmp_path / "traces.jsonl").write_text("")
+    elif kind == "a directory":
+        (tmp_path / "traces.jsonl").mkdir()
+    e = explain.explain(
+        out=tmp_path, defs=DEFS, evaluations=[_ev(AVG, T + 20, "ALARM", "OK", [300.0, 400.0])],
+        firing=[AVG], rollback_alarms=[AVG], started_at=T, decided_at=T + 20, version="v2",
+    )  # fmt: skip
+    html = render_explanation(e)
+    assert "no request can be shown" in html
+    assert ("is missing" in html) == (kind == "missing")
+    assert ("Is a directory" in html) == (kind == "a directory")
+
+
+def test_log_lines_that_are_not_objects_or_have_odd_trace_ids_are_skipped(tmp_path: Path) -> None:
+    slow = _span("GET /x", "1" * 16, "", T + 1, 2000.0, "SERVER")
+    log = tmp_path / "green.log"
+    log.write_text(
+        '["trace_id"]\n"trace_id"\n{"trace_id": ["x"]}\n{"trace_id": {"a": 1}}\n'
+        + "[" * 100_000 + '"trace_id"\n'
+        + json.dumps({"message": "mine", "trace_id": slow.xray_trace_id}) + "\n"
+    )  # fmt: skip
+    (r,) = explain.requests_behind([slow], "v2", (T, T + 20), log)[0]
+    assert len(r.log_lines) == 1 and "mine" in r.log_lines[0]
+    (r,) = explain.requests_behind([slow], "v2", (T, T + 20), tmp_path)[0]  # a directory
+    assert r.log_lines == ()
+
+
+def test_durations_just_under_a_second_read_in_seconds() -> None:
+    assert explain.duration_text(999.6) == "1.0 s" and explain.duration_text(999.4) == "999 ms"
