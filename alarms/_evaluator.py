@@ -174,7 +174,11 @@ class Evaluator:
     def ingest_record(self, obj: Mapping[str, Any]) -> int:
         """Ingest one decoded EMF object; malformed parts are counted, never raised."""
         try:
-            ts = float(obj["_aws"]["Timestamp"]) / 1000.0
+            raw = obj["_aws"]["Timestamp"]
+            # the EMF specification's Timestamp is a JSON number: "1.8e12" and true are not one
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise TypeError
+            ts = raw / 1000.0
             if not 0.0 <= ts < _MAX_EPOCH_S:  # also NaN/inf: no real record is stamped there
                 raise ValueError
         except (KeyError, TypeError, ValueError):

@@ -495,6 +495,9 @@ def test_bad_lines_are_counted_never_raised() -> None:
         emf(T0, {"Latency": {"Values": [1], "Counts": [1, 2]}}),
         '{"_aws": {"Timestamp": -1000, "CloudWatchMetrics": []}}',
         '{"_aws": {"Timestamp": 1e20, "CloudWatchMetrics": []}}',
+        '{"_aws": {"Timestamp": true, "CloudWatchMetrics": []}}',  # was 1 ms after 1970
+        json.dumps({"_aws": {"Timestamp": str(T0 * 1000), "CloudWatchMetrics": []}}),
+        '{"_aws": {"Timestamp": 1e400, "CloudWatchMetrics": []}}',
         emf(T0, {"Latency": {"Values": [1], "Counts": [float("inf")]}}),
     ]
     assert sum(ev.ingest_line(x) for x in bad) == 0
