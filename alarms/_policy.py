@@ -31,6 +31,20 @@ PARAMS = {
     "CodeDeployApplication": "CodeDeploy application (the dashboard's console link)",
     "DeploymentGroupName": "CodeDeploy deployment group (the dashboard's console link)",
 }
+_VERSION = r"^[A-Za-z0-9._-]{1,121}$"  # the spec's version names (and deploy/stack.yaml's)
+_NO_QUOTES = r"^[^\"'\\]{1,100}$"  # CodeDeploy names: 1-100 characters
+#: AllowedPattern of the parameters that reach the dashboard's JSON body (Fn::Sub puts them in
+#: unescaped) and its Logs Insights query (between single quotes): a quote or backslash in one
+#: would break the body or rewrite the query, so CloudFormation refuses it up front.
+PARAM_PATTERNS = {
+    "BlueVersion": _VERSION,
+    "GreenVersion": _VERSION,
+    "WorkerVersion": _VERSION,
+    # CloudWatch Logs' log group name pattern (CreateLogGroup, logGroupName)
+    "LogGroupName": r"^[.\-_/#A-Za-z0-9]{1,512}$",
+    "CodeDeployApplication": _NO_QUOTES,
+    "DeploymentGroupName": _NO_QUOTES,
+}
 #: Parameters without a default in the template: their values follow the stack's names (its
 #: ServiceName), which a stage's template (``synth --service``) must not bake in.
 NO_DEFAULT_PARAMS = ("LogGroupName", "CodeDeployApplication", "DeploymentGroupName")

@@ -7,7 +7,15 @@ import json
 import re
 from typing import Any
 
-from ._policy import ALWAYS_PARAMS, NO_DEFAULT_PARAMS, PARAMS, Policy, param_values, resolve
+from ._policy import (
+    ALWAYS_PARAMS,
+    NO_DEFAULT_PARAMS,
+    PARAM_PATTERNS,
+    PARAMS,
+    Policy,
+    param_values,
+    resolve,
+)
 from ._spec import Spec
 
 
@@ -32,6 +40,8 @@ def render_cfn(
         params[name] = {"Type": "String", "Default": values[name], "Description": desc}
         if name in NO_DEFAULT_PARAMS:
             del params[name]["Default"]
+        if name in PARAM_PATTERNS:
+            params[name]["AllowedPattern"] = PARAM_PATTERNS[name]
     resources: dict[str, Any] = {}
     ids: dict[str, str] = {}
     for a in policy.metric_alarms:

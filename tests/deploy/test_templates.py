@@ -771,3 +771,33 @@ def test_dashboard_shows_green_slowest_requests_and_links_codedeploy(alarms_temp
     assert "codesuite/codedeploy/applications/${CodeDeployApplication}/deployment-groups/" in notes
     for name in ("LogGroupName", "CodeDeployApplication", "DeploymentGroupName"):
         assert name in alarms_template["Parameters"]
+
+
+@pytest.mark.parametrize("hostile", ["v2' or version = 'v1", 'v2"}]}', "v2\\", "it's"])
+def test_parameters_in_the_dashboard_body_and_query_refuse_quotes(
+    alarms_template: dict, stack: dict, hostile: str
+) -> None:
+    """Fn::Sub puts parameters into the dashboard's JSON body unescaped, and the Logs Insights
+    query quotes the version and log group with '...': a quote there would break the body or
+    rewrite the query, so every such parameter has an AllowedPattern that refuses it."""
+    body = alarms_template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    params = alarms_template["Parameters"]
+    used = [name for name in params if "${" + name + "}" in body]
+    assert {"GreenVersion", "LogGroupName", "CodeDeployApplication"} <= set(used)
+    for name in [*used, "BlueVersion", "GreenVersion"]:
+        pattern = params[name].get("AllowedPattern")
+        assert pattern, name
+        assert not re.fullmatch(pattern, hostile), (name, hostile)
+        if name in PARAM_EXAMPLES:
+            assert re.fullmatch(pattern, PARAM_EXAMPLES[name]), name
+    for name in ("BlueVersion", "GreenVersion"):  # the stack's own parameters, passed through
+        assert not re.fullmatch(stack["Parameters"][name]["AllowedPattern"], hostile)
+
+
+PARAM_EXAMPLES = {
+    "GreenVersion": "v2.1.0-rc_1",
+    "BlueVersion": "v1",
+    "LogGroupName": "/ecs/points-service",
+    "CodeDeployApplication": "points-service",
+    "DeploymentGroupName": "points-service-dg",
+}
