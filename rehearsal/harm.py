@@ -14,6 +14,7 @@ of their requests were harmed. The headline figure is green's: the harm the new 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -145,26 +146,51 @@ def write_requests(path: Path, records: Iterable[Record]) -> None:
             fh.write(json.dumps(asdict(r), separators=(",", ":")) + "\n")
 
 
+def _number(d: dict[str, Any], key: str) -> float:
+    value = d[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _record(d: Any) -> Record:
+    """One line's record, refusing what the listener never writes: a non-finite time, a negative
+    or non-finite latency (NaN would silently pass the judge), a status that is no HTTP status."""
+    if not isinstance(d, dict):
+        raise TypeError(f"expected a JSON object, got {type(d).__name__}")
+    status = d["status"]
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 999:
+        raise ValueError(f"status must be an HTTP status (100-999), got {status!r}")
+    latency = _number(d, "latency_ms")
+    if latency < 0:
+        raise ValueError(f"latency_ms must be >= 0, got {latency!r}")
+    user = d.get("user")
+    return Record(
+        _number(d, "time"),
+        str(d["target"]),
+        str(d["method"]),
+        str(d["path"]),
+        status,
+        latency,
+        None if user is None else str(user),
+    )
+
+
 def read_requests(path: Path) -> list[Record]:
-    """The records :func:`write_requests` wrote. Raises ValueError naming the bad line."""
+    """The records :func:`write_requests` wrote. Raises ValueError naming the bad line (not JSON,
+    a field missing, a non-finite time, a negative or non-finite latency, a status outside
+    100-999, what http.client accepts) or a file that is not UTF-8 text."""
     out = []
-    with path.open() as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                out.append(
-                    Record(
-                        float(d["time"]),
-                        str(d["target"]),
-                        str(d["method"]),
-                        str(d["path"]),
-                        int(d["status"]),
-                        float(d["latency_ms"]),
-                        None if d.get("user") is None else str(d["user"]),
-                    )
-                )
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise ValueError(f"{path}:{number}: not a request record ({exc})") from None
+    with path.open(encoding="utf-8") as fh:
+        number = 0
+        try:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    out.append(_record(json.loads(line)))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{path}:{number}: not a request record ({exc})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}:{number + 1}: not UTF-8 text") from None
     return out

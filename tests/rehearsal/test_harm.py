@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,40 @@ def test_the_report_shows_harm_and_the_judge_at_the_top() -> None:
     assert "<td>green</td><td>8</td><td>2</td><td>2</td><td>1</td><td>5</td><td>2</td>" in top
     assert "Judge (green against blue, Mann-Whitney U): Fail, score 0" in top
     assert "<td>latency_ms</td><td>High</td>" in top
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('"latency_ms":NaN', "latency_ms must be a finite number"),
+        ('"latency_ms":Infinity', "latency_ms must be a finite number"),
+        ('"latency_ms":-3.5', "latency_ms must be >= 0"),
+        ('"latency_ms":"12"', "latency_ms must be a finite number"),
+        ('"time":Infinity', "time must be a finite number"),
+        ('"status":1e400', "status must be an HTTP status"),
+        ('"status":200.5', "status must be an HTTP status"),
+        ('"status":42', "status must be an HTTP status"),
+        ('"status":true', "status must be an HTTP status"),
+    ],
+)
+def test_a_record_the_listener_never_writes_is_refused_naming_its_line(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    # NaN or negative latencies used to pass: a NaN latency made the judge say Pass for a run it
+    # fails; an infinite status or time ended in a traceback.
+    record = {"time": 1.0, "target": "green", "method": "GET", "path": "/x", "status": 200,
+              "latency_ms": 5.0, "user": None}  # fmt: skip
+    key = line.split(":", 1)[0].strip('"')
+    good = json.dumps(record)
+    bad = json.dumps({k: v for k, v in record.items() if k != key})[:-1] + ", " + line + "}"
+    path = tmp_path / "requests.jsonl"
+    path.write_text(good + "\n" + bad + "\n")
+    with pytest.raises(ValueError, match=rf"requests.jsonl:2: not a request record \({message}"):
+        read_requests(path)
+
+
+def test_a_requests_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(b'{"time": 1}\n\x9e\xff\x00garbage')
+    with pytest.raises(ValueError, match=r"requests.jsonl:\d+: not UTF-8 text"):
+        read_requests(path)

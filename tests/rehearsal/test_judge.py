@@ -179,3 +179,27 @@ def test_offline_judge_of_a_directory_that_is_no_run(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "requests.jsonl does not exist" in proc.stderr
+
+
+def test_replay_skips_a_long_stretch_without_requests() -> None:
+    # One record a year after the run used to cost a judgement a second (a hang); an empty
+    # stretch is now judged once and skipped, and the verdicts before it are unchanged.
+    bad, traffic = _timeline(30.0)
+    before, fired = replay(bad, traffic, 0.0, 100.0)
+    late = Record(365 * 86400.0, "green", "GET", "/x", 200, 5.0, "u")
+    judgements, fired_late = replay([*bad, late], traffic, 0.0, late.time)
+    assert fired_late == fired
+    assert judgements[: len(before)] == before
+    assert len(judgements) <= len(before) + 12  # the window's tail, one NoData, the last record
+
+
+def test_the_shift_of_large_samples_is_estimated_without_every_pair() -> None:
+    # Every pair of 20 000 x 20 000 requests would be 400 million differences (3 GB).
+    from rehearsal.judge import HL_MAX_SAMPLES, _hodges_lehmann, _thin
+
+    blue, green = _latencies(1, 20_000, 10.0), _latencies(2, 20_000, 40.0)
+    thinned = _thin(blue)
+    assert len(thinned) == HL_MAX_SAMPLES
+    assert thinned[0] == min(blue) and thinned[-1] == max(blue)
+    assert len(_thin(blue[:50])) == 50  # small samples are used whole
+    assert 25 < _hodges_lehmann(green, blue) < 35  # the lognormal medians' difference, 30 ms
