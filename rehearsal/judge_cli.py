@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -36,6 +37,8 @@ def load_run(run_dir: Path) -> tuple[list, list[tuple[float, int]], float, float
         t0 = float(details["t0"])
         traffic = [(t0 + float(t), int(p)) for t, p in result["traffic"]]
         objective = float(details.get("latency_objective_ms") or 250.0)
+        if not all(math.isfinite(x) for x in (t0, objective, *(at for at, _ in traffic))):
+            raise ValueError("t0, the traffic steps and the objective must be finite numbers")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{run_dir}: run.json/result.json unreadable ({exc})") from None
     return read_requests(run_dir / "requests.jsonl"), traffic, t0, objective

@@ -203,3 +203,15 @@ def test_the_shift_of_large_samples_is_estimated_without_every_pair() -> None:
     assert thinned[0] == min(blue) and thinned[-1] == max(blue)
     assert len(_thin(blue[:50])) == 50  # small samples are used whole
     assert 25 < _hodges_lehmann(green, blue) < 35  # the lognormal medians' difference, 30 ms
+
+
+@pytest.mark.parametrize("t0", ["-Infinity", "NaN"])
+def test_offline_judge_of_a_run_json_with_a_non_finite_t0(tmp_path: Path, t0: str) -> None:
+    run_dir = _recorded_run(tmp_path, 30.0)
+    (run_dir / "run.json").write_text(f'{{"t0": {t0}, "latency_objective_ms": 250}}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "rehearsal", "judge", str(run_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr  # -Infinity was an OverflowError's traceback
+    assert proc.stderr.count("\n") == 1 and "must be finite numbers" in proc.stderr
