@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from alarms import SpecError, load_spec
 from rehearsal import schedule as schedules
 from rehearsal.__main__ import _positive as positive
 from rehearsal.model import DEFAULT_SPEC, Options
@@ -88,6 +89,11 @@ def _list(choices: tuple[str, ...] | dict[str, Any], canon: Any = None) -> Any:
                 raise argparse.ArgumentTypeError(
                     f"unknown {item!r} (choose from {', '.join(choices)})"
                 )
+        # A repeated item would run its cells twice into the same output directories, the
+        # second overwriting the first, and count both in one cell of the summary.
+        repeated = sorted({item for item in items if items.count(item) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(f"{', '.join(repeated)} given more than once")
         return items
 
     return parse
@@ -308,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.spec.is_file():
         print(f"rehearsal compare: error: alarm spec {str(args.spec)!r} does not exist",
               file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        load_spec(args.spec)  # before any run: a bad spec would fail (or crash) only once started
+    except SpecError as exc:
+        print(f"rehearsal compare: error: --spec {str(args.spec)!r}: {exc}", file=sys.stderr)
         return 2
     bound = bound_s(args.configs, args.detection, args.runs, args.time_scale, args.bake)
     if bound > args.max_minutes * 60:

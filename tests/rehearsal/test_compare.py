@@ -46,6 +46,12 @@ def test_compare_end_to_end_on_a_tiny_matrix(tmp_path: Path) -> None:
         (["--configs", "ECSNever"], "unknown deployment configuration"),
         (["--runs", "0"], "expected a number > 0"),
         (["--runs", "50", "--max-minutes", "5"], "above --max-minutes 5"),
+        # Repeated cells overwrote each other's output and were summed into one cell.
+        (["--detection", "judge,judge"], "judge given more than once"),
+        (["--configs", "ECSAllAtOnce,CodeDeployDefault.ECSAllAtOnce"], "given more than once"),
+        # A bad spec crashed static-1m with a traceback, or failed the first run once started.
+        (["--spec", "pyproject.toml"], "--spec 'pyproject.toml': spec error"),
+        (["--spec", "README.md", "--detection", "static-1m"], "spec error"),
     ],
 )
 def test_compare_refuses_bad_arguments_with_one_line(
