@@ -446,11 +446,19 @@ def parse_spec(data: Any) -> Spec:
             "baseline",
         )
         db = Baseline()
+        # A ratio of 1 or less fires when green is no worse than blue (0.5: on every healthy
+        # deployment, a rollback each time); the error-rate floor is percentage points.
         baseline = Baseline(
-            _number(bl, "latency_ratio", "baseline", db.latency_ratio),
+            _number(bl, "latency_ratio", "baseline", db.latency_ratio, minimum=1.0),
             _number(bl, "latency_floor_ms", "baseline", db.latency_floor_ms),
-            _number(bl, "error_rate_ratio", "baseline", db.error_rate_ratio),
-            _number(bl, "error_rate_floor_percent", "baseline", db.error_rate_floor_percent),
+            _number(bl, "error_rate_ratio", "baseline", db.error_rate_ratio, minimum=1.0),
+            _number(
+                bl,
+                "error_rate_floor_percent",
+                "baseline",
+                db.error_rate_floor_percent,
+                maximum=100.0,
+            ),
         )
 
     dep = _mapping(data.get("deployment"), "deployment")

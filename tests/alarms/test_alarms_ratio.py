@@ -55,6 +55,13 @@ def test_spec_sets_the_ratios_or_turns_them_off() -> None:
     assert not [n for n in _by_name(off) if "vs-blue" in n]
     with pytest.raises(ValueError, match=r"baseline\.latency_ratio"):
         parse_spec({"service": "s", "baseline": {"latency_ratio": 0}})
+    # A ratio <= 1 fires on a green no worse than blue: a rollback of every healthy deployment.
+    for key in ("latency_ratio", "error_rate_ratio"):
+        for bad in (0.5, 1, 1.0):
+            with pytest.raises(ValueError, match=rf"baseline\.{key}: must be > 1"):
+                parse_spec({"service": "s", "baseline": {key: bad}})
+    with pytest.raises(ValueError, match=r"baseline\.error_rate_floor_percent: must be <= 100"):
+        parse_spec({"service": "s", "baseline": {"error_rate_floor_percent": 1000}})
     with pytest.raises(ValueError, match=r"baseline\.ratio"):
         parse_spec({"service": "s", "baseline": {"ratio": 2}})
 
