@@ -563,9 +563,9 @@ pre.logs {{ font-size: 11px; white-space: pre-wrap; word-break: break-all; margi
 </style></head><body>
 <h1>Blue/green rehearsal <span class="badge">{html.escape(outcome or "")}</span></h1>
 <p>{headline}</p>
+{harm_html}
 {why_section}
 {rejects}
-{harm_html}
 {_table(summary_rows)}
 <h2>Timeline</h2>
 <p>Latency and request rate as clients saw them at the listener (like the ALB's per-target-group

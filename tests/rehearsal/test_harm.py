@@ -136,7 +136,14 @@ def test_the_report_shows_harm_and_the_judge_at_the_top() -> None:
               "harm": account(TIMELINE, 250)}  # fmt: skip
     details = {"options": {"time_scale": 1.0}, "t0": 0.0, "green_percent_at_alarm": 10,
                "judge": {"judgements": [{"t": 5.0, **verdict.to_dict()}]}}  # fmt: skip
-    page = render_html(result, details, "<svg/>", [], [], [])
+    from rehearsal.explain import Explanation, JudgedWindow
+
+    why = Explanation(judged=JudgedWindow(verdict.describe(), (1.0, 5.0), 5.0), version="v2")
+    page = render_html(result, details, "<svg/>", [], [], [], explanation=why)
+    # Next to the decision: before the "Why it rolled back" section (log lines, tables), which
+    # used to push harm a screen down.
+    assert page.index("Rolled back: the judge") < page.index("Harm by green")
+    assert page.index("Harm by green") < page.index("<h2>Why it rolled back</h2>")
     top = page.split("<h2>Timeline</h2>", 1)[0]
     assert "Rolled back: the judge failed green 5.0 s after" in top
     assert "Harm by green: 5 of its 8 requests harmed" in top
