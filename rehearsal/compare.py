@@ -110,7 +110,14 @@ def _runs(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m rehearsal compare", description=__doc__.splitlines()[0])
+    p = _Parser(
+        prog="python -m rehearsal compare",
+        description=(
+            "The same regression under several deployment configurations and detection setups, "
+            "side by side: when it was detected, how many requests and users green harmed, and "
+            "how long a healthy deployment of the same configuration takes."
+        ),
+    )
     p.add_argument("--configs", type=_list((), schedules.canonical), default=list(CONFIGS),
                    metavar="A,B", help="deployment configurations (default: all-at-once, "
                    "canary 10%% 5 min, linear 10%% every minute)")  # fmt: skip

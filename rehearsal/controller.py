@@ -11,6 +11,7 @@ from typing import Any
 
 from rehearsal.collector import Collector
 from rehearsal.explain import alarm_line
+from rehearsal.judge import what_fired
 from rehearsal.listener import WeightedListener
 from rehearsal.model import ROLLED_BACK, SUCCEEDED, Decision, Options, is_reported_transition
 from rehearsal.progress import Progress, format_line
@@ -152,7 +153,7 @@ class Controller:
                 listener.set_weights({"blue": 100, "green": 0})
                 timeline.set_traffic(decided, 0)
                 progress.message(
-                    f"{offset_text(decided - t0, 6)} ROLLBACK: {', '.join(firing)} in ALARM at green "
+                    f"{offset_text(decided - t0, 6)} ROLLBACK: {'; '.join(map(what_fired, firing))} at green "
                     f"{percent}% -> all traffic to blue, stopping green"
                 )
                 for name in firing:  # why, in one line per alarm (the report's first line)
@@ -190,7 +191,7 @@ class Controller:
             explain = getattr(trigger, "explain", None)
             found = explain() if getattr(trigger, "name", None) == name and explain else None
             if found:
-                return f"{name}: {found[0]}"
+                return found[0]
         return alarm_line(name, self.alarm_defs, collector.evaluations, t0, decided)
 
     def _stop_in_background(self, name: str) -> threading.Thread:

@@ -794,7 +794,7 @@ def _judged(decision: Decision, details: dict[str, Any]) -> why.JudgedWindow | N
     last = failing[-1]
     start = last.get("window_start", last["t"])
     return why.JudgedWindow(
-        line=f"{JUDGE_TRIGGER}: {last.get('line') or 'judge Fail'}",
+        line=str(last.get("line") or "judge Fail"),
         window=(t0 + start, t0 + last["t"]),
         decided_at=decision.decided_at,
     )

@@ -173,7 +173,7 @@ def _check_explanation(out: Path, stdout: str, report: str, alarm: str, because:
     """The console's ROLLBACK reason is the report's first "why" line; the report's requests are
     green's, their trace ids in traces.jsonl (OTLP JSON) and in green.log; a limited request's
     rate_limiter child span covers its wait."""
-    (why_line,) = [x for x in stdout.splitlines() if x.strip().startswith(f"why: {alarm}: ")]
+    (why_line,) = [x for x in stdout.splitlines() if x.strip().startswith(f"why: {alarm}")]
     why_line = why_line.strip().removeprefix("why: ")
     section = report.split('<div class="why">', 1)[1].split("</div>", 1)[0]
     assert html.escape(why_line) in section
