@@ -352,8 +352,8 @@ class JsonHandler(logging.Handler):
             rid = scope.request_id if scope is not None else None
             self._writer.write_deferred(
                 _access_text,
-                (fmt, time.time(), level, message, logger, fields, rid, ctx.trace_id, ctx.span_id),
-                _ACCESS_ESTIMATE + len(message) + 2 * sum(len(k) for k in fields),
+                (fmt, time.time(), level, message, logger, fields, rid, ctx),
+                _ACCESS_ESTIMATE + len(message) + 2 * sum(map(len, fields)),
             )
         except Exception as exc:
             _errors.record("log", repr(exc))
@@ -372,15 +372,17 @@ def _access_text(
     logger: str,
     fields: dict,
     request_id: str | None,
-    trace_id: int,
-    span_id: int,
+    span_context: trace.SpanContext,
 ) -> str:
     """The JSON line of :meth:`JsonHandler.emit_fields` (what ``format()`` gives)."""
     tail = fmt.logger_tail(logger)
     if request_id is not None:
         tail += f', "request_id": {_esc(request_id)}'
+    trace_id = span_context.trace_id
     if trace_id:
-        tail += f', "trace_id": "{xray_trace_id(trace_id)}", "span_id": "{span_id:016x}"'
+        tail += (
+            f', "trace_id": "{xray_trace_id(trace_id)}", "span_id": "{span_context.span_id:016x}"'
+        )
     parts = [
         f'{{"time": "{fmt._time(created)}", "level": "{logging.getLevelName(level)}"'
         f', "message": {_esc(message) if message.isascii() else _text(message)}{tail}'
