@@ -337,26 +337,66 @@ class JsonHandler(logging.Handler):
         """An access line without building a ``LogRecord`` (used only when the logging
         configuration makes the result identical: see :func:`direct_handler`).
         ``span_context``: the current span's, when the caller has it at hand (else looked up)."""
+        self.emit_built(
+            level,
+            logger,
+            _given,
+            (message, fields),
+            len(message) + 2 * sum(map(len, fields)),
+            span_context,
+        )
+
+    def emit_built(
+        self,
+        level: int,
+        logger: str,
+        build: Callable[..., tuple[str, dict]],
+        args: tuple,
+        size: int,
+        span_context: trace.SpanContext | None = None,
+    ) -> None:
+        """As :meth:`emit_fields`, with ``(message, fields) = build(*args)`` called by the writer
+        thread (``args`` must not change afterwards): the request path only captures the values.
+        ``size``: the estimated length of the message and fields, for the buffer limit."""
         try:
             fmt: JsonFormatter = self.formatter  # type: ignore[assignment]
             scope = _context.current.get()
             if scope is not None and scope.fields:  # inside a job: the general path
+                message, fields = build(*args)
                 doc = fmt.document(time.time(), logging.getLevelName(level), message, logger)
                 for k, v in fields.items():
                     doc.setdefault(k, v)
                 self.write(_fit(doc, _encode(doc)))
                 return
             # the same document as format() gives, written out directly (the key order too),
-            # by the writer thread: the request path only captures the values
+            # by the writer thread
             ctx = span_context or trace.get_current_span().get_span_context()
             rid = scope.request_id if scope is not None else None
             self._writer.write_deferred(
-                _access_text,
-                (fmt, time.time(), level, message, logger, fields, rid, ctx.trace_id, ctx.span_id),
-                _ACCESS_ESTIMATE + len(message) + 2 * sum(len(k) for k in fields),
+                _built_text,
+                (fmt, time.time(), level, logger, build, args, rid, ctx),
+                _ACCESS_ESTIMATE + size,
             )
         except Exception as exc:
             _errors.record("log", repr(exc))
+
+
+def _given(message: str, fields: dict) -> tuple[str, dict]:
+    return message, fields
+
+
+def _built_text(
+    fmt: JsonFormatter,
+    created: float,
+    level: int,
+    logger: str,
+    build: Callable[..., tuple[str, dict]],
+    args: tuple,
+    request_id: str | None,
+    span_context: trace.SpanContext,
+) -> str:
+    message, fields = build(*args)
+    return _access_text(fmt, created, level, message, logger, fields, request_id, span_context)
 
 
 #: bytes of an access line beyond its message and field names (time, ids, values), for the
@@ -372,15 +412,17 @@ def _access_text(
     logger: str,
     fields: dict,
     request_id: str | None,
-    trace_id: int,
-    span_id: int,
+    span_context: trace.SpanContext,
 ) -> str:
     """The JSON line of :meth:`JsonHandler.emit_fields` (what ``format()`` gives)."""
     tail = fmt.logger_tail(logger)
     if request_id is not None:
         tail += f', "request_id": {_esc(request_id)}'
+    trace_id = span_context.trace_id
     if trace_id:
-        tail += f', "trace_id": "{xray_trace_id(trace_id)}", "span_id": "{span_id:016x}"'
+        tail += (
+            f', "trace_id": "{xray_trace_id(trace_id)}", "span_id": "{span_context.span_id:016x}"'
+        )
     parts = [
         f'{{"time": "{fmt._time(created)}", "level": "{logging.getLevelName(level)}"'
         f', "message": {_esc(message) if message.isascii() else _text(message)}{tail}'

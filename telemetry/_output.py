@@ -38,18 +38,14 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 _writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
 
 
-class Deferred:
-    """A line the writer thread formats (``render(*args)``) just before writing it: the request
-    path only captures the values. ``size`` is its estimated length, for the buffer limit."""
-
-    __slots__ = ("args", "render", "size")
-
-    def __init__(self, render: Callable[..., str], args: tuple, size: int) -> None:
-        self.render, self.args, self.size = render, args, size
+#: A line the writer thread formats (``render(*args)``) just before writing it: the request
+#: path only captures the values. ``size`` is its estimated length, for the buffer limit. A plain
+#: tuple: made in C, no ``__init__`` call per line.
+Deferred = tuple  # (render: Callable[..., str], args: tuple, size: int)
 
 
 def _size(item: str | Deferred) -> int:
-    return item.size if type(item) is Deferred else len(item) + 1  # type: ignore[union-attr,arg-type]
+    return item[2] if type(item) is tuple else len(item) + 1  # type: ignore[arg-type,return-value]
 
 
 _limit = [DEFAULT_MAX_BYTES]
@@ -129,7 +125,7 @@ class LineWriter:
                 self.dropped += 1
                 self._unreported += 1
                 return
-            self._queue.append(Deferred(render, args, size))
+            self._queue.append((render, args, size))
             self._bytes += size
         if not self._wake.is_set():
             self._wake.set()
@@ -181,10 +177,10 @@ class LineWriter:
                     self._failed += len(lines) - written
 
     def _render(self, item: str | Deferred) -> str:
-        if type(item) is not Deferred:
+        if type(item) is not tuple:
             return item  # type: ignore[return-value]
         try:
-            return item.render(*item.args)  # type: ignore[union-attr]
+            return item[0](*item[1])  # type: ignore[operator]
         except Exception as exc:  # the formatters do not raise; a line is never lost silently
             if len(self.errors) < 10:
                 self.errors.append(f"a line could not be formatted: {exc!r}")

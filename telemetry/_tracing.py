@@ -9,10 +9,12 @@ own export thread.
 from __future__ import annotations
 
 import os
+import random
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from importlib.metadata import entry_points
 
@@ -23,7 +25,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -44,11 +46,20 @@ forced_trace_id: ContextVar[int] = ContextVar("telemetry_forced_trace_id", defau
 
 
 class ContinuingIdGenerator(AwsXRayIdGenerator):
-    """X-Ray trace ids (epoch seconds in the first 32 bits), or the forced one."""
+    """X-Ray trace ids (epoch seconds in the first 32 bits), or the forced one.
+
+    Both ids are drawn here as ``AwsXRayIdGenerator`` and ``RandomIdGenerator`` draw them, but
+    without their chain of calls (this runs twice per request)."""
 
     def generate_trace_id(self) -> int:
         forced = forced_trace_id.get()
-        return forced or super().generate_trace_id()
+        return forced or (int(time.time()) << 96) + random.getrandbits(96)
+
+    def generate_span_id(self) -> int:
+        span_id = random.getrandbits(64)
+        while not span_id:  # pragma: no cover - 2**-64
+            span_id = random.getrandbits(64)
+        return span_id
 
 
 _XRAY_ID = re.compile(r"1-([0-9a-f]{8})-([0-9a-f]{24})")
@@ -185,13 +196,18 @@ def build_propagator(names: str) -> TextMapPropagator:
 
 
 class _CountingExporter(SpanExporter):
-    """Counts failed exports (unreachable collector) as ``TelemetryErrors``."""
+    """Counts failed exports (unreachable collector) as ``TelemetryErrors``.
+
+    Also builds the spans :class:`ServerSpans` queued as recipes (``(build, args)`` tuples,
+    see :meth:`ServerSpans.end`): in the batch processor's export thread, in batches, not on
+    the request path."""
 
     def __init__(self, inner: SpanExporter) -> None:
         self.inner = inner
 
     def export(self, spans: Sequence) -> SpanExportResult:
         try:
+            spans = _built(spans)
             result = self.inner.export(spans)
         except Exception as exc:
             _errors.record("span_export", repr(exc))
@@ -205,6 +221,23 @@ class _CountingExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
+
+
+def _built(items: Sequence) -> Sequence:
+    """``items`` with every recipe replaced by its span; a recipe that fails is counted and
+    dropped (the others are exported)."""
+    if not any(type(item) is tuple for item in items):
+        return items
+    out = []
+    for item in items:
+        if type(item) is not tuple:
+            out.append(item)
+            continue
+        try:
+            out.append(item[0](*item[1]))
+        except Exception as exc:
+            _errors.record("tracing", f"a span could not be built: {exc!r}")
+    return out
 
 
 class AppendLines:
@@ -382,6 +415,23 @@ class ServerSpans:
             self._on_end = members[0].on_end
         else:
             self._on_end = self.processor.on_end if members else None  # type: ignore[union-attr]
+        # When every processor is one of build_provider()'s BatchSpanProcessors (exporting
+        # through _CountingExporter), a sampled span is queued as a recipe, straight into their
+        # batch processors (their on_end only drops unsampled spans and calls emit()), and built
+        # by _CountingExporter in the export thread, in batches. emit() is private to the SDK,
+        # hence looked up defensively; without it spans are built here and handed to on_end.
+        self._emits: tuple[Callable[[object], None], ...] | None = None
+        if members:
+            emits = []
+            for member in members:
+                emit = getattr(getattr(member, "_batch_processor", None), "emit", None)
+                if type(member) is not BatchSpanProcessor or not callable(emit):
+                    break
+                if not isinstance(getattr(member, "span_exporter", None), _CountingExporter):
+                    break
+                emits.append(emit)
+            else:
+                self._emits = tuple(emits)
         self.scope = InstrumentationScope(scope_name)
         #: the scope of ``telemetry.span()`` children
         self.child_scope = InstrumentationScope("telemetry")
@@ -436,12 +486,11 @@ class ServerSpans:
         failed: bool = False,
         scope: object | None = None,
     ) -> None:
-        from opentelemetry.sdk.trace import Event, ReadableSpan
-
+        """End a span started with :meth:`start` (``record`` true): its ``ReadableSpan`` is
+        built here, or later in the export thread (``attributes`` must not change afterwards;
+        an exception event is made here)."""
         events: tuple = ()
         if error is not None:
-            import traceback
-
             events = (
                 Event(
                     "exception",
@@ -452,7 +501,40 @@ class ServerSpans:
                     },
                 ),
             )
-        span = ReadableSpan(
+        args = (
+            name,
+            span_context,
+            parent,
+            kind,
+            start_ns,
+            time.time_ns(),
+            attributes,
+            events,
+            failed,
+            scope or self.scope,
+        )
+        emits = self._emits
+        if emits is None:
+            self._on_end(self._build(*args))  # type: ignore[misc]
+        elif span_context.trace_flags & 1:  # sampled (unsampled ones are dropped by on_end)
+            recipe = (self._build, args)
+            for emit in emits:
+                emit(recipe)
+
+    def _build(
+        self,
+        name: str,
+        span_context: trace.SpanContext,
+        parent: trace.SpanContext | None,
+        kind: trace.SpanKind,
+        start_ns: int,
+        end_ns: int,
+        attributes: dict,
+        events: tuple,
+        failed: bool,
+        scope: object,
+    ) -> ReadableSpan:
+        return ReadableSpan(
             name=name,
             context=span_context,
             parent=parent,
@@ -462,10 +544,9 @@ class ServerSpans:
             kind=kind,
             status=_STATUS_ERROR if failed else _STATUS_UNSET,
             start_time=start_ns,
-            end_time=time.time_ns(),
-            instrumentation_scope=scope or self.scope,  # type: ignore[arg-type]
+            end_time=end_ns,
+            instrumentation_scope=scope,  # type: ignore[arg-type]
         )
-        self._on_end(span)
 
 
 _DEFAULT_SAMPLER_DESCRIPTION = ParentBased(ALWAYS_ON).get_description()

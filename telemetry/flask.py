@@ -334,24 +334,17 @@ class _Middleware:
         level = logging.ERROR if status >= 500 else logging.INFO
         if not _access.isEnabledFor(level):
             return
-        fields = {
-            "method": method,
-            "route": route,
-            "path": path,
-            "status": status,
-            "duration_ms": round(ms, 3),
-            "bytes": int(size) if size is not None and size.isascii() and size.isdigit() else None,
-        }
-        if original is not None:
-            fields["method_original"] = original
-        if extra:
-            for k, v in extra.items():
-                fields.setdefault(k, v)
-        message = f"{method} {path} {status}"
+        if extra:  # a copy: the line may be built later, by the writer thread
+            extra = dict(extra)
+        values = (method, original, path, route, status, ms, size, extra)
         direct = _logging.direct_handler(_access, level) if error is None else None
         if direct is not None:
-            direct.emit_fields(level, message, _access.name, fields, sc)
+            # the fields are built with the line, by the writer thread
+            direct.emit_built(
+                level, _access.name, _access_line, values, 2 * len(path) + len(route) + 96, sc
+            )
             return
+        message, fields = _access_line(*values)
         record = _access.makeRecord(
             _access.name,
             level,
@@ -363,6 +356,33 @@ class _Middleware:
         )
         record.telemetry = fields
         _access.handle(record)
+
+
+def _access_line(
+    method: str,
+    original: str | None,
+    path: str,
+    route: str,
+    status: int,
+    ms: float,
+    size: str | None,
+    extra: dict | None,
+) -> tuple[str, dict[str, object]]:
+    """An access line's message and fields."""
+    fields: dict[str, object] = {
+        "method": method,
+        "route": route,
+        "path": path,
+        "status": status,
+        "duration_ms": round(ms, 3),
+        "bytes": int(size) if size is not None and size.isascii() and size.isdigit() else None,
+    }
+    if original is not None:
+        fields["method_original"] = original
+    if extra:
+        for k, v in extra.items():
+            fields.setdefault(k, v)
+    return f"{method} {path} {status}", fields
 
 
 def instrument(

@@ -127,7 +127,7 @@ class Span:
                 parent_sc,
                 self.kind,
                 start_ns,
-                self.attributes,
+                dict(self.attributes),  # the span may be built later, in the export thread
                 error,
                 self._failed or exc is not None,
                 scope=spans.child_scope,

@@ -11,9 +11,13 @@ from pathlib import Path
 import flask
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import telemetry
 from rehearsal import traces
+from telemetry import _runtime, _tracing
 from telemetry import spans as spans_module
 from telemetry.flask import instrument
 from tests.telemetry.conftest import Tel
@@ -154,3 +158,37 @@ def test_an_unusable_traces_file_is_reported_naming_the_variable(
     assert telemetry.counts()["config"] == before + 1
     telemetry.shutdown()
     assert f"TELEMETRY_TRACES_FILE={str(target)!r}" in capfd.readouterr().err
+
+
+def test_spans_are_built_by_the_export_thread_from_values_taken_at_their_end(tel: Tel) -> None:
+    with telemetry.span("queued", step=1) as s:
+        pass
+    s.set_attribute("late", True)  # after the block: not on the span, even though built later
+    processor = _runtime.state.provider._active_span_processor._span_processors[0]  # type: ignore[union-attr]
+    queued = list(processor._batch_processor._queue)
+    assert len(queued) == 1 and type(queued[0]) is tuple  # a recipe, not yet a ReadableSpan
+    (span,) = tel.spans()
+    assert span.name == "queued" and dict(span.attributes) == {"step": 1}
+
+
+def test_a_span_that_cannot_be_built_is_counted_and_the_others_exported(tel: Tel) -> None:
+    def broken(*args: object) -> None:
+        raise ValueError("no span")
+
+    built = ReadableSpan("plain")
+    exporter = _tracing._CountingExporter(InMemorySpanExporter())
+    before = telemetry.counts().get("tracing", 0)
+    exporter.export([(broken, ()), built])
+    assert list(exporter.inner.get_finished_spans()) == [built]
+    assert telemetry.counts()["tracing"] - before == 1
+
+
+def test_a_processor_of_the_application_gets_built_spans(tel: Tel) -> None:
+    exporter = InMemorySpanExporter()
+    _runtime.state.provider.add_span_processor(SimpleSpanProcessor(exporter))  # type: ignore[union-attr]
+    _runtime.state.server_spans = _tracing.ServerSpans(_runtime.state.provider)  # type: ignore[arg-type]
+    with telemetry.span("both"):
+        pass
+    (mine,) = exporter.get_finished_spans()  # at once, from on_end: a ReadableSpan
+    assert isinstance(mine, ReadableSpan) and mine.name == "both"
+    assert [s.name for s in tel.spans()] == ["both"]
