@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -31,3 +32,18 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, aws_endpoint: str) -> dict[str, str
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+_TIME_FUNCTIONS = {name: getattr(time, name) for name in ("sleep", "time", "monotonic")}
+
+
+@pytest.fixture(autouse=True)
+def _time_module_left_intact() -> Iterator[None]:
+    """Fail the test that replaced a function of the shared ``time`` module (use monkeypatch):
+    every later test that waits or measures would silently stop waiting."""
+    yield
+    changed = [n for n, f in _TIME_FUNCTIONS.items() if getattr(time, n) is not f]
+    for name in changed:
+        setattr(time, name, _TIME_FUNCTIONS[name])
+    if changed:
+        pytest.fail(f"the test replaced time.{', time.'.join(changed)} for the whole session")

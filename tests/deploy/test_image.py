@@ -313,14 +313,17 @@ _MOUNT_OWNER = 65534
 _AS_OTHER_USER = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
 
 
-# The task's view: the volume mounted at its containerPath, the other places Python's tempfile
-# tries (/var/tmp, /usr/tmp, the working directory) read-only as on a read-only root; in a private
-# mount namespace, so nothing changes outside the test.
+# The task's view: the volume mounted at its containerPath, and the other places Python's tempfile
+# tries (/tmp, /var/tmp, /usr/tmp, the working directory) read-only as on a read-only root; in a
+# private mount namespace, so nothing changes outside the test. The containerPath is /tmp in the
+# task definition; here the volume is mounted at a stand-in directory (created beforehand, under
+# the read-only /tmp) and TMPDIR points at it: mounting over the host's own /tmp would hide the
+# checkout and its virtual environment wherever they live under /tmp.
 _TASK_MOUNTS = (
-    'set -e; V="$1"; P="$2"; shift 2; mount --make-rprivate /; mount --bind "$V" "$P"; '
-    "for d in /var/tmp /usr/tmp; do if [ -d $d ]; then mount --bind $d $d; "
+    'set -e; V="$1"; P="$2"; shift 2; mount --make-rprivate /; '
+    "for d in /tmp /var/tmp /usr/tmp; do if [ -d $d ]; then mount --bind $d $d; "
     "mount -o remount,bind,ro $d; fi; done; "
-    'exec "$@"'
+    'mount --bind "$V" "$P"; mount -o remount,bind,rw "$P"; exec "$@"'
 )
 
 
@@ -368,11 +371,14 @@ def test_tmpdir_is_writable_on_fargate_bind_mount_semantics(tmp_path: Path) -> N
     workdir.mkdir()
     workdir.chmod(0o555)
     port = free_port()
+    # The task's TMPDIR (/tmp) at a stand-in path: see _TASK_MOUNTS.
+    task_tmp = tmp_path / "task-tmp"
+    task_tmp.mkdir()
     env = {**os.environ, **_local_env(stage, port, tmp_path)}
-    env.update({"TMPDIR": tmpdir, "POINTS_DB_PATH": ":memory:"})  # SQLite in memory
+    env.update({"TMPDIR": str(task_tmp), "POINTS_DB_PATH": ":memory:"})  # SQLite in memory
 
     def probe(volume: Path) -> subprocess.CompletedProcess:
-        args = _in_task(volume, tmpdir, [sys.executable, "-c", _TEMPFILE_PROBE])
+        args = _in_task(volume, str(task_tmp), [sys.executable, "-c", _TEMPFILE_PROBE])
         return subprocess.run(
             args, env=env, cwd=workdir, capture_output=True, text=True, timeout=60
         )
@@ -386,10 +392,10 @@ def test_tmpdir_is_writable_on_fargate_bind_mount_semantics(tmp_path: Path) -> N
     mount = _fargate_bind_mount(base, mode)
     proc = probe(mount)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == tmpdir
+    assert proc.stdout.strip() == str(task_tmp)
     assert [p.name for p in mount.iterdir()] == []  # the temporary file went there and is gone
     # The image's exact CMD (from the checkout: it reads sample_api/gunicorn.conf.py), same task.
-    args = _in_task(mount, tmpdir, stage["cmd"])
+    args = _in_task(mount, str(task_tmp), stage["cmd"])
     with child(args, env=env, ready_url=f"http://127.0.0.1:{port}/healthz") as server:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
             assert resp.status == 200

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +60,14 @@ def handler(stack: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any,
     assert len(code) <= 4096  # CloudFormation's limit for inline Lambda code
     module = types.ModuleType("index")
     exec(compile(code, "index.py", "exec"), module.__dict__)  # our own template's code
-    module.time.sleep = lambda s: None  # type: ignore[attr-defined] - no real pauses in tests
+    # No real pauses in tests: the function's own ``time`` name gets a stand-in module. (Setting
+    # ``module.time.sleep`` would replace time.sleep for the whole test session: it is the one
+    # shared ``time`` module, and every later test that waits would stop waiting.)
+    pauses = types.SimpleNamespace(
+        **{k: getattr(time, k) for k in dir(time) if not k.startswith("_")}
+    )
+    pauses.sleep = lambda s: None
+    module.time = pauses  # type: ignore[attr-defined]
     yield module, reports
 
 
