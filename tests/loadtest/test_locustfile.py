@@ -60,8 +60,13 @@ def test_locustfile_drives_every_route_and_expected_answers_are_not_failures(
     assert proc.returncode == 0, proc.stderr[-3000:] + failures
     rows = _rows(tmp_path / "load_stats.csv")
     for name in ("/v1/points/grants", "/v1/users/[user_id]/points", "/v1/points/redemptions"):
-        assert int(rows[name]["Request Count"]) > 0, name
-        assert int(rows[name]["Failure Count"]) == 0, failures
+        # 429s are reported in a row of their own (`<name> [429]`); with the limiter on, every
+        # one of a rare route's requests may have been refused, leaving only that row.
+        own = [rows[n] for n in (name, f"{name} [429]") if n in rows]
+        assert sum(int(r["Request Count"]) for r in own) > 0, name
+        assert all(int(r["Failure Count"]) == 0 for r in own), failures
+        if limiter == "off":
+            assert name in rows and f"{name} [429]" not in rows, sorted(rows)
     assert int(rows["/v1/points/grants (retry)"]["Request Count"]) > 0
     assert (tmp_path / "load.html").stat().st_size > 1000
     # What the service really answered: idempotent replays (200), insufficient points (409),
