@@ -25,12 +25,16 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
-from telemetry import _context, _errors, _logging, _runtime, _tracing, catalog
+from telemetry import _access_line, _context, _errors, _logging, _runtime, _tracing, catalog
 from telemetry import environment_variables as ev
 
 __all__ = ["instrument"]
 
-_access = logging.getLogger("telemetry.access")
+_access = logging.getLogger(_access_line.LOGGER)
+_LEVEL_NAMES = {logging.INFO: "INFO", logging.ERROR: "ERROR"}
+#: bytes of an access line beyond its path and route (time, ids, other values), for the
+#: output buffer's limit before the line is rendered
+_ACCESS_ESTIMATE = 420
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _SERVER = trace.SpanKind.SERVER
 #: OpenTelemetry HTTP semantic conventions: the methods "known" by default (RFC 9110 and PATCH,
@@ -95,18 +99,20 @@ _getter = _EnvironGetter()
 
 
 class _RequestIds:
-    """Unique request ids, cheaply: 64 random bits per process (re-drawn after fork) + a counter."""
+    """Unique request ids, cheaply: 64 random bits per process (re-drawn after fork) + a counter.
+
+    The middleware reads ``prefix`` and ``counter`` itself (no method call per request)."""
 
     def __init__(self) -> None:
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        self._prefix = f"{random.getrandbits(64):016x}"
-        self._counter = itertools.count(1)
+        self.prefix = f"{random.getrandbits(64):016x}"
+        self.counter = itertools.count(1)
 
     def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):016x}"
+        return f"{self.prefix}{next(self.counter):016x}"
 
 
 _ids = _RequestIds()
@@ -172,9 +178,12 @@ class _Middleware:
         )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        # The hot path of every request: kept flat (few calls, few attribute lookups).
+        # The hot path of every request: kept flat (few calls, few attribute lookups). Under a
+        # real gunicorn every Python call and object here costs about three times what it costs
+        # in a loop (cold caches), so the span's end and the access line are inlined.
         t0 = perf_counter()
-        token = ctx_token = span = None
+        token = ctx_token = None
+        span: tuple | None = None  # (this span's context, the parent's, record it, start ns)
         resp: list[Any] = [500, None]  # status, content-length: 500 unless told otherwise
         try:
             if self._settings is not _runtime.state.settings:
@@ -189,16 +198,15 @@ class _Middleware:
                 method, original = normalize_method(method)
             rid = environ.get("HTTP_X_REQUEST_ID")
             if rid is None:
-                rid = _ids.next()
+                rid = f"{_ids.prefix}{next(_ids.counter):016x}"
             elif not _REQUEST_ID.fullmatch(rid):
                 _errors.note("invalid_request_id", f"X-Request-Id of {len(rid)} character(s)")
                 rid = _ids.next()
             scope = _context.Scope(rid)
             token = _context.current.set(scope)
-            if self.tracing:
-                spans = _runtime.state.server_spans
-                if spans is not None:
-                    span, ctx_token = self._start_span(spans, environ, method)
+            spans = _runtime.state.server_spans if self.tracing else None
+            if spans is not None:
+                span, ctx_token = self._start_span(spans, environ, method)
 
             sizes = self.access_log is not False  # the body size only matters to access lines
 
@@ -233,10 +241,43 @@ class _Middleware:
                 route = scope.route or catalog.UNMATCHED_ROUTE
                 agg = _runtime.state.aggregator or _runtime.aggregator()
                 agg.record_request(route, status, ms)
-                if self.access_log is not False or span is not None:
-                    self._finish(
-                        method, original, path, route, status, ms, resp[1], span, error, scope
-                    )
+                if span is not None or self.access_log is not False:
+                    if not path.isascii():
+                        # WSGI hands the path over as latin-1 text of the raw bytes: show what
+                        # the client sent (UTF-8, as werkzeug routes it), not mojibake.
+                        path = path.encode("latin-1", "replace").decode("utf-8", "replace")
+                    sample = self._settings.access_log_sample
+                    if self.access_log is not False and (
+                        status >= 400 or sample >= 1.0 or random.random() < sample
+                    ):
+                        self._log(
+                            (method, original, path, route, status, ms, resp[1], scope.attributes),
+                            error,
+                            rid,
+                            span[0] if span is not None else None,
+                        )
+                    if span is not None and span[2]:
+                        attributes = {
+                            "http.request.method": method,
+                            "http.route": route,
+                            "url.path": path,
+                            "http.response.status_code": status,
+                        }
+                        if original is not None:
+                            attributes["http.request.method_original"] = original
+                        if scope.attributes:
+                            for k, v in scope.attributes.items():
+                                attributes.setdefault(k, v)
+                        spans.end(  # type: ignore[union-attr]
+                            f"{'HTTP' if method == OTHER_METHOD else method} {route}",
+                            span[0],
+                            span[1],
+                            _SERVER,
+                            span[3],
+                            attributes,
+                            error,
+                            status >= 500,
+                        )
             except Exception as exc:
                 _errors.record("internal", repr(exc))
             try:
@@ -247,6 +288,7 @@ class _Middleware:
                 _errors.record("internal", repr(exc))
 
     def _start_span(self, spans: _tracing.ServerSpans, environ: dict, method: str) -> tuple:
+        """(the span's ``(context, parent context, record, start ns)``, the context token)."""
         parent = None
         forced = None
         for key in self._trace_keys:
@@ -268,83 +310,31 @@ class _Middleware:
                 _tracing.forced_trace_id.reset(forced)
         ctx = trace.set_span_in_context(trace.NonRecordingSpan(sc), parent)
         ctx_token = otel_context.attach(ctx)
-        return (spans, sc, parent_sc, record, time.time_ns()), ctx_token
+        return (sc, parent_sc, record, time.time_ns()), ctx_token
 
-    def _finish(
+    def _log(
         self,
-        method: str,
-        original: str | None,
-        path: str,
-        route: str,
-        status: int,
-        ms: float,
-        size: str | None,
-        span: tuple | None,
+        values: tuple,
         error: BaseException | None,
-        scope: _context.Scope,
+        rid: str,
+        sc: trace.SpanContext | None,
     ) -> None:
-        """The access line (sampled) and the server span, both with the request's
-        ``telemetry.annotate()``d fields."""
-        if not path.isascii():
-            # WSGI hands the path over as latin-1 text of the raw bytes: show what the client
-            # sent (UTF-8, as werkzeug routes it), not mojibake.
-            path = path.encode("latin-1", "replace").decode("utf-8", "replace")
-        sample = self._settings.access_log_sample
-        if self.access_log is not False and (
-            status >= 400 or sample >= 1.0 or random.random() < sample
-        ):
-            self._log(
-                method,
-                original,
-                path,
-                route,
-                status,
-                ms,
-                size,
-                error,
-                scope.attributes,
-                span[1] if span is not None else None,
-            )
-        if span is not None:
-            spans, sc, parent_sc, record, start_ns = span
-            if record:
-                attributes = {
-                    "http.request.method": method,
-                    "http.route": route,
-                    "url.path": path,
-                    "http.response.status_code": status,
-                }
-                if original is not None:
-                    attributes["http.request.method_original"] = original
-                if scope.attributes:
-                    for k, v in scope.attributes.items():
-                        attributes.setdefault(k, v)
-                spans.end(
-                    f"{'HTTP' if method == OTHER_METHOD else method} {route}",
-                    sc,
-                    parent_sc,
-                    _SERVER,
-                    start_ns,
-                    attributes,
-                    error,
-                    status >= 500,
-                )
-
-    def _log(self, method, original, path, route, status, ms, size, error, extra, sc) -> None:
-        level = logging.ERROR if status >= 500 else logging.INFO
+        """The access line of ``values`` (:func:`telemetry._access_line.fields`' arguments)."""
+        level = logging.ERROR if values[4] >= 500 else logging.INFO
         if not _access.isEnabledFor(level):
             return
-        if extra:  # a copy: the line may be built later, by the writer thread
-            extra = dict(extra)
-        values = (method, original, path, route, status, ms, size, extra)
+        extra = values[7]
+        if extra:  # a copy: the line is rendered later, by the writer thread
+            values = (*values[:7], dict(extra))
         direct = _logging.direct_handler(_access, level) if error is None else None
         if direct is not None:
-            # the fields are built with the line, by the writer thread
-            direct.emit_built(
-                level, _access.name, _access_line, values, 2 * len(path) + len(route) + 96, sc
+            direct.defer(
+                _access_line.render,
+                (direct.formatter, time.time(), _LEVEL_NAMES[level], rid, sc, *values),
+                _ACCESS_ESTIMATE + 2 * len(values[2]) + len(values[3]),
             )
             return
-        message, fields = _access_line(*values)
+        message, fields = _access_line.fields(*values)
         record = _access.makeRecord(
             _access.name,
             level,
@@ -356,33 +346,6 @@ class _Middleware:
         )
         record.telemetry = fields
         _access.handle(record)
-
-
-def _access_line(
-    method: str,
-    original: str | None,
-    path: str,
-    route: str,
-    status: int,
-    ms: float,
-    size: str | None,
-    extra: dict | None,
-) -> tuple[str, dict[str, object]]:
-    """An access line's message and fields."""
-    fields: dict[str, object] = {
-        "method": method,
-        "route": route,
-        "path": path,
-        "status": status,
-        "duration_ms": round(ms, 3),
-        "bytes": int(size) if size is not None and size.isascii() and size.isdigit() else None,
-    }
-    if original is not None:
-        fields["method_original"] = original
-    if extra:
-        for k, v in extra.items():
-            fields.setdefault(k, v)
-    return f"{method} {path} {status}", fields
 
 
 def instrument(
