@@ -1,7 +1,8 @@
 """``instrument(app)``: RED metrics, a JSON access line and a server span for every request.
 
-A lean WSGI wrapper around ``app.wsgi_app`` (timing, request id, span, access line) and a
-``request_class`` whose ``url_rule`` setter notes the matched route template for the request.
+A lean WSGI wrapper around ``app.wsgi_app`` (timing, request id, span, access line); the
+route template is read from the request werkzeug puts in the environ
+(:func:`telemetry._context.route_of`), only when needed.
 Spans are made with the OpenTelemetry SDK's own id generator, sampler, resource and span
 processors (:class:`telemetry._tracing.ServerSpans`) rather than with
 ``opentelemetry-instrumentation-flask``, which alone costs more than the whole budget
@@ -118,41 +119,6 @@ class _RequestIds:
 _ids = _RequestIds()
 
 
-class _RuleSetter:
-    """``Request.url_rule`` that also notes the route template in the telemetry scope.
-
-    A data descriptor with ``__set__`` but no ``__get__``: reads find the value in the instance
-    ``__dict__`` (as fast as a plain attribute; Flask reads it several times per request), only
-    Flask's one assignment after routing runs Python code.
-    """
-
-    def __set__(self, request: Any, rule: Any) -> None:
-        request.__dict__["url_rule"] = rule
-        if rule is not None:
-            scope = _context.current.get()
-            if scope is not None:
-                try:
-                    scope.route = str(rule.rule)
-                except Exception as exc:  # an exotic Rule class: the request goes on
-                    _errors.record("internal", repr(exc))
-
-
-def _request_class(base: type) -> type:
-    """``base`` whose ``url_rule`` assignment (done by Flask right after routing, before any
-    ``before_request`` hook) also records the route template in the telemetry scope."""
-
-    class Request(base):  # type: ignore[misc, valid-type]
-        url_rule = _RuleSetter()
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.__dict__["url_rule"] = None  # unmatched requests still read None
-
-    Request.__name__ = Request.__qualname__ = base.__name__
-    Request.__module__ = base.__module__
-    return Request
-
-
 class _Middleware:
     def __init__(self, wsgi_app: Callable, access_log: bool | None, tracing: bool) -> None:
         self.wsgi_app = wsgi_app
@@ -202,7 +168,7 @@ class _Middleware:
             elif not _REQUEST_ID.fullmatch(rid):
                 _errors.note("invalid_request_id", f"X-Request-Id of {len(rid)} character(s)")
                 rid = _ids.next()
-            scope = _context.Scope(rid)
+            scope = _context.Scope(rid, None, environ)
             token = _context.current.set(scope)
             spans = _runtime.state.server_spans if self.tracing else None
             if spans is not None:
@@ -212,6 +178,8 @@ class _Middleware:
 
             def _start_response(status: str, headers: list, exc_info: Any = None) -> Any:
                 resp[0] = int(status[:3])
+                if scope.route is None:  # Flask clears the request from the environ at its end
+                    _context.route_of(scope)
                 if sizes:
                     for k, v in headers:
                         if k == "Content-Length" or k.lower() == "content-length":
@@ -238,7 +206,7 @@ class _Middleware:
             try:
                 ms = (perf_counter() - t0) * 1000.0
                 status = resp[0]
-                route = scope.route or catalog.UNMATCHED_ROUTE
+                route = _context.route_of(scope) or catalog.UNMATCHED_ROUTE
                 agg = _runtime.state.aggregator or _runtime.aggregator()
                 agg.record_request(route, status, ms)
                 if span is not None or self.access_log is not False:
@@ -348,6 +316,15 @@ class _Middleware:
         _access.handle(record)
 
 
+def _note_route(sender: object, **extra: object) -> None:
+    try:
+        scope = _context.current.get()
+        if scope is not None:
+            _context.route_of(scope)
+    except Exception as exc:
+        _errors.record("internal", repr(exc))
+
+
 def instrument(
     app: flask.Flask, *, access_log: bool | None = None, tracing: bool = True
 ) -> flask.Flask:
@@ -361,8 +338,10 @@ def instrument(
     try:
         if app.extensions.get("telemetry") is not None:
             return app
-        app.request_class = _request_class(app.request_class)
         app.wsgi_app = _Middleware(app.wsgi_app, access_log, tracing)  # type: ignore[method-assign]
+        # an exception Flask lets through (PROPAGATE_EXCEPTIONS: testing, debug) never reaches
+        # start_response: note the route while the request is still there
+        flask.got_request_exception.connect(_note_route, app, weak=False)
         app.extensions["telemetry"] = app.wsgi_app
     except Exception as exc:
         _errors.record("internal", repr(exc))

@@ -209,3 +209,53 @@ def test_a_failed_write_counts_the_lines_it_lost() -> None:
     _, failed, errors = _output.take_dropped()
     assert failed >= 30 and any("line(s) not written" in e for e in errors)
     logging.getLogger(__name__).debug("done")
+
+
+def test_the_route_is_known_however_the_request_ends(tel: Tel) -> None:
+    """The route template is read from the request werkzeug puts in the environ, which Flask
+    removes at the end: it is noted at the response's start, at an exception Flask lets through
+    (testing/debug), and for a metric recorded inside the view."""
+    app = flask.Flask("routes")
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+
+    @app.get("/boom/<n>")
+    def boom(n: str) -> str:
+        raise RuntimeError(n)
+
+    @app.get("/wait/<n>")
+    def wait(n: str) -> str:
+        telemetry.put_metric("Latency", 12.5)  # a metric with a Route dimension, from the view
+        return "ok"
+
+    @app.get("/stream/<n>")
+    def stream(n: str) -> flask.Response:
+        return flask.Response(iter(["a", "b"]))
+
+    @app.get("/guarded/<n>")
+    def guarded(n: str) -> str:
+        return "never"
+
+    @app.before_request
+    def guard() -> None:
+        if flask.request.path.startswith("/guarded"):
+            flask.abort(403)
+
+    instrument(app)
+    client = app.test_client()
+    with pytest.raises(RuntimeError):
+        client.get("/boom/1")
+    assert client.get("/wait/2").status_code == 200
+    assert b"".join(client.get("/stream/3").response) == b"ab"
+    assert client.get("/guarded/4").status_code == 403
+    assert client.get("/nowhere").status_code == 404
+    lines = tel.emf()
+    from .conftest import samples, total
+
+    assert total(lines, "ServerErrors", Route="/boom/<n>") == 1
+    assert total(lines, "Requests", Route="/wait/<n>") == 1
+    assert 12.5 in samples(lines, "Latency", Route="/wait/<n>")
+    assert total(lines, "Requests", Route="/stream/<n>") == 1
+    assert total(lines, "ClientErrors", Route="/guarded/<n>") == 1
+    assert total(lines, "ClientErrors", Route="UNMATCHED") == 1
+    routes = {x["route"] for x in tel.logs() if x.get("logger") == "telemetry.access"}
+    assert routes == {"/boom/<n>", "/wait/<n>", "/stream/<n>", "/guarded/<n>", "UNMATCHED"}
