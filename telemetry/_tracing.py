@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from importlib.metadata import entry_points
+from random import getrandbits
 
 from opentelemetry import trace
 from opentelemetry.propagate import set_global_textmap
@@ -438,11 +439,31 @@ class ServerSpans:
         # The SDK's default sampler (ParentBased(AlwaysOn)) decides every root span alike and
         # follows a local parent's sampled flag: skip asking it then.
         self._always_root = self.sampler.get_description() == _DEFAULT_SAMPLER_DESCRIPTION
+        # ... and with our own id generator, a root span's ids are drawn right here
+        self._fast_root = self._always_root and type(self.id_generator) is ContinuingIdGenerator
+        self._emit_one = (
+            self._emits[0] if self._emits is not None and len(self._emits) == 1 else None
+        )
 
     def start(
         self, parent: object | None, name: str, kind: trace.SpanKind
     ) -> tuple[trace.SpanContext, trace.SpanContext | None, bool]:
         """(this span's context, the parent's context or None, whether to record it)."""
+        if parent is None and self._fast_root:
+            # a root span without a forced trace id (that comes with a parent context): the
+            # ids as ContinuingIdGenerator draws them, the default sampler's decision
+            span_id = getrandbits(64)
+            return (
+                trace.SpanContext(
+                    (int(time.time()) << 96) + getrandbits(96),
+                    span_id if span_id else 1,
+                    False,
+                    _SAMPLED,
+                    None,
+                ),
+                None,
+                self._on_end is not None,
+            )
         parent_sc = None
         if parent is not None:
             sc = trace.get_current_span(parent).get_span_context()  # type: ignore[arg-type]
@@ -513,10 +534,14 @@ class ServerSpans:
             failed,
             scope or self.scope,
         )
+        if self._emit_one is not None:
+            if span_context.trace_flags & 1:  # sampled (unsampled ones are dropped by on_end)
+                self._emit_one((self._build, args))
+            return
         emits = self._emits
         if emits is None:
             self._on_end(self._build(*args))  # type: ignore[misc]
-        elif span_context.trace_flags & 1:  # sampled (unsampled ones are dropped by on_end)
+        elif span_context.trace_flags & 1:
             recipe = (self._build, args)
             for emit in emits:
                 emit(recipe)

@@ -164,7 +164,7 @@ class _Middleware:
                 method, original = normalize_method(method)
             rid = environ.get("HTTP_X_REQUEST_ID")
             if rid is None:
-                rid = f"{_ids.prefix}{next(_ids.counter):016x}"
+                rid = "%s%016x" % (_ids.prefix, next(_ids.counter))  # noqa: UP031 (cheaper)
             elif not _REQUEST_ID.fullmatch(rid):
                 _errors.note("invalid_request_id", f"X-Request-Id of {len(rid)} character(s)")
                 rid = _ids.next()
@@ -181,8 +181,10 @@ class _Middleware:
                 if scope.route is None:  # Flask clears the request from the environ at its end
                     _context.route_of(scope)
                 if sizes:
-                    for k, v in headers:
-                        if k == "Content-Length" or k.lower() == "content-length":
+                    for k, v in headers:  # werkzeug writes it so: compare that spelling first
+                        if k == "Content-Length" or (
+                            len(k) == 14 and k.lower() == "content-length"
+                        ):
                             resp[1] = v
                             break
                 headers.append(("X-Request-Id", rid))
@@ -206,7 +208,7 @@ class _Middleware:
             try:
                 ms = (perf_counter() - t0) * 1000.0
                 status = resp[0]
-                route = _context.route_of(scope) or catalog.UNMATCHED_ROUTE
+                route = scope.route or _context.route_of(scope) or catalog.UNMATCHED_ROUTE
                 agg = _runtime.state.aggregator or _runtime.aggregator()
                 agg.record_request(route, status, ms)
                 if span is not None or self.access_log is not False:
