@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from telemetry import cloudwatch_rules as _rules
+
 from . import _emf
 from ._evaluator import Evaluation, Evaluator
 from ._format import iso, number_text
@@ -21,6 +23,8 @@ _YAML_SUFFIXES = (".yaml", ".yml")
 #: Longest replay window: bounds the evaluation loop (a typo'd or garbage time must not run for
 #: hours or write gigabytes); longer recordings are replayed in pieces.
 MAX_REPLAY_S = 31 * 86400
+#: The last time an EMF timestamp names (9999-12-31T23:59:59.999Z).
+_LAST_TIME_S = _rules.MAX_TIMESTAMP_MS / 1000.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -220,16 +224,24 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise InputError(f"{args.alarms}: {exc}") from None
     for w in ev.warnings:
         print(f"{PROG} replay: warning: {w}", file=sys.stderr)
-    for line in _emf.read_lines(args.emf):
-        ev.ingest_line(line)
+    # One recording per file: each line's timestamp is judged by the lines around it in its file
+    # (Evaluator.ingest), so a line stamped 0 or 9999 does not stretch the window.
+    for path in args.emf:
+        ev.ingest(_emf.read_lines([path]), source="stdin" if path == "-" else path)
     # What CloudWatch would reject never reaches an alarm in production: say so before the table.
     for w in ev.rejection_warnings:
         print(f"{PROG} replay: warning: {w}", file=sys.stderr)
     span = ev.data_range
     if start is None and span is None:
+        if ev.stats["rejected"]:
+            raise InputError(
+                "no EMF data CloudWatch would accept in the input (see the warnings);"
+                " give --start and --end to evaluate anyway"
+            )
         raise InputError("no EMF data in the input; give --start and --end to evaluate anyway")
     if end is None:
-        end = (span[1] if span else start) + 60  # type: ignore[operator]
+        # (a recording at the end of 9999 ends there: no time lies beyond it)
+        end = min((span[1] if span else start) + 60, _LAST_TIME_S)  # type: ignore[operator]
     first = start if start is not None else span[0]  # type: ignore[index]
     if end - first > MAX_REPLAY_S:
         raise InputError(

@@ -187,7 +187,7 @@ class CloudWatchCheck:
         else:
             problem = _rules.dimension_value_problem(value)
         if problem:
-            problem = f"{_short(value)}: {problem}"
+            problem = f"{short_repr(value)}: {problem}"
         if len(self._cache) >= self._MAX_CACHED:
             self._cache.clear()  # bounded: hostile input with ever new values cannot grow it
         self._cache[key] = problem
@@ -209,9 +209,41 @@ class CloudWatchCheck:
         )
 
 
-def _short(value: object, limit: int = 60) -> str:
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def timestamp_ms(obj: dict[str, Any]) -> tuple[Any, str | None]:
+    """``(the raw _aws.Timestamp, why it is no time or None)`` of an EMF object: a JSON number
+    of milliseconds from 1970 to the year 9999 (``telemetry.cloudwatch_rules.timestamp_problem``);
+    ``(None, "is missing")`` without one."""
+    aws = obj.get("_aws")
+    if not isinstance(aws, dict) or "Timestamp" not in aws:
+        return None, "is missing"
+    raw = aws["Timestamp"]
+    return raw, _rules.timestamp_problem(raw)
+
+
+def timestamp_s(obj: dict[str, Any]) -> float | None:
+    """The time of an EMF object in epoch seconds, ``None`` if its timestamp is no time."""
+    raw, problem = timestamp_ms(obj)
+    return None if problem else raw / 1000.0
+
+
+def metric_values(obj: dict[str, Any]) -> int:
+    """How many metric values CloudWatch would extract from an EMF object: each named metric once
+    per dimension set (once without dimensions), as the evaluator counts what it rejects."""
+    n = 0
+    for d in directives(obj):
+        metrics, dimsets = d.get("Metrics"), d.get("Dimensions") or [[]]
+        if isinstance(metrics, list) and isinstance(dimsets, list):
+            named = sum(
+                1 for m in metrics if isinstance(m, dict) and isinstance(m.get("Name"), str)
+            )
+            n += named * max(1, len(dimsets))
+    return n
 
 
 def directives(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:

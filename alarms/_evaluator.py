@@ -8,11 +8,13 @@ See docs/alarms.md for the semantics and the assumptions.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _emf
+from telemetry import cloudwatch_rules as _cw
+
+from . import _emf, _timestamps
 from ._compile import Alarm, Compiler, Composite, definitions
 from ._expr import eval_rule
 from ._format import iso, number_text, value_text
@@ -24,8 +26,9 @@ MAX_DIMENSIONS_PER_METRIC = _emf.MAX_DIMENSIONS_PER_METRIC
 #: Distinct rejection reasons kept (the rest are counted together): hostile input cannot grow it.
 _MAX_REJECTION_KINDS = 50
 _UNSEEN = object()
-#: Guard against an epoch in milliseconds passed where seconds are expected.
-_MAX_EPOCH_S = 1e11
+#: The last time an EMF timestamp can name (9999-12-31); also a guard against an epoch in
+#: milliseconds passed where seconds are expected.
+_MAX_EPOCH_S = _cw.MAX_TIMESTAMP_MS / 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,8 @@ class Evaluator:
         }
         #: Metric data CloudWatch would reject, by reason (see :attr:`rejection_warnings`).
         self.rejections: dict[str, int] = {}
+        #: Where each reason was first met, for reasons that name a kind, not a value.
+        self._first_seen: dict[str, str] = {}
         self._check = _emf.CloudWatchCheck()
         self._seen: dict[object, str | None] = {}
         metric_defs, composite_defs = definitions(defs, params or {})
@@ -159,7 +164,9 @@ class Evaluator:
 
     # -- ingestion ---------------------------------------------------------------------------
     def ingest_line(self, line: str | bytes) -> int:
-        """Ingest one log line; returns the metric values read (0 for non-EMF or bad lines)."""
+        """Ingest one log line as it arrives (live); returns the metric values read (0 for
+        non-EMF or bad lines). Its timestamp is checked on its own (a number of milliseconds from
+        1970 to 9999), not against other lines: see :meth:`ingest` for a recording."""
         self.stats["lines"] += 1
         obj = _emf.decode_line(line)
         if obj is None:
@@ -167,23 +174,45 @@ class Evaluator:
             return 0
         return self.ingest_record(obj)
 
-    def ingest(self, lines: Iterable[str | bytes]) -> int:
-        """Ingest many lines; returns the metric values read."""
-        return sum(self.ingest_line(line) for line in lines)
+    def ingest(self, lines: Iterable[str | bytes], source: str = "input") -> int:
+        """Ingest the lines of one recording (one log file or stream, in the order written);
+        returns the metric values read. Unlike :meth:`ingest_line`, each EMF line's timestamp is
+        also judged by the lines around it, which stand for the time CloudWatch ingested it
+        (``alarms._timestamps``): a line CloudWatch would have refused as more than 14 days in
+        the past or 2 hours in the future of that time is left out and counted in
+        :attr:`rejections`, with ``source`` and the line number of the first one. Give each file
+        its own call: lines are judged by lines of the same recording."""
+        read = 0
+        for (line_no, obj), problem in _timestamps.screen(self._timestamped(lines)):
+            if obj is not None:
+                read += self._ingest(obj, problem, (source, line_no))
+        return read
+
+    def _timestamped(
+        self, lines: Iterable[str | bytes]
+    ) -> Iterator[tuple[tuple[int, dict[str, Any] | None], float | None]]:
+        for line_no, line in enumerate(lines, 1):
+            self.stats["lines"] += 1
+            obj = _emf.decode_line(line)
+            if obj is None:
+                self.stats["bad_lines"] += 1
+                yield (line_no, None), None
+            else:
+                yield (line_no, obj), _emf.timestamp_s(obj)
 
     def ingest_record(self, obj: Mapping[str, Any]) -> int:
         """Ingest one decoded EMF object; malformed parts are counted, never raised."""
-        try:
-            raw = obj["_aws"]["Timestamp"]
-            # the EMF specification's Timestamp is a JSON number: "1.8e12" and true are not one
-            if isinstance(raw, bool) or not isinstance(raw, int | float):
-                raise TypeError
-            ts = raw / 1000.0
-            if not 0.0 <= ts < _MAX_EPOCH_S:  # also NaN/inf: no real record is stamped there
-                raise ValueError
-        except (KeyError, TypeError, ValueError):
-            self.stats["bad_lines"] += 1
-            return 0
+        return self._ingest(obj, None, None)
+
+    def _ingest(
+        self, obj: Mapping[str, Any], age_problem: str | None, where: tuple[str, int] | None
+    ) -> int:
+        """Ingest one EMF object; ``age_problem``: why CloudWatch would have refused its
+        timestamp given when it was ingested (:meth:`ingest`); ``where``: (source, line number)."""
+        raw, problem = _emf.timestamp_ms(obj)  # type: ignore[arg-type]
+        if problem is not None or age_problem is not None:
+            return self._reject_line(obj, raw, problem, age_problem, where)
+        ts = raw / 1000.0
         self.stats["emf_lines"] += 1
         if (
             self.max_lateness_s is not None
@@ -280,6 +309,30 @@ class Evaluator:
             self._max_ts = ts
         return read
 
+    def _reject_line(
+        self,
+        obj: Mapping[str, Any],
+        raw: Any,
+        problem: str | None,
+        age_problem: str | None,
+        where: tuple[str, int] | None,
+    ) -> int:
+        """Leave out a line CloudWatch extracts no metric from for its timestamp: warned about
+        and counted per metric value in it; a line without metrics is only a bad line."""
+        n = _emf.metric_values(obj)  # type: ignore[arg-type]
+        if not n:
+            self.stats["bad_lines"] += 1
+            return 0
+        self.stats["emf_lines"] += 1
+        if problem is None:  # a time, but not one CloudWatch takes when the line was ingested
+            problem = f"{age_problem} (offline: the time of the lines around it)"
+            shown = f"{number_text(raw)} = {iso(raw / 1000.0)}"
+        else:
+            shown = _emf.short_repr(raw)
+        at = f"{where[0]} line {where[1]}" if where else "e.g."
+        self._reject(f"_aws.Timestamp {problem}", n, f"{at}: {shown}")
+        return 0
+
     def _key_problem(self, key: tuple[tuple[str, str], ...]) -> str | None:
         """Why CloudWatch would reject a dimension set (``None``: accepted)."""
         if len(key) > MAX_DIMENSIONS_PER_METRIC:
@@ -291,10 +344,12 @@ class Evaluator:
         self._seen[key] = problem
         return problem
 
-    def _reject(self, problem: str, n: int) -> None:
+    def _reject(self, problem: str, n: int, example: str | None = None) -> None:
         self.stats["rejected"] += n
         if problem not in self.rejections and len(self.rejections) >= _MAX_REJECTION_KINDS:
             problem = "other problems"
+        elif example is not None and problem not in self._first_seen:
+            self._first_seen[problem] = example
         self.rejections[problem] = self.rejections.get(problem, 0) + n
 
     @property
@@ -303,7 +358,11 @@ class Evaluator:
         most frequent first: ``"12 metric values CloudWatch would reject: NS/Latency: ..."``. The
         evaluator leaves such data out, as CloudWatch would."""
         ranked = sorted(self.rejections.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [f"{n} metric values CloudWatch would reject: {why}" for why, n in ranked]
+        return [
+            f"{n} metric values CloudWatch would reject: {why}"
+            + (f" (first: {self._first_seen[why]})" if why in self._first_seen else "")
+            for why, n in ranked
+        ]
 
     # -- evaluation --------------------------------------------------------------------------
     @property

@@ -21,6 +21,16 @@ Sources (where two disagree, the stricter rule is applied, so nothing passing he
   ``Unit`` list.
 - CloudWatch Logs API reference, ``CreateLogGroup``: log group names 1-512 characters of
   ``[.\\-_/#A-Za-z0-9]``.
+- Timestamps: the CloudWatch User Guide, "Amazon CloudWatch concepts", *Time stamps*
+  (cloudwatch_concepts.html#about_timestamp): CloudWatch accepts metric data stamped up to two
+  weeks in the past and up to two hours into the future of when it receives it; the CloudWatch
+  agent reference and ``PutLogEvents`` skip or reject log events older than 14 days or more than
+  2 hours ahead likewise; aws-embedded-metrics validates an EMF timestamp against the same
+  bounds (``constants.MAX_TIMESTAMP_PAST_AGE``/``MAX_TIMESTAMP_FUTURE_AGE``,
+  ``validator.validate_timestamp``). The EMF specification's ``_aws.Timestamp`` is a JSON number
+  of milliseconds since 1970-01-01T00:00:00Z; CloudWatch Logs event timestamps are a Long with a
+  minimum of 0 (``InputLogEvent``); ISO 8601 times, in which the CloudWatch API speaks, end at
+  year 9999.
 
 Used by the emitters (settings are checked at ``configure()``, values coming from the
 application are sanitised) and meant for offline tools (``alarms``) that warn about metrics
@@ -45,6 +55,9 @@ __all__ = [
     "MAX_METRICS_PER_DIRECTIVE",
     "MAX_METRIC_NAME_LENGTH",
     "MAX_NAMESPACE_LENGTH",
+    "MAX_TIMESTAMP_FUTURE_S",
+    "MAX_TIMESTAMP_MS",
+    "MAX_TIMESTAMP_PAST_S",
     "MAX_VALUE",
     "MAX_VALUES_PER_METRIC",
     "MIN_MAGNITUDE",
@@ -57,6 +70,8 @@ __all__ = [
     "problems",
     "sanitize_dimension_value",
     "storage_resolution_problem",
+    "timestamp_age_problem",
+    "timestamp_problem",
     "unit_problem",
     "value_problem",
 ]
@@ -72,6 +87,11 @@ MAX_LOG_GROUP_NAME_LENGTH = 512
 MAX_VALUE = 2.0**360
 MIN_MAGNITUDE = 2.0**-360
 UNITS: frozenset[str] = frozenset(u.value for u in Unit)
+#: How far before / after its ingestion CloudWatch accepts a metric's timestamp (14 days, 2 h).
+MAX_TIMESTAMP_PAST_S = _emf.MAX_TIMESTAMP_PAST_AGE // 1000
+MAX_TIMESTAMP_FUTURE_S = _emf.MAX_TIMESTAMP_FUTURE_AGE // 1000
+#: The last millisecond an EMF timestamp can name: 9999-12-31T23:59:59.999Z.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 _NAMESPACE = re.compile(_emf.VALID_NAMESPACE_REGEX)
 _LOG_GROUP = re.compile(r"[.\-_/#A-Za-z0-9]+")
@@ -145,6 +165,53 @@ def value_problem(value: object) -> str | None:
         return "a metric value must be within -2^360..2^360"
     if 0.0 < magnitude < MIN_MAGNITUDE:
         return "a non-zero metric value must have a magnitude of at least 2^-360"
+    return None
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def timestamp_problem(timestamp_ms: object) -> str | None:
+    """Why an EMF ``_aws.Timestamp`` is no time at all (``None``: it is one): not a JSON number
+    (a string, a boolean, null, ...), NaN or infinite, negative (before 1970), or after the year
+    9999 (:data:`MAX_TIMESTAMP_MS`). Integral floats (``1.8e12``) and fractions of a
+    millisecond are numbers like any other. Whether CloudWatch accepts the time depends on when
+    it ingests the line: :func:`timestamp_age_problem`. The reasons (``"is after the year
+    9999"``) follow the word "timestamp" and name kinds, not values, to be counted together."""
+    if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int | float):
+        return f"must be a number of milliseconds, not {_json_type(timestamp_ms)}"
+    if isinstance(timestamp_ms, float) and not math.isfinite(timestamp_ms):
+        return "must be a finite number of milliseconds, not NaN or infinity"
+    if timestamp_ms < 0:
+        return "is negative (before 1970)"
+    if timestamp_ms > MAX_TIMESTAMP_MS:
+        return "is after the year 9999"
+    return None
+
+
+def timestamp_age_problem(
+    timestamp_s: float, ingested_s: float, ingested_until_s: float | None = None
+) -> str | None:
+    """Why CloudWatch would reject metric data stamped ``timestamp_s`` (epoch seconds) that it
+    ingested at ``ingested_s``, or at some time from ``ingested_s`` to ``ingested_until_s`` when
+    the ingestion time is only known to lie in that interval: more than
+    :data:`MAX_TIMESTAMP_PAST_S` (14 days) before the earliest possible ingestion, or more than
+    :data:`MAX_TIMESTAMP_FUTURE_S` (2 hours) after the latest (``None``: accepted; else e.g.
+    ``"is more than 14 days before ingestion"``)."""
+    until = ingested_s if ingested_until_s is None else ingested_until_s
+    if timestamp_s < ingested_s - MAX_TIMESTAMP_PAST_S:
+        return f"is more than {MAX_TIMESTAMP_PAST_S // 86400} days before ingestion"
+    if timestamp_s > until + MAX_TIMESTAMP_FUTURE_S:
+        return f"is more than {MAX_TIMESTAMP_FUTURE_S // 3600} hours after ingestion"
     return None
 
 

@@ -398,3 +398,63 @@ def test_replay_warns_about_emf_cloudwatch_would_reject(defs_file: Path, tmp_pat
     emf.with_name("clean.jsonl").write_text("\n".join(good) + "\n")
     clean = cli("replay", "--alarms", str(defs_file), "--emf", str(emf.with_name("clean.jsonl")))
     assert "CloudWatch would reject" not in clean.stderr + clean.stdout
+
+
+def test_replay_leaves_out_lines_whose_timestamp_cloudwatch_would_refuse(
+    defs_file: Path, tmp_path: Path
+) -> None:
+    """The reported fault and its class through the real CLI: one line stamped 0 (or stale, or
+    ahead, or no time at all) among thousands no longer makes replay refuse the run as longer than
+    31 days; each is left out with a warning and the run is evaluated as if it were not there. A
+    run that is really that long is still refused, in one line."""
+    clean = record(tmp_path / "clean.jsonl", regression=True)
+    lines = clean.read_text().splitlines()
+
+    def stamped(i: int, timestamp: Any) -> str:
+        doc = json.loads(lines[i])
+        doc["_aws"]["Timestamp"] = timestamp
+        return json.dumps(doc)  # NaN as the bare literal, as Python's json writes it
+
+    outliers = {  # line index -> timestamp; first, middle and last lines included
+        0: 0,
+        len(lines) // 3: (START - 20 * 86400) * 1000,
+        len(lines) // 2: "1800000000000",
+        len(lines) // 2 + 1: float("nan"),
+        len(lines) // 2 + 2: True,
+        len(lines) - 1: 253_402_300_799_999,
+    }
+    doctored = tmp_path / "doctored.jsonl"
+    doctored.write_text(
+        "\n".join(stamped(i, outliers[i]) if i in outliers else x for i, x in enumerate(lines))
+        + "\n"
+    )
+    proc = cli("replay", "--alarms", str(defs_file), "--emf", str(doctored), "--json")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [x for x in proc.stderr.splitlines() if "_aws.Timestamp" in x]
+    for needle in ("more than 14 days before ingestion", "more than 2 hours after ingestion",
+                   "not a string", "not NaN or infinity", "not a boolean"):  # fmt: skip
+        assert sum(needle in w for w in warnings) == 1, (needle, proc.stderr)
+    assert f"{doctored} line 1: 0 = 1970-01-01T00:00:00Z" in proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
+    _, expected = replay(defs_file, clean)
+    assert summary["state_changes"] == expected["state_changes"]  # same window, same alarms
+    assert summary["input"]["rejected"] > 0 and summary["input"]["bad_lines"] == 0
+    assert "Traceback" not in proc.stderr
+
+    long_run = tmp_path / "long.jsonl"  # 40 days, a line an hour: every line plausible
+    long_run.write_text(
+        "\n".join(stamped(h % len(lines), (START + h * 3600) * 1000) for h in range(40 * 24)) + "\n"
+    )
+    proc = cli("replay", "--alarms", str(defs_file), "--emf", str(long_run))
+    assert proc.returncode == 2 and "longer than 31 days" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+    no_time = tmp_path / "no-time.jsonl"
+    no_time.write_text("\n".join(stamped(i, "soon") for i in range(50)) + "\n")
+    proc = cli("replay", "--alarms", str(defs_file), "--emf", str(no_time))
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("alarms: no EMF data CloudWatch would accept")
+    )
