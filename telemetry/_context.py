@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextvars import ContextVar
 
 from telemetry import _errors
@@ -43,8 +44,21 @@ def route_of(scope: Scope) -> str | None:
     if route is None and scope.environ is not None:
         try:
             rule = getattr(scope.environ.get(WERKZEUG_REQUEST), "url_rule", None)
+            if rule is None:
+                # a view (or a library) that made a ``werkzeug.Request(environ)`` of its own
+                # replaced Flask's request there; Flask's current request still has the rule
+                rule = _flask_rule()
             if rule is not None:
                 route = scope.route = str(rule.rule)
         except Exception as exc:  # an exotic request or Rule class: the request goes on
             _errors.record("internal", f"route template not read: {exc!r}")
     return route
+
+
+def _flask_rule() -> object:
+    """The rule of Flask's current request, or None (no request context, no match, no Flask:
+    a worker process need not import it)."""
+    flask = sys.modules.get("flask")
+    if flask is None or not flask.has_request_context():
+        return None
+    return flask.request.url_rule

@@ -50,6 +50,9 @@ _MAX_ORIGINAL = 64  # characters of an unknown method kept in http.request.metho
 _XRAY_KEY = "HTTP_X_AMZN_TRACE_ID"
 _TRACEPARENT_KEY = "HTTP_TRACEPARENT"
 _TRACESTATE_KEY = "HTTP_TRACESTATE"
+#: "200 " -> 200 for every valid status code (RFC 9110, section 15: three digits, 100-599):
+#: one dict look-up per response, and nothing else (non-ASCII digits, "1000", "0 abc") passes
+_STATUS_CODES = {f"{code} ": code for code in range(100, 600)}
 
 
 def normalize_method(method: str) -> tuple[str, str | None]:
@@ -61,6 +64,16 @@ def normalize_method(method: str) -> tuple[str, str | None]:
     upper = method.upper()
     original = method[:_MAX_ORIGINAL]
     return (upper if upper in KNOWN_METHODS else OTHER_METHOD), original
+
+
+def status_code(status: str) -> int:
+    """The code of a WSGI status line (``"404 Not Found"``); 500 if it is none (an app may set
+    any status string, e.g. ``Response(status="abc")``): recorded as a server error, never
+    raised into the app."""
+    code = _STATUS_CODES.get(status[:4]) if type(status) is str else None
+    if code is None and type(status) is str and len(status) == 3:  # a code without a reason
+        code = _STATUS_CODES.get(status + " ")
+    return 500 if code is None else code
 
 
 def _trace_carrier(environ: dict) -> dict:
@@ -177,7 +190,7 @@ class _Middleware:
             sizes = self.access_log is not False  # the body size only matters to access lines
 
             def _start_response(status: str, headers: list, exc_info: Any = None) -> Any:
-                resp[0] = int(status[:3])
+                resp[0] = status_code(status)
                 if scope.route is None:  # Flask clears the request from the environ at its end
                     _context.route_of(scope)
                 if sizes:

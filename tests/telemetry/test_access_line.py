@@ -259,3 +259,61 @@ def test_the_route_is_known_however_the_request_ends(tel: Tel) -> None:
     assert total(lines, "ClientErrors", Route="UNMATCHED") == 1
     routes = {x["route"] for x in tel.logs() if x.get("logger") == "telemetry.access"}
     assert routes == {"/boom/<n>", "/wait/<n>", "/stream/<n>", "/guarded/<n>", "UNMATCHED"}
+
+
+def test_the_route_survives_a_second_request_object_made_by_the_view(tel: Tel) -> None:
+    """A view (or a library it calls) that builds ``werkzeug.Request(environ)`` or
+    ``flask.Request(environ)`` replaces the request werkzeug keeps in the environ; the route
+    is still the one Flask matched."""
+    import werkzeug
+
+    app = flask.Flask("second")
+
+    @app.get("/w/<n>")
+    def w(n: str) -> str:
+        werkzeug.Request(flask.request.environ)
+        return "ok"
+
+    @app.get("/f/<n>")
+    def f(n: str) -> str:
+        flask.Request(flask.request.environ)
+        return "ok"
+
+    instrument(app)
+    client = app.test_client()
+    assert client.get("/w/1").status_code == 200 and client.get("/f/2").status_code == 200
+    assert client.get("/nowhere").status_code == 404
+    from .conftest import total
+
+    lines = tel.emf()
+    assert total(lines, "Requests", Route="/w/<n>") == 1
+    assert total(lines, "Requests", Route="/f/<n>") == 1
+    assert total(lines, "Requests", Route="UNMATCHED") == 1
+    routes = [x["route"] for x in tel.logs() if x.get("logger") == "telemetry.access"]
+    assert routes == ["/w/<n>", "/f/<n>", "UNMATCHED"]
+
+
+@pytest.mark.parametrize(
+    ("status", "recorded"),
+    [
+        ("abc", 500),  # werkzeug sends "0 abc": telemetry must not raise into the app
+        (1000, 500),  # "1000 UNKNOWN": not a three-digit code
+        ("099 Low", 500),
+        ("\u0661\u0662\u0663 Arabic digits", 500),
+        ("204 No Content", 204),
+        ("599 Custom", 599),
+    ],
+)
+def test_an_odd_status_line_is_recorded_never_raised(
+    tel: Tel, status: object, recorded: int
+) -> None:
+    app = flask.Flask("status")
+
+    @app.get("/s")
+    def s() -> flask.Response:
+        return flask.Response("", status=status)  # type: ignore[arg-type]
+
+    instrument(app)
+    app.test_client().get("/s")
+    (line,) = [x for x in tel.logs() if x.get("logger") == "telemetry.access"]
+    assert line["status"] == recorded and line["route"] == "/s"
