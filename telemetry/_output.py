@@ -90,7 +90,9 @@ class LineWriter:
         self._closed_check: object = None
         self.dropped = 0  # lines dropped in this process
         self._unreported = 0  # dropped (buffer full), not yet taken by take_dropped()
-        self._failed = 0  # lines a write failed for (EPIPE, closed stream), not yet taken
+        #: lines a write failed for (EPIPE, closed stream) or that could not be rendered (an
+        #: error line was written instead), not yet taken
+        self._failed = 0
         self.errors: list[str] = []  # write failures not yet reported (bounded)
 
     # -- producers (any thread, the request path included) -------------------------------------
@@ -198,8 +200,10 @@ class LineWriter:
                     self._failed += len(lines) - written
 
     def _unformatted(self, exc: Exception) -> str:
-        if len(self.errors) < 10:
-            self.errors.append(f"a line could not be formatted: {exc!r}")
+        with self._lock:  # its content is lost: counted as a failed line (``sink``)
+            self._failed += 1
+            if len(self.errors) < 10:
+                self.errors.append(f"a line could not be formatted: {exc!r}")
         return f'{{"level": "ERROR", "message": "telemetry: line not formatted: {type(exc).__name__}"}}'
 
     def _write_fd(self, fd: int, stream: object, lines: list[str]) -> int:
@@ -288,7 +292,7 @@ def max_bytes() -> int:
 
 def take_dropped() -> tuple[int, int, list[str]]:
     """Since the last call, over all writers: lines dropped because the buffer was full, lines
-    lost because a write failed, and the write failures seen."""
+    lost because a write failed or they could not be rendered, and the failures seen."""
     dropped = failed = 0
     errors: list[str] = []
     for w in list(_writers):
@@ -305,6 +309,14 @@ def take_dropped() -> tuple[int, int, list[str]]:
 def dropped_total() -> int:
     """Lines dropped in this process so far (all writers)."""
     return sum(w.dropped for w in list(_writers))
+
+
+def hurry() -> None:
+    """Have every writer write what it holds now, without letting lines gather for
+    :data:`COALESCE_S`; does not wait for the write (a stalled stdout blocks nobody)."""
+    for w in list(_writers):
+        if w._queued:
+            w._hurry.set()
 
 
 def flush(timeout_s: float, abandon: bool = False) -> bool:
