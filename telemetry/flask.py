@@ -307,14 +307,19 @@ class _Middleware:
         if not _access.isEnabledFor(level):
             return
         extra = values[7]
+        size = _ACCESS_ESTIMATE + 2 * len(values[2]) + len(values[3])
         if extra:  # a copy: the line is rendered later, by the writer thread
             values = (*values[:7], dict(extra))
+            # what it holds until then counts against the buffer limit (a big annotation
+            # must not pile up while stdout is stuck); values are str, bool, int or float
+            for k, v in extra.items():
+                size += len(k) + (len(v) if type(v) is str else 24)
         direct = _logging.direct_handler(_access, level) if error is None else None
         if direct is not None:
             direct.defer(
                 _access_line.render,
                 (direct.formatter, time.time(), _LEVEL_NAMES[level], rid, sc, *values),
-                _ACCESS_ESTIMATE + 2 * len(values[2]) + len(values[3]),
+                size,
             )
             return
         message, fields = _access_line.fields(*values)

@@ -317,3 +317,37 @@ def test_an_odd_status_line_is_recorded_never_raised(
     app.test_client().get("/s")
     (line,) = [x for x in tel.logs() if x.get("logger") == "telemetry.access"]
     assert line["status"] == recorded and line["route"] == "/s"
+
+
+def test_annotations_count_against_the_output_limit_while_nobody_reads(monkeypatch) -> None:
+    """An access line waiting to be rendered holds its annotations: their size counts against
+    ``TELEMETRY_OUTPUT_BUFFER_BYTES`` (a stuck stdout must not let big annotations pile up)."""
+    from telemetry.sinks import MemorySink
+
+    r, w = os.pipe()  # nobody reads: the pipe fills, then the buffer
+    stream = os.fdopen(w, "w")
+    try:
+        telemetry.configure(
+            "svc", "v1", log_stream=stream, sink=MemorySink(), output_buffer_bytes=1 << 20
+        )
+        # only our handler on the root logger (not pytest's capture): the deferred path
+        ours = [h for h in logging.root.handlers if type(h) is _logging.JsonHandler]
+        monkeypatch.setattr(logging.root, "handlers", ours)
+        assert _logging.direct_handler(logging.getLogger(_access_line.LOGGER), logging.INFO)
+        app = flask.Flask("big")
+
+        @app.get("/big")
+        def big() -> str:
+            telemetry.annotate(body="b" * 100_000)
+            return "ok"
+
+        instrument(app)
+        client = app.test_client()
+        before = _output.dropped_total()
+        for _ in range(40):  # 4 MB of annotations against a 1 MiB buffer (+ a 64 KiB pipe)
+            assert client.get("/big").status_code == 200
+        assert _output.dropped_total() - before >= 20
+    finally:
+        os.close(r)
+        _output.flush(5, abandon=True)
+        stream.close()
