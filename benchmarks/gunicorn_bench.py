@@ -143,40 +143,57 @@ def _drive(port: int, seconds: float, connections: int, result: multiprocessing.
 
 
 def _closed_loop(port: int, seconds: float, connections: int) -> float:
-    """``connections`` keep-alive connections in a closed loop, driven by one thread with
-    ``select`` (no GIL contention between client threads); requests per second."""
+    """``connections`` keep-alive connections in a closed loop for ``seconds``; requests per
+    second."""
+    started = time.perf_counter()
+    done = _exchange(port, connections, seconds=seconds)
+    return done / (time.perf_counter() - started)
+
+
+def _exchange(
+    port: int, connections: int, *, seconds: float = 0.0, requests: int = 0, timeout_s: float = 5
+) -> int:
+    """Keep ``connections`` keep-alive connections in a closed loop (each sends its next
+    request as soon as the previous answer arrived), driven by one thread with ``select`` (no
+    GIL contention between client threads), for ``seconds`` or until ``requests`` answers
+    arrived; the number of answers (each a 200, else RuntimeError)."""
     sel = selectors.DefaultSelector()
     socks = []
-    for _ in range(connections):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, bytearray())
-        socks.append(s)
-    done = 0
+    sent = done = 0
     end = time.perf_counter() + seconds
-    for s in socks:
-        s.sendall(REQUEST)
-    while time.perf_counter() < end:
-        events = sel.select(timeout=5)
-        if not events:
-            raise TimeoutError("no answer within 5 s")
-        for key, _ in events:
-            s, buf = key.fileobj, key.data
-            chunk = s.recv(65536)  # type: ignore[union-attr]
-            if not chunk:
-                raise ConnectionError("the server closed the connection")
-            buf += chunk
-            while (n := _answer_length(buf)) and len(buf) >= n:
-                if not buf.startswith(b"HTTP/1.1 200"):
-                    raise RuntimeError(f"unexpected answer {bytes(buf[:40])!r}")
-                del buf[:n]
-                done += 1
-                s.sendall(REQUEST)  # type: ignore[union-attr]
-    elapsed = seconds + (time.perf_counter() - end)
-    for s in socks:
-        s.close()
-    return done / elapsed
+    try:
+        for _ in range(connections):
+            s = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socks.append(s)
+            sel.register(s, selectors.EVENT_READ, bytearray())
+        for s in socks:
+            if requests and sent >= requests:
+                break
+            s.sendall(REQUEST)
+            sent += 1
+        while (done < requests) if requests else (time.perf_counter() < end):
+            events = sel.select(timeout=timeout_s)
+            if not events:
+                raise TimeoutError(f"no answer within {timeout_s:g} s")
+            for key, _ in events:
+                s, buf = key.fileobj, key.data  # type: ignore[assignment]
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the server closed the connection")
+                buf += chunk
+                while (n := _answer_length(buf)) and len(buf) >= n:
+                    if not buf.startswith(b"HTTP/1.1 200"):
+                        raise RuntimeError(f"unexpected answer {bytes(buf[:40])!r}")
+                    del buf[:n]
+                    done += 1
+                    if not requests or sent < requests:
+                        s.sendall(REQUEST)
+                        sent += 1
+    finally:
+        for s in socks:
+            s.close()
+    return done
 
 
 def _measure(port: int, seconds: float) -> float:
@@ -224,40 +241,6 @@ def run(rounds: int = ROUNDS, seconds: float = SECONDS) -> dict[str, tuple[float
     }
 
 
-def _send_requests(port: int, requests: int, connections: int = 4) -> None:
-    """Exactly ``requests`` requests over ``connections`` keep-alive connections (closed loop)."""
-    sel = selectors.DefaultSelector()
-    socks = []
-    sent = done = 0
-    try:
-        for _ in range(connections):
-            s = socket.create_connection(("127.0.0.1", port), timeout=60)
-            socks.append(s)
-            sel.register(s, selectors.EVENT_READ, bytearray())
-            if sent < requests:
-                s.sendall(REQUEST)
-                sent += 1
-        while done < requests:
-            events = sel.select(timeout=60)
-            if not events:
-                raise TimeoutError("no answer within 60 s")
-            for key, _ in events:
-                s, buf = key.fileobj, key.data
-                chunk = s.recv(65536)  # type: ignore[union-attr]
-                if not chunk:
-                    raise ConnectionError("the server closed the connection")
-                buf += chunk
-                while (n := _answer_length(buf)) and len(buf) >= n:
-                    del buf[:n]
-                    done += 1
-                    if sent < requests:
-                        s.sendall(REQUEST)  # type: ignore[union-attr]
-                        sent += 1
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _answer_length(buf: bytearray) -> int:
     """The length of the first complete answer's head + body in ``buf`` so far (0: head not
     complete)."""
@@ -284,8 +267,8 @@ def _worker_instructions(variant: str, requests: int, out_dir: Path) -> int:
         workers = _worker_pids(proc)
         if len(workers) != 1:
             raise RuntimeError(f"expected one gunicorn worker, found {workers}")
-        _send_requests(port, 300)
-        _send_requests(port, requests)
+        _exchange(port, 4, requests=300, timeout_s=60)
+        _exchange(port, 4, requests=requests, timeout_s=60)
     # the worker writes its counts when it exits (the server's exit waited for it)
     text = (out_dir / f"callgrind.{workers[0]}").read_text(errors="replace")
     for line in text.splitlines():
