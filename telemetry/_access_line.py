@@ -117,7 +117,7 @@ def render(
             ids = f', "trace_id": "1-{h[:8]}-{h[8:]}", "span_id": "{"%016x" % span_context[1]}"'  # noqa: UP031
     line = (
         f'{{"time": "{fmt._time(created)}", "level": "{level}", "message": "{method} '
-        f'{path_json[1:-1]} {status}"{fmt.logger_tail(LOGGER)}, "request_id": {_esc(request_id)}'
+        f'{path_json[1:-1]} {status}"{fmt._tails.get(LOGGER) or fmt.logger_tail(LOGGER)}, "request_id": {_esc(request_id)}'
         f'{ids}, "method": "{method}", "route": {route_json}, "path": {path_json}, "status": '
         f'{status}, "duration_ms": {"%.3f" % ms}, "bytes": {n}'  # noqa: UP031
     )

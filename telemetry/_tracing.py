@@ -19,7 +19,9 @@ from contextvars import ContextVar
 from importlib.metadata import entry_points
 from random import getrandbits
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.composite import CompositePropagator
@@ -194,6 +196,24 @@ def build_propagator(names: str) -> TextMapPropagator:
         except Exception as exc:
             _errors.record("config", f"{ev.OTEL_PROPAGATORS}: {name!r} unavailable ({exc!r})")
     return CompositePropagator(out)
+
+
+#: The key OpenTelemetry keeps the current span under in a ``Context`` (found through the
+#: public API: the one key of a context holding only a span).
+SPAN_KEY: str = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())))
+
+
+def runtime_context_var() -> ContextVar | None:
+    """The ``ContextVar`` behind OpenTelemetry's current context when the runtime context is
+    the API's default (``ContextVarsRuntimeContext``, ``OTEL_PYTHON_CONTEXT`` unset), else
+    None. Setting it is what ``opentelemetry.context.attach`` does, in two Python calls fewer
+    (the server span is made current on every request); the attribute is private to the API,
+    hence looked up defensively, with the public calls as the fallback."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    var = getattr(runtime, "_current_context", None)
+    return var if isinstance(var, ContextVar) else None
 
 
 class _CountingExporter(SpanExporter):

@@ -38,6 +38,7 @@ _LEVEL_NAMES = {logging.INFO: "INFO", logging.ERROR: "ERROR"}
 _ACCESS_ESTIMATE = 420
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _SERVER = trace.SpanKind.SERVER
+_SPAN_KEY = _tracing.SPAN_KEY
 #: OpenTelemetry HTTP semantic conventions: the methods "known" by default (RFC 9110 and PATCH,
 #: RFC 5789). Any other method is recorded as ``_OTHER`` (the original in
 #: ``http.request.method_original``) and the span is named ``HTTP <route>``, so a client
@@ -141,6 +142,7 @@ class _Middleware:
         self._exclude: re.Pattern[str] | None = None
         self._trace_keys: tuple[str, ...] = ()
         self._propagator: Any = None
+        self._context_var: Any = None
 
     def _refresh(self) -> None:
         """Re-read settings after every ``configure()`` (e.g. in gunicorn's post_fork)."""
@@ -152,6 +154,7 @@ class _Middleware:
             _errors.record("config", f"{ev.TELEMETRY_EXCLUDE_PATHS}: {exc}")
             self._exclude = None
         self._propagator = _runtime.state.propagator
+        self._context_var = _tracing.runtime_context_var()
         self._trace_keys = tuple(
             "HTTP_" + f.upper().replace("-", "_") for f in self._propagator.fields
         )
@@ -190,7 +193,8 @@ class _Middleware:
             sizes = self.access_log is not False  # the body size only matters to access lines
 
             def _start_response(status: str, headers: list, exc_info: Any = None) -> Any:
-                resp[0] = status_code(status)
+                code = _STATUS_CODES.get(status[:4]) if type(status) is str else None
+                resp[0] = code if code is not None else status_code(status)
                 if scope.route is None:  # Flask clears the request from the environ at its end
                     _context.route_of(scope)
                 if sizes:
@@ -265,7 +269,10 @@ class _Middleware:
                 _errors.record("internal", repr(exc))
             try:
                 if ctx_token is not None:
-                    otel_context.detach(ctx_token)
+                    if self._context_var is not None:
+                        self._context_var.reset(ctx_token)
+                    else:
+                        otel_context.detach(ctx_token)
                 _context.current.reset(token)
             except Exception as exc:  # e.g. a response finished in another context
                 _errors.record("internal", repr(exc))
@@ -291,8 +298,17 @@ class _Middleware:
         finally:
             if forced is not None:
                 _tracing.forced_trace_id.reset(forced)
-        ctx = trace.set_span_in_context(trace.NonRecordingSpan(sc), parent)
-        ctx_token = otel_context.attach(ctx)
+        current = trace.NonRecordingSpan(sc)
+        var = self._context_var
+        if var is not None:  # what set_span_in_context + attach do, with fewer calls
+            base = parent if parent is not None else var.get()
+            ctx_token = var.set(
+                otel_context.Context({**base, _SPAN_KEY: current})
+                if base
+                else otel_context.Context({_SPAN_KEY: current})
+            )
+        else:
+            ctx_token = otel_context.attach(trace.set_span_in_context(current, parent))
         return (sc, parent_sc, record, time.time_ns()), ctx_token
 
     def _log(
