@@ -351,3 +351,40 @@ def test_annotations_count_against_the_output_limit_while_nobody_reads(monkeypat
         os.close(r)
         _output.flush(5, abandon=True)
         stream.close()
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["context-variable", "public-api"])
+def test_the_server_span_is_current_in_the_request_and_the_outer_context_kept(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    """The server span is made current through OpenTelemetry's context variable (or, with
+    another runtime context, through attach/detach): inside the request it is the current
+    span, values of the caller's context stay visible, and afterwards the caller's context is
+    back."""
+    from opentelemetry import context as otel_context
+
+    from telemetry import _tracing
+
+    if not direct:
+        monkeypatch.setattr(_tracing, "runtime_context_var", lambda: None)
+    else:
+        assert _tracing.runtime_context_var() is not None
+    seen: dict[str, object] = {}
+    app = flask.Flask("current")
+
+    @app.get("/c")
+    def current() -> str:
+        seen["span"] = trace.get_current_span().get_span_context()
+        seen["outer"] = otel_context.get_value("outer-key")
+        return "ok"
+
+    instrument(app)
+    token = otel_context.attach(otel_context.set_value("outer-key", "kept"))
+    try:
+        before = otel_context.get_current()
+        app.test_client().get("/c")
+        assert otel_context.get_current() is before
+    finally:
+        otel_context.detach(token)
+    (span,) = tel.spans()
+    assert seen["span"] == span.context and seen["outer"] == "kept"
