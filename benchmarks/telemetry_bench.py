@@ -242,6 +242,7 @@ def main() -> None:
         apps = _variants(devnull)
         client = measure(apps, _client_loop, rounds, n)
         wsgi = measure(apps, _wsgi_loop, rounds, n)
+        telemetry.shutdown()  # its buffered lines go to devnull while it is still open
     print(f"Per-request cost, best of {rounds} interleaved rounds x {n} requests (ratio to bare)")
     print(f"{'variant':40s} {'test client':>22s} {'WSGI call loop':>22s}   target")
     for name in apps:
@@ -262,7 +263,6 @@ def main() -> None:
         emf_app, pt_app = _emf_lib_app(), _powertools_app()
     print(f"  aws-embedded-metrics, line/request   : {_one_line_bytes(emf_app):6d} B/request")
     print(f"  Powertools, flush/request            : {_one_line_bytes(pt_app):6d} B/request")
-    telemetry.shutdown()
     # leave the process's logging as it was for the benchmarks that run after this one
     for handler in list(logging.root.handlers):
         if isinstance(handler, JsonHandler):

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from telemetry import _errors, _runtime, catalog, cloudwatch_rules, environment_variables
+from telemetry import _errors, _output, _runtime, catalog, cloudwatch_rules, environment_variables
 from telemetry._config import Settings
 from telemetry._histogram import RELATIVE_ERROR
 from telemetry.jobs import Job, job, record_message_age, report_queue
@@ -152,9 +152,12 @@ def shutdown() -> None:
 
 
 def flush() -> None:
-    """Write the windows that have ended (the flush thread does this on its own)."""
+    """Write the windows that have ended (the flush thread does this on its own), and have the
+    output writer write what it holds at once instead of after its 50 ms; does not wait for
+    stdout (a stalled reader blocks nobody)."""
     try:
         _runtime.aggregator().flush()
+        _output.hurry()
     except Exception as exc:
         _errors.record("internal", repr(exc))
 

@@ -13,7 +13,7 @@ import math
 
 ALPHA = 0.009
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
-_INV_LOG_GAMMA = 1.0 / math.log(GAMMA)
+INV_LOG_GAMMA = 1.0 / math.log(GAMMA)
 #: The bound documented to users (and checked by the tests): bucketing + rounding.
 RELATIVE_ERROR = 0.01
 MAX_PER_ARRAY = 100  # EMF: at most 100 values per metric array
@@ -40,6 +40,7 @@ class Histogram:
         self.max = -math.inf
 
     def add(self, value: float) -> None:
+        # (telemetry._metrics.Aggregator._drain does this inline for each request's latency)
         if 0.0 < value < TINY:
             value = 0.0
         self.count += 1
@@ -49,7 +50,7 @@ class Histogram:
         if value > self.max:
             self.max = value
         if value > 0.0:
-            i = math.ceil(math.log(value) * _INV_LOG_GAMMA)
+            i = math.ceil(math.log(value) * INV_LOG_GAMMA)
             b = self.buckets
             b[i] = b.get(i, 0) + 1
         else:

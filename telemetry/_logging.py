@@ -25,6 +25,7 @@ _esc: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignor
 _repr_int = int.__repr__
 _repr_float = float.__repr__
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_MILLIS = tuple(f"{i:03d}" for i in range(1000))  # a line's milliseconds, formatted once
 #: ints outside +-2**64 are written as strings: most JSON readers (CloudWatch Logs Insights,
 #: JavaScript) would silently round them, and ``int.__repr__`` refuses > 4300 digits.
 _INT_LIMIT = 2**64
@@ -163,7 +164,7 @@ def _fit(doc: dict[str, object], line: str) -> str:
     (``...<cut: N of M characters>``; values that are not strings, as their JSON text), then to
     ``<cut: M characters>`` (the message keeps its first 2048), then only the core fields and
     the message with ``fields_cut``: a record is never dropped for its size (issue #11.10)."""
-    limit = min(MAX_LINE_BYTES, _output.max_bytes() // 2)
+    limit = line_limit()
     if len(line) <= limit:
         return line
     sizes = {k: len(_value(v)) for k, v in doc.items() if k not in _CORE}
@@ -228,11 +229,12 @@ class JsonFormatter(logging.Formatter):
         cached = self._second
         if cached[0] != sec:  # strftime once per second (lines may come in from two threads)
             cached = self._second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-        return f"{cached[1]}.{int((created - sec) * 1000):03d}Z"
+        ms = int((created - sec) * 1000)
+        return f"{cached[1]}.{_MILLIS[ms] if 0 <= ms < 1000 else f'{ms:03d}'}Z"
 
-    def document(self, created: float, level: str, message: str, logger: str) -> dict[str, object]:
-        """The core fields plus request id, trace id and span id of the current context."""
-        doc: dict[str, object] = {
+    def core(self, created: float, level: str, message: str, logger: str) -> dict[str, object]:
+        """time, level, message, logger, service and version."""
+        return {
             "time": self._time(created),
             "level": level,
             "message": message,
@@ -240,6 +242,10 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "version": self.version,
         }
+
+    def document(self, created: float, level: str, message: str, logger: str) -> dict[str, object]:
+        """The core fields plus request id, trace id and span id of the current context."""
+        doc = self.core(created, level, message, logger)
         scope = _context.current.get()
         if scope is not None:
             doc["request_id"] = scope.request_id
@@ -380,6 +386,15 @@ class JsonHandler(logging.Handler):
         except Exception as exc:
             _errors.record("log", repr(exc))
 
+    def defer(self, render: Callable[..., str], args: tuple, size: int) -> None:
+        """Queue a line the writer thread formats as ``render(*args)`` (``args`` must not change
+        afterwards; ``size``: its estimated length, for the buffer limit). For callers that
+        checked :func:`direct_handler` and render a whole line themselves (access lines)."""
+        try:
+            self._writer.write_deferred(render, args, size)
+        except Exception as exc:
+            _errors.record("log", repr(exc))
+
 
 def _given(message: str, fields: dict) -> tuple[str, dict]:
     return message, fields
@@ -428,6 +443,8 @@ def _access_text(
         f', "message": {_esc(message) if message.isascii() else _text(message)}{tail}'
     ]
     for k, v in fields.items():
+        if k in _CORE or k == "message":  # written above: a field never appears twice
+            continue
         # the common types inline, the rest via _value
         t = type(v)
         if t is str:
@@ -440,7 +457,29 @@ def _access_text(
             text = _value(v)
         parts.append(f", {_key(k)}: {text}")
     parts.append("}")
-    return "".join(parts)
+    line = "".join(parts)
+    if len(line) > line_limit():
+        doc = fmt.core(created, logging.getLevelName(level), message, logger)
+        if request_id is not None:
+            doc["request_id"] = request_id
+        if trace_id:
+            doc["trace_id"] = xray_trace_id(trace_id)
+            doc["span_id"] = f"{span_context.span_id:016x}"
+        for k, v in fields.items():
+            doc.setdefault(k, v)
+        return fit(doc)
+    return line
+
+
+def line_limit() -> int:
+    """The longest line a record becomes: :data:`MAX_LINE_BYTES`, at most half the output
+    buffer (a longer line would be dropped whole)."""
+    return min(MAX_LINE_BYTES, _output.max_bytes() // 2)
+
+
+def fit(doc: dict[str, object]) -> str:
+    """``doc`` as one JSON line of at most :func:`line_limit` characters (see :func:`_fit`)."""
+    return _fit(doc, _encode(doc))
 
 
 _keys: dict[str, str] = {}

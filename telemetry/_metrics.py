@@ -23,8 +23,10 @@ from aws_embedded_metrics import constants as emf_limits
 from telemetry import _errors, catalog
 from telemetry import cloudwatch_rules as rules
 from telemetry._config import Settings
-from telemetry._histogram import MAX_PER_ARRAY, Histogram, Samples
+from telemetry._histogram import INV_LOG_GAMMA, MAX_PER_ARRAY, TINY, Histogram, Samples
 from telemetry.sinks import Sink
+
+_ceil, _log = math.ceil, math.log
 
 MAX_EVENT_BYTES = 1_000_000  # EMF: 1 MB per log event
 MAX_METRICS = emf_limits.MAX_METRICS_PER_EVENT  # 100 per directive
@@ -220,7 +222,20 @@ class Aggregator:
                     c["ServerErrors"] += 1
                 else:
                     c["ClientErrors"] += 1
-            s.dists["Latency"].add(latency_ms)
+            d = s.dists["Latency"]
+            if type(d) is Histogram and latency_ms >= TINY:
+                # Histogram.add inline (once per request): count, sum, min, max, bucket
+                d.count += 1
+                d.sum += latency_ms
+                if latency_ms < d.min:
+                    d.min = latency_ms
+                if latency_ms > d.max:
+                    d.max = latency_ms
+                i = _ceil(_log(latency_ms) * INV_LOG_GAMMA)
+                b = d.buckets
+                b[i] = b.get(i, 0) + 1
+            else:
+                d.add(latency_ms)
 
     def _api_series(self, w: _Window, route: str) -> _Series:
         """The RED series of ``route`` in ``w`` (the overflow series past the cap), cached."""

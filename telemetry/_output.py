@@ -31,8 +31,11 @@ from typing import TextIO
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX guarantees atomic pipe writes up to this
 #: How long the writer thread lets lines gather after a wake-up before writing them: a busy
-#: process writes in bursts instead of waking the thread for every line.
-COALESCE_S = 0.005
+#: process writes in bursts instead of waking the thread for every line. Every wake-up of that
+#: thread takes the GIL from the request threads (context switches, cache misses): under a real
+#: gunicorn at saturation, 5 ms cost full telemetry about 4 % of throughput against 50 ms
+#: (``benchmarks/gunicorn_bench.py``). ``flush()`` and exit cut the wait short.
+COALESCE_S = 0.05
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 _writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
@@ -74,15 +77,22 @@ class LineWriter:
         self._lock = threading.Lock()
         self._queue: deque[str | Deferred] = deque()
         self._bytes = 0  # queued + being written
+        self._queued = 0  # of which queued (not yet taken by the writer thread)
         self._inflight = 0  # lines taken by the writer thread, not yet written
         self._wake = threading.Event()
+        #: set with ``_wake``, cleared (under the lock) when the queue is found empty: producers
+        #: test a plain attribute, not ``Event.is_set()`` (a Python call per line)
+        self._awake = False
+        self._hurry = threading.Event()  # flush() / exit: stop letting lines gather
         self._thread: threading.Thread | None = None
         self._target: object = None  # the stream the cached fd belongs to
         self._fd = -1
         self._closed_check: object = None
         self.dropped = 0  # lines dropped in this process
         self._unreported = 0  # dropped (buffer full), not yet taken by take_dropped()
-        self._failed = 0  # lines a write failed for (EPIPE, closed stream), not yet taken
+        #: lines a write failed for (EPIPE, closed stream) or that could not be rendered (an
+        #: error line was written instead), not yet taken
+        self._failed = 0
         self.errors: list[str] = []  # write failures not yet reported (bounded)
 
     # -- producers (any thread, the request path included) -------------------------------------
@@ -106,7 +116,9 @@ class LineWriter:
                 return
             self._queue.append(line)
             self._bytes += n
-        if not self._wake.is_set():
+            self._queued += n
+        if not self._awake:
+            self._awake = True
             self._wake.set()
         if self._thread is None:
             self._start()
@@ -127,7 +139,9 @@ class LineWriter:
                 return
             self._queue.append((render, args, size))
             self._bytes += size
-        if not self._wake.is_set():
+            self._queued += size
+        if not self._awake:
+            self._awake = True
             self._wake.set()
         if self._thread is None:
             self._start()
@@ -157,17 +171,26 @@ class LineWriter:
             # Let lines gather for a moment: one write (and one wake-up of this thread, which
             # must take the GIL from the request threads) per burst rather than per line;
             # producers skip set() while the event is still set.
-            time.sleep(COALESCE_S)
+            self._hurry.wait(COALESCE_S)
             with self._lock:
                 if not self._queue:
+                    self._awake = False
                     self._wake.clear()
                     continue
                 items = list(self._queue)
                 self._queue.clear()
+                size, self._queued = self._queued, 0
+                self._hurry.clear()  # a waiting flush() sets it again
                 self._inflight = len(items)
                 fd, stream = self._fd, self._closed_check
-            size = sum(_size(item) for item in items)
-            lines = [self._render(item) for item in items]
+            lines = []
+            for item in items:
+                if type(item) is tuple:
+                    try:
+                        item = item[0](*item[1])
+                    except Exception as exc:  # the formatters do not raise; never lose a line
+                        item = self._unformatted(exc)
+                lines.append(item)
             written = self._write_fd(fd, stream, lines)
             with self._lock:
                 self._bytes -= size
@@ -176,39 +199,42 @@ class LineWriter:
                     self.dropped += len(lines) - written
                     self._failed += len(lines) - written
 
-    def _render(self, item: str | Deferred) -> str:
-        if type(item) is not tuple:
-            return item  # type: ignore[return-value]
-        try:
-            return item[0](*item[1])  # type: ignore[operator]
-        except Exception as exc:  # the formatters do not raise; a line is never lost silently
+    def _unformatted(self, exc: Exception) -> str:
+        with self._lock:  # its content is lost: counted as a failed line (``sink``)
+            self._failed += 1
             if len(self.errors) < 10:
                 self.errors.append(f"a line could not be formatted: {exc!r}")
-            return f'{{"level": "ERROR", "message": "telemetry: line not formatted: {type(exc).__name__}"}}'
+        return f'{{"level": "ERROR", "message": "telemetry: line not formatted: {type(exc).__name__}"}}'
 
     def _write_fd(self, fd: int, stream: object, lines: list[str]) -> int:
-        """Write ``lines`` in chunks of whole lines <= PIPE_BUF; the number of lines written."""
-        done = 0
-        chunk: list[bytes] = []
-        size = 0
+        """Write ``lines`` in chunks of whole lines of at most PIPE_BUF bytes (a longer line
+        alone); the number of lines written."""
+        data = b""
+        pos = 0
         try:
             if getattr(stream, "closed", False):  # its fd may already belong to another file
                 raise ValueError("I/O operation on closed file")
-            for line in lines:
-                data = (line + "\n").encode("utf-8", "backslashreplace")
-                if chunk and size + len(data) > PIPE_BUF:
-                    _write_all(fd, b"".join(chunk))
-                    done += len(chunk)
-                    chunk, size = [], 0
-                chunk.append(data)
-                size += len(data)
-            if chunk:
-                _write_all(fd, b"".join(chunk))
-                done += len(chunk)
+            data = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
+            view = memoryview(data)
+            total = len(data)
+            while pos < total:
+                end = pos + PIPE_BUF
+                if end >= total:
+                    end = total
+                else:
+                    cut = data.rfind(b"\n", pos, end)
+                    if cut < 0:  # one line longer than PIPE_BUF: written alone, whole
+                        cut = data.find(b"\n", end)
+                    end = cut + 1
+                _write_all(fd, view[pos:end])
+                pos = end
         except Exception as exc:
+            # (a line holding newlines of its own counts as several here: an estimate)
+            done = min(len(lines), data.count(b"\n", 0, pos))
             if len(self.errors) < 10:
                 self.errors.append(f"{len(lines) - done} line(s) not written: {exc!r}")
-        return done
+            return done
+        return len(lines)
 
     # -- flushing and accounting ---------------------------------------------------------------
 
@@ -221,6 +247,7 @@ class LineWriter:
         while self._bytes > 0:
             if self._thread is None or time.monotonic() >= deadline:
                 return self._bytes <= 0
+            self._hurry.set()
             time.sleep(0.005)
         return True
 
@@ -230,6 +257,7 @@ class LineWriter:
             n = len(self._queue) + self._inflight
             self._bytes -= sum(_size(item) for item in self._queue)
             self._queue.clear()
+            self._queued = 0
             self._inflight = 0  # if the blocked write completes after all, it is not counted
             self.dropped += n
             self._unreported += n
@@ -264,7 +292,7 @@ def max_bytes() -> int:
 
 def take_dropped() -> tuple[int, int, list[str]]:
     """Since the last call, over all writers: lines dropped because the buffer was full, lines
-    lost because a write failed, and the write failures seen."""
+    lost because a write failed or they could not be rendered, and the failures seen."""
     dropped = failed = 0
     errors: list[str] = []
     for w in list(_writers):
@@ -281,6 +309,14 @@ def take_dropped() -> tuple[int, int, list[str]]:
 def dropped_total() -> int:
     """Lines dropped in this process so far (all writers)."""
     return sum(w.dropped for w in list(_writers))
+
+
+def hurry() -> None:
+    """Have every writer write what it holds now, without letting lines gather for
+    :data:`COALESCE_S`; does not wait for the write (a stalled stdout blocks nobody)."""
+    for w in list(_writers):
+        if w._queued:
+            w._hurry.set()
 
 
 def flush(timeout_s: float, abandon: bool = False) -> bool:

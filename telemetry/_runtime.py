@@ -167,6 +167,6 @@ def put_metric(name: str, value: float) -> None:
             _errors.record("invalid_value", f"{name}: {value!r}: {why}")
             return
         scope = _context.current.get()
-        aggregator().add(m, float(value), scope.route if scope is not None else None)
+        aggregator().add(m, float(value), _context.route_of(scope) if scope is not None else None)
     except Exception as exc:
         _errors.record("internal", repr(exc))

@@ -17,8 +17,11 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from importlib.metadata import entry_points
+from random import getrandbits
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.composite import CompositePropagator
@@ -193,6 +196,24 @@ def build_propagator(names: str) -> TextMapPropagator:
         except Exception as exc:
             _errors.record("config", f"{ev.OTEL_PROPAGATORS}: {name!r} unavailable ({exc!r})")
     return CompositePropagator(out)
+
+
+#: The key OpenTelemetry keeps the current span under in a ``Context`` (found through the
+#: public API: the one key of a context holding only a span).
+SPAN_KEY: str = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())))
+
+
+def runtime_context_var() -> ContextVar | None:
+    """The ``ContextVar`` behind OpenTelemetry's current context when the runtime context is
+    the API's default (``ContextVarsRuntimeContext``, ``OTEL_PYTHON_CONTEXT`` unset), else
+    None. Setting it is what ``opentelemetry.context.attach`` does, in two Python calls fewer
+    (the server span is made current on every request); the attribute is private to the API,
+    hence looked up defensively, with the public calls as the fallback."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    var = getattr(runtime, "_current_context", None)
+    return var if isinstance(var, ContextVar) else None
 
 
 class _CountingExporter(SpanExporter):
@@ -438,11 +459,31 @@ class ServerSpans:
         # The SDK's default sampler (ParentBased(AlwaysOn)) decides every root span alike and
         # follows a local parent's sampled flag: skip asking it then.
         self._always_root = self.sampler.get_description() == _DEFAULT_SAMPLER_DESCRIPTION
+        # ... and with our own id generator, a root span's ids are drawn right here
+        self._fast_root = self._always_root and type(self.id_generator) is ContinuingIdGenerator
+        self._emit_one = (
+            self._emits[0] if self._emits is not None and len(self._emits) == 1 else None
+        )
 
     def start(
         self, parent: object | None, name: str, kind: trace.SpanKind
     ) -> tuple[trace.SpanContext, trace.SpanContext | None, bool]:
         """(this span's context, the parent's context or None, whether to record it)."""
+        if parent is None and self._fast_root:
+            # a root span without a forced trace id (that comes with a parent context): the
+            # ids as ContinuingIdGenerator draws them, the default sampler's decision
+            span_id = getrandbits(64)
+            return (
+                trace.SpanContext(
+                    (int(time.time()) << 96) + getrandbits(96),
+                    span_id if span_id else 1,
+                    False,
+                    _SAMPLED,
+                    None,
+                ),
+                None,
+                self._on_end is not None,
+            )
         parent_sc = None
         if parent is not None:
             sc = trace.get_current_span(parent).get_span_context()  # type: ignore[arg-type]
@@ -513,10 +554,14 @@ class ServerSpans:
             failed,
             scope or self.scope,
         )
+        if self._emit_one is not None:
+            if span_context.trace_flags & 1:  # sampled (unsampled ones are dropped by on_end)
+                self._emit_one((self._build, args))
+            return
         emits = self._emits
         if emits is None:
             self._on_end(self._build(*args))  # type: ignore[misc]
-        elif span_context.trace_flags & 1:  # sampled (unsampled ones are dropped by on_end)
+        elif span_context.trace_flags & 1:
             recipe = (self._build, args)
             for emit in emits:
                 emit(recipe)

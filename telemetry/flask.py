@@ -1,7 +1,8 @@
 """``instrument(app)``: RED metrics, a JSON access line and a server span for every request.
 
-A lean WSGI wrapper around ``app.wsgi_app`` (timing, request id, span, access line) and a
-``request_class`` whose ``url_rule`` setter notes the matched route template for the request.
+A lean WSGI wrapper around ``app.wsgi_app`` (timing, request id, span, access line); the
+route template is read from the request werkzeug puts in the environ
+(:func:`telemetry._context.route_of`), only when needed.
 Spans are made with the OpenTelemetry SDK's own id generator, sampler, resource and span
 processors (:class:`telemetry._tracing.ServerSpans`) rather than with
 ``opentelemetry-instrumentation-flask``, which alone costs more than the whole budget
@@ -25,14 +26,19 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
-from telemetry import _context, _errors, _logging, _runtime, _tracing, catalog
+from telemetry import _access_line, _context, _errors, _logging, _runtime, _tracing, catalog
 from telemetry import environment_variables as ev
 
 __all__ = ["instrument"]
 
-_access = logging.getLogger("telemetry.access")
+_access = logging.getLogger(_access_line.LOGGER)
+_LEVEL_NAMES = {logging.INFO: "INFO", logging.ERROR: "ERROR"}
+#: bytes of an access line beyond its path and route (time, ids, other values), for the
+#: output buffer's limit before the line is rendered
+_ACCESS_ESTIMATE = 420
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _SERVER = trace.SpanKind.SERVER
+_SPAN_KEY = _tracing.SPAN_KEY
 #: OpenTelemetry HTTP semantic conventions: the methods "known" by default (RFC 9110 and PATCH,
 #: RFC 5789). Any other method is recorded as ``_OTHER`` (the original in
 #: ``http.request.method_original``) and the span is named ``HTTP <route>``, so a client
@@ -45,6 +51,9 @@ _MAX_ORIGINAL = 64  # characters of an unknown method kept in http.request.metho
 _XRAY_KEY = "HTTP_X_AMZN_TRACE_ID"
 _TRACEPARENT_KEY = "HTTP_TRACEPARENT"
 _TRACESTATE_KEY = "HTTP_TRACESTATE"
+#: "200 " -> 200 for every valid status code (RFC 9110, section 15: three digits, 100-599):
+#: one dict look-up per response, and nothing else (non-ASCII digits, "1000", "0 abc") passes
+_STATUS_CODES = {f"{code} ": code for code in range(100, 600)}
 
 
 def normalize_method(method: str) -> tuple[str, str | None]:
@@ -56,6 +65,16 @@ def normalize_method(method: str) -> tuple[str, str | None]:
     upper = method.upper()
     original = method[:_MAX_ORIGINAL]
     return (upper if upper in KNOWN_METHODS else OTHER_METHOD), original
+
+
+def status_code(status: str) -> int:
+    """The code of a WSGI status line (``"404 Not Found"``); 500 if it is none (an app may set
+    any status string, e.g. ``Response(status="abc")``): recorded as a server error, never
+    raised into the app."""
+    code = _STATUS_CODES.get(status[:4]) if type(status) is str else None
+    if code is None and type(status) is str and len(status) == 3:  # a code without a reason
+        code = _STATUS_CODES.get(status + " ")
+    return 500 if code is None else code
 
 
 def _trace_carrier(environ: dict) -> dict:
@@ -95,56 +114,23 @@ _getter = _EnvironGetter()
 
 
 class _RequestIds:
-    """Unique request ids, cheaply: 64 random bits per process (re-drawn after fork) + a counter."""
+    """Unique request ids, cheaply: 64 random bits per process (re-drawn after fork) + a counter.
+
+    The middleware reads ``prefix`` and ``counter`` itself (no method call per request)."""
 
     def __init__(self) -> None:
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        self._prefix = f"{random.getrandbits(64):016x}"
-        self._counter = itertools.count(1)
+        self.prefix = f"{random.getrandbits(64):016x}"
+        self.counter = itertools.count(1)
 
     def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):016x}"
+        return f"{self.prefix}{next(self.counter):016x}"
 
 
 _ids = _RequestIds()
-
-
-class _RuleSetter:
-    """``Request.url_rule`` that also notes the route template in the telemetry scope.
-
-    A data descriptor with ``__set__`` but no ``__get__``: reads find the value in the instance
-    ``__dict__`` (as fast as a plain attribute; Flask reads it several times per request), only
-    Flask's one assignment after routing runs Python code.
-    """
-
-    def __set__(self, request: Any, rule: Any) -> None:
-        request.__dict__["url_rule"] = rule
-        if rule is not None:
-            scope = _context.current.get()
-            if scope is not None:
-                try:
-                    scope.route = str(rule.rule)
-                except Exception as exc:  # an exotic Rule class: the request goes on
-                    _errors.record("internal", repr(exc))
-
-
-def _request_class(base: type) -> type:
-    """``base`` whose ``url_rule`` assignment (done by Flask right after routing, before any
-    ``before_request`` hook) also records the route template in the telemetry scope."""
-
-    class Request(base):  # type: ignore[misc, valid-type]
-        url_rule = _RuleSetter()
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.__dict__["url_rule"] = None  # unmatched requests still read None
-
-    Request.__name__ = Request.__qualname__ = base.__name__
-    Request.__module__ = base.__module__
-    return Request
 
 
 class _Middleware:
@@ -156,6 +142,7 @@ class _Middleware:
         self._exclude: re.Pattern[str] | None = None
         self._trace_keys: tuple[str, ...] = ()
         self._propagator: Any = None
+        self._context_var: Any = None
 
     def _refresh(self) -> None:
         """Re-read settings after every ``configure()`` (e.g. in gunicorn's post_fork)."""
@@ -167,14 +154,18 @@ class _Middleware:
             _errors.record("config", f"{ev.TELEMETRY_EXCLUDE_PATHS}: {exc}")
             self._exclude = None
         self._propagator = _runtime.state.propagator
+        self._context_var = _tracing.runtime_context_var()
         self._trace_keys = tuple(
             "HTTP_" + f.upper().replace("-", "_") for f in self._propagator.fields
         )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        # The hot path of every request: kept flat (few calls, few attribute lookups).
+        # The hot path of every request: kept flat (few calls, few attribute lookups). Under a
+        # real gunicorn every Python call and object here costs about three times what it costs
+        # in a loop (cold caches), so the span's end and the access line are inlined.
         t0 = perf_counter()
-        token = ctx_token = span = None
+        token = ctx_token = None
+        span: tuple | None = None  # (this span's context, the parent's, record it, start ns)
         resp: list[Any] = [500, None]  # status, content-length: 500 unless told otherwise
         try:
             if self._settings is not _runtime.state.settings:
@@ -189,24 +180,28 @@ class _Middleware:
                 method, original = normalize_method(method)
             rid = environ.get("HTTP_X_REQUEST_ID")
             if rid is None:
-                rid = _ids.next()
+                rid = "%s%016x" % (_ids.prefix, next(_ids.counter))  # noqa: UP031 (cheaper)
             elif not _REQUEST_ID.fullmatch(rid):
                 _errors.note("invalid_request_id", f"X-Request-Id of {len(rid)} character(s)")
                 rid = _ids.next()
-            scope = _context.Scope(rid)
+            scope = _context.Scope(rid, None, environ)
             token = _context.current.set(scope)
-            if self.tracing:
-                spans = _runtime.state.server_spans
-                if spans is not None:
-                    span, ctx_token = self._start_span(spans, environ, method)
+            spans = _runtime.state.server_spans if self.tracing else None
+            if spans is not None:
+                span, ctx_token = self._start_span(spans, environ, method)
 
             sizes = self.access_log is not False  # the body size only matters to access lines
 
             def _start_response(status: str, headers: list, exc_info: Any = None) -> Any:
-                resp[0] = int(status[:3])
+                code = _STATUS_CODES.get(status[:4]) if type(status) is str else None
+                resp[0] = code if code is not None else status_code(status)
+                if scope.route is None:  # Flask clears the request from the environ at its end
+                    _context.route_of(scope)
                 if sizes:
-                    for k, v in headers:
-                        if k == "Content-Length" or k.lower() == "content-length":
+                    for k, v in headers:  # werkzeug writes it so: compare that spelling first
+                        if k == "Content-Length" or (
+                            len(k) == 14 and k.lower() == "content-length"
+                        ):
                             resp[1] = v
                             break
                 headers.append(("X-Request-Id", rid))
@@ -230,23 +225,60 @@ class _Middleware:
             try:
                 ms = (perf_counter() - t0) * 1000.0
                 status = resp[0]
-                route = scope.route or catalog.UNMATCHED_ROUTE
+                route = scope.route or _context.route_of(scope) or catalog.UNMATCHED_ROUTE
                 agg = _runtime.state.aggregator or _runtime.aggregator()
                 agg.record_request(route, status, ms)
-                if self.access_log is not False or span is not None:
-                    self._finish(
-                        method, original, path, route, status, ms, resp[1], span, error, scope
-                    )
+                if span is not None or self.access_log is not False:
+                    if not path.isascii():
+                        # WSGI hands the path over as latin-1 text of the raw bytes: show what
+                        # the client sent (UTF-8, as werkzeug routes it), not mojibake.
+                        path = path.encode("latin-1", "replace").decode("utf-8", "replace")
+                    sample = self._settings.access_log_sample
+                    if self.access_log is not False and (
+                        status >= 400 or sample >= 1.0 or random.random() < sample
+                    ):
+                        self._log(
+                            (method, original, path, route, status, ms, resp[1], scope.attributes),
+                            error,
+                            rid,
+                            span[0] if span is not None else None,
+                        )
+                    if span is not None and span[2]:
+                        attributes = {
+                            "http.request.method": method,
+                            "http.route": route,
+                            "url.path": path,
+                            "http.response.status_code": status,
+                        }
+                        if original is not None:
+                            attributes["http.request.method_original"] = original
+                        if scope.attributes:
+                            for k, v in scope.attributes.items():
+                                attributes.setdefault(k, v)
+                        spans.end(  # type: ignore[union-attr]
+                            f"{'HTTP' if method == OTHER_METHOD else method} {route}",
+                            span[0],
+                            span[1],
+                            _SERVER,
+                            span[3],
+                            attributes,
+                            error,
+                            status >= 500,
+                        )
             except Exception as exc:
                 _errors.record("internal", repr(exc))
             try:
                 if ctx_token is not None:
-                    otel_context.detach(ctx_token)
+                    if self._context_var is not None:
+                        self._context_var.reset(ctx_token)
+                    else:
+                        otel_context.detach(ctx_token)
                 _context.current.reset(token)
             except Exception as exc:  # e.g. a response finished in another context
                 _errors.record("internal", repr(exc))
 
     def _start_span(self, spans: _tracing.ServerSpans, environ: dict, method: str) -> tuple:
+        """(the span's ``(context, parent context, record, start ns)``, the context token)."""
         parent = None
         forced = None
         for key in self._trace_keys:
@@ -266,85 +298,47 @@ class _Middleware:
         finally:
             if forced is not None:
                 _tracing.forced_trace_id.reset(forced)
-        ctx = trace.set_span_in_context(trace.NonRecordingSpan(sc), parent)
-        ctx_token = otel_context.attach(ctx)
-        return (spans, sc, parent_sc, record, time.time_ns()), ctx_token
-
-    def _finish(
-        self,
-        method: str,
-        original: str | None,
-        path: str,
-        route: str,
-        status: int,
-        ms: float,
-        size: str | None,
-        span: tuple | None,
-        error: BaseException | None,
-        scope: _context.Scope,
-    ) -> None:
-        """The access line (sampled) and the server span, both with the request's
-        ``telemetry.annotate()``d fields."""
-        if not path.isascii():
-            # WSGI hands the path over as latin-1 text of the raw bytes: show what the client
-            # sent (UTF-8, as werkzeug routes it), not mojibake.
-            path = path.encode("latin-1", "replace").decode("utf-8", "replace")
-        sample = self._settings.access_log_sample
-        if self.access_log is not False and (
-            status >= 400 or sample >= 1.0 or random.random() < sample
-        ):
-            self._log(
-                method,
-                original,
-                path,
-                route,
-                status,
-                ms,
-                size,
-                error,
-                scope.attributes,
-                span[1] if span is not None else None,
+        current = trace.NonRecordingSpan(sc)
+        var = self._context_var
+        if var is not None:  # what set_span_in_context + attach do, with fewer calls
+            base = parent if parent is not None else var.get()
+            ctx_token = var.set(
+                otel_context.Context({**base, _SPAN_KEY: current})
+                if base
+                else otel_context.Context({_SPAN_KEY: current})
             )
-        if span is not None:
-            spans, sc, parent_sc, record, start_ns = span
-            if record:
-                attributes = {
-                    "http.request.method": method,
-                    "http.route": route,
-                    "url.path": path,
-                    "http.response.status_code": status,
-                }
-                if original is not None:
-                    attributes["http.request.method_original"] = original
-                if scope.attributes:
-                    for k, v in scope.attributes.items():
-                        attributes.setdefault(k, v)
-                spans.end(
-                    f"{'HTTP' if method == OTHER_METHOD else method} {route}",
-                    sc,
-                    parent_sc,
-                    _SERVER,
-                    start_ns,
-                    attributes,
-                    error,
-                    status >= 500,
-                )
+        else:
+            ctx_token = otel_context.attach(trace.set_span_in_context(current, parent))
+        return (sc, parent_sc, record, time.time_ns()), ctx_token
 
-    def _log(self, method, original, path, route, status, ms, size, error, extra, sc) -> None:
-        level = logging.ERROR if status >= 500 else logging.INFO
+    def _log(
+        self,
+        values: tuple,
+        error: BaseException | None,
+        rid: str,
+        sc: trace.SpanContext | None,
+    ) -> None:
+        """The access line of ``values`` (:func:`telemetry._access_line.fields`' arguments)."""
+        level = logging.ERROR if values[4] >= 500 else logging.INFO
         if not _access.isEnabledFor(level):
             return
-        if extra:  # a copy: the line may be built later, by the writer thread
-            extra = dict(extra)
-        values = (method, original, path, route, status, ms, size, extra)
+        extra = values[7]
+        size = _ACCESS_ESTIMATE + 2 * len(values[2]) + len(values[3])
+        if extra:  # a copy: the line is rendered later, by the writer thread
+            values = (*values[:7], dict(extra))
+            # what it holds until then counts against the buffer limit (a big annotation
+            # must not pile up while stdout is stuck); values are str, bool, int or float
+            for k, v in extra.items():
+                size += len(k) + (len(v) if type(v) is str else 24)
         direct = _logging.direct_handler(_access, level) if error is None else None
         if direct is not None:
-            # the fields are built with the line, by the writer thread
-            direct.emit_built(
-                level, _access.name, _access_line, values, 2 * len(path) + len(route) + 96, sc
+            direct.defer(
+                _access_line.render,
+                (direct.formatter, time.time(), _LEVEL_NAMES[level], rid, sc, *values),
+                size,
             )
             return
-        message, fields = _access_line(*values)
+        message, fields = _access_line.fields(*values)
         record = _access.makeRecord(
             _access.name,
             level,
@@ -358,31 +352,13 @@ class _Middleware:
         _access.handle(record)
 
 
-def _access_line(
-    method: str,
-    original: str | None,
-    path: str,
-    route: str,
-    status: int,
-    ms: float,
-    size: str | None,
-    extra: dict | None,
-) -> tuple[str, dict[str, object]]:
-    """An access line's message and fields."""
-    fields: dict[str, object] = {
-        "method": method,
-        "route": route,
-        "path": path,
-        "status": status,
-        "duration_ms": round(ms, 3),
-        "bytes": int(size) if size is not None and size.isascii() and size.isdigit() else None,
-    }
-    if original is not None:
-        fields["method_original"] = original
-    if extra:
-        for k, v in extra.items():
-            fields.setdefault(k, v)
-    return f"{method} {path} {status}", fields
+def _note_route(sender: object, **extra: object) -> None:
+    try:
+        scope = _context.current.get()
+        if scope is not None:
+            _context.route_of(scope)
+    except Exception as exc:
+        _errors.record("internal", repr(exc))
 
 
 def instrument(
@@ -398,8 +374,10 @@ def instrument(
     try:
         if app.extensions.get("telemetry") is not None:
             return app
-        app.request_class = _request_class(app.request_class)
         app.wsgi_app = _Middleware(app.wsgi_app, access_log, tracing)  # type: ignore[method-assign]
+        # an exception Flask lets through (PROPAGATE_EXCEPTIONS: testing, debug) never reaches
+        # start_response: note the route while the request is still there
+        flask.got_request_exception.connect(_note_route, app, weak=False)
         app.extensions["telemetry"] = app.wsgi_app
     except Exception as exc:
         _errors.record("internal", repr(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import time
 
 from telemetry import _output
@@ -64,4 +65,38 @@ def _fill_and_drain() -> None:
         with contextlib.suppress(BlockingIOError):
             got += os.read(r, 1 << 20).count(b"\n")
         assert got + writer.dropped >= 5000 - 1  # every line written or counted as dropped
+    os.close(r)
+
+
+def test_a_line_that_cannot_be_rendered_is_counted() -> None:
+    """Written as an error line in its place and counted in TelemetryErrors (``sink``), as the
+    docs say: a lost access line never goes unnoticed."""
+    import telemetry
+    from telemetry import _errors
+
+    _errors.collect_output()
+    before = telemetry.counts().get("sink", 0)
+    r, w = os.pipe()
+    with os.fdopen(w, "w") as stream:
+        writer = _output.LineWriter(stream)
+        writer.write_deferred(lambda: 1 / 0, (), 64)
+        assert writer.wait_empty(time.monotonic() + 10)
+        assert "line not formatted" in _read_lines(r, 1)[0]
+    os.close(r)
+    assert telemetry.counts().get("sink", 0) == before + 1
+
+
+def test_telemetry_flush_has_the_writer_write_without_its_wait(monkeypatch) -> None:
+    """``telemetry.flush()`` cuts the writer's gathering wait short (here made 60 s long, so
+    only that can write the line in time); it does not wait for the write itself."""
+    import telemetry
+
+    monkeypatch.setattr(_output, "COALESCE_S", 60.0)
+    r, w = os.pipe()
+    with os.fdopen(w, "w") as stream:
+        writer = _output.LineWriter(stream)
+        writer.write("now")
+        telemetry.flush()
+        ready, _, _ = select.select([r], [], [], 20)  # not a blocking read: it would wait 60 s
+        assert ready and os.read(r, 100) == b"now\n"
     os.close(r)
