@@ -3,8 +3,9 @@
 The request thread only captures the values (:func:`render`'s arguments, one tuple); the output
 writer thread renders the line with :func:`render`, straight into JSON text: the same document
 as the ``LogRecord`` path gives (:func:`fields` through :class:`telemetry._logging.JsonFormatter`,
-key order included), at about a third of its cost. Every request costs this once, on a thread
-that shares the GIL with the request threads (``benchmarks/gunicorn_bench.py``).
+key order included), in about half its time (70 % of its instructions). Every request costs
+this once, on a thread that shares the GIL with the request threads
+(``benchmarks/gunicorn_bench.py``).
 """
 
 from __future__ import annotations
