@@ -40,7 +40,7 @@ class Histogram:
         self.max = -math.inf
 
     def add(self, value: float) -> None:
-        # (telemetry._metrics.Aggregator._drain does this inline for each request's latency)
+        # (telemetry._metrics.Aggregator._drain does this for a batch of latencies at once)
         if 0.0 < value < TINY:
             value = 0.0
         self.count += 1

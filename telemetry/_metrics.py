@@ -15,8 +15,10 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from itertools import islice
+from operator import itemgetter
 
 from aws_embedded_metrics import constants as emf_limits
 
@@ -26,7 +28,9 @@ from telemetry._config import Settings
 from telemetry._histogram import INV_LOG_GAMMA, MAX_PER_ARRAY, TINY, Histogram, Samples
 from telemetry.sinks import Sink
 
-_ceil, _log = math.ceil, math.log
+_ceil, _log, _isfinite = math.ceil, math.log, math.isfinite
+_BUCKET_SCALE = INV_LOG_GAMMA.__mul__  # log(value) * this, rounded up: Histogram's bucket
+_first, _second, _third, _fourth = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 
 MAX_EVENT_BYTES = 1_000_000  # EMF: 1 MB per log event
 MAX_METRICS = emf_limits.MAX_METRICS_PER_EVENT  # 100 per directive
@@ -201,15 +205,83 @@ class Aggregator:
             self._start_thread()
 
     def _drain(self) -> None:
-        """Fold the pending request entries into their windows; the caller holds the lock."""
+        """Fold the pending request entries into their windows; the caller holds the lock.
+
+        The entries of each window are folded per series with C-level loops (``map``,
+        ``Counter``, ``sum``, ``min``, ``max``): the same counts, buckets, minimum, maximum and
+        sum (added in the same order) as folding them one by one (:meth:`_fold_each`)."""
         q = self._requests
-        pop = q.popleft
+        n = len(q)
+        if not n:
+            return
+        # only this (locked) method pops; producers append at the right: n pops never fail
+        entries = list(islice(iter(q.popleft, None), n))
+        times = list(map(_first, entries))
+        w = self._window(min(times))
+        if max(times) < w.end:  # all in one window
+            self._fold(w, entries)
+            return
+        # a flush right after a window ended: split by window, each in the order they came
+        per_window: dict[_Window, list[tuple]] = {}
+        cur: _Window | None = None
+        part: list[tuple] = []
+        for e in entries:
+            now = e[0]
+            if cur is None or not (cur.start <= now < cur.end):
+                cur = self._window(now)
+                part = per_window.setdefault(cur, [])
+            part.append(e)
+        for window, part in per_window.items():
+            self._fold(window, part)
+
+    def _fold(self, w: _Window, entries: list[tuple]) -> None:
+        """Fold ``entries`` (all of window ``w``, in the order they came) into ``w``."""
+        # each route's series, in the order the routes first came (the route cap depends on it)
+        series = {}
+        for route in dict.fromkeys(map(_second, entries)):
+            s = w.api.get(route)
+            series[route] = s if s is not None else self._api_series(w, route)
+        groups: dict[_Series, list[tuple]]
+        if len(series) == 1:
+            groups = {next(iter(series.values())): entries}
+        else:  # per series (capped routes share one), each in the order the entries came
+            groups = {}
+            for e in entries:
+                s = series[e[1]]
+                g = groups.get(s)
+                if g is None:
+                    groups[s] = [e]
+                else:
+                    g.append(e)
+        for s, g in groups.items():
+            c = s.counters
+            c["Requests"] += len(g)
+            statuses = list(map(_third, g))
+            if max(statuses) >= 400:
+                for status, k in Counter(statuses).items():
+                    if status >= 500:
+                        c["ServerErrors"] += k
+                    elif status >= 400:
+                        c["ClientErrors"] += k
+            lats = list(map(_fourth, g))
+            d = s.dists["Latency"]
+            total = sum(lats, d.sum) if type(d) is Histogram else 0.0
+            if type(d) is Histogram and min(lats) >= TINY and _isfinite(total):
+                d.count += len(lats)
+                d.sum = total  # the same additions in the same order as one by one
+                d.min = min(d.min, min(lats))
+                d.max = max(d.max, max(lats))
+                b = d.buckets
+                for i, k in Counter(map(_ceil, map(_BUCKET_SCALE, map(_log, lats)))).items():
+                    b[i] = b.get(i, 0) + k
+            else:
+                for v in lats:
+                    d.add(v)
+
+    def _fold_each(self, entries: list[tuple]) -> None:
+        """Fold ``entries`` one by one (a batch spanning windows)."""
         w: _Window | None = None
-        for _ in range(len(q)):
-            try:
-                now, route, status, latency_ms = pop()
-            except IndexError:
-                break
+        for now, route, status, latency_ms in entries:
             if w is None or not (w.start <= now < w.end):
                 w = self._window(now)
             s = w.api.get(route)
@@ -222,20 +294,7 @@ class Aggregator:
                     c["ServerErrors"] += 1
                 else:
                     c["ClientErrors"] += 1
-            d = s.dists["Latency"]
-            if type(d) is Histogram and latency_ms >= TINY:
-                # Histogram.add inline (once per request): count, sum, min, max, bucket
-                d.count += 1
-                d.sum += latency_ms
-                if latency_ms < d.min:
-                    d.min = latency_ms
-                if latency_ms > d.max:
-                    d.max = latency_ms
-                i = _ceil(_log(latency_ms) * INV_LOG_GAMMA)
-                b = d.buckets
-                b[i] = b.get(i, 0) + 1
-            else:
-                d.add(latency_ms)
+            s.dists["Latency"].add(latency_ms)
 
     def _api_series(self, w: _Window, route: str) -> _Series:
         """The RED series of ``route`` in ``w`` (the overflow series past the cap), cached."""
