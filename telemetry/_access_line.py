@@ -105,10 +105,7 @@ def render(
         if len(_routes) < 1024:
             _routes[route] = route_json
     path_json = _esc(path) if path.isascii() else _text(path)
-    if size is not None and 0 < len(size) <= _MAX_SIZE_DIGITS and size.isascii() and size.isdigit():
-        n = str(int(size))  # no leading zeros: a JSON number
-    else:
-        n = "null"
+    n = body_bytes(size)
     ids = ""
     if span_context is not None:
         trace_id = span_context[0]  # SpanContext is a tuple: (trace_id, span_id, ...)
@@ -120,7 +117,7 @@ def render(
         f'{{"time": "{fmt._time(created)}", "level": "{level}", "message": "{method} '
         f'{path_json[1:-1]} {status}"{fmt._tails.get(LOGGER) or fmt.logger_tail(LOGGER)}, "request_id": {_esc(request_id)}'
         f'{ids}, "method": "{method}", "route": {route_json}, "path": {path_json}, "status": '
-        f'{status}, "duration_ms": {"%.3f" % ms}, "bytes": {n}'  # noqa: UP031
+        f'{status}, "duration_ms": {"%.3f" % ms}, "bytes": {"null" if n is None else n}'  # noqa: UP031
     )
     if original is not None or extra:
         parts = [line]

@@ -461,9 +461,6 @@ class ServerSpans:
         self._always_root = self.sampler.get_description() == _DEFAULT_SAMPLER_DESCRIPTION
         # ... and with our own id generator, a root span's ids are drawn right here
         self._fast_root = self._always_root and type(self.id_generator) is ContinuingIdGenerator
-        self._emit_one = (
-            self._emits[0] if self._emits is not None and len(self._emits) == 1 else None
-        )
 
     def start(
         self, parent: object | None, name: str, kind: trace.SpanKind
@@ -554,14 +551,10 @@ class ServerSpans:
             failed,
             scope or self.scope,
         )
-        if self._emit_one is not None:
-            if span_context.trace_flags & 1:  # sampled (unsampled ones are dropped by on_end)
-                self._emit_one((self._build, args))
-            return
         emits = self._emits
         if emits is None:
             self._on_end(self._build(*args))  # type: ignore[misc]
-        elif span_context.trace_flags & 1:
+        elif span_context.trace_flags & 1:  # sampled (unsampled ones are dropped by on_end)
             recipe = (self._build, args)
             for emit in emits:
                 emit(recipe)
