@@ -470,13 +470,20 @@ class ServerSpans:
             # a root span without a forced trace id (that comes with a parent context): the
             # ids as ContinuingIdGenerator draws them, the default sampler's decision
             span_id = getrandbits(64)
+            # what SpanContext(trace_id, span_id, False, _SAMPLED) makes (a tuple), without
+            # its Python-level __new__: both ids are valid by construction (a trace id starts
+            # with the epoch second, not 0; a span id of 0 becomes 1)
             return (
-                trace.SpanContext(
-                    (int(time.time()) << 96) + getrandbits(96),
-                    span_id if span_id else 1,
-                    False,
-                    _SAMPLED,
-                    None,
+                _new_tuple(
+                    trace.SpanContext,
+                    (
+                        (int(time.time()) << 96) + getrandbits(96),
+                        span_id if span_id else 1,
+                        False,
+                        _SAMPLED,
+                        _DEFAULT_TRACE_STATE,
+                        True,
+                    ),
                 ),
                 None,
                 self._on_end is not None,
@@ -554,7 +561,7 @@ class ServerSpans:
         emits = self._emits
         if emits is None:
             self._on_end(self._build(*args))  # type: ignore[misc]
-        elif span_context.trace_flags & 1:  # sampled (unsampled ones are dropped by on_end)
+        elif span_context[3] & 1:  # sampled (unsampled ones are dropped by on_end); a tuple
             recipe = (self._build, args)
             for emit in emits:
                 emit(recipe)
@@ -588,6 +595,8 @@ class ServerSpans:
 
 
 _DEFAULT_SAMPLER_DESCRIPTION = ParentBased(ALWAYS_ON).get_description()
+_DEFAULT_TRACE_STATE = trace.SpanContext(1, 1, False).trace_state
+_new_tuple = tuple.__new__
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 _STATUS_ERROR = trace.Status(trace.StatusCode.ERROR)

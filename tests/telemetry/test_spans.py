@@ -192,3 +192,16 @@ def test_a_processor_of_the_application_gets_built_spans(tel: Tel) -> None:
     (mine,) = exporter.get_finished_spans()  # at once, from on_end: a ReadableSpan
     assert isinstance(mine, ReadableSpan) and mine.name == "both"
     assert [s.name for s in tel.spans()] == ["both"]
+
+
+def test_a_root_span_context_is_what_the_api_constructor_makes(tel: Tel) -> None:
+    spans = _runtime.state.server_spans
+    assert spans is not None and spans._fast_root  # the default sampler and id generator
+    for _ in range(200):
+        sc, parent, record = spans.start(None, "GET", trace.SpanKind.SERVER)
+        assert parent is None and record
+        made = trace.SpanContext(sc.trace_id, sc.span_id, False, trace.TraceFlags(1))
+        assert type(sc) is trace.SpanContext and sc == made and tuple(sc) == tuple(made)
+        assert sc.is_valid and sc.trace_flags.sampled and not sc.is_remote
+        assert sc.trace_state == made.trace_state and len(sc.trace_state) == 0
+        assert abs((sc.trace_id >> 96) - time.time()) < 5  # X-Ray: the epoch second first
