@@ -8,6 +8,7 @@ own export thread.
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 import re
@@ -579,6 +580,11 @@ class ServerSpans:
         failed: bool,
         scope: object,
     ) -> ReadableSpan:
+        if _POSITIONAL_READABLE_SPAN:  # a third of the cost of the same call by keywords
+            return ReadableSpan(
+                name, span_context, parent, self.resource, attributes, events, (), kind,
+                None, _STATUS_ERROR if failed else _STATUS_UNSET, start_ns, end_ns, scope,  # type: ignore[arg-type]
+            )  # fmt: skip
         return ReadableSpan(
             name=name,
             context=span_context,
@@ -594,6 +600,38 @@ class ServerSpans:
         )
 
 
+#: ``ReadableSpan.__init__``'s parameters in the order :meth:`ServerSpans._build` passes them
+#: positionally; checked once against the installed SDK (else it passes them by keyword)
+READABLE_SPAN_PARAMETERS = (
+    "name",
+    "context",
+    "parent",
+    "resource",
+    "attributes",
+    "events",
+    "links",
+    "kind",
+    "instrumentation_info",
+    "status",
+    "start_time",
+    "end_time",
+    "instrumentation_scope",
+)
+
+
+def _positional_parameters_are(cls: type, names: tuple[str, ...]) -> bool:
+    """Whether ``cls(...)`` takes ``names`` as its first positional parameters, in that order."""
+    try:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= len(names) and all(
+        p.name == n and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        for p, n in zip(params, names, strict=False)
+    )
+
+
+_POSITIONAL_READABLE_SPAN = _positional_parameters_are(ReadableSpan, READABLE_SPAN_PARAMETERS)
 _DEFAULT_SAMPLER_DESCRIPTION = ParentBased(ALWAYS_ON).get_description()
 _DEFAULT_TRACE_STATE = trace.SpanContext(1, 1, False).trace_state
 _new_tuple = tuple.__new__
