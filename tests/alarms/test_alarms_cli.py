@@ -333,6 +333,14 @@ def test_replay_reads_the_yaml_template_like_the_json_one(tmp_path: Path) -> Non
         (["replay", "--alarms", "DEFS", "--emf", "EMF", "--tick", "15"], "--tick"),
         (["replay", "--alarms", "DEFS", "--emf", "EMF", "--tick", "1e9"], "--tick"),
         (["replay", "--alarms", "DEFS", "--emf", "EMF", "--percentile", "p2"], "--percentile"),
+        # out of range for EMF times (1970..9999) or for the evaluator: no traceback, no hang
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "-99999999999"], "1970"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "1969-12-31T23:59Z"], "1970"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--range-extra", "100000000"], "0..100"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--datapoint-delay", "inf"], "--datap"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--datapoint-delay", "nan"], "--datap"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--max-lateness", "nan"], "--max-lat"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--max-lateness=-5"], "--max-lat"),
         (
             ["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "0", "--end", "99999999999"],
             "longer than 31 days",
