@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -11,7 +12,7 @@ from typing import Any, TextIO
 from telemetry import cloudwatch_rules as _rules
 
 from . import _emf
-from ._evaluator import Evaluation, Evaluator
+from ._evaluator import MAX_DATAPOINT_DELAY_S, MAX_RANGE_EXTRA, Evaluation, Evaluator
 from ._format import iso, number_text
 from ._io import InputError, dump_yaml, load_document, parse_time
 from ._spec import SpecError, load_spec, with_names
@@ -202,6 +203,13 @@ def _params(items: Sequence[str]) -> dict[str, str]:
 def _cmd_replay(args: argparse.Namespace) -> int:
     if args.tick is not None and (args.tick <= 0 or args.tick % 10):
         raise InputError("--tick must be a positive multiple of 10 seconds")
+    # The evaluator refuses these too; said here with the flags' names (NaN fails every test).
+    if not 0 <= args.range_extra <= MAX_RANGE_EXTRA:
+        raise InputError(f"--range-extra must be 0..{MAX_RANGE_EXTRA}")
+    if not 0 <= args.datapoint_delay <= MAX_DATAPOINT_DELAY_S:
+        raise InputError(f"--datapoint-delay must be 0..{MAX_DATAPOINT_DELAY_S:g} seconds")
+    if args.max_lateness is not None and not 0 <= args.max_lateness < math.inf:
+        raise InputError("--max-lateness must be a finite number of seconds >= 0")
     start = parse_time(args.start) if args.start else None
     end = parse_time(args.end) if args.end else None
     if start is not None and end is not None and end < start:

@@ -5,6 +5,8 @@ EMF through this module."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import sys
@@ -53,7 +55,7 @@ def decode_line(line: str | bytes) -> dict[str, Any] | None:
         text = text[brace:]
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
         return None
     if not isinstance(obj, dict):
         return None
@@ -63,7 +65,7 @@ def decode_line(line: str | bytes) -> dict[str, Any] | None:
     if isinstance(message, str) and "_aws" in message:
         try:
             inner = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return inner if isinstance(inner, dict) and "_aws" in inner else None
     return None
@@ -259,22 +261,39 @@ def directives(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield d
 
 
-def _events_document(f: TextIO) -> list[Any] | None:
+def _events_document(text: str) -> list[Any] | None:
     """The records of a whole-file JSON document, as ``aws logs filter-log-events`` /
     ``get-log-events`` print it (``{"events": [...]}``, pretty-printed) or ``--query events``
-    (a JSON array); None for line-oriented input (the file is rewound)."""
-    first = f.readline()
-    f.seek(0)
-    head = first.strip()
-    if not (head in ("{", "[") or head.startswith(('{"events"', "[{"))):
-        return None  # one JSON object per line (plain EMF or export records)
+    (a JSON array); None when ``text`` is no such document (then it is read line by line)."""
     try:
-        doc = json.load(f)
-    except ValueError:
-        f.seek(0)
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
         return None
     events = doc.get("events") if isinstance(doc, dict) else doc
     return events if isinstance(events, list) else None
+
+
+def _stream_lines(f: TextIO) -> Iterator[str]:
+    """The lines of one stream, each AWS CLI event as its ``message`` line. Reads forward only
+    (no seek), so stdin, a FIFO and ``<(zcat emf.jsonl.gz)`` work as a file does."""
+    first = f.readline()
+    head = first.strip()
+    if not (head in ("{", "[") or head.startswith(('{"events"', "[{"))):
+        # one JSON object per line (plain EMF or export records)
+        if first:
+            yield first
+        yield from f
+        return
+    rest = f.read()  # a whole-file document: the JSON parser needs all of it anyway
+    events = _events_document(first + rest)
+    if events is None:
+        yield first
+        yield from io.StringIO(rest)
+        return
+    # each event is an export record: its "message" holds the line
+    for e in events:
+        message = e.get("message") if isinstance(e, dict) else None
+        yield message if isinstance(message, str) else ""
 
 
 def read_lines(paths: Sequence[str]) -> Iterator[str]:
@@ -283,7 +302,11 @@ def read_lines(paths: Sequence[str]) -> Iterator[str]:
     Raises InputError for a file that cannot be read."""
     for path in paths:
         if path == "-":
-            yield from sys.stdin
+            # read as the files are: UTF-8, an undecodable byte replaced, whatever the locale
+            # (suppressed: stdin replaced by a non-TextIOWrapper, or already read from)
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+            yield from _stream_lines(sys.stdin)
             continue
         try:
             f: TextIO = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
@@ -291,13 +314,6 @@ def read_lines(paths: Sequence[str]) -> Iterator[str]:
             raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
         with f:
             try:
-                events = _events_document(f)
+                yield from _stream_lines(f)
             except OSError as exc:  # e.g. a directory
                 raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-            if events is None:
-                yield from f
-            else:
-                # each event is an export record: its "message" holds the line
-                for e in events:
-                    message = e.get("message") if isinstance(e, dict) else None
-                    yield message if isinstance(message, str) else ""

@@ -26,6 +26,10 @@ MAX_DIMENSIONS_PER_METRIC = _emf.MAX_DIMENSIONS_PER_METRIC
 #: Distinct rejection reasons kept (the rest are counted together): hostile input cannot grow it.
 _MAX_REJECTION_KINDS = 50
 _UNSEEN = object()
+#: Bounds of the options: each evaluation reads N + ``range_extra`` datapoints, so an unbounded
+#: value would make one evaluation run for hours; a delay beyond a day is no evaluation at all.
+MAX_RANGE_EXTRA = 100
+MAX_DATAPOINT_DELAY_S = 86400.0
 #: The last time an EMF timestamp can name (9999-12-31); also a guard against an epoch in
 #: milliseconds passed where seconds are expected.
 _MAX_EPOCH_S = _cw.MAX_TIMESTAMP_MS / 1000.0
@@ -82,11 +86,13 @@ class Evaluator:
 
     Options (each one an assumption where CloudWatch's documentation is silent):
     ``start`` first evaluation time (default: the earliest data, or the first ``advance``);
-    ``range_extra`` datapoints fetched beyond N (evaluation range N + 2, documented 5 for N = 3);
+    ``range_extra`` datapoints fetched beyond N (evaluation range N + 2, documented 5 for N = 3;
+    0..100);
     ``alignment`` "rolling" (periods end at the evaluation time, aligned to the evaluation
     interval) or "period" (periods at UTC multiples of the period); ``datapoint_delay_s`` a
-    period is evaluated once it ended at least this long before the evaluation time;
-    ``max_lateness_s`` drop samples older than the last evaluation minus this (None = keep);
+    period is evaluated once it ended at least this long before the evaluation time (0..86400 s);
+    ``max_lateness_s`` drop samples older than the last evaluation minus this (finite, >= 0;
+    None = keep);
     ``low_sample_scope`` "newest" or "any" datapoint checked by EvaluateLowSampleCountPercentile;
     ``params`` values for template parameters without a default (or to override one);
     ``tick_s`` evaluate every alarm at this interval instead of CloudWatch's 60 s / 10 s;
@@ -114,8 +120,16 @@ class Evaluator:
             raise ValueError("alignment must be 'rolling' or 'period'")
         if low_sample_scope not in ("newest", "any"):
             raise ValueError("low_sample_scope must be 'newest' or 'any'")
-        if range_extra < 0 or datapoint_delay_s < 0:
-            raise ValueError("range_extra and datapoint_delay_s must be >= 0")
+        if isinstance(range_extra, bool) or not isinstance(range_extra, int):
+            raise ValueError("range_extra must be an integer")
+        if not 0 <= range_extra <= MAX_RANGE_EXTRA:
+            raise ValueError(f"range_extra must be 0..{MAX_RANGE_EXTRA}")
+        if not 0 <= datapoint_delay_s <= MAX_DATAPOINT_DELAY_S:  # NaN fails too
+            raise ValueError(f"datapoint_delay_s must be 0..{MAX_DATAPOINT_DELAY_S:g} seconds")
+        if max_lateness_s is not None and not 0 <= max_lateness_s < math.inf:
+            raise ValueError("max_lateness_s must be a finite number of seconds >= 0")
+        if start is not None and not 0 <= start <= _MAX_EPOCH_S:
+            raise ValueError(f"start={start!r} is not an epoch time in seconds (1970..9999)")
         if tick_s is not None and (tick_s <= 0 or tick_s % 10):
             raise ValueError("tick_s must be a positive multiple of 10")
         self.tick_s = tick_s

@@ -4,11 +4,15 @@ out as YAML with the same short tags, times in."""
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from telemetry import cloudwatch_rules as _rules
+
+#: The last time an EMF timestamp names (9999-12-31T23:59:59.999Z), in epoch seconds.
+_LAST_TIME_S = _rules.MAX_TIMESTAMP_MS / 1000.0
 
 
 class InputError(ValueError):
@@ -16,22 +20,27 @@ class InputError(ValueError):
 
 
 def parse_time(text: str) -> float:
-    """Epoch seconds from ISO 8601 (naive = UTC) or a number of epoch seconds."""
+    """Epoch seconds from ISO 8601 (naive = UTC) or a number of epoch seconds.
+
+    Raises InputError for anything else, a number that looks like milliseconds, or a time
+    before 1970 or after 9999."""
     raw = text.strip()
     if re.fullmatch(r"[-+]?\d+(\.\d+)?", raw):
         value = float(raw)
         if value > 1e11:
             raise InputError(f"time {text!r} looks like milliseconds; give epoch seconds")
-        return value
-    try:
-        dt = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InputError(f"bad time {text!r}: use ISO 8601 or epoch seconds") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    value = dt.timestamp()
-    if not math.isfinite(value):  # pragma: no cover
-        raise InputError(f"bad time {text!r}")
+    else:
+        try:
+            dt = datetime.fromisoformat(raw)
+        except ValueError:
+            raise InputError(f"bad time {text!r}: use ISO 8601 or epoch seconds") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        value = dt.timestamp()
+    # EMF times run from 1970 to the end of 9999 (telemetry.cloudwatch_rules): nothing to
+    # evaluate outside them, and a time before 1970 cannot be printed on every platform.
+    if not 0 <= value <= _LAST_TIME_S:
+        raise InputError(f"time {text!r} is not between 1970 and the end of 9999")
     return value
 
 

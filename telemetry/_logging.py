@@ -158,6 +158,14 @@ def _cut(text: str, keep: int) -> str:
     return f"{text[:keep]}...<cut: {len(text) - keep} of {len(text)} characters>"
 
 
+def cut_long(text: str) -> str:
+    """``text`` as a record shows it when it alone is longer than :func:`line_limit`: its first
+    2048 characters and ``...<cut: N of M characters>``, what :func:`_fit` makes of it. For
+    values held until a deferred line is rendered (access lines' annotations): a 5 MB one must
+    neither be held nor count 5 MB against the buffer limit, which would drop the line."""
+    return _cut(text, _KEEP_CHARS) if len(text) > line_limit() else text
+
+
 def _fit(doc: dict[str, object], line: str) -> str:
     """``line`` (``_encode(doc)``) if it is at most :data:`MAX_LINE_BYTES` (and half the output
     buffer) long; else the record with its longest fields cut to their first 2048 characters

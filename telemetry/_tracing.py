@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from importlib.metadata import entry_points
 from random import getrandbits
+from types import ModuleType
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-from opentelemetry.propagate import set_global_textmap
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
@@ -41,6 +41,30 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from telemetry import _errors
 from telemetry import environment_variables as ev
+
+
+def _import_propagate() -> ModuleType:
+    """``opentelemetry.propagate``, even when ``OTEL_PROPAGATORS`` names a propagator that is
+    not installed: the module reads the variable when imported and raises ``ValueError`` then,
+    which would make ``import telemetry`` (and the application) fail. It is imported again with
+    the variable set to ``none`` (then restored); :func:`build_propagator` reports the name
+    (``config``) and ``configure`` installs the propagators that exist."""
+    try:
+        import opentelemetry.propagate as propagate
+    except ValueError:
+        saved = os.environ.get(ev.OTEL_PROPAGATORS)
+        os.environ[ev.OTEL_PROPAGATORS] = "none"
+        try:
+            import opentelemetry.propagate as propagate
+        finally:
+            if saved is None:
+                os.environ.pop(ev.OTEL_PROPAGATORS, None)
+            else:
+                os.environ[ev.OTEL_PROPAGATORS] = saved
+    return propagate
+
+
+set_global_textmap = _import_propagate().set_global_textmap
 
 DEFAULT_PROPAGATORS = "xray,tracecontext"
 
@@ -192,8 +216,11 @@ def build_propagator(names: str) -> TextMapPropagator:
             out.append(known[name]())
             continue
         try:
-            (ep,) = entry_points(group="opentelemetry_propagator", name=name)
-            out.append(ep.load()())
+            found = list(entry_points(group="opentelemetry_propagator", name=name))
+            if not found:
+                _errors.record("config", f"{ev.OTEL_PROPAGATORS}: {name!r} is not installed")
+                continue
+            out.append(found[0].load()())
         except Exception as exc:
             _errors.record("config", f"{ev.OTEL_PROPAGATORS}: {name!r} unavailable ({exc!r})")
     return CompositePropagator(out)

@@ -36,6 +36,9 @@ _LEVEL_NAMES = {logging.INFO: "INFO", logging.ERROR: "ERROR"}
 #: bytes of an access line beyond its path and route (time, ids, other values), for the
 #: output buffer's limit before the line is rendered
 _ACCESS_ESTIMATE = 420
+#: Annotation strings up to this long are held whole: no line limit is shorter (half the
+#: smallest output buffer, 65,536 bytes); longer ones are checked (``_logging.cut_long``).
+_KEEP_WHOLE = 32768
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _SERVER = trace.SpanKind.SERVER
 _SPAN_KEY = _tracing.SPAN_KEY
@@ -348,11 +351,20 @@ class _Middleware:
             return
         estimate = _ACCESS_ESTIMATE + 2 * len(path) + len(route)
         if extra:  # a copy: the line is rendered later, by the writer thread
-            extra = dict(extra)
             # what it holds until then counts against the buffer limit (a big annotation
-            # must not pile up while stdout is stuck); values are str, bool, int or float
+            # must not pile up while stdout is stuck); values are str, bool, int or float. A
+            # string longer than any line is held as the line will show it (cut), or its
+            # size alone would drop the line.
+            copy = {}
             for k, v in extra.items():
-                estimate += len(k) + (len(v) if type(v) is str else 24)
+                if type(v) is str:
+                    if len(v) > _KEEP_WHOLE:
+                        v = _logging.cut_long(v)
+                    estimate += len(k) + len(v)
+                else:
+                    estimate += len(k) + 24
+                copy[k] = v
+            extra = copy
         direct = _logging.direct_handler(_access, level) if error is None else None
         if direct is not None:
             try:

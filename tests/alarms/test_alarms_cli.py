@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,63 @@ def test_aws_logs_cli_output_documents(defs_file: Path, tmp_path: Path, shape: s
     assert "points-service-green-latency-avg" in summary["alarmed"]
 
 
+@pytest.mark.parametrize("shape", ["lines", "filter-log-events"])
+@pytest.mark.parametrize("via", ["stdin", "fifo"])
+def test_streams_read_like_files(defs_file: Path, tmp_path: Path, shape: str, via: str) -> None:
+    """stdin (``aws logs filter-log-events ... | replay --emf -``), a FIFO and ``<(zcat ...)``
+    cannot seek: they are read as the file holding the same bytes is."""
+    plain = record(tmp_path / "plain.log", regression=True)
+    if shape == "lines":
+        text = plain.read_text()
+    else:
+        events = [{"message": line} for line in plain.read_text().splitlines()]
+        text = json.dumps({"events": events}, indent=4)
+    src = tmp_path / "src.json"
+    src.write_text(text)
+    _, expected = replay(defs_file, src, "--changes-only")
+    args = ("replay", "--alarms", str(defs_file), "--json", "--changes-only", "--emf")
+    if via == "stdin":
+        proc = cli(*args, "-", stdin=text)
+    else:
+        fifo = tmp_path / "emf.fifo"
+        os.mkfifo(fifo)
+        with subprocess.Popen(
+            [sys.executable, "-m", "alarms", *args, str(fifo)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as p:
+            with fifo.open("w") as f:  # opens once the replay opened its end
+                f.write(text)
+            out, err = p.communicate(timeout=120)
+        proc = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
+    assert summary["input"] == expected["input"] and summary["input"]["emf_lines"] > 0
+    assert summary["state_changes"] == expected["state_changes"]
+
+
+@pytest.mark.parametrize("shape", ["line", "events", "message"])
+def test_json_nested_thousands_deep_is_a_bad_line(
+    defs_file: Path, tmp_path: Path, shape: str
+) -> None:
+    """JSON nested deeper than the parser recurses is a bad line, not a RecursionError."""
+    good = next(api_lines(START, 1, rps=10, window_s=1, high_resolution=True))
+    deep = "[" * 100_000 + "]" * 100_000
+    if shape == "line":
+        text = good + "\n" + '{"_aws": {"Timestamp": 1}, "Requests": ' + deep + "}\n"
+    elif shape == "events":
+        text = '{"events": ' + deep + "}\n" + good + "\n"
+    else:
+        inner = '{"_aws": ' + deep + "}"
+        text = good + "\n" + json.dumps({"message": inner}) + "\n"
+    emf = tmp_path / "deep.log"
+    emf.write_text(text)
+    _, summary = replay(defs_file, emf)
+    assert summary["input"]["emf_lines"] == 1 and summary["input"]["bad_lines"] == 1
+
+
 def test_stdin_and_bad_lines(defs_file: Path) -> None:
     line = next(api_lines(START, 1, rps=10, window_s=1, high_resolution=True))
     proc = cli(
@@ -275,6 +333,14 @@ def test_replay_reads_the_yaml_template_like_the_json_one(tmp_path: Path) -> Non
         (["replay", "--alarms", "DEFS", "--emf", "EMF", "--tick", "15"], "--tick"),
         (["replay", "--alarms", "DEFS", "--emf", "EMF", "--tick", "1e9"], "--tick"),
         (["replay", "--alarms", "DEFS", "--emf", "EMF", "--percentile", "p2"], "--percentile"),
+        # out of range for EMF times (1970..9999) or for the evaluator: no traceback, no hang
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "-99999999999"], "1970"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "1969-12-31T23:59Z"], "1970"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--range-extra", "100000000"], "0..100"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--datapoint-delay", "inf"], "--datap"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--datapoint-delay", "nan"], "--datap"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--max-lateness", "nan"], "--max-lat"),
+        (["replay", "--alarms", "DEFS", "--emf", "EMF", "--max-lateness=-5"], "--max-lat"),
         (
             ["replay", "--alarms", "DEFS", "--emf", "EMF", "--start", "0", "--end", "99999999999"],
             "longer than 31 days",

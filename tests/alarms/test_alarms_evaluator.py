@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -609,3 +610,22 @@ def test_rejections_are_bounded_and_accepted_data_is_not_warned_about() -> None:
     assert ev.stats["rejected"] == 500
     assert len(ev.rejection_warnings) <= 51
     assert ev.advance(T0 + 10)[-1].state == "ALARM"  # the accepted datum still counts
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"range_extra": 10**8},  # one evaluation would read 10^8 datapoints: hours
+        {"range_extra": -1},
+        {"range_extra": 2.5},
+        {"datapoint_delay_s": math.inf},
+        {"datapoint_delay_s": math.nan},
+        {"max_lateness_s": math.nan},
+        {"max_lateness_s": -1.0},
+        {"start": -1e12},  # before 1970: not an EMF time
+        {"start": math.nan},
+    ],
+)
+def test_out_of_range_options_are_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        Evaluator({"MetricAlarms": [alarm()]}, **options)  # type: ignore[arg-type]

@@ -353,6 +353,47 @@ def test_annotations_count_against_the_output_limit_while_nobody_reads(monkeypat
         stream.close()
 
 
+def test_an_annotation_bigger_than_the_buffer_is_cut_not_the_line_dropped(monkeypatch) -> None:
+    """One annotation longer than the output buffer (5 MB against 4 MiB) while stdout is read:
+    the access line arrives, the annotation cut as any long field is; nothing is dropped."""
+    import threading
+
+    from telemetry.sinks import MemorySink
+
+    r, w = os.pipe()
+    stream = os.fdopen(w, "w")
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")))
+    reader.start()
+    try:
+        telemetry.configure(
+            "svc", "v1", log_stream=stream, sink=MemorySink(), output_buffer_bytes=4 << 20
+        )
+        ours = [h for h in logging.root.handlers if type(h) is _logging.JsonHandler]
+        monkeypatch.setattr(logging.root, "handlers", ours)
+        assert _logging.direct_handler(logging.getLogger(_access_line.LOGGER), logging.INFO)
+        app = flask.Flask("huge")
+
+        @app.get("/huge")
+        def huge() -> str:
+            telemetry.annotate(body="b" * 5_000_000)
+            return "ok"
+
+        instrument(app)
+        before = _output.dropped_total()
+        assert app.test_client().get("/huge").status_code == 200
+        assert _output.flush(10)
+        assert _output.dropped_total() == before
+    finally:
+        _output.flush(5, abandon=True)
+        stream.close()
+        reader.join(10)
+        os.close(r)
+    lines = [json.loads(x) for x in b"".join(chunks).decode().splitlines()]
+    (line,) = [x for x in lines if x.get("logger") == "telemetry.access"]
+    assert line["body"] == "b" * 2048 + "...<cut: 4997952 of 5000000 characters>"
+
+
 @pytest.mark.parametrize("direct", [True, False], ids=["context-variable", "public-api"])
 def test_the_server_span_is_current_in_the_request_and_the_outer_context_kept(
     tel: Tel, monkeypatch: pytest.MonkeyPatch, direct: bool

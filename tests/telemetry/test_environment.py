@@ -142,3 +142,30 @@ def test_explicit_arguments_win_over_the_environment(
     got = telemetry.configure("svc", "v1", sink=tel.sink, shutdown_timeout_s=1.5, max_values=200)
     assert got is not None
     assert (got.output_buffer_bytes, got.shutdown_timeout_s, got.max_values) == (100000, 1.5, 200)
+
+
+def test_an_unknown_propagator_does_not_break_import_telemetry() -> None:
+    """``opentelemetry.propagate`` raises ValueError when imported with an unknown name in
+    ``OTEL_PROPAGATORS``; ``import telemetry`` must not: the name is counted (``config``), the
+    known propagators are installed and the variable is left as it was."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, telemetry\n"
+        "telemetry.configure(service='svc', version='v1')\n"
+        "from opentelemetry.propagate import get_global_textmap\n"
+        "print(os.environ['OTEL_PROPAGATORS'], sorted(get_global_textmap().fields),"
+        " telemetry.counts().get('config'))\n"
+    )
+    env = {**os.environ, "OTEL_PROPAGATORS": "nope,xray"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[0]
+    env_value, fields, config = last.rsplit(" ", 2)
+    assert (env_value, fields) == ("nope,xray", "['X-Amzn-Trace-Id']"), proc.stdout
+    assert int(config) >= 1
+    assert "'nope' is not installed" in proc.stderr
