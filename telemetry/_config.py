@@ -25,6 +25,18 @@ DEFAULT_EXCLUDE = r"^/(healthz|readyz|livez|ping)/?$"
 DEFAULT_OUTPUT_BUFFER_BYTES = 4 * 1024 * 1024
 DEFAULT_SHUTDOWN_TIMEOUT_S = 2.0
 
+#: Characters of a bad value shown in a problem line: a 2000-character variable is a mistake
+#: to name, not to print in full.
+MAX_SHOWN_CHARS = 100
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a problem line, cut to :data:`MAX_SHOWN_CHARS` characters of the
+    value with a note of its full length: ``'xxx...'... (2000 characters)``."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN_CHARS:
+        return f"{value[:MAX_SHOWN_CHARS]!r}... ({len(value)} characters)"
+    return repr(value)
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -120,10 +132,10 @@ def load(
                 raise ValueError  # float() also reads non-ASCII digits and '1_0': a mistake, not a number
             value = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
-            problems.append(f"{name}={raw!r} is not a number; using {default}")
+            problems.append(f"{name}={shown(raw)} is not a number; using {default}")
             return default
         if not (math.isfinite(value) and lo <= value <= hi):
-            problems.append(f"{name}={raw!r} is outside [{lo}, {hi}]; using {default}")
+            problems.append(f"{name}={shown(raw)} is outside [{lo}, {hi}]; using {default}")
             return default
         return value
 
@@ -132,7 +144,7 @@ def load(
         if not raw:
             return default
         if str(raw).lower() not in allowed:
-            problems.append(f"{name}={raw!r} is not one of {allowed}; using {default!r}")
+            problems.append(f"{name}={shown(raw)} is not one of {allowed}; using {default!r}")
             return default
         return str(raw).lower()
 
@@ -145,7 +157,7 @@ def load(
             why = rules.dimension_value_problem(raw)
             if why is None:
                 return str(raw)
-            problems.append(f"{source}={raw!r}: {why} ({name} dimension); using {default!r}")
+            problems.append(f"{source}={shown(raw)}: {why} ({name} dimension); using {default!r}")
             return default
         return default
 
@@ -175,11 +187,11 @@ def load(
     if not ns:
         ns = DEFAULT_NAMESPACE
     elif (why := rules.namespace_problem(ns)) is not None:
-        problems.append(f"{ev.AWS_EMF_NAMESPACE}={ns!r}: {why}; using {DEFAULT_NAMESPACE!r}")
+        problems.append(f"{ev.AWS_EMF_NAMESPACE}={shown(ns)}: {why}; using {DEFAULT_NAMESPACE!r}")
         ns = DEFAULT_NAMESPACE
     log_group = env.get(ev.AWS_EMF_LOG_GROUP_NAME, "")
     if log_group and (why := rules.log_group_problem(log_group)) is not None:
-        problems.append(f"{ev.AWS_EMF_LOG_GROUP_NAME}={log_group!r}: {why}; using the default")
+        problems.append(f"{ev.AWS_EMF_LOG_GROUP_NAME}={shown(log_group)}: {why}; using the default")
         log_group = ""
     resolution = int(
         choice(ev.TELEMETRY_STORAGE_RESOLUTION, _str(storage_resolution), "60", ("60", "1"))

@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from telemetry import _errors
+from telemetry import _config, _errors
 from telemetry import environment_variables as ev
 
 
@@ -378,7 +378,10 @@ def build_provider(
                 if isinstance(exc, ImportError)
                 else f"cannot open it ({exc.strerror or exc})"
             )
-            problem = f"{ev.TELEMETRY_TRACES_FILE}={traces_file!r}: {why}; spans not written there"
+            problem = (
+                f"{ev.TELEMETRY_TRACES_FILE}={_config.shown(traces_file)}: {why}; "
+                "spans not written there"
+            )
             _errors.record("config", problem)
             _errors.report(f"telemetry: invalid setting: {problem}")
         else:

@@ -249,3 +249,39 @@ def test_configure_rejects_nothing_it_was_given_silently(tel: Tel) -> None:
     got = telemetry.configure("svc-1", "v2", namespace="Team/Points#1", sink=tel.sink)
     assert got is not None and got.problems == ()
     assert (got.service, got.version, got.namespace) == ("svc-1", "v2", "Team/Points#1")
+
+
+LONG = 2000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("APP_VERSION", "v" * LONG),
+        ("OTEL_SERVICE_NAME", "s" * LONG),
+        ("OTEL_RESOURCE_ATTRIBUTES", "service.version=" + "v" * LONG),
+        ("AWS_EMF_NAMESPACE", "N" * LONG),
+        ("AWS_EMF_LOG_GROUP_NAME", "g" * LONG),
+        ("TELEMETRY_FLUSH_INTERVAL_S", "9" * LONG),
+        ("TELEMETRY_MAX_ROUTES", "x" * LONG),
+        ("TELEMETRY_HISTOGRAM", "h" * LONG),
+        ("TELEMETRY_STORAGE_RESOLUTION", "1" * LONG),
+        ("TELEMETRY_TRACES_FILE", "f" * LONG),  # too long a file name to open
+    ],
+)
+def test_a_long_bad_value_is_cut_in_its_problem_line(
+    tel: Tel,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    variable: str,
+    value: str,
+) -> None:
+    """The line names the variable and shows the value's start and full length, not 2000
+    characters of it."""
+    monkeypatch.setenv(variable, value)
+    capsys.readouterr()
+    assert telemetry.configure(sink=tel.sink, log_stream=tel.out) is not None
+    telemetry.shutdown()
+    lines = [x for x in capsys.readouterr().err.splitlines() if variable in x]
+    assert lines and any(f"({LONG} characters)" in x for x in lines), lines
+    assert all(len(x) < 500 for x in lines), [len(x) for x in lines]
