@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from telemetry import cloudwatch_rules as rules
 from telemetry import environment_variables as ev
@@ -25,6 +25,8 @@ DEFAULT_EXCLUDE = r"^/(healthz|readyz|livez|ping)/?$"
 DEFAULT_OUTPUT_BUFFER_BYTES = 4 * 1024 * 1024
 DEFAULT_SHUTDOWN_TIMEOUT_S = 2.0
 
+#: ``AWS_EMF_ENVIRONMENT`` values, any case ("" = unset).
+EMF_ENVIRONMENTS = ("local", "lambda", "agent", "ec2", "ecs")
 #: Characters of a bad value shown in a problem line: a 2000-character variable is a mistake
 #: to name, not to print in full.
 MAX_SHOWN_CHARS = 100
@@ -36,6 +38,21 @@ def shown(value: object) -> str:
     if isinstance(value, str) and len(value) > MAX_SHOWN_CHARS:
         return f"{value[:MAX_SHOWN_CHARS]!r}... ({len(value)} characters)"
     return repr(value)
+
+
+def agent_address(endpoint: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of an ``AWS_EMF_AGENT_ENDPOINT`` (``tcp://host:port`` or
+    ``udp://host:port``). Raises ``ValueError`` naming the variable and saying why."""
+    expected = "expected tcp://host:port or udp://host:port"
+    try:
+        url = urlsplit(endpoint)
+        port = url.port  # raises for a port that is not a number in 0..65535
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535"
+        problem = f"{ev.AWS_EMF_AGENT_ENDPOINT}={shown(endpoint)}: {expected} ({exc})"
+        raise ValueError(problem) from None
+    if url.scheme not in ("tcp", "udp") or not url.hostname or not port:
+        raise ValueError(f"{ev.AWS_EMF_AGENT_ENDPOINT}={shown(endpoint)}: {expected}")
+    return url.scheme, url.hostname, port
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +213,22 @@ def load(
     resolution = int(
         choice(ev.TELEMETRY_STORAGE_RESOLUTION, _str(storage_resolution), "60", ("60", "1"))
     )
+    emf_environment = env.get(ev.AWS_EMF_ENVIRONMENT, "")
+    if emf_environment and emf_environment.lower() not in EMF_ENVIRONMENTS:
+        problems.append(
+            f"{ev.AWS_EMF_ENVIRONMENT}={shown(emf_environment)} is not one of Local, Lambda, "
+            "Agent, EC2, ECS; using unset"
+        )
+        emf_environment = ""
+    agent_endpoint = env.get(ev.AWS_EMF_AGENT_ENDPOINT, "")
+    if agent_endpoint:
+        try:
+            agent_address(agent_endpoint)
+        except ValueError as exc:
+            agent = emf_environment.lower() in ("agent", "ec2")
+            instead = f"using {DEFAULT_AGENT_ENDPOINT!r}" if agent else "EMF goes to stdout"
+            problems.append(f"{exc}; {instead}")
+            agent_endpoint = ""
     return Settings(
         service=resolved_service,
         version=resolved_version,
@@ -210,8 +243,8 @@ def load(
         if exclude_paths is not None
         else env.get(ev.TELEMETRY_EXCLUDE_PATHS, DEFAULT_EXCLUDE),
         worker_slots=int(number(ev.TELEMETRY_WORKER_SLOTS, worker_slots, 1, 1, 100_000)),
-        emf_environment=env.get(ev.AWS_EMF_ENVIRONMENT, ""),
-        agent_endpoint=env.get(ev.AWS_EMF_AGENT_ENDPOINT, ""),
+        emf_environment=emf_environment,
+        agent_endpoint=agent_endpoint,
         log_group=log_group,
         log_level=str(log_level or env.get(ev.TELEMETRY_LOG_LEVEL) or "INFO").upper(),
         json_logs=json_logs

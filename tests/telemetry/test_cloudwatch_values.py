@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import telemetry
-from telemetry import _config, _errors, catalog
+from telemetry import _config, _errors, _output, _runtime, catalog
 from telemetry import cloudwatch_rules as rules
 from telemetry._metrics import Aggregator
 from telemetry.flask import instrument
-from telemetry.sinks import MemorySink
+from telemetry.sinks import AgentSink, MemorySink
 
 from .conftest import Tel, samples, total
 
@@ -188,6 +188,20 @@ def test_sanitised_dimension_values_are_always_accepted(value: str) -> None:
         ({}, {"AWS_EMF_NAMESPACE": "Équipe"}, "AWS_EMF_NAMESPACE", "namespace", "SafeDeploy"),
         ({}, {"AWS_EMF_NAMESPACE": "N" * 256}, "AWS_EMF_NAMESPACE", "namespace", "SafeDeploy"),
         ({}, {"AWS_EMF_LOG_GROUP_NAME": "my group"}, "AWS_EMF_LOG_GROUP_NAME", "log_group", ""),
+        *(
+            ({}, {"AWS_EMF_AGENT_ENDPOINT": bad}, "AWS_EMF_AGENT_ENDPOINT", "agent_endpoint", "")
+            for bad in (
+                "tcp://[::1",  # urllib: "Invalid IPv6 URL"
+                "tcp://127.0.0.1:99999",  # urllib: "Port out of range 0-65535"
+                "tcp://127.0.0.1:port",
+                "tcp://127.0.0.1:0",
+                "tcp://127.0.0.1",
+                "tcp://:25888",
+                "http://127.0.0.1:25888",
+                "not a url",
+            )
+        ),
+        ({}, {"AWS_EMF_ENVIRONMENT": "Agnet"}, "AWS_EMF_ENVIRONMENT", "emf_environment", ""),
     ],
 )
 def test_invalid_settings_are_reported_in_one_line_naming_the_variable(
@@ -267,6 +281,8 @@ LONG = 2000
         ("TELEMETRY_HISTOGRAM", "h" * LONG),
         ("TELEMETRY_STORAGE_RESOLUTION", "1" * LONG),
         ("TELEMETRY_TRACES_FILE", "f" * LONG),  # too long a file name to open
+        ("AWS_EMF_AGENT_ENDPOINT", "h" * LONG),
+        ("AWS_EMF_ENVIRONMENT", "e" * LONG),
     ],
 )
 def test_a_long_bad_value_is_cut_in_its_problem_line(
@@ -281,7 +297,18 @@ def test_a_long_bad_value_is_cut_in_its_problem_line(
     monkeypatch.setenv(variable, value)
     capsys.readouterr()
     assert telemetry.configure(sink=tel.sink, log_stream=tel.out) is not None
-    telemetry.shutdown()
-    lines = [x for x in capsys.readouterr().err.splitlines() if variable in x]
-    assert lines and any(f"({LONG} characters)" in x for x in lines), lines
-    assert all(len(x) < 500 for x in lines), [len(x) for x in lines]
+    _output.flush(10.0)  # stderr lines are written by the output thread
+    lines = [x for x in capsys.readouterr().err.splitlines() if "invalid setting" in x]
+    assert len(lines) == 1 and variable in lines[0] and f"({LONG} characters)" in lines[0], lines
+    assert len(lines[0]) < 400, len(lines[0])
+
+
+def test_a_bad_agent_endpoint_under_the_agent_environment_uses_the_default_endpoint(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_EMF_ENVIRONMENT", "Agent")
+    monkeypatch.setenv("AWS_EMF_AGENT_ENDPOINT", "tcp://127.0.0.1:99999")
+    got = telemetry.configure("svc", "v1", log_stream=tel.out)
+    assert got is not None and got.agent_endpoint == "" and got.uses_agent
+    sink = _runtime.aggregator().sink
+    assert isinstance(sink, AgentSink) and sink.address == ("127.0.0.1", 25888)
