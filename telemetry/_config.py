@@ -25,6 +25,9 @@ DEFAULT_EXCLUDE = r"^/(healthz|readyz|livez|ping)/?$"
 DEFAULT_OUTPUT_BUFFER_BYTES = 4 * 1024 * 1024
 DEFAULT_SHUTDOWN_TIMEOUT_S = 2.0
 
+#: Spellings of a yes/no variable (``TELEMETRY_JSON_LOGS``), any case.
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
 #: ``AWS_EMF_ENVIRONMENT`` values, any case ("" = unset).
 EMF_ENVIRONMENTS = ("local", "lambda", "agent", "ec2", "ecs")
 #: Characters of a bad value shown in a problem line: a 2000-character variable is a mistake
@@ -229,6 +232,15 @@ def load(
             instead = f"using {DEFAULT_AGENT_ENDPOINT!r}" if agent else "EMF goes to stdout"
             problems.append(f"{exc}; {instead}")
             agent_endpoint = ""
+    if json_logs is None:
+        raw_json_logs = env.get(ev.TELEMETRY_JSON_LOGS, "")
+        word = raw_json_logs.strip().lower()
+        json_logs = word not in FALSE_WORDS
+        if word and word not in TRUE_WORDS + FALSE_WORDS:
+            problems.append(
+                f"{ev.TELEMETRY_JSON_LOGS}={shown(raw_json_logs)} is not one of "
+                f"{', '.join(TRUE_WORDS + FALSE_WORDS)}; using true"
+            )
     return Settings(
         service=resolved_service,
         version=resolved_version,
@@ -247,9 +259,7 @@ def load(
         agent_endpoint=agent_endpoint,
         log_group=log_group,
         log_level=str(log_level or env.get(ev.TELEMETRY_LOG_LEVEL) or "INFO").upper(),
-        json_logs=json_logs
-        if json_logs is not None
-        else env.get(ev.TELEMETRY_JSON_LOGS, "true").lower() not in ("0", "false", "no"),
+        json_logs=bool(json_logs),
         output_buffer_bytes=int(
             number(
                 ev.TELEMETRY_OUTPUT_BUFFER_BYTES,

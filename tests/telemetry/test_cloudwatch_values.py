@@ -202,6 +202,8 @@ def test_sanitised_dimension_values_are_always_accepted(value: str) -> None:
             )
         ),
         ({}, {"AWS_EMF_ENVIRONMENT": "Agnet"}, "AWS_EMF_ENVIRONMENT", "emf_environment", ""),
+        ({}, {"TELEMETRY_JSON_LOGS": "maybe"}, "TELEMETRY_JSON_LOGS", "json_logs", True),
+        ({}, {"TELEMETRY_JSON_LOGS": "nein"}, "TELEMETRY_JSON_LOGS", "json_logs", True),
     ],
 )
 def test_invalid_settings_are_reported_in_one_line_naming_the_variable(
@@ -283,6 +285,7 @@ LONG = 2000
         ("TELEMETRY_TRACES_FILE", "f" * LONG),  # too long a file name to open
         ("AWS_EMF_AGENT_ENDPOINT", "h" * LONG),
         ("AWS_EMF_ENVIRONMENT", "e" * LONG),
+        ("TELEMETRY_JSON_LOGS", "j" * LONG),
     ],
 )
 def test_a_long_bad_value_is_cut_in_its_problem_line(
@@ -312,3 +315,20 @@ def test_a_bad_agent_endpoint_under_the_agent_environment_uses_the_default_endpo
     assert got is not None and got.agent_endpoint == "" and got.uses_agent
     sink = _runtime.aggregator().sink
     assert isinstance(sink, AgentSink) and sink.address == ("127.0.0.1", 25888)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *((v, True) for v in ("", "true", "TRUE", "1", "yes", "On", " true ")),
+        *((v, False) for v in ("false", "False", "0", "no", "NO", "off", " off")),
+    ],
+)
+def test_json_logs_spellings(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv("TELEMETRY_JSON_LOGS", value)
+    before = telemetry.counts().get("config", 0)
+    got = telemetry.configure("svc", "v1", sink=tel.sink, log_stream=tel.out)
+    assert got is not None and got.json_logs is expected
+    assert telemetry.counts().get("config", 0) == before
