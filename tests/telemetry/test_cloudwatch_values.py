@@ -286,6 +286,7 @@ LONG = 2000
         ("AWS_EMF_AGENT_ENDPOINT", "h" * LONG),
         ("AWS_EMF_ENVIRONMENT", "e" * LONG),
         ("TELEMETRY_JSON_LOGS", "j" * LONG),
+        ("OTEL_PROPAGATORS", "p" * LONG),
     ],
 )
 def test_a_long_bad_value_is_cut_in_its_problem_line(
