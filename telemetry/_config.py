@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -232,6 +234,25 @@ def load(
             instead = f"using {DEFAULT_AGENT_ENDPOINT!r}" if agent else "EMF goes to stdout"
             problems.append(f"{exc}; {instead}")
             agent_endpoint = ""
+    exclude = exclude_paths if exclude_paths is not None else env.get(ev.TELEMETRY_EXCLUDE_PATHS)
+    if exclude is None:
+        exclude = DEFAULT_EXCLUDE
+    else:
+        try:
+            re.compile(exclude)
+        except (re.error, TypeError, RecursionError, OverflowError) as exc:
+            problems.append(
+                f"{ev.TELEMETRY_EXCLUDE_PATHS}={shown(exclude)} is not a regular expression "
+                f"({exc}); using {DEFAULT_EXCLUDE!r}"
+            )
+            exclude = DEFAULT_EXCLUDE
+    level = str(log_level or env.get(ev.TELEMETRY_LOG_LEVEL) or "INFO")
+    if level.upper() not in logging.getLevelNamesMapping():
+        levels = ", ".join(n for n in logging.getLevelNamesMapping() if n != "NOTSET")
+        problems.append(
+            f"{ev.TELEMETRY_LOG_LEVEL}={shown(level)} is not a level ({levels}); using 'INFO'"
+        )
+        level = "INFO"
     if json_logs is None:
         raw_json_logs = env.get(ev.TELEMETRY_JSON_LOGS, "")
         word = raw_json_logs.strip().lower()
@@ -251,14 +272,12 @@ def load(
         access_log_sample=number(ev.TELEMETRY_ACCESS_LOG_SAMPLE, access_log_sample, 1.0, 0.0, 1.0),
         max_routes=int(number(ev.TELEMETRY_MAX_ROUTES, max_routes, 50, 1, 10_000)),
         max_values=int(number(ev.TELEMETRY_MAX_VALUES, max_values, 10_000, 100, 1_000_000)),
-        exclude_paths=exclude_paths
-        if exclude_paths is not None
-        else env.get(ev.TELEMETRY_EXCLUDE_PATHS, DEFAULT_EXCLUDE),
+        exclude_paths=exclude,
         worker_slots=int(number(ev.TELEMETRY_WORKER_SLOTS, worker_slots, 1, 1, 100_000)),
         emf_environment=emf_environment,
         agent_endpoint=agent_endpoint,
         log_group=log_group,
-        log_level=str(log_level or env.get(ev.TELEMETRY_LOG_LEVEL) or "INFO").upper(),
+        log_level=level.upper(),
         json_logs=bool(json_logs),
         output_buffer_bytes=int(
             number(

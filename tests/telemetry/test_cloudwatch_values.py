@@ -204,6 +204,15 @@ def test_sanitised_dimension_values_are_always_accepted(value: str) -> None:
         ({}, {"AWS_EMF_ENVIRONMENT": "Agnet"}, "AWS_EMF_ENVIRONMENT", "emf_environment", ""),
         ({}, {"TELEMETRY_JSON_LOGS": "maybe"}, "TELEMETRY_JSON_LOGS", "json_logs", True),
         ({}, {"TELEMETRY_JSON_LOGS": "nein"}, "TELEMETRY_JSON_LOGS", "json_logs", True),
+        ({}, {"TELEMETRY_LOG_LEVEL": "loud"}, "TELEMETRY_LOG_LEVEL", "log_level", "INFO"),
+        ({"log_level": "10"}, {}, "TELEMETRY_LOG_LEVEL", "log_level", "INFO"),
+        (
+            {},
+            {"TELEMETRY_EXCLUDE_PATHS": "([unclosed"},
+            "TELEMETRY_EXCLUDE_PATHS",
+            "exclude_paths",
+            _config.DEFAULT_EXCLUDE,
+        ),
     ],
 )
 def test_invalid_settings_are_reported_in_one_line_naming_the_variable(
@@ -287,6 +296,8 @@ LONG = 2000
         ("AWS_EMF_ENVIRONMENT", "e" * LONG),
         ("TELEMETRY_JSON_LOGS", "j" * LONG),
         ("OTEL_PROPAGATORS", "p" * LONG),
+        ("TELEMETRY_LOG_LEVEL", "l" * LONG),
+        ("TELEMETRY_EXCLUDE_PATHS", "(" * LONG),
     ],
 )
 def test_a_long_bad_value_is_cut_in_its_problem_line(
