@@ -16,6 +16,7 @@ from pathlib import Path
 from ._emf import decode_line as decode_emf
 from ._evaluator import Evaluation, Evaluator
 from ._expr import ExpressionError
+from ._format import number_text, value_text
 from ._policy import MAX_DEPLOYMENT_ALARMS
 from ._rules import decide
 from ._spec import Profile, Spec, SpecError, load_spec, parse_spec
@@ -36,8 +37,10 @@ __all__ = [
     "decide",
     "decode_emf",
     "load_spec",
+    "number_text",
     "parse_spec",
     "rollback_alarm_names",
     "synth",
+    "value_text",
     "worker_rollback_alarm_names",
 ]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alarms import Evaluation
+from alarms import Evaluation, number_text, value_text
 from rehearsal import traces
 
 #: Rows of each request table.
@@ -145,8 +145,9 @@ class FiredAlarm:
     def line(self) -> str:
         """One sentence, the same in the console and in the report."""
         f = self.facts
-        value = "no data" if self.value is None else f"{self.value:.6g}{f.unit}"
-        threshold = f"{f.threshold:g}{f.unit}"
+        # never rounded: 250.0001 against > 250 must not read "= 250 ms" (alarms' own rule)
+        value = "no data" if self.value is None else value_text(self.value, f.threshold) + f.unit
+        threshold = number_text(f.threshold) + f.unit
         version = f" of {f.version}" if f.version else ""
         return (
             f"{f.name}: {f.metric} {f.statistic}{version} = {value} against the threshold "

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from alarms import number_text
 from rehearsal.listener import Record
 
 NEW_VERSION = "green"
@@ -128,7 +129,7 @@ def describe(harm: dict[str, Any]) -> str:
     """One sentence for people: green's harm, then the whole run's."""
     g = harm["by_version"].get(NEW_VERSION, Harm().to_dict())
     t = harm["total"]
-    objective = f"{harm['objective_ms']:g} ms"
+    objective = f"{number_text(harm['objective_ms'])} ms"  # a threshold: never rounded
     return (
         f"Harm by green: {g['harmed']} of its {g['requests']} requests harmed "
         f"({g['server_errors']} server errors, {g['throttled']} refused with 429, {g['slow']} "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from alarms import Evaluation
+from alarms import Evaluation, number_text
 from rehearsal import explain as why
 from rehearsal import harm as harms
 from rehearsal.judge import TRIGGER_NAME as JUDGE_TRIGGER
@@ -197,7 +197,7 @@ def _draw(
             )  # fmt: skip
         ax_lat.axhline(threshold, color="#d62728", lw=0.9, ls=":")
         ax_lat.annotate(
-            f"{short} threshold {_exact(threshold)} ms", (0, threshold),
+            f"{short} threshold {number_text(threshold)} ms", (0, threshold),
             xycoords=("axes fraction", "data"), xytext=(4, 3), textcoords="offset points",
             color="#d62728", fontsize=8,
         )  # fmt: skip
@@ -383,19 +383,13 @@ def _int(text: str | None) -> int:
         return 0
 
 
-def _exact(x: float) -> str:
-    """``x`` as given, never rounded: ``:g`` when that is exact (250, 0.75), else the full repr."""
-    short = f"{x:g}"
-    return short if float(short) == x else repr(x)
-
-
 def _cell(value: Any) -> str:
     """A table cell: numbers exactly as given (a 0.75 time scale reads 0.75); measured figures
     are formatted where they are read."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         value = "-"
     elif isinstance(value, float):
-        value = _exact(value)
+        value = number_text(value)
     return html.escape(str(value))
 
 
@@ -515,7 +509,7 @@ def render_html(
         ]  # fmt: skip
         harm_html = f"<p>{html.escape(harms.describe(harm))}</p>" + _table(
             harm_rows,
-            ["version", "requests", "5xx", "429", f"slower than {_exact(harm['objective_ms'])} ms",
+            ["version", "requests", "5xx", "429", f"slower than {number_text(harm['objective_ms'])} ms",
              "harmed", "users harmed", "worst wait (s)"],
         )  # fmt: skip
     harm_html += _judge_html(details.get("judge"))

@@ -75,8 +75,9 @@ def configure(
     An argument left ``None`` is read from its environment variable (names in
     :mod:`telemetry.environment_variables`), else its default. Never raises: an invalid value
     (argument or variable) is replaced by its default, counted (``TelemetryErrors``) and reported
-    on stderr in one line naming the variable, e.g. ``telemetry: invalid setting:
-    AWS_EMF_NAMESPACE='Safe Deploy': a namespace may contain only ...; using 'SafeDeploy'``.
+    on stderr in one line naming the variable (a value longer than 100 characters cut, with its
+    length), e.g. ``telemetry: invalid setting: AWS_EMF_NAMESPACE='Safe Deploy': a namespace
+    may contain only ...; using 'SafeDeploy'``.
 
     Args:
         service: ``Service`` dimension, ``service`` log field, span resource.

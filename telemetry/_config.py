@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from telemetry import cloudwatch_rules as rules
 from telemetry import environment_variables as ev
@@ -24,6 +26,38 @@ DEFAULT_AGENT_ENDPOINT = "tcp://127.0.0.1:25888"
 DEFAULT_EXCLUDE = r"^/(healthz|readyz|livez|ping)/?$"
 DEFAULT_OUTPUT_BUFFER_BYTES = 4 * 1024 * 1024
 DEFAULT_SHUTDOWN_TIMEOUT_S = 2.0
+
+#: Spellings of a yes/no variable (``TELEMETRY_JSON_LOGS``), any case.
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+#: ``AWS_EMF_ENVIRONMENT`` values, any case ("" = unset).
+EMF_ENVIRONMENTS = ("local", "lambda", "agent", "ec2", "ecs")
+#: Characters of a bad value shown in a problem line: a 2000-character variable is a mistake
+#: to name, not to print in full.
+MAX_SHOWN_CHARS = 100
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a problem line, cut to :data:`MAX_SHOWN_CHARS` characters of the
+    value with a note of its full length: ``'xxx...'... (2000 characters)``."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN_CHARS:
+        return f"{value[:MAX_SHOWN_CHARS]!r}... ({len(value)} characters)"
+    return repr(value)
+
+
+def agent_address(endpoint: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of an ``AWS_EMF_AGENT_ENDPOINT`` (``tcp://host:port`` or
+    ``udp://host:port``). Raises ``ValueError`` naming the variable and saying why."""
+    expected = "expected tcp://host:port or udp://host:port"
+    try:
+        url = urlsplit(endpoint)
+        port = url.port  # raises for a port that is not a number in 0..65535
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535"
+        problem = f"{ev.AWS_EMF_AGENT_ENDPOINT}={shown(endpoint)}: {expected} ({exc})"
+        raise ValueError(problem) from None
+    if url.scheme not in ("tcp", "udp") or not url.hostname or not port:
+        raise ValueError(f"{ev.AWS_EMF_AGENT_ENDPOINT}={shown(endpoint)}: {expected}")
+    return url.scheme, url.hostname, port
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +154,10 @@ def load(
                 raise ValueError  # float() also reads non-ASCII digits and '1_0': a mistake, not a number
             value = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
-            problems.append(f"{name}={raw!r} is not a number; using {default}")
+            problems.append(f"{name}={shown(raw)} is not a number; using {default}")
             return default
         if not (math.isfinite(value) and lo <= value <= hi):
-            problems.append(f"{name}={raw!r} is outside [{lo}, {hi}]; using {default}")
+            problems.append(f"{name}={shown(raw)} is outside [{lo}, {hi}]; using {default}")
             return default
         return value
 
@@ -132,7 +166,7 @@ def load(
         if not raw:
             return default
         if str(raw).lower() not in allowed:
-            problems.append(f"{name}={raw!r} is not one of {allowed}; using {default!r}")
+            problems.append(f"{name}={shown(raw)} is not one of {allowed}; using {default!r}")
             return default
         return str(raw).lower()
 
@@ -145,7 +179,7 @@ def load(
             why = rules.dimension_value_problem(raw)
             if why is None:
                 return str(raw)
-            problems.append(f"{source}={raw!r}: {why} ({name} dimension); using {default!r}")
+            problems.append(f"{source}={shown(raw)}: {why} ({name} dimension); using {default!r}")
             return default
         return default
 
@@ -175,15 +209,59 @@ def load(
     if not ns:
         ns = DEFAULT_NAMESPACE
     elif (why := rules.namespace_problem(ns)) is not None:
-        problems.append(f"{ev.AWS_EMF_NAMESPACE}={ns!r}: {why}; using {DEFAULT_NAMESPACE!r}")
+        problems.append(f"{ev.AWS_EMF_NAMESPACE}={shown(ns)}: {why}; using {DEFAULT_NAMESPACE!r}")
         ns = DEFAULT_NAMESPACE
     log_group = env.get(ev.AWS_EMF_LOG_GROUP_NAME, "")
     if log_group and (why := rules.log_group_problem(log_group)) is not None:
-        problems.append(f"{ev.AWS_EMF_LOG_GROUP_NAME}={log_group!r}: {why}; using the default")
+        problems.append(f"{ev.AWS_EMF_LOG_GROUP_NAME}={shown(log_group)}: {why}; using the default")
         log_group = ""
     resolution = int(
         choice(ev.TELEMETRY_STORAGE_RESOLUTION, _str(storage_resolution), "60", ("60", "1"))
     )
+    emf_environment = env.get(ev.AWS_EMF_ENVIRONMENT, "")
+    if emf_environment and emf_environment.lower() not in EMF_ENVIRONMENTS:
+        problems.append(
+            f"{ev.AWS_EMF_ENVIRONMENT}={shown(emf_environment)} is not one of Local, Lambda, "
+            "Agent, EC2, ECS; using unset"
+        )
+        emf_environment = ""
+    agent_endpoint = env.get(ev.AWS_EMF_AGENT_ENDPOINT, "")
+    if agent_endpoint:
+        try:
+            agent_address(agent_endpoint)
+        except ValueError as exc:
+            agent = emf_environment.lower() in ("agent", "ec2")
+            instead = f"using {DEFAULT_AGENT_ENDPOINT!r}" if agent else "EMF goes to stdout"
+            problems.append(f"{exc}; {instead}")
+            agent_endpoint = ""
+    exclude = exclude_paths if exclude_paths is not None else env.get(ev.TELEMETRY_EXCLUDE_PATHS)
+    if exclude is None:
+        exclude = DEFAULT_EXCLUDE
+    else:
+        try:
+            re.compile(exclude)
+        except (re.error, TypeError, RecursionError, OverflowError) as exc:
+            problems.append(
+                f"{ev.TELEMETRY_EXCLUDE_PATHS}={shown(exclude)} is not a regular expression "
+                f"({exc}); using {DEFAULT_EXCLUDE!r}"
+            )
+            exclude = DEFAULT_EXCLUDE
+    level = str(log_level or env.get(ev.TELEMETRY_LOG_LEVEL) or "INFO")
+    if level.upper() not in logging.getLevelNamesMapping():
+        levels = ", ".join(n for n in logging.getLevelNamesMapping() if n != "NOTSET")
+        problems.append(
+            f"{ev.TELEMETRY_LOG_LEVEL}={shown(level)} is not a level ({levels}); using 'INFO'"
+        )
+        level = "INFO"
+    if json_logs is None:
+        raw_json_logs = env.get(ev.TELEMETRY_JSON_LOGS, "")
+        word = raw_json_logs.strip().lower()
+        json_logs = word not in FALSE_WORDS
+        if word and word not in TRUE_WORDS + FALSE_WORDS:
+            problems.append(
+                f"{ev.TELEMETRY_JSON_LOGS}={shown(raw_json_logs)} is not one of "
+                f"{', '.join(TRUE_WORDS + FALSE_WORDS)}; using true"
+            )
     return Settings(
         service=resolved_service,
         version=resolved_version,
@@ -194,17 +272,13 @@ def load(
         access_log_sample=number(ev.TELEMETRY_ACCESS_LOG_SAMPLE, access_log_sample, 1.0, 0.0, 1.0),
         max_routes=int(number(ev.TELEMETRY_MAX_ROUTES, max_routes, 50, 1, 10_000)),
         max_values=int(number(ev.TELEMETRY_MAX_VALUES, max_values, 10_000, 100, 1_000_000)),
-        exclude_paths=exclude_paths
-        if exclude_paths is not None
-        else env.get(ev.TELEMETRY_EXCLUDE_PATHS, DEFAULT_EXCLUDE),
+        exclude_paths=exclude,
         worker_slots=int(number(ev.TELEMETRY_WORKER_SLOTS, worker_slots, 1, 1, 100_000)),
-        emf_environment=env.get(ev.AWS_EMF_ENVIRONMENT, ""),
-        agent_endpoint=env.get(ev.AWS_EMF_AGENT_ENDPOINT, ""),
+        emf_environment=emf_environment,
+        agent_endpoint=agent_endpoint,
         log_group=log_group,
-        log_level=str(log_level or env.get(ev.TELEMETRY_LOG_LEVEL) or "INFO").upper(),
-        json_logs=json_logs
-        if json_logs is not None
-        else env.get(ev.TELEMETRY_JSON_LOGS, "true").lower() not in ("0", "false", "no"),
+        log_level=level.upper(),
+        json_logs=bool(json_logs),
         output_buffer_bytes=int(
             number(
                 ev.TELEMETRY_OUTPUT_BUFFER_BYTES,

@@ -21,6 +21,13 @@ from telemetry.sinks import AgentSink, Sink, StdoutSink
 _DEFS = {m.name: m for m in catalog.METRICS}
 
 
+def _propagator() -> tuple[TextMapPropagator, list[str]]:
+    """``OTEL_PROPAGATORS``' propagator and its problems."""
+    return _tracing.build_propagator(
+        os.environ.get(ev.OTEL_PROPAGATORS) or _tracing.DEFAULT_PROPAGATORS
+    )
+
+
 class State:
     def __init__(self) -> None:
         self.settings = _config.load()
@@ -28,9 +35,8 @@ class State:
         self.provider: TracerProvider | None = None
         self.tracer: trace.Tracer | None = None
         self.server_spans: _tracing.ServerSpans | None = None
-        self.propagator: TextMapPropagator = _tracing.build_propagator(
-            os.environ.get(ev.OTEL_PROPAGATORS) or _tracing.DEFAULT_PROPAGATORS
-        )
+        # its problems are configure()'s to report, with the other settings': once
+        self.propagator: TextMapPropagator = _propagator()[0]
         self.provider_pid = 0
         self.configured = False
 
@@ -91,7 +97,12 @@ def configure(
         sink, span_exporter = call.pop("sink"), call.pop("span_exporter")  # type: ignore[assignment]
         log_stream = call.pop("log_stream")  # type: ignore[assignment]
         settings = _config.load(service=service, version=version, **call)  # type: ignore[arg-type]
-        for problem in settings.problems:
+        try:
+            propagator, propagator_problems = _propagator()
+        except Exception as exc:
+            _errors.record("tracing", repr(exc))
+            propagator, propagator_problems = state.propagator, []
+        for problem in (*settings.problems, *propagator_problems):
             # one line per bad setting, naming its variable, whatever the once-a-minute limit
             _errors.record("config", problem)
             _errors.report(f"telemetry: invalid setting: {problem}")
@@ -108,9 +119,7 @@ def configure(
             except Exception as exc:
                 _errors.record("tracing", repr(exc))
         try:
-            state.propagator = _tracing.build_propagator(
-                os.environ.get(ev.OTEL_PROPAGATORS) or _tracing.DEFAULT_PROPAGATORS
-            )
+            state.propagator = propagator
             state.provider = _tracing.build_provider(
                 settings.service,
                 settings.version,

@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from telemetry import _errors
+from telemetry import _config, _errors
 from telemetry import environment_variables as ev
 
 
@@ -47,8 +47,8 @@ def _import_propagate() -> ModuleType:
     """``opentelemetry.propagate``, even when ``OTEL_PROPAGATORS`` names a propagator that is
     not installed: the module reads the variable when imported and raises ``ValueError`` then,
     which would make ``import telemetry`` (and the application) fail. It is imported again with
-    the variable set to ``none`` (then restored); :func:`build_propagator` reports the name
-    (``config``) and ``configure`` installs the propagators that exist."""
+    the variable set to ``none`` (then restored); ``configure`` reports the name (``config``,
+    from :func:`build_propagator`) and installs the propagators that exist."""
     try:
         import opentelemetry.propagate as propagate
     except ValueError:
@@ -202,8 +202,11 @@ def tracestate_problem(header: str) -> str | None:
     return None
 
 
-def build_propagator(names: str) -> TextMapPropagator:
-    """``OTEL_PROPAGATORS`` (comma-separated); unknown names are counted and skipped."""
+def build_propagator(names: str) -> tuple[TextMapPropagator, list[str]]:
+    """``OTEL_PROPAGATORS`` (comma-separated) and its problems: one line per name that is not
+    installed or fails to load (skipped), naming the variable. The caller counts and reports
+    them (``configure`` does, once, with the other settings)."""
+    problems: list[str] = []
     known: dict[str, type[TextMapPropagator]] = {
         "xray": AwsXRayPropagator,
         "tracecontext": TraceContextTextMapPropagator,
@@ -218,12 +221,16 @@ def build_propagator(names: str) -> TextMapPropagator:
         try:
             found = list(entry_points(group="opentelemetry_propagator", name=name))
             if not found:
-                _errors.record("config", f"{ev.OTEL_PROPAGATORS}: {name!r} is not installed")
+                why = "is not installed"
+            else:
+                out.append(found[0].load()())
                 continue
-            out.append(found[0].load()())
         except Exception as exc:
-            _errors.record("config", f"{ev.OTEL_PROPAGATORS}: {name!r} unavailable ({exc!r})")
-    return CompositePropagator(out)
+            why = f"is unavailable ({exc!r})"
+        problems.append(
+            f"{ev.OTEL_PROPAGATORS}={_config.shown(names)}: {_config.shown(name)} {why}; skipped"
+        )
+    return CompositePropagator(out), problems
 
 
 #: The key OpenTelemetry keeps the current span under in a ``Context`` (found through the
@@ -379,7 +386,10 @@ def build_provider(
                 if isinstance(exc, ImportError)
                 else f"cannot open it ({exc.strerror or exc})"
             )
-            problem = f"{ev.TELEMETRY_TRACES_FILE}={traces_file!r}: {why}; spans not written there"
+            problem = (
+                f"{ev.TELEMETRY_TRACES_FILE}={_config.shown(traces_file)}: {why}; "
+                "spans not written there"
+            )
             _errors.record("config", problem)
             _errors.report(f"telemetry: invalid setting: {problem}")
         else:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import socket
 from typing import Protocol, TextIO
-from urllib.parse import urlparse
 
 from telemetry import _output
-from telemetry import environment_variables as ev
+from telemetry._config import agent_address
 
 
 class Sink(Protocol):
@@ -41,16 +40,13 @@ class AgentSink:
     """The CloudWatch agent's EMF listener (``tcp://`` or ``udp://host:port``, default 25888).
 
     The socket has a timeout so an unreachable agent costs the flush thread at most
-    ``timeout_s`` per flush, never the request path.
+    ``timeout_s`` per flush, never the request path. Raises ``ValueError`` (one sentence naming
+    ``AWS_EMF_AGENT_ENDPOINT``) for anything but ``tcp://host:port`` or ``udp://host:port``.
     """
 
     def __init__(self, endpoint: str, timeout_s: float = 1.0) -> None:
-        url = urlparse(endpoint)
-        if url.scheme not in ("tcp", "udp") or not url.hostname or not url.port:
-            raise ValueError(
-                f"{ev.AWS_EMF_AGENT_ENDPOINT}={endpoint!r}: expected tcp://host:port or udp://host:port"
-            )
-        self.scheme, self.address, self.timeout_s = url.scheme, (url.hostname, url.port), timeout_s
+        scheme, host, port = agent_address(endpoint)  # ValueError naming the variable
+        self.scheme, self.address, self.timeout_s = scheme, (host, port), timeout_s
         self._sock: socket.socket | None = None
 
     def write(self, lines: list[str]) -> None:

@@ -102,6 +102,21 @@ def test_source_imports_point_down_the_layers(package: str) -> None:
     assert wrong == []
 
 
+@pytest.mark.parametrize("package", ["rehearsal"])
+def test_other_packages_are_used_through_their_public_api(package: str) -> None:
+    """A package's ``_private`` modules are its own: others import what its ``__init__``
+    exports (e.g. ``alarms.value_text``, not ``alarms._format``)."""
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {target}"
+        for name, path in _modules(package)
+        for target, line in _imports(path, name)
+        if target.split(".")[0] in OURS
+        and target.split(".")[0] != package
+        and any(p.startswith("_") and not p.startswith("__") for p in target.split(".")[1:])
+    ]
+    assert wrong == []
+
+
 PROBE = (
     "import importlib, json, sys; importlib.import_module(sys.argv[1]); "
     "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"

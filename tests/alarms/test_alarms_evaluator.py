@@ -629,3 +629,12 @@ def test_rejections_are_bounded_and_accepted_data_is_not_warned_about() -> None:
 def test_out_of_range_options_are_refused(options: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Evaluator({"MetricAlarms": [alarm()]}, **options)  # type: ignore[arg-type]
+
+
+def test_the_number_rules_are_public_api() -> None:
+    """``rehearsal`` prints values against thresholds with these (never a private module)."""
+    import alarms
+
+    assert {"number_text", "value_text"} <= set(alarms.__all__)
+    assert alarms.number_text(250.0004) == "250.0004" and alarms.number_text(250.0) == "250"
+    assert alarms.value_text(250.0001, 250.0) == "250.0001"

@@ -215,3 +215,26 @@ def test_log_lines_that_are_not_objects_or_have_odd_trace_ids_are_skipped(tmp_pa
 
 def test_durations_just_under_a_second_read_in_seconds() -> None:
     assert explain.duration_text(999.6) == "1.0 s" and explain.duration_text(999.4) == "999 ms"
+
+
+@pytest.mark.parametrize(
+    ("value", "threshold", "shown"),
+    [
+        (250.0001, 250.0, "= 250.0001 ms against the threshold > 250 ms"),
+        (250.00000001, 250.0, "= 250.00000001 ms against the threshold > 250 ms"),
+        (1523.4567, 250.0, "= 1523.5 ms against the threshold > 250 ms"),
+        (250.0005, 250.0004, "= 250.0005 ms against the threshold > 250.0004 ms"),
+        (1e-07, 0.0, "= 1e-07 ms against the threshold > 0 ms"),
+    ],
+)
+def test_the_sentence_never_shows_a_value_equal_to_the_threshold_it_breached(
+    value: float, threshold: float, shown: str
+) -> None:
+    """The value has enough digits to be on the threshold's side; the threshold is as given
+    (``alarms.value_text`` / ``alarms.number_text``, the rule ``replay`` follows)."""
+    defs = json.loads(json.dumps(DEFS))
+    (alarm,) = [a for a in defs["MetricAlarms"] if a["AlarmName"] == AVG]
+    alarm["Threshold"] = threshold
+    evaluations = [_ev(AVG, T + 20, "ALARM", "OK", [12.0, value, value])]
+    line = explain.alarm_line(AVG, defs, evaluations, started_at=T, decided_at=T + 21)
+    assert shown in line

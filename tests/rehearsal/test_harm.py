@@ -187,3 +187,8 @@ def test_a_requests_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b'{"time": 1}\n\x9e\xff\x00garbage')
     with pytest.raises(ValueError, match=r"requests.jsonl:\d+: not UTF-8 text"):
         read_requests(path)
+
+
+def test_the_objective_is_printed_as_given_never_rounded() -> None:
+    assert "slower than 250.0004 ms" in describe(account(TIMELINE, 250.0004))
+    assert "slower than 250 ms" in describe(account(TIMELINE, 250.0))

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import telemetry
-from telemetry import _config, _errors, catalog
+from telemetry import _config, _errors, _output, _runtime, catalog
 from telemetry import cloudwatch_rules as rules
 from telemetry._metrics import Aggregator
 from telemetry.flask import instrument
-from telemetry.sinks import MemorySink
+from telemetry.sinks import AgentSink, MemorySink
 
 from .conftest import Tel, samples, total
 
@@ -188,6 +188,31 @@ def test_sanitised_dimension_values_are_always_accepted(value: str) -> None:
         ({}, {"AWS_EMF_NAMESPACE": "Équipe"}, "AWS_EMF_NAMESPACE", "namespace", "SafeDeploy"),
         ({}, {"AWS_EMF_NAMESPACE": "N" * 256}, "AWS_EMF_NAMESPACE", "namespace", "SafeDeploy"),
         ({}, {"AWS_EMF_LOG_GROUP_NAME": "my group"}, "AWS_EMF_LOG_GROUP_NAME", "log_group", ""),
+        *(
+            ({}, {"AWS_EMF_AGENT_ENDPOINT": bad}, "AWS_EMF_AGENT_ENDPOINT", "agent_endpoint", "")
+            for bad in (
+                "tcp://[::1",  # urllib: "Invalid IPv6 URL"
+                "tcp://127.0.0.1:99999",  # urllib: "Port out of range 0-65535"
+                "tcp://127.0.0.1:port",
+                "tcp://127.0.0.1:0",
+                "tcp://127.0.0.1",
+                "tcp://:25888",
+                "http://127.0.0.1:25888",
+                "not a url",
+            )
+        ),
+        ({}, {"AWS_EMF_ENVIRONMENT": "Agnet"}, "AWS_EMF_ENVIRONMENT", "emf_environment", ""),
+        ({}, {"TELEMETRY_JSON_LOGS": "maybe"}, "TELEMETRY_JSON_LOGS", "json_logs", True),
+        ({}, {"TELEMETRY_JSON_LOGS": "nein"}, "TELEMETRY_JSON_LOGS", "json_logs", True),
+        ({}, {"TELEMETRY_LOG_LEVEL": "loud"}, "TELEMETRY_LOG_LEVEL", "log_level", "INFO"),
+        ({"log_level": "10"}, {}, "TELEMETRY_LOG_LEVEL", "log_level", "INFO"),
+        (
+            {},
+            {"TELEMETRY_EXCLUDE_PATHS": "([unclosed"},
+            "TELEMETRY_EXCLUDE_PATHS",
+            "exclude_paths",
+            _config.DEFAULT_EXCLUDE,
+        ),
     ],
 )
 def test_invalid_settings_are_reported_in_one_line_naming_the_variable(
@@ -249,3 +274,73 @@ def test_configure_rejects_nothing_it_was_given_silently(tel: Tel) -> None:
     got = telemetry.configure("svc-1", "v2", namespace="Team/Points#1", sink=tel.sink)
     assert got is not None and got.problems == ()
     assert (got.service, got.version, got.namespace) == ("svc-1", "v2", "Team/Points#1")
+
+
+LONG = 2000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("APP_VERSION", "v" * LONG),
+        ("OTEL_SERVICE_NAME", "s" * LONG),
+        ("OTEL_RESOURCE_ATTRIBUTES", "service.version=" + "v" * LONG),
+        ("AWS_EMF_NAMESPACE", "N" * LONG),
+        ("AWS_EMF_LOG_GROUP_NAME", "g" * LONG),
+        ("TELEMETRY_FLUSH_INTERVAL_S", "9" * LONG),
+        ("TELEMETRY_MAX_ROUTES", "x" * LONG),
+        ("TELEMETRY_HISTOGRAM", "h" * LONG),
+        ("TELEMETRY_STORAGE_RESOLUTION", "1" * LONG),
+        ("TELEMETRY_TRACES_FILE", "f" * LONG),  # too long a file name to open
+        ("AWS_EMF_AGENT_ENDPOINT", "h" * LONG),
+        ("AWS_EMF_ENVIRONMENT", "e" * LONG),
+        ("TELEMETRY_JSON_LOGS", "j" * LONG),
+        ("OTEL_PROPAGATORS", "p" * LONG),
+        ("TELEMETRY_LOG_LEVEL", "l" * LONG),
+        ("TELEMETRY_EXCLUDE_PATHS", "(" * LONG),
+    ],
+)
+def test_a_long_bad_value_is_cut_in_its_problem_line(
+    tel: Tel,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    variable: str,
+    value: str,
+) -> None:
+    """The line names the variable and shows the value's start and full length, not 2000
+    characters of it."""
+    monkeypatch.setenv(variable, value)
+    capsys.readouterr()
+    assert telemetry.configure(sink=tel.sink, log_stream=tel.out) is not None
+    _output.flush(10.0)  # stderr lines are written by the output thread
+    lines = [x for x in capsys.readouterr().err.splitlines() if "invalid setting" in x]
+    assert len(lines) == 1 and variable in lines[0] and f"({LONG} characters)" in lines[0], lines
+    assert len(lines[0]) < 400, len(lines[0])
+
+
+def test_a_bad_agent_endpoint_under_the_agent_environment_uses_the_default_endpoint(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_EMF_ENVIRONMENT", "Agent")
+    monkeypatch.setenv("AWS_EMF_AGENT_ENDPOINT", "tcp://127.0.0.1:99999")
+    got = telemetry.configure("svc", "v1", log_stream=tel.out)
+    assert got is not None and got.agent_endpoint == "" and got.uses_agent
+    sink = _runtime.aggregator().sink
+    assert isinstance(sink, AgentSink) and sink.address == ("127.0.0.1", 25888)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *((v, True) for v in ("", "true", "TRUE", "1", "yes", "On", " true ")),
+        *((v, False) for v in ("false", "False", "0", "no", "NO", "off", " off")),
+    ],
+)
+def test_json_logs_spellings(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv("TELEMETRY_JSON_LOGS", value)
+    before = telemetry.counts().get("config", 0)
+    got = telemetry.configure("svc", "v1", sink=tel.sink, log_stream=tel.out)
+    assert got is not None and got.json_logs is expected
+    assert telemetry.counts().get("config", 0) == before

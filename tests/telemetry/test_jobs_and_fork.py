@@ -112,7 +112,13 @@ def test_agent_sink_over_real_sockets(scheme: str) -> None:
 
 
 def test_agent_sink_rejects_bad_endpoints() -> None:
-    for bad in ("http://127.0.0.1:25888", "tcp://127.0.0.1", "nonsense"):
+    for bad in (
+        "http://127.0.0.1:25888",
+        "tcp://127.0.0.1",
+        "nonsense",
+        "tcp://[::1",
+        "udp://h:99999",
+    ):
         with pytest.raises(ValueError, match="AWS_EMF_AGENT_ENDPOINT"):
             AgentSink(bad)
 
