@@ -100,8 +100,9 @@ def render(
     extra: dict | None,
 ) -> str:
     """The access line as JSON text (``level``: the level's name). ``method`` is one of the
-    known methods or ``_OTHER`` (:func:`telemetry.flask.normalize_method`): plain ASCII.
-    ``duration_ms`` is written with three decimals (the same number ``fields`` rounds to)."""
+    known methods or ``_OTHER`` (:func:`telemetry.flask.normalize_method`): plain ASCII;
+    ``request_id`` one the middleware accepted or made (``[A-Za-z0-9._:@/+=-]``, nothing a
+    JSON string escapes). ``duration_ms`` is written with three decimals (the same number ``fields`` rounds to)."""
     route_json = _routes.get(route)
     if route_json is None:
         route_json = _esc(route) if route.isascii() else _text(route)
@@ -125,7 +126,7 @@ def render(
     line = (
         f'{{"time": "{second[1]}.{_MILLIS[milli] if 0 <= milli < 1000 else f"{milli:03d}"}Z", '
         f'"level": "{level}", "message": "{method} {path_json[1:-1]} {status}"'
-        f'{fmt._tails.get(LOGGER) or fmt.logger_tail(LOGGER)}, "request_id": {_esc(request_id)}'
+        f'{fmt._tails.get(LOGGER) or fmt.logger_tail(LOGGER)}, "request_id": "{request_id}"'
         f'{ids}, "method": "{method}", "route": {route_json}, "path": {path_json}, "status": '
         f'{status}, "duration_ms": {"%.3f" % ms}, "bytes": {n}'  # noqa: UP031
     )
