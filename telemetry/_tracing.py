@@ -584,60 +584,65 @@ class ServerSpans:
                     },
                 ),
             )
+        # ReadableSpan's own arguments, in its order: the export thread calls it directly
         args = (
             name,
             span_context,
             parent,
-            kind,
-            start_ns,
-            time.time_ns(),
+            self.resource,
             attributes,
             events,
-            failed,
+            (),
+            kind,
+            None,
+            _STATUS_ERROR if failed else _STATUS_UNSET,
+            start_ns,
+            time.time_ns(),
             scope or self.scope,
         )
+        build = ReadableSpan if _POSITIONAL_READABLE_SPAN else _readable_span_by_keywords
         emits = self._emits
         if emits is None:
-            self._on_end(self._build(*args))  # type: ignore[misc]
+            self._on_end(build(*args))  # type: ignore[operator]
         elif span_context[3] & 1:  # sampled (unsampled ones are dropped by on_end); a tuple
-            recipe = (self._build, args)
+            recipe = (build, args)
             for emit in emits:
                 emit(recipe)
 
-    def _build(
-        self,
-        name: str,
-        span_context: trace.SpanContext,
-        parent: trace.SpanContext | None,
-        kind: trace.SpanKind,
-        start_ns: int,
-        end_ns: int,
-        attributes: dict,
-        events: tuple,
-        failed: bool,
-        scope: object,
-    ) -> ReadableSpan:
-        if _POSITIONAL_READABLE_SPAN:  # a third of the cost of the same call by keywords
-            return ReadableSpan(
-                name, span_context, parent, self.resource, attributes, events, (), kind,
-                None, _STATUS_ERROR if failed else _STATUS_UNSET, start_ns, end_ns, scope,  # type: ignore[arg-type]
-            )  # fmt: skip
-        return ReadableSpan(
-            name=name,
-            context=span_context,
-            parent=parent,
-            resource=self.resource,
-            attributes=attributes,
-            events=events,
-            kind=kind,
-            status=_STATUS_ERROR if failed else _STATUS_UNSET,
-            start_time=start_ns,
-            end_time=end_ns,
-            instrumentation_scope=scope,  # type: ignore[arg-type]
-        )
+
+def _readable_span_by_keywords(
+    name: str,
+    context: trace.SpanContext,
+    parent: trace.SpanContext | None,
+    resource: Resource,
+    attributes: dict,
+    events: tuple,
+    links: tuple,
+    kind: trace.SpanKind,
+    instrumentation_info: None,
+    status: trace.Status,
+    start_time: int,
+    end_time: int,
+    instrumentation_scope: object,
+) -> ReadableSpan:
+    """``ReadableSpan(*args)`` for an SDK whose parameters are not in the order expected."""
+    return ReadableSpan(
+        name=name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=attributes,
+        events=events,
+        links=links,
+        kind=kind,
+        status=status,
+        start_time=start_time,
+        end_time=end_time,
+        instrumentation_scope=instrumentation_scope,  # type: ignore[arg-type]
+    )
 
 
-#: ``ReadableSpan.__init__``'s parameters in the order :meth:`ServerSpans._build` passes them
+#: ``ReadableSpan.__init__``'s parameters in the order :meth:`ServerSpans.end` passes them
 #: positionally; checked once against the installed SDK (else it passes them by keyword)
 READABLE_SPAN_PARAMETERS = (
     "name",
