@@ -81,6 +81,9 @@ def fields(
     return f"{method} {path} {status}", out
 
 
+_MILLIS = _logging._MILLIS
+
+
 def render(
     fmt: _logging.JsonFormatter,
     created: float,
@@ -97,27 +100,35 @@ def render(
     extra: dict | None,
 ) -> str:
     """The access line as JSON text (``level``: the level's name). ``method`` is one of the
-    known methods or ``_OTHER`` (:func:`telemetry.flask.normalize_method`): plain ASCII.
-    ``duration_ms`` is written with three decimals (the same number ``fields`` rounds to)."""
+    known methods or ``_OTHER`` (:func:`telemetry.flask.normalize_method`): plain ASCII;
+    ``request_id`` one the middleware accepted or made (``[A-Za-z0-9._:@/+=-]``, nothing a
+    JSON string escapes). ``duration_ms`` is written with three decimals (the same number ``fields`` rounds to)."""
     route_json = _routes.get(route)
     if route_json is None:
         route_json = _esc(route) if route.isascii() else _text(route)
         if len(_routes) < 1024:
             _routes[route] = route_json
     path_json = _esc(path) if path.isascii() else _text(path)
-    n = body_bytes(size)
+    n: object = "null"  # body_bytes(size), inline: a line per request
+    if size is not None and 0 < len(size) <= _MAX_SIZE_DIGITS and size.isdigit() and size.isascii():
+        n = int(size)
+    sec = int(created)  # fmt._time(created), inline
+    second = fmt._second
+    if second[0] != sec:
+        second = fmt.second_text(sec)
+    milli = int((created - sec) * 1000)
     ids = ""
-    if span_context is not None:
-        trace_id = span_context[0]  # SpanContext is a tuple: (trace_id, span_id, ...)
-        if trace_id:
-            # printf-style: half the cost of a format spec, on every request
-            h = "%032x" % trace_id  # noqa: UP031
-            ids = f', "trace_id": "1-{h[:8]}-{h[8:]}", "span_id": "{"%016x" % span_context[1]}"'  # noqa: UP031
+    trace_id = span_context[0] if span_context is not None else 0  # SpanContext is a tuple
+    if trace_id:
+        # printf-style: half the cost of a format spec, on every request
+        h = "%032x" % trace_id  # noqa: UP031
+        ids = f', "trace_id": "1-{h[:8]}-{h[8:]}", "span_id": "{"%016x" % span_context[1]}"'  # noqa: UP031  # type: ignore[index]
     line = (
-        f'{{"time": "{fmt._time(created)}", "level": "{level}", "message": "{method} '
-        f'{path_json[1:-1]} {status}"{fmt._tails.get(LOGGER) or fmt.logger_tail(LOGGER)}, "request_id": {_esc(request_id)}'
+        f'{{"time": "{second[1]}.{_MILLIS[milli] if 0 <= milli < 1000 else f"{milli:03d}"}Z", '
+        f'"level": "{level}", "message": "{method} {path_json[1:-1]} {status}"'
+        f'{fmt._tails.get(LOGGER) or fmt.logger_tail(LOGGER)}, "request_id": "{request_id}"'
         f'{ids}, "method": "{method}", "route": {route_json}, "path": {path_json}, "status": '
-        f'{status}, "duration_ms": {"%.3f" % ms}, "bytes": {"null" if n is None else n}'  # noqa: UP031
+        f'{status}, "duration_ms": {"%.3f" % ms}, "bytes": {n}'  # noqa: UP031
     )
     if original is not None or extra:
         parts = [line]
@@ -128,13 +139,14 @@ def render(
                 if k not in RESERVED:
                     parts.append(f", {_logging._key(k)}: {_logging._value(v)}")
         line = "".join(parts)
-    if len(line) >= _logging.MAX_LINE_BYTES or len(line) >= _output_limit[0] // 2:
+    length = len(line)
+    if length >= _logging.MAX_LINE_BYTES or length + length >= _output_limit[0]:
         # a long path or annotations: cut as any record is
         message, values = fields(method, original, path, route, status, ms, size, extra)
         doc = fmt.core(created, level, message, LOGGER)
         doc["request_id"] = request_id
-        if ids:
-            doc["trace_id"] = _logging.xray_trace_id(span_context[0])  # type: ignore[index]
+        if trace_id:
+            doc["trace_id"] = _logging.xray_trace_id(trace_id)
             doc["span_id"] = f"{span_context[1]:016x}"  # type: ignore[index]
         doc.update(values)
         return _logging.fit(doc)

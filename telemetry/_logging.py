@@ -232,11 +232,17 @@ class JsonFormatter(logging.Formatter):
                 tails[logger] = tail
         return tail
 
+    def second_text(self, sec: int) -> tuple[int, str]:
+        """``(sec, "YYYY-MM-DDTHH:MM:SS")`` for ``sec`` (epoch seconds), remembered: lines
+        format the time of their second once (they may come in from two threads)."""
+        cached = self._second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+        return cached
+
     def _time(self, created: float) -> str:
         sec = int(created)
         cached = self._second
-        if cached[0] != sec:  # strftime once per second (lines may come in from two threads)
-            cached = self._second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+        if cached[0] != sec:
+            cached = self.second_text(sec)
         ms = int((created - sec) * 1000)
         return f"{cached[1]}.{_MILLIS[ms] if 0 <= ms < 1000 else f'{ms:03d}'}Z"
 
@@ -254,7 +260,7 @@ class JsonFormatter(logging.Formatter):
     def document(self, created: float, level: str, message: str, logger: str) -> dict[str, object]:
         """The core fields plus request id, trace id and span id of the current context."""
         doc = self.core(created, level, message, logger)
-        scope = _context.current.get()
+        scope = _context.current_scope()
         if scope is not None:
             doc["request_id"] = scope.request_id
             if scope.fields:
@@ -321,7 +327,9 @@ class JsonHandler(logging.Handler):
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__()
         self.stream = stream
-        self._writer = _output.writer_for(stream)
+        #: where its lines go; callers that checked :func:`direct_handler` and render a whole
+        #: line themselves (access lines) queue it here with ``writer.write_deferred``
+        self.writer = _output.writer_for(stream)
 
     def handle(self, record: logging.LogRecord) -> bool:  # no handler lock: the writer has one
         if self.filters and not self.filter(record):
@@ -338,16 +346,7 @@ class JsonHandler(logging.Handler):
             _errors.record("log", repr(exc))
 
     def write(self, line: str) -> None:
-        self._writer.write(line)
-
-    def defer(self, render: Callable[..., str], args: tuple, size: int) -> None:
-        """Queue a line the writer thread formats as ``render(*args)`` (``args`` must not change
-        afterwards; ``size``: its estimated length, for the buffer limit). For callers that
-        checked :func:`direct_handler` and render a whole line themselves (access lines)."""
-        try:
-            self._writer.write_deferred(render, args, size)
-        except Exception as exc:
-            _errors.record("log", repr(exc))
+        self.writer.write(line)
 
 
 def line_limit() -> int:

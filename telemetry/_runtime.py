@@ -175,7 +175,7 @@ def put_metric(name: str, value: float) -> None:
         if why is not None:
             _errors.record("invalid_value", f"{name}: {value!r}: {why}")
             return
-        scope = _context.current.get()
+        scope = _context.current_scope()
         aggregator().add(m, float(value), _context.route_of(scope) if scope is not None else None)
     except Exception as exc:
         _errors.record("internal", repr(exc))

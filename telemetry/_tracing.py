@@ -8,6 +8,7 @@ own export thread.
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 import re
@@ -507,13 +508,20 @@ class ServerSpans:
             # a root span without a forced trace id (that comes with a parent context): the
             # ids as ContinuingIdGenerator draws them, the default sampler's decision
             span_id = getrandbits(64)
+            # what SpanContext(trace_id, span_id, False, _SAMPLED) makes (a tuple), without
+            # its Python-level __new__: both ids are valid by construction (a trace id starts
+            # with the epoch second, not 0; a span id of 0 becomes 1)
             return (
-                trace.SpanContext(
-                    (int(time.time()) << 96) + getrandbits(96),
-                    span_id if span_id else 1,
-                    False,
-                    _SAMPLED,
-                    None,
+                _new_tuple(
+                    trace.SpanContext,
+                    (
+                        (int(time.time()) << 96) + getrandbits(96),
+                        span_id if span_id else 1,
+                        False,
+                        _SAMPLED,
+                        _DEFAULT_TRACE_STATE,
+                        True,
+                    ),
                 ),
                 None,
                 self._on_end is not None,
@@ -576,55 +584,99 @@ class ServerSpans:
                     },
                 ),
             )
+        # ReadableSpan's own arguments, in its order: the export thread calls it directly
         args = (
             name,
             span_context,
             parent,
-            kind,
-            start_ns,
-            time.time_ns(),
+            self.resource,
             attributes,
             events,
-            failed,
+            (),
+            kind,
+            None,
+            _STATUS_ERROR if failed else _STATUS_UNSET,
+            start_ns,
+            time.time_ns(),
             scope or self.scope,
         )
+        build = ReadableSpan if _POSITIONAL_READABLE_SPAN else _readable_span_by_keywords
         emits = self._emits
         if emits is None:
-            self._on_end(self._build(*args))  # type: ignore[misc]
-        elif span_context.trace_flags & 1:  # sampled (unsampled ones are dropped by on_end)
-            recipe = (self._build, args)
+            self._on_end(build(*args))  # type: ignore[operator]
+        elif span_context[3] & 1:  # sampled (unsampled ones are dropped by on_end); a tuple
+            recipe = (build, args)
             for emit in emits:
                 emit(recipe)
 
-    def _build(
-        self,
-        name: str,
-        span_context: trace.SpanContext,
-        parent: trace.SpanContext | None,
-        kind: trace.SpanKind,
-        start_ns: int,
-        end_ns: int,
-        attributes: dict,
-        events: tuple,
-        failed: bool,
-        scope: object,
-    ) -> ReadableSpan:
-        return ReadableSpan(
-            name=name,
-            context=span_context,
-            parent=parent,
-            resource=self.resource,
-            attributes=attributes,
-            events=events,
-            kind=kind,
-            status=_STATUS_ERROR if failed else _STATUS_UNSET,
-            start_time=start_ns,
-            end_time=end_ns,
-            instrumentation_scope=scope,  # type: ignore[arg-type]
-        )
+
+def _readable_span_by_keywords(
+    name: str,
+    context: trace.SpanContext,
+    parent: trace.SpanContext | None,
+    resource: Resource,
+    attributes: dict,
+    events: tuple,
+    links: tuple,
+    kind: trace.SpanKind,
+    instrumentation_info: None,
+    status: trace.Status,
+    start_time: int,
+    end_time: int,
+    instrumentation_scope: object,
+) -> ReadableSpan:
+    """``ReadableSpan(*args)`` for an SDK whose parameters are not in the order expected."""
+    return ReadableSpan(
+        name=name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=attributes,
+        events=events,
+        links=links,
+        kind=kind,
+        status=status,
+        start_time=start_time,
+        end_time=end_time,
+        instrumentation_scope=instrumentation_scope,  # type: ignore[arg-type]
+    )
 
 
+#: ``ReadableSpan.__init__``'s parameters in the order :meth:`ServerSpans.end` passes them
+#: positionally; checked once against the installed SDK (else it passes them by keyword)
+READABLE_SPAN_PARAMETERS = (
+    "name",
+    "context",
+    "parent",
+    "resource",
+    "attributes",
+    "events",
+    "links",
+    "kind",
+    "instrumentation_info",
+    "status",
+    "start_time",
+    "end_time",
+    "instrumentation_scope",
+)
+
+
+def _positional_parameters_are(cls: type, names: tuple[str, ...]) -> bool:
+    """Whether ``cls(...)`` takes ``names`` as its first positional parameters, in that order."""
+    try:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= len(names) and all(
+        p.name == n and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        for p, n in zip(params, names, strict=False)
+    )
+
+
+_POSITIONAL_READABLE_SPAN = _positional_parameters_are(ReadableSpan, READABLE_SPAN_PARAMETERS)
 _DEFAULT_SAMPLER_DESCRIPTION = ParentBased(ALWAYS_ON).get_description()
+_DEFAULT_TRACE_STATE = trace.SpanContext(1, 1, False).trace_state
+_new_tuple = tuple.__new__
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 _STATUS_ERROR = trace.Status(trace.StatusCode.ERROR)

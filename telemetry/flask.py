@@ -42,6 +42,7 @@ _KEEP_WHOLE = 32768
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _SERVER = trace.SpanKind.SERVER
 _SPAN_KEY = _tracing.SPAN_KEY
+_SCOPE_KEY = _context.SCOPE_KEY
 #: OpenTelemetry HTTP semantic conventions: the methods "known" by default (RFC 9110 and PATCH,
 #: RFC 5789). Any other method is recorded as ``_OTHER`` (the original in
 #: ``http.request.method_original``) and the span is named ``HTTP <route>``, so a client
@@ -167,7 +168,8 @@ class _Middleware:
         # real gunicorn every Python call and object here costs about three times what it costs
         # in a loop (cold caches), so the span's end and the access line are inlined.
         t0 = perf_counter()
-        token = ctx_token = None
+        ctx_token = None
+        scope: _context.Scope | None = None
         span: tuple | None = None  # (this span's context, the parent's, record it, start ns)
         resp: list[Any] = [500, None]  # status, content-length: 500 unless told otherwise
         try:
@@ -188,7 +190,7 @@ class _Middleware:
                 _errors.note("invalid_request_id", f"X-Request-Id of {len(rid)} character(s)")
                 rid = _ids.next()
             scope = _context.Scope(rid, None, environ)
-            token = _context.current.set(scope)
+            environ[_SCOPE_KEY] = scope  # telemetry._context.current_scope() finds it there
             spans = _runtime.state.server_spans if self.tracing else None
             if spans is not None:
                 span, ctx_token = self._start_span(spans, environ, method)
@@ -201,12 +203,20 @@ class _Middleware:
                 if scope.route is None:  # Flask clears the request from the environ at its end
                     _context.route_of(scope)
                 if sizes:
-                    for k, v in headers:  # werkzeug writes it so: compare that spelling first
-                        if k == "Content-Length" or (
-                            len(k) == 14 and k.lower() == "content-length"
-                        ):
-                            resp[1] = v
-                            break
+                    try:  # werkzeug puts it last, spelt so: look there first
+                        last = headers[-1]
+                        found = last[0] == "Content-Length"
+                    except Exception:  # no headers at all, or not pairs (gunicorn refuses them)
+                        found = False
+                    if found:
+                        resp[1] = last[1]
+                    else:
+                        for k, v in headers:
+                            if k == "Content-Length" or (
+                                len(k) == 14 and k.lower() == "content-length"
+                            ):
+                                resp[1] = v
+                                break
                 headers.append(("X-Request-Id", rid))
                 return start_response(status, headers, exc_info)
 
@@ -214,8 +224,8 @@ class _Middleware:
             _errors.record("internal", repr(exc))
             if ctx_token is not None:
                 otel_context.detach(ctx_token)
-            if token is not None:
-                _context.current.reset(token)
+            if scope is not None:
+                scope.environ = None
             return self.wsgi_app(environ, start_response)
         error: BaseException | None = None
         try:
@@ -241,7 +251,14 @@ class _Middleware:
                         status >= 400 or sample >= 1.0 or random.random() < sample
                     ):
                         self._log(
-                            (method, original, path, route, status, ms, resp[1], scope.attributes),
+                            method,
+                            original,
+                            path,
+                            route,
+                            status,
+                            ms,
+                            resp[1],
+                            scope.attributes,
                             error,
                             rid,
                             span[0] if span is not None else None,
@@ -276,7 +293,7 @@ class _Middleware:
                         self._context_var.reset(ctx_token)
                     else:
                         otel_context.detach(ctx_token)
-                _context.current.reset(token)
+                scope.environ = None  # no reference cycle: the environ holds the scope
             except Exception as exc:  # e.g. a response finished in another context
                 _errors.record("internal", repr(exc))
 
@@ -316,17 +333,23 @@ class _Middleware:
 
     def _log(
         self,
-        values: tuple,
+        method: str,
+        original: str | None,
+        path: str,
+        route: str,
+        status: int,
+        ms: float,
+        size: str | None,
+        extra: dict | None,
         error: BaseException | None,
         rid: str,
         sc: trace.SpanContext | None,
     ) -> None:
-        """The access line of ``values`` (:func:`telemetry._access_line.fields`' arguments)."""
-        level = logging.ERROR if values[4] >= 500 else logging.INFO
+        """The access line (values as :func:`telemetry._access_line.fields` takes them)."""
+        level = logging.ERROR if status >= 500 else logging.INFO
         if not _access.isEnabledFor(level):
             return
-        extra = values[7]
-        size = _ACCESS_ESTIMATE + 2 * len(values[2]) + len(values[3])
+        estimate = _ACCESS_ESTIMATE + 2 * len(path) + len(route)
         if extra:  # a copy: the line is rendered later, by the writer thread
             # what it holds until then counts against the buffer limit (a big annotation
             # must not pile up while stdout is stuck); values are str, bool, int or float. A
@@ -337,20 +360,26 @@ class _Middleware:
                 if type(v) is str:
                     if len(v) > _KEEP_WHOLE:
                         v = _logging.cut_long(v)
-                    size += len(k) + len(v)
+                    estimate += len(k) + len(v)
                 else:
-                    size += len(k) + 24
+                    estimate += len(k) + 24
                 copy[k] = v
-            values = (*values[:7], copy)
+            extra = copy
         direct = _logging.direct_handler(_access, level) if error is None else None
         if direct is not None:
-            direct.defer(
-                _access_line.render,
-                (direct.formatter, time.time(), _LEVEL_NAMES[level], rid, sc, *values),
-                size,
-            )
+            try:
+                direct.writer.write_deferred(
+                    _access_line.render,
+                    (direct.formatter, time.time(), _LEVEL_NAMES[level], rid, sc, method,
+                     original, path, route, status, ms, size, extra),
+                    estimate,
+                )  # fmt: skip
+            except Exception as exc:
+                _errors.record("log", repr(exc))
             return
-        message, fields = _access_line.fields(*values)
+        message, fields = _access_line.fields(
+            method, original, path, route, status, ms, size, extra
+        )
         record = _access.makeRecord(
             _access.name,
             level,
@@ -361,12 +390,17 @@ class _Middleware:
             (type(error), error, error.__traceback__) if error is not None else None,
         )
         record.telemetry = fields
-        _access.handle(record)
+        # Flask has ended the request: its scope is no longer found through it
+        token = _context.current.set(_context.Scope(rid))
+        try:
+            _access.handle(record)
+        finally:
+            _context.current.reset(token)
 
 
 def _note_route(sender: object, **extra: object) -> None:
     try:
-        scope = _context.current.get()
+        scope = _context.current_scope()
         if scope is not None:
             _context.route_of(scope)
     except Exception as exc:

@@ -93,7 +93,7 @@ class Job:
             else:
                 _log.info("%s done", self.name, extra=extra)
             if span is not None:
-                scope = _context.current.get()
+                scope = _context.current_scope()
                 if scope is not None and scope.attributes:  # telemetry.annotate() in the job
                     span.set_attributes(scope.attributes)
                 if failed:

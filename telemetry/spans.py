@@ -156,7 +156,7 @@ def annotate(**fields: object) -> None:
     :data:`MAX_ANNOTATIONS` per request (further ones are counted, kind ``annotation``); outside
     a request or job nothing happens."""
     try:
-        scope = _context.current.get()
+        scope = _context.current_scope()
         if scope is None:
             return
         attrs = scope.attributes

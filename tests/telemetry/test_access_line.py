@@ -429,3 +429,13 @@ def test_the_server_span_is_current_in_the_request_and_the_outer_context_kept(
         otel_context.detach(token)
     (span,) = tel.spans()
     assert seen["span"] == span.context and seen["outer"] == "kept"
+
+
+def test_request_ids_the_middleware_accepts_need_no_json_escaping() -> None:
+    # render() writes the request id between quotes as it is: every character the middleware
+    # lets through must be one JSON writes as itself
+    from telemetry.flask import _REQUEST_ID
+
+    accepted = [chr(c) for c in range(0x110000) if _REQUEST_ID.fullmatch(chr(c))]
+    assert len(accepted) == 26 + 26 + 10 + 8
+    assert all(json.dumps(c) == f'"{c}"' for c in accepted)

@@ -192,3 +192,57 @@ def test_a_processor_of_the_application_gets_built_spans(tel: Tel) -> None:
     (mine,) = exporter.get_finished_spans()  # at once, from on_end: a ReadableSpan
     assert isinstance(mine, ReadableSpan) and mine.name == "both"
     assert [s.name for s in tel.spans()] == ["both"]
+
+
+def test_a_root_span_context_is_what_the_api_constructor_makes(tel: Tel) -> None:
+    spans = _runtime.state.server_spans
+    assert spans is not None and spans._fast_root  # the default sampler and id generator
+    for _ in range(200):
+        sc, parent, record = spans.start(None, "GET", trace.SpanKind.SERVER)
+        assert parent is None and record
+        made = trace.SpanContext(sc.trace_id, sc.span_id, False, trace.TraceFlags(1))
+        assert type(sc) is trace.SpanContext and sc == made and tuple(sc) == tuple(made)
+        assert sc.is_valid and sc.trace_flags.sampled and not sc.is_remote
+        assert sc.trace_state == made.trace_state and len(sc.trace_state) == 0
+        assert abs((sc.trace_id >> 96) - time.time()) < 5  # X-Ray: the epoch second first
+
+
+@pytest.mark.parametrize("positional", [True, False])
+def test_server_spans_are_the_same_built_by_position_or_by_keyword(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, positional: bool
+) -> None:
+    monkeypatch.setattr(_tracing, "_POSITIONAL_READABLE_SPAN", positional)
+    app = flask.Flask("built")
+
+    @app.get("/fail/<n>")
+    def fail(n: str) -> tuple[str, int]:
+        telemetry.annotate(n=n)
+        return "no", 503
+
+    instrument(app)
+    app.test_client().get("/fail/7", headers={"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"})
+    (span,) = tel.spans()
+    assert type(span) is ReadableSpan and span.name == "GET /fail/<n>"
+    assert span.kind is trace.SpanKind.SERVER and span.status.status_code is trace.StatusCode.ERROR
+    assert span.parent is not None and span.parent.span_id == int("cd" * 8, 16)
+    assert span.context.trace_id == int("ab" * 16, 16)
+    assert dict(span.attributes) == {
+        "http.request.method": "GET",
+        "http.route": "/fail/<n>",
+        "url.path": "/fail/7",
+        "http.response.status_code": 503,
+        "n": "7",
+    }
+    assert span.resource.attributes["service.name"] == "test-svc"
+    assert span.instrumentation_scope.name == "telemetry.flask"
+    assert 0 < span.end_time - span.start_time < 10**10 and list(span.links) == []
+
+
+def test_the_positional_build_is_used_only_when_the_sdk_order_matches() -> None:
+    assert _tracing._positional_parameters_are(ReadableSpan, _tracing.READABLE_SPAN_PARAMETERS)
+
+    class Reordered:
+        def __init__(self, context: object = None, name: str = "") -> None:
+            pass
+
+    assert not _tracing._positional_parameters_are(Reordered, ("name", "context"))

@@ -1,0 +1,131 @@
+"""A request's scope (request id, route, annotations) lives in its WSGI environ, found through
+Flask's request context: what every place that logs during a request sees."""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import sys
+import threading
+
+import flask
+
+import telemetry
+from telemetry import _context
+from telemetry.flask import instrument
+from tests.telemetry.conftest import Tel
+
+
+def _app() -> flask.Flask:
+    app = flask.Flask("scoped")
+    log = telemetry.get_logger("scoped")
+
+    @app.before_request
+    def before() -> None:
+        log.info("before")
+
+    @app.teardown_request
+    def teardown(exc: BaseException | None) -> None:
+        log.info("teardown")
+
+    @app.get("/items/<item>")
+    def item(item: str) -> str:
+        log.info("view")
+        telemetry.annotate(item=item)
+        ctx = contextvars.copy_context()  # what a thread pool with context propagation does
+        t = threading.Thread(target=ctx.run, args=(log.info, "copied context"))
+        t.start()
+        t.join(5)
+        return "ok"
+
+    @app.get("/stream")
+    def stream() -> flask.Response:
+        @flask.stream_with_context
+        def body():
+            log.info("streaming")
+            yield "a"
+
+        return flask.Response(body())
+
+    instrument(app)
+    return app
+
+
+def test_every_line_of_a_request_carries_its_id_hooks_and_copied_contexts_included(
+    tel: Tel,
+) -> None:
+    client = _app().test_client()
+    rid = client.get("/items/i-1").headers["X-Request-Id"]
+    other = client.get("/items/i-2").headers["X-Request-Id"]
+    assert rid != other
+    lines = [x for x in tel.logs() if x["logger"] == "scoped"]
+    mine = [x["message"] for x in lines if x.get("request_id") == rid]
+    assert mine == ["before", "view", "copied context", "teardown"]
+    assert [x["message"] for x in lines if x.get("request_id") == other] == mine
+    access = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
+    assert [x["request_id"] for x in access] == [rid, other]
+    assert [x["item"] for x in access] == ["i-1", "i-2"]  # annotate() found the request
+
+
+def test_a_body_streamed_with_the_request_context_logs_with_its_id(tel: Tel) -> None:
+    client = _app().test_client()
+    r = client.get("/stream")
+    assert r.data == b"a"
+    (line,) = [x for x in tel.logs() if x.get("message") == "streaming"]
+    assert line["request_id"] == r.headers["X-Request-Id"]
+
+
+def test_outside_a_request_there_is_no_scope_and_a_job_scope_comes_first(tel: Tel) -> None:
+    assert _context.current_scope() is None
+    app = _app()
+    seen = []
+
+    @app.get("/job")
+    def job() -> str:
+        with telemetry.job("nested"):
+            seen.append(_context.current_scope())
+        seen.append(_context.current_scope())
+        return "ok"
+
+    rid = app.test_client().get("/job").headers["X-Request-Id"]
+    assert seen[0] is not None and seen[0] is not seen[1]  # the job's own scope, then ...
+    assert seen[1].request_id == rid  # ... the request's again
+    assert _context.current_scope() is None
+
+
+def test_the_scope_lets_go_of_the_environ_when_the_request_ends(tel: Tel) -> None:
+    app = _app()
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/items/i-3",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+    }
+    body = app(environ, lambda status, headers, exc_info=None: None)
+    assert b"".join(body) == b"ok"
+    scope = environ[_context.SCOPE_KEY]
+    # no reference cycle environ -> scope -> environ: freed without the garbage collector
+    assert scope.environ is None and scope.route == "/items/<item>"
+
+
+def test_access_lines_through_logging_handlers_keep_the_request_id(tel: Tel) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    extra = Keep()
+    logging.root.addHandler(extra)  # a second handler: access lines go through logging
+    try:
+        rid = _app().test_client().get("/items/i-4").headers["X-Request-Id"]
+    finally:
+        logging.root.removeHandler(extra)
+    (access,) = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
+    assert access["request_id"] == rid and access["item"] == "i-4"
+    assert any(r.name == "telemetry.access" for r in records)
