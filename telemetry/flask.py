@@ -194,6 +194,7 @@ class _Middleware:
             spans = _runtime.state.server_spans if self.tracing else None
             if spans is not None:
                 span, ctx_token = self._start_span(spans, environ, method)
+                scope.span_context = span[0]
 
             sizes = self.access_log is not False  # the body size only matters to access lines
 

@@ -74,6 +74,19 @@ def test_a_body_streamed_with_the_request_context_logs_with_its_id(tel: Tel) -> 
     assert r.data == b"a"
     (line,) = [x for x in tel.logs() if x.get("message") == "streaming"]
     assert line["request_id"] == r.headers["X-Request-Id"]
+    # the body runs after the WSGI call returned (the server span's context is detached by
+    # then): its lines still carry the request's trace and server span, as its access line
+    (access,) = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
+    assert "trace_id" in access
+    assert (line.get("trace_id"), line.get("span_id")) == (access["trace_id"], access["span_id"])
+
+
+def test_lines_after_a_request_carry_no_ids(tel: Tel) -> None:
+    app = _app()
+    app.test_client().get("/items/i-5")
+    telemetry.get_logger("scoped").info("after")
+    (line,) = [x for x in tel.logs() if x.get("message") == "after"]
+    assert "request_id" not in line and "trace_id" not in line
 
 
 def test_outside_a_request_there_is_no_scope_and_a_job_scope_comes_first(tel: Tel) -> None:
