@@ -218,7 +218,10 @@ class _Middleware:
                             ):
                                 resp[1] = v
                                 break
-                headers.append(("X-Request-Id", rid))
+                try:
+                    headers.append(("X-Request-Id", rid))
+                except AttributeError:  # not a list (WSGI asks for one; servers take any)
+                    headers = [*headers, ("X-Request-Id", rid)]
                 return start_response(status, headers, exc_info)
 
         except Exception as exc:  # telemetry failed: serve the request anyway
