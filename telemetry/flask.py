@@ -179,6 +179,11 @@ class _Middleware:
             exclude = self._exclude
             if exclude is not None and exclude.fullmatch(path) is not None:
                 return self.wsgi_app(environ, start_response)
+            outer = environ.get(_SCOPE_KEY)
+            if outer is not None and getattr(outer, "environ", None) is environ:
+                # an app mounted in an instrumented one (DispatcherMiddleware): the outer
+                # middleware measures and logs this request once
+                return self.wsgi_app(environ, start_response)
             method = environ.get("REQUEST_METHOD", "GET")
             original = None
             if method not in KNOWN_METHODS:

@@ -14,7 +14,7 @@ import flask
 import telemetry
 from telemetry import _context
 from telemetry.flask import instrument
-from tests.telemetry.conftest import Tel
+from tests.telemetry.conftest import Tel, total
 
 
 def _app() -> flask.Flask:
@@ -142,3 +142,25 @@ def test_access_lines_through_logging_handlers_keep_the_request_id(tel: Tel) -> 
     (access,) = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
     assert access["request_id"] == rid and access["item"] == "i-4"
     assert any(r.name == "telemetry.access" for r in records)
+
+
+def test_an_instrumented_app_mounted_in_an_instrumented_one_is_measured_once(tel: Tel) -> None:
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    inner = _app()
+    outer = flask.Flask("outer")
+    outer.wsgi_app = DispatcherMiddleware(outer.wsgi_app, {"/inner": inner})  # type: ignore[method-assign]
+    instrument(outer)
+    r = outer.test_client().get("/inner/items/i-9")
+    assert r.status_code == 200 and r.headers.getlist("X-Request-Id") == [r.headers["X-Request-Id"]]
+    rid = r.headers["X-Request-Id"]
+    access = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
+    assert len(access) == 1 and access[0]["request_id"] == rid
+    assert access[0]["path"] == "/inner/items/i-9" and access[0]["item"] == "i-9"
+    assert access[0]["route"] == "/items/<item>"  # the mounted app's own template
+    mine = [x["message"] for x in tel.logs() if x["logger"] == "scoped"]
+    assert mine == ["before", "view", "copied context", "teardown"]
+    assert all(x.get("request_id") == rid for x in tel.logs() if x["logger"] == "scoped")
+    (span,) = tel.spans()
+    assert span.attributes["http.route"] == "/items/<item>"
+    assert total(tel.emf(), "Requests") == 1
