@@ -12,7 +12,7 @@ from telemetry import _errors
 class Scope:
     """What log lines and metrics need to know about the request or job in progress."""
 
-    __slots__ = ("attributes", "environ", "fields", "request_id", "route")
+    __slots__ = ("attributes", "environ", "fields", "request_id", "route", "span_context")
 
     def __init__(
         self, request_id: str, route: str | None = None, environ: dict | None = None
@@ -24,6 +24,10 @@ class Scope:
         self.fields: dict[str, object] | None = None  # extra fields for every log line (jobs)
         #: ``telemetry.annotate()``d fields of a request: on its server span and its access line
         self.attributes: dict[str, str | bool | int | float] | None = None
+        #: a request's server span context: the trace of its log lines where the span is no
+        #: longer the current one (a body streamed with ``stream_with_context`` runs after
+        #: the WSGI call returned and the span's context was detached)
+        self.span_context: Any = None
 
 
 #: A job's scope (:mod:`telemetry.jobs`), or one a caller set around its own code.

@@ -267,6 +267,8 @@ class JsonFormatter(logging.Formatter):
                 for k, v in scope.fields.items():
                     doc.setdefault(k, v)
         ctx = trace.get_current_span().get_span_context()
+        if not ctx.trace_id and scope is not None and scope.span_context is not None:
+            ctx = scope.span_context  # a request's streamed body: its span is detached by then
         if ctx.trace_id:
             doc["trace_id"] = xray_trace_id(ctx.trace_id)
             doc["span_id"] = f"{ctx.span_id:016x}"

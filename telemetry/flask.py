@@ -179,6 +179,11 @@ class _Middleware:
             exclude = self._exclude
             if exclude is not None and exclude.fullmatch(path) is not None:
                 return self.wsgi_app(environ, start_response)
+            outer = environ.get(_SCOPE_KEY)
+            if outer is not None and getattr(outer, "environ", None) is environ:
+                # an app mounted in an instrumented one (DispatcherMiddleware): the outer
+                # middleware measures and logs this request once
+                return self.wsgi_app(environ, start_response)
             method = environ.get("REQUEST_METHOD", "GET")
             original = None
             if method not in KNOWN_METHODS:
@@ -194,6 +199,7 @@ class _Middleware:
             spans = _runtime.state.server_spans if self.tracing else None
             if spans is not None:
                 span, ctx_token = self._start_span(spans, environ, method)
+                scope.span_context = span[0]
 
             sizes = self.access_log is not False  # the body size only matters to access lines
 
@@ -217,7 +223,10 @@ class _Middleware:
                             ):
                                 resp[1] = v
                                 break
-                headers.append(("X-Request-Id", rid))
+                try:
+                    headers.append(("X-Request-Id", rid))
+                except AttributeError:  # not a list (WSGI asks for one; servers take any)
+                    headers = [*headers, ("X-Request-Id", rid)]
                 return start_response(status, headers, exc_info)
 
         except Exception as exc:  # telemetry failed: serve the request anyway

@@ -14,7 +14,7 @@ import flask
 import telemetry
 from telemetry import _context
 from telemetry.flask import instrument
-from tests.telemetry.conftest import Tel
+from tests.telemetry.conftest import Tel, total
 
 
 def _app() -> flask.Flask:
@@ -74,6 +74,19 @@ def test_a_body_streamed_with_the_request_context_logs_with_its_id(tel: Tel) -> 
     assert r.data == b"a"
     (line,) = [x for x in tel.logs() if x.get("message") == "streaming"]
     assert line["request_id"] == r.headers["X-Request-Id"]
+    # the body runs after the WSGI call returned (the server span's context is detached by
+    # then): its lines still carry the request's trace and server span, as its access line
+    (access,) = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
+    assert "trace_id" in access
+    assert (line.get("trace_id"), line.get("span_id")) == (access["trace_id"], access["span_id"])
+
+
+def test_lines_after_a_request_carry_no_ids(tel: Tel) -> None:
+    app = _app()
+    app.test_client().get("/items/i-5")
+    telemetry.get_logger("scoped").info("after")
+    (line,) = [x for x in tel.logs() if x.get("message") == "after"]
+    assert "request_id" not in line and "trace_id" not in line
 
 
 def test_outside_a_request_there_is_no_scope_and_a_job_scope_comes_first(tel: Tel) -> None:
@@ -129,3 +142,25 @@ def test_access_lines_through_logging_handlers_keep_the_request_id(tel: Tel) -> 
     (access,) = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
     assert access["request_id"] == rid and access["item"] == "i-4"
     assert any(r.name == "telemetry.access" for r in records)
+
+
+def test_an_instrumented_app_mounted_in_an_instrumented_one_is_measured_once(tel: Tel) -> None:
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    inner = _app()
+    outer = flask.Flask("outer")
+    outer.wsgi_app = DispatcherMiddleware(outer.wsgi_app, {"/inner": inner})  # type: ignore[method-assign]
+    instrument(outer)
+    r = outer.test_client().get("/inner/items/i-9")
+    assert r.status_code == 200 and r.headers.getlist("X-Request-Id") == [r.headers["X-Request-Id"]]
+    rid = r.headers["X-Request-Id"]
+    access = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
+    assert len(access) == 1 and access[0]["request_id"] == rid
+    assert access[0]["path"] == "/inner/items/i-9" and access[0]["item"] == "i-9"
+    assert access[0]["route"] == "/items/<item>"  # the mounted app's own template
+    mine = [x["message"] for x in tel.logs() if x["logger"] == "scoped"]
+    assert mine == ["before", "view", "copied context", "teardown"]
+    assert all(x.get("request_id") == rid for x in tel.logs() if x["logger"] == "scoped")
+    (span,) = tel.spans()
+    assert span.attributes["http.route"] == "/items/<item>"
+    assert total(tel.emf(), "Requests") == 1

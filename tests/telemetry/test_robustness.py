@@ -217,3 +217,25 @@ def test_configure_without_arguments_repeats_the_previous_call(tel: Tel) -> None
         9,
     )
     assert _runtime.aggregator().sink is tel.sink
+
+
+def test_headers_passed_as_a_tuple_are_served_with_the_request_id(tel: Tel) -> None:
+    # WSGI asks for a list; a middleware inside instrument() that passes a tuple works under
+    # gunicorn and werkzeug alone, so adding X-Request-Id must not make it fail
+    app = flask.Flask("tuple_headers")
+
+    @app.get("/t")
+    def t() -> str:
+        return "ok"
+
+    inner = app.wsgi_app
+
+    def as_tuple(environ, start_response):
+        return inner(environ, lambda s, h, e=None: start_response(s, tuple(h), e))
+
+    app.wsgi_app = as_tuple
+    instrument(app)
+    r = app.test_client().get("/t", headers={"X-Request-Id": "tuple-1"})
+    assert (r.status_code, r.data, r.headers.getlist("X-Request-Id")) == (200, b"ok", ["tuple-1"])
+    (access,) = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
+    assert (access["status"], access["bytes"], access["route"]) == (200, 2, "/t")
