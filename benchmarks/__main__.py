@@ -1,4 +1,9 @@
-"""`make bench`: run every ``benchmarks/*_bench.py`` module's ``main()`` in turn (or those named)."""
+"""`make bench`: run every ``benchmarks/*_bench.py`` module's ``main()`` in turn (or those named).
+
+``python -m benchmarks [NAME ...] [OPTION ...]``; options (read by the benchmarks that know them,
+from ``sys.argv``): ``--quick`` (shorter runs: ``gunicorn_bench``, ``telemetry_bench``),
+``--no-instructions`` (``gunicorn_bench`` without its callgrind count).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+OPTIONS = ("--quick", "--no-instructions")
+
 
 def main(argv: list[str] | None = None) -> int:
-    wanted = set(argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    bad = [a for a in args if a.startswith("-") and a not in OPTIONS]
+    if bad:
+        print(f"benchmarks: unknown option {bad[0]!r}; have {list(OPTIONS)}", file=sys.stderr)
+        return 2
+    wanted = {a for a in args if not a.startswith("-")}
     names = sorted(p.stem for p in Path(__file__).parent.glob("*_bench.py"))
     unknown = wanted - set(names) - {n.removesuffix("_bench") for n in names}
     if unknown:
