@@ -222,10 +222,17 @@ def summary(outcome: object) -> str:
     if eo is not None:
         lines.append(eo.describe())
         lines.extend(f"  - {p}" for p in eo.problems[:10])
+    elif unreadable := outcome.details.get("store_unreadable"):  # type: ignore[attr-defined]
+        lines.append(f"Exactly-once NOT CHECKED: the store could not be read ({unreadable}).")
     lines.append(
         f"Harm: {h['delayed_past_objective']} of {r['orders_produced']} orders credited later "
         f"than {h['objective_s']} s (or never), {h['dead_lettered']} dead-lettered, "
-        f"{h['credited_twice']} credited twice."
+        f"{h['credited_twice']} credited twice"
+        + (
+            "; the store could not be read, so credits are the tasks' log lines'."
+            if h["credits_from"] == "log lines"
+            else f"; {h['credit_log_lines_missing']} credit times from the ledger (log line lost)."
+        )
     )
     lines.extend(cloudwatch_reject_lines(r.get("cloudwatch_rejects")))
     out = outcome.report_path.parent  # type: ignore[attr-defined]

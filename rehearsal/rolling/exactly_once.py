@@ -12,6 +12,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,12 +30,14 @@ class Order(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One ledger row: ``kind`` grant or redemption; ``points`` positive for both."""
+    """One ledger row: ``kind`` grant or redemption; ``points`` positive for both;
+    ``created_at`` as the store wrote it (ISO 8601 UTC, milliseconds: ``2024-05-01T12:00:00.123Z``)."""
 
     kind: str
     order_id: str
     user_id: str
     points: int
+    created_at: str = ""
 
 
 def read_ledger(db_path: Path) -> tuple[list[Entry], dict[str, int]]:
@@ -44,9 +47,9 @@ def read_ledger(db_path: Path) -> tuple[list[Entry], dict[str, int]]:
     conn = sqlite3.connect(uri, uri=True, timeout=10)
     try:
         entries = [
-            Entry(str(k), str(o), str(u), int(p))
-            for k, o, u, p in conn.execute(
-                "SELECT kind, order_id, user_id, points FROM ledger ORDER BY seq"
+            Entry(str(k), str(o), str(u), int(p), str(c))
+            for k, o, u, p, c in conn.execute(
+                "SELECT kind, order_id, user_id, points, created_at FROM ledger ORDER BY seq"
             )
         ]
         balances = {
@@ -55,6 +58,28 @@ def read_ledger(db_path: Path) -> tuple[list[Entry], dict[str, int]]:
     finally:
         conn.close()
     return entries, balances
+
+
+def epoch_of(created_at: str) -> float | None:
+    """Epoch seconds of a ledger ``created_at`` (ISO 8601; without an offset it is UTC, as the
+    store writes it); ``None`` when it is not a date and time."""
+    try:
+        when = datetime.fromisoformat(created_at)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def grant_times(entries: Iterable[Entry]) -> dict[str, float | None]:
+    """``order_id -> epoch s`` of each order's first grant in the ledger (``entries`` in ledger
+    order); ``None`` for a grant whose ``created_at`` is unreadable: credited, time unknown."""
+    times: dict[str, float | None] = {}
+    for e in entries:
+        if e.kind == "grant" and e.order_id not in times:
+            times[e.order_id] = epoch_of(e.created_at)
+    return times
 
 
 @dataclass

@@ -66,9 +66,15 @@ class RolloutDecision:
 
 @dataclass
 class Credits:
-    """What the tasks' log lines say about each order: first credit time, and the rest."""
+    """What the tasks' log lines say about each order: first credit time, and the rest. A task
+    SIGKILLed (stopTimeout) loses the lines still in its output buffer, so an order the store
+    credited can lack its line: the harm takes such credits from the store's ledger."""
 
-    first: dict[str, float] = field(default_factory=dict)  # order_id -> epoch s of first credit
+    #: order_id -> epoch s of its first ``credited`` or ``duplicate`` line (done, as far as the
+    #: lines tell)
+    first: dict[str, float] = field(default_factory=dict)
+    #: order_id -> epoch s of its first ``credited`` line only (a ``duplicate`` line comes later)
+    credited_at: dict[str, float] = field(default_factory=dict)
     by_version: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     dead_lettered: int = 0
@@ -103,3 +109,6 @@ class RunData:
     emf_lines: dict[str, int]
     #: The tasks' metric values CloudWatch would reject (``Collector.cloudwatch_rejects()``).
     cloudwatch_rejects: dict[str, Any] = field(default_factory=dict)
+    #: order_id -> epoch s of its first grant in the store's ledger (``None``: time unreadable),
+    #: ``exactly_once.grant_times``; ``None`` when the store could not be read.
+    ledger_credits: dict[str, float | None] | None = None

@@ -8,7 +8,7 @@ import html
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,17 +94,43 @@ def metric_series(lines: Iterable[str], t0: float) -> dict[str, dict[str, dict[f
 
 def harm(
     produced: Sequence[Produced],
-    first_credit: dict[str, float],
+    first_credit: Mapping[str, float],
     objective_s: float,
     dead_lettered: int,
     credited_twice: int,
+    *,
+    ledger: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """The harm done to orders: credited later than ``objective_s`` after they were sent (or
-    never), dead-lettered, credited more than once (must be 0); delay percentiles (seconds)."""
-    delays = sorted(
-        first_credit[p.order_id] - p.sent_at for p in produced if p.order_id in first_credit
-    )
-    never = sum(1 for p in produced if p.order_id not in first_credit)
+    never), dead-lettered, credited more than once (must be 0); delay percentiles (seconds).
+
+    ``first_credit``: order_id -> epoch s of its first credit log line. ``ledger``: order_id ->
+    epoch s of its first grant in the store (``None``: time unreadable), the ground truth;
+    ``None`` when the store could not be read. A task SIGKILLed after its stopTimeout loses the
+    log lines still in its output buffer, so with the ledger an order is credited when the
+    ledger has it, at its log line's time or, that line lost, at the ledger's ``created_at``
+    (counted in ``credit_log_lines_missing``; an unreadable one leaves its delay out);
+    ``never_credited`` counts the orders the ledger lacks. Without the ledger, the log lines
+    alone, ``credits_from`` says so and ``credit_log_lines_missing`` is ``None``."""
+    delays: list[float] = []
+    never = missing_lines = 0
+    for p in produced:
+        logged = first_credit.get(p.order_id)
+        if ledger is None:
+            credited_at = logged
+        elif p.order_id not in ledger:
+            credited_at = None  # a log line the store contradicts is no credit
+        elif logged is not None:
+            credited_at = logged
+        else:
+            missing_lines += 1
+            if (credited_at := ledger[p.order_id]) is None:
+                continue  # credited, but when is unknown
+        if credited_at is None:
+            never += 1
+        else:
+            delays.append(credited_at - p.sent_at)
+    delays.sort()
 
     def pct(q: float) -> float | None:
         if not delays:
@@ -115,6 +141,8 @@ def harm(
         "objective_s": objective_s,
         "delayed_past_objective": sum(1 for d in delays if d > objective_s) + never,
         "never_credited": never,
+        "credits_from": "log lines" if ledger is None else "ledger",
+        "credit_log_lines_missing": None if ledger is None else missing_lines,
         "dead_lettered": dead_lettered,
         "credited_twice": credited_twice,
         "delay_p50_s": pct(0.5),
@@ -149,10 +177,12 @@ def result_document(r: RunData, decision: RolloutDecision, exactly: ExactlyOnceR
         "orders_produced": len(produced),
         "harm": harm(
             produced,
-            dict(r.credits.first),
+            # With the ledger, a duplicate line is no credit time: the store's is earlier.
+            dict(r.credits.first if r.ledger_credits is None else r.credits.credited_at),
             o.delay_objective_s,
             r.credits.dead_lettered,
             len(exactly.credited_twice) if exactly else 0,
+            ledger=r.ledger_credits,
         ),
         "exactly_once": bool(exactly and exactly.ok),
     }
@@ -247,6 +277,13 @@ def figure(
     return fig
 
 
+def _not_checked(details: dict[str, Any]) -> str:
+    """Why there is no exactly-once verdict."""
+    if details.get("store_unreadable"):
+        return f"Exactly-once NOT CHECKED: the store could not be read ({details['store_unreadable']})."
+    return "Not run."
+
+
 def render_html(result: dict[str, Any], details: dict[str, Any], svg: str,
                 transitions: Sequence[Evaluation], exactly: ExactlyOnceReport | None,
                 files: list[str]) -> str:  # fmt: skip
@@ -282,7 +319,10 @@ def render_html(result: dict[str, Any], details: dict[str, Any], svg: str,
     ]  # fmt: skip
     harm_rows = [
         [f"credited later than {h['objective_s']} s after sent (or never)", h["delayed_past_objective"]],
-        ["never credited", h["never_credited"]],
+        ["never credited" + (" (in the store's ledger)" if h["credits_from"] == "ledger" else
+         " (by the tasks' log lines: the store could not be read)"), h["never_credited"]],
+        ["credit times from the ledger (the task's log line was lost, e.g. SIGKILLed)",
+         "-" if h["credit_log_lines_missing"] is None else h["credit_log_lines_missing"]],
         ["dead-lettered (gave up on the last receive)", h["dead_lettered"]],
         ["credited twice (must be 0)", h["credited_twice"]],
         ["delay sent -> credited p50 / p99 / max (s)",
@@ -297,7 +337,7 @@ def render_html(result: dict[str, Any], details: dict[str, Any], svg: str,
         f"<li>{html.escape(p)}</li>" for p in (exactly.problems[:50] if exactly else [])
     )
     file_items = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in files)
-    eo = exactly.describe() if exactly else "Not run."
+    eo = exactly.describe() if exactly else _not_checked(details)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Worker rehearsal: {html.escape(result["scenario"])} - {html.escape(outcome)}</title>

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from rehearsal.collector import Collector
 from rehearsal.controller import INGEST_LAG_S, TICK_S, alarms_to_roll_back
 from rehearsal.model import ROLLED_BACK, ROOT, SUCCEEDED, is_reported_transition
 from rehearsal.progress import Progress
-from rehearsal.rolling.exactly_once import ExactlyOnceReport, check, read_ledger
+from rehearsal.rolling.exactly_once import ExactlyOnceReport, check, grant_times, read_ledger
 from rehearsal.rolling.model import Credits, RolloutDecision, RunData, WorkerOptions, WorkerOutcome
 from rehearsal.rolling.producer import Producer
 from rehearsal.rolling.report import write_outputs
@@ -189,6 +190,7 @@ class _Rehearsal:
                 c.dead_lettered += 1
             if outcome == "credited" and isinstance(order, str):
                 c.first.setdefault(order, now)
+                c.credited_at.setdefault(order, now)
                 version = name.rsplit("-", 1)[-1]
                 c.by_version[version] = c.by_version.get(version, 0) + 1
             elif outcome == "duplicate" and isinstance(order, str):
@@ -380,11 +382,23 @@ class _Rehearsal:
                 dlq_seen += dead
                 redriven += self._redrive()
             with self._credits_lock:
-                left = len(produced - self.credits.first.keys())
+                left = produced - self.credits.first.keys()
+            if left and not (visible or hidden or dead):
+                # The queue is empty yet some credits have no log line: a SIGKILLed task lost
+                # them with its output buffer. The store says whether they are done.
+                left -= self._credited_in_store()
             if not (visible or hidden or dead or left):
                 break
             self.wait(0.5, "draining", decide=False)
         return {"dead_letter_queue_seen": dlq_seen, "redriven": redriven}
+
+    def _credited_in_store(self) -> set[str]:
+        """The orders the store's ledger has a grant for; none when it cannot be read (yet)."""
+        try:
+            entries, _ = read_ledger(self.db_path)
+        except sqlite3.Error:
+            return set()
+        return {e.order_id for e in entries if e.kind == "grant"}
 
     def _depth(self, url: str) -> tuple[int, int]:
         attrs = self.sqs.get_queue_attributes(
@@ -430,6 +444,7 @@ class _Rehearsal:
         }
         decision: RolloutDecision | None = None
         exactly: ExactlyOnceReport | None = None
+        ledger_credits: dict[str, float | None] | None = None
         self.producer: Producer | None = None
         self.fleet = _Fleet(self.supervisor, self.task_env, self.on_line, o.stop_timeout_s)
         try:
@@ -485,8 +500,14 @@ class _Rehearsal:
                     for version in list(self.fleet.running):
                         self.fleet.stop(version, self.fleet.count(version), record=False)
                     self.fleet.join(o.stop_timeout_s + 10)
-                entries, balances = read_ledger(self.db_path)
-                exactly = check(self.producer.produced, entries, balances)
+                try:
+                    entries, balances = read_ledger(self.db_path)
+                except sqlite3.Error as exc:
+                    # No verdict without the store; the harm falls back to the tasks' log lines.
+                    details["store_unreadable"] = f"{self.db_path.name}: {exc}"
+                else:
+                    exactly = check(self.producer.produced, entries, balances)
+                    ledger_credits = grant_times(entries)
                 details["dead_letter_depth_at_end"] = self._depth(self.dlq_url)[0]
         except Interrupted as exc:
             self.progress.close()
@@ -524,6 +545,7 @@ class _Rehearsal:
             evaluations=list(self.collector.evaluations),
             emf_lines=dict(self.collector.emf_lines),
             cloudwatch_rejects=self.collector.cloudwatch_rejects(),
+            ledger_credits=ledger_credits,
         )
         return write_outputs(data, decision, exactly, details)
 

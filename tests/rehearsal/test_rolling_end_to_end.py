@@ -83,13 +83,22 @@ def test_regression_is_rolled_back_in_the_first_round_and_credits_exactly_once(
     assert run["tasks_killed"], "the slow task should have been SIGKILLed mid-job"
     assert result["exactly_once"] is True and run["exactly_once"]["ok"]
     assert run["exactly_once"]["produced"] == result["orders_produced"] > 100
-    assert result["harm"]["credited_twice"] == 0 and result["harm"]["never_credited"] == 0
+    h = result["harm"]
+    assert h["credited_twice"] == 0 and h["never_credited"] == 0
+    # Credits are the ledger's: an order whose credit line a SIGKILL lost is credited at the
+    # ledger's time, not "never credited". Each grant writes one "credited" line, so the orders
+    # without one are exactly those whose line was lost.
+    assert h["credits_from"] == "ledger"
+    logged = sum(run["credits"]["credited_by_version"].values())
+    assert h["credit_log_lines_missing"] == result["orders_produced"] - logged
+    assert h["delay_max_s"] is not None
     assert "ALARM" in _alarm_states(out)[result["alarm"]]
     emf = [json.loads(line) for line in (out / "emf.jsonl").read_text().splitlines()]
     assert {"v1", "v2"} <= {r.get("Version") for r in emf}
     assert {r.get("Service") for r in emf} == {"points-worker"}
     report = (out / "report.html").read_text()
     assert "<svg" in report and "rolled_back" in report and "Exactly-once OK" in report
+    assert "credit times from the ledger" in report
     _no_children_left(out)
 
     replay = subprocess.run(

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from points import GrantRequest, PointsService, open_storage, points_for
-from rehearsal.rolling.exactly_once import Entry, ExactlyOnceReport, check, read_ledger
+from rehearsal.rolling.exactly_once import (
+    Entry,
+    ExactlyOnceReport,
+    check,
+    epoch_of,
+    grant_times,
+    read_ledger,
+)
 from rehearsal.rolling.producer import Produced
 from rehearsal.rolling.report import harm
 
@@ -104,3 +112,64 @@ def test_harm_counts_late_and_never_credited_orders() -> None:
     assert h["delayed_past_objective"] == 3  # two late, one never credited
     assert h["dead_lettered"] == 3 and h["credited_twice"] == 0
     assert h["delay_max_s"] == 12.0 and h["delay_p50_s"] == 0.5
+
+
+def test_harm_takes_a_lost_credit_line_from_the_ledger() -> None:
+    """A task SIGKILLed with its credit line still buffered: the ledger has the grant, the log
+    lines do not; the order is credited at the ledger's time, not "never credited"."""
+    lost = ORDERS[3]
+    first = {o.order_id: o.sent_at + 0.5 for o in ORDERS if o is not lost}
+    ledger: dict[str, float | None] = {o.order_id: o.sent_at + 0.4 for o in ORDERS}
+    ledger[lost.order_id] = lost.sent_at + 11.0
+    h = harm(ORDERS, first, 10.0, dead_lettered=0, credited_twice=0, ledger=ledger)
+    assert h["never_credited"] == 0
+    assert h["credit_log_lines_missing"] == 1 and h["credits_from"] == "ledger"
+    # the lost line's order at the ledger's time (late); the others at their lines' times
+    assert h["delay_max_s"] == 11.0 and h["delay_p50_s"] == 0.5
+    assert h["delayed_past_objective"] == 1
+
+
+def test_harm_with_the_ledger_counts_only_what_the_ledger_lacks() -> None:
+    first = {o.order_id: o.sent_at + 0.5 for o in ORDERS}  # a line for every order
+    ledger: dict[str, float | None] = {o.order_id: o.sent_at for o in ORDERS[1:]}
+    ledger[ORDERS[2].order_id] = None  # unreadable time: still credited
+    del first[ORDERS[2].order_id]
+    h = harm(ORDERS, first, 10.0, dead_lettered=0, credited_twice=0, ledger=ledger)
+    # ord-0 has a line but no grant: the store is the truth
+    assert h["never_credited"] == 1 and h["delayed_past_objective"] == 1
+    assert h["credit_log_lines_missing"] == 1  # ord-2: credited, delay unknown
+    assert h["delay_max_s"] == 0.5
+
+
+def test_harm_without_the_ledger_keeps_the_log_lines_and_says_so() -> None:
+    first = {o.order_id: o.sent_at + 0.5 for o in ORDERS[1:]}
+    h = harm(ORDERS, first, 10.0, dead_lettered=0, credited_twice=0)
+    assert h["never_credited"] == 1 and h["credits_from"] == "log lines"
+    assert h["credit_log_lines_missing"] is None
+
+
+def test_grant_times_read_the_stores_created_at(store: Path) -> None:
+    entries, _ = read_ledger(store)
+    times = grant_times(entries)
+    assert set(times) == {o.order_id for o in ORDERS}
+    conn = sqlite3.connect(store)
+    stored = dict(conn.execute("SELECT order_id, created_at FROM ledger WHERE kind = 'grant'"))
+    conn.close()
+    for order_id, created_at in stored.items():
+        expected = datetime.strptime(created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert times[order_id] == expected.timestamp()
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch"),
+    [
+        ("1970-01-01T00:00:01.500Z", 1.5),
+        ("1970-01-01T00:00:01.500+00:00", 1.5),
+        ("1970-01-01T01:00:00+01:00", 0.0),
+        ("1970-01-01T00:00:02", 2.0),  # no offset: UTC, as the store writes it
+        ("now", None),
+        ("", None),
+    ],
+)
+def test_epoch_of_a_created_at(text: str, epoch: float | None) -> None:
+    assert epoch_of(text) == epoch
