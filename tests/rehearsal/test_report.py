@@ -118,7 +118,9 @@ def test_emf_cloudwatch_would_reject_is_reported_by_the_run(tmp_path: Path) -> N
     assert "CloudWatch would reject" not in _page(0.75, None)  # nothing to warn about
     worker = {"outcome": "succeeded", "deployment": {}, "orders_produced": 1,
               "harm": {"delayed_past_objective": 0, "objective_s": 1, "dead_lettered": 0,
-                       "credited_twice": 0}, "cloudwatch_rejects": rejects}  # fmt: skip
-    fake = type("O", (), {"result": worker, "exactly_once": None,
+                       "credited_twice": 0, "credits_from": "ledger",
+                       "credit_log_lines_missing": 0},
+              "cloudwatch_rejects": rejects}  # fmt: skip
+    fake = type("O", (), {"result": worker, "exactly_once": None, "details": {},
                           "report_path": tmp_path / "report.html"})()  # fmt: skip
     assert "WARNING: CloudWatch would reject 4 metric values" in worker_summary(fake)
