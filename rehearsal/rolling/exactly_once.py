@@ -182,3 +182,24 @@ def check(
                     f"{user}: balance {balances.get(user, 0)}, entries add up to {net.get(user, 0)}"
                 )
     return report
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """The store read at the end of a run: the exactly-once ``report`` and ``credits`` (order_id
+    -> epoch s of its first grant, :func:`grant_times`); both ``None`` when the store could not
+    be read, and ``unreadable`` says why (``"points.db: file is not a database"``)."""
+
+    report: ExactlyOnceReport | None
+    credits: dict[str, float | None] | None
+    unreadable: str | None = None
+
+
+def check_store(db_path: Path, produced: Iterable[Order]) -> StoreCheck:
+    """Read the SQLite store at ``db_path`` and check it against ``produced``; a store that
+    cannot be read (missing, not a database, no ledger) gives no verdict rather than raising."""
+    try:
+        entries, balances = read_ledger(db_path)
+    except sqlite3.Error as exc:
+        return StoreCheck(None, None, f"{db_path.name}: {exc}")
+    return StoreCheck(check(produced, entries, balances), grant_times(entries))

@@ -23,7 +23,7 @@ from rehearsal.collector import Collector
 from rehearsal.controller import INGEST_LAG_S, TICK_S, alarms_to_roll_back
 from rehearsal.model import ROLLED_BACK, ROOT, SUCCEEDED, is_reported_transition
 from rehearsal.progress import Progress
-from rehearsal.rolling.exactly_once import ExactlyOnceReport, check, grant_times, read_ledger
+from rehearsal.rolling.exactly_once import ExactlyOnceReport, check_store, read_ledger
 from rehearsal.rolling.model import Credits, RolloutDecision, RunData, WorkerOptions, WorkerOutcome
 from rehearsal.rolling.producer import Producer
 from rehearsal.rolling.report import write_outputs
@@ -500,14 +500,11 @@ class _Rehearsal:
                     for version in list(self.fleet.running):
                         self.fleet.stop(version, self.fleet.count(version), record=False)
                     self.fleet.join(o.stop_timeout_s + 10)
-                try:
-                    entries, balances = read_ledger(self.db_path)
-                except sqlite3.Error as exc:
+                store = check_store(self.db_path, self.producer.produced)
+                exactly, ledger_credits = store.report, store.credits
+                if store.unreadable:
                     # No verdict without the store; the harm falls back to the tasks' log lines.
-                    details["store_unreadable"] = f"{self.db_path.name}: {exc}"
-                else:
-                    exactly = check(self.producer.produced, entries, balances)
-                    ledger_credits = grant_times(entries)
+                    details["store_unreadable"] = store.unreadable
                 details["dead_letter_depth_at_end"] = self._depth(self.dlq_url)[0]
         except Interrupted as exc:
             self.progress.close()

@@ -26,17 +26,23 @@ ORDERS = [
 ]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
-    db = tmp_path / "points.db"
+def credit(db: Path, orders: list[Produced]) -> None:
+    """Credit ``orders`` in the SQLite store at ``db`` (created if need be) as a worker task
+    does, each one delivered twice (a redelivery is no second credit)."""
     storage = open_storage({"POINTS_STORE": "sqlite", "POINTS_DB_PATH": str(db)})
     try:
         service = PointsService(storage)
-        for o in ORDERS:
+        for o in orders:
             service.grant(GrantRequest(o.user_id, o.order_id, o.amount_jpy))
             service.grant(GrantRequest(o.user_id, o.order_id, o.amount_jpy))  # a redelivery
     finally:
         storage.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    db = tmp_path / "points.db"
+    credit(db, ORDERS)
     return db
 
 
