@@ -164,9 +164,8 @@ class _Middleware:
         )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        # The hot path of every request: kept flat (few calls, few attribute lookups). Under a
-        # real gunicorn every Python call and object here costs about three times what it costs
-        # in a loop (cold caches), so the span's end and the access line are inlined.
+        # The hot path of every request: kept flat (few Python calls, objects and attribute
+        # lookups; docs/telemetry.md, "Benchmarks", has what each part costs).
         t0 = perf_counter()
         ctx_token = None
         scope: _context.Scope | None = None

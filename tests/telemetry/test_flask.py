@@ -15,7 +15,7 @@ from .conftest import Tel, samples, total
 XRAY_TRACE = "1-5759e988-bd862e3fe1be46a994272793"
 
 
-def make_app() -> flask.Flask:
+def make_app(**options: bool) -> flask.Flask:
     app = flask.Flask("tiny")
 
     @app.get("/v1/users/<user_id>/points")
@@ -38,7 +38,7 @@ def make_app() -> flask.Flask:
     def healthz():
         return "ok"
 
-    return instrument(app)
+    return instrument(app, **options)  # type: ignore[arg-type]
 
 
 def access_lines(tel: Tel) -> list[dict]:
@@ -66,6 +66,35 @@ def test_red_metrics_use_route_templates(tel: Tel) -> None:
     assert all(v > 0 for v in samples(lines, "Latency"))
     assert samples(lines, "RateLimitWait") == [7.0]
     assert {line["Version"] for line in lines if "Version" in line} == {"v9"}
+
+
+def test_red_only_records_the_same_metrics_ids_and_scope_without_lines_or_spans(
+    tel: Tel,
+) -> None:
+    # instrument(app, access_log=False, tracing=False): what gunicorn_bench measures as RED only
+    client = make_app(access_log=False, tracing=False).test_client()
+    r = client.get("/v1/users/u1/points", headers={"X-Request-Id": "red-1"})
+    assert r.status_code == 200 and r.headers["X-Request-Id"] == "red-1"
+    generated = client.get("/v1/users/u2/points").headers["X-Request-Id"]
+    assert len(generated) == 32 and generated != "red-1"
+    assert client.post("/v1/orders", data="x").status_code == 400
+    assert client.post("/v1/orders", json={}).status_code == 201
+    assert client.get("/fail").status_code == 500
+    assert client.get("/nowhere").status_code == 404
+    assert client.get("/healthz").status_code == 200  # excluded: no metrics, no id
+    lines = tel.emf()
+    assert total(lines, "Requests") == 6
+    assert total(lines, "Requests", Route="/v1/users/<user_id>/points") == 2
+    assert total(lines, "ClientErrors", Route="/v1/orders") == 1
+    assert total(lines, "ServerErrors", Route="/fail") == 1
+    assert total(lines, "ClientErrors", Route=catalog.UNMATCHED_ROUTE) == 1
+    assert len(samples(lines, "Latency")) == 6
+    assert samples(lines, "RateLimitWait") == [7.0]
+    logs = tel.logs()
+    assert not [x for x in logs if x["logger"] == "telemetry.access"] and not tel.spans()
+    view = [x for x in logs if x["logger"] == "tiny.view"]
+    assert [x["request_id"] for x in view] == ["red-1", generated]
+    assert not any("trace_id" in x for x in view)  # no span: no trace ids
 
 
 def test_exclusion_pattern_is_anchored(tel: Tel) -> None:

@@ -10,6 +10,7 @@ import sys
 import threading
 
 import flask
+import pytest
 
 import telemetry
 from telemetry import _context
@@ -164,3 +165,15 @@ def test_an_instrumented_app_mounted_in_an_instrumented_one_is_measured_once(tel
     (span,) = tel.spans()
     assert span.attributes["http.route"] == "/items/<item>"
     assert total(tel.emf(), "Requests") == 1
+
+
+def test_without_flasks_private_context_variable_the_public_calls_find_the_scope(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(flask.globals, "_cv_request")  # a Flask that renamed it
+    rid = _app().test_client().get("/items/i-5").headers["X-Request-Id"]
+    lines = [x for x in tel.logs() if x["logger"] == "scoped"]
+    assert [x["message"] for x in lines if x.get("request_id") == rid] == [
+        "before", "view", "copied context", "teardown",
+    ]  # fmt: skip
+    assert _context.current_scope() is None
