@@ -45,8 +45,11 @@ def access_lines(tel: Tel) -> list[dict]:
     return [line for line in tel.logs() if line["logger"] == "telemetry.access"]
 
 
-def test_red_metrics_use_route_templates(tel: Tel) -> None:
-    client = make_app().test_client()
+@pytest.mark.parametrize(
+    "options", [{}, {"access_log": False, "tracing": False}], ids=["full", "red-only"]
+)
+def test_red_metrics_use_route_templates(tel: Tel, options: dict[str, bool]) -> None:
+    client = make_app(**options).test_client()
     for i in range(5):
         assert client.get(f"/v1/users/u{i}/points").status_code == 200
     assert client.post("/v1/orders", data="x").status_code == 400
@@ -68,28 +71,18 @@ def test_red_metrics_use_route_templates(tel: Tel) -> None:
     assert {line["Version"] for line in lines if "Version" in line} == {"v9"}
 
 
-def test_red_only_records_the_same_metrics_ids_and_scope_without_lines_or_spans(
+def test_red_only_echoes_request_ids_and_keeps_the_scope_without_lines_or_spans(
     tel: Tel,
 ) -> None:
-    # instrument(app, access_log=False, tracing=False): what gunicorn_bench measures as RED only
+    # instrument(app, access_log=False, tracing=False): what gunicorn_bench measures as RED
+    # only (its metrics: test_red_metrics_use_route_templates[red-only])
     client = make_app(access_log=False, tracing=False).test_client()
     r = client.get("/v1/users/u1/points", headers={"X-Request-Id": "red-1"})
     assert r.status_code == 200 and r.headers["X-Request-Id"] == "red-1"
     generated = client.get("/v1/users/u2/points").headers["X-Request-Id"]
     assert len(generated) == 32 and generated != "red-1"
-    assert client.post("/v1/orders", data="x").status_code == 400
     assert client.post("/v1/orders", json={}).status_code == 201
-    assert client.get("/fail").status_code == 500
-    assert client.get("/nowhere").status_code == 404
-    assert client.get("/healthz").status_code == 200  # excluded: no metrics, no id
-    lines = tel.emf()
-    assert total(lines, "Requests") == 6
-    assert total(lines, "Requests", Route="/v1/users/<user_id>/points") == 2
-    assert total(lines, "ClientErrors", Route="/v1/orders") == 1
-    assert total(lines, "ServerErrors", Route="/fail") == 1
-    assert total(lines, "ClientErrors", Route=catalog.UNMATCHED_ROUTE) == 1
-    assert len(samples(lines, "Latency")) == 6
-    assert samples(lines, "RateLimitWait") == [7.0]
+    assert samples(tel.emf(), "RateLimitWait") == [7.0]  # put_metric found the request
     logs = tel.logs()
     assert not [x for x in logs if x["logger"] == "telemetry.access"] and not tel.spans()
     view = [x for x in logs if x["logger"] == "tiny.view"]
