@@ -81,6 +81,10 @@ def test_red_only_echoes_request_ids_and_keeps_the_scope_without_lines_or_spans(
     assert r.status_code == 200 and r.headers["X-Request-Id"] == "red-1"
     generated = client.get("/v1/users/u2/points").headers["X-Request-Id"]
     assert len(generated) == 32 and generated != "red-1"
+    before = telemetry.counts().get("invalid_request_id", 0)
+    bad = client.get("/nowhere", headers={"X-Request-Id": "a b"}).headers["X-Request-Id"]
+    assert bad != "a b" and len(bad) == 32  # replaced, counted
+    assert telemetry.counts()["invalid_request_id"] == before + 1
     assert client.post("/v1/orders", json={}).status_code == 201
     assert samples(tel.emf(), "RateLimitWait") == [7.0]  # put_metric found the request
     logs = tel.logs()

@@ -177,3 +177,17 @@ def test_without_flasks_private_context_variable_the_public_calls_find_the_scope
         "before", "view", "copied context", "teardown",
     ]  # fmt: skip
     assert _context.current_scope() is None
+
+
+def test_a_metrics_only_app_mounted_in_an_instrumented_one_is_measured_once(tel: Tel) -> None:
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    metrics_only = flask.Flask("metrics-only")
+    instrument(metrics_only, access_log=False, tracing=False)
+    outer = flask.Flask("outer")
+    outer.wsgi_app = DispatcherMiddleware(outer.wsgi_app, {"/m": metrics_only})  # type: ignore[method-assign]
+    instrument(outer)
+    r = outer.test_client().get("/m/nothing")
+    assert r.status_code == 404 and len(r.headers.getlist("X-Request-Id")) == 1
+    assert total(tel.emf(), "Requests") == 1
+    assert len([x for x in tel.logs() if x["logger"] == "telemetry.access"]) == 1
