@@ -319,33 +319,39 @@ def test_an_odd_status_line_is_recorded_never_raised(
     assert line["status"] == recorded and line["route"] == "/s"
 
 
+def _annotating_client(monkeypatch, stream, buffer_bytes: int, annotation_chars: int):
+    """A test client of an app whose one route annotates ``annotation_chars`` characters, with
+    telemetry writing to ``stream`` through the deferred access-line path (our handler alone)."""
+    from telemetry.sinks import MemorySink
+
+    telemetry.configure(
+        "svc", "v1", log_stream=stream, sink=MemorySink(), output_buffer_bytes=buffer_bytes
+    )
+    # only our handler on the root logger (not pytest's capture): the deferred path
+    ours = [h for h in logging.root.handlers if type(h) is _logging.JsonHandler]
+    monkeypatch.setattr(logging.root, "handlers", ours)
+    assert _logging.direct_handler(logging.getLogger(_access_line.LOGGER), logging.INFO)
+    app = flask.Flask("annotating")
+
+    @app.get("/annotated")
+    def annotated() -> str:
+        telemetry.annotate(body="b" * annotation_chars)
+        return "ok"
+
+    instrument(app)
+    return app.test_client()
+
+
 def test_annotations_count_against_the_output_limit_while_nobody_reads(monkeypatch) -> None:
     """An access line waiting to be rendered holds its annotations: their size counts against
     ``TELEMETRY_OUTPUT_BUFFER_BYTES`` (a stuck stdout must not let big annotations pile up)."""
-    from telemetry.sinks import MemorySink
-
     r, w = os.pipe()  # nobody reads: the pipe fills, then the buffer
     stream = os.fdopen(w, "w")
     try:
-        telemetry.configure(
-            "svc", "v1", log_stream=stream, sink=MemorySink(), output_buffer_bytes=1 << 20
-        )
-        # only our handler on the root logger (not pytest's capture): the deferred path
-        ours = [h for h in logging.root.handlers if type(h) is _logging.JsonHandler]
-        monkeypatch.setattr(logging.root, "handlers", ours)
-        assert _logging.direct_handler(logging.getLogger(_access_line.LOGGER), logging.INFO)
-        app = flask.Flask("big")
-
-        @app.get("/big")
-        def big() -> str:
-            telemetry.annotate(body="b" * 100_000)
-            return "ok"
-
-        instrument(app)
-        client = app.test_client()
+        client = _annotating_client(monkeypatch, stream, 1 << 20, 100_000)
         before = _output.dropped_total()
         for _ in range(40):  # 4 MB of annotations against a 1 MiB buffer (+ a 64 KiB pipe)
-            assert client.get("/big").status_code == 200
+            assert client.get("/annotated").status_code == 200
         assert _output.dropped_total() - before >= 20
     finally:
         os.close(r)
@@ -358,30 +364,15 @@ def test_an_annotation_bigger_than_the_buffer_is_cut_not_the_line_dropped(monkey
     the access line arrives, the annotation cut as any long field is; nothing is dropped."""
     import threading
 
-    from telemetry.sinks import MemorySink
-
     r, w = os.pipe()
     stream = os.fdopen(w, "w")
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 1 << 16), b"")))
     reader.start()
     try:
-        telemetry.configure(
-            "svc", "v1", log_stream=stream, sink=MemorySink(), output_buffer_bytes=4 << 20
-        )
-        ours = [h for h in logging.root.handlers if type(h) is _logging.JsonHandler]
-        monkeypatch.setattr(logging.root, "handlers", ours)
-        assert _logging.direct_handler(logging.getLogger(_access_line.LOGGER), logging.INFO)
-        app = flask.Flask("huge")
-
-        @app.get("/huge")
-        def huge() -> str:
-            telemetry.annotate(body="b" * 5_000_000)
-            return "ok"
-
-        instrument(app)
+        client = _annotating_client(monkeypatch, stream, 4 << 20, 5_000_000)
         before = _output.dropped_total()
-        assert app.test_client().get("/huge").status_code == 200
+        assert client.get("/annotated").status_code == 200
         assert _output.flush(10)
         assert _output.dropped_total() == before
     finally:
