@@ -147,6 +147,35 @@ MAX_GATHERED_BODY = 64 * 1024
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]{1,15})[ \t]*\r?(?:\n|$)")
 
 
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _chunked_complete(body: bytes) -> bool:
+    """True when ``body`` holds a whole chunked body (RFC 9112 section 7.1: chunks, the last
+    chunk, trailers, the empty line) or framing gunicorn refuses at once; False while more is due.
+
+    Walks the chunks as gunicorn's parser does (``gunicorn.http.body.ChunkedReader``): a check
+    for a "0" line and a final CRLF CRLF took chunk data that merely looked like the end (or a
+    chunk size of a terabyte) for a whole body, and a thread then waited for the rest."""
+    pos = 0
+    while True:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            return False
+        size_text = body[pos:eol].split(b";", 1)[0].rstrip(b" \t")
+        if not size_text or not set(size_text) <= _HEX_DIGITS:
+            return True  # gunicorn answers 400 at once
+        size = int(size_text, 16)
+        if size == 0:  # the last chunk: trailer lines, then an empty line
+            return b"\r\n\r\n" in body[eol:]
+        end = eol + 2 + size
+        if len(body) < end + 2:
+            return False
+        if body[end : end + 2] != b"\r\n":
+            return True  # chunk data longer than its size: gunicorn answers 400 at once
+        pos = end + 2
+
+
 def request_complete(data: bytes | bytearray) -> bool:
     """True when ``data`` holds a whole request head and its body (as far as a thread should not
     wait for it: an ``Expect`` header, a body over :data:`MAX_GATHERED_BODY`, a head over
@@ -163,8 +192,7 @@ def request_complete(data: bytes | bytearray) -> bool:
         if b"chunked" not in head:  # gunicorn refuses other codings at once
             return True
         rest = bytes(data[len(data) - body :]) if body else b""
-        last = rest.startswith(b"0") or b"\r\n0" in rest  # a zero-size chunk, trailers may follow
-        return (last and rest.endswith(b"\r\n\r\n")) or body > MAX_GATHERED_BODY
+        return _chunked_complete(rest) or body > MAX_GATHERED_BODY
     if b"\ncontent-length:" not in head:
         return True
     match = _CONTENT_LENGTH.search(head)
