@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sample_api.serving import MAX_GATHERED_BODY, request_complete
+from sample_api.serving import MAX_GATHERED_BODY, expects_continue, request_complete
 
 HEAD = b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
 CHUNKED = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
@@ -55,3 +55,29 @@ def test_a_chunked_body_over_the_gathering_limit_is_handed_over() -> None:
     # the app refuses bodies over 16 KiB as it reads them: no wait for the rest
     body = b"fffff\r\n" + b" " * (MAX_GATHERED_BODY + 1)
     assert request_complete(CHUNKED + body)
+
+
+EXPECTING = HEAD + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+
+
+def test_a_body_behind_expect_100_continue_is_gathered_like_any_other() -> None:
+    # a thread took the request at the end of its head and waited for a body that may never come
+    assert expects_continue(EXPECTING)
+    assert not request_complete(EXPECTING)
+    assert request_complete(EXPECTING + b"{}")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(EXPECTING[:-2], id="head not whole"),
+        pytest.param(EXPECTING.replace(b"HTTP/1.1", b"HTTP/1.0"), id="HTTP/1.0 ignores it"),
+        pytest.param(EXPECTING.replace(b"100-continue", b"200-ok"), id="another expectation"),
+    ],
+)
+def test_no_100_continue_is_due(head: bytes) -> None:
+    assert not expects_continue(head)
+
+
+def test_another_expectation_is_handed_over_for_gunicorn_to_refuse() -> None:
+    assert request_complete(EXPECTING.replace(b"100-continue", b"200-ok"))
