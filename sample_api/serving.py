@@ -72,7 +72,7 @@ class ClientSocket:
     to it.
     """
 
-    __slots__ = ("_closing", "_deadline", "_sock", "pre", "timeout_s")
+    __slots__ = ("_closing", "_deadline", "_sock", "continued", "pre", "timeout_s")
 
     def __init__(self, sock: socket.socket, timeout_s: float) -> None:
         self._sock = sock
@@ -82,6 +82,8 @@ class ClientSocket:
         #: bytes the worker's main thread read before a thread took the request (see
         #: :meth:`BoundedThreadWorker.gather`); ``recv`` returns them first
         self.pre = bytearray()
+        #: the worker's main thread has answered this request's ``Expect: 100-continue``
+        self.continued = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -126,6 +128,13 @@ class ClientSocket:
             raise ClientTimeout(self.timeout_s)
         return self._sock.recv(size, flags)
 
+    def send(self, data: bytes, flags: int = 0) -> int:
+        if self.continued and data == CONTINUE:
+            # the main thread sent it while it gathered the body (gunicorn sends it again)
+            self.continued = False
+            return len(data)
+        return self._sock.send(data, flags)
+
     def sendall(self, data: bytes, flags: int = 0) -> None:
         deadline = time.monotonic() + self.timeout_s
         view = memoryview(data).cast("B")
@@ -144,12 +153,44 @@ class ClientSocket:
 MAX_GATHERED_HEAD = 64 * 1024
 #: Bytes of a body gathered before a thread takes the request (the app refuses bodies over 16 KiB).
 MAX_GATHERED_BODY = 64 * 1024
+_EXPECT_CONTINUE = re.compile(rb"\nexpect:[ \t]*100-continue[ \t]*\r?(?:\n|$)")
+#: gunicorn's interim answer to ``Expect: 100-continue``
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]{1,15})[ \t]*\r?(?:\n|$)")
+
+
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _chunked_complete(body: bytes) -> bool:
+    """True when ``body`` holds a whole chunked body (RFC 9112 section 7.1: chunks, the last
+    chunk, trailers, the empty line) or framing gunicorn refuses at once; False while more is due.
+
+    Walks the chunks as gunicorn's parser does (``gunicorn.http.body.ChunkedReader``): a check
+    for a "0" line and a final CRLF CRLF took chunk data that merely looked like the end (or a
+    chunk size of a terabyte) for a whole body, and a thread then waited for the rest."""
+    pos = 0
+    while True:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            return False
+        size_text = body[pos:eol].split(b";", 1)[0].rstrip(b" \t")
+        if not size_text or not set(size_text) <= _HEX_DIGITS:
+            return True  # gunicorn answers 400 at once
+        size = int(size_text, 16)
+        if size == 0:  # the last chunk: trailer lines, then an empty line
+            return b"\r\n\r\n" in body[eol:]
+        end = eol + 2 + size
+        if len(body) < end + 2:
+            return False
+        if body[end : end + 2] != b"\r\n":
+            return True  # chunk data longer than its size: gunicorn answers 400 at once
+        pos = end + 2
 
 
 def request_complete(data: bytes | bytearray) -> bool:
     """True when ``data`` holds a whole request head and its body (as far as a thread should not
-    wait for it: an ``Expect`` header, a body over :data:`MAX_GATHERED_BODY`, a head over
+    wait for it: an ``Expect`` other than ``100-continue``, a body over :data:`MAX_GATHERED_BODY`, a head over
     :data:`MAX_GATHERED_HEAD`, or a head gunicorn will refuse anyway)."""
     ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
     if not ends:
@@ -157,20 +198,30 @@ def request_complete(data: bytes | bytearray) -> bool:
     end = min(ends)
     head = bytes(data[:end]).lower()
     body = len(data) - end - (4 if data[end : end + 2] == b"\r\n" else 2)
-    if b"\nexpect:" in head:  # the client waits for "100 Continue" before its body
-        return True
+    if b"\nexpect:" in head and not _EXPECT_CONTINUE.search(head):
+        return True  # gunicorn answers 417 at once
     if b"\ntransfer-encoding:" in head:
         if b"chunked" not in head:  # gunicorn refuses other codings at once
             return True
         rest = bytes(data[len(data) - body :]) if body else b""
-        last = rest.startswith(b"0") or b"\r\n0" in rest  # a zero-size chunk, trailers may follow
-        return (last and rest.endswith(b"\r\n\r\n")) or body > MAX_GATHERED_BODY
+        return _chunked_complete(rest) or body > MAX_GATHERED_BODY
     if b"\ncontent-length:" not in head:
         return True
     match = _CONTENT_LENGTH.search(head)
     if match is None:  # malformed: gunicorn answers 400 at once
         return True
     return body >= min(int(match.group(1)), MAX_GATHERED_BODY)
+
+
+def expects_continue(data: bytes | bytearray) -> bool:
+    """True when ``data`` holds the whole head of an HTTP/1.1 request with ``Expect:
+    100-continue``: the client waits for ``100 Continue`` before it sends its body."""
+    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    if not ends:
+        return False
+    head = bytes(data[: min(ends)]).lower()
+    request_line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    return request_line.endswith(b" http/1.1") and bool(_EXPECT_CONTINUE.search(head))
 
 
 def write_problem(sock: Any, status: int, reason: str, message: str) -> None:
@@ -232,6 +283,7 @@ class BoundedThreadWorker(gthread.ThreadWorker):
             self.enqueue_req(conn)
             return
         sock.setblocking(False)
+        self._continue(sock)
         conn.timeout = time.monotonic() + self.client_timeout_s
         self._gathering.append(conn)
         self.poller.register(sock, selectors.EVENT_READ, partial(self._on_gather_readable, conn))
@@ -247,6 +299,7 @@ class BoundedThreadWorker(gthread.ThreadWorker):
         if data:
             sock.pre += data
             if not request_complete(sock.pre):
+                self._continue(sock)
                 return
         self.poller.unregister(sock)
         self._gathering.remove(conn)
@@ -256,6 +309,17 @@ class BoundedThreadWorker(gthread.ThreadWorker):
             return
         conn.data_ready = True
         self.enqueue_req(conn)
+
+    @staticmethod
+    def _continue(sock: ClientSocket) -> None:
+        """Send ``100 Continue`` once when the client waits for it: the body is then gathered
+        here like any other (a thread used to take the request at the end of its head and wait
+        for a body that might never come)."""
+        if sock.continued or not expects_continue(sock.pre):
+            return
+        with contextlib.suppress(OSError):  # 25 bytes into an idle socket's empty send buffer
+            sock._sock.send(CONTINUE, socket.MSG_DONTWAIT)
+            sock.continued = True
 
     def on_client_socket_readable(self, conn: gthread.TConn, client: Any) -> None:
         if not isinstance(conn.sock, ClientSocket):

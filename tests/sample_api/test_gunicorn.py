@@ -444,3 +444,51 @@ def test_health_answers_at_once_behind_more_slow_peers_than_threads(tmp_path: Pa
             sock.close()
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def test_peers_that_expect_100_continue_and_never_send_their_body_hold_no_thread(
+    tmp_path: Path,
+) -> None:
+    """``Expect: 100-continue`` made a thread take the request at the end of its head and wait
+    for the body (24 such peers delayed a health check by 4.5 s with 16 threads). The main
+    thread now answers ``100 Continue`` itself and gathers the body; a client that waits for it
+    still gets exactly one."""
+    env = {
+        "POINTS_DB_PATH": str(tmp_path / "points.db"),
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "2",
+        "GUNICORN_CLIENT_TIMEOUT": "4",
+    }
+    head = (
+        b"POST /v1/points/grants HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        + GRANT_AUTH
+        + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+    )
+    continue_line = b"HTTP/1.1 100 Continue\r\n\r\n"
+    with gunicorn(env=env) as (base, proc):
+        peers = []
+        for _ in range(6):  # three times the threads: announce a body, never send it
+            sock = _connect(base)
+            sock.sendall(head % 10)
+            peers.append(sock)
+        for sock in peers:
+            assert sock.recv(len(continue_line)) == continue_line
+        started = time.monotonic()
+        assert call(base, "/healthz", timeout=20)[0] == 200
+        assert time.monotonic() - started < 2  # not behind the 4 s client timeout
+
+        body = json.dumps({"user_id": "u-expect", "order_id": "o-1", "amount_jpy": 100}).encode()
+        polite = _connect(base)
+        polite.sendall(head % len(body))
+        assert polite.recv(len(continue_line)) == continue_line  # waits for it, then sends
+        polite.sendall(body)
+        answer = polite.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 201"), answer  # no second "100 Continue"
+        polite.close()
+
+        for sock in peers:
+            status, content_type, _ = _answer(sock)
+            assert (status, content_type) == (408, "application/problem+json")
+            sock.close()
+        proc.terminate()
+        assert proc.wait(30) == 0
