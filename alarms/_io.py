@@ -110,6 +110,45 @@ def _expanded_nodes(root: Any) -> int:
     return sizes[id(root)]
 
 
+class _DuplicateKey(ValueError):
+    """A key given twice in one JSON object (its first value would be silently lost)."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _refuse_duplicate_keys(root: Any) -> None:
+    """Raise InputError for a YAML mapping that names one key twice: PyYAML keeps the last
+    value silently (YAML itself requires unique keys). Merge keys (``<<``) may override."""
+    import yaml
+
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[tuple[str, str]] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if (key.tag, key.value) in keys:
+                        raise InputError(
+                            f"has a duplicate key {key.value!r} (line {key.start_mark.line + 1})"
+                        )
+                    keys.add((key.tag, key.value))
+                stack += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+
+
 def parse_document(text: str, where: str, *, cfn_tags: bool = False) -> Any:
     """The JSON or YAML document in ``text`` (``cfn_tags``: CloudFormation short tags such as
     ``!Ref`` read as their long form; else plain safe YAML).
@@ -120,9 +159,11 @@ def parse_document(text: str, where: str, *, cfn_tags: bool = False) -> Any:
     import yaml
 
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_pairs)
     except RecursionError:
         raise InputError(f"{where} is nested too deeply") from None
+    except _DuplicateKey as exc:
+        raise InputError(f"{where} has a duplicate key {exc.args[0]!r}") from None
     except ValueError:
         pass
     loader = _yaml_loader() if cfn_tags else yaml.SafeLoader
@@ -131,6 +172,7 @@ def parse_document(text: str, where: str, *, cfn_tags: bool = False) -> Any:
         if root is None:
             return None
         _expanded_nodes(root)
+        _refuse_duplicate_keys(root)
         return yaml.load(text, Loader=loader)  # a SafeLoader (subclass)
     except RecursionError:
         raise InputError(f"{where} is nested too deeply") from None

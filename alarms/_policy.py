@@ -326,7 +326,8 @@ def build(spec: Spec, profile_name: str) -> Policy:
                 rollback += [x["AlarmName"], y["AlarmName"]]
 
     # SLO burn rate: one metric-math alarm per window, pairs AND-ed, pairs OR-ed.
-    budget = round(1 - spec.slo.target, 12)
+    # A plain decimal: metric-math syntax documents no exponents (five nines gave "1e-05").
+    budget = f"{round(1 - spec.slo.target, 12):.12f}".rstrip("0").rstrip(".")
     pairs = []
     for w in spec.slo.burn_windows:
         names = []
@@ -338,7 +339,7 @@ def build(spec: Spec, profile_name: str) -> Policy:
                 "ServerErrors",
                 "Requests",
                 {"Service": svc},
-                f"num / den / {budget!r}",
+                f"num / den / {budget}",
                 "Burn rate",
                 w.burn_rate,
                 period=seconds,

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from telemetry.cloudwatch_rules import namespace_problem
+
 from ._io import InputError, parse_document
 
 STATISTICS = ("SampleCount", "Sum", "Average", "Minimum", "Maximum")
@@ -44,6 +46,10 @@ class BurnWindow:
     short_s: int
     burn_rate: float
 
+
+#: Smallest error budget (1 - SLO target) the burn-rate alarms divide by; written in their
+#: expressions as a plain decimal of at most 12 places.
+MIN_ERROR_BUDGET = 1e-9
 
 DEFAULT_BURN_WINDOWS = (BurnWindow(3600, 300, 14.4), BurnWindow(21600, 1800, 6.0))
 
@@ -200,7 +206,13 @@ def _number(
 ) -> float:
     value = data.get(key, default)
     where = f"{path}.{key}" if path else key
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(where, "must be a number")
+    try:  # YAML reads 400 digits as an int that no float (no CloudWatch threshold) can hold
+        value = float(value)
+    except OverflowError:
+        raise SpecError(where, "must be a number") from None
+    if not math.isfinite(value):
         raise SpecError(where, "must be a number")
     if strict and value <= minimum:
         raise SpecError(
@@ -300,6 +312,10 @@ def parse_spec(data: Any) -> Spec:
     namespace = _text(data, "namespace", "", "SafeDeploy")
     if namespace.startswith("AWS/"):
         raise SpecError("namespace", "must not start with 'AWS/' (reserved for AWS services)")
+    # CloudWatch's rules, as the telemetry that writes the metrics applies them: a namespace it
+    # refuses is never written to, and '${' or ':' would also break the generated template.
+    if (problem := namespace_problem(namespace)) is not None:
+        raise SpecError("namespace", problem)
     region = _name(data, "region", "", "us-east-1")
     account_id = data.get("account_id", "123456789012")
     if not isinstance(account_id, str) or not re.fullmatch(r"\d{12}", account_id):
@@ -316,6 +332,10 @@ def parse_spec(data: Any) -> Spec:
     target = _number(s, "target", "slo", 0.999)
     if not 0 < target < 1:
         raise SpecError("slo.target", "must be between 0 and 1 (e.g. 0.999)")
+    if round(1 - target, 12) < MIN_ERROR_BUDGET:  # the burn-rate alarms divide by it
+        raise SpecError(
+            "slo.target", f"leaves no error budget (1 - target must be >= {MIN_ERROR_BUDGET:g})"
+        )
     window_days = _int(s, "window_days", "slo", 30)
     burn = DEFAULT_BURN_WINDOWS
     if "burn_windows" in s:

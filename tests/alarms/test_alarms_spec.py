@@ -132,3 +132,37 @@ def test_bad_yaml_and_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read"):
         load_spec(tmp_path / "missing.yaml")
     assert isinstance(SpecError("x", "y"), ValueError)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        # Integers beyond a float (YAML reads 400 nines as an int): one error, no OverflowError.
+        ("latency.threshold_ms", 10**400, "latency.threshold_ms: must be a number"),
+        ("worker.backlog_threshold", -(10**400), "worker.backlog_threshold: must be a number"),
+        # CloudWatch's namespace rules (telemetry.cloudwatch_rules): the telemetry could never
+        # write these, and ':' / '${' broke the template (cfn-lint E3031, Fn::Sub E1019).
+        ("namespace", ":Safe", "namespace: a namespace must not start with ':'"),
+        ("namespace", "Safe${Foo}", "namespace: a namespace may contain only"),
+        ("namespace", "Safe${GreenVersion}", "namespace: a namespace may contain only"),
+        ("namespace", "Sáfe", "namespace: a namespace must contain only ASCII"),
+        ("namespace", "Safe Deploy", "namespace: a namespace may contain only"),
+        # No error budget left to burn: the burn-rate expression divided by 0.
+        ("slo.target", 0.9999999999999999, "slo.target: leaves no error budget"),
+        ("slo.target", 1 - 1e-13, "slo.target: leaves no error budget"),
+    ],
+)
+def test_bad_field_of_other_classes_is_named(path: str, value: Any, message: str) -> None:
+    test_bad_field_is_named(path, value, message)
+
+
+def test_duplicate_keys_are_refused_not_silently_overwritten(tmp_path: Path) -> None:
+    for name, text in {
+        "dup.yaml": "service: a\nlatency:\n  threshold_ms: 100\n  threshold_ms: 900\n",
+        "dup.json": '{"service": "a", "service": "b"}',
+    }.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(SpecError, match="duplicate key") as err:
+            load_spec(path)
+        assert "\n" not in str(err.value)

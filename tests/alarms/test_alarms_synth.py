@@ -278,3 +278,22 @@ def test_cfn_lint_passes(spec, tmp_path: Path, profile: str, suffix: str) -> Non
     errors = [line for line in proc.stdout.splitlines() if re.search(r":E\d{4}:", line)]
     # exit code 0 = clean, 4 = warnings only; errors (2, 6, ...) fail the test
     assert proc.returncode in (0, 4) and not errors, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("target", [0.99999, 0.9999999, 0.999999999])
+def test_burn_rate_expression_writes_the_budget_without_an_exponent(target: float) -> None:
+    """CloudWatch's metric-math syntax documents plain decimals only: five nines gave
+    ``num / den / 1e-05``."""
+    defs = synth(parse_spec({"service": "svc", "slo": {"target": target}}), "json")
+    exprs = [
+        m["Expression"]
+        for a in defs["MetricAlarms"]
+        if a["AlarmName"].startswith("svc-slo-burn-")
+        for m in a["Metrics"]
+        if "Expression" in m
+    ]
+    assert exprs
+    for e in exprs:
+        budget = e.rsplit("/ ", 1)[1]
+        assert re.fullmatch(r"0\.\d*[1-9]", budget), e
+        assert float(budget) == pytest.approx(1 - target, rel=1e-3)
