@@ -28,6 +28,12 @@ THROTTLED_SUFFIX = " [429]"
 # every task fail or the load never start), and the largest value each one accepts.
 _POSITIVE = {"LOAD_USER_RPS", "LOAD_USER_POOL"}
 _MAXIMUM = {"LOAD_RETRY_SHARE": 1.0, "LOAD_USER_POOL": 1_000_000_000}
+#: The most users a shape may ask for: far beyond what one Locust process runs (a few thousand
+#: gevent users), still a number Locust can be handed. A rate / per-user rate above it is a
+#: mistake (``LOAD_RPS=1e300`` or ``LOAD_USER_RPS=1e-300``), refused before any load starts.
+MAX_USERS = 100_000
+# the rates a shape turns into users (their per-user rate: LOAD_USER_RPS)
+_RATES = ("LOAD_RPS", "LOAD_STEP_RPS")
 
 
 def _text(name: str, env: Mapping[str, str]) -> str:
@@ -67,13 +73,33 @@ def check(env: Mapping[str, str] | None = None) -> None:
     shape_name(env.get("LOAD_SHAPE"))
     for name in DEFAULTS:
         setting(name, env)
+    user_rps = setting("LOAD_USER_RPS", env)
+    for name in _RATES:
+        rps = setting(name, env)
+        if rps / user_rps > MAX_USERS:
+            raise ValueError(
+                f"{name} must ask for at most {MAX_USERS:,} users at LOAD_USER_RPS="
+                f"{user_rps:g} (rate / per-user rate), got {env.get(name, DEFAULTS[name])!r}: "
+                f"{rps / user_rps:.3g} users"
+            )
 
 
 def users_for(rps: float, user_rps: float) -> int:
-    """Users needed for ``rps`` requests per second when each user makes ``user_rps``."""
+    """Users needed for ``rps`` requests per second when each user makes ``user_rps``.
+
+    Raises ``ValueError`` when ``user_rps`` is not above 0 or the answer would exceed
+    :data:`MAX_USERS`."""
     if user_rps <= 0:
         raise ValueError("LOAD_USER_RPS must be > 0")
-    return max(1, math.ceil(rps / user_rps)) if rps > 0 else 0
+    if rps <= 0:
+        return 0
+    users = rps / user_rps  # may be inf (1e300 / 1e-300): compared before ceil() sees it
+    if not users <= MAX_USERS:
+        raise ValueError(
+            f"{rps:g} requests/s at {user_rps:g} per user needs {users:.3g} users, "
+            f"more than {MAX_USERS:,}"
+        )
+    return max(1, math.ceil(users))
 
 
 def shape_name(name: str | None) -> str | None:

@@ -107,7 +107,7 @@ def test_the_documented_command_with_a_shape_stops_at_run_time(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("name", "value"),
     [("LOAD_USER_POOL", "0"), ("LOAD_USER_RPS", "0"), ("LOAD_RETRY_SHARE", "abc"),
-     ("LOAD_RPS", "-5"), ("LOAD_DURATION_S", "soon")],
+     ("LOAD_RPS", "-5"), ("LOAD_DURATION_S", "soon"), ("LOAD_RPS", "1e300")],
 )  # fmt: skip
 def test_a_bad_load_setting_stops_locust_at_start_with_one_line(
     tmp_path: Path, name: str, value: str

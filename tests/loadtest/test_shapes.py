@@ -20,6 +20,27 @@ def test_users_for_rounds_up_and_zero_means_none() -> None:
     assert rates.users_for(0, 2) == 0
     with pytest.raises(ValueError, match="LOAD_USER_RPS"):
         rates.users_for(10, 0)
+    assert rates.users_for(rates.MAX_USERS * 2, 2) == rates.MAX_USERS
+    for rps, user_rps in ((rates.MAX_USERS * 2 + 1, 2), (1e300, 1e-300), (40, 1e-300)):
+        with pytest.raises(ValueError, match="users, more than 100,000"):
+            rates.users_for(rps, user_rps)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"LOAD_RPS": "1e300"},
+        {"LOAD_USER_RPS": "1e-300"},
+        {"LOAD_RPS": "1e300", "LOAD_USER_RPS": "1e-300"},  # inf users
+        {"LOAD_STEP_RPS": "200001", "LOAD_USER_RPS": "2"},
+    ],
+)
+def test_a_rate_asking_for_more_users_than_locust_can_be_given_is_refused(
+    env: dict[str, str],
+) -> None:
+    # LOAD_RPS=1e300 passed the check and asked Locust for ~5e299 users
+    with pytest.raises(ValueError, match=r"^LOAD_(STEP_)?RPS must ask for at most 100,000 users"):
+        rates.check(env)
 
 
 @pytest.mark.parametrize("value", ["fast", "-1", "nan", "inf", "\uff15", "\u0663", "1_0"])
@@ -86,6 +107,7 @@ def test_every_bad_setting_is_refused_up_front_naming_the_variable(name: str, va
 def test_defaults_and_blank_values_pass_the_check() -> None:
     rates.check({})
     rates.check({name: " " for name in rates.DEFAULTS})
+    rates.check({"LOAD_RPS": "200000", "LOAD_STEP_RPS": "200000", "LOAD_USER_RPS": "2"})
     assert rates.setting("LOAD_USER_POOL", {"LOAD_USER_POOL": ""}) == 500
     assert rates.setting("LOAD_RETRY_SHARE", {"LOAD_RETRY_SHARE": "1"}) == 1.0
     assert rates.setting("LOAD_RPS", {"LOAD_RPS": "0"}) == 0  # no load is a valid rate
