@@ -9,6 +9,7 @@ readable reason instead of misbehaving later. Unset and blank mean "the default"
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,7 +125,22 @@ def is_http_url(text: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+#: botocore's rule for a region name (``botocore.utils.validate_region_name``: a DNS host label,
+#: not all digits). botocore checks it only when a client is created, with an error that reads
+#: like a connection failure; a bad region is configuration.
+_REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
+
+
 def region_from(env: Mapping[str, str]) -> str:
     """The AWS region: ``AWS_REGION``, then ``AWS_DEFAULT_REGION`` (botocore's order), then
-    us-east-1."""
-    return _raw(env, AWS_REGION) or _raw(env, AWS_DEFAULT_REGION) or DEFAULT_REGION
+    us-east-1. :class:`ConfigError` names the variable if its value is not a region name."""
+    for name in (AWS_REGION, AWS_DEFAULT_REGION):
+        value = _raw(env, name)
+        if value is not None:
+            if not _REGION.fullmatch(value):
+                raise ConfigError(
+                    f"{name} must be a region name such as us-east-1 (letters, digits and "
+                    f"'-'); got {env[name]!r:.80}"
+                )
+            return value
+    return DEFAULT_REGION

@@ -118,6 +118,32 @@ def test_region_lookup_follows_botocores_order(env: dict[str, str], region: str)
     assert region_from(env) == region
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["bad region!", "us_east_1", "-us-east-1", "us-east-1-", "123", "r" * 64, "us-east-1/x",
+     "eu-west-\u0661"],
+)  # fmt: skip
+@pytest.mark.parametrize("name", ["AWS_REGION", "AWS_DEFAULT_REGION"])
+def test_a_region_botocore_refuses_is_a_config_error_naming_the_variable(
+    name: str, value: str
+) -> None:
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import validate_region_name
+
+    with pytest.raises(InvalidRegionError):  # the rule is botocore's
+        validate_region_name(value)
+    with pytest.raises(ConfigError, match=rf"^{name} must be a region name"):
+        region_from({name: value})
+
+
+@pytest.mark.parametrize("value", ["us-east-1", "ap-northeast-1", "us-gov-west-1", "local"])
+def test_a_region_botocore_takes_is_taken(value: str) -> None:
+    from botocore.utils import validate_region_name
+
+    validate_region_name(value)
+    assert region_from({"AWS_REGION": value}) == value
+
+
 def test_backend_names() -> None:
     assert backend_from({}) == "sqlite"
     assert backend_from({"POINTS_STORE": " DynamoDB "}) == "dynamodb"
