@@ -41,7 +41,7 @@ def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off); got {value!r}")
+    raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off); got {value!r:.80}")
 
 
 def _number_text(text: str) -> str:
@@ -68,9 +68,9 @@ def env_float(
     try:
         value = float(_number_text(text))
     except ValueError:
-        raise ConfigError(f"{name} must be a number; got {env[name]!r}") from None
+        raise ConfigError(f"{name} must be a number; got {env[name]!r:.80}") from None
     if not math.isfinite(value) or value < low or value > high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}; got {env[name]!r}")
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}; got {env[name]!r:.80}")
     return value
 
 
@@ -82,9 +82,9 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, low: int, high: 
     try:
         value = int(_number_text(text))
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number; got {env[name]!r}") from None
+        raise ConfigError(f"{name} must be a whole number; got {env[name]!r:.80}") from None
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}; got {env[name]!r}")
+        raise ConfigError(f"{name} must be between {low} and {high}; got {env[name]!r:.80}")
     return value
 
 
@@ -95,7 +95,7 @@ def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[s
     if text is None:
         return default
     if text.lower() not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {env[name]!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {env[name]!r:.80}")
     return text.lower()
 
 

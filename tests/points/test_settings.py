@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -165,3 +166,21 @@ def test_backend_names() -> None:
 def test_dynamodb_settings_are_checked_when_opened(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match="^" + re.escape(message)):
         open_storage({**env, "POINTS_STORE": "dynamodb"})
+
+
+@pytest.mark.parametrize(
+    ("read", "value"),
+    [
+        (lambda env: env_int(env, "N", 1, low=1, high=10), "9" * 5_000),
+        (lambda env: env_int(env, "N", 1, low=1, high=10), "x" * 5_000),
+        (lambda env: env_float(env, "N", 1.0, low=0.0, high=1.0), "9" * 5_000),
+        (lambda env: env_float(env, "N", 1.0, low=0.0, high=1.0), "x" * 5_000),
+        (lambda env: env_choice(env, "N", "a", ("a", "b")), "x" * 5_000),
+        (lambda env: env_flag(env, "N", True), "x" * 5_000),
+    ],
+)
+def test_a_huge_bad_value_is_quoted_briefly(read: Any, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        read({"N": value})
+    message = str(info.value)
+    assert message.startswith("N must be") and len(message) < 200
