@@ -9,6 +9,7 @@ readable reason instead of misbehaving later. Unset and blank mean "the default"
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +41,7 @@ def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off); got {value!r}")
+    raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off); got {value!r:.80}")
 
 
 def _number_text(text: str) -> str:
@@ -67,9 +68,9 @@ def env_float(
     try:
         value = float(_number_text(text))
     except ValueError:
-        raise ConfigError(f"{name} must be a number; got {env[name]!r}") from None
+        raise ConfigError(f"{name} must be a number; got {env[name]!r:.80}") from None
     if not math.isfinite(value) or value < low or value > high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}; got {env[name]!r}")
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}; got {env[name]!r:.80}")
     return value
 
 
@@ -81,9 +82,9 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, low: int, high: 
     try:
         value = int(_number_text(text))
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number; got {env[name]!r}") from None
+        raise ConfigError(f"{name} must be a whole number; got {env[name]!r:.80}") from None
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}; got {env[name]!r}")
+        raise ConfigError(f"{name} must be between {low} and {high}; got {env[name]!r:.80}")
     return value
 
 
@@ -94,7 +95,7 @@ def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[s
     if text is None:
         return default
     if text.lower() not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {env[name]!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {env[name]!r:.80}")
     return text.lower()
 
 
@@ -124,7 +125,22 @@ def is_http_url(text: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+#: botocore's rule for a region name (``botocore.utils.validate_region_name``: a DNS host label,
+#: not all digits). botocore checks it only when a client is created, with an error that reads
+#: like a connection failure; a bad region is configuration.
+_REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
+
+
 def region_from(env: Mapping[str, str]) -> str:
     """The AWS region: ``AWS_REGION``, then ``AWS_DEFAULT_REGION`` (botocore's order), then
-    us-east-1."""
-    return _raw(env, AWS_REGION) or _raw(env, AWS_DEFAULT_REGION) or DEFAULT_REGION
+    us-east-1. :class:`ConfigError` names the variable if its value is not a region name."""
+    for name in (AWS_REGION, AWS_DEFAULT_REGION):
+        value = _raw(env, name)
+        if value is not None:
+            if not _REGION.fullmatch(value):
+                raise ConfigError(
+                    f"{name} must be a region name such as us-east-1 (letters, digits and "
+                    f"'-'); got {env[name]!r:.80}"
+                )
+            return value
+    return DEFAULT_REGION

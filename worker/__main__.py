@@ -323,10 +323,13 @@ def _run(args: argparse.Namespace) -> int:
         # A local file that cannot be opened is configuration, not an outage: running on would
         # fail every job and send every message to the DLQ. (A remote store that is down at
         # start-up is left to the retries: it may come back.)
+        # A file locked by another process's write (SQLITE_BUSY/LOCKED past the busy timeout) is
+        # not configuration either: it passes, so the worker starts and its jobs retry.
         try:
             storage.ping()
         except Exception as exc:
-            raise ConfigError(f"{POINTS_DB_PATH}: {exc}") from None
+            if not _sqlite_busy(exc):
+                raise ConfigError(f"{POINTS_DB_PATH}: {exc}") from None
 
     instrument.configure(slots=config.concurrency)
     worker = Worker(config, storage, rate=rate)
@@ -352,6 +355,18 @@ def _run(args: argparse.Namespace) -> int:
         # interpreter's exit wait for the thread (ECS would SIGKILL us at 30 s).
         os._exit(0)
     return 0
+
+
+def _sqlite_busy(exc: BaseException) -> bool:
+    """True if ``exc`` (or the driver error behind it) is SQLite's "busy" or "locked"."""
+    import sqlite3
+
+    busy = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+    for err in (exc, exc.__cause__):
+        code = getattr(err, "sqlite_errorcode", None)
+        if isinstance(err, sqlite3.Error) and isinstance(code, int) and code & 0xFF in busy:
+            return True
+    return False
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -118,6 +119,32 @@ def test_region_lookup_follows_botocores_order(env: dict[str, str], region: str)
     assert region_from(env) == region
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["bad region!", "us_east_1", "-us-east-1", "us-east-1-", "123", "r" * 64, "us-east-1/x",
+     "eu-west-\u0661"],
+)  # fmt: skip
+@pytest.mark.parametrize("name", ["AWS_REGION", "AWS_DEFAULT_REGION"])
+def test_a_region_botocore_refuses_is_a_config_error_naming_the_variable(
+    name: str, value: str
+) -> None:
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import validate_region_name
+
+    with pytest.raises(InvalidRegionError):  # the rule is botocore's
+        validate_region_name(value)
+    with pytest.raises(ConfigError, match=rf"^{name} must be a region name"):
+        region_from({name: value})
+
+
+@pytest.mark.parametrize("value", ["us-east-1", "ap-northeast-1", "us-gov-west-1", "local"])
+def test_a_region_botocore_takes_is_taken(value: str) -> None:
+    from botocore.utils import validate_region_name
+
+    validate_region_name(value)
+    assert region_from({"AWS_REGION": value}) == value
+
+
 def test_backend_names() -> None:
     assert backend_from({}) == "sqlite"
     assert backend_from({"POINTS_STORE": " DynamoDB "}) == "dynamodb"
@@ -139,3 +166,21 @@ def test_backend_names() -> None:
 def test_dynamodb_settings_are_checked_when_opened(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match="^" + re.escape(message)):
         open_storage({**env, "POINTS_STORE": "dynamodb"})
+
+
+@pytest.mark.parametrize(
+    ("read", "value"),
+    [
+        (lambda env: env_int(env, "N", 1, low=1, high=10), "9" * 5_000),
+        (lambda env: env_int(env, "N", 1, low=1, high=10), "x" * 5_000),
+        (lambda env: env_float(env, "N", 1.0, low=0.0, high=1.0), "9" * 5_000),
+        (lambda env: env_float(env, "N", 1.0, low=0.0, high=1.0), "x" * 5_000),
+        (lambda env: env_choice(env, "N", "a", ("a", "b")), "x" * 5_000),
+        (lambda env: env_flag(env, "N", True), "x" * 5_000),
+    ],
+)
+def test_a_huge_bad_value_is_quoted_briefly(read: Any, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        read({"N": value})
+    message = str(info.value)
+    assert message.startswith("N must be") and len(message) < 200

@@ -92,6 +92,13 @@ def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> Non
         ([], {"AWS_ENDPOINT_URL": "notaurl"}, "AWS_ENDPOINT_URL must be an http(s) URL"),
         ([], {"POINTS_DB_PATH": "/nonexistent-dir/points.db"}, "POINTS_DB_PATH: SQLite at"),
         (["setup-queues"], {"AWS_ENDPOINT_URL": "notaurl"}, "AWS_ENDPOINT_URL must be an http"),
+        ([], {"AWS_REGION": "bad region!"}, "AWS_REGION must be a region name"),
+        (["send-sample"], {"AWS_REGION": "us_east_1"}, "AWS_REGION must be a region name"),
+        (
+            ["setup-queues"],
+            {"AWS_REGION": "", "AWS_DEFAULT_REGION": "-x"},
+            "AWS_DEFAULT_REGION must",
+        ),
     ],
 )
 def test_cli_bad_config_is_one_line_and_exit_2(

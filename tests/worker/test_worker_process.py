@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -321,3 +322,34 @@ def test_a_flood_of_unparseable_messages_never_stalls_the_worker(
     assert sums["JobErrors"] == tries and sums["DeadLettered"] == len(HOSTILE_BODIES)
     stopped = [json.loads(x) for x in lines if '"worker stopped"' in x]
     assert stopped[0]["crashed"] == 0 and stopped[0]["unfinished_jobs"] == 0
+
+
+def test_a_store_locked_at_start_up_is_waited_out_not_refused(
+    sqs: Any, queues: dict[str, str], db_path: Path, ledger: Ledger, aws_env: dict[str, str]
+) -> None:
+    """Another process's long write (a backup, a migration) holding the SQLite file when the
+    worker starts is an outage, not configuration: the worker starts, and credits once it ends."""
+    import sqlite3
+
+    from points.storage import open_storage
+
+    open_storage({"POINTS_DB_PATH": str(db_path)}).ping()  # the schema exists, in WAL mode
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    env = worker_env(aws_env, queues["queue_url"], db_path)
+    try:
+        with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            # past the start-up ping's busy timeout (5 s): before the fix, exit 2 here
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(8)
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            locker.execute("COMMIT")
+            orders = _orders("locked", 3)
+            send_bodies(sqs, queues["queue_url"], [make_event(*o) for o in orders])
+            wait_for(lambda: ledger.count() == len(orders), 40, "every order to be credited")
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert sorted(ledger.rows()) == _expected_rows(orders)
+    finally:
+        locker.close()
