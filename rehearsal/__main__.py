@@ -10,7 +10,6 @@ refused the deployment before anything started (one line on stderr); 130 interru
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from points import PRESETS
+from rehearsal import _arguments as arguments
 from rehearsal import schedule as schedules
 from rehearsal import versions
 from rehearsal.harm import describe as describe_harm
@@ -35,6 +35,7 @@ from rehearsal.rolling import cli as worker_cli
 from rehearsal.runner import run
 from rehearsal.supervisor import Interrupted
 from rehearsal.versions import OneWayDoor
+from sample_api.config import RATE_LIMIT_RPS_RANGE
 
 #: Exit statuses (see the module docstring).
 EXIT_MISMATCH, EXIT_USAGE, EXIT_UNSAFE, EXIT_REFUSED, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
@@ -46,24 +47,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"rehearsal: error: {message} (see --help)\n")
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+#: green's RATE_LIMIT_RPS: the range the service itself accepts (it would refuse to start)
+_green_limit = arguments.number(*RATE_LIMIT_RPS_RANGE)
 
 
 def _port(text: str) -> int:
@@ -154,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
             "ecs:canary[:<canaryPercent>[:<canaryBakeTimeInMinutes>]] (default: %(default)s)"
         ),
     )
-    p.add_argument("--time-scale", type=_positive, default=None, metavar="X",
+    p.add_argument("--time-scale", type=arguments.time_scale, default=None, metavar="X",
                    help="multiply every deployment duration by X (default: 0.75; worker: 1)")  # fmt: skip
-    p.add_argument("--bake", type=_non_negative, default=None, metavar="SECONDS",
+    p.add_argument("--bake", type=arguments.bake, default=None, metavar="SECONDS",
                    help="wait after 100%% green before terminating blue, alarms still watched; "
                    "scaled too (default: 60; worker: the rollback alarms' longest evaluation "
                    "window, unscaled)")  # fmt: skip
@@ -168,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="alarm spec (default: the packaged alarms/specs/points-service.yaml)")  # fmt: skip
     p.add_argument("--port", type=_port, default=0,
                    help="listener port on 127.0.0.1 (default: a free one)")  # fmt: skip
-    p.add_argument("--rps", type=_positive, default=40.0,
+    p.add_argument("--rps", type=arguments.rps, default=40.0,
                    help="load through the listener, requests/s (default: %(default)s)")  # fmt: skip
-    p.add_argument("--green-limit-rps", type=_positive, default=2.0,
+    p.add_argument("--green-limit-rps", type=_green_limit, default=2.0,
                    help="green's RATE_LIMIT_RPS in the regression scenario (default: %(default)s)")  # fmt: skip
     p.add_argument("--app", default="sample_api.wsgi:app", metavar="MODULE:NAME",
                    help="WSGI app both versions run under gunicorn (default: %(default)s)")  # fmt: skip
@@ -190,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "Mann-Whitney U, every second) fails green (default: on)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true",
                    help="plain progress lines even on a terminal")  # fmt: skip
-    worker_cli.add_arguments(p, _positive)
+    worker_cli.add_arguments(p)
     return p
 
 
@@ -383,13 +368,13 @@ def pipeline_main(argv: list[str]) -> int:
     p.add_argument("--scenario", required=True, choices=SCENARIOS)
     p.add_argument("--stage", action="append", default=[], metavar="NAME[=CONFIG[@BAKE_S]]",
                    help="a stage, in order (repeat); default: pre-production, production")  # fmt: skip
-    p.add_argument("--time-scale", type=_positive, default=0.75, metavar="X")
-    p.add_argument("--bake", type=_non_negative, default=60.0, metavar="SECONDS",
+    p.add_argument("--time-scale", type=arguments.time_scale, default=0.75, metavar="X")
+    p.add_argument("--bake", type=arguments.bake, default=60.0, metavar="SECONDS",
                    help="bake of stages that do not give their own (scaled)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("out/pipeline"), metavar="DIR")
     p.add_argument("--spec", type=Path, default=DEFAULT_SPEC, metavar="FILE")
-    p.add_argument("--rps", type=_positive, default=40.0)
-    p.add_argument("--green-limit-rps", type=_positive, default=2.0)
+    p.add_argument("--rps", type=arguments.rps, default=40.0)
+    p.add_argument("--green-limit-rps", type=_green_limit, default=2.0)
     p.add_argument("--expect", metavar="released|STAGE",
                    help="exit 1 unless the release is released, or stopped at STAGE")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from alarms import SpecError, load_spec
+from rehearsal import _arguments as arguments
 from rehearsal import schedule as schedules
-from rehearsal.__main__ import _positive as positive
 from rehearsal.model import DEFAULT_SPEC, Options
 from rehearsal.supervisor import Interrupted
 
@@ -99,6 +99,10 @@ def _list(choices: tuple[str, ...] | dict[str, Any], canon: Any = None) -> Any:
     return parse
 
 
+#: ``--max-minutes``: a week; a matrix is meant to finish within a working session or a night.
+MAX_MINUTES = 7 * 1440.0
+
+
 def _runs(text: str) -> int:
     try:
         value = int(text)
@@ -126,13 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default: {','.join(DEFAULT_SETUPS)})")  # fmt: skip
     p.add_argument("--runs", type=_runs, default=1, metavar="N",
                    help="runs per cell (default: %(default)s)")  # fmt: skip
-    p.add_argument("--time-scale", type=positive, default=0.75, metavar="X",
+    p.add_argument("--time-scale", type=arguments.time_scale, default=0.75, metavar="X",
                    help="deployment time scale, as the rehearsal's (default: %(default)s)")  # fmt: skip
-    p.add_argument("--bake", type=positive, default=60.0, metavar="SECONDS",
+    p.add_argument("--bake", type=arguments.bake, default=60.0, metavar="SECONDS",
                    help="bake time before scaling (default: %(default)s)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("out/compare"), metavar="DIR",
                    help="output directory (default: %(default)s)")  # fmt: skip
-    p.add_argument("--max-minutes", type=positive, default=60.0, metavar="M",
+    p.add_argument("--max-minutes", type=arguments.number(0, MAX_MINUTES, above=True), default=60.0, metavar="M",
                    help="refuse a matrix that could last longer (default: %(default)s)")  # fmt: skip
     p.add_argument("--spec", type=Path, default=DEFAULT_SPEC, metavar="FILE",
                    help="alarm spec (default: the packaged one)")  # fmt: skip

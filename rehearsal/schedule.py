@@ -67,6 +67,9 @@ ECS_STRATEGIES: dict[str, tuple[str, float, int, float]] = {
 }
 #: ECS accepts 0..1440 minutes for stepBakeTimeInMinutes/canaryBakeTimeInMinutes.
 ECS_MAX_BAKE_MINUTES = 1440
+#: CodeDeploy's longest wait before the original (blue) task set is deleted: 2880 minutes
+#: (``BlueInstanceTerminationOption.terminationWaitTimeInMinutes``, CodeDeploy API reference).
+MAX_BAKE_S = 2880 * 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,11 +229,17 @@ def parse(name: str) -> tuple[str, float, float]:
 
 
 def build(name: str, *, time_scale: float = 1.0, bake_s: float = 60.0) -> Schedule:
-    """The schedule of configuration ``name`` with every duration (bake included) scaled."""
+    """The schedule of configuration ``name`` with every duration (bake included) scaled.
+
+    ``bake_s`` (before scaling) is 0 to :data:`MAX_BAKE_S`; :class:`ConfigError` otherwise, or
+    when a scaled duration overflows."""
     if not (time_scale > 0 and math.isfinite(time_scale)):
         raise ConfigError(f"time scale must be a positive number, got {time_scale!r}")
-    if not (bake_s >= 0 and math.isfinite(bake_s)):
-        raise ConfigError(f"bake time must be >= 0 s, got {bake_s!r}")
+    if not 0 <= bake_s <= MAX_BAKE_S:  # NaN fails too
+        raise ConfigError(
+            f"bake time must be 0-{MAX_BAKE_S:g} s (CodeDeploy's longest termination wait, "
+            f"2880 minutes), got {bake_s!r}"
+        )
     name = canonical(name)
     kind, percent, interval_s = parse(name)
     # Custom intervals scale too: --time-scale means "every duration", with no exceptions to learn.

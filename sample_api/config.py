@@ -34,6 +34,9 @@ MAX_BODY_BYTES = 16 * 1024
 
 RateLimitMode = Literal["delay", "reject"]
 
+#: ``RATE_LIMIT_RPS``'s accepted range (tokens per second per worker).
+RATE_LIMIT_RPS_RANGE = (0.001, 1_000_000.0)
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
@@ -99,7 +102,13 @@ class Config:
             formats=formats_from(env),
             rate_limit=RateLimitSettings(
                 enabled=env_flag(env, RATE_LIMIT_ENABLED, False),
-                rps=env_float(env, RATE_LIMIT_RPS, 50.0, low=0.001, high=1_000_000),
+                rps=env_float(
+                    env,
+                    RATE_LIMIT_RPS,
+                    50.0,
+                    low=RATE_LIMIT_RPS_RANGE[0],
+                    high=RATE_LIMIT_RPS_RANGE[1],
+                ),
                 burst=env_int(env, RATE_LIMIT_BURST, 10, low=1, high=1_000_000),
                 mode=env_choice(env, RATE_LIMIT_MODE, "delay", ("delay", "reject")),
                 max_wait_s=env_float(env, RATE_LIMIT_MAX_WAIT_S, 5.0, low=0, high=3600),

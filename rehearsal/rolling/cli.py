@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rehearsal import _arguments as arguments
 from rehearsal.model import cloudwatch_reject_lines
 from rehearsal.rolling.schedule import HEALTHY_AFTER_RUNNING_S, RollingConfigError, plan
 
@@ -49,53 +50,34 @@ DEFAULT_TIME_SCALE = 1.0
 #: one overflowed its schedule) and the worker's own limit on WORKER_SIMULATED_WORK_MS
 #: (worker/_config.py), which a task would otherwise refuse at start.
 MAX_RATE = 1000.0
+#: ... and the lowest: one order every 10 s (below it a run may produce nothing to measure).
+MIN_RATE = 0.1
 MAX_NEW_WORK_MS = 600_000.0
 #: Fargate's largest container stopTimeout (ECS API reference, ContainerDefinition.stopTimeout).
 MAX_STOP_TIMEOUT_S = 120.0
+#: ... which is whole seconds: below one, SIGKILL follows SIGTERM at once.
+MIN_STOP_TIMEOUT_S = 1.0
 _UNSET = object()
 
 
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected an integer {low}-{high}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _at_most(parse: Callable[[str], float], high: float) -> Callable[[str], float]:
-    def bounded(text: str) -> float:
-        value = parse(text)
-        if value > high:
-            raise argparse.ArgumentTypeError(f"expected a number <= {high:g}, got {text!r}")
-        return value
-
-    return bounded
-
-
-def add_arguments(parser: argparse.ArgumentParser, positive: Callable[[str], float]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The worker target's options (defaults filled in by :func:`run`, so that an option given
     with the other target can be told from one left out)."""
     g = parser.add_argument_group("worker target (--target worker): an ECS rolling update")
-    g.add_argument("--tasks", type=_int_in(1, 20), default=None, metavar="N",
+    g.add_argument("--tasks", type=arguments.integer(1, 20), default=None, metavar="N",
                    help="desired count of worker tasks (default: 4)")  # fmt: skip
-    g.add_argument("--min-healthy-percent", type=_int_in(0, 100), default=None, metavar="P",
+    g.add_argument("--min-healthy-percent", type=arguments.integer(0, 100), default=None, metavar="P",
                    help="ECS minimumHealthyPercent, rounded up (default: 100)")  # fmt: skip
-    g.add_argument("--max-percent", type=_int_in(100, 200), default=None, metavar="P",
+    g.add_argument("--max-percent", type=arguments.integer(100, 200), default=None, metavar="P",
                    help="ECS maximumPercent, rounded down (default: 150)")  # fmt: skip
-    g.add_argument("--rate", type=_at_most(positive, MAX_RATE), default=None, metavar="N",
+    g.add_argument("--rate", type=arguments.number(MIN_RATE, MAX_RATE), default=None, metavar="N",
                    help="order events per second from the producer (default: 20)")  # fmt: skip
-    g.add_argument("--new-work-ms", type=_at_most(positive, MAX_NEW_WORK_MS), default=None, metavar="MS",
+    g.add_argument("--new-work-ms", type=arguments.number(0, MAX_NEW_WORK_MS, above=True), default=None, metavar="MS",
                    help="regression: the new version's slow downstream call per job (default: 1500)")  # fmt: skip
-    g.add_argument("--delay-objective", type=positive, default=None, metavar="SECONDS",
+    g.add_argument("--delay-objective", type=arguments.number(0, arguments.MAX_DELAY_OBJECTIVE_S, above=True), default=None, metavar="SECONDS",
                    help="an order credited later than this after it was sent counts as harm "
                    "(default: 10)")  # fmt: skip
-    g.add_argument("--stop-timeout", type=_at_most(positive, MAX_STOP_TIMEOUT_S), default=None, metavar="SECONDS",
+    g.add_argument("--stop-timeout", type=arguments.number(MIN_STOP_TIMEOUT_S, MAX_STOP_TIMEOUT_S), default=None, metavar="SECONDS",
                    help="ECS stopTimeout: a stopped task gets SIGTERM, then SIGKILL this much "
                    "later (default: 30, as deploy/stack.yaml)")  # fmt: skip
 

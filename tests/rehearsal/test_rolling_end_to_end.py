@@ -156,14 +156,20 @@ def test_healthy_rolling_update_completes(tmp_path: Path) -> None:
         (["--rate", "0"], "--rate"),
         # above the bounds: the producer's schedule overflowed (a traceback, no orders), and a
         # worker task refuses WORKER_SIMULATED_WORK_MS above 600,000 at start
-        (["--rate", "1e308"], "--rate: expected a number <= 1000"),
+        (["--rate", "1e308"], "--rate: expected a number >= 0.1 and <= 1000"),
+        (["--rate", "1e-300"], "--rate: expected a number >= 0.1"),  # no order to measure
         (["--scenario", "regression", "--new-work-ms", "1e308"], "--new-work-ms"),
         (["--new-work-ms", "600001"], "--new-work-ms"),
         # ECS's own limit; 1e308 overflowed the wait for the stopped tasks
-        (["--stop-timeout", "121"], "--stop-timeout: expected a number <= 120"),
-        # ECS's 40 s healthy wait x 1e308 is inf: a run that never ends, Infinity in run.json
-        (["--time-scale", "1e308"], "overflow to infinity"),
-        (["--time-scale", "1e300", "--bake", "1e10"], "overflow to infinity"),
+        (["--stop-timeout", "121"], "--stop-timeout: expected a number >= 1 and <= 120"),
+        (["--stop-timeout", "1e-9"], "--stop-timeout: expected a number >= 1"),  # whole seconds
+        (["--delay-objective", "1e300"], "--delay-objective"),  # beyond SQS's retention
+        # ECS's 40 s healthy wait x 1e308 is inf: a run that never ends, Infinity in run.json;
+        # 1e300 x a 1e10 s bake, or a 1e300 s bake: practically never ending
+        (["--time-scale", "1e308"], "--time-scale: expected a number >= 0.001 and <= 1000"),
+        (["--time-scale", "1e300", "--bake", "1e10"], "--time-scale"),
+        (["--bake", "1e300"], "--bake: expected a number >= 0 and <= 172800"),
+        (["--time-scale", "1e-300"], "--time-scale"),  # over before anything was measured
         (["--spec", "no/such/spec.yaml"], "does not exist"),
         (["--blue-env", "A=1"], "--blue-env is an option of --target api"),
         (["--allow-one-way-door"], "--allow-one-way-door"),

@@ -1,0 +1,63 @@
+"""Argument types of the rehearsal's command lines: every number within a documented range.
+
+A value outside its range is one line naming the option (argparse adds the name), exit 2: an
+unbounded option let a run wait practically forever (``--bake 1e300``), finish at once with
+nothing measured (``--time-scale 1e-300``), or ask for more load than any machine makes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+from rehearsal.schedule import MAX_BAKE_S
+
+#: ``--time-scale``: from a thousandth (a 10-minute linear deployment in 0.6 s) to a thousand
+#: times the configuration's real durations.
+TIME_SCALE_RANGE = (0.001, 1000.0)
+#: ``--rps``: the load the listener is driven with; far above what one machine serves.
+MAX_RPS = 10_000.0
+#: SQS's longest MessageRetentionPeriod (14 days): an older message no longer exists, so a delay
+#: objective above it could never be missed.
+MAX_DELAY_OBJECTIVE_S = 14 * 86400.0
+
+
+def number(low: float, high: float = math.inf, *, above: bool = False) -> Callable[[str], float]:
+    """A finite number in ``[low, high]`` (``(low, high]`` when ``above``)."""
+    low_text = f"> {low:g}" if above else f">= {low:g}"
+    wanted = f"a number {low_text}" + (f" and <= {high:g}" if high < math.inf else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = (value > low if above else value >= low) and value <= high
+        if not (ok and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
+def integer(low: int, high: int) -> Callable[[str], int]:
+    """A whole number in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer {low}-{high}, got {text!r}")
+        return value
+
+    return parse
+
+
+#: Shared by every rehearsal command line.
+positive = number(0.0, above=True)
+time_scale = number(*TIME_SCALE_RANGE)
+bake = number(0.0, MAX_BAKE_S)
+rps = number(0.0, MAX_RPS, above=True)
