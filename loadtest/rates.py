@@ -75,13 +75,13 @@ def check(env: Mapping[str, str] | None = None) -> None:
         setting(name, env)
     user_rps = setting("LOAD_USER_RPS", env)
     for name in _RATES:
-        rps = setting(name, env)
-        if rps / user_rps > MAX_USERS:
+        try:
+            users_for(setting(name, env), user_rps)
+        except ValueError as exc:
             raise ValueError(
                 f"{name} must ask for at most {MAX_USERS:,} users at LOAD_USER_RPS="
-                f"{user_rps:g} (rate / per-user rate), got {env.get(name, DEFAULTS[name])!r}: "
-                f"{rps / user_rps:.3g} users"
-            )
+                f"{user_rps:g}, got {env.get(name, DEFAULTS[name])!r}: {exc}"
+            ) from None
 
 
 def users_for(rps: float, user_rps: float) -> int:

@@ -57,7 +57,6 @@ def integer(low: int, high: int) -> Callable[[str], int]:
 
 
 #: Shared by every rehearsal command line.
-positive = number(0.0, above=True)
 time_scale = number(*TIME_SCALE_RANGE)
 bake = number(0.0, MAX_BAKE_S)
 rps = number(0.0, MAX_RPS, above=True)

@@ -17,6 +17,7 @@ from types import FrameType
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from points import StorageUnavailable
 from points.environment_variables import POINTS_DB_PATH
 from points.settings import ConfigError, region_from
 from worker._config import SETTINGS, WorkerConfig, check_url, queue_url_from, sqs_endpoint_from
@@ -328,7 +329,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             storage.ping()
         except Exception as exc:
-            if not _sqlite_busy(exc):
+            if not (isinstance(exc, StorageUnavailable) and exc.transient):
                 raise ConfigError(f"{POINTS_DB_PATH}: {exc}") from None
 
     instrument.configure(slots=config.concurrency)
@@ -355,18 +356,6 @@ def _run(args: argparse.Namespace) -> int:
         # interpreter's exit wait for the thread (ECS would SIGKILL us at 30 s).
         os._exit(0)
     return 0
-
-
-def _sqlite_busy(exc: BaseException) -> bool:
-    """True if ``exc`` (or the driver error behind it) is SQLite's "busy" or "locked"."""
-    import sqlite3
-
-    busy = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-    for err in (exc, exc.__cause__):
-        code = getattr(err, "sqlite_errorcode", None)
-        if isinstance(err, sqlite3.Error) and isinstance(code, int) and code & 0xFF in busy:
-            return True
-    return False
 
 
 if __name__ == "__main__":

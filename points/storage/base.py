@@ -33,7 +33,14 @@ class InsufficientPoints(StorageError):
 
 
 class StorageUnavailable(StorageError):
-    """The backend cannot be reached (readiness fails, requests get 503)."""
+    """The backend cannot be reached (readiness fails, requests get 503).
+
+    ``transient``: it is only busy (SQLite locked by another process's write past the busy
+    timeout), so a retry will likely be served; not a sign of bad configuration."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class InvalidCursor(StorageError):

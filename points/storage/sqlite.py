@@ -50,6 +50,8 @@ from points.storage.base import (
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
+#: SQLITE_BUSY, SQLITE_LOCKED: another connection holds the lock (a transient unavailability)
+_BUSY_CODES = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 #: Schema 1: ledger + balances. Schema 2: a ``format`` column on both, the ``ledger_formats``
 #: marker table.
 SCHEMA_VERSION = 2
@@ -267,7 +269,9 @@ class SQLiteStorage:
             yield
         except sqlite3.Error as exc:
             self._drop_connection()
-            raise StorageUnavailable(f"SQLite at {self.path!r}: {exc}") from exc
+            code = getattr(exc, "sqlite_errorcode", None)  # primary code in the low byte
+            busy = isinstance(code, int) and code & 0xFF in _BUSY_CODES
+            raise StorageUnavailable(f"SQLite at {self.path!r}: {exc}", transient=busy) from exc
 
     def _drop_connection(self) -> None:
         held = getattr(self._local, "conn", None)

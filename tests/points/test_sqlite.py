@@ -42,8 +42,9 @@ def test_unique_kind_order_is_enforced_by_the_schema(tmp_path: Path) -> None:
 
 def test_unreachable_file_is_unavailable_not_a_crash(tmp_path: Path) -> None:
     store = SQLiteStorage(str(tmp_path / "no-such-dir" / "p.db"))
-    with pytest.raises(StorageUnavailable):
+    with pytest.raises(StorageUnavailable) as info:
         store.ping()
+    assert not info.value.transient  # a file that cannot be opened is not "busy"
     with pytest.raises(StorageUnavailable):
         store.grant(user_id="u", order_id="o", amount_jpy=100, points=1)
     with pytest.raises(StorageUnavailable):
@@ -60,8 +61,9 @@ def test_writer_lock_held_too_long_is_unavailable(tmp_path: Path) -> None:
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        with pytest.raises(StorageUnavailable):
+        with pytest.raises(StorageUnavailable) as info:
             store.grant(user_id="u", order_id="o", amount_jpy=100, points=1)
+        assert info.value.transient  # busy, not broken: the worker starts and retries
         assert store.balance("u") == 0  # WAL: readers are not blocked by the writer
     finally:
         blocker.execute("ROLLBACK")
