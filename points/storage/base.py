@@ -109,10 +109,16 @@ class HistoryPage:
     next_cursor: str | None
 
 
+#: Kinds whose ``order_id`` is scoped to the user. A redemption id is chosen by the user's own
+#: client, so one user's id must neither block another's redemption nor tell them it was used; a
+#: grant id is the order system's purchase order, which grants once whoever it is for.
+PER_USER_ORDER_KINDS: frozenset[EntryKind] = frozenset({"redemption"})
+
+
 def resolve_repeat(
     existing: LedgerEntry, *, user_id: str, amount_jpy: int | None, points: int
 ) -> Outcome:
-    """The answer to a request whose ``(kind, order_id)`` is already stored: a replay of the
+    """The answer to a request whose order key (see :class:`Storage`) is already stored: a replay of the
     original when it is the same request, else :class:`IdempotencyConflict`.
 
     A grant is identified by what the client sent (user and amount), not by the points: two app
@@ -229,8 +235,9 @@ def decode_cursor(user_id: str, cursor: str, *, max_seq: int) -> int:
 
 
 class Storage(Protocol):
-    """Points ledger. Idempotency is keyed by ``(kind, order_id)`` and enforced by the store itself,
-    so concurrent duplicates from many processes credit exactly once."""
+    """Points ledger. Idempotency is keyed by ``(kind, order_id)`` for grants and by
+    ``(kind, user_id, order_id)`` for redemptions (:data:`PER_USER_ORDER_KINDS`), and enforced by
+    the store itself, so concurrent duplicates from many processes credit exactly once."""
 
     def grant(self, *, user_id: str, order_id: str, amount_jpy: int, points: int) -> Outcome: ...
 

@@ -4,19 +4,31 @@ Environment: ``POINTS_TABLE`` (required), ``AWS_REGION`` / ``AWS_DEFAULT_REGION`
 us-east-1), ``AWS_ENDPOINT_URL`` (optional: a local endpoint such as moto's server), credentials
 from the usual boto3 chain (on ECS: the task role).
 
-One table, two key attributes (``pk``, ``sk``), three kinds of item::
+One table, two key attributes (``pk``, ``sk``), four kinds of item::
 
-    pk = "USER#<user_id>"            sk = "BALANCE"             balance, seq
-    pk = "USER#<user_id>"            sk = "ENTRY#<seq:020d>"    one ledger entry
-    pk = "ORDER#<kind>#<order_id>"   sk = "ORDER"               the entry an order produced
-    pk = "LEDGER"                    sk = "FORMATS"             formats (NS): the format marker
+    pk = "USER#<user_id>"            sk = "BALANCE"                       balance, seq
+    pk = "USER#<user_id>"            sk = "ENTRY#<seq:020d>"              one ledger entry
+    pk = "USER#<user_id>"            sk = "ORDER#redemption#<order_id>"   the entry the user's
+                                                                          redemption produced
+    pk = "ORDER#<kind>#<order_id>"   sk = "ORDER"                         the entry an order
+                                                                          produced (first claim)
+    pk = "LEDGER"                    sk = "FORMATS"                       formats (NS): the marker
 
-Every write is one ``TransactWriteItems`` of those three items, each with a condition: the order
-item must not exist (idempotency: two writers of the same order cannot both succeed), the entry
-item must not exist, and the balance item must still carry the ``seq`` the writer read (optimistic
-concurrency: no lost update, so balances are exact). A cancelled transaction is retried from a
-fresh consistent read, which then sees the winner's order item and answers as a replay. History is
-a ``Query`` on the user's ``ENTRY#`` items, newest first (``seq`` is zero-padded so it sorts).
+Every write is one ``TransactWriteItems`` of the order item(s), the entry item and the balance
+item, each with a condition: an order item must not exist (idempotency: two writers of the same
+order cannot both succeed), the entry item must not exist, and the balance item must still carry
+the ``seq`` the writer read (optimistic concurrency: no lost update, so balances are exact). A
+cancelled transaction is retried from a fresh consistent read, which then sees the winner's order
+item and answers as a replay. History is a ``Query`` on the user's ``ENTRY#`` items, newest first
+(``seq`` is zero-padded so it sorts).
+
+Redemption ids are per user (:data:`points.storage.base.PER_USER_ORDER_KINDS`): the key is the
+user's own ``ORDER#redemption#`` item. Versions before it knew only the global
+``ORDER#redemption#<order_id>`` item, so a redemption also *claims* that item when no one holds it
+yet, in the same transaction. Hence every user-scoped order item has a global one (its own, or an
+earlier claim by another user): an earlier version, looking up only the global item, finds it and
+answers a replay or 409, and never stores a redemption twice; and this version finds a redemption
+an earlier version wrote (global item, same user) and answers it as a replay.
 
 Formats (see :mod:`points.formats`): entry and order items carry ``format`` (absent: 1, items
 written before formats existed), their ``points`` and ``balance`` stored in it; the balance item
@@ -58,6 +70,7 @@ from points.formats import DEFAULT_FORMATS, Formats, encode_points, formats_from
 from points.settings import DEFAULT_REGION, ConfigError, env_url, region_from
 from points.storage.base import (
     MAX_NAMED_RECORDS,
+    PER_USER_ORDER_KINDS,
     EntryKind,
     HistoryPage,
     LedgerEntry,
@@ -97,6 +110,10 @@ def _user_pk(user_id: str) -> str:
 
 
 def _order_pk(kind: EntryKind, order_id: str) -> str:
+    return f"ORDER#{kind}#{order_id}"
+
+
+def _user_order_sk(kind: EntryKind, order_id: str) -> str:
     return f"ORDER#{kind}#{order_id}"
 
 
@@ -259,8 +276,11 @@ class DynamoDBStorage:
     ) -> Outcome:
         present = self._marker()
         check_store_formats(self.formats, present, f"DynamoDB table {self.table!r}")
-        order_item = self._get(_order_pk(kind, order_id), _ORDER_SK)
-        if order_item is not None:
+        per_user = kind in PER_USER_ORDER_KINDS
+        own = self._get(_user_pk(user_id), _user_order_sk(kind, order_id)) if per_user else None
+        order_item = own or self._get(_order_pk(kind, order_id), _ORDER_SK)
+        # Another user's claim of a per-user id is no repeat of this request.
+        if order_item is not None and (not per_user or order_item["user_id"]["S"] == user_id):
             return resolve_repeat(
                 _entry_from(order_item, self.formats),
                 user_id=user_id,
@@ -300,14 +320,20 @@ class DynamoDBStorage:
                 "ConditionExpression": "seq = :seq",
                 "ExpressionAttributeValues": {":seq": _n(seq)},
             }
-        items = [
+        order_keys = [(_order_pk(kind, order_id), _ORDER_SK)] if order_item is None else []
+        if per_user:
+            order_keys.append((_user_pk(user_id), _user_order_sk(kind, order_id)))
+        items: list[dict[str, Any]] = [
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": {"pk": _s(_order_pk(kind, order_id)), "sk": _s(_ORDER_SK), **attrs},
+                    "Item": {"pk": _s(pk), "sk": _s(sk), **attrs},
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
-            },
+            }
+            for pk, sk in order_keys
+        ]
+        items += [
             {
                 "Put": {
                     "TableName": self.table,

@@ -5,7 +5,9 @@ Correctness across processes comes from SQLite itself, not from Python locks:
 * every write runs in a ``BEGIN IMMEDIATE`` transaction, which takes the database's single write
   lock up front, so "is this order_id known? -> insert ledger row -> update balance" is one atomic
   step for all processes sharing the file;
-* ``UNIQUE (kind, order_id)`` is the backstop should anything bypass that path;
+* unique indexes on the order keys are the backstop should anything bypass that path: a grant's
+  ``order_id`` (``ledger_grant_order``), a redemption's ``(user_id, order_id)``
+  (``ledger_redemption_order``, see :data:`points.storage.base.PER_USER_ORDER_KINDS`);
 * WAL mode lets readers (history, readiness) proceed while a writer holds the lock, and the busy
   timeout makes writers queue for the lock instead of failing at once.
 
@@ -20,6 +22,13 @@ is the schema version: an older schema is upgraded in place (additive: columns w
 a newer one is refused untouched. A version that does not read every format in the marker
 refuses to write (checked inside the write transaction, so no race with a newer writer) and to
 serve any user whose rows it cannot read; ``ping`` fails so readiness does.
+
+Redemption ids per user: versions before it kept ``UNIQUE (kind, order_id)`` in the ledger table,
+so a redemption id was one namespace for all users. Such a file is rebuilt once, on open, in one
+write transaction (rows, sequence numbers and cursors kept) with the per-kind indexes above. The
+schema version stays 2 because those versions still read and write the rebuilt file safely: they
+look an order up by ``(kind, order_id)`` and insert only when no user's row has it, so they can
+answer 409 to a user whose id another user also holds, but never store a redemption twice.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from collections.abc import Iterator
 from points.formats import DEFAULT_FORMATS, Formats, encode_points
 from points.storage.base import (
     MAX_NAMED_RECORDS,
+    PER_USER_ORDER_KINDS,
     EntryKind,
     FormatUnsupported,
     HistoryPage,
@@ -56,9 +66,14 @@ _BUSY_CODES = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 #: marker table.
 SCHEMA_VERSION = 2
 
-_SCHEMA_1 = (
+_LEDGER_USER_SEQ = "CREATE INDEX IF NOT EXISTS ledger_user_seq ON ledger (user_id, seq)"
+_BALANCES = """
+    CREATE TABLE IF NOT EXISTS balances (
+        user_id TEXT    PRIMARY KEY,
+        balance INTEGER NOT NULL CHECK (balance >= 0)
+    )
     """
-    CREATE TABLE IF NOT EXISTS ledger (
+_LEDGER_COLUMNS = """
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
         entry_id   TEXT    NOT NULL UNIQUE,
         kind       TEXT    NOT NULL CHECK (kind IN ('grant', 'redemption')),
@@ -67,17 +82,22 @@ _SCHEMA_1 = (
         amount_jpy INTEGER,
         points     INTEGER NOT NULL CHECK (points >= 0),
         balance    INTEGER NOT NULL CHECK (balance >= 0),
-        created_at TEXT    NOT NULL,
-        UNIQUE (kind, order_id)
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS ledger_user_seq ON ledger (user_id, seq)",
-    """
-    CREATE TABLE IF NOT EXISTS balances (
-        user_id TEXT    PRIMARY KEY,
-        balance INTEGER NOT NULL CHECK (balance >= 0)
-    )
-    """,
+        created_at TEXT    NOT NULL"""
+#: The tables as versions before formats (and before per-user redemption ids) created them.
+_SCHEMA_1 = (
+    f"CREATE TABLE IF NOT EXISTS ledger ({_LEDGER_COLUMNS},\n        UNIQUE (kind, order_id)\n)",
+    _LEDGER_USER_SEQ,
+    _BALANCES,
+)
+#: Today's ledger table: the order keys are the partial unique indexes of ``_ORDER_KEYS``.
+_LEDGER = (
+    f"CREATE TABLE {{table}} ({_LEDGER_COLUMNS},\n        format INTEGER NOT NULL DEFAULT 1\n)"
+)
+_ORDER_KEYS = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS ledger_grant_order ON ledger (order_id) "
+    "WHERE kind = 'grant'",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ledger_redemption_order ON ledger (user_id, order_id) "
+    "WHERE kind = 'redemption'",
 )
 # Schema 1 -> 2 is additive: rows written before formats existed are format 1 (the default).
 _FORMAT_COLUMNS = {
@@ -90,6 +110,12 @@ _MARKER = "CREATE TABLE IF NOT EXISTS ledger_formats (format INTEGER PRIMARY KEY
 _MAX_SEQ = 2**63 - 1
 
 _COLUMNS = "entry_id, kind, user_id, order_id, amount_jpy, points, balance, created_at, format"
+# The kind is written out (not a parameter) so that SQLite can use the partial index.
+_FIND_ORDER = {
+    "grant": f"SELECT {_COLUMNS} FROM ledger WHERE kind = 'grant' AND order_id = ?",
+    "redemption": f"SELECT {_COLUMNS} FROM ledger "
+    "WHERE kind = 'redemption' AND user_id = ? AND order_id = ?",
+}
 
 
 def _newer_schema(path: str, version: int, formats: Formats) -> FormatUnsupported:
@@ -115,6 +141,36 @@ def _entry(row: tuple, formats: Formats) -> LedgerEntry:
         created_at=row[7],
         format=fmt,
     )
+
+
+def _scope_order_keys(conn: sqlite3.Connection) -> None:
+    """Give the ledger today's order keys (:data:`_ORDER_KEYS`), rebuilding a ledger table that
+    still has ``UNIQUE (kind, order_id)`` (rows, ``seq`` values and the sequence kept). Runs under
+    the write lock; see the module docstring for why versions before it can share the result."""
+    for _, name, _unique, origin, *_ in conn.execute("PRAGMA index_list(ledger)").fetchall():
+        columns = [row[2] for row in conn.execute(f"PRAGMA index_info({_quote(name)})")]
+        if origin == "u" and columns == ["kind", "order_id"]:
+            # SQLite cannot drop a table constraint: the documented way is a new table, the rows
+            # copied, the old one dropped and the new one renamed (sqlite.org/lang_altertable.html).
+            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'ledger'").fetchone()
+            conn.execute(_LEDGER.format(table="ledger_rebuilt"))
+            conn.execute(
+                f"INSERT INTO ledger_rebuilt (seq, {_COLUMNS}) SELECT seq, {_COLUMNS} FROM ledger"
+            )
+            conn.execute("DROP TABLE ledger")
+            conn.execute("ALTER TABLE ledger_rebuilt RENAME TO ledger")
+            if last is not None:  # AUTOINCREMENT never hands out a number twice
+                conn.execute(
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'ledger'", last
+                )
+            conn.execute(_LEDGER_USER_SEQ)
+            break
+    for statement in _ORDER_KEYS:
+        conn.execute(statement)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 class SQLiteStorage:
@@ -202,6 +258,7 @@ class SQLiteStorage:
             # Again under the lock: another process may have upgraded the file meanwhile.
             if self._refuse_newer_schema(conn) < SCHEMA_VERSION:
                 self._upgrade(conn)
+            _scope_order_keys(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -215,8 +272,10 @@ class SQLiteStorage:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger'"
         ).fetchone()
         had_rows = had_ledger and conn.execute("SELECT 1 FROM ledger LIMIT 1").fetchone()
-        for statement in _SCHEMA_1:
-            conn.execute(statement)
+        if not had_ledger:
+            conn.execute(_LEDGER.format(table="ledger"))
+        conn.execute(_LEDGER_USER_SEQ)
+        conn.execute(_BALANCES)
         for table, alter in _FORMAT_COLUMNS.items():
             columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if "format" not in columns:
@@ -329,9 +388,8 @@ class SQLiteStorage:
         with self._write() as conn:
             # Under the write lock: a newer version cannot add a format between check and write.
             check_store_formats(self.formats, self._present(conn), f"SQLite store {self.path!r}")
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM ledger WHERE kind = ? AND order_id = ?", (kind, order_id)
-            ).fetchone()
+            key = (user_id, order_id) if kind in PER_USER_ORDER_KINDS else (order_id,)
+            row = conn.execute(_FIND_ORDER[kind], key).fetchone()
             if row is not None:
                 return resolve_repeat(
                     _entry(row, self.formats), user_id=user_id, amount_jpy=amount_jpy, points=points

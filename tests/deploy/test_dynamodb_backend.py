@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from points.storage import StorageUnavailable, open_storage
+from points.storage import IdempotencyConflict, StorageUnavailable, open_storage
 from points.storage.dynamodb import create_table, from_env
 from tests.deploy._cfn import DEPLOY, load
 from tests.support.issuer import ISSUER, bearer, grant_token, user_token
@@ -133,6 +133,49 @@ def test_item_layout(aws_env: dict[str, str], formats: dict[str, str], stored: i
     for key in (("USER#u-1", "BALANCE"), ("USER#u-1", "ENTRY#" + "1".zfill(20))):
         assert items[key]["format"] == {"N": fmt}
         assert items[key]["balance"] == {"N": str(stored)}
+
+
+def _order_items(client: Any, table: str) -> dict[tuple[str, str], str]:
+    """Every order item's key -> the user it is for."""
+    return {
+        (i["pk"]["S"], i["sk"]["S"]): i["user_id"]["S"]
+        for i in client.scan(TableName=table)["Items"]
+        if i["pk"]["S"].startswith("ORDER#") or i["sk"]["S"].startswith("ORDER#")
+    }
+
+
+def test_redemption_ids_per_user_and_the_items_an_earlier_version_reads(
+    aws_env: dict[str, str],
+) -> None:
+    """A redemption writes the user's own order item and claims the global one when it is free,
+    so every user-scoped item has a global item: the only one versions before per-user ids look
+    up. One written by such a version (global item only) is still a replay here."""
+    table = _table(aws_env)
+    client = boto3.client("dynamodb", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+    store = from_env(_env(aws_env, table))
+    try:
+        for user in ("alice", "bob", "carol"):
+            store.grant(user_id=user, order_id=f"g-{user}", amount_jpy=10_000, points=100)
+        first = store.redeem(user_id="alice", order_id="r-1", points=30)
+        store.redeem(user_id="bob", order_id="r-1", points=20)
+        assert _order_items(client, table) == {
+            **{(f"ORDER#grant#g-{u}", "ORDER"): u for u in ("alice", "bob", "carol")},
+            ("ORDER#redemption#r-1", "ORDER"): "alice",  # the first claim
+            ("USER#alice", "ORDER#redemption#r-1"): "alice",
+            ("USER#bob", "ORDER#redemption#r-1"): "bob",
+        }
+        # carol's r-2 as an earlier version writes it: the global item alone
+        store.redeem(user_id="carol", order_id="r-2", points=10)
+        client.delete_item(
+            TableName=table, Key={"pk": {"S": "USER#carol"}, "sk": {"S": "ORDER#redemption#r-2"}}
+        )
+        assert store.redeem(user_id="carol", order_id="r-2", points=10).created is False
+        assert store.redeem(user_id="alice", order_id="r-1", points=30).entry == first.entry
+        assert [store.balance(u) for u in ("alice", "bob", "carol")] == [70, 80, 90]
+        with pytest.raises(IdempotencyConflict):
+            store.redeem(user_id="carol", order_id="r-2", points=11)
+    finally:
+        store.close()
 
 
 # IAM actions a DynamoDB API operation needs (TransactWriteItems: those of its parts).

@@ -166,6 +166,52 @@ def test_redemption_with_different_content_conflicts(storage: Storage) -> None:
     assert storage.balance(user) == 90
 
 
+@pytest.mark.parametrize("points", [30, 70])  # the same content as the first user's, or not
+def test_redemption_ids_are_per_user(storage: Storage, points: int) -> None:
+    """Another user's redemption id neither blocks this user's redemption nor reveals itself."""
+    alice, bob, order = uid(), uid(), uid("o")
+    grant(storage, alice, uid("o"), amount=10_000)
+    grant(storage, bob, uid("o"), amount=10_000)
+    first = storage.redeem(user_id=alice, order_id=order, points=30)
+    theirs = storage.redeem(user_id=bob, order_id=order, points=points)
+    assert theirs.created is True and theirs.entry.user_id == bob
+    assert (storage.balance(alice), storage.balance(bob)) == (70, 100 - points)
+    # Each user's retry is a replay of their own redemption; a changed one conflicts.
+    assert storage.redeem(user_id=alice, order_id=order, points=30).entry == first.entry
+    assert storage.redeem(user_id=bob, order_id=order, points=points).entry == theirs.entry
+    with pytest.raises(IdempotencyConflict):
+        storage.redeem(user_id=bob, order_id=order, points=points + 1)
+    assert (storage.balance(alice), storage.balance(bob)) == (70, 100 - points)
+    assert [
+        e.entry_id for e in storage.history(bob, limit=5).entries if e.kind == "redemption"
+    ] == [theirs.entry.entry_id]
+
+
+def test_grant_ids_stay_one_namespace(storage: Storage) -> None:
+    # A grant id is the order system's purchase order: it grants once, whoever it names.
+    alice, bob, order = uid(), uid(), uid("o")
+    grant(storage, alice, order, amount=5000)
+    with pytest.raises(IdempotencyConflict):
+        grant(storage, bob, order, amount=5000)
+    assert storage.balance(bob) == 0
+
+
+def test_concurrent_redemptions_of_one_id_by_many_users_each_debit_once(storage: Storage) -> None:
+    users, order = [uid() for _ in range(4)], uid("o")
+    for user in users:
+        grant(storage, user, uid("o"), amount=1000)
+    barrier = threading.Barrier(8)
+
+    def attempt(i: int) -> Outcome:
+        barrier.wait(timeout=30)
+        return storage.redeem(user_id=users[i % 4], order_id=order, points=4)
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert Counter(o.entry.user_id for o in outcomes if o.created) == Counter(users)
+    assert [storage.balance(user) for user in users] == [6] * 4
+
+
 # -- history -------------------------------------------------------------------------------------
 
 

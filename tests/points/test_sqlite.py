@@ -13,8 +13,20 @@ from pathlib import Path
 import pytest
 
 from points.formats import PRESETS
-from points.storage import DEFAULT_DB_PATH, FormatUnsupported, StorageUnavailable, open_storage
-from points.storage.sqlite import _SCHEMA_1, SCHEMA_VERSION, SQLiteStorage
+from points.storage import (
+    DEFAULT_DB_PATH,
+    FormatUnsupported,
+    IdempotencyConflict,
+    StorageUnavailable,
+    open_storage,
+)
+from points.storage.sqlite import (
+    _FIND_ORDER,
+    _FORMAT_COLUMNS,
+    _SCHEMA_1,
+    SCHEMA_VERSION,
+    SQLiteStorage,
+)
 
 
 def test_file_is_in_wal_mode_with_the_schema(tmp_path: Path) -> None:
@@ -38,6 +50,129 @@ def test_unique_kind_order_is_enforced_by_the_schema(tmp_path: Path) -> None:
             " created_at) VALUES ('x', 'grant', 'u', 'o', 100, 1, 2, 'now')"
         )
     store.close()
+
+
+def test_redemption_keys_are_per_user_in_the_schema(tmp_path: Path) -> None:
+    store = SQLiteStorage(str(tmp_path / "p.db"))
+    store.ping()
+    insert = (
+        "INSERT INTO ledger (entry_id, kind, user_id, order_id, amount_jpy, points, balance,"
+        " created_at) VALUES (?, 'redemption', ?, 'r', NULL, 1, 0, 'now')"
+    )
+    with contextlib.closing(sqlite3.connect(tmp_path / "p.db")) as conn:
+        conn.execute(insert, ("a", "alice"))
+        conn.execute(insert, ("b", "bob"))  # another user's id: allowed
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(insert, ("c", "alice"))
+    store.close()
+
+
+@pytest.mark.parametrize("kind", sorted(_FIND_ORDER))
+def test_order_lookups_use_the_order_indexes(tmp_path: Path, kind: str) -> None:
+    SQLiteStorage(str(tmp_path / "p.db")).ping()
+    with contextlib.closing(sqlite3.connect(tmp_path / "p.db")) as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN " + _FIND_ORDER[kind], ("u", "o")[-_FIND_ORDER[kind].count("?") :]
+        )
+        assert f"ledger_{kind}_order" in " ".join(str(row[-1]) for row in plan)
+
+
+def _previous_version_file(path: Path) -> None:
+    """A file as versions before per-user redemption ids left it: schema 2 with the table-level
+    ``UNIQUE (kind, order_id)``, alice's grant and redemption ``r-1``, the sequence past them."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for statement in _SCHEMA_1:
+            conn.execute(statement)
+        for alter in _FORMAT_COLUMNS.values():
+            conn.execute(alter)
+        conn.execute("CREATE TABLE ledger_formats (format INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO ledger_formats VALUES (1)")
+        conn.executemany(
+            "INSERT INTO ledger (seq, entry_id, kind, user_id, order_id, amount_jpy, points,"
+            " balance, created_at) VALUES (?, ?, ?, 'alice', ?, ?, ?, ?, 'then')",
+            [
+                (1, "grt_1", "grant", "g-1", 10_000, 100, 100),
+                (2, "rdm_1", "redemption", "r-1", None, 30, 70),
+            ],
+        )
+        conn.execute("INSERT INTO balances (user_id, balance) VALUES ('alice', 70)")
+        conn.execute(
+            "UPDATE sqlite_sequence SET seq = 9 WHERE name = 'ledger'"
+        )  # a rolled-back write
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()
+
+
+def test_a_file_with_global_redemption_ids_is_rebuilt_per_user(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    _previous_version_file(path)
+    store = SQLiteStorage(str(path))
+    page = store.history("alice", limit=1)
+    # alice's retry is still a replay (no second debit), and bob may now use her id
+    again = store.redeem(user_id="alice", order_id="r-1", points=30)
+    assert (again.created, again.entry.entry_id, store.balance("alice")) == (False, "rdm_1", 70)
+    store.grant(user_id="bob", order_id="g-2", amount_jpy=5000, points=50)
+    assert store.redeem(user_id="bob", order_id="r-1", points=20).created
+    assert store.balance("bob") == 30
+    with pytest.raises(IdempotencyConflict):  # grant ids stay global
+        store.grant(user_id="bob", order_id="g-1", amount_jpy=10_000, points=100)
+    assert [
+        e.entry_id for e in store.history("alice", limit=5, cursor=page.next_cursor).entries
+    ] == ["grt_1"]
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        # sequence numbers kept and never reused; every row and column copied
+        rows = conn.execute("SELECT seq, entry_id, format FROM ledger ORDER BY seq").fetchall()
+        assert [(seq, fmt) for seq, _, fmt in rows] == [(1, 1), (2, 1), (10, 1), (11, 1)]
+        assert [entry_id for _, entry_id, _ in rows[:2]] == ["grt_1", "rdm_1"]
+        unique = [
+            [c[2] for c in conn.execute(f"PRAGMA index_info('{i[1]}')")]
+            for i in conn.execute("PRAGMA index_list(ledger)")
+            if i[2]
+        ]
+        assert sorted(unique) == [["entry_id"], ["order_id"], ["user_id", "order_id"]]
+        # What an earlier version looks up, (kind, order_id), still finds a row for every
+        # redemption: it answers 409 or a replay, and never stores one twice.
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM ledger WHERE kind = 'redemption' AND order_id = 'r-1'"
+            ).fetchone()[0]
+            == 2
+        )
+
+
+def test_many_processes_opening_a_previous_version_file_rebuild_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    _previous_version_file(path)
+    stores = [SQLiteStorage(str(path)) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+
+    def open_and_redeem(store: SQLiteStorage) -> int:
+        barrier.wait(timeout=30)
+        return store.balance("alice")
+
+    try:
+        results: list[int] = []
+        threads = [
+            threading.Thread(target=lambda s=s: results.append(open_and_redeem(s))) for s in stores
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert results == [70] * len(stores)
+    finally:
+        for store in stores:
+            store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 2
+        assert {
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        } >= {"ledger", "balances"}
+        assert not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'ledger_rebuilt'"
+        ).fetchone()
 
 
 def test_unreachable_file_is_unavailable_not_a_crash(tmp_path: Path) -> None:

@@ -83,6 +83,17 @@ def test_redemption_flow(api: Api) -> None:
     assert (problem["balance"], problem["requested"]) == (70, 71)
 
 
+def test_another_users_redemption_id_is_neither_blocked_nor_revealed(api: Api) -> None:
+    for user in ("alice", "bob"):
+        api.post(GRANTS, json=grant_body(user_id=user, order_id=f"g-{user}", amount_jpy=10_000))
+    mine = {"user_id": "alice", "order_id": "checkout-1", "points": 30}
+    assert api.post(REDEMPTIONS, json=mine).status_code == 201
+    theirs = api.post(REDEMPTIONS, json={**mine, "user_id": "bob"})
+    assert theirs.status_code == 201, theirs.get_json()  # was 409: "already used"
+    assert theirs.get_json()["balance"] == 70
+    assert api.post(REDEMPTIONS, json=mine).get_json()["balance"] == 70  # alice's own replay
+
+
 def test_history_pages_newest_first(api: Api) -> None:
     for i in range(5):
         api.post(GRANTS, json=grant_body(order_id=f"o-{i}", amount_jpy=100 * (i + 1)))
