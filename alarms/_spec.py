@@ -281,11 +281,23 @@ def _profile(data: Any, path: str, default: Profile | None) -> Profile:
     m = _int(d, "datapoints_to_alarm", path, min(base.datapoints_to_alarm, n))
     if m > n:
         raise SpecError(f"{path}.datapoints_to_alarm", "must be <= evaluation_periods")
-    if period * n > 86400:
-        raise SpecError(
-            f"{path}.evaluation_periods", "period_s x evaluation_periods must be <= 1 day"
-        )
+    check_evaluation_range(period, n, f"{path}.evaluation_periods")
     return Profile(period, n, m)
+
+
+#: PutMetricAlarm's longest evaluation range (Period x EvaluationPeriods), in seconds: seven
+#: days, and one day when Period is under an hour (API reference, PutMetricAlarm, "Period").
+MAX_EVALUATION_S = 7 * 86400
+MAX_EVALUATION_SHORT_PERIOD_S = 86400
+
+
+def check_evaluation_range(period: int, n: int, where: str) -> None:
+    """SpecError unless ``period`` (s) x ``n`` periods fits PutMetricAlarm's evaluation range."""
+    if period * n > (MAX_EVALUATION_S if period >= 3600 else MAX_EVALUATION_SHORT_PERIOD_S):
+        raise SpecError(
+            where,
+            "period_s x evaluation_periods must be <= 1 day (<= 7 days when period_s >= 3600)",
+        )
 
 
 def parse_spec(data: Any) -> Spec:

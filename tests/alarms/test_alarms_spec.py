@@ -119,6 +119,32 @@ def test_bad_field_is_named(path: str, value: Any, message: str) -> None:
     assert "\n" not in text
 
 
+@pytest.mark.parametrize(
+    ("period", "n", "accepted"),
+    [
+        (60, 1440, True),  # one day of minutes
+        (60, 1441, False),
+        (1800, 49, False),  # under an hour: one day at most
+        (3600, 168, True),  # an hour or more: seven days
+        (3600, 169, False),
+        (86400, 7, True),
+        (86400, 8, False),
+    ],
+)
+def test_evaluation_range_is_put_metric_alarms(period: int, n: int, accepted: bool) -> None:
+    data = base()
+    data.setdefault("profiles", {})["production"] = {
+        "period_s": period,
+        "evaluation_periods": n,
+        "datapoints_to_alarm": 1,
+    }
+    if accepted:
+        assert parse_spec(data).profiles["production"].evaluation_periods == n
+    else:
+        with pytest.raises(SpecError, match=r"<= 1 day \(<= 7 days when period_s >= 3600\)"):
+            parse_spec(data)
+
+
 def test_not_a_mapping() -> None:
     with pytest.raises(SpecError, match="must be a mapping"):
         parse_spec(["service"])
