@@ -157,14 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load through the listener, requests/s (default: %(default)s)")  # fmt: skip
     p.add_argument("--green-limit-rps", type=_green_limit, default=2.0,
                    help="green's RATE_LIMIT_RPS in the regression scenario (default: %(default)s)")  # fmt: skip
-    p.add_argument("--app", default="sample_api.wsgi:app", metavar="MODULE:NAME",
+    p.add_argument("--app", type=arguments.wsgi_app, default="sample_api.wsgi:app", metavar="MODULE:NAME",
                    help="WSGI app both versions run under gunicorn (default: %(default)s)")  # fmt: skip
     versions = ", ".join(f"{n} ({f.describe()})" for n, f in PRESETS.items())
     for side in ("blue", "green"):
         p.add_argument(f"--{side}-version", choices=sorted(PRESETS), default=None,
                        help=f"the ledger release {side} runs: {versions} (default: the "
                        "scenario's)" if side == "blue" else f"the ledger release {side} runs")  # fmt: skip
-        p.add_argument(f"--{side}-app", default=None, metavar="MODULE:NAME",
+        p.add_argument(f"--{side}-app", type=arguments.wsgi_app, default=None, metavar="MODULE:NAME",
                        help=f"WSGI app {side} runs (default: --app)")  # fmt: skip
         p.add_argument(f"--{side}-env", type=_assignment, action="append", default=[],
                        metavar="NAME=VALUE", help=f"environment of {side} only (repeatable)")  # fmt: skip

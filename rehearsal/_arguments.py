@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
 from rehearsal.schedule import MAX_BAKE_S
@@ -21,6 +22,23 @@ MAX_RPS = 10_000.0
 #: SQS's longest MessageRetentionPeriod (14 days): an older message no longer exists, so a delay
 #: objective above it could never be missed.
 MAX_DELAY_OBJECTIVE_S = 14 * 86400.0
+
+
+#: gunicorn's app reference: ``MODULE[:NAME]``, NAME a variable or a factory call, ``f(...)``.
+_WSGI_APP = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\([^\n]*\))?)?")
+
+
+def wsgi_app(text: str) -> str:
+    """A WSGI app reference as gunicorn takes it (``sample_api.wsgi:app``, ``pkg.mod:create()``).
+
+    Anything else is refused: the value is handed to gunicorn's command line, where ``--daemon``
+    or ``--bind=0.0.0.0:80`` would be an option, not an app."""
+    if not _WSGI_APP.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected MODULE:NAME (a dotted module and a variable or factory call in it), "
+            f"got {text[:80]!r}{'...' if len(text) > 80 else ''}"
+        )
+    return text
 
 
 def number(low: float, high: float = math.inf, *, above: bool = False) -> Callable[[str], float]:

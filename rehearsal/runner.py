@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -62,6 +63,27 @@ def wait_ready(url: str, alive: Any, timeout_s: float = 30.0) -> None:
             last = exc
         time.sleep(0.1)
     raise TimeoutError(f"{url} was not ready within {timeout_s:.0f} s ({last})")
+
+
+#: How much of a log's end :func:`start_failure` reads (a traceback's last line is there).
+_LOG_TAIL_BYTES = 64 * 1024
+_GUNICORN_LINE = re.compile(r"\[\d{4}-\d\d-\d\d [^]]*\] \[\d+\] \[[A-Z]+\] ")
+
+
+def start_failure(log: Path) -> str:
+    """Why a version's gunicorn exited at start, from its stderr log: the last line that is not
+    gunicorn's own (a traceback's exception line, or the app's configuration error), at most 300
+    characters; else gunicorn's last line; "" for an empty or unreadable log."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - _LOG_TAIL_BYTES))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    lines = [line.strip() for line in lines if line.strip()]
+    own = [line for line in lines if not _GUNICORN_LINE.match(line)]
+    found = (own or lines or [""])[-1]
+    return found if len(found) <= 300 else found[:297] + "..."
 
 
 def child_env(
@@ -262,7 +284,15 @@ def run(options: Options) -> Outcome:
                 )
             for name, port in ports.items():
                 child = supervisor.children[name]
-                wait_ready(f"http://127.0.0.1:{port}/readyz", child.alive)
+                try:
+                    wait_ready(f"http://127.0.0.1:{port}/readyz", child.alive)
+                except RuntimeError:
+                    side = blue if name == "blue" else green
+                    log = supervisor.log_dir / f"{name}.stderr.log"
+                    raise RuntimeError(
+                        f"{name} (version {side.label}, app {side.app}) exited before it was "
+                        f"ready: {start_failure(log)} (see {log})"
+                    ) from None
             listener = WeightedListener(
                 {n: ("127.0.0.1", p) for n, p in ports.items()},
                 weights={"blue": 100},
@@ -397,6 +427,7 @@ def _start_version(
             "gunicorn",
             "-c",
             str(ROOT / "sample_api" / "gunicorn.conf.py"),
+            "--",  # the app is never an option, whatever the caller passed
             side.app,
         ],
         env={

@@ -10,7 +10,7 @@ import pytest
 
 from points import PRESETS
 from rehearsal.model import Options
-from rehearsal.runner import child_env, run
+from rehearsal.runner import child_env, run, start_failure
 from rehearsal.versions import OneWayDoor, guard, sides
 from tests.support.processes import ROOT
 
@@ -118,9 +118,44 @@ def test_the_command_line_refuses_v1_to_v3_with_one_line(tmp_path: Path) -> None
         (["--scenario", "healthy", "--blue-version", "v2", "--green-version", "v2"], "both 'v2'"),
         (["--scenario", "healthy", "--green-version", "v4"], "--green-version"),
         (["--scenario", "healthy", "--blue-env", "NOEQUALS"], "NAME=VALUE"),
+        # handed to gunicorn's command line: an option there would not be an app
+        (["--scenario", "healthy", "--app=--daemon"], "argument --app: expected MODULE:NAME"),
+        (["--scenario", "healthy", "--blue-app=--bind=0.0.0.0:80"], "--blue-app: expected"),
+        (["--scenario", "healthy", "--green-app", "sample api:app"], "--green-app: expected"),
+        (["--scenario", "healthy", "--app", "sample_api.wsgi:"], "--app: expected"),
+        (["--scenario", "healthy", "--app", "a b" * 2000], "'" + ("a b" * 30)[:80] + "'..."),
     ],
 )
 def test_bad_version_arguments_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
     proc = _cli(*args, "--out", str(tmp_path / "x"))
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and needle in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("app", "needle"),
+    [
+        ("no_such_module:app", "ModuleNotFoundError: No module named 'no_such_module'"),
+        ("sample_api.wsgi:no_such_app", "Failed to find attribute 'no_such_app'"),
+    ],
+)
+def test_a_version_that_cannot_start_says_why(tmp_path: Path, app: str, needle: str) -> None:
+    proc = _cli("--scenario", "healthy", "--green-app", app, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f"green (version v2, app {app}) exited before it was ready: {needle}" in proc.stderr
+    assert str(tmp_path / "x" / "logs" / "green.stderr.log") in proc.stderr
+
+
+def test_start_failure_reads_the_logs_last_own_line(tmp_path: Path) -> None:
+    log = tmp_path / "v.stderr.log"
+    assert start_failure(log) == ""  # no log at all
+    log.write_text(
+        "[2026-11-30 14:46:00 +0000] [1] [INFO] Booting worker with pid: 2\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1\n'
+        "ValueError: " + "v" * 400 + "\n"
+        "[2026-11-30 14:46:00 +0000] [1] [ERROR] Reason: Worker failed to boot.\n\n"
+    )
+    assert start_failure(log) == ("ValueError: " + "v" * 400)[:297] + "..."
+    log.write_text("[2026-11-30 14:46:00 +0000] [1] [ERROR] Reason: Worker failed to boot.\n")
+    assert start_failure(log) == log.read_text().strip()  # only gunicorn's own: its last line
