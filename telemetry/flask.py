@@ -223,9 +223,15 @@ class _Middleware:
                                 resp[1] = v
                                 break
                 try:
-                    headers.append(("X-Request-Id", rid))
+                    for k, _ in headers:  # an app's own X-Request-Id is kept, not doubled
+                        if len(k) == 12 and k.lower() == "x-request-id":
+                            break
+                    else:
+                        headers.append(("X-Request-Id", rid))
                 except AttributeError:  # not a list (WSGI asks for one; servers take any)
                     headers = [*headers, ("X-Request-Id", rid)]
+                except (TypeError, ValueError):  # not pairs: the server refuses them
+                    pass
                 return start_response(status, headers, exc_info)
 
         except Exception as exc:  # telemetry failed: serve the request anyway

@@ -279,3 +279,27 @@ def test_spans_reach_an_otlp_http_collector(tel: Tel, monkeypatch: pytest.Monkey
     (span,) = [s for s in spans if s.name == "GET /v1/users/<user_id>/points"]
     assert span.trace_id.hex() == XRAY_TRACE[2:].replace("-", "")
     assert span.parent_span_id.hex() == "53995c3f42cd8ad8"
+
+
+@pytest.mark.parametrize("name", ["X-Request-Id", "x-request-id", "X-REQUEST-ID"])
+@pytest.mark.parametrize(
+    "options", [{}, {"access_log": False, "tracing": False}], ids=["full", "red-only"]
+)
+def test_an_apps_own_request_id_header_is_kept_not_doubled(
+    tel: Tel, name: str, options: dict[str, bool]
+) -> None:
+    app = flask.Flask("own-id")
+
+    @app.get("/")
+    def index():
+        return "ok", 200, {name: "app-7"}
+
+    client = instrument(app, **options).test_client()  # type: ignore[arg-type]
+    r = client.get("/", headers={"X-Request-Id": "client-1"})
+    assert r.status_code == 200
+    assert r.headers.getlist("X-Request-Id") == ["app-7"]
+    # a response without one still gets telemetry's
+    plain = flask.Flask("plain")
+    plain.get("/")(lambda: "ok")
+    r = instrument(plain, **options).test_client().get("/", headers={"X-Request-Id": "c-2"})  # type: ignore[arg-type]
+    assert r.headers.getlist("X-Request-Id") == ["c-2"]
