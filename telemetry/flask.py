@@ -183,6 +183,8 @@ class _Middleware:
                 # an app mounted in an instrumented one (DispatcherMiddleware): the outer
                 # middleware measures and logs this request once
                 return self.wsgi_app(environ, start_response)
+            # read now: a dispatcher inside the app moves its prefix there while routing
+            script = environ.get("SCRIPT_NAME")
             method = environ.get("REQUEST_METHOD", "GET")
             original = None
             if method not in KNOWN_METHODS:
@@ -256,6 +258,8 @@ class _Middleware:
                 agg = _runtime.state.aggregator or _runtime.aggregator()
                 agg.record_request(route, status, ms)
                 if span is not None or self.access_log is not False:
+                    if script:  # mounted (DispatcherMiddleware) or served under a prefix
+                        path = script + path
                     if not path.isascii():
                         # WSGI hands the path over as latin-1 text of the raw bytes: show what
                         # the client sent (UTF-8, as werkzeug routes it), not mojibake.

@@ -167,6 +167,22 @@ def test_an_instrumented_app_mounted_in_an_instrumented_one_is_measured_once(tel
     assert total(tel.emf(), "Requests") == 1
 
 
+@pytest.mark.parametrize("script_name", ["/inner", "/inner/deeper"])
+def test_only_the_mounted_app_instrumented_reports_the_whole_path(
+    tel: Tel, script_name: str
+) -> None:
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    outer = flask.Flask("outer")  # not instrumented
+    outer.wsgi_app = DispatcherMiddleware(outer.wsgi_app, {script_name: _app()})  # type: ignore[method-assign]
+    assert outer.test_client().get(f"{script_name}/items/i-8").status_code == 200
+    (access,) = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
+    assert access["path"] == f"{script_name}/items/i-8"  # was "/items/i-8"
+    assert access["route"] == "/items/<item>"  # the mounted app's own template
+    (span,) = tel.spans()
+    assert span.attributes["url.path"] == f"{script_name}/items/i-8"
+
+
 def test_without_flasks_private_context_variable_the_public_calls_find_the_scope(
     tel: Tel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
