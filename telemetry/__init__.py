@@ -11,11 +11,21 @@ See docs/telemetry.md.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TextIO
 
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from telemetry import _errors, _output, _runtime, catalog, cloudwatch_rules, environment_variables
+from telemetry import (
+    _errors,
+    _output,
+    _runtime,
+    _tracing,
+    catalog,
+    cloudwatch_rules,
+    environment_variables,
+)
 from telemetry._config import Settings
 from telemetry._histogram import RELATIVE_ERROR
 from telemetry.jobs import Job, job, record_message_age, report_queue
@@ -35,6 +45,7 @@ __all__ = [
     "counts",
     "environment_variables",
     "error_count",
+    "extract_trace_context",
     "flush",
     "get_logger",
     "job",
@@ -167,6 +178,23 @@ def put_metric(name: str, value: float) -> None:
     """Record ``value`` for the catalog metric ``name``, with the dimensions of the current
     service and request. Unknown names and bad values are counted, never raised."""
     _runtime.put_metric(name, value)
+
+
+def extract_trace_context(headers: Mapping[object, object]) -> Context | None:
+    """The trace to continue from ``headers`` received outside a Flask request (e.g. an SQS
+    message's ``AWSTraceHeader`` as ``{"X-Amzn-Trace-Id": ...}``, or its ``traceparent`` /
+    ``tracestate`` attributes), for ``otel_context.attach`` around a job; None when there is
+    none to continue.
+
+    Each header is checked exactly against its specification, as ``telemetry.flask`` checks a
+    request's (docs/telemetry.md, "Traces"): a malformed one is ignored as if absent and noted
+    (``counts()["invalid_trace_header"]``, not in ``TelemetryErrors``); a valid ``X-Amzn-Trace-Id``
+    wins over ``traceparent``. Never raises (an unexpected failure is counted, ``tracing``)."""
+    try:
+        return _tracing.extract_context(headers)
+    except Exception as exc:
+        _errors.record("tracing", repr(exc))
+        return None
 
 
 def get_logger(name: str | None = None) -> logging.Logger:

@@ -202,6 +202,49 @@ def tracestate_problem(header: str) -> str | None:
     return None
 
 
+#: The inbound correlation headers (lower-case names) and their exact checks.
+HEADER_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "x-amzn-trace-id": xray_header_problem,
+    "traceparent": traceparent_problem,
+    "tracestate": tracestate_problem,
+}
+
+
+def extract_context(headers: Mapping[object, object]) -> otel_context.Context | None:
+    """The remote parent carried by ``headers`` (``X-Amzn-Trace-Id``, ``traceparent``,
+    ``tracestate``; names in any case, other entries ignored), or None: each header is checked
+    exactly (:data:`HEADER_CHECKS`) before anything is continued; a malformed one is ignored as
+    if absent and noted (``invalid_trace_header``). X-Ray wins over W3C, as in the worker's
+    messages (SQS's ``AWSTraceHeader``); a valid ``tracestate`` travels with its
+    ``traceparent``."""
+    valid: dict[str, str] = {}
+    for name, value in headers.items():
+        key = str(name).lower()
+        check = HEADER_CHECKS.get(key)
+        if check is None or not isinstance(value, str):
+            continue
+        why = check(value)
+        if why is not None:
+            _errors.note("invalid_trace_header", f"{key}: {why}; a new trace is started")
+            continue
+        valid[key] = value
+    candidates: list[tuple[TextMapPropagator, dict[str, str]]] = []
+    if "x-amzn-trace-id" in valid:
+        candidates.append((_XRAY_PROPAGATOR, {"X-Amzn-Trace-Id": valid["x-amzn-trace-id"]}))
+    if "traceparent" in valid:
+        w3c = {k: valid[k] for k in ("traceparent", "tracestate") if k in valid}
+        candidates.append((_W3C_PROPAGATOR, w3c))
+    for propagator, carrier in candidates:
+        ctx = propagator.extract(carrier)
+        if trace.get_current_span(ctx).get_span_context().is_valid:
+            return ctx
+    return None
+
+
+_XRAY_PROPAGATOR = AwsXRayPropagator()
+_W3C_PROPAGATOR = TraceContextTextMapPropagator()
+
+
 def build_propagator(names: str) -> tuple[TextMapPropagator, list[str]]:
     """``OTEL_PROPAGATORS`` (comma-separated) and its problems: one line per name that is not
     installed or fails to load (skipped), naming the variable. The caller counts and reports
