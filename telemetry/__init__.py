@@ -10,6 +10,9 @@ See docs/telemetry.md.
 
 from __future__ import annotations
 
+# first: a malformed variable the OpenTelemetry SDK reads at import must not break this import
+from telemetry import _import_guard  # noqa: F401  # isort: skip
+
 import logging
 from collections.abc import Mapping
 from typing import TextIO
@@ -125,7 +128,11 @@ def configure(
         ``AWS_EMF_AGENT_ENDPOINT``, ``AWS_EMF_LOG_GROUP_NAME`` (the sink), ``OTEL_PROPAGATORS``,
         ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_TRACES_SAMPLER``,
         ``OTEL_TRACES_SAMPLER_ARG``,
-        ``OTEL_EXPORTER_OTLP_*`` (tracing). Defaults: docs/telemetry.md.
+        ``OTEL_EXPORTER_OTLP_*`` (tracing). Read by the SDK, a malformed value reported and
+        replaced by the specification's default: ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` (and the
+        other span limits), ``OTEL_BSP_SCHEDULE_DELAY``, ``OTEL_BSP_MAX_QUEUE_SIZE``,
+        ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, ``OTEL_BSP_EXPORT_TIMEOUT``. Defaults:
+        docs/telemetry.md.
 
     Returns:
         The resulting :class:`Settings`, or ``None`` if set-up itself failed (counted).
