@@ -9,6 +9,7 @@ own export thread.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import random
 import re
@@ -36,7 +37,13 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from telemetry import _config, _errors
@@ -431,6 +438,50 @@ def _set_among(names: Iterable[str]) -> str:
     return ", ".join(found) or "/".join(names)
 
 
+#: ``OTEL_TRACES_SAMPLER`` values the SDK knows (any case), and the two that take a ratio.
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+_RATIO_SAMPLERS = {
+    "traceidratio": TraceIdRatioBased,
+    "parentbased_traceidratio": ParentBasedTraceIdRatio,
+}
+
+
+def sampler(env: Mapping[str, str]) -> Sampler | None:
+    """``None`` (the SDK reads ``OTEL_TRACES_SAMPLER``/``_ARG`` itself) when both are valid;
+    otherwise the sampler the SDK would fall back to, after reporting the value naming the
+    variable (the SDK only logs a warning that names neither value nor default)."""
+    raw = env.get(ev.OTEL_TRACES_SAMPLER)
+    name = (raw or "parentbased_always_on").lower()
+    if name not in SAMPLERS:
+        _setting_problem(
+            f"{ev.OTEL_TRACES_SAMPLER}={_config.shown(raw)} is not one of {', '.join(SAMPLERS)}; "
+            "using 'parentbased_always_on'"
+        )
+        return ParentBased(ALWAYS_ON)
+    ratio = _RATIO_SAMPLERS.get(name)
+    arg = env.get(ev.OTEL_TRACES_SAMPLER_ARG)
+    if ratio is None or arg is None:
+        return None
+    try:
+        value = float(arg)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # NaN included
+        _setting_problem(
+            f"{ev.OTEL_TRACES_SAMPLER_ARG}={_config.shown(arg)} is not a ratio in [0, 1] "
+            f"({ev.OTEL_TRACES_SAMPLER}={name}); using 1.0"
+        )
+        return ratio(1.0)
+    return None
+
+
 def span_limits() -> SpanLimits:
     """The SDK's span limits from ``OTEL_*_LIMIT``; a malformed one (the SDK raises
     ``ValueError``) is reported naming it and every limit takes its default."""
@@ -518,6 +569,7 @@ def build_provider(
     provider = TracerProvider(
         resource=resource,
         id_generator=ContinuingIdGenerator(),
+        sampler=sampler(env),
         span_limits=span_limits(),
         shutdown_on_exit=False,
     )

@@ -252,6 +252,38 @@ def _exporters_of(provider: object) -> list[str]:
             1,
         ),
         (
+            {"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": "sometimes"},
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {
+                "OTEL_TRACES_EXPORTER": "console",
+                "OTEL_TRACES_SAMPLER": "TraceIdRatio",
+                "OTEL_TRACES_SAMPLER_ARG": "7",
+            },
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {
+                "OTEL_TRACES_EXPORTER": "console",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "nan",
+            },
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {
+                "OTEL_TRACES_EXPORTER": "console",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.25",
+            },
+            ["ConsoleSpanExporter"],
+            0,
+        ),
+        (
             {"OTEL_TRACES_EXPORTER": "console", "OTEL_SPAN_EVENT_COUNT_LIMIT": "many"},
             ["ConsoleSpanExporter"],
             1,
@@ -282,6 +314,10 @@ def test_trace_exporter_and_sdk_variables_are_read_as_specified_and_bad_ones_rep
     assert provider is not None
     try:
         assert _exporters_of(provider) == exporters
+        if "OTEL_TRACES_SAMPLER" in env:  # a bad value: the SDK's fallback; a good one: its own
+            ratio = "0.25" if env.get("OTEL_TRACES_SAMPLER_ARG") == "0.25" else "1.0"
+            expected = {"sometimes": "AlwaysOnSampler"}.get(env["OTEL_TRACES_SAMPLER"], ratio)
+            assert expected in provider.sampler.get_description()
         assert telemetry.counts().get("config", 0) - before == problems
     finally:
         provider.shutdown()
