@@ -268,3 +268,33 @@ def test_whole_counts_in_other_spellings_are_read(
     monkeypatch.setenv("TELEMETRY_MAX_ROUTES", value)
     settings = telemetry.configure("svc", "v1", log_stream=tel.out)
     assert settings.max_routes == expected and not settings.problems
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+
+def test_a_span_name_without_text_never_raises(tel: Tel) -> None:
+    tel.configure()
+    with telemetry.span(_Unprintable()):  # type: ignore[arg-type]
+        pass
+    (span,) = tel.spans()
+    assert span.name == "<unprintable _Unprintable>"
+
+
+def test_a_job_with_unprintable_fields_is_still_counted_and_ended(tel: Tel) -> None:
+    """A field or name whose str() raises must not cost the job its Jobs/JobDuration, leave its
+    busy slot open (WorkerUtilization stuck high) or leave its log fields on the thread."""
+    from telemetry import _context
+
+    tel.configure()
+    with telemetry.job(_Unprintable(), message_id=_Unprintable(), order=_Unprintable()):  # type: ignore[arg-type]
+        assert _context.current_scope() is not None
+    assert _context.current_scope() is None
+    assert _runtime.aggregator()._active == {}  # the busy slot ended
+    assert total(tel.emf(), "Jobs") == 1
+    (span,) = tel.spans()
+    assert span.attributes["order"] == "<unprintable _Unprintable>"
