@@ -10,12 +10,25 @@ See docs/telemetry.md.
 
 from __future__ import annotations
 
+# first: a malformed variable the OpenTelemetry SDK reads at import must not break this import
+from telemetry import _import_guard  # noqa: F401  # isort: skip
+
 import logging
+from collections.abc import Mapping
 from typing import TextIO
 
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from telemetry import _errors, _output, _runtime, catalog, cloudwatch_rules, environment_variables
+from telemetry import (
+    _errors,
+    _output,
+    _runtime,
+    _tracing,
+    catalog,
+    cloudwatch_rules,
+    environment_variables,
+)
 from telemetry._config import Settings
 from telemetry._histogram import RELATIVE_ERROR
 from telemetry.jobs import Job, job, record_message_age, report_queue
@@ -35,6 +48,7 @@ __all__ = [
     "counts",
     "environment_variables",
     "error_count",
+    "extract_trace_context",
     "flush",
     "get_logger",
     "job",
@@ -114,7 +128,11 @@ def configure(
         ``AWS_EMF_AGENT_ENDPOINT``, ``AWS_EMF_LOG_GROUP_NAME`` (the sink), ``OTEL_PROPAGATORS``,
         ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_TRACES_SAMPLER``,
         ``OTEL_TRACES_SAMPLER_ARG``,
-        ``OTEL_EXPORTER_OTLP_*`` (tracing). Defaults: docs/telemetry.md.
+        ``OTEL_EXPORTER_OTLP_*`` (tracing). Read by the SDK, a malformed value reported and
+        replaced by the specification's default: ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` (and the
+        other span limits), ``OTEL_BSP_SCHEDULE_DELAY``, ``OTEL_BSP_MAX_QUEUE_SIZE``,
+        ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, ``OTEL_BSP_EXPORT_TIMEOUT``. Defaults:
+        docs/telemetry.md.
 
     Returns:
         The resulting :class:`Settings`, or ``None`` if set-up itself failed (counted).
@@ -167,6 +185,23 @@ def put_metric(name: str, value: float) -> None:
     """Record ``value`` for the catalog metric ``name``, with the dimensions of the current
     service and request. Unknown names and bad values are counted, never raised."""
     _runtime.put_metric(name, value)
+
+
+def extract_trace_context(headers: Mapping[object, object]) -> Context | None:
+    """The trace to continue from ``headers`` received outside a Flask request (e.g. an SQS
+    message's ``AWSTraceHeader`` as ``{"X-Amzn-Trace-Id": ...}``, or its ``traceparent`` /
+    ``tracestate`` attributes), for ``otel_context.attach`` around a job; None when there is
+    none to continue.
+
+    Each header is checked exactly against its specification, as ``telemetry.flask`` checks a
+    request's (docs/telemetry.md, "Traces"): a malformed one is ignored as if absent and noted
+    (``counts()["invalid_trace_header"]``, not in ``TelemetryErrors``); a valid ``X-Amzn-Trace-Id``
+    wins over ``traceparent``. Never raises (an unexpected failure is counted, ``tracing``)."""
+    try:
+        return _tracing.extract_context(headers)
+    except Exception as exc:
+        _errors.record("tracing", repr(exc))
+        return None
 
 
 def get_logger(name: str | None = None) -> logging.Logger:

@@ -143,7 +143,9 @@ def load(
     problems: list[str] = []
     res = parse_resource_attributes(env.get(ev.OTEL_RESOURCE_ATTRIBUTES, ""))
 
-    def number(name: str, given: float | None, default: float, lo: float, hi: float) -> float:
+    def number(
+        name: str, given: float | None, default: float, lo: float, hi: float, whole: bool = False
+    ) -> float:
         raw = given if given is not None else env.get(name)
         if raw is None or raw == "":
             return default
@@ -158,6 +160,10 @@ def load(
             return default
         if not (math.isfinite(value) and lo <= value <= hi):
             problems.append(f"{name}={shown(raw)} is outside [{lo}, {hi}]; using {default}")
+            return default
+        if whole and not value.is_integer():
+            # a count: 1.9 routes is a mistake to name, not 1 route
+            problems.append(f"{name}={shown(raw)} is not a whole number; using {default}")
             return default
         return value
 
@@ -270,10 +276,14 @@ def load(
         storage_resolution=resolution,
         histogram=choice(ev.TELEMETRY_HISTOGRAM, histogram, "counts", ("counts", "values")),
         access_log_sample=number(ev.TELEMETRY_ACCESS_LOG_SAMPLE, access_log_sample, 1.0, 0.0, 1.0),
-        max_routes=int(number(ev.TELEMETRY_MAX_ROUTES, max_routes, 50, 1, 10_000)),
-        max_values=int(number(ev.TELEMETRY_MAX_VALUES, max_values, 10_000, 100, 1_000_000)),
+        max_routes=int(number(ev.TELEMETRY_MAX_ROUTES, max_routes, 50, 1, 10_000, whole=True)),
+        max_values=int(
+            number(ev.TELEMETRY_MAX_VALUES, max_values, 10_000, 100, 1_000_000, whole=True)
+        ),
         exclude_paths=exclude,
-        worker_slots=int(number(ev.TELEMETRY_WORKER_SLOTS, worker_slots, 1, 1, 100_000)),
+        worker_slots=int(
+            number(ev.TELEMETRY_WORKER_SLOTS, worker_slots, 1, 1, 100_000, whole=True)
+        ),
         emf_environment=emf_environment,
         agent_endpoint=agent_endpoint,
         log_group=log_group,
@@ -286,6 +296,7 @@ def load(
                 DEFAULT_OUTPUT_BUFFER_BYTES,
                 64 * 1024,
                 1024**3,
+                whole=True,
             )
         ),
         shutdown_timeout_s=number(

@@ -9,13 +9,14 @@ own export thread.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import random
 import re
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from importlib.metadata import entry_points
 from random import getrandbits
@@ -29,14 +30,20 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from telemetry import _config, _errors
@@ -202,6 +209,49 @@ def tracestate_problem(header: str) -> str | None:
     return None
 
 
+#: The inbound correlation headers (lower-case names) and their exact checks.
+HEADER_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "x-amzn-trace-id": xray_header_problem,
+    "traceparent": traceparent_problem,
+    "tracestate": tracestate_problem,
+}
+
+
+def extract_context(headers: Mapping[object, object]) -> otel_context.Context | None:
+    """The remote parent carried by ``headers`` (``X-Amzn-Trace-Id``, ``traceparent``,
+    ``tracestate``; names in any case, other entries ignored), or None: each header is checked
+    exactly (:data:`HEADER_CHECKS`) before anything is continued; a malformed one is ignored as
+    if absent and noted (``invalid_trace_header``). X-Ray wins over W3C, as in the worker's
+    messages (SQS's ``AWSTraceHeader``); a valid ``tracestate`` travels with its
+    ``traceparent``."""
+    valid: dict[str, str] = {}
+    for name, value in headers.items():
+        key = str(name).lower()
+        check = HEADER_CHECKS.get(key)
+        if check is None or not isinstance(value, str):
+            continue
+        why = check(value)
+        if why is not None:
+            _errors.note("invalid_trace_header", f"{key}: {why}; a new trace is started")
+            continue
+        valid[key] = value
+    candidates: list[tuple[TextMapPropagator, dict[str, str]]] = []
+    if "x-amzn-trace-id" in valid:
+        candidates.append((_XRAY_PROPAGATOR, {"X-Amzn-Trace-Id": valid["x-amzn-trace-id"]}))
+    if "traceparent" in valid:
+        w3c = {k: valid[k] for k in ("traceparent", "tracestate") if k in valid}
+        candidates.append((_W3C_PROPAGATOR, w3c))
+    for propagator, carrier in candidates:
+        ctx = propagator.extract(carrier)
+        if trace.get_current_span(ctx).get_span_context().is_valid:
+            return ctx
+    return None
+
+
+_XRAY_PROPAGATOR = AwsXRayPropagator()
+_W3C_PROPAGATOR = TraceContextTextMapPropagator()
+
+
 def build_propagator(names: str) -> tuple[TextMapPropagator, list[str]]:
     """``OTEL_PROPAGATORS`` (comma-separated) and its problems: one line per name that is not
     installed or fails to load (skipped), naming the variable. The caller counts and reports
@@ -345,6 +395,155 @@ class _FileExporter(SpanExporter):
         return True
 
 
+#: OpenTelemetry's span limit defaults (specification, "Span Limits": 128 attributes, events,
+#: links and attributes per event/link; attribute values unlimited), used when a limit
+#: variable is malformed.
+DEFAULT_SPAN_LIMITS = {
+    "max_attributes": 128,
+    "max_events": 128,
+    "max_links": 128,
+    "max_span_attributes": 128,
+    "max_event_attributes": 128,
+    "max_link_attributes": 128,
+    "max_attribute_length": SpanLimits.UNSET,
+    "max_span_attribute_length": SpanLimits.UNSET,
+}
+#: The batch span processor's defaults (specification: OTEL_BSP_*), used when one is malformed.
+DEFAULT_BATCH = {
+    "max_queue_size": 2048,
+    "schedule_delay_millis": 5000,
+    "max_export_batch_size": 512,
+    "export_timeout_millis": 30000,
+}
+_BATCH_VARIABLES = {
+    ev.OTEL_BSP_SCHEDULE_DELAY: "schedule_delay_millis",
+    ev.OTEL_BSP_MAX_QUEUE_SIZE: "max_queue_size",
+    ev.OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "max_export_batch_size",
+    ev.OTEL_BSP_EXPORT_TIMEOUT: "export_timeout_millis",
+}
+#: ``OTEL_TRACES_EXPORTER`` names understood here (a comma-separated list, as specified).
+TRACES_EXPORTERS = ("otlp", "console", "none")
+_BOOLEAN_WORDS = ("true", "false")
+
+
+def _setting_problem(problem: str) -> None:
+    """Count and report one bad setting, as ``configure()`` does for its own."""
+    _errors.record("config", problem)
+    _errors.report(f"telemetry: invalid setting: {problem}")
+
+
+def _set_among(names: Iterable[str]) -> str:
+    """``NAME='value'`` for each of ``names`` set in the environment (for a problem line)."""
+    found = [f"{n}={_config.shown(os.environ[n])}" for n in names if n in os.environ]
+    return ", ".join(found) or "/".join(names)
+
+
+#: ``OTEL_TRACES_SAMPLER`` values the SDK knows (any case), and the two that take a ratio.
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+_RATIO_SAMPLERS = {
+    "traceidratio": TraceIdRatioBased,
+    "parentbased_traceidratio": ParentBasedTraceIdRatio,
+}
+
+
+def sampler(env: Mapping[str, str]) -> Sampler | None:
+    """``None`` (the SDK reads ``OTEL_TRACES_SAMPLER``/``_ARG`` itself) when both are valid;
+    otherwise the sampler the SDK would fall back to, after reporting the value naming the
+    variable (the SDK only logs a warning that names neither value nor default)."""
+    raw = env.get(ev.OTEL_TRACES_SAMPLER)
+    name = (raw or "parentbased_always_on").lower()
+    if name not in SAMPLERS:
+        _setting_problem(
+            f"{ev.OTEL_TRACES_SAMPLER}={_config.shown(raw)} is not one of {', '.join(SAMPLERS)}; "
+            "using 'parentbased_always_on'"
+        )
+        return ParentBased(ALWAYS_ON)
+    ratio = _RATIO_SAMPLERS.get(name)
+    arg = env.get(ev.OTEL_TRACES_SAMPLER_ARG)
+    if ratio is None or arg is None:
+        return None
+    try:
+        value = float(arg)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # NaN included
+        _setting_problem(
+            f"{ev.OTEL_TRACES_SAMPLER_ARG}={_config.shown(arg)} is not a ratio in [0, 1] "
+            f"({ev.OTEL_TRACES_SAMPLER}={name}); using 1.0"
+        )
+        return ratio(1.0)
+    return None
+
+
+def span_limits() -> SpanLimits:
+    """The SDK's span limits from ``OTEL_*_LIMIT``; a malformed one (the SDK raises
+    ``ValueError``) is reported naming it and every limit takes its default."""
+    try:
+        return SpanLimits()
+    except ValueError as exc:
+        _setting_problem(f"{exc}; span limits are OpenTelemetry's defaults")
+        return SpanLimits(**DEFAULT_SPAN_LIMITS)  # type: ignore[arg-type]
+
+
+def batch_processor(exporter: SpanExporter) -> BatchSpanProcessor:
+    """A ``BatchSpanProcessor`` configured by ``OTEL_BSP_*``; values it refuses are reported
+    naming the variables set, and its defaults are used (spans are still exported)."""
+    given: dict[str, int] = {}
+    for name, param in _BATCH_VARIABLES.items():
+        raw = os.environ.get(name)
+        if raw is None:
+            continue
+        try:
+            int(raw)  # what the SDK does (it logs a traceback and uses its default otherwise)
+        except ValueError:
+            _setting_problem(
+                f"{name}={_config.shown(raw)} is not an integer; using {DEFAULT_BATCH[param]}"
+            )
+            given[param] = DEFAULT_BATCH[param]
+    try:
+        return BatchSpanProcessor(exporter, **given)  # type: ignore[arg-type]
+    except ValueError as exc:
+        _setting_problem(f"{_set_among(_BATCH_VARIABLES)}: {exc}; using the defaults")
+        return BatchSpanProcessor(exporter, **DEFAULT_BATCH)  # type: ignore[arg-type]
+
+
+def _exporters(env: Mapping[str, str]) -> list[SpanExporter]:
+    """The exporters ``OTEL_TRACES_EXPORTER`` (a comma-separated list) and the OTLP endpoint
+    variables ask for; names not understood are reported and skipped."""
+    raw = env.get(ev.OTEL_TRACES_EXPORTER, "")
+    names: list[str] = []
+    for name in (n.strip().lower() for n in raw.split(",")):
+        if not name:
+            continue
+        if name not in TRACES_EXPORTERS:
+            _setting_problem(
+                f"{ev.OTEL_TRACES_EXPORTER}={_config.shown(raw)}: {_config.shown(name)} is not "
+                f"one of {', '.join(TRACES_EXPORTERS)}; skipped"
+            )
+            continue
+        names.append(name)
+    endpoint = env.get(ev.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or env.get(
+        ev.OTEL_EXPORTER_OTLP_ENDPOINT
+    )
+    if "none" in names:
+        return []
+    out: list[SpanExporter] = []
+    if "console" in names:
+        out.append(ConsoleSpanExporter(out=sys.stderr))  # stdout carries EMF and logs
+    if "otlp" in names or (not names and endpoint):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        out.append(OTLPSpanExporter())
+    return out
+
+
 def build_provider(
     service: str,
     version: str,
@@ -352,31 +551,30 @@ def build_provider(
     exporter: SpanExporter | None = None,
     traces_file: str = "",
 ) -> TracerProvider | None:
-    """A TracerProvider, or None when ``OTEL_SDK_DISABLED=true``. ``traces_file``: also append
-    every span to that file as OTLP JSON lines (a second ``BatchSpanProcessor``); a file that
-    cannot be opened, or a missing ``opentelemetry-exporter-otlp-json-file``, is counted
-    (``config``) and reported naming ``TELEMETRY_TRACES_FILE``."""
+    """A TracerProvider, or None when ``OTEL_SDK_DISABLED=true`` (any case; a value other than
+    true/false is reported and read as false, as the specification says). ``traces_file``: also
+    append every span to that file as OTLP JSON lines (a second ``BatchSpanProcessor``); a file
+    that cannot be opened, or a missing ``opentelemetry-exporter-otlp-json-file``, is counted
+    (``config``) and reported naming ``TELEMETRY_TRACES_FILE``. Malformed span limit and batch
+    processor variables are reported the same way and replaced by their defaults."""
     env = os.environ if env is None else env
-    if env.get(ev.OTEL_SDK_DISABLED, "").lower() == "true":
+    disabled = env.get(ev.OTEL_SDK_DISABLED, "").strip().lower()
+    if disabled == "true":
         return None
+    if disabled and disabled not in _BOOLEAN_WORDS:
+        shown = _config.shown(env[ev.OTEL_SDK_DISABLED])
+        _setting_problem(f"{ev.OTEL_SDK_DISABLED}={shown} is not true or false; using false")
     resource = Resource.create({"service.name": service, "service.version": version})
     # shutdown_on_exit=False: telemetry.shutdown() (atexit) flushes it, once, in its own process
     provider = TracerProvider(
-        resource=resource, id_generator=ContinuingIdGenerator(), shutdown_on_exit=False
+        resource=resource,
+        id_generator=ContinuingIdGenerator(),
+        sampler=sampler(env),
+        span_limits=span_limits(),
+        shutdown_on_exit=False,
     )
-    if exporter is None:
-        kind = env.get(ev.OTEL_TRACES_EXPORTER, "").lower()
-        endpoint = env.get(ev.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or env.get(
-            ev.OTEL_EXPORTER_OTLP_ENDPOINT
-        )
-        if kind == "console":
-            exporter = ConsoleSpanExporter(out=sys.stderr)  # stdout carries EMF and logs
-        elif kind != "none" and (endpoint or kind == "otlp"):
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            exporter = OTLPSpanExporter()
-    if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(_CountingExporter(exporter)))
+    for chosen in [exporter] if exporter is not None else _exporters(env):
+        provider.add_span_processor(batch_processor(_CountingExporter(chosen)))
     if traces_file:
         try:
             file_exporter = _FileExporter(traces_file)
@@ -393,7 +591,7 @@ def build_provider(
             _errors.record("config", problem)
             _errors.report(f"telemetry: invalid setting: {problem}")
         else:
-            provider.add_span_processor(BatchSpanProcessor(_CountingExporter(file_exporter)))
+            provider.add_span_processor(batch_processor(_CountingExporter(file_exporter)))
     return provider
 
 

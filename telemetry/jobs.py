@@ -14,6 +14,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from telemetry import _context, _errors, _runtime
+from telemetry.spans import text
 
 __all__ = ["Job", "job", "record_message_age", "report_queue"]
 
@@ -30,7 +31,7 @@ class Job:
     """
 
     def __init__(self, name: str = "job", message_id: str | None = None, **fields: object) -> None:
-        self.name = name
+        self.name = name if type(name) is str else text(name)  # never raises into the app
         self.message_id = message_id
         self.fields: dict[str, object] = {k: v for k, v in fields.items() if v is not None}
         if message_id is not None:
@@ -42,21 +43,27 @@ class Job:
     def __enter__(self) -> Job:
         try:
             t0 = perf_counter()
-            agg = _runtime.aggregator()
-            token = agg.job_started()
-            rid = self.message_id or f"{random.getrandbits(128):032x}"
-            scope = _context.Scope(str(rid))
+            rid = text(self.message_id) if self.message_id is not None else ""
+            scope = _context.Scope(rid or f"{random.getrandbits(128):032x}")
             scope.fields = {"job": self.name, **self.fields}
+            agg = _runtime.aggregator()
+            # from here on nothing may fail before _state is set: the busy slot and the scope
+            # must be ended in __exit__ whatever a field holds
+            token = agg.job_started()
             scope_token = _context.current.set(scope)
             span = ctx_token = None
             tracer = _runtime.state.tracer
             if tracer is not None:
-                span = tracer.start_span(
-                    self.name,
-                    kind=trace.SpanKind.CONSUMER,
-                    attributes={k: str(v) for k, v in self.fields.items()},
-                )
-                ctx_token = otel_context.attach(trace.set_span_in_context(span))
+                try:
+                    span = tracer.start_span(
+                        self.name,
+                        kind=trace.SpanKind.CONSUMER,
+                        attributes={text(k): text(v) for k, v in self.fields.items()},
+                    )
+                    ctx_token = otel_context.attach(trace.set_span_in_context(span))
+                except Exception as exc:  # the job is counted and timed without its span
+                    _errors.record("tracing", repr(exc))
+                    span = ctx_token = None
             self._state = (t0, agg, token, scope_token, span, ctx_token)
         except Exception as exc:
             _errors.record("internal", repr(exc))
@@ -83,15 +90,18 @@ class Job:
             extra = {
                 "telemetry": {"outcome": "error" if failed else "ok", "duration_ms": round(ms, 3)}
             }
-            if failed:
-                _log.error(
-                    "%s failed",
-                    self.name,
-                    exc_info=(exc_type, exc, tb) if exc else None,
-                    extra=extra,
-                )
-            else:
-                _log.info("%s done", self.name, extra=extra)
+            try:  # a handler that raises (logging.raiseExceptions) must not cost the span
+                if failed:
+                    _log.error(
+                        "%s failed",
+                        self.name,
+                        exc_info=(exc_type, exc, tb) if exc else None,
+                        extra=extra,
+                    )
+                else:
+                    _log.info("%s done", self.name, extra=extra)
+            except Exception as e:
+                _errors.record("log", repr(e))
             if span is not None:
                 scope = _context.current_scope()
                 if scope is not None and scope.attributes:  # telemetry.annotate() in the job

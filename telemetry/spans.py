@@ -41,10 +41,16 @@ def _attribute(value: object) -> _AttributeValue:
         return value  # type: ignore[return-value]
     if t is int and -(2**63) <= value < 2**63:  # type: ignore[operator]
         return value  # type: ignore[return-value]
+    return text(value)
+
+
+def text(value: object) -> str:
+    """``str(value)``, or ``<unprintable T>`` when that raises or is not a string."""
     try:
-        return str(value)
+        out = str(value)
     except Exception:
         return f"<unprintable {type(value).__name__}>"
+    return out if isinstance(out, str) else f"<unprintable {type(value).__name__}>"
 
 
 class Span:
@@ -63,7 +69,7 @@ class Span:
         kind: trace.SpanKind = trace.SpanKind.INTERNAL,
         attributes: dict[str, object] | None = None,
     ) -> None:
-        self.name = str(name)
+        self.name = name if type(name) is str else text(name)  # never raises into the app
         self.kind = kind if kind in _KINDS else trace.SpanKind.INTERNAL
         self.attributes: dict[str, _AttributeValue] = {}
         if attributes:

@@ -22,18 +22,14 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.propagators.aws import AwsXRayPropagator
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+import telemetry
 from points.domain import GrantRequest, ValidationError, validate_grant
 
 EVENT_TYPE = "order.completed"
 EVENT_VERSION = 1
 _ENVELOPE_FIELDS = ("type", "version", "data")
-_XRAY = AwsXRayPropagator()
-_W3C = TraceContextTextMapPropagator()
 
 
 #: Longest reason kept: a reason may quote a field name or value taken from the body.
@@ -165,11 +161,13 @@ def trace_context(message: Mapping[str, Any]) -> Context | None:
 
 
 def _trace_context(message: Mapping[str, Any]) -> Context | None:
+    # each header is checked exactly before it is continued, as the API checks a request's
+    # (telemetry.extract_trace_context): a malformed one starts a new trace and is noted
     attributes = message.get("Attributes")
     header = attributes.get("AWSTraceHeader") if isinstance(attributes, Mapping) else None
     if isinstance(header, str) and header:
-        ctx = _XRAY.extract({"X-Amzn-Trace-Id": header})
-        if _has_span(ctx):
+        ctx = telemetry.extract_trace_context({"X-Amzn-Trace-Id": header})
+        if ctx is not None:
             return ctx
     attrs = message.get("MessageAttributes")
     if not isinstance(attrs, Mapping):
@@ -180,11 +178,5 @@ def _trace_context(message: Mapping[str, Any]) -> Context | None:
         if isinstance(attrs.get(key), Mapping) and isinstance(attrs[key].get("StringValue"), str)
     }
     if "traceparent" in carrier:
-        ctx = _W3C.extract(carrier)
-        if _has_span(ctx):
-            return ctx
+        return telemetry.extract_trace_context(carrier)
     return None
-
-
-def _has_span(ctx: Context) -> bool:
-    return trace.get_current_span(ctx).get_span_context().is_valid

@@ -8,6 +8,7 @@ import flask
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace
 
 import telemetry
 from telemetry import _tracing
@@ -191,3 +192,49 @@ def test_invalid_request_ids_are_replaced_and_counted(tel: Tel) -> None:
     assert telemetry.counts()["invalid_request_id"] == before + 1
     ok = client.get("/v1/users/u1/points", headers={"X-Request-Id": "req-42"})
     assert ok.headers["X-Request-Id"] == "req-42"
+
+
+# -- the same checks outside Flask (a worker's message attributes) ----------------------------
+
+
+def _continued(ctx: object) -> str | None:
+    if ctx is None:
+        return None
+    return f"{trace.get_current_span(ctx).get_span_context().trace_id:032x}"  # type: ignore[arg-type]
+
+
+# (a header without Parent, or with Sampled=?, has no parent span to continue a job under)
+@pytest.mark.parametrize(
+    "header", [VALID_XRAY[0], f"Lineage=a87bd80c:1;Root={XRAY_TRACE};Parent={PARENT}"]
+)
+def test_extract_trace_context_continues_valid_xray_headers(header: str) -> None:
+    ctx = telemetry.extract_trace_context({"X-Amzn-Trace-Id": header})
+    assert _continued(ctx) == XRAY_TRACE[2:10] + XRAY_TRACE[11:]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Amzn-Trace-Id": h} for h in MALFORMED_XRAY]
+    + [{"traceparent": h} for h in MALFORMED_TRACEPARENT]
+    + [{"TRACEPARENT": f" {W3C_PARENT}\n"}],
+)
+def test_extract_trace_context_never_continues_a_malformed_header(headers: dict) -> None:
+    before = telemetry.counts().get("invalid_trace_header", 0)
+    assert telemetry.extract_trace_context(headers) is None
+    assert telemetry.counts()["invalid_trace_header"] == before + 1
+
+
+def test_extract_trace_context_prefers_xray_and_keeps_a_valid_tracestate_only() -> None:
+    both = {"X-Amzn-Trace-Id": f"Root={XRAY_TRACE};Parent={PARENT}", "traceparent": W3C_PARENT}
+    assert _continued(telemetry.extract_trace_context(both)) == XRAY_TRACE[2:10] + XRAY_TRACE[11:]
+    bad_xray = {**both, "X-Amzn-Trace-Id": f"Root={XRAY_TRACE};Root={XRAY_TRACE}"}
+    assert _continued(telemetry.extract_trace_context(bad_xray)) == W3C_TRACE
+    ctx = telemetry.extract_trace_context({"traceparent": W3C_PARENT, "tracestate": "Congo=x"})
+    assert len(trace.get_current_span(ctx).get_span_context().trace_state) == 0  # type: ignore[arg-type]
+    ctx = telemetry.extract_trace_context({"traceparent": W3C_PARENT, "tracestate": "congo=x"})
+    assert dict(trace.get_current_span(ctx).get_span_context().trace_state) == {"congo": "x"}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("headers", [{}, {"other": "x"}, {"traceparent": 5}, {None: None}])
+def test_extract_trace_context_without_headers_is_none(headers: dict) -> None:
+    assert telemetry.extract_trace_context(headers) is None

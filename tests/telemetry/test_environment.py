@@ -171,3 +171,153 @@ def test_an_unknown_propagator_does_not_break_import_telemetry() -> None:
     assert int(config) == 1  # once: not again for the propagator built at import
     (line,) = [x for x in proc.stderr.splitlines() if "invalid setting" in x]
     assert "OTEL_PROPAGATORS='nope,xray': 'nope' is not installed; skipped" in line
+
+
+def test_a_malformed_span_limit_does_not_break_import_telemetry() -> None:
+    """``opentelemetry.sdk.trace`` raises ValueError when imported with a malformed
+    ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``; ``import telemetry`` (the service, the worker) must
+    not: the value is reported once in one line naming the variable, spans keep the
+    specification's default limits and the variable is left as it was."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, telemetry\n"
+        "from telemetry import _runtime\n"
+        "telemetry.configure(service='svc', version='v1')\n"
+        "limits = _runtime.state.provider._span_limits\n"
+        "print(os.environ['OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT'], limits.max_span_attributes,"
+        " telemetry.counts().get('config'))\n"
+    )
+    env = {**os.environ, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "lots"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0].split() == ["lots", "128", "1"], proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if "invalid setting" in x]
+    assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT must be a non-negative integer but got lots" in line
+
+
+def _exporters_of(provider: object) -> list[str]:
+    processors = provider._active_span_processor._span_processors  # type: ignore[attr-defined]
+    return sorted(type(p.span_exporter.inner).__name__ for p in processors)
+
+
+@pytest.mark.parametrize(
+    ("env", "exporters", "problems"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "otlp,console"}, ["ConsoleSpanExporter", "OTLPSpanExporter"], 0),
+        ({"OTEL_TRACES_EXPORTER": " Console , none"}, [], 0),
+        ({"OTEL_TRACES_EXPORTER": "zipkin,console"}, ["ConsoleSpanExporter"], 1),
+        (
+            {"OTEL_TRACES_EXPORTER": "jaeger", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
+            ["OTLPSpanExporter"],
+            1,
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "nope"},
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "False"},
+            ["ConsoleSpanExporter"],
+            0,
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "-5"},
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_MAX_QUEUE_SIZE": "big"},
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {
+                "OTEL_TRACES_EXPORTER": "console",
+                "OTEL_BSP_MAX_QUEUE_SIZE": "1",
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "5",
+            },
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "console", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "-1"},
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": "sometimes"},
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {
+                "OTEL_TRACES_EXPORTER": "console",
+                "OTEL_TRACES_SAMPLER": "TraceIdRatio",
+                "OTEL_TRACES_SAMPLER_ARG": "7",
+            },
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {
+                "OTEL_TRACES_EXPORTER": "console",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "nan",
+            },
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+        (
+            {
+                "OTEL_TRACES_EXPORTER": "console",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.25",
+            },
+            ["ConsoleSpanExporter"],
+            0,
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "console", "OTEL_SPAN_EVENT_COUNT_LIMIT": "many"},
+            ["ConsoleSpanExporter"],
+            1,
+        ),
+    ],
+)
+def test_trace_exporter_and_sdk_variables_are_read_as_specified_and_bad_ones_reported(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, env: dict, exporters: list, problems: int
+) -> None:
+    """``OTEL_TRACES_EXPORTER`` is a comma-separated list; a name not understood, a non-boolean
+    ``OTEL_SDK_DISABLED`` and SDK variables the SDK refuses (span limits, batch processor) are
+    reported naming the variable (``config``) and replaced by their defaults: tracing stays on."""
+    from telemetry import _tracing
+
+    for name in (
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    before = telemetry.counts().get("config", 0)
+    provider = _tracing.build_provider("svc", "v1")
+    assert provider is not None
+    try:
+        assert _exporters_of(provider) == exporters
+        if "OTEL_TRACES_SAMPLER" in env:  # a bad value: the SDK's fallback; a good one: its own
+            ratio = "0.25" if env.get("OTEL_TRACES_SAMPLER_ARG") == "0.25" else "1.0"
+            expected = {"sometimes": "AlwaysOnSampler"}.get(env["OTEL_TRACES_SAMPLER"], ratio)
+            assert expected in provider.sampler.get_description()
+        assert telemetry.counts().get("config", 0) - before == problems
+    finally:
+        provider.shutdown()

@@ -239,3 +239,62 @@ def test_headers_passed_as_a_tuple_are_served_with_the_request_id(tel: Tel) -> N
     assert (r.status_code, r.data, r.headers.getlist("X-Request-Id")) == (200, b"ok", ["tuple-1"])
     (access,) = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
     assert (access["status"], access["bytes"], access["route"]) == (200, 2, "/t")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "default"),
+    [
+        ("TELEMETRY_MAX_ROUTES", "1.9", "max_routes", 50),
+        ("TELEMETRY_MAX_VALUES", "100.4", "max_values", 10_000),
+        ("TELEMETRY_WORKER_SLOTS", "1.0000001", "worker_slots", 1),
+        ("TELEMETRY_OUTPUT_BUFFER_BYTES", "65536.5", "output_buffer_bytes", 4 * 1024 * 1024),
+    ],
+)
+def test_counts_with_a_fraction_are_refused_not_cut(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, default: int
+) -> None:
+    monkeypatch.setenv(variable, value)
+    before = telemetry.error_count()
+    settings = telemetry.configure("svc", "v1", log_stream=tel.out)
+    assert getattr(settings, field) == default
+    assert telemetry.error_count() - before == 1
+    assert any(variable in p and "whole number" in p for p in settings.problems)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1e2", 100), ("20.0", 20), (" 7 ", 7)])
+def test_whole_counts_in_other_spellings_are_read(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, value: str, expected: int
+) -> None:
+    monkeypatch.setenv("TELEMETRY_MAX_ROUTES", value)
+    settings = telemetry.configure("svc", "v1", log_stream=tel.out)
+    assert settings.max_routes == expected and not settings.problems
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+
+def test_a_span_name_without_text_never_raises(tel: Tel) -> None:
+    tel.configure()
+    with telemetry.span(_Unprintable()):  # type: ignore[arg-type]
+        pass
+    (span,) = tel.spans()
+    assert span.name == "<unprintable _Unprintable>"
+
+
+def test_a_job_with_unprintable_fields_is_still_counted_and_ended(tel: Tel) -> None:
+    """A field or name whose str() raises must not cost the job its Jobs/JobDuration, leave its
+    busy slot open (WorkerUtilization stuck high) or leave its log fields on the thread."""
+    from telemetry import _context
+
+    tel.configure()
+    with telemetry.job(_Unprintable(), message_id=_Unprintable(), order=_Unprintable()):  # type: ignore[arg-type]
+        assert _context.current_scope() is not None
+    assert _context.current_scope() is None
+    assert _runtime.aggregator()._active == {}  # the busy slot ended
+    assert total(tel.emf(), "Jobs") == 1
+    (span,) = tel.spans()
+    assert span.attributes["order"] == "<unprintable _Unprintable>"

@@ -7,6 +7,7 @@ import json
 import pytest
 from opentelemetry import trace
 
+import telemetry
 from points.domain import GrantRequest
 from worker import EVENT_TYPE, PoisonMessage, make_event, parse_event
 from worker._events import trace_context
@@ -121,3 +122,51 @@ def test_trace_context_from_traceparent() -> None:
 )
 def test_no_or_bad_trace_context_is_none(message: dict) -> None:
     assert trace_context(message) is None
+
+
+# Headers the lenient OpenTelemetry propagators would continue (as an id the producer may not
+# have sent), checked exactly as the API checks a request's (docs/telemetry.md, "Traces").
+_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+_TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {
+            "Attributes": {
+                "AWSTraceHeader": f"Root={_ROOT};Parent=53995c3f42cd8ad8;Root=1-00000000-000000000000000000000001"
+            }
+        },
+        {
+            "Attributes": {
+                "AWSTraceHeader": f"Root={_ROOT.upper()};Parent=53995C3F42CD8AD8;Sampled=1"
+            }
+        },
+        {
+            "Attributes": {
+                "AWSTraceHeader": f"Root={_ROOT};Parent=53995c3f42cd8ad8;Parent=1111111111111111"
+            }
+        },
+        {"Attributes": {"AWSTraceHeader": f" Root = {_ROOT} ; Parent = 53995c3f42cd8ad8"}},
+        {"Attributes": {"AWSTraceHeader": f"Root={_ROOT};Parent=53995c3f42cd8ad8;Self=bogus"}},
+        {
+            "MessageAttributes": {
+                "traceparent": {"StringValue": f"00-{_TRACE}-b7ad6b7169203331-01\n"}
+            }
+        },
+    ],
+)
+def test_malformed_trace_headers_are_not_continued_and_are_noted(message: dict) -> None:
+    before = telemetry.counts().get("invalid_trace_header", 0)
+    assert trace_context(message) is None
+    assert telemetry.counts()["invalid_trace_header"] == before + 1
+
+
+def test_a_malformed_xray_header_falls_back_to_a_valid_traceparent() -> None:
+    _, traceparent = new_trace()
+    message = {
+        "Attributes": {"AWSTraceHeader": f"Root={_ROOT};Root={_ROOT};Parent=53995c3f42cd8ad8"},
+        "MessageAttributes": {"traceparent": {"DataType": "String", "StringValue": traceparent}},
+    }
+    assert _span_ids(trace_context(message)) == (traceparent[3:35], traceparent[36:52])
