@@ -66,6 +66,10 @@ SMOKE_TEST_OUTPUT = "SmokeTestFunctionName"
 _TASKDEF_ARN = re.compile(
     r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task-definition/[A-Za-z0-9_-]{1,255}:[1-9]\d{0,9}"
 )
+#: An image ECS accepts (RegisterTaskDefinition ``ContainerDefinition.image``: "Up to 255 letters
+#: (uppercase and lowercase), numbers, hyphens, underscores, colons, periods, forward slashes, and
+#: number signs", plus ``@`` of a digest), or CodePipeline's placeholder.
+_IMAGE = re.compile(r"[A-Za-z0-9._:/#@-]{1,255}|<IMAGE1_NAME>")
 _FUNCTION = re.compile(r"(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}")
 
 
@@ -87,6 +91,8 @@ def load_outputs(path: Path) -> dict[str, str]:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not JSON: {exc.msg} (line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 JSON (describe-stacks output)") from None
     if isinstance(data, dict) and "Stacks" in data:
         stacks = data["Stacks"]
         if not (isinstance(stacks, list) and stacks and isinstance(stacks[0], dict)):
@@ -118,6 +124,11 @@ def render_taskdef(
         raise UsageError(f"--version must be 1-64 characters of A-Z a-z 0-9 . _ -, got {version!r}")
     if not _REGION.fullmatch(region):
         raise UsageError(f"--region does not look like an AWS region: {region!r}")
+    if not _IMAGE.fullmatch(image):
+        raise UsageError(
+            "--image must be 1-255 characters of A-Z a-z 0-9 - _ : . / # @ (ECS's image rule), "
+            f"got {image!r:.120}"
+        )
     values = {**outputs, "Region": region, "AppVersion": version}
 
     def fill(match: re.Match[str]) -> str:
