@@ -425,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"cannot read {args.alarms_template}: {exc.strerror}") from None
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{args.alarms_template} is not JSON: {exc.msg}") from None
+            except UnicodeDecodeError:
+                raise UsageError(f"{args.alarms_template} is not UTF-8 JSON") from None
         problem = template_problem(template)
         if problem and args.alarms_template is not None:
             raise UsageError(f"{args.alarms_template} {problem}")

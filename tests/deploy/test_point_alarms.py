@@ -372,6 +372,17 @@ def test_a_malformed_alarms_template_is_one_line_and_exit_2(
     assert proc.stderr.count("\n") == 1
 
 
+def test_an_alarms_template_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "alarms.json"
+    path.write_bytes(b"\xff\xfe{}")
+    proc, _ = _release(
+        tmp_path, _world(tmp_path), "v2", "--dry-run", "--alarms-template", str(path)
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("point_alarms: ") and "is not UTF-8 JSON" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("args", [[], ["--stack"], ["--stack", "s", "--green-version", "v2", "-x"]])
 def test_usage_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
     proc = subprocess.run(
