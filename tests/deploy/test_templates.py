@@ -851,3 +851,36 @@ PARAM_EXAMPLES = {
     "CodeDeployApplication": "points-service",
     "DeploymentGroupName": "points-service-dg",
 }
+
+
+_SERVICE_NAMES = {
+    # name: can it name the load balancer (ELB's rule: 1-32 letters, digits and hyphens, not
+    # beginning or ending with a hyphen, not beginning with "internal-"), with room for the
+    # target groups' "-green" suffix (24 characters)?
+    "points-service": True,
+    "a": True,
+    "p1": True,
+    "a" * 24: True,
+    "a" * 25: False,
+    "points-": False,
+    "internal-api": False,
+    "internal": True,
+    "1points": False,
+    "Points": False,
+    "points_service": False,
+    "": False,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SERVICE_NAMES))
+@pytest.mark.parametrize(
+    ("template", "parameter"),
+    [("stack.yaml", "ServiceName"), ("pipeline.yaml", "ServiceName"), ("pipeline.yaml", "PreProdServiceName")],
+)  # fmt: skip
+def test_service_names_are_ones_the_load_balancer_takes(
+    template: str, parameter: str, name: str
+) -> None:
+    """ServiceName is the load balancer's name: a value ELB refuses would fail the stack halfway
+    (after the network, queues and table exist), so the parameter refuses it up front."""
+    param = load(DEPLOY / template)["Parameters"][parameter]
+    assert _allowed(param, name) == _SERVICE_NAMES[name]
