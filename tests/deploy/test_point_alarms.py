@@ -448,3 +448,22 @@ def test_buildspec_renders_guards_and_points_the_alarms(tmp_path: Path, dry_run:
     else:
         assert len(updates) == 1
         _check(_watched(tmp_path, world), green=tag, replacement_group=TG_GREEN)
+
+
+def test_alarms_made_for_another_service_are_refused(tmp_path: Path) -> None:
+    """A stage stack (ServiceName=points-preprod) packaged with an alarms template synthesized for
+    another name watches metrics nobody emits (Service=points-service): no alarm could ever roll
+    the deployment back. Pointing them at the release would "succeed", so it refuses instead."""
+    world = _world(tmp_path)
+    data = json.loads(world.read_text())
+    for output in data["stack"]["Outputs"]:
+        if output["OutputKey"] == "ServiceName":
+            output["OutputValue"] = "points-preprod"
+    world.write_text(json.dumps(data))
+    for extra in ((), ("--dry-run",)):
+        proc, _ = _release(tmp_path, world, "v2", *extra)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert "watch Service=points-service" in proc.stderr
+        assert "--service points-preprod" in proc.stderr
+    assert json.loads(world.read_text())["stack"]["Parameters"] == data["stack"]["Parameters"]
