@@ -73,6 +73,18 @@ _IMAGE = re.compile(r"[A-Za-z0-9._:/#@-]{1,255}|<IMAGE1_NAME>")
 _FUNCTION = re.compile(r"(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}")
 
 
+#: App settings the stack wires to something outside the task definition; a release that changed
+#: one would leave the rollback alarms watching metrics it no longer emits (they could never fire)
+#: or the load balancer probing a port nobody listens on. (Standard library only: the names are
+#: telemetry's and the app's own, written out.)
+WIRED_ENV = {
+    "OTEL_SERVICE_NAME": "the rollback alarms watch the stack's Service (its ServiceName)",
+    "AWS_EMF_NAMESPACE": "the rollback alarms watch the metrics' namespace",
+    "AWS_EMF_ENVIRONMENT": "the rollback alarms read the EMF lines the awslogs driver ships",
+    "PORT": "the target groups, the AppSpec and the task definition use port 8080",
+}
+
+
 class UsageError(ValueError):
     """Input that cannot produce a revision; reported on one line, exit status 2."""
 
@@ -142,6 +154,8 @@ def render_taskdef(
     for name, value in (env or {}).items():
         if name == "APP_VERSION":
             raise UsageError("set APP_VERSION with --version, not --set-env")
+        if name in WIRED_ENV:
+            raise UsageError(f"{name} cannot be set per release: {WIRED_ENV[name]}")
         environment[name] = value
     app["environment"] = [{"name": k, "value": v} for k, v in environment.items()]
     return taskdef

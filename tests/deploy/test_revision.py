@@ -141,6 +141,10 @@ def test_without_network_outputs_the_appspec_keeps_the_service_network(tmp_path:
         (None, "v 2", "us-east-1", [], "--version must be"),
         (None, "v2", "mars", [], "--region does not look like"),
         (None, "v2", "us-east-1", ["--set-env", "APP_VERSION=x"], "set APP_VERSION with"),
+        # the alarms would watch metrics this release no longer emits
+        (None, "v2", "us-east-1", ["--set-env", "OTEL_SERVICE_NAME=x"], "OTEL_SERVICE_NAME cannot"),
+        (None, "v2", "us-east-1", ["--set-env", "AWS_EMF_NAMESPACE=x"], "AWS_EMF_NAMESPACE cannot"),
+        (None, "v2", "us-east-1", ["--set-env", "PORT=9090"], "PORT cannot be set"),
         (None, "v2", "us-east-1", ["--subnets", "subnet-1; rm -rf /"], "--subnets must be"),
         (None, "v2", "us-east-1", ["--subnets", ""], "--subnets must be"),
         (None, "v2", "us-east-1", ["--assign-public-ip", "yes"], "--assign-public-ip must be"),
