@@ -25,6 +25,9 @@ template would watch) is printed, and written as JSON with ``--plan FILE``.
 Because each release derives both values from what is running, the state after a deployment,
 successful or rolled back, is the starting point of the next one: nothing to reset by hand.
 
+The rollback alarms must watch the stack's own ``Service`` (its ``ServiceName`` output): alarms
+synthesized for another name could never fire, so such a stack is refused (exit 1).
+
 Exit status: 0 done, 1 AWS refused or the alarms do not watch the release afterwards, 2 bad input
 (one line on stderr).
 """
@@ -313,6 +316,8 @@ def plan(
         "WorkerVersion": current.get("WorkerVersion", ""),
     }
     new = {**parameters, "ReplacementTargetGroup": replacement}
+    alarms = alarm_targets(template, alarm_parameters)
+    _check_service(stack, outputs.get("ServiceName", ""), rollback_alarm_names(template), alarms)
     return {
         "stack": stack,
         "running_task_definition": running_arn,
@@ -320,8 +325,28 @@ def plan(
         "changed": {k: [current.get(k), v] for k, v in new.items() if current.get(k) != v},
         "same_version": blue == green_version,
         "rollback_alarms": rollback_alarm_names(template),
-        "alarms": alarm_targets(template, alarm_parameters),
+        "alarms": alarms,
     }
+
+
+def _check_service(
+    stack: str, service: str, rollback: list[str], alarms: dict[str, list[str]]
+) -> None:
+    """The rollback alarms must watch the stack's own service (its ``ServiceName`` output, the
+    tasks' ``OTEL_SERVICE_NAME``): an alarms template synthesized for another name (a stage
+    packaged without ``alarms synth --service``) watches metrics nobody emits, so no alarm could
+    ever stop the deployment. :class:`AwsError` naming the fix."""
+    if not service:  # an older stack without the output: nothing to compare with
+        return
+    for name in rollback:
+        for dimension in alarms.get(name, []):
+            key, _, value = dimension.partition("=")
+            if key == "Service" and value != service:
+                raise AwsError(
+                    f"the rollback alarms of stack {stack} watch Service={value} ({name}), but "
+                    f"its service is {service}: package it with an alarms template made by "
+                    f"`python -m alarms synth ... --service {service}` and update the stack"
+                )
 
 
 def apply(the_plan: dict[str, Any], *, region: str | None) -> None:
@@ -425,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"cannot read {args.alarms_template}: {exc.strerror}") from None
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{args.alarms_template} is not JSON: {exc.msg}") from None
+            except UnicodeDecodeError:
+                raise UsageError(f"{args.alarms_template} is not UTF-8 JSON") from None
         problem = template_problem(template)
         if problem and args.alarms_template is not None:
             raise UsageError(f"{args.alarms_template} {problem}")

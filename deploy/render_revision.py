@@ -66,7 +66,23 @@ SMOKE_TEST_OUTPUT = "SmokeTestFunctionName"
 _TASKDEF_ARN = re.compile(
     r"arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task-definition/[A-Za-z0-9_-]{1,255}:[1-9]\d{0,9}"
 )
+#: An image ECS accepts (RegisterTaskDefinition ``ContainerDefinition.image``: "Up to 255 letters
+#: (uppercase and lowercase), numbers, hyphens, underscores, colons, periods, forward slashes, and
+#: number signs", plus ``@`` of a digest), or CodePipeline's placeholder.
+_IMAGE = re.compile(r"[A-Za-z0-9._:/#@-]{1,255}|<IMAGE1_NAME>")
 _FUNCTION = re.compile(r"(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}")
+
+
+#: App settings the stack wires to something outside the task definition; a release that changed
+#: one would leave the rollback alarms watching metrics it no longer emits (they could never fire)
+#: or the load balancer probing a port nobody listens on. (Standard library only: the names are
+#: telemetry's and the app's own, written out.)
+WIRED_ENV = {
+    "OTEL_SERVICE_NAME": "the rollback alarms watch the stack's Service (its ServiceName)",
+    "AWS_EMF_NAMESPACE": "the rollback alarms watch the metrics' namespace",
+    "AWS_EMF_ENVIRONMENT": "the rollback alarms read the EMF lines the awslogs driver ships",
+    "PORT": "the target groups, the AppSpec and the task definition use port 8080",
+}
 
 
 class UsageError(ValueError):
@@ -87,6 +103,8 @@ def load_outputs(path: Path) -> dict[str, str]:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not JSON: {exc.msg} (line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 JSON (describe-stacks output)") from None
     if isinstance(data, dict) and "Stacks" in data:
         stacks = data["Stacks"]
         if not (isinstance(stacks, list) and stacks and isinstance(stacks[0], dict)):
@@ -118,6 +136,11 @@ def render_taskdef(
         raise UsageError(f"--version must be 1-64 characters of A-Z a-z 0-9 . _ -, got {version!r}")
     if not _REGION.fullmatch(region):
         raise UsageError(f"--region does not look like an AWS region: {region!r}")
+    if not _IMAGE.fullmatch(image):
+        raise UsageError(
+            "--image must be 1-255 characters of A-Z a-z 0-9 - _ : . / # @ (ECS's image rule), "
+            f"got {image!r:.120}"
+        )
     values = {**outputs, "Region": region, "AppVersion": version}
 
     def fill(match: re.Match[str]) -> str:
@@ -131,6 +154,8 @@ def render_taskdef(
     for name, value in (env or {}).items():
         if name == "APP_VERSION":
             raise UsageError("set APP_VERSION with --version, not --set-env")
+        if name in WIRED_ENV:
+            raise UsageError(f"{name} cannot be set per release: {WIRED_ENV[name]}")
         environment[name] = value
     app["environment"] = [{"name": k, "value": v} for k, v in environment.items()]
     return taskdef

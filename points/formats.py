@@ -115,7 +115,7 @@ def parse_format_list(text: str, name: str) -> frozenset[int]:
     parts = [_number(part) for part in text.split(",")]
     if not text.strip() or None in parts:
         raise ConfigError(
-            f"{name} must be comma-separated ledger format numbers (e.g. 1,2); got {text!r}"
+            f"{name} must be comma-separated ledger format numbers (e.g. 1,2); got {text!r:.80}"
         )
     return frozenset(p for p in parts if p is not None)
 
@@ -132,7 +132,7 @@ def formats_from(env: Mapping[str, str]) -> Formats:
         if number is None:
             raise ConfigError(
                 f"{POINTS_FORMAT_WRITE} must be a ledger format number (e.g. 1); "
-                f"got {env[POINTS_FORMAT_WRITE]!r}"
+                f"got {env[POINTS_FORMAT_WRITE]!r:.80}"
             )
         write = number
     return Formats.of(read, write)

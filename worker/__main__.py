@@ -67,7 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    # One line even when the message quotes a peer's answer: an endpoint that is not SQS (a
+    # mistyped AWS_ENDPOINT_URL) answers with an HTML error page, which botocore makes the message.
+    text = " ".join(message.split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
     return status
 
 

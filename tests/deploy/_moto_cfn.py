@@ -125,6 +125,17 @@ def for_moto(
     return template, notes
 
 
+def _numeric_pattern(parameter: dict[str, Any]) -> bool:
+    """A String parameter whose AllowedPattern has no letters (digits, '.', '-' and regular
+    expression syntax only) admits only numbers, e.g. the ECS bake times and step percent."""
+    pattern = parameter.get("AllowedPattern")
+    return (
+        parameter.get("Type") == "String"
+        and isinstance(pattern, str)
+        and re.fullmatch(r"[\^$()|\[\]{},?*+.\\0-9-]+", pattern) is not None
+    )
+
+
 def evaluate(template: dict[str, Any], values: dict[str, Any]) -> Any:
     """A resolver for the intrinsic functions of one resource (Ref, Fn::If, Fn::Split, Fn::Sub,
     Fn::Equals/Not/And/Or, Condition), enough to hand a resource's properties to the service's
@@ -146,7 +157,9 @@ def evaluate(template: dict[str, Any], values: dict[str, Any]) -> Any:
                     return _NO_VALUE
                 param = template.get("Parameters", {}).get(arg, {})
                 value = values.get(arg, param.get("Default"))
-                if param.get("Type") == "Number":  # CloudFormation passes numbers as numbers
+                if param.get("Type") == "Number" or _numeric_pattern(param):
+                    # The resource takes the number its schema declares (CloudFormation hands a
+                    # Ref over as text and converts it); botocore wants the number itself.
                     number = float(value)
                     return int(number) if number.is_integer() else number
                 return value

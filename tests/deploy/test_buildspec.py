@@ -69,7 +69,12 @@ def _workspace(tmp_path: Path, hooks: dict[str, str] | None = None) -> Path:
     return work
 
 
-def _run(tmp_path: Path, describe: str, hooks: dict[str, str] | None = None):
+def _run(
+    tmp_path: Path,
+    describe: str,
+    hooks: dict[str, str] | None = None,
+    variables: dict[str, str] | None = None,
+):
     work = _workspace(tmp_path, hooks)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -92,6 +97,7 @@ def _run(tmp_path: Path, describe: str, hooks: dict[str, str] | None = None):
         "CALLS": str(calls),
         "FAKE_DESCRIBE": describe,
         "FAKE_OUTPUTS": str(outputs),
+        **(variables or {}),
     }
     proc = subprocess.run(
         ["bash", "-c", _script()],
@@ -155,6 +161,21 @@ def test_pre_deploy_hooks_run_after_rendering_and_can_stop_the_release(
     proc, log, _ = _run(tmp_path, "missing", {"10-check": hook, "notes.txt": "not executable"})
     assert f"hook saw {COMMIT[:12]}" in log
     assert (proc.returncode == 0) == (status == 0), proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("RUN_TESTS", "TRUE"), ("RUN_TESTS", "yes"), ("RUN_TESTS", ""), ("DRY_RUN", "True")],
+)
+def test_a_switch_that_is_neither_true_nor_false_stops_the_build(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    """RUN_TESTS=TRUE must not skip the tests (only "false" does), DRY_RUN=yes must not change
+    the stack (only "true" is a dry run): anything else stops the build before it builds."""
+    proc, log, _ = _run(tmp_path, "missing", variables={name: value})
+    assert proc.returncode != 0
+    assert f"{name} must be true or false" in proc.stderr
+    assert _docker(log, "build") == [] and not any("describe-images" in c for c in log)
 
 
 def test_docs_build_commands_force_the_task_platform() -> None:

@@ -21,14 +21,23 @@ HOOK = DEPLOY / "pre-deploy.d" / "10-one-way-door"
 _AWS = r"""#!/usr/bin/env bash
 echo "aws $*" >> "$CALLS"
 case "$1 $2" in
-  "ecs describe-services") printf '%s\t%s\n' "$FAKE_PRIMARY" None ;;
+  "ecs describe-services")
+    if [ -n "${FAKE_DESCRIBE_ERROR:-}" ]; then echo "$FAKE_DESCRIBE_ERROR" >&2; exit 254; fi
+    printf '%s\t%s\n' "$FAKE_PRIMARY" None ;;
   "ecs describe-task-definition") cat "$FAKE_RUNNING" ;;
   *) echo "unexpected aws call: $*" >&2; exit 2 ;;
 esac
 """
 
 
-def _run(tmp_path: Path, running: str | None, candidate: str):
+def _run(
+    tmp_path: Path,
+    running: str | None,
+    candidate: str,
+    *,
+    describe_error: str = "",
+    outputs_text: str | None = None,
+):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "aws").write_text(_AWS)
@@ -42,7 +51,9 @@ def _run(tmp_path: Path, running: str | None, candidate: str):
         {"OutputKey": "ClusterName", "OutputValue": "points"},
         {"OutputKey": "ApiServiceName", "OutputValue": "points-api"},
     ]
-    (work / "stack-outputs.json").write_text(json.dumps(outputs))
+    (work / "stack-outputs.json").write_text(
+        json.dumps(outputs) if outputs_text is None else outputs_text
+    )
     (work / "taskdef.json").write_text(json.dumps(taskdef(candidate)))
     (tmp_path / "running.json").write_text(
         json.dumps(taskdef(running, described=True)) if running else "{}"
@@ -54,11 +65,13 @@ def _run(tmp_path: Path, running: str | None, candidate: str):
         if running
         else "None",
         "FAKE_RUNNING": str(tmp_path / "running.json"),
+        "FAKE_DESCRIBE_ERROR": describe_error,
     }
     proc = subprocess.run(
         ["bash", str(HOOK)], cwd=work, env=env, capture_output=True, text=True, timeout=60
     )
-    return proc, (tmp_path / "calls.log").read_text().splitlines()
+    calls = tmp_path / "calls.log"
+    return proc, calls.read_text().splitlines() if calls.exists() else []
 
 
 def test_the_hook_is_executable_so_the_build_runs_it() -> None:
@@ -88,3 +101,30 @@ def test_the_first_deployment_has_nothing_to_guard(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "nothing to guard" in proc.stdout
     assert len(calls) == 1
+
+
+def test_an_aws_error_fails_the_build_instead_of_skipping_the_guard(tmp_path: Path) -> None:
+    """AccessDenied or throttling on DescribeServices is not "nothing to guard": a guard that
+    cannot see the rollback target must refuse, or a one-way door walks through."""
+    denied = (
+        "An error occurred (AccessDeniedException) when calling the DescribeServices operation: "
+        "User is not authorized to perform: ecs:DescribeServices"
+    )
+    proc, calls = _run(tmp_path, "v1", "v3", describe_error=denied)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "nothing to guard" not in proc.stdout
+    assert "cannot read the running task definition of points-api" in proc.stderr
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    "outputs_text",
+    ["not json", "[]", '[{"OutputKey": "ClusterName", "OutputValue": "points"}]', '{"a": 1}'],
+)
+def test_unusable_stack_outputs_fail_in_one_line(tmp_path: Path, outputs_text: str) -> None:
+    proc, calls = _run(tmp_path, "v1", "v2", outputs_text=outputs_text)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("one-way-door guard: stack-outputs.json")
+    assert proc.stderr.count("\n") == 1
+    assert calls == []

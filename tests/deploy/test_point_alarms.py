@@ -372,6 +372,17 @@ def test_a_malformed_alarms_template_is_one_line_and_exit_2(
     assert proc.stderr.count("\n") == 1
 
 
+def test_an_alarms_template_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "alarms.json"
+    path.write_bytes(b"\xff\xfe{}")
+    proc, _ = _release(
+        tmp_path, _world(tmp_path), "v2", "--dry-run", "--alarms-template", str(path)
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("point_alarms: ") and "is not UTF-8 JSON" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("args", [[], ["--stack"], ["--stack", "s", "--green-version", "v2", "-x"]])
 def test_usage_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
     proc = subprocess.run(
@@ -437,3 +448,22 @@ def test_buildspec_renders_guards_and_points_the_alarms(tmp_path: Path, dry_run:
     else:
         assert len(updates) == 1
         _check(_watched(tmp_path, world), green=tag, replacement_group=TG_GREEN)
+
+
+def test_alarms_made_for_another_service_are_refused(tmp_path: Path) -> None:
+    """A stage stack (ServiceName=points-preprod) packaged with an alarms template synthesized for
+    another name watches metrics nobody emits (Service=points-service): no alarm could ever roll
+    the deployment back. Pointing them at the release would "succeed", so it refuses instead."""
+    world = _world(tmp_path)
+    data = json.loads(world.read_text())
+    for output in data["stack"]["Outputs"]:
+        if output["OutputKey"] == "ServiceName":
+            output["OutputValue"] = "points-preprod"
+    world.write_text(json.dumps(data))
+    for extra in ((), ("--dry-run",)):
+        proc, _ = _release(tmp_path, world, "v2", *extra)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert "watch Service=points-service" in proc.stderr
+        assert "--service points-preprod" in proc.stderr
+    assert json.loads(world.read_text())["stack"]["Parameters"] == data["stack"]["Parameters"]

@@ -141,6 +141,10 @@ def test_without_network_outputs_the_appspec_keeps_the_service_network(tmp_path:
         (None, "v 2", "us-east-1", [], "--version must be"),
         (None, "v2", "mars", [], "--region does not look like"),
         (None, "v2", "us-east-1", ["--set-env", "APP_VERSION=x"], "set APP_VERSION with"),
+        # the alarms would watch metrics this release no longer emits
+        (None, "v2", "us-east-1", ["--set-env", "OTEL_SERVICE_NAME=x"], "OTEL_SERVICE_NAME cannot"),
+        (None, "v2", "us-east-1", ["--set-env", "AWS_EMF_NAMESPACE=x"], "AWS_EMF_NAMESPACE cannot"),
+        (None, "v2", "us-east-1", ["--set-env", "PORT=9090"], "PORT cannot be set"),
         (None, "v2", "us-east-1", ["--subnets", "subnet-1; rm -rf /"], "--subnets must be"),
         (None, "v2", "us-east-1", ["--subnets", ""], "--subnets must be"),
         (None, "v2", "us-east-1", ["--assign-public-ip", "yes"], "--assign-public-ip must be"),
@@ -160,6 +164,12 @@ def test_without_network_outputs_the_appspec_keeps_the_service_network(tmp_path:
             "--task-definition-arn is not",
         ),
         (None, "v2", "us-east-1", ["--set-env", "NOEQUALS"], "expected NAME=VALUE"),
+        # ECS's image rule: 1-255 of letters, digits, - _ : . / # (and @ for a digest)
+        (None, "v2", "us-east-1", ["--image", ""], "--image must be"),
+        (None, "v2", "us-east-1", ["--image", "repo/points service:v2"], "--image must be"),
+        (None, "v2", "us-east-1", ["--image", "repo:v2\nx"], "--image must be"),
+        (None, "v2", "us-east-1", ["--image", "r/" + "a" * 254], "--image must be"),
+        (None, "v2", "us-east-1", ["--image", "r\u00e9po:v2"], "--image must be"),
         (None, "v2", "us-east-1", ["--no-such-option"], "unrecognized arguments"),
         (
             "ApiSecurityGroupId",
@@ -203,6 +213,36 @@ def test_unreadable_outputs_file(tmp_path: Path) -> None:
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 2 and "is not JSON" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/points-service:v2",
+        "localhost:5000/points_service:build#7",
+        "public.ecr.aws/docker/library/python@sha256:" + "0" * 64,
+        "<IMAGE1_NAME>",
+    ],
+)
+def test_images_ecs_accepts_are_rendered(tmp_path: Path, image: str) -> None:
+    path = _describe_stacks_output(tmp_path, OUTPUTS)
+    proc = _run(
+        "--outputs", str(path), "--region", "us-east-1", "--version", "v2", "--image", image,
+        "--out", str(tmp_path / "o"), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    taskdef = json.loads((tmp_path / "o" / "taskdef.json").read_text())
+    assert taskdef["containerDefinitions"][0]["image"] == image
+
+
+def test_outputs_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "outputs.json").write_bytes(b"\xff\xfe{}")
+    proc = _run(
+        "--outputs", str(tmp_path / "outputs.json"), "--region", "us-east-1", "--version", "v2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "is not UTF-8 JSON" in proc.stderr
 
 
 def test_buildspec_hands_codedeploy_the_revision() -> None:

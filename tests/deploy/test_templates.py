@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import runpy
 import subprocess
@@ -14,6 +15,7 @@ import yaml
 
 from alarms import load_spec, rollback_alarm_names, synth, worker_rollback_alarm_names
 from points.storage.dynamodb import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA
+from rehearsal import schedule
 from sample_api import Config, create_app
 from tests.deploy._cfn import DEPLOY, ROOT, load, lower_first, resources
 
@@ -595,6 +597,54 @@ def test_api_and_worker_networks_are_separate_parameters(stack: dict) -> None:
         assert name in stack["Outputs"], name  # what render_revision.py puts in the AppSpec
 
 
+def _allowed(parameter: dict, value: str) -> bool:
+    """Would CloudFormation take ``value`` for this parameter (its type, range and pattern)?"""
+    if parameter["Type"] == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        return parameter.get("MinValue", -math.inf) <= number <= parameter.get("MaxValue", math.inf)
+    return re.fullmatch(parameter.get("AllowedPattern", ".*"), value) is not None
+
+
+_ECS_PERCENTS = ["0", "0.1", "2.9", "3", "3.0", "3.05", "10", "10.5", "10.05", "99.9", "100"]
+_ECS_PERCENTS += ["100.0", "100.1", "1e1", "-5", "", "ten", " 10", "010", "50.", ".5"]
+_ECS_MINUTES = ["0", "1", "1.5", "6", "60", "1439", "1440", "1441", "-1", "", "1e3", "007", "+5"]
+#: Numbers the rehearsal's parser (Python's float) reads but nobody types for a percentage or a
+#: number of minutes: the stack may refuse these spellings.
+_SPELLINGS = {"010", "50.", ".5", "1e1", " 10", "007", "+5"}
+
+
+@pytest.mark.parametrize("percent", _ECS_PERCENTS)
+def test_ecs_step_percent_parameter_takes_what_ecs_takes(stack: dict, percent: str) -> None:
+    """The stack refuses at once what ECS would refuse only when the service is created or
+    updated (a failed, rolled-back stack operation): ECS's LINEAR rule, as the rehearsal's
+    ``--deployment-config ecs:linear`` (rehearsal.schedule) applies it from botocore's model."""
+    ecs_takes = True
+    try:
+        schedule.parse(f"ecs:linear:{percent}:1")
+    except schedule.ConfigError:
+        ecs_takes = False
+    stack_takes = _allowed(stack["Parameters"]["EcsStepPercent"], percent)
+    assert stack_takes == ecs_takes or (not stack_takes and percent in _SPELLINGS)
+
+
+@pytest.mark.parametrize("minutes", _ECS_MINUTES)
+@pytest.mark.parametrize("name", ["EcsBakeTimeInMinutes", "EcsStepBakeTimeInMinutes"])
+def test_ecs_bake_time_parameters_take_whole_minutes_0_to_1440(
+    stack: dict, name: str, minutes: str
+) -> None:
+    ecs_takes = True
+    try:
+        schedule.parse(f"ecs:linear:10:{minutes}")
+    except schedule.ConfigError:
+        ecs_takes = False
+    stack_takes = _allowed(stack["Parameters"][name], minutes)
+    assert stack_takes == ecs_takes or (not stack_takes and minutes in _SPELLINGS)
+    assert str(stack["Parameters"][name]["Default"]).isdigit()
+
+
 def test_ecs_native_blue_green_variant(stack: dict) -> None:
     """ApiDeploymentController=ECS: ECS's own strategy with bake time, linear/canary steps,
     rollback alarms (the same names CodeDeploy watches) and listener rules to shift."""
@@ -801,3 +851,36 @@ PARAM_EXAMPLES = {
     "CodeDeployApplication": "points-service",
     "DeploymentGroupName": "points-service-dg",
 }
+
+
+_SERVICE_NAMES = {
+    # name: can it name the load balancer (ELB's rule: 1-32 letters, digits and hyphens, not
+    # beginning or ending with a hyphen, not beginning with "internal-"), with room for the
+    # target groups' "-green" suffix (24 characters)?
+    "points-service": True,
+    "a": True,
+    "p1": True,
+    "a" * 24: True,
+    "a" * 25: False,
+    "points-": False,
+    "internal-api": False,
+    "internal": True,
+    "1points": False,
+    "Points": False,
+    "points_service": False,
+    "": False,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SERVICE_NAMES))
+@pytest.mark.parametrize(
+    ("template", "parameter"),
+    [("stack.yaml", "ServiceName"), ("pipeline.yaml", "ServiceName"), ("pipeline.yaml", "PreProdServiceName")],
+)  # fmt: skip
+def test_service_names_are_ones_the_load_balancer_takes(
+    template: str, parameter: str, name: str
+) -> None:
+    """ServiceName is the load balancer's name: a value ELB refuses would fail the stack halfway
+    (after the network, queues and table exist), so the parameter refuses it up front."""
+    param = load(DEPLOY / template)["Parameters"][parameter]
+    assert _allowed(param, name) == _SERVICE_NAMES[name]

@@ -56,6 +56,15 @@ def test_bad_declarations_are_one_line_errors(env: dict[str, str], message: str)
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("name", ["POINTS_FORMATS_READ", "POINTS_FORMAT_WRITE"])
+def test_a_huge_bad_declaration_is_quoted_briefly(name: str) -> None:
+    """A task definition's value may be anything: the one-line error (the guard's, the app's at
+    start-up) quotes its start, not 5,000 characters."""
+    with pytest.raises(ConfigError, match=name) as info:
+        formats_from({name: "1" * 5000 + "x"})
+    assert len(str(info.value)) < 200
+
+
 def test_presets_by_name() -> None:
     assert preset("v2") == Formats.of({1, 2}, 1)
     with pytest.raises(ConfigError, match="unknown version 'v4': expected one of v1, v2, v3"):

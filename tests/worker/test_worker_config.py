@@ -238,3 +238,35 @@ def test_run_options_work_with_or_without_the_subcommand_and_win_over_variables(
     assert first["message"] == "worker started"
     assert (first["concurrency"], first["batch_size"]) == (3, 2)
     assert first["queue_url"] == queues["queue_url"]
+
+
+def test_an_endpoint_that_is_not_sqs_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """AWS_ENDPOINT_URL pointing at some other web server (a typo, the wrong port): botocore's
+    error message is that server's HTML error page; the worker still says it in one line."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0),
+        http.server.SimpleHTTPRequestHandler,  # POST: 501 with an HTML page
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        aws = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1"}
+        env = worker_env(
+            {**aws, "AWS_ENDPOINT_URL": endpoint},
+            f"{endpoint}/123456789012/q",
+            tmp_path / "p.db",
+        )
+        proc = subprocess.run(WORKER_CMD, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("telemetry:")]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("points-worker: SQS ") and "501" in lines[0]
+    assert len(lines[0]) <= 400
