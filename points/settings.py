@@ -26,6 +26,14 @@ class ConfigError(ValueError):
     """An environment variable has a value the process cannot use."""
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (whitespace runs, newlines included, become one space), at most
+    ``limit`` characters (cut with "..."): for a CLI's error line that quotes a peer's answer,
+    e.g. an HTML error page botocore makes the message of, when an endpoint is not the service."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _raw(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     return None if value is None or value.strip() == "" else value.strip()

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from points import StorageUnavailable
 from points.environment_variables import POINTS_DB_PATH
-from points.settings import ConfigError, region_from
+from points.settings import ConfigError, one_line, region_from
 from worker._config import SETTINGS, WorkerConfig, check_url, queue_url_from, sqs_endpoint_from
 from worker.environment_variables import QUEUE_URL
 
@@ -69,9 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str, status: int) -> int:
     # One line even when the message quotes a peer's answer: an endpoint that is not SQS (a
     # mistyped AWS_ENDPOINT_URL) answers with an HTML error page, which botocore makes the message.
-    text = " ".join(message.split())
-    text = text if len(text) <= 300 else text[:297] + "..."
-    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {one_line(message)}", file=sys.stderr, flush=True)
     return status
 
 

@@ -52,7 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -67,7 +67,7 @@ from points.environment_variables import (
     POINTS_TABLE,
 )
 from points.formats import DEFAULT_FORMATS, Formats, encode_points, formats_from
-from points.settings import DEFAULT_REGION, ConfigError, env_url, region_from
+from points.settings import DEFAULT_REGION, ConfigError, env_url, one_line, region_from
 from points.storage.base import (
     MAX_NAMED_RECORDS,
     PER_USER_ORDER_KINDS,
@@ -558,9 +558,16 @@ def create_table(
     return created
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, exit 2 (argparse adds the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m points.storage.dynamodb create-table [--table NAME]`` (env as the app)."""
-    parser = argparse.ArgumentParser(prog="python -m points.storage.dynamodb")
+    parser = _Parser(prog="python -m points.storage.dynamodb")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-table", help="create the ledger table (local runs)")
     create.add_argument("--table", default=None, help="default: $POINTS_TABLE or points-ledger")
@@ -575,7 +582,8 @@ def main(argv: list[str] | None = None) -> int:
             endpoint_url=env_url(os.environ, AWS_ENDPOINT_URL),
         )
     except (ConfigError, ClientError, BotoCoreError, TimeoutError) as exc:
-        print(f"create-table: {exc}", file=sys.stderr)
+        # one line even when the endpoint is not DynamoDB and answers with an HTML page
+        print(f"create-table: {one_line(str(exc))}", file=sys.stderr)
         return 2
     print(f"{POINTS_TABLE}={table} ({'created' if created else 'already there'})")
     return 0

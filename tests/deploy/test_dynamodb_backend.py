@@ -107,6 +107,40 @@ def test_create_table_cli_bad_settings_are_one_line(
     assert proc.stderr.startswith(f"create-table: {message}") and proc.stderr.count("\n") == 1
 
 
+def test_create_table_cli_against_an_endpoint_that_is_not_dynamodb_is_one_line(
+    aws_env: dict[str, str],
+) -> None:
+    """botocore makes such an endpoint's HTML error page the message (found by review r14)."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0),
+        http.server.SimpleHTTPRequestHandler,  # POST: 501, an HTML page
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {**aws_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}"}
+        cmd = [sys.executable, "-m", "points.storage.dynamodb", "create-table", "--table", "tbl"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("create-table: ") and proc.stderr.count("\n") == 1
+    assert "501" in proc.stderr and len(proc.stderr) <= 320
+
+
+@pytest.mark.parametrize("args", [[], ["create-table", "--nope"], ["drop-table"]])
+def test_create_table_cli_usage_errors_are_one_line(args: list[str]) -> None:
+    cmd = [sys.executable, "-m", "points.storage.dynamodb", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "error:" in proc.stderr and proc.stderr.endswith("(see --help)\n")
+
+
 @pytest.mark.parametrize(("formats", "stored"), [({}, 12), ({"POINTS_FORMAT_WRITE": "2"}, 12_000)])
 def test_item_layout(aws_env: dict[str, str], formats: dict[str, str], stored: int) -> None:
     """One grant leaves exactly the documented three items and the format marker; format 2

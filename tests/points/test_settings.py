@@ -15,6 +15,7 @@ from points.settings import (
     env_int,
     env_url,
     is_http_url,
+    one_line,
     region_from,
 )
 from points.storage import backend_from, open_storage
@@ -184,3 +185,16 @@ def test_a_huge_bad_value_is_quoted_briefly(read: Any, value: str) -> None:
         read({"N": value})
     message = str(info.value)
     assert message.startswith("N must be") and len(message) < 200
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain", "plain"),
+        ("<html>\n  <body>\r\n\tError 501\n</body>", "<html> <body> Error 501 </body>"),
+        ("x" * 300, "x" * 300),
+        ("x" * 301, "x" * 297 + "..."),
+    ],
+)
+def test_one_line(text: str, expected: str) -> None:
+    assert one_line(text) == expected
