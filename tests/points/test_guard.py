@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +268,31 @@ def test_the_command_line(tmp_path) -> None:
         [sys.executable, "-m", "points", "guard"], capture_output=True, text=True, timeout=60
     )
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_the_guard_needs_only_the_standard_library(tmp_path) -> None:
+    # the release build runs it with the image's python3 before anything is installed: -S
+    # leaves site-packages (Flask, boto3, ...) out of sys.path, so an import of one fails here
+    running = write(tmp_path, "r.json", taskdef("v1"))
+    candidate = write(tmp_path, "c.json", taskdef("v3"))
+    probe = (
+        "import json, os, runpy, sys\n"
+        "sys.argv = ['points', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('points', run_name='__main__')\n"
+        "finally:\n"
+        "    names = sorted({m.split('.')[0] for m in sys.modules})\n"
+        "    json.dump(names, open(os.environ['MODULES_OUT'], 'w'))\n"
+    )
+    args = ["guard", "--running", str(running), "--candidate", str(candidate)]
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", probe, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "MODULES_OUT": str(tmp_path / "modules.json")},
+        timeout=60,
+    )
+    assert run.returncode == EXIT_ONE_WAY_DOOR, run.stderr
+    loaded = set(json.loads((tmp_path / "modules.json").read_text(encoding="utf-8")))
+    assert loaded - set(sys.stdlib_module_names) - {"points", "__main__"} == set()
