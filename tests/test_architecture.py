@@ -244,3 +244,50 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_no_import_cycles_between_modules() -> None:
     assert _cycles(_module_graph()) == KNOWN_CYCLES
+
+
+def _env_names() -> set[str]:
+    """Every variable name the packages define in their ``environment_variables`` modules."""
+    names: set[str] = set()
+    for package in ALLOWED:
+        path = ROOT / package / "environment_variables.py"
+        if path.exists():
+            module = __import__(f"{package}.environment_variables", fromlist=["_"])
+            names |= {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
+    return names
+
+
+def _spelled_env_names(path: Path, names: set[str]) -> Iterator[tuple[str, int]]:
+    """String literals naming a variable where the code reads or sets one: a dict key,
+    ``env[...]``, or the first argument of ``get``/``getenv``/``pop``/``setdefault``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
+        spots: list[ast.expr | None] = []
+        if isinstance(node, ast.Dict):
+            spots = list(node.keys)
+        elif isinstance(node, ast.Subscript):
+            spots = [node.slice]
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("get", "getenv", "pop", "setdefault", "setenv", "delenv"):
+                spots = [node.args[0]]
+        for spot in spots:
+            if isinstance(spot, ast.Constant) and spot.value in names:
+                yield spot.value, spot.lineno
+
+
+def test_environment_variable_names_are_imported_not_spelled() -> None:
+    # issue: names defined once (as opentelemetry.sdk.environment_variables does); a typo in a
+    # spelled name is a setting that silently keeps its default
+    names = _env_names()
+    assert {"POINTS_STORE", "APP_VERSION", "RATE_LIMIT_RPS", "QUEUE_URL"} <= names
+    spelled = [
+        f"{path.relative_to(ROOT)}:{line} spells {name!r}"
+        for package in ALLOWED
+        if package != "benchmarks"
+        for module, path in _modules(package)
+        if not module.endswith(".environment_variables")
+        for name, line in _spelled_env_names(path, names)
+    ]
+    assert spelled == []
