@@ -40,7 +40,7 @@ from points.formats import (
     formats_from,
     parse_format_list,
 )
-from points.settings import ConfigError
+from points.settings import ConfigError, one_line
 
 #: Exit status of a one-way door (2 is bad input, as for every CLI here).
 EXIT_ONE_WAY_DOOR = 3
@@ -121,8 +121,7 @@ def _declared(container: Mapping[str, Any], where: str) -> dict[str, str]:
 
 def _short(value: object) -> str:
     """``repr(value)``, at most 80 characters (a label may hold anything)."""
-    text = repr(str(value))
-    return text if len(text) <= 80 else text[:77] + "..."
+    return one_line(repr(str(value)), 80)
 
 
 def _visible(container: Mapping[str, Any], declared: Mapping[str, str], where: str) -> None:
