@@ -13,7 +13,7 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from points.environment_variables import POINTS_RATE
-from points.settings import ConfigError
+from points.settings import ConfigError, _number_text
 from points.storage.base import Outcome, Storage
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -55,11 +55,12 @@ def parse_rate(text: str | None) -> Decimal:
     if text is None or text.strip() == "":
         return DEFAULT_RATE
     try:
-        rate = Decimal(text.strip())
-    except InvalidOperation:
-        raise ConfigError(f"{POINTS_RATE} must be a decimal number, got {text!r}") from None
+        # ASCII without "_", as every number setting: Decimal() also reads U+FF11 and "1_0"
+        rate = Decimal(_number_text(text.strip()))
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"{POINTS_RATE} must be a decimal number, got {text!r:.80}") from None
     if not rate.is_finite() or rate < 0 or rate > 1:
-        raise ConfigError(f"{POINTS_RATE} must be between 0 and 1, got {text!r}")
+        raise ConfigError(f"{POINTS_RATE} must be between 0 and 1, got {text!r:.80}")
     return rate
 
 

@@ -60,9 +60,13 @@ class Formats:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.read) - set(KNOWN_FORMATS))
         if unknown or self.write not in KNOWN_FORMATS:
-            bad = unknown[0] if unknown else self.write
+            # name the variable that holds it, as every ConfigError does
+            name, bad = (
+                (POINTS_FORMATS_READ, unknown[0]) if unknown else (POINTS_FORMAT_WRITE, self.write)
+            )
             raise ConfigError(
-                f"ledger format {bad} is unknown to this build (it knows {_list(KNOWN_FORMATS)})"
+                f"{name}: ledger format {bad} is unknown to this build "
+                f"(it knows {_list(KNOWN_FORMATS)})"
             )
         if self.write not in self.read:
             raise ConfigError(

@@ -3,10 +3,13 @@
     aws ecs describe-task-definition --task-definition "$RUNNING_ARN" > running.json
     python -m points guard --running running.json --candidate taskdef.json
 
-Each task definition declares the ledger formats its app reads and writes, as container
-environment (``POINTS_FORMATS_READ``, ``POINTS_FORMAT_WRITE``, what the app itself reads) or as
-Docker labels (``points.formats.read``, ``points.format.write``); a container that declares
-neither runs with the app's defaults (reads 1, writes 1). The rule is
+Each task definition declares the ledger formats its app reads and writes in the app
+container's environment (``POINTS_FORMATS_READ``, ``POINTS_FORMAT_WRITE``: what the app itself
+reads); a container that does not set them runs with the app's defaults (reads 1, writes 1).
+Docker labels (``points.formats.read``, ``points.format.write``) may repeat the declaration and
+must then agree with what the app runs with (the app never reads labels, so a label alone would
+describe an app that does not exist). A variable the guard cannot see (from ``secrets``, or
+unset while the container has ``environmentFiles``) is refused: bad input. The rule is
 :func:`points.formats.check_transition`: the running version is the rollback target, so it must
 read what the candidate writes, and the candidate must read what the running version writes.
 The same command judges a rollback: ``--running`` the version in service, ``--candidate`` the
@@ -37,12 +40,14 @@ from points.formats import (
     formats_from,
     parse_format_list,
 )
-from points.settings import ConfigError
+from points.settings import ConfigError, one_line
 
 #: Exit status of a one-way door (2 is bad input, as for every CLI here).
 EXIT_ONE_WAY_DOOR = 3
 #: Docker labels that may carry the declaration instead of the environment.
 LABELS = {POINTS_FORMATS_READ: "points.formats.read", POINTS_FORMAT_WRITE: "points.format.write"}
+#: What the app runs with when its environment does not set a variable.
+DEFAULT_ENV = DEFAULT_FORMATS.to_env()
 
 
 class GuardInputError(ValueError):
@@ -79,23 +84,58 @@ def _declared(container: Mapping[str, Any], where: str) -> dict[str, str]:
         raise GuardInputError(f"{where}: environment must be a list and dockerLabels an object")
     values: dict[str, str] = {}
     for pair in env:
-        if isinstance(pair, dict) and pair.get("name") in LABELS:
+        if isinstance(pair, dict) and isinstance(pair.get("name"), str) and pair["name"] in LABELS:
             name, value = pair["name"], str(pair.get("value", ""))
             # Which of two entries the container gets is not the guard's to guess.
             if name in values and not _same(name, values[name], value):
                 raise GuardInputError(
-                    f"{where}: {name} is set twice, to {values[name]!r} and {value!r}"
+                    f"{where}: {name} is set twice, to {_short(values[name])} and {_short(value)}"
                 )
             values[name] = value
+    secrets = container.get("secrets") or []
+    hidden = [
+        s["name"]
+        for s in (secrets if isinstance(secrets, list) else [])
+        if isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] in LABELS
+    ]
+    if hidden:
+        # The value lives in Secrets Manager / Parameter Store: what the app will run with is
+        # not in the task definition, so "safe" could not be said about it.
+        raise GuardInputError(
+            f"{where}: {hidden[0]} comes from secrets, which the guard cannot read; "
+            "declare it in the container's environment"
+        )
     for name, label in LABELS.items():
         if label not in labels:
             continue
-        if name in values and not _same(name, values[name], str(labels[label])):
+        # Unset in the environment, the app runs with the default, whatever a label says.
+        actual = values.get(name, DEFAULT_ENV[name])
+        if not _same(name, actual, str(labels[label])):
+            said = f"{name}={actual!r}" if name in values else f"{name} unset (default {actual!r})"
             raise GuardInputError(
-                f"{where}: {name}={values[name]!r} and label {label}={labels[label]!r} disagree"
+                f"{where}: {said} and label {label}={_short(labels[label])} disagree "
+                "(the app reads only its environment)"
             )
-        values.setdefault(name, str(labels[label]))
     return values
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, at most 80 characters (a label may hold anything)."""
+    return one_line(repr(str(value)), 80)
+
+
+def _visible(container: Mapping[str, Any], declared: Mapping[str, str], where: str) -> None:
+    """GuardInputError if the app ``container`` may get a format variable from a file."""
+    if not container.get("environmentFiles"):
+        return
+    unseen = [name for name in LABELS if name not in declared]
+    if unseen:
+        # ECS: the environment wins over environment files, so only an unset variable is unknown.
+        raise GuardInputError(
+            f"{where}: container {container.get('name')!r}: {unseen[0]} is not in the "
+            "environment and the container has environmentFiles, which the guard cannot read; "
+            "declare it in the environment (or name the app with --container)"
+        )
 
 
 def _same(name: str, a: str, b: str) -> bool:
@@ -128,6 +168,9 @@ def formats_of(task: Mapping[str, Any], where: str, container: str | None = None
                 "name the app's with --container"
             )
         declared = next(iter(found.values()), {})
+        chosen = [c for c in containers if str(c.get("name")) in found] or containers
+    for app in chosen:
+        _visible(app, declared, where)
     if not declared:
         return DEFAULT_FORMATS
     try:
@@ -139,7 +182,8 @@ def formats_of(task: Mapping[str, Any], where: str, container: str | None = None
 def _name(task: Mapping[str, Any], path: Path, role: str) -> str:
     family, revision = task.get("family"), task.get("revision")
     label = f"{family}:{revision}" if family and revision else str(family or path.name)
-    return f"{role} {label}"
+    # A name with a line break or a terminal escape would break the one-line verdict.
+    return f"{role} {label if label.isprintable() and len(label) <= 300 else _short(label)}"
 
 
 class _Parser(argparse.ArgumentParser):

@@ -285,22 +285,35 @@ def main(argv: list[str] | None = None) -> int:
 def _refusal(args: argparse.Namespace, spec: Any) -> tuple[int, str] | None:
     """Checked before anything starts: two versions the alarms can tell apart (exit 2), and
     the one-way-door guard (exit 4 unless overridden)."""
-    if args.scenario == "two-phase":
-        return None  # its two deployments are v1 -> v2 and v2 -> v3, both safe
-    probe = Options(
-        scenario=args.scenario,
-        out=args.out,
-        blue_version=args.blue_version,
-        green_version=args.green_version,
+    # two-phase: each of its deployments (v1 -> v2, v2 -> v3) as run_two_phase makes it; both
+    # are safe as released, but --blue-env/--green-env may declare other formats.
+    phases = (
+        [(blue, green) for _, blue, green, _ in versions.TWO_PHASES]
+        if args.scenario == "two-phase"
+        else [(args.blue_version, args.green_version)]
     )
-    try:
-        blue, green = versions.sides(probe, spec.versions.blue, spec.versions.green)
-    except ValueError as exc:
-        return EXIT_USAGE, f"error: {exc}"
-    door = versions.guard(blue, green)
-    if door.ok or args.allow_one_way_door or args.scenario == "breaking":
-        return None
-    return EXIT_REFUSED, f"{door.message} (--allow-one-way-door runs it anyway)"
+    for blue_version, green_version in phases:
+        probe = Options(
+            scenario=args.scenario,
+            out=args.out,
+            blue_version=blue_version,
+            green_version=green_version,
+            # the versions' own environment may declare formats: the guard judges those
+            blue_env=dict(args.blue_env),
+            green_env=dict(args.green_env),
+        )
+        try:
+            blue, green = versions.sides(probe, spec.versions.blue, spec.versions.green)
+        except ValueError as exc:
+            return EXIT_USAGE, f"error: {exc}"
+        door = versions.guard(blue, green)
+        # run_two_phase never crosses a door (the point of the scenario), overridden or not
+        allowed = args.scenario == "breaking" or (
+            args.allow_one_way_door and args.scenario != "two-phase"
+        )
+        if not (door.ok or allowed):
+            return EXIT_REFUSED, f"{door.message} (--allow-one-way-door runs it anyway)"
+    return None
 
 
 def _python() -> str:

@@ -38,6 +38,7 @@ from rehearsal.timeline import Timeline
 from rehearsal.versions import TWO_PHASES, OneWayDoor, Side, guard, sides
 from sample_api import environment_variables as api_env
 from sample_api.dev_tokens import DevIssuer
+from telemetry import environment_variables as telemetry_env
 
 __all__ = ["DEFAULT_SPEC", "Options", "Outcome", "child_env", "fastest_alarm_s", "run"]
 
@@ -116,22 +117,22 @@ def child_env(
         api_env.GUNICORN_DRAIN_S: "0",
         points_env.POINTS_STORE: "sqlite",
         points_env.POINTS_DB_PATH: str(db_path),
-        "OTEL_SERVICE_NAME": service,
-        "OTEL_RESOURCE_ATTRIBUTES": f"service.version={version}",
-        "AWS_EMF_NAMESPACE": namespace,
-        "AWS_EMF_ENVIRONMENT": "",
-        "AWS_EMF_AGENT_ENDPOINT": "",
-        "TELEMETRY_FLUSH_INTERVAL_S": "1",
-        "TELEMETRY_STORAGE_RESOLUTION": "1",
+        telemetry_env.OTEL_SERVICE_NAME: service,
+        telemetry_env.OTEL_RESOURCE_ATTRIBUTES: f"service.version={version}",
+        telemetry_env.AWS_EMF_NAMESPACE: namespace,
+        telemetry_env.AWS_EMF_ENVIRONMENT: "",
+        telemetry_env.AWS_EMF_AGENT_ENDPOINT: "",
+        telemetry_env.TELEMETRY_FLUSH_INTERVAL_S: "1",
+        telemetry_env.TELEMETRY_STORAGE_RESOLUTION: "1",
         # Every request's access line and spans: the report joins the slow and failed ones by
         # trace id ("Why it rolled back"). Spans go to one OTLP JSON file (both versions append
         # whole lines), sampled at 100 %, and nowhere else whatever the caller's shell says.
-        "TELEMETRY_ACCESS_LOG_SAMPLE": "1",
-        "TELEMETRY_TRACES_FILE": str(options.out / TRACES_FILE),
-        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-        "OTEL_TRACES_SAMPLER_ARG": "",
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_SDK_DISABLED": "false",
+        telemetry_env.TELEMETRY_ACCESS_LOG_SAMPLE: "1",
+        telemetry_env.TELEMETRY_TRACES_FILE: str(options.out / TRACES_FILE),
+        telemetry_env.OTEL_TRACES_SAMPLER: "parentbased_always_on",
+        telemetry_env.OTEL_TRACES_SAMPLER_ARG: "",
+        telemetry_env.OTEL_TRACES_EXPORTER: "none",
+        telemetry_env.OTEL_SDK_DISABLED: "false",
         "PYTHONUNBUFFERED": "1",
         api_env.RATE_LIMIT_ENABLED: "true" if limiter else "false",
     }
@@ -157,7 +158,10 @@ TRACES_FILE = "traces.jsonl"
 
 def _clean_parent_env() -> None:
     # No trace export from the rehearsal's children: there is no collector on this machine.
-    for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+    for key in (
+        telemetry_env.OTEL_EXPORTER_OTLP_ENDPOINT,
+        telemetry_env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    ):
         os.environ.pop(key, None)
 
 

@@ -13,9 +13,12 @@ their environment). Scenarios pick the releases:
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from points import PRESETS, Decision, Formats, check_transition
+from points import PRESETS, ConfigError, Decision, Formats, check_transition, formats_from
+from points.environment_variables import POINTS_FORMAT_WRITE, POINTS_FORMATS_READ
 from rehearsal.model import REGRESSED, Options
 
 #: scenario -> (blue, green) releases for a one-deployment scenario.
@@ -42,10 +45,26 @@ class Side:
     app: str
     env: dict[str, str] = field(default_factory=dict)
     regressed: bool = False
+    #: What the version's process will read and write (see :func:`formats_of`).
+    formats: Formats = PRESETS["v1"]
 
-    @property
-    def formats(self) -> Formats:
-        return PRESETS[self.release] if self.release else PRESETS["v1"]
+
+def formats_of(name: str, release: str | None, *envs: Mapping[str, str]) -> Formats:
+    """The formats a version's gunicorn runs with: its environment is the rehearsal's own
+    (inherited), then the release's declaration, then ``envs`` in order (``extra_env``, the
+    side's own), as :func:`rehearsal.runner.child_env` builds it. The guard must judge these,
+    not the release's name: ``--green-env POINTS_FORMAT_WRITE=2`` makes a v1 write format 2.
+    Raises ValueError naming the side for a value the app would refuse at start-up."""
+    names = (POINTS_FORMATS_READ, POINTS_FORMAT_WRITE)
+    env = {n: os.environ[n] for n in names if n in os.environ}
+    if release:
+        env.update(PRESETS[release].to_env())
+    for extra in envs:
+        env.update({n: extra[n] for n in names if n in extra})
+    try:
+        return formats_from(env)
+    except ConfigError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def releases(options: Options) -> tuple[str | None, str | None]:
@@ -57,7 +76,8 @@ def releases(options: Options) -> tuple[str | None, str | None]:
 
 def sides(options: Options, spec_blue: str, spec_green: str) -> tuple[Side, Side]:
     """Blue and green for ``options``; a release names its version label (``v3``), otherwise
-    the spec's label is used. Raises ValueError for two sides with the same label."""
+    the spec's label is used. Raises ValueError for two sides with the same label, or for
+    ledger-format settings in an environment the version could not start with."""
     blue_release, green_release = releases(options)
     blue = Side(
         "blue",
@@ -65,6 +85,7 @@ def sides(options: Options, spec_blue: str, spec_green: str) -> tuple[Side, Side
         blue_release,
         options.blue_app or options.app,
         dict(options.blue_env),
+        formats=formats_of("blue", blue_release, options.extra_env, options.blue_env),
     )
     green = Side(
         "green",
@@ -77,6 +98,7 @@ def sides(options: Options, spec_blue: str, spec_green: str) -> tuple[Side, Side
             if options.green_regressed is None
             else options.green_regressed
         ),
+        formats=formats_of("green", green_release, options.extra_env, options.green_env),
     )
     if blue.label == green.label:
         raise ValueError(

@@ -88,10 +88,45 @@ def _imports(path: Path, name: str) -> Iterator[tuple[str, int]]:
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
                 yield (submodule if submodule in MODULES else base), node.lineno
+        elif isinstance(node, ast.Call) and _names_import(node.func) and node.args:
+            # importlib.import_module("worker._sqs") / __import__("x"): an import all the same
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                yield first.value, node.lineno
+
+
+def _names_import(func: ast.expr) -> bool:
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return name in ("import_module", "__import__")
+
+
+def test_every_package_of_ours_has_a_layer() -> None:
+    # a new top-level package nobody placed would be invisible to every check here
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert packages - OURS == set()
+
+
+def test_the_import_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
+    # the checks below are only as good as this reader: an import it misses is allowed
+    source = tmp_path / "probe.py"
+    source.write_text(
+        "import sample_api.app\n"
+        "from worker import _sqs\n"
+        "def later():\n"
+        "    from rehearsal import runner\n"
+        "    import importlib\n"
+        "    importlib.import_module('alarms._rules')\n"
+        "    __import__('loadtest')\n",
+        encoding="utf-8",
+    )
+    found = {target for target, _ in _imports(source, "points.probe")}
+    assert {"sample_api.app", "worker._sqs", "rehearsal.runner", "alarms._rules"} <= found
+    assert "loadtest" in found
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_source_imports_point_down_the_layers(package: str) -> None:
+    assert list(_modules(package)), f"no modules found for {package}: the check would be empty"
     allowed = ALLOWED[package] | {package}
     wrong = [
         f"{path.relative_to(ROOT)}:{line} imports {target}"
@@ -209,3 +244,50 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_no_import_cycles_between_modules() -> None:
     assert _cycles(_module_graph()) == KNOWN_CYCLES
+
+
+def _env_names() -> set[str]:
+    """Every variable name the packages define in their ``environment_variables`` modules."""
+    names: set[str] = set()
+    for package in ALLOWED:
+        path = ROOT / package / "environment_variables.py"
+        if path.exists():
+            module = __import__(f"{package}.environment_variables", fromlist=["_"])
+            names |= {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
+    return names
+
+
+def _spelled_env_names(path: Path, names: set[str]) -> Iterator[tuple[str, int]]:
+    """String literals naming a variable where the code reads or sets one: a dict key,
+    ``env[...]``, or the first argument of ``get``/``getenv``/``pop``/``setdefault``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
+        spots: list[ast.expr | None] = []
+        if isinstance(node, ast.Dict):
+            spots = list(node.keys)
+        elif isinstance(node, ast.Subscript):
+            spots = [node.slice]
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("get", "getenv", "pop", "setdefault", "setenv", "delenv"):
+                spots = [node.args[0]]
+        for spot in spots:
+            if isinstance(spot, ast.Constant) and spot.value in names:
+                yield spot.value, spot.lineno
+
+
+def test_environment_variable_names_are_imported_not_spelled() -> None:
+    # issue: names defined once (as opentelemetry.sdk.environment_variables does); a typo in a
+    # spelled name is a setting that silently keeps its default
+    names = _env_names()
+    assert {"POINTS_STORE", "APP_VERSION", "RATE_LIMIT_RPS", "QUEUE_URL"} <= names
+    spelled = [
+        f"{path.relative_to(ROOT)}:{line} spells {name!r}"
+        for package in ALLOWED
+        if package != "benchmarks"
+        for module, path in _modules(package)
+        if not module.endswith(".environment_variables")
+        for name, line in _spelled_env_names(path, names)
+    ]
+    assert spelled == []

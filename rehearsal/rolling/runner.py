@@ -36,6 +36,7 @@ from rehearsal.runner import (
     wait_ready,
 )
 from rehearsal.supervisor import Interrupted, Supervisor, signals_raise
+from telemetry import environment_variables as telemetry_env
 from worker import environment_variables as worker_env
 from worker import setup_queues
 
@@ -205,20 +206,20 @@ class _Rehearsal:
         env = {
             worker_env.QUEUE_URL: self.queue_url,
             points_env.AWS_ENDPOINT_URL: self.endpoint,
-            "AWS_ACCESS_KEY_ID": "rehearsal",  # moto accepts any
-            "AWS_SECRET_ACCESS_KEY": "rehearsal",
-            "AWS_REGION": spec.region,
+            points_env.AWS_ACCESS_KEY_ID: "rehearsal",  # moto accepts any
+            points_env.AWS_SECRET_ACCESS_KEY: "rehearsal",
+            points_env.AWS_REGION: spec.region,
             points_env.POINTS_STORE: "sqlite",
             points_env.POINTS_DB_PATH: str(self.db_path),
             points_env.POINTS_RATE: str(DEFAULT_RATE),
-            "APP_VERSION": version,
-            "OTEL_SERVICE_NAME": spec.worker.service,
-            "OTEL_RESOURCE_ATTRIBUTES": f"service.version={version}",
-            "AWS_EMF_NAMESPACE": spec.namespace,
-            "AWS_EMF_ENVIRONMENT": "",
-            "AWS_EMF_AGENT_ENDPOINT": "",
-            "TELEMETRY_FLUSH_INTERVAL_S": "1",
-            "TELEMETRY_STORAGE_RESOLUTION": "1",
+            telemetry_env.APP_VERSION: version,
+            telemetry_env.OTEL_SERVICE_NAME: spec.worker.service,
+            telemetry_env.OTEL_RESOURCE_ATTRIBUTES: f"service.version={version}",
+            telemetry_env.AWS_EMF_NAMESPACE: spec.namespace,
+            telemetry_env.AWS_EMF_ENVIRONMENT: "",
+            telemetry_env.AWS_EMF_AGENT_ENDPOINT: "",
+            telemetry_env.TELEMETRY_FLUSH_INTERVAL_S: "1",
+            telemetry_env.TELEMETRY_STORAGE_RESOLUTION: "1",
             "PYTHONUNBUFFERED": "1",
             worker_env.WORKER_CONCURRENCY: str(o.concurrency),
             worker_env.WORKER_BATCH_SIZE: str(o.batch_size),

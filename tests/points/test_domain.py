@@ -41,6 +41,14 @@ def test_parse_rate() -> None:
     for bad in ("x", "-0.1", "1.5", "NaN"):
         with pytest.raises(ValueError, match="POINTS_RATE"):
             parse_rate(bad)
+    # other scripts' digits and "_" are a pasted value, not a number meant (as for every
+    # number setting); Decimal() alone reads fullwidth one (U+FF11) as a rate of 1
+    for bad in ("\uff11", "0.\u0661", "1_0", "0_1"):
+        with pytest.raises(ValueError, match="POINTS_RATE must be a decimal number"):
+            parse_rate(bad)
+    with pytest.raises(ValueError, match="POINTS_RATE") as info:
+        parse_rate("9" * 100_000)
+    assert len(str(info.value)) < 200
 
 
 def test_validate_grant_and_redemption() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,18 +19,18 @@ DECLARED = {"v1": None, "v2": ("1,2", "1"), "v3": ("1,2", "2")}
 
 
 def taskdef(version: str, *, labels: bool = False, described: bool = False) -> dict:
-    """deploy/taskdef.json declaring ``version``'s formats (v1 declares nothing: the defaults)."""
+    """deploy/taskdef.json declaring ``version``'s formats (v1 declares nothing: the defaults;
+    ``labels`` repeats the declaration as Docker labels)."""
     task = copy.deepcopy(TASKDEF)
     app = task["containerDefinitions"][0]
     if DECLARED[version]:
         read, write = DECLARED[version]
-        if labels:
+        if labels:  # they repeat the environment: the app reads only that
             app["dockerLabels"] = {"points.formats.read": read, "points.format.write": write}
-        else:
-            app["environment"] += [
-                {"name": "POINTS_FORMATS_READ", "value": read},
-                {"name": "POINTS_FORMAT_WRITE", "value": write},
-            ]
+        app["environment"] += [
+            {"name": "POINTS_FORMATS_READ", "value": read},
+            {"name": "POINTS_FORMAT_WRITE", "value": write},
+        ]
     if described:  # the shape of `aws ecs describe-task-definition`
         return {"taskDefinition": {**task, "family": "points-api", "revision": int(version[1])}}
     return task
@@ -136,6 +137,45 @@ def _two_declaring() -> dict:
             "POINTS_FORMAT_WRITE is set twice, to '1' and '2'",
         ),
         (taskdef("v2"), ["--store-formats", "one"], "--store-formats must be comma-separated"),
+        # A label alone describes formats the app never sees (it reads only its environment):
+        # trusting "reads 1,2" on an app that reads 1 would call v1 -> v3 safe.
+        (
+            {
+                "containerDefinitions": [
+                    {"name": "app", "dockerLabels": {"points.formats.read": "1,2"}}
+                ]
+            },
+            [],
+            "POINTS_FORMATS_READ unset (default '1') and label points.formats.read='1,2' disagree",
+        ),
+        # Values the guard cannot see: what the app runs with is not in the task definition.
+        (
+            _with_app(secrets=[{"name": "POINTS_FORMAT_WRITE", "valueFrom": "arn:aws:ssm:x"}]),
+            [],
+            "POINTS_FORMAT_WRITE comes from secrets, which the guard cannot read",
+        ),
+        (
+            {
+                "containerDefinitions": [
+                    {"name": "app", "environmentFiles": [{"type": "s3", "value": "arn:x"}]}
+                ]
+            },
+            [],
+            "POINTS_FORMATS_READ is not in the environment and the container has environmentFiles",
+        ),
+        (
+            _with_app(environment=[{"name": "POINTS_FORMAT_WRITE", "value": "9" * 10_000}]),
+            [],
+            "POINTS_FORMAT_WRITE must be a ledger format number",
+        ),
+        (
+            _with_app(
+                environment=[{"name": "POINTS_FORMAT_WRITE", "value": "1"}] * 2
+                + [{"name": "POINTS_FORMAT_WRITE", "value": "x" * 10_000}]
+            ),
+            [],
+            "POINTS_FORMAT_WRITE is set twice",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, extra, message) -> None:
@@ -149,6 +189,40 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, extra, mess
     err = capsys.readouterr().err
     assert err.startswith("guard: error: ") and err.count("\n") == 1
     assert message in err
+    assert len(err) < 600  # a huge value is cut, not echoed whole
+
+
+@pytest.mark.parametrize(
+    ("candidate", "status"),
+    [
+        # labels that agree with what the app runs with (here the defaults) are fine
+        ({"name": "app", "dockerLabels": {"points.format.write": "1"}}, 0),
+        # an environment variable entry whose name is not a string is not a declaration
+        ({"name": "app", "environment": [{"name": ["POINTS_FORMAT_WRITE"], "value": "2"}]}, 0),
+        # a sidecar's environment files do not hide the app's declared formats
+        (None, EXIT_ONE_WAY_DOOR),
+    ],
+)
+def test_odd_but_judgeable_containers(tmp_path, capsys, candidate, status) -> None:
+    if candidate is None:
+        task = taskdef("v3")
+        task["containerDefinitions"][1]["environmentFiles"] = [{"type": "s3", "value": "arn:x"}]
+    else:
+        task = {"family": "f", "containerDefinitions": [candidate]}
+    running = write(tmp_path, "running.json", taskdef("v1"))
+    path = write(tmp_path, "candidate.json", task)
+    assert main(["--running", str(running), "--candidate", str(path)]) == status
+    out, err = capsys.readouterr()
+    assert (out + err).count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_family_with_a_line_break_stays_on_one_line(tmp_path, capsys) -> None:
+    candidate = {**taskdef("v3"), "family": "x\n\x1b[31m", "revision": 2}
+    running = write(tmp_path, "running.json", taskdef("v1"))
+    path = write(tmp_path, "candidate.json", candidate)
+    assert main(["--running", str(running), "--candidate", str(path)]) == EXIT_ONE_WAY_DOOR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err
 
 
 def test_declarations_that_mean_the_same_agree(tmp_path, capsys) -> None:
@@ -194,3 +268,31 @@ def test_the_command_line(tmp_path) -> None:
         [sys.executable, "-m", "points", "guard"], capture_output=True, text=True, timeout=60
     )
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_the_guard_needs_only_the_standard_library(tmp_path) -> None:
+    # the release build runs it with the image's python3 before anything is installed: -S
+    # leaves site-packages (Flask, boto3, ...) out of sys.path, so an import of one fails here
+    running = write(tmp_path, "r.json", taskdef("v1"))
+    candidate = write(tmp_path, "c.json", taskdef("v3"))
+    probe = (
+        "import json, os, runpy, sys\n"
+        "sys.argv = ['points', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('points', run_name='__main__')\n"
+        "finally:\n"
+        "    names = sorted({m.split('.')[0] for m in sys.modules})\n"
+        "    json.dump(names, open(os.environ['MODULES_OUT'], 'w'))\n"
+    )
+    args = ["guard", "--running", str(running), "--candidate", str(candidate)]
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", probe, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "MODULES_OUT": str(tmp_path / "modules.json")},
+        timeout=60,
+    )
+    assert run.returncode == EXIT_ONE_WAY_DOOR, run.stderr
+    loaded = set(json.loads((tmp_path / "modules.json").read_text(encoding="utf-8")))
+    assert loaded - set(sys.stdlib_module_names) - {"points", "__main__"} == set()

@@ -159,3 +159,64 @@ def test_start_failure_reads_the_logs_last_own_line(tmp_path: Path) -> None:
     assert start_failure(log) == ("ValueError: " + "v" * 400)[:297] + "..."
     log.write_text("[2026-11-30 14:46:00 +0000] [1] [ERROR] Reason: Worker failed to boot.\n")
     assert start_failure(log) == log.read_text().strip()  # only gunicorn's own: its last line
+
+
+V3_ENV = {"POINTS_FORMATS_READ": "1,2", "POINTS_FORMAT_WRITE": "2"}
+
+
+def test_the_guard_judges_what_a_version_runs_with_not_its_name(tmp_path: Path) -> None:
+    # --green-env declaring format 2 makes the spec's v2 write what blue cannot read
+    blue, green = _sides(tmp_path, "healthy", green_env=V3_ENV)
+    assert green.formats == PRESETS["v3"] and not guard(blue, green).ok
+    # both versions' environment counts too, the side's own last
+    _, green = _sides(tmp_path, "healthy", extra_env=V3_ENV, green_env={"POINTS_FORMAT_WRITE": "1"})
+    assert green.formats == PRESETS["v2"]
+    # a release's declaration can be overridden: "v3" writing format 1 is a prepare version
+    blue, green = _sides(tmp_path, "healthy", blue_version="v1", green_version="v3",
+                         green_env={"POINTS_FORMAT_WRITE": "1"})  # fmt: skip
+    assert green.formats == PRESETS["v2"] and guard(blue, green).ok
+    # ... and what the rehearsal itself was started with reaches its children
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in V3_ENV.items():
+            mp.setenv(name, value)
+        blue, green = _sides(tmp_path, "healthy", blue_env={"POINTS_FORMAT_WRITE": "1",
+                                                            "POINTS_FORMATS_READ": "1"})  # fmt: skip
+        assert green.formats == PRESETS["v3"] and not guard(blue, green).ok
+
+
+def test_the_library_refuses_a_door_opened_by_environment(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(OneWayDoor, match="green v2 writes ledger format 2"):
+        run(Options(scenario="healthy", out=out, green_env=V3_ENV))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "needle"),
+    [
+        (
+            ["--green-env", "POINTS_FORMATS_READ=1,2", "--green-env", "POINTS_FORMAT_WRITE=2"],
+            4,
+            "one-way door: green v2 writes ledger format 2",
+        ),
+        (["--green-env", "POINTS_FORMAT_WRITE=x"], 2, "green: POINTS_FORMAT_WRITE must be"),
+        (["--blue-env", "POINTS_FORMATS_READ=1,,2"], 2, "blue: POINTS_FORMATS_READ must be"),
+        (["--blue-env", "POINTS_FORMATS_READ=2"], 2, "blue: POINTS_FORMAT_WRITE=1 must be one"),
+    ],
+)
+def test_format_settings_in_a_versions_environment(tmp_path, args, status, needle) -> None:
+    proc = _cli("--scenario", "healthy", *args, "--out", str(tmp_path / "x"))
+    assert proc.returncode == status, proc.stderr
+    assert proc.stderr.count("\n") == 1 and needle in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("extra", [[], ["--allow-one-way-door"]])
+def test_two_phase_is_guarded_with_the_versions_environment(tmp_path, extra) -> None:
+    # green's environment would make the prepare version (v2) write format 2: v1 -> "v2" is a
+    # door; run_two_phase refuses it, so the command line says so before creating anything
+    proc = _cli("--scenario", "two-phase", "--green-env", "POINTS_FORMAT_WRITE=2", *extra,
+                "--out", str(tmp_path / "x"))  # fmt: skip
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.startswith("rehearsal: one-way door: green v2 writes ledger format 2")
+    assert not (tmp_path / "x").exists()
