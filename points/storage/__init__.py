@@ -69,8 +69,14 @@ def backend_from(env: Mapping[str, str]) -> str:
 
 
 def db_path_from(env: Mapping[str, str]) -> str:
-    """The SQLite file ``POINTS_DB_PATH`` names (default ``./points.db``)."""
-    return env.get(POINTS_DB_PATH) or DEFAULT_DB_PATH
+    """The SQLite file ``POINTS_DB_PATH`` names (unset or blank: ``./points.db``);
+    :class:`ConfigError` for a value no file can have (a NUL character)."""
+    value = env.get(POINTS_DB_PATH)
+    if value is None or not value.strip():  # " " is a mistake, not a file named " "
+        return DEFAULT_DB_PATH
+    if "\0" in value:
+        raise ConfigError(f"{POINTS_DB_PATH} must not contain a NUL character; got {value!r:.80}")
+    return value
 
 
 def open_storage(env: Mapping[str, str] | None = None) -> Storage:

@@ -183,6 +183,8 @@ class SQLiteStorage:
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         formats: Formats = DEFAULT_FORMATS,
     ) -> None:
+        if "\0" in path:  # sqlite3 would raise a bare ValueError on first use
+            raise ValueError(f"SQLite path must not contain a NUL character; got {path!r:.80}")
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self.formats = formats

@@ -265,6 +265,19 @@ def test_open_storage_picks_sqlite_with_the_documented_default(monkeypatch, tmp_
     assert open_storage().path == str(tmp_path / "env.db")
 
 
+@pytest.mark.parametrize("blank", ["", " ", "\t\n "])
+def test_a_blank_db_path_is_the_default(blank: str) -> None:
+    # " " used to create a file named " " in the working directory
+    assert open_storage({"POINTS_DB_PATH": blank}).path == DEFAULT_DB_PATH
+
+
+def test_a_db_path_with_a_nul_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="POINTS_DB_PATH must not contain a NUL character"):
+        open_storage({"POINTS_DB_PATH": "a\0b.db"})
+    with pytest.raises(ValueError, match="SQLite path must not contain a NUL"):
+        SQLiteStorage("a\0b.db")  # the library API: at once, not a bare error at first use
+
+
 def test_open_storage_rejects_unknown_backends() -> None:
     with pytest.raises(ValueError, match=r"POINTS_STORE must be one of dynamodb, sqlite; got 'x'"):
         open_storage({"POINTS_STORE": "x"})
