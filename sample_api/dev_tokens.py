@@ -6,6 +6,7 @@ variables. In production the issuer is your identity provider (Cognito, Auth0, O
 service gets its JWKS URL, and the order system gets its ``points:grant`` tokens from it.
 
     python -m sample_api.dev_tokens init KEYDIR          # prints the AUTH_* lines to export
+                                                         # (reuses KEYDIR's issuer; --new replaces it)
     python -m sample_api.dev_tokens mint KEYDIR --sub alice
     python -m sample_api.dev_tokens mint KEYDIR --sub order-service --scope points:grant
 
@@ -151,6 +152,40 @@ class DevIssuer:
         }
 
 
+#: The longest --ttl the CLI mints (a year): a dev token that never expires is not a test of anything.
+MAX_TTL_S = 366 * 86400
+
+
+def _ttl(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_TTL_S:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"must be seconds above 0, at most {MAX_TTL_S}; got {text!r:.40}"
+        )
+    return value
+
+
+def _subject(text: str) -> str:
+    if not text.strip():  # the service refuses a token whose sub is empty
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _existing(directory: Path) -> DevIssuer | None:
+    """The issuer already in ``directory``, None when it holds none (no key file yet)."""
+    if not (directory / PRIVATE_KEY).exists():
+        return None
+    try:
+        return DevIssuer.load(directory)
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(
+            f"{directory / JWKS} is not this tool's JWKS ({exc!r}); use --new"
+        ) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"dev_tokens: {message}", file=sys.stderr)
@@ -162,14 +197,27 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     init = commands.add_parser("init", help="make a key pair; print the service's AUTH_* lines")
     init.add_argument("directory", type=Path)
+    init.add_argument(
+        "--new",
+        action="store_true",
+        help="replace the directory's key pair (tokens minted before, and services started "
+        "with its jwks.json, then no longer match)",
+    )
     mint = commands.add_parser("mint", help="print a token")
     mint.add_argument("directory", type=Path)
-    mint.add_argument("--sub", required=True, help="a user id, or the calling service's id")
+    mint.add_argument("--sub", required=True, type=_subject, help="a user id, or a service's id")
     mint.add_argument("--scope", action="append", default=[], help="e.g. points:grant")
-    mint.add_argument("--ttl", type=float, default=3600, help="seconds (default 3600)")
+    mint.add_argument("--ttl", type=_ttl, default=3600, help="seconds (default 3600)")
     args = parser.parse_args(argv)
     if args.command == "init":
-        issuer = DevIssuer.create(args.directory)
+        # Running the README's init line again (a second shell) must not swap the keys under a
+        # service that read jwks.json at start: every token minted afterwards would be refused.
+        try:
+            issuer = None if args.new else _existing(args.directory)
+            if issuer is None:
+                issuer = DevIssuer.create(args.directory)
+        except (OSError, ValueError) as exc:
+            parser.error(f"cannot make an issuer in {args.directory}: {exc}")
         for name, value in issuer.env().items():
             print(f"export {name}={shlex.quote(value)}")
         return 0

@@ -74,7 +74,29 @@ def test_order_lookups_use_the_order_indexes(tmp_path: Path, kind: str) -> None:
         plan = conn.execute(
             "EXPLAIN QUERY PLAN " + _FIND_ORDER[kind], ("u", "o")[-_FIND_ORDER[kind].count("?") :]
         )
-        assert f"ledger_{kind}_order" in " ".join(str(row[-1]) for row in plan)
+        detail = " ".join(str(row[-1]) for row in plan)
+    # a search (not a scan) by its own key, or by the (kind, order_id) index kept for earlier
+    # versions: both are equality lookups on the order id
+    assert detail.startswith("SEARCH") and (
+        f"ledger_{kind}_order" in detail or "ledger_kind_order (kind=? AND order_id=?)" in detail
+    ), detail
+
+
+def test_the_previous_versions_order_lookup_uses_an_index(tmp_path: Path) -> None:
+    """A rollback to a version before per-user redemption ids: its lookup by (kind, order_id),
+    kind bound as a parameter, must search an index, not scan the ledger under the write lock."""
+    path = tmp_path / "p.db"
+    _previous_version_file(path)
+    SQLiteStorage(str(path)).ping()  # rebuilt per user
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT * FROM ledger WHERE kind = ? AND order_id = ?",
+                ("redemption", "r-1"),
+            )
+        )
+    assert plan.startswith("SEARCH") and "(kind=? AND order_id=?)" in plan, plan
 
 
 def _previous_version_file(path: Path) -> None:

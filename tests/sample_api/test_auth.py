@@ -343,3 +343,43 @@ def test_an_unusable_jwks_from_the_url_gives_503(problem: str) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- the local issuer's command line (python -m sample_api.dev_tokens) ---------------------------
+
+
+def test_dev_tokens_init_again_keeps_the_issuer_unless_new(tmp_path: Path, capsys) -> None:
+    """The README's init line run again (another shell) must not swap the keys under a running
+    service: tokens minted afterwards would all be refused."""
+    from sample_api import dev_tokens
+
+    assert dev_tokens.main(["init", str(tmp_path)]) == 0
+    jwks = (tmp_path / "jwks.json").read_text()
+    first = capsys.readouterr().out
+    assert dev_tokens.main(["init", str(tmp_path)]) == 0
+    assert (tmp_path / "jwks.json").read_text() == jwks and capsys.readouterr().out == first
+    assert dev_tokens.main(["init", str(tmp_path), "--new"]) == 0
+    assert (tmp_path / "jwks.json").read_text() != jwks
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["mint", "{dir}", "--sub", "a", "--ttl", "nan"],
+        ["mint", "{dir}", "--sub", "a", "--ttl", "-5"],
+        ["mint", "{dir}", "--sub", "a", "--ttl", "1e300"],
+        ["mint", "{dir}", "--sub", "a", "--ttl", "soon"],
+        ["mint", "{dir}", "--sub", " "],
+        ["init", "{dir}/jwks.json"],  # a file, not a directory
+        ["init", "{dir}/no/such\0dir"],
+    ],
+)
+def test_dev_tokens_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, args: list[str]) -> None:
+    from sample_api import dev_tokens
+
+    assert dev_tokens.main(["init", str(tmp_path)]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        dev_tokens.main([a.replace("{dir}", str(tmp_path)) for a in args])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("dev_tokens: ") and err.count("\n") == 1, err
