@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -309,6 +310,21 @@ def _setup_queues(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Signals first: one that lands during start-up (imports, the store's ping, up to its 5 s
+    # busy timeout on a locked file) is remembered and ends the run cleanly (exit 0), as it would
+    # a moment later, instead of killing the process (SIGTERM: status 143) or printing a
+    # KeyboardInterrupt traceback (SIGINT).
+    stop_requested = threading.Event()
+    started: list[Any] = []  # the Worker, once it exists
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop_requested.set()
+        if started:
+            started[0].stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
     from points import open_storage, rate_from
     from points.storage import backend_from
     from worker import _instrument as instrument
@@ -334,14 +350,14 @@ def _run(args: argparse.Namespace) -> int:
             if not (isinstance(exc, StorageUnavailable) and exc.transient):
                 raise ConfigError(f"{POINTS_DB_PATH}: {exc}") from None
 
+    if stop_requested.is_set():  # stopped before anything was received: nothing to hand back
+        storage.close()
+        return 0
     instrument.configure(slots=config.concurrency)
     worker = Worker(config, storage, rate=rate)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    started.append(worker)
+    if stop_requested.is_set():  # the signal landed while telemetry or the client was set up
         worker.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         worker.start()
     except Exception:

@@ -12,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from points.domain import points_for
 from telemetry import catalog
 from tests.support.processes import child
@@ -351,5 +353,45 @@ def test_a_store_locked_at_start_up_is_waited_out_not_refused(
             proc.communicate(timeout=30)
         assert proc.returncode == 0
         assert sorted(ledger.rows()) == _expected_rows(orders)
+    finally:
+        locker.close()
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    """True once process ``pid`` has ``path`` open (Linux /proc)."""
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == str(path):
+                    return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_start_up_exits_0_without_a_traceback(
+    signum: int, queues: dict[str, str], db_path: Path, aws_env: dict[str, str]
+) -> None:
+    """A stop that lands while the worker is still starting (here: waiting for a SQLite file
+    another process holds locked, up to the 5 s busy timeout) is a graceful stop too. Before the
+    fix the signal handlers were installed only after start-up: SIGTERM killed the process
+    (status -15) and SIGINT printed a KeyboardInterrupt traceback."""
+    import sqlite3
+
+    from points.storage import open_storage
+
+    open_storage({"POINTS_DB_PATH": str(db_path)}).ping()
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    env = worker_env(aws_env, queues["queue_url"], db_path)
+    try:
+        with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            # the store is open: the worker is past its imports, in the start-up ping
+            wait_for(lambda: _has_open(proc.pid, db_path), 20, "the worker to open the store")
+            assert proc.poll() is None
+            os.kill(proc.pid, signum)
+            _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err.decode()[-2000:]
     finally:
         locker.close()
