@@ -56,6 +56,9 @@ class _Held:
     gave_up_extending: bool = False
     counted: bool = False  # the job's telemetry (Jobs/JobErrors) has started
     settled: bool = False  # the job's outcome has been counted in Stats
+    #: received for the last time the redrive policy allows: released, SQS moves it to the DLQ
+    #: at its next receive, so a stop runs it rather than releasing it (when time allows)
+    last_receive: bool = False
 
 
 @dataclass(slots=True)
@@ -70,6 +73,8 @@ class Stats:
     failed: int = 0
     dead_lettered: int = 0
     released: int = 0
+    #: of ``released``: messages on their last allowed receive, which the DLQ gets next
+    released_last_receive: int = 0
     extended: int = 0
     #: messages that could not be held at all (no usable receipt handle): failed jobs too
     unusable: int = 0
@@ -103,6 +108,8 @@ class Worker:
         self._running = 0  # jobs inside _job right now; guarded by _cond
         self._capacity = config.concurrency + config.batch_size
         self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="job")
+        self._pending: dict[int, Future[None]] = {}  # jobs not done yet, by _Held.key; _cond
+        self._closing = False  # past the stop's deadline for jobs: nothing more starts
         self._acker: Acker | None = None
         #: every batch call (deletes, releases, extensions) and its per-entry failures
         self.batches = BatchSender(self.client, config.queue_url, log=lambda: instrument.log)
@@ -187,12 +194,23 @@ class Worker:
         instrument.log.info("stopping: no more receives; finishing in-flight jobs")
         # 1. The receiver returns when its long poll does and releases what that poll brought.
         self._receiver.join(max(0.0, deadline - reserve - time.monotonic()))
-        # 2. Jobs not started yet are cancelled (their messages are released below); running
-        #    jobs are given until the deadline minus the reserve.
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # 2. Jobs not started yet are cancelled (their messages are released below), except a
+        #    message on its last allowed receive: released, it would go to the DLQ without
+        #    ever failing, so it runs if time allows. Running jobs, and those, are given until
+        #    the deadline minus the reserve.
         with self._cond:
-            while self._running_jobs() and time.monotonic() < deadline - reserve:
+            pending = [(key, future) for key, future in self._pending.items()]
+            last = {key for key, held in self._held.items() if held.last_receive}
+        for key, future in pending:
+            if key not in last:
+                future.cancel()
+        self._pool.shutdown(wait=False)
+        with self._cond:
+            while (self._running_jobs() or self._waiting_last_receive()) and (
+                time.monotonic() < deadline - reserve
+            ):
                 self._cond.wait(0.1)
+            self._closing = True
         # 3. Stop the heartbeat before releasing, so it cannot extend a released message.
         self._monitor.join(max(0.0, min(2.0, deadline - time.monotonic())))
         with self._cond:
@@ -202,6 +220,15 @@ class Worker:
         for held in leftovers:
             self._acker.release(held.message_id, held.receipt)
         self._count("released", len(leftovers))
+        lost = sum(1 for held in leftovers if held.last_receive)
+        if lost:
+            self._count("released_last_receive", lost)
+            instrument.log.warning(
+                "released %d message(s) on their last allowed receive: the queue moves them to "
+                "the DLQ (raise the stop timeout, or lower the concurrency or batch size)",
+                lost,
+                extra={"released_last_receive": lost},
+            )
         clean = self._acker.close(max(0.5, deadline - time.monotonic()))
         unfinished = self._running_jobs()
         instrument.log.info(
@@ -213,6 +240,7 @@ class Worker:
                 "poison": self.stats.poison,
                 "failed": self.stats.failed,
                 "released": self.stats.released,
+                "released_last_receive": self.stats.released_last_receive,
                 "unusable": self.stats.unusable,
                 "crashed": self.stats.crashed,
                 "deleted": self._acker.deleted,
@@ -228,6 +256,14 @@ class Worker:
 
     def _running_jobs(self) -> int:
         return self._running
+
+    def _waiting_last_receive(self) -> bool:
+        """A job on its last allowed receive has not started yet (call with ``_cond`` held)."""
+        return any(
+            self._held.get(key) is not None and self._held[key].last_receive
+            for key, future in self._pending.items()
+            if not future.running() and not future.done()
+        )
 
     def batch_failures(self) -> dict[str, int]:
         """Entries of batch calls that finally failed, by action (delete, release, extend)."""
@@ -297,6 +333,8 @@ class Worker:
             except Exception:  # RuntimeError: pool shut down between the check and here
                 self._release_all([h])
                 continue
+            with self._cond:
+                self._pending[h.key] = future
             future.add_done_callback(functools.partial(self._job_done, h))
 
     def _hold(self, message: Any, now: float) -> _Held | None:
@@ -313,6 +351,9 @@ class Worker:
             now,
             now + self.config.visibility_timeout_s,
         )
+        max_receives = self.info.max_receive_count if self.info is not None else None
+        count = _whole_number(_attributes(message).get("ApproximateReceiveCount"))
+        held.last_receive = max_receives is not None and count is not None and count >= max_receives
         with self._cond:
             self._held[held.key] = held
             self._holding += 1
@@ -356,7 +397,7 @@ class Worker:
         with self._cond:
             self._running += 1
         try:
-            if self._stop.is_set():
+            if self._stop.is_set() and (self._closing or not held.last_receive):
                 self._release_all([held])
                 return
             self._process(held, message)
@@ -375,6 +416,9 @@ class Worker:
         """Done-callback of every job: a job cancelled at shutdown is released at once; one that
         somehow left its message held frees the slot. Never raises (the pool's thread runs it)."""
         try:
+            with self._cond:
+                self._pending.pop(held.key, None)
+                self._cond.notify_all()
             if future.cancelled():
                 self._release_all([held])
             elif self._forget(held):
@@ -412,10 +456,7 @@ class Worker:
     def _process(self, held: _Held, message: Mapping[str, Any]) -> None:
         assert self._acker is not None and self.info is not None
         receive_count = _whole_number(_attributes(message).get("ApproximateReceiveCount"))
-        max_receives = self.info.max_receive_count
-        last_try = (
-            max_receives is not None and receive_count is not None and receive_count >= max_receives
-        )
+        last_try = held.last_receive
         request = None
         early: BaseException | None = None
         try:
