@@ -145,6 +145,8 @@ class Compiler:
             a.threshold = float(d["Threshold"])
             a.n = int(d["EvaluationPeriods"])
             a.m = int(d.get("DatapointsToAlarm") or a.n)
+            if a.n < 1:
+                raise ExpressionError("EvaluationPeriods must be at least 1")
             if not 1 <= a.m <= a.n:
                 raise ExpressionError("DatapointsToAlarm must be between 1 and EvaluationPeriods")
             a.treat = d.get("TreatMissingData") or "missing"
@@ -171,8 +173,10 @@ class Compiler:
                     and d.get("EvaluateLowSampleCountPercentile") == "ignore"
                 ):
                     a.low_min = low_sample_minimum(a.query.pct)
-        except (ExpressionError, KeyError, TypeError, ValueError) as exc:
-            msg = str(exc) if isinstance(exc, ExpressionError | ValueError) else f"missing {exc}"
+            _check_window(a.period, a.n)
+        except (ExpressionError, KeyError, TypeError, ValueError, OverflowError) as exc:
+            # OverflowError: int() of an infinite number (JSON's Infinity, YAML's .inf)
+            msg = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
             a.unsupported = msg
             self.warnings.append(f"alarm {a.name}: {msg}; it stays INSUFFICIENT_DATA")
         return a
@@ -182,6 +186,8 @@ class Compiler:
             raise ExpressionError("Metrics must be a list of at most 10 queries")
         exprs: dict[str, MathExpr] = {}
         stats: dict[str, dict] = {}
+        if not all(isinstance(q, Mapping) for q in metrics):
+            raise ExpressionError("each query in Metrics must be an object")
         ret = [q for q in metrics if q.get("ReturnData", True)]
         if len(ret) != 1:
             raise ExpressionError("exactly one query must have ReturnData true")
@@ -192,6 +198,8 @@ class Compiler:
                 stats[q["Id"]] = q["MetricStat"]
             else:
                 raise ExpressionError(f"query {q.get('Id')} has neither Expression nor MetricStat")
+        if not all(isinstance(ms, Mapping) for ms in stats.values()):
+            raise ExpressionError("each MetricStat must be an object")
         periods = {_period(ms.get("Period")) for ms in stats.values()}
         if len(periods) != 1:
             raise ExpressionError("metric math alarms need MetricStat queries of one Period")
@@ -199,6 +207,8 @@ class Compiler:
         a.tick = self.tick_for(a.period)
         for qid, ms in stats.items():
             m = ms["Metric"]
+            if not isinstance(m, Mapping):
+                raise ExpressionError(f"query {qid}: MetricStat.Metric must be an object")
             a.inputs[qid] = self._query(
                 a,
                 m.get("Namespace"),
@@ -264,6 +274,17 @@ def _period(value: Any) -> int:
     if period not in (1, 5, 10, 20, 30) and (period <= 0 or period % 60):
         raise ExpressionError(f"Period {value} is not 10, 20, 30 or a multiple of 60")
     return period
+
+
+def _check_window(period: int, n: int) -> None:
+    """PutMetricAlarm's limit: Period x EvaluationPeriods at most one day, or seven days for
+    periods of an hour or more (it also bounds the work of every evaluation)."""
+    limit = 7 * 86400 if period >= 3600 else 86400
+    if period * n > limit:
+        raise ExpressionError(
+            f"Period x EvaluationPeriods is {period * n} s, above PutMetricAlarm's limit of"
+            f" {limit} s"
+        )
 
 
 def _chain(ret: str, exprs: dict[str, MathExpr], stat_ids: set[str]) -> MathExpr:

@@ -19,6 +19,18 @@ _MATH_TOKEN = re.compile(
 
 MathFn = Callable[[Mapping[str, float | None]], float | None]
 
+#: How deep parentheses, unary signs, powers and NOT may nest in an expression or alarm rule.
+#: CloudWatch's length limits (2,048 characters for an expression, 10,240 for a rule) allow
+#: thousands of levels; Python's recursion stops near 1,000.
+MAX_NESTING = 100
+
+
+def _power(base: float, exp: float) -> float:
+    """``base ^ exp``; NaN (the datapoint dropped) where there is no real result, such as a
+    negative base to a fractional power (Python would return a complex number)."""
+    result = base**exp
+    return float("nan") if isinstance(result, complex) else float(result)
+
 
 def _tokens(text: str, pattern: re.Pattern[str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
@@ -75,47 +87,75 @@ def parse_math(text: str) -> MathExpr:
         pos += 1
         return toks[pos - 1]
 
+    depth = 0
+
+    def nest(step: int) -> None:
+        # Parentheses, unary signs and powers recurse (in parsing and in evaluation): a bound
+        # keeps a hostile expression a clear error instead of a RecursionError.
+        nonlocal depth
+        depth += step
+        if depth > MAX_NESTING:
+            raise ExpressionError(f"expression nested more than {MAX_NESTING} levels deep")
+
     def expr() -> Callable:
-        left = term()
+        # A chain a + b - c ... is one loop, not a nest of closures as deep as it is long.
+        first = term()
+        rest: list[tuple[str, Callable]] = []
         while peek() in (("2", "+"), ("2", "-")):
             op = take()[1]
-            right = term()
-            left = (
-                (lambda a, b: lambda e: a(e) + b(e))(left, right)
-                if op == "+"
-                else (lambda a, b: lambda e: a(e) - b(e))(left, right)
-            )
-        return left
+            rest.append((op, term()))
+        if not rest:
+            return first
+
+        def chain(e: Mapping[str, float]) -> float:
+            acc = first(e)
+            for op, fn in rest:
+                acc = acc + fn(e) if op == "+" else acc - fn(e)
+            return acc
+
+        return chain
 
     def term() -> Callable:
-        left = power()
+        first = power()
+        rest: list[tuple[str, Callable]] = []
         while (t := peek()) and t[0] == "2" and t[1] in "*/":
             op = take()[1]
-            right = power()
-            left = (
-                (lambda a, b: lambda e: a(e) * b(e))(left, right)
-                if op == "*"
-                else (lambda a, b: lambda e: a(e) / b(e))(left, right)
-            )
-        return left
+            rest.append((op, power()))
+        if not rest:
+            return first
+
+        def chain(e: Mapping[str, float]) -> float:
+            acc = first(e)
+            for op, fn in rest:
+                acc = acc * fn(e) if op == "*" else acc / fn(e)
+            return acc
+
+        return chain
 
     def power() -> Callable:
         base = unary()
         if (t := peek()) and t == ("2", "^"):
             take()
+            nest(1)
             exp = power()  # right associative
-            return lambda e: float(base(e) ** exp(e))
+            nest(-1)
+            return lambda e: _power(base(e), exp(e))
         return base
 
     def unary() -> Callable:
         t = peek()
         if t == ("2", "-"):
             take()
+            nest(1)
             inner = unary()
+            nest(-1)
             return lambda e: -inner(e)
         if t == ("2", "+"):
             take()
-            return unary()
+            nest(1)
+            inner = unary()
+            nest(-1)
+            return inner
         return atom()
 
     def atom() -> Callable:
@@ -131,7 +171,9 @@ def parse_math(text: str) -> MathExpr:
             ids.add(value)
             return lambda e: e[value]
         if value == "(":
+            nest(1)
             inner = expr()
+            nest(-1)
             if take() != ("2", ")"):
                 raise ExpressionError(f"missing ')' in {text!r}")
             return inner
@@ -152,7 +194,7 @@ _RULE_TOKEN = re.compile(
     r"|(AND|OR|NOT|TRUE|FALSE)\b|(\()|(\))|(\S+))"
 )
 
-Rule = tuple  # ("state", STATE, name) | ("const", bool) | ("and"|"or", a, b) | ("not", a)
+Rule = tuple  # ("state", STATE, name) | ("const", bool) | ("and"|"or", a, b, ...) | ("not", a)
 
 
 def _alarm_name(ref: str) -> str:
@@ -192,24 +234,36 @@ def parse_rule(text: str) -> Rule:
         i += 1
         return toks[i - 1]
 
+    depth = 0
+
+    def nest(step: int) -> None:
+        nonlocal depth
+        depth += step
+        if depth > MAX_NESTING:
+            raise ExpressionError(f"alarm rule nested more than {MAX_NESTING} levels deep")
+
     def or_() -> Rule:
-        left = and_()
+        # n-ary: a rule OR-ing hundreds of alarms is one node, not a nest as deep as it is long
+        parts = [and_()]
         while peek() == ("word", "OR"):
             take()
-            left = ("or", left, and_())
-        return left
+            parts.append(and_())
+        return parts[0] if len(parts) == 1 else ("or", *parts)
 
     def and_() -> Rule:
-        left = not_()
+        parts = [not_()]
         while peek() == ("word", "AND"):
             take()
-            left = ("and", left, not_())
-        return left
+            parts.append(not_())
+        return parts[0] if len(parts) == 1 else ("and", *parts)
 
     def not_() -> Rule:
         if peek() == ("word", "NOT"):
             take()
-            return ("not", not_())
+            nest(1)
+            inner = not_()
+            nest(-1)
+            return ("not", inner)
         return atom()
 
     def atom() -> Rule:
@@ -221,7 +275,9 @@ def parse_rule(text: str) -> Rule:
         if t == ("word", "FALSE"):
             return ("const", False)
         if t == ("(",):
+            nest(1)
             inner = or_()
+            nest(-1)
             if take() != (")",):
                 raise ExpressionError(f"missing ')' in rule {text!r}")
             return inner
@@ -254,5 +310,5 @@ def eval_rule(rule: Rule, states: Mapping[str, str]) -> bool:
     if kind == "not":
         return not eval_rule(rule[1], states)
     if kind == "and":
-        return eval_rule(rule[1], states) and eval_rule(rule[2], states)
-    return eval_rule(rule[1], states) or eval_rule(rule[2], states)
+        return all(eval_rule(r, states) for r in rule[1:])
+    return any(eval_rule(r, states) for r in rule[1:])

@@ -35,10 +35,15 @@ def load_run(run_dir: Path) -> tuple[list, list[tuple[float, int]], float, float
         details = json.loads((run_dir / "run.json").read_text())
         result = json.loads((run_dir / "result.json").read_text())
         t0 = float(details["t0"])
-        traffic = [(t0 + float(t), int(p)) for t, p in result["traffic"]]
-        objective = float(details.get("latency_objective_ms") or 250.0)
-        if not all(math.isfinite(x) for x in (t0, objective, *(at for at, _ in traffic))):
+        steps = [(t0 + float(t), float(p)) for t, p in result["traffic"]]
+        objective = float(details.get("latency_objective_ms", 250.0))
+        if not all(math.isfinite(x) for x in (t0, objective, *(at for at, _ in steps))):
             raise ValueError("t0, the traffic steps and the objective must be finite numbers")
+        if objective <= 0:
+            raise ValueError(f"latency_objective_ms must be > 0, got {objective:g}")
+        if not all(0 <= p <= 100 and p == int(p) for _, p in steps):
+            raise ValueError("each traffic step's green share must be a whole percent 0..100")
+        traffic = [(at, int(p)) for at, p in steps]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{run_dir}: run.json/result.json unreadable ({exc})") from None
     return read_requests(run_dir / "requests.jsonl"), traffic, t0, objective

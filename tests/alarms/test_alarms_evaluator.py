@@ -410,6 +410,71 @@ def test_math_parser_rejects(text: str) -> None:
         parse_math(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("a ^ 0.5", {"a": -4}, None),  # no real result: dropped (Python gives a complex)
+        ("(0 - a) ^ (1 / 3)", {"a": 8}, None),
+        ("a ^ 0.5", {"a": 4}, 2.0),
+        ("+".join(["a"] * 1000), {"a": 1}, 1000.0),  # a long chain is no deep recursion
+        ("*".join(["a"] * 1000), {"a": 1}, 1.0),
+        ("(" * 100 + "a" + ")" * 100, {"a": 3}, 3.0),
+        ("(a)+" * 500 + "a", {"a": 1}, 501.0),  # siblings are not nesting
+    ],
+)
+def test_math_hostile_but_valid(text: str, env: dict, expected: float | None) -> None:
+    assert parse_math(text)(env) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["(" * 1000 + "a" + ")" * 1000, "-" * 2000 + "a", "^".join(["a"] * 1000)]
+)
+def test_math_nested_too_deep_is_an_expression_error(text: str) -> None:
+    # within CloudWatch's 2,048 characters, and no RecursionError
+    with pytest.raises(ExpressionError, match="nested more than"):
+        parse_math(text)
+
+
+def test_math_negative_base_to_a_fraction_drops_the_point_in_an_alarm() -> None:
+    _, evals = run(
+        [math_alarm("(0 - errors) ^ 0.5")], [emf(T0, {"Errors": 4}, unit="Count")], T0 + 10
+    )
+    assert [v for _, v in last(evals, "m").datapoints] == [None] * 5
+    _, evals = run([math_alarm("errors ^ 0.5")], [emf(T0, {"Errors": 4}, unit="Count")], T0 + 10)
+    assert last(evals, "m").value == 2.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"EvaluationPeriods": 10**8}, "above PutMetricAlarm's limit of 86400 s"),
+        ({"Period": 60 * 10**12}, "above PutMetricAlarm's limit of 604800 s"),
+        ({"Period": 3600, "EvaluationPeriods": 169}, "limit of 604800 s"),
+        ({"EvaluationPeriods": float("inf")}, "infinity"),
+        ({"EvaluationPeriods": 0, "DatapointsToAlarm": 0}, "at least 1"),
+        ({"Metrics": ["a", "b"]}, "must be an object"),
+        ({"Metrics": [{"Id": "m", "MetricStat": [1]}]}, "must be an object"),
+        (
+            {"Metrics": [{"Id": "m", "MetricStat": {"Metric": [1], "Period": 10, "Stat": "Sum"}}]},
+            "Metric must be an object",
+        ),
+    ],
+)
+def test_hostile_alarm_definitions_stay_insufficient_with_a_warning(
+    change: dict, message: str
+) -> None:
+    # each one was a hang (a day's limit ignored) or a stack trace before
+    ev, evals = run([alarm(n=1, **{}) | change], [emf(T0, {"Latency": 500})], T0 + 120)
+    assert ev.states["a"] == "INSUFFICIENT_DATA"
+    assert message in ev.warnings[0]
+    assert "not evaluated" in evals[-1].reason
+
+
+def test_the_longest_window_cloudwatch_allows_is_evaluated() -> None:
+    ev, _ = run([alarm(period=10, n=8640, m=1)], [emf(T0, {"Latency": 500})], T0 + 20)
+    assert ev.states["a"] == "ALARM" and not ev.warnings
+
+
 def test_unsupported_alarm_stays_insufficient_with_a_warning() -> None:
     ev, evals = run([math_alarm("FILL(errors, 0)")], [], T0 + 10)
     assert ev.states["m"] == "INSUFFICIENT_DATA"
@@ -450,6 +515,20 @@ def test_rules(rule: str, expected: bool) -> None:
 def test_rule_parser_rejects(rule: str) -> None:
     with pytest.raises(ExpressionError):
         parse_rule(rule)
+
+
+def test_rules_over_hundreds_of_alarms_and_deep_nesting() -> None:
+    # CloudWatch allows 10,240 characters: a long OR is one node, not a nest per alarm
+    names = [f"a{i}" for i in range(900)]
+    rule = parse_rule(" OR ".join(f"ALARM({n})" for n in names))
+    assert eval_rule(rule, {"a899": "ALARM"}) is True
+    assert eval_rule(rule, {}) is False
+    assert eval_rule(parse_rule(" AND ".join(f"OK({n})" for n in names)), {}) is False
+    assert eval_rule(parse_rule("NOT " * 100 + "TRUE"), {}) is True
+    assert eval_rule(parse_rule("(TRUE) AND " * 500 + "TRUE"), {}) is True
+    for text in ("NOT " * 2500 + "TRUE", "(" * 3000 + "TRUE" + ")" * 3000):
+        with pytest.raises(ExpressionError, match="nested more than"):
+            parse_rule(text)
 
 
 def test_composite_follows_children_in_the_same_evaluation() -> None:

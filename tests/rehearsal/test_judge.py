@@ -215,3 +215,28 @@ def test_offline_judge_of_a_run_json_with_a_non_finite_t0(tmp_path: Path, t0: st
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr  # -Infinity was an OverflowError's traceback
     assert proc.stderr.count("\n") == 1 and "must be finite numbers" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("run_json", "traffic", "message"),
+    [
+        ('{"t0": 0}', "[[0, 1e400]]", "whole percent 0..100"),  # was OverflowError's traceback
+        ('{"t0": 0}', "[[0, -10]]", "whole percent 0..100"),
+        ('{"t0": 0}', "[[0, 10.5]]", "whole percent 0..100"),
+        ('{"t0": 0}', "[[0, NaN]]", "whole percent 0..100"),
+        ('{"t0": 0, "latency_objective_ms": -5}', "[[0, 10]]", "must be > 0"),
+        ('{"t0": 0, "latency_objective_ms": 0}', "[[0, 10]]", "must be > 0"),  # was 250
+    ],
+)
+def test_offline_judge_of_odd_traffic_steps_and_objectives(
+    tmp_path: Path, run_json: str, traffic: str, message: str
+) -> None:
+    run_dir = _recorded_run(tmp_path, 30.0)
+    (run_dir / "run.json").write_text(run_json)
+    (run_dir / "result.json").write_text(f'{{"traffic": {traffic}}}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "rehearsal", "judge", str(run_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
