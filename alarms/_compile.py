@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._expr import ExpressionError, MathExpr, Rule, parse_math, parse_rule, rule_names
-from ._rules import COMPARISONS, TREATMENTS, low_sample_minimum
+from ._rules import COMPARISONS, TREATMENTS, low_sample_minimum, max_evaluation_s
 from ._store import SIMPLE_STATS, Query, Series
 
 
@@ -279,7 +279,7 @@ def _period(value: Any) -> int:
 def _check_window(period: int, n: int) -> None:
     """PutMetricAlarm's limit: Period x EvaluationPeriods at most one day, or seven days for
     periods of an hour or more (it also bounds the work of every evaluation)."""
-    limit = 7 * 86400 if period >= 3600 else 86400
+    limit = max_evaluation_s(period)
     if period * n > limit:
         raise ExpressionError(
             f"Period x EvaluationPeriods is {period * n} s, above PutMetricAlarm's limit of"

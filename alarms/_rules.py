@@ -25,6 +25,12 @@ COMPARISON_TEXT = {
 }
 
 
+def max_evaluation_s(period: int) -> int:
+    """PutMetricAlarm's longest evaluation range, Period x EvaluationPeriods, in seconds: seven
+    days, and one day when Period is under an hour (API reference, PutMetricAlarm, "Period")."""
+    return 7 * 86400 if period >= 3600 else 86400
+
+
 def low_sample_minimum(percentile: float) -> float:
     """Samples a period needs before a percentile is trusted (CloudWatch's documented rule)."""
     p = percentile / 100.0

@@ -15,6 +15,7 @@ from typing import Any
 from telemetry.cloudwatch_rules import namespace_problem
 
 from ._io import InputError, parse_document
+from ._rules import max_evaluation_s
 
 STATISTICS = ("SampleCount", "Sum", "Average", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,2})?)$")
@@ -285,15 +286,9 @@ def _profile(data: Any, path: str, default: Profile | None) -> Profile:
     return Profile(period, n, m)
 
 
-#: PutMetricAlarm's longest evaluation range (Period x EvaluationPeriods), in seconds: seven
-#: days, and one day when Period is under an hour (API reference, PutMetricAlarm, "Period").
-MAX_EVALUATION_S = 7 * 86400
-MAX_EVALUATION_SHORT_PERIOD_S = 86400
-
-
 def check_evaluation_range(period: int, n: int, where: str) -> None:
     """SpecError unless ``period`` (s) x ``n`` periods fits PutMetricAlarm's evaluation range."""
-    if period * n > (MAX_EVALUATION_S if period >= 3600 else MAX_EVALUATION_SHORT_PERIOD_S):
+    if period * n > max_evaluation_s(period):
         raise SpecError(
             where,
             "period_s x evaluation_periods must be <= 1 day (<= 7 days when period_s >= 3600)",
