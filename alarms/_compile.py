@@ -60,7 +60,27 @@ class Composite:
 def _dims_key(dims: Any) -> tuple[tuple[str, str], ...]:
     if not dims:
         return ()
+    if not isinstance(dims, list) or not all(
+        isinstance(d, Mapping) and "Name" in d and "Value" in d for d in dims
+    ):
+        raise ExpressionError("Dimensions must be a list of {Name, Value} objects")
     return tuple(sorted((str(d["Name"]), str(d["Value"])) for d in dims))
+
+
+def _whole(value: Any, name: str) -> int:
+    """An integer field (JSON number or, in a template, its text); 10.5 is not 10."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ExpressionError(f"{name} {value!r} is not a whole number")
+    return int(value)
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A Boolean field: JSON true/false or, in a CloudFormation template, "true"/"false"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ExpressionError(f"{name} must be true or false, not {value!r:.40}")
 
 
 def definitions(defs: Mapping[str, Any], params: Mapping[str, str]) -> tuple[list, list]:
@@ -143,8 +163,10 @@ class Compiler:
             if "ThresholdMetricId" in d:
                 raise ExpressionError("anomaly detection bands are not supported")
             a.threshold = float(d["Threshold"])
-            a.n = int(d["EvaluationPeriods"])
-            a.m = int(d.get("DatapointsToAlarm") or a.n)
+            if not math.isfinite(a.threshold):  # an alarm that could never breach
+                raise ExpressionError(f"Threshold {d['Threshold']!r} is not a finite number")
+            a.n = _whole(d["EvaluationPeriods"], "EvaluationPeriods")
+            a.m = _whole(d.get("DatapointsToAlarm") or a.n, "DatapointsToAlarm")
             if a.n < 1:
                 raise ExpressionError("EvaluationPeriods must be at least 1")
             if not 1 <= a.m <= a.n:
@@ -188,7 +210,7 @@ class Compiler:
         stats: dict[str, dict] = {}
         if not all(isinstance(q, Mapping) for q in metrics):
             raise ExpressionError("each query in Metrics must be an object")
-        ret = [q for q in metrics if q.get("ReturnData", True)]
+        ret = [q for q in metrics if _flag(q.get("ReturnData", True), "ReturnData")]
         if len(ret) != 1:
             raise ExpressionError("exactly one query must have ReturnData true")
         for q in metrics:
@@ -270,7 +292,7 @@ def _is_pct(stat: str) -> bool:
 
 
 def _period(value: Any) -> int:
-    period = int(value)
+    period = _whole(value, "Period")
     if period not in (1, 5, 10, 20, 30) and (period <= 0 or period % 60):
         raise ExpressionError(f"Period {value} is not 10, 20, 30 or a multiple of 60")
     return period

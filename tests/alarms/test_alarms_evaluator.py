@@ -450,7 +450,7 @@ def test_math_negative_base_to_a_fraction_drops_the_point_in_an_alarm() -> None:
         ({"EvaluationPeriods": 10**8}, "above PutMetricAlarm's limit of 86400 s"),
         ({"Period": 60 * 10**12}, "above PutMetricAlarm's limit of 604800 s"),
         ({"Period": 3600, "EvaluationPeriods": 169}, "limit of 604800 s"),
-        ({"EvaluationPeriods": float("inf")}, "infinity"),
+        ({"EvaluationPeriods": float("inf")}, "EvaluationPeriods inf is not a whole number"),
         ({"EvaluationPeriods": 0, "DatapointsToAlarm": 0}, "at least 1"),
         ({"Metrics": ["a", "b"]}, "must be an object"),
         ({"Metrics": [{"Id": "m", "MetricStat": [1]}]}, "must be an object"),
@@ -458,6 +458,14 @@ def test_math_negative_base_to_a_fraction_drops_the_point_in_an_alarm() -> None:
             {"Metrics": [{"Id": "m", "MetricStat": {"Metric": [1], "Period": 10, "Stat": "Sum"}}]},
             "Metric must be an object",
         ),
+        # found by review r17: accepted silently, or a confusing message
+        ({"Threshold": float("nan")}, "not a finite number"),
+        ({"Threshold": float("inf")}, "not a finite number"),
+        ({"Period": 10.5}, "Period 10.5 is not a whole number"),
+        ({"EvaluationPeriods": 1.5}, "EvaluationPeriods 1.5 is not a whole number"),
+        ({"DatapointsToAlarm": True}, "DatapointsToAlarm True is not a whole number"),
+        ({"Dimensions": "Service=svc"}, "Dimensions must be a list of {Name, Value} objects"),
+        ({"Dimensions": [{"Name": "Service"}]}, "Dimensions must be a list of {Name, Value}"),
     ],
 )
 def test_hostile_alarm_definitions_stay_insufficient_with_a_warning(
@@ -717,3 +725,15 @@ def test_the_number_rules_are_public_api() -> None:
     assert {"number_text", "value_text"} <= set(alarms.__all__)
     assert alarms.number_text(250.0004) == "250.0004" and alarms.number_text(250.0) == "250"
     assert alarms.value_text(250.0001, 250.0) == "250.0001"
+
+
+@pytest.mark.parametrize(("flag", "evaluated"), [(False, True), ("false", True), ("no", False)])
+def test_return_data_is_a_boolean_or_a_templates_text(flag: Any, evaluated: bool) -> None:
+    """``"ReturnData": "false"`` (CloudFormation's text form) is false, not a true string."""
+    definition = math_alarm("errors")
+    definition["Metrics"][1]["ReturnData"] = flag  # a MetricStat query; the expression returns
+    ev, _ = run([definition], [emf(T0, {"Errors": 4}, unit="Count")], T0 + 10)
+    if evaluated:
+        assert not ev.warnings
+    else:
+        assert "ReturnData must be true or false" in ev.warnings[0]
