@@ -104,6 +104,8 @@ class LineWriter:
         if stream is not self._target:
             self._retarget(stream)
         if self._fd < 0:
+            if stream is None:  # started with it closed (``>&-``): say so, not AttributeError
+                raise OSError(f"sys.{self._std} is None: the process has no {self._std}")
             with self._lock:
                 stream.write(line + "\n")
                 stream.flush()

@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import sys
 import time
+
+import pytest
 
 from telemetry import _output
 
@@ -100,3 +103,13 @@ def test_telemetry_flush_has_the_writer_write_without_its_wait(monkeypatch) -> N
         ready, _, _ = select.select([r], [], [], 20)  # not a blocking read: it would wait 60 s
         assert ready and os.read(r, 100) == b"now\n"
     os.close(r)
+
+
+@pytest.mark.parametrize("std", ["stdout", "stderr"])
+def test_a_process_without_the_stream_says_so(monkeypatch: pytest.MonkeyPatch, std: str) -> None:
+    # started with it closed (`>&-`): Python sets sys.stdout to None (found by review r13:
+    # counted as "AttributeError('NoneType' object has no attribute 'write')")
+    monkeypatch.setattr(sys, std, None)
+    writer = _output.LineWriter(None, std)
+    with pytest.raises(OSError, match=f"sys.{std} is None: the process has no {std}"):
+        writer.write("line")
