@@ -370,8 +370,9 @@ class _Rehearsal:
         return [[r.stop, r.start] for r in rounds]
 
     def drain(self) -> dict[str, Any]:
-        """Producer stopped: wait until the queue is empty and every order credited; dead-lettered
-        messages are redriven to the queue once (what docs/worker.md tells operators to do)."""
+        """Producer stopped: wait until the queue is empty and every order credited; messages in
+        the DLQ are redriven to the queue (what docs/worker.md tells operators to do) on every
+        pass of the drain (at most ``DRAIN_S``), so one that dead-letters again is redriven again."""
         produced = {p.order_id for p in self.producer.produced}
         redriven = 0
         dlq_seen = 0
