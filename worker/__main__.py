@@ -282,6 +282,10 @@ def _send_sample(args: argparse.Namespace) -> int:
     url = getattr(args, "queue_url", None) or queue_url_from(os.environ)
     if not url:
         raise ConfigError(f"send-sample needs --queue-url or {QUEUE_URL}")
+    if url.endswith(".fifo"):  # SQS would refuse every message: no MessageGroupId
+        raise ConfigError(
+            f"send-sample sends to a standard queue; {url[:80]!r} is a FIFO queue (.fifo)"
+        )
     summary = send_sample(
         _client(),
         url,

@@ -95,6 +95,11 @@ def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> Non
         ([], {"AWS_REGION": "bad region!"}, "AWS_REGION must be a region name"),
         (["send-sample"], {"AWS_REGION": "us_east_1"}, "AWS_REGION must be a region name"),
         (
+            ["send-sample", "--queue-url", "http://127.0.0.1:1/123456789012/orders.fifo"],
+            {},
+            "is a FIFO queue (.fifo)",
+        ),
+        (
             ["setup-queues"],
             {"AWS_REGION": "", "AWS_DEFAULT_REGION": "-x"},
             "AWS_DEFAULT_REGION must",
