@@ -231,8 +231,8 @@ def alarm_facts(defs: Mapping[str, Any]) -> dict[str, AlarmFacts]:
     for alarm in defs.get("MetricAlarms", []):
         try:
             out[alarm["AlarmName"]] = AlarmFacts.of(alarm)
-        except (KeyError, TypeError, ValueError, IndexError):
-            continue
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+            continue  # OverflowError: int() of an infinite count (JSON's 1e400)
     return out
 
 
