@@ -228,6 +228,20 @@ def test_log_lines_that_are_not_objects_or_have_odd_trace_ids_are_skipped(tmp_pa
     assert r.log_lines == ()
 
 
+def test_a_huge_log_line_is_shown_cut_with_its_length(tmp_path: Path) -> None:
+    """A log line of megabytes with the request's trace id must not be copied whole into the
+    report (non-UTF-8 bytes in it are replaced, not fatal)."""
+    slow = _span("GET /x", "1" * 16, "", T + 1, 2000.0, "SERVER")
+    doc = {"trace_id": slow.xray_trace_id, "message": "big " + "x" * 3_000_000}
+    data = json.dumps(doc).encode().replace(b"big ", b"big \xff\xfe ")
+    (tmp_path / "green.log").write_bytes(data + b"\n")
+    (r,) = explain.requests_behind([slow], "v2", (T, T + 20), tmp_path / "green.log")[0]
+    (line,) = r.log_lines
+    assert len(line) <= explain.MAX_LOG_LINE_CHARS + 40
+    assert slow.xray_trace_id in line and "big \ufffd\ufffd xxx" in line
+    assert f"{len(data):,} characters" in line
+
+
 def test_durations_just_under_a_second_read_in_seconds() -> None:
     assert explain.duration_text(999.6) == "1.0 s" and explain.duration_text(999.4) == "999 ms"
 
