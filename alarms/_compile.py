@@ -12,6 +12,27 @@ from ._expr import ExpressionError, MathExpr, Rule, parse_math, parse_rule, rule
 from ._rules import COMPARISONS, TREATMENTS, low_sample_minimum, max_evaluation_s
 from ._store import SIMPLE_STATS, Query, Series
 
+#: PutMetricAlarm / PutCompositeAlarm: AlarmName is 1-255 characters, "can't contain ASCII
+#: control characters" (CloudWatch API reference).
+MAX_ALARM_NAME = 255
+
+
+def _alarm_name(d: Any, what: str) -> str:
+    """The AlarmName of definition ``d``; ValueError for one CloudWatch refuses (a newline or an
+    escape sequence in it would also forge rows of replay's table)."""
+    name = d.get("AlarmName") if isinstance(d, Mapping) else None
+    if not isinstance(name, str):
+        raise ValueError(f"every {what} needs an AlarmName")
+    if not 1 <= len(name) <= MAX_ALARM_NAME:
+        raise ValueError(
+            f"{what} AlarmName {name[:40]!r} is {len(name)} characters; CloudWatch takes 1-255"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(
+            f"{what} AlarmName {name[:60]!r} has ASCII control characters, which CloudWatch refuses"
+        )
+    return name
+
 
 class Alarm:
     __slots__ = (
@@ -152,10 +173,8 @@ class Compiler:
     def alarm(self, d: Mapping[str, Any]) -> Alarm:
         """One metric alarm (PutMetricAlarm shape); an unsupported one is kept with a warning.
 
-        Raises ValueError only when the definition has no AlarmName."""
-        if not isinstance(d, Mapping) or not isinstance(d.get("AlarmName"), str):
-            raise ValueError("every metric alarm needs an AlarmName")
-        a = Alarm(d["AlarmName"])
+        Raises ValueError only when the definition has no AlarmName CloudWatch would take."""
+        a = Alarm(_alarm_name(d, "metric alarm"))
         try:
             a.op = d["ComparisonOperator"]
             if a.op not in COMPARISONS:
@@ -247,9 +266,7 @@ class Compiler:
         """The composite alarms, children first. Raises ValueError for a cycle or a missing name."""
         out: dict[str, Composite] = {}
         for d in defs:
-            if not isinstance(d, Mapping) or not isinstance(d.get("AlarmName"), str):
-                raise ValueError("every composite alarm needs an AlarmName")
-            c = Composite(d["AlarmName"])
+            c = Composite(_alarm_name(d, "composite alarm"))
             try:
                 c.rule = parse_rule(str(d["AlarmRule"]))
                 c.deps = rule_names(c.rule)

@@ -30,6 +30,8 @@ from rehearsal import traces
 MAX_REQUESTS = 5
 #: Log lines shown per request (its access line and application lines).
 MAX_LOG_LINES = 6
+#: Characters shown of one log line: a line of megabytes is not copied whole into the report.
+MAX_LOG_LINE_CHARS = 4000
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "GreaterThanThreshold": operator.gt,
@@ -231,8 +233,8 @@ def alarm_facts(defs: Mapping[str, Any]) -> dict[str, AlarmFacts]:
     for alarm in defs.get("MetricAlarms", []):
         try:
             out[alarm["AlarmName"]] = AlarmFacts.of(alarm)
-        except (KeyError, TypeError, ValueError, IndexError):
-            continue
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+            continue  # OverflowError: int() of an infinite count (JSON's 1e400)
     return out
 
 
@@ -313,6 +315,13 @@ def grey_alarms(
     return out
 
 
+def _shown(line: str) -> str:
+    """``line``, cut to :data:`MAX_LOG_LINE_CHARS` with its length said when longer."""
+    if len(line) <= MAX_LOG_LINE_CHARS:
+        return line
+    return f"{line[:MAX_LOG_LINE_CHARS]}... (cut: {len(line):,} characters)"
+
+
 def _logs_by_trace(path: Path, wanted: set[str]) -> dict[str, list[str]]:
     """The JSON log lines of ``path`` whose ``trace_id`` is in ``wanted``, by trace id."""
     out: dict[str, list[str]] = {}
@@ -330,7 +339,7 @@ def _logs_by_trace(path: Path, wanted: set[str]) -> dict[str, list[str]]:
                 # a log line is any line the process printed: only an object's string counts
                 trace_id = doc.get("trace_id") if isinstance(doc, dict) else None
                 if isinstance(trace_id, str) and trace_id in wanted:
-                    out.setdefault(trace_id, []).append(line.rstrip("\n"))
+                    out.setdefault(trace_id, []).append(_shown(line.rstrip("\n")))
     except OSError:  # a directory, no permission: the requests are shown without log lines
         pass
     return out

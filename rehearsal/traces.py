@@ -147,8 +147,9 @@ def parse_line(line: str) -> list[Span]:
                         )
                     )
         return out
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
-        # RecursionError: arrays nested thousands deep (in the line or an attribute's value)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError, OverflowError) as exc:
+        # RecursionError: arrays nested thousands deep (in the line or an attribute's value);
+        # OverflowError: int() of JSON's 1e400 (an infinite float) as a kind, code or intValue
         raise ValueError(f"not an OTLP JSON trace request: {exc!r}") from None
 
 

@@ -117,9 +117,14 @@ class RateLimiter:
         if wait_ms / 1000 > self.settings.max_wait_s:
             return Admission(admitted=False, retry_after_s=retry_after)
         # A zero wait here means another thread briefly held the limiter's lock: just acquire.
-        if limiter.try_acquire(_KEY, blocking=True, timeout=self.settings.max_wait_s + _SLACK_S):
-            return Admission(admitted=True, waited_ms=(time.perf_counter() - started) * 1000)
-        return Admission(admitted=False, retry_after_s=retry_after)
+        admitted = limiter.try_acquire(
+            _KEY, blocking=True, timeout=self.settings.max_wait_s + _SLACK_S
+        )
+        waited_ms = (time.perf_counter() - started) * 1000
+        if admitted:
+            return Admission(admitted=True, waited_ms=waited_ms)
+        # timed out after waiting (other threads took the turns): refused, and the wait said
+        return Admission(admitted=False, waited_ms=waited_ms, retry_after_s=retry_after)
 
     def close(self) -> None:
         if self._limiter is not None and self._pid == os.getpid():
@@ -135,7 +140,7 @@ SPAN_NAME = "rate_limiter"
 def enforce(limiter: RateLimiter) -> None:
     """Flask glue: admit the current request or raise :class:`RateLimited`; record the wait
     (metric, ``rate_limiter`` child span, ``rate_limit_wait_ms`` on the server span and the
-    access line; a refusal: ``rate_limited: true``)."""
+    access line; a refusal: ``rate_limited: true`` and the wait before it)."""
     if not limiter.settings.enabled:
         return
     with telemetry.span(SPAN_NAME, **{"rate_limit.mode": limiter.settings.mode}) as span:
@@ -145,7 +150,12 @@ def enforce(limiter: RateLimiter) -> None:
     if not admission.admitted:
         flask.g.rate_limited = True
         telemetry.put_metric("RateLimitRejections", 1)
-        telemetry.annotate(rate_limited=True, rate_limit_retry_after_s=admission.retry_after_s)
+        # the wait before the refusal too (delay mode: up to RATE_LIMIT_MAX_WAIT_S + 0.25 s)
+        telemetry.annotate(
+            rate_limited=True,
+            rate_limit_retry_after_s=admission.retry_after_s,
+            rate_limit_wait_ms=round(admission.waited_ms, 3),
+        )
         raise RateLimited(admission.retry_after_s)
     flask.g.rate_limit_wait_ms = admission.waited_ms
     telemetry.put_metric("RateLimitWait", admission.waited_ms)

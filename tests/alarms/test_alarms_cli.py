@@ -524,3 +524,37 @@ def test_replay_leaves_out_lines_whose_timestamp_cloudwatch_would_refuse(
         .splitlines()[-1]
         .startswith("alarms: no EMF data CloudWatch would accept")
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("MetricAlarms", "evil\n2026-01-01T00:00:00Z  fake-alarm  OK -> ALARM"),
+        ("MetricAlarms", "red\x1b[31m"),
+        ("MetricAlarms", "tab\there"),
+        ("MetricAlarms", "del\x7f"),
+        ("MetricAlarms", "L" * 256),
+        ("MetricAlarms", ""),
+        ("CompositeAlarms", "composite\rover"),
+    ],
+)
+@pytest.mark.parametrize("json_out", [False, True])
+def test_replay_refuses_an_alarm_name_cloudwatch_refuses(
+    defs_file: Path, tmp_path: Path, kind: str, name: str, json_out: bool
+) -> None:
+    """PutMetricAlarm/PutCompositeAlarm: AlarmName is 1-255 characters without ASCII control
+    characters; printed raw, a newline or an escape sequence forged rows in the table."""
+    defs = json.loads(defs_file.read_text())
+    if kind == "MetricAlarms":
+        defs["MetricAlarms"][0]["AlarmName"] = name
+    else:
+        defs["CompositeAlarms"] = [{"AlarmName": name, "AlarmRule": "TRUE"}]
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(defs))
+    emf = record(tmp_path / "emf.log", regression=True)
+    proc = cli(
+        "replay", "--alarms", str(path), "--emf", str(emf), *(["--json"] if json_out else [])
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and "\x1b" not in proc.stderr
+    assert "AlarmName" in proc.stderr and "Traceback" not in proc.stderr

@@ -43,6 +43,13 @@ def test_alarm_facts_read_plain_percentile_math_and_aws_alarms() -> None:
     assert alb.namespace == "AWS/ApplicationELB" and alb.version is None
 
 
+@pytest.mark.parametrize("field", ["EvaluationPeriods", "DatapointsToAlarm", "Period"])
+def test_an_alarm_with_an_infinite_count_is_skipped_not_a_crash(field: str) -> None:
+    odd = {"AlarmName": "odd", "MetricName": "Latency", "EvaluationPeriods": 3, field: float("inf")}
+    facts = explain.alarm_facts({"MetricAlarms": [odd, *DEFS["MetricAlarms"]]})
+    assert "odd" not in facts and AVG in facts
+
+
 def test_the_firing_alarm_in_one_sentence_with_counts_and_utc_times() -> None:
     evaluations = [
         _ev(AVG, T + 10, "OK", "INSUFFICIENT_DATA", [None, 12.0, 300.0]),
@@ -150,22 +157,30 @@ def _request_line(span: traces.Span) -> str:
             "attributes": attrs}]}]}]})  # fmt: skip
 
 
-ODD_SPANS = {  # each breaks one rule of the JSON mapping; the line is counted, never fatal
-    "traceId": 12345,
-    "spanId": [1],
-    "parentSpanId": {"a": 1},
-    "name": {"a": 1},
-    "endTimeUnixNano": "9" * 400,
-    "startTimeUnixNano": "-5",
-    "kind": "SPAN_KIND_SERVER",
-}
+ODD_SPANS = [  # each breaks one rule of the JSON mapping; the line is counted, never fatal
+    ("traceId", 12345),
+    ("spanId", [1]),
+    ("parentSpanId", {"a": 1}),
+    ("name", {"a": 1}),
+    ("endTimeUnixNano", "9" * 400),
+    ("startTimeUnixNano", "-5"),
+    ("kind", "SPAN_KIND_SERVER"),
+    # JSON's 1e400 is an infinite float: int() of it is an OverflowError, not a ValueError
+    ("kind", float("inf")),
+    ("status", {"code": float("-inf")}),
+    ("attributes", [{"key": "n", "value": {"intValue": float("inf")}}]),
+]
 
 
-@pytest.mark.parametrize("field", sorted(ODD_SPANS))
-def test_an_odd_span_is_an_unreadable_line_not_a_crash(tmp_path: Path, field: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value"), ODD_SPANS, ids=[f"{f}={v!r}"[:40] for f, v in ODD_SPANS]
+)
+def test_an_odd_span_is_an_unreadable_line_not_a_crash(
+    tmp_path: Path, field: str, value: object
+) -> None:
     good = _span("GET /ok", "1" * 16, "", T + 1, 5.0, "SERVER")
     odd = json.loads(_request_line(_span("GET /odd", "2" * 16, "", T + 1, 5.0, "SERVER")))
-    odd["resourceSpans"][0]["scopeSpans"][0]["spans"][0][field] = ODD_SPANS[field]
+    odd["resourceSpans"][0]["scopeSpans"][0]["spans"][0][field] = value
     path = tmp_path / "traces.jsonl"
     path.write_text(_request_line(good) + "\n" + json.dumps(odd) + "\n")
     read = traces.read(path)
@@ -211,6 +226,20 @@ def test_log_lines_that_are_not_objects_or_have_odd_trace_ids_are_skipped(tmp_pa
     assert len(r.log_lines) == 1 and "mine" in r.log_lines[0]
     (r,) = explain.requests_behind([slow], "v2", (T, T + 20), tmp_path)[0]  # a directory
     assert r.log_lines == ()
+
+
+def test_a_huge_log_line_is_shown_cut_with_its_length(tmp_path: Path) -> None:
+    """A log line of megabytes with the request's trace id must not be copied whole into the
+    report (non-UTF-8 bytes in it are replaced, not fatal)."""
+    slow = _span("GET /x", "1" * 16, "", T + 1, 2000.0, "SERVER")
+    doc = {"trace_id": slow.xray_trace_id, "message": "big " + "x" * 3_000_000}
+    data = json.dumps(doc).encode().replace(b"big ", b"big \xff\xfe ")
+    (tmp_path / "green.log").write_bytes(data + b"\n")
+    (r,) = explain.requests_behind([slow], "v2", (T, T + 20), tmp_path / "green.log")[0]
+    (line,) = r.log_lines
+    assert len(line) <= explain.MAX_LOG_LINE_CHARS + 40
+    assert slow.xray_trace_id in line and "big \ufffd\ufffd xxx" in line
+    assert f"{len(data):,} characters" in line
 
 
 def test_durations_just_under_a_second_read_in_seconds() -> None:

@@ -54,6 +54,57 @@ def test_delay_mode_refuses_a_wait_longer_than_max_wait() -> None:
     assert 90 <= refused.retry_after_s <= 100
 
 
+def test_delay_mode_refused_after_waiting_reports_the_wait(monkeypatch) -> None:
+    """A blocking acquire that times out (other threads took the turns it waited for) refuses
+    after the wait: the wait is reported, not 0.0 (a 2.25 s rate_limiter span said 0 ms)."""
+    limiter = RateLimiter(RateLimitSettings(enabled=True, rps=20, burst=1, max_wait_s=5))
+    assert limiter.acquire().admitted
+    inner = limiter._limiter
+    assert inner is not None
+    real = inner.try_acquire
+
+    def contended(name: str, *, blocking: bool = True, timeout: float = -1) -> bool:
+        if not blocking:
+            return real(name, blocking=False)
+        threading.Event().wait(0.06)  # waited, then another thread had the token
+        return False
+
+    monkeypatch.setattr(inner, "try_acquire", contended)
+    refused = limiter.acquire()
+    assert not refused.admitted and refused.waited_ms >= 60.0
+
+
+def test_a_refusal_after_a_wait_puts_the_wait_on_the_span_and_access_line(
+    make_app, monkeypatch
+) -> None:
+    from sample_api import ratelimit
+
+    app = make_app(rate_limit={"enabled": True, "rps": 2, "burst": 1, "max_wait_s": 5})
+    annotated: dict = {}
+    span_attrs: dict = {}
+
+    class Span:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def set_attribute(self, key, value):
+            span_attrs[key] = value
+
+    monkeypatch.setattr(ratelimit.telemetry, "annotate", lambda **f: annotated.update(f))
+    monkeypatch.setattr(ratelimit.telemetry, "span", lambda *a, **k: Span())
+    limiter = state_of(app).limiter
+    refusal = ratelimit.Admission(admitted=False, waited_ms=2250.0, retry_after_s=1)
+    monkeypatch.setattr(limiter, "acquire", lambda: refusal)
+    with app.test_request_context(GRANTS, method="POST"), pytest.raises(ratelimit.RateLimited):
+        ratelimit.enforce(limiter)
+    assert span_attrs["rate_limit.admitted"] is False
+    assert span_attrs["rate_limit.wait_ms"] == 2250.0
+    assert annotated["rate_limited"] is True and annotated["rate_limit_wait_ms"] == 2250.0
+
+
 def test_delay_mode_with_many_threads_admits_all_within_max_wait() -> None:
     limiter = RateLimiter(RateLimitSettings(enabled=True, rps=5, burst=2, max_wait_s=10))
     results = []
