@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alarms import Evaluation, number_text, value_text
-from rehearsal import traces
+from rehearsal import harm, traces
 
 #: Rows of each request table.
 MAX_REQUESTS = 5
@@ -32,6 +32,9 @@ MAX_REQUESTS = 5
 MAX_LOG_LINES = 6
 #: Characters shown of one log line: a line of megabytes is not copied whole into the report.
 MAX_LOG_LINE_CHARS = 4000
+#: A client wait longer than the server span by at least this much (and 10 %) is said as time
+#: queued before the service took the request (the listener's own hop costs about a millisecond).
+QUEUED_MIN_MS = 50.0
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "GreaterThanThreshold": operator.gt,
@@ -182,17 +185,38 @@ class SlowRequest:
     user: str | None
     parts: tuple[Part, ...]
     log_lines: tuple[str, ...]
+    #: what the client waited at the listener (the load balancer), ms; None when not recorded
+    client_ms: float | None = None
+
+    @property
+    def waited_ms(self) -> float:
+        """The client's wait when recorded (queueing before the service included), else the
+        server span's duration: what the request cost its user."""
+        return self.duration_ms if self.client_ms is None else max(self.client_ms, self.duration_ms)
 
     def breakdown(self) -> str:
-        """``1.9 s of 2.0 s waiting in the rate limiter; 12 ms in the store (grant)``."""
+        """``client waited 13.1 s: 12.6 s before the service took it; 500 ms of 502 ms waiting
+        in the rate limiter; 2 ms in the store (grant)``."""
         if not self.parts:
-            return f"{duration_text(self.duration_ms)} in the service (no child spans)"
-        ranked = sorted(self.parts, key=lambda p: -p.duration_ms)
-        head, rest = ranked[0], ranked[1:]
-        text = (
-            f"{duration_text(head.duration_ms)} of {duration_text(self.duration_ms)} {head.phrase}"
-        )
-        return "; ".join([text, *(f"{duration_text(p.duration_ms)} {p.phrase}" for p in rest)])
+            text = f"{duration_text(self.duration_ms)} in the service (no child spans)"
+        else:
+            ranked = sorted(self.parts, key=lambda p: -p.duration_ms)
+            head, rest = ranked[0], ranked[1:]
+            text = "; ".join(
+                [
+                    f"{duration_text(head.duration_ms)} of {duration_text(self.duration_ms)} "
+                    f"{head.phrase}",
+                    *(f"{duration_text(p.duration_ms)} {p.phrase}" for p in rest),
+                ]
+            )
+        queued = self.waited_ms - self.duration_ms
+        if queued >= max(QUEUED_MIN_MS, 0.1 * self.duration_ms):
+            # no span covers it: the request waited for a free server thread (or connection)
+            return (
+                f"client waited {duration_text(self.waited_ms)}: {duration_text(queued)} before "
+                f"the service took it (queued: no free worker thread); then {text}"
+            )
+        return text
 
 
 @dataclass(frozen=True)
@@ -345,7 +369,9 @@ def _logs_by_trace(path: Path, wanted: set[str]) -> dict[str, list[str]]:
     return out
 
 
-def _request(server: traces.Span, kids: list[traces.Span], logs: list[str]) -> SlowRequest:
+def _request(
+    server: traces.Span, kids: list[traces.Span], logs: list[str], client_ms: float | None = None
+) -> SlowRequest:
     status = server.attributes.get("http.response.status_code")
     # the ledger's user, else who called (a refused request was not read that far)
     user = server.attributes.get("user_id", server.attributes.get("caller"))
@@ -361,6 +387,7 @@ def _request(server: traces.Span, kids: list[traces.Span], logs: list[str]) -> S
             for k in sorted(kids, key=lambda k: k.start_ns)
         ),
         log_lines=tuple(logs[:MAX_LOG_LINES]),
+        client_ms=client_ms,
     )
 
 
@@ -380,9 +407,13 @@ def requests_behind(
     window: tuple[float, float],
     log_file: Path,
     limit: int = MAX_REQUESTS,
+    client_ms: Mapping[str, float] | None = None,
 ) -> tuple[list[SlowRequest], list[SlowRequest], int]:
     """(slowest, failed, how many) server spans of ``version`` that ended in ``window``: a
-    request's latency counts in the period it ended in (the EMF window of its completion)."""
+    request's latency counts in the period it ended in (the EMF window of its completion).
+    ``client_ms``: what the client waited, by X-Ray trace id (the listener's records); the
+    slowest are ranked by it when known (queueing before the service included)."""
+    waits = client_ms or {}
     lo, hi = window
     servers = [
         s
@@ -391,7 +422,10 @@ def requests_behind(
     ]
     # served and refused requests apart: the slowest served ones show where latency went, the
     # failed ones (5xx, 429 refusals) what clients lost
-    slowest = sorted((s for s in servers if not _failed(s)), key=lambda s: -s.duration_ms)[:limit]
+    slowest = sorted(
+        (s for s in servers if not _failed(s)),
+        key=lambda s: -max(waits.get(s.xray_trace_id, 0.0), s.duration_ms),
+    )[:limit]
     failed = sorted((s for s in servers if _failed(s)), key=lambda s: s.start_ns)[:limit]
     chosen = {s.span_id: s for s in (*slowest, *failed)}
     kids: dict[str, list[traces.Span]] = {k: [] for k in chosen}
@@ -401,7 +435,9 @@ def requests_behind(
     logs = _logs_by_trace(log_file, {s.xray_trace_id for s in chosen.values()})
 
     def build(s: traces.Span) -> SlowRequest:
-        return _request(s, kids[s.span_id], logs.get(s.xray_trace_id, []))
+        return _request(
+            s, kids[s.span_id], logs.get(s.xray_trace_id, []), waits.get(s.xray_trace_id)
+        )
 
     return [build(s) for s in slowest], [build(s) for s in failed], len(servers)
 
@@ -440,6 +476,16 @@ def explain(
         result.notes.append(f"traces.jsonl {what}: no request can be shown")
         return result
     result.slowest, result.failed, result.requests_in_window = requests_behind(
-        read.spans, version, window, out / f"{log_name}.log"
+        read.spans, version, window, out / f"{log_name}.log", client_ms=_client_waits(out)
     )
     return result
+
+
+def _client_waits(out: Path) -> dict[str, float]:
+    """What each client waited at the listener, by trace id, from ``requests.jsonl`` ({} when
+    it is missing, unreadable, or from a run that did not record trace ids)."""
+    try:
+        records = harm.read_requests(out / "requests.jsonl")
+    except (OSError, ValueError):
+        return {}
+    return {r.trace_id: r.latency_ms for r in records if r.trace_id is not None}

@@ -141,7 +141,8 @@ def describe(harm: dict[str, Any]) -> str:
 
 def write_requests(path: Path, records: Iterable[Record]) -> None:
     """Every listener record, one JSON object a line: ``{"time", "target", "method", "path",
-    "status", "latency_ms", "user"}`` (time: epoch seconds at the answer)."""
+    "status", "latency_ms", "user", "trace_id"}`` (time: epoch seconds at the answer;
+    ``trace_id``: the X-Ray trace id forwarded, ``1-xxxxxxxx-<24 hex>``)."""
     with path.open("w") as fh:
         for r in records:
             fh.write(json.dumps(asdict(r), separators=(",", ":")) + "\n")
@@ -166,6 +167,9 @@ def _record(d: Any) -> Record:
     if latency < 0:
         raise ValueError(f"latency_ms must be >= 0, got {latency!r}")
     user = d.get("user")
+    trace_id = d.get("trace_id")  # absent in runs recorded before it was kept
+    if trace_id is not None and not (isinstance(trace_id, str) and len(trace_id) <= 64):
+        raise ValueError(f"trace_id must be an X-Ray trace id, got {trace_id!r:.80}")
     return Record(
         _number(d, "time"),
         str(d["target"]),
@@ -174,6 +178,7 @@ def _record(d: Any) -> Record:
         status,
         latency,
         None if user is None else str(user),
+        trace_id,
     )
 
 

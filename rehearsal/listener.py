@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import random
+import re
 import socket
 import sys
 import threading
@@ -101,6 +102,9 @@ class Record:
     latency_ms: float
     #: The end user the request acted for (``user_of``), for counting the users a version harmed.
     user: str | None = None
+    #: The X-Ray trace id the listener forwarded (``1-xxxxxxxx-<24 hex>``, as the logs print it):
+    #: joins what the client waited with the version's spans (time queued included).
+    trace_id: str | None = None
 
 
 #: The end user a request acts for, from its path and body (``None`` when it names none).
@@ -220,7 +224,13 @@ class WeightedListener:
 
     # -- forwarding ------------------------------------------------------------------------------
     def forward(
-        self, method: str, path: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        trace_id: str | None = None,
     ) -> tuple[int, list[tuple[str, str]], bytes, str | None]:
         name = self.choose()
         if name is None:
@@ -232,7 +242,7 @@ class WeightedListener:
             with contextlib.suppress(Exception):  # a parsing bug must not fail the request
                 user = self._user_of(path, body)
         try:
-            return self._forward(name, method, path, headers, body, user)
+            return self._forward(name, method, path, headers, body, user, trace_id)
         finally:
             with self._lock:
                 self._in_flight[name] -= 1
@@ -245,6 +255,7 @@ class WeightedListener:
         headers: list[tuple[str, str]],
         body: bytes,
         user: str | None = None,
+        trace_id: str | None = None,
     ) -> tuple[int, list[tuple[str, str]], bytes, str | None]:
         target = self._targets[name]
         started = time.perf_counter()
@@ -269,14 +280,14 @@ class WeightedListener:
                     if len(self.error_log) < 20:
                         self.error_log.append(f"{name} {method} {path}: {exc!r}")
                 status, out_headers, payload, _ = _problem(502, f"Target {name} did not answer")
-                self._observe(name, method, path, status, started, payload, user)
+                self._observe(name, method, path, status, started, payload, user, trace_id)
                 return status, out_headers, payload, name
             out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
             if resp.will_close:
                 conn.close()
             else:
                 target.give_back(conn)
-            self._observe(name, method, path, resp.status, started, data, user)
+            self._observe(name, method, path, resp.status, started, data, user, trace_id)
             return resp.status, out_headers, data, name
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -289,6 +300,7 @@ class WeightedListener:
         started: float,
         body: bytes,
         user: str | None = None,
+        trace_id: str | None = None,
     ) -> None:
         with self._lock:
             self.counts[name] += 1
@@ -301,6 +313,7 @@ class WeightedListener:
                 status,
                 (time.perf_counter() - started) * 1000,
                 user,
+                trace_id,
             )
             # An observer bug must not turn into a failed request.
             with contextlib.suppress(Exception):
@@ -319,6 +332,15 @@ def _problem(status: int, title: str) -> tuple[int, list[tuple[str, str]], bytes
 def _trace_id() -> str:
     # ALB adds X-Amzn-Trace-Id; the services' telemetry continues it.
     return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}"
+
+
+_ROOT = re.compile(r"(?:^|;)\s*Root=(1-[0-9a-f]{8}-[0-9a-f]{24})\s*(?:;|$)")
+
+
+def root_of(header: str) -> str | None:
+    """The ``Root`` trace id of an ``X-Amzn-Trace-Id`` header, or None."""
+    found = _ROOT.search(header)
+    return found.group(1) if found else None
 
 
 class _Server(ThreadingHTTPServer):
@@ -417,12 +439,15 @@ class _Handler(BaseHTTPRequestHandler):
             for k, v in self.headers.items()
             if k.lower() not in HOP_BY_HOP and k.lower() != "expect"
         ]
-        names = {k.lower() for k, _ in headers}
+        trace = next((v for k, v in headers if k.lower() == "x-amzn-trace-id"), None)
         headers.append(("X-Forwarded-For", self.client_address[0]))
         headers.append(("X-Forwarded-Proto", "http"))
         headers.append(("X-Forwarded-Port", str(listener.port)))
-        if "x-amzn-trace-id" not in names:
-            headers.append(("X-Amzn-Trace-Id", _trace_id()))
-        self._send(*listener.forward(self.command, self.path, headers, body))
+        if trace is None:
+            trace = _trace_id()
+            headers.append(("X-Amzn-Trace-Id", trace))
+        self._send(
+            *listener.forward(self.command, self.path, headers, body, trace_id=root_of(trace))
+        )
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle

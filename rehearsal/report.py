@@ -410,14 +410,18 @@ def _rate(text: str | None) -> str | None:
 
 
 def _request_rows(requests: Sequence[why.SlowRequest]) -> str:
-    """A request table (UTC time, route, status, duration, trace id, user), then each request's
-    span breakdown and log lines."""
+    """A request table (UTC time, route, status, duration in the service, what the client
+    waited, trace id, user), then each request's span breakdown and log lines."""
     rows = [
         [why.utc(r.started_at), r.route, r.status if r.status is not None else "-",
-         why.duration_text(r.duration_ms), r.trace_id, r.user or "-"]
+         why.duration_text(r.duration_ms),
+         why.duration_text(r.client_ms) if r.client_ms is not None else "-",
+         r.trace_id, r.user or "-"]
         for r in requests
     ]  # fmt: skip
-    table = _table(rows, ["UTC time", "route", "status", "duration", "trace id", "user"])
+    table = _table(
+        rows, ["UTC time", "route", "status", "duration", "client waited", "trace id", "user"]
+    )
     details = "".join(
         f"<p><code>{html.escape(r.trace_id)}</code>: {html.escape(r.breakdown())}</p>"
         + (

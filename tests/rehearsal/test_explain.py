@@ -242,6 +242,51 @@ def test_a_huge_log_line_is_shown_cut_with_its_length(tmp_path: Path) -> None:
     assert f"{len(data):,} characters" in line
 
 
+def test_time_queued_before_the_service_is_said_and_ranks_the_slowest(tmp_path: Path) -> None:
+    """The client waited 13.1 s for a request whose server span is 502 ms: 12.6 s queued for a
+    worker thread, which no span covers (found by review r19). The listener's records give it."""
+    queued = _span("POST /v1/points/grants", "1" * 16, "", T + 1, 502.0, "SERVER",
+                   **{"http.route": "/v1/points/grants", "http.response.status_code": 201})  # fmt: skip
+    wait = _span("rate_limiter", "2" * 16, queued.span_id, T + 1.001, 500.0)
+    served = _span("GET /x", "3" * 16, "", T + 2, 900.0, "SERVER")
+    served = dataclasses.replace(served, trace_id="6b0d0d37" + "d" * 24)
+    waits = {queued.xray_trace_id: 13_053.0, served.xray_trace_id: 905.0}
+    slowest, _, _ = explain.requests_behind(
+        [queued, wait, served], "v2", (T, T + 20), tmp_path / "green.log", client_ms=waits
+    )
+    assert [r.trace_id for r in slowest] == [queued.xray_trace_id, served.xray_trace_id]
+    assert slowest[0].breakdown() == (
+        "client waited 13.1 s: 12.6 s before the service took it (queued: no free worker "
+        "thread); then 500 ms of 502 ms waiting in the rate limiter"
+    )
+    assert slowest[1].breakdown() == "900 ms in the service (no child spans)"  # 5 ms: the hop
+    html = render_explanation(
+        explain.Explanation(
+            fired=[explain.fired_alarm(explain.alarm_facts(DEFS)[AVG],
+                   [_ev(AVG, T + 20, "ALARM", "OK", [300.0, 400.0, 500.0])], T, T + 20)],
+            version="v2", slowest=slowest, requests_in_window=2,
+        )
+    )  # fmt: skip
+    assert "client waited" in html and "13.1 s" in html
+
+
+def test_client_waits_come_from_requests_jsonl_and_tolerate_old_or_bad_files(
+    tmp_path: Path,
+) -> None:
+    from rehearsal.harm import write_requests
+    from rehearsal.listener import Record
+
+    write_requests(
+        tmp_path / "requests.jsonl",
+        [Record(T, "green", "GET", "/x", 200, 13_000.0, "u", "1-5759e988-" + "a" * 24),
+         Record(T, "blue", "GET", "/x", 200, 5.0, "u")],
+    )  # fmt: skip
+    assert explain._client_waits(tmp_path) == {"1-5759e988-" + "a" * 24: 13_000.0}
+    (tmp_path / "requests.jsonl").write_text('{"time": 1, "status": "x"}\n')
+    assert explain._client_waits(tmp_path) == {}  # unreadable: no client times, no crash
+    assert explain._client_waits(tmp_path / "nowhere") == {}
+
+
 def test_durations_just_under_a_second_read_in_seconds() -> None:
     assert explain.duration_text(999.6) == "1.0 s" and explain.duration_text(999.4) == "999 ms"
 

@@ -164,6 +164,8 @@ def test_the_report_shows_harm_and_the_judge_at_the_top() -> None:
         ('"status":200.5', "status must be an HTTP status"),
         ('"status":42', "status must be an HTTP status"),
         ('"status":true', "status must be an HTTP status"),
+        ('"trace_id":42', "trace_id must be an X-Ray trace id"),
+        ('"trace_id":"' + "x" * 65 + '"', "trace_id must be an X-Ray trace id"),
     ],
 )
 def test_a_record_the_listener_never_writes_is_refused_naming_its_line(

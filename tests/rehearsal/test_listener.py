@@ -117,6 +117,29 @@ def test_body_method_path_and_forwarding_headers_reach_the_target(targets) -> No
     assert echoed["forwarded_for"] == "127.0.0.1"
     assert echoed["trace"].startswith("Root=1-")
     assert [(r.target, r.method, r.status) for r in seen] == [("green", "POST", 201)]
+    # the record carries the trace id the target got: the report joins it with the spans
+    assert seen[0].trace_id == echoed["trace"].removeprefix("Root=")
+
+
+@pytest.mark.parametrize(
+    ("sent", "recorded"),
+    [
+        ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+         "1-5759e988-bd862e3fe1be46a994272793"),
+        ("Self=1-1-1;Root=1-5759e988-bd862e3fe1be46a994272793", "1-5759e988-bd862e3fe1be46a994272793"),
+        ("Root=garbage", None),  # forwarded as sent (the service decides), not recorded
+    ],
+)  # fmt: skip
+def test_a_clients_own_trace_header_is_kept_and_recorded(targets, sent, recorded) -> None:
+    seen: list[Record] = []
+    with WeightedListener(
+        targets, weights={"green": 1}, observer=lambda r, b: seen.append(r)
+    ) as lb:
+        conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=10)
+        conn.request("GET", "/x", headers={"X-Amzn-Trace-Id": sent})
+        echoed = json.loads(conn.getresponse().read())
+    assert echoed["trace"] == sent
+    assert seen[0].trace_id == recorded
 
 
 def test_a_dead_target_gives_502_not_a_hang(targets) -> None:
