@@ -325,8 +325,10 @@ class Worker:
             if sent_ms is not None:
                 instrument.message_age(max(0.0, wall - sent_ms / 1000))
         if self._stop.is_set():
-            self._release_all([h for h, _ in accepted])
-            return
+            # the long poll that returned after the stop: released at once, but a message on
+            # its last allowed receive is run like any held one (the DLQ would get it)
+            self._release_all([h for h, _ in accepted if not h.last_receive])
+            accepted = [(h, m) for h, m in accepted if h.last_receive]
         for h, m in accepted:
             try:
                 future = self._pool.submit(self._job, h, m)

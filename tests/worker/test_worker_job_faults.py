@@ -402,3 +402,22 @@ def test_the_done_callback_never_raises(harness: Harness) -> None:
     harness.worker._job_done(held, cancelled)  # cancelled at shutdown: released at once
     assert harness.acker.acks == [("release", held.receipt)]
     assert not harness.worker._held and harness.worker._holding == 0
+
+
+def test_a_poll_returning_after_the_stop_runs_messages_on_their_last_receive(
+    harness: Harness,
+) -> None:
+    """Released, a message received for the last time the redrive policy allows goes to the DLQ
+    at its next receive without ever failing (review r18); the stop runs it instead."""
+    last = _message(make_event("u-1", f"o-{uuid.uuid4().hex[:8]}", 1000),
+                    Attributes={"ApproximateReceiveCount": str(MAX_RECEIVES)})  # fmt: skip
+    first = _message(make_event("u-1", f"o-{uuid.uuid4().hex[:8]}", 1000))
+    harness.worker._stop.set()
+    harness.worker._accept([first, last])
+    deadline = time.monotonic() + 5
+    while harness.worker._holding or harness.worker._running:
+        assert time.monotonic() < deadline, "the slots were never freed"
+        time.sleep(0.001)
+    assert sorted(harness.acker.acks) == sorted(
+        [("release", first["ReceiptHandle"]), ("delete", last["ReceiptHandle"])]
+    )
