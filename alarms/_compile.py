@@ -4,7 +4,9 @@ evaluator cannot evaluate (it stays INSUFFICIENT_DATA)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,17 +84,52 @@ def _dims_key(dims: Any) -> tuple[tuple[str, str], ...]:
     if not dims:
         return ()
     if not isinstance(dims, list) or not all(
-        isinstance(d, Mapping) and "Name" in d and "Value" in d for d in dims
+        isinstance(d, Mapping) and _dimension_text(d.get("Name")) and "Value" in d for d in dims
     ):
         raise ExpressionError("Dimensions must be a list of {Name, Value} objects")
-    return tuple(sorted((str(d["Name"]), str(d["Value"])) for d in dims))
+    values = [_dimension_text(d["Value"]) for d in dims]
+    if None in values:  # str() of null or an object is no dimension value CloudWatch keeps
+        raise ExpressionError("a dimension Value must be text (or a number in a template)")
+    return tuple(sorted((str(d["Name"]), str(v)) for d, v in zip(dims, values, strict=True)))
+
+
+def _dimension_text(value: Any) -> str | None:
+    """A dimension's name or value as CloudWatch keeps it: text, or a template's YAML number."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+# ASCII digits only: int()/float() also read '1_0', other scripts' digits and padding, which
+# PutMetricAlarm and CloudFormation refuse.
+_WHOLE_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def _whole(value: Any, name: str) -> int:
     """An integer field (JSON number or, in a template, its text); 10.5 is not 10."""
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ExpressionError(f"{name} {value!r} is not a whole number")
-    return int(value)
+    if isinstance(value, str) and _WHOLE_TEXT.fullmatch(value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ExpressionError(f"{name} {value!r:.40} is not a whole number")
+
+
+def _finite(value: Any, name: str) -> float:
+    """A Double field (JSON number or, in a template, its text), finite: NaN never breaches."""
+    number = math.nan
+    if (isinstance(value, str) and _NUMBER_TEXT.fullmatch(value)) or (
+        isinstance(value, (int, float)) and not isinstance(value, bool)
+    ):
+        with contextlib.suppress(OverflowError):  # an int past a float's range stays NaN
+            number = float(value)
+    if not math.isfinite(number):
+        raise ExpressionError(f"{name} {value!r:.40} is not a finite number")
+    return number
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -181,11 +218,11 @@ class Compiler:
                 raise ExpressionError(f"ComparisonOperator {a.op} is not supported")
             if "ThresholdMetricId" in d:
                 raise ExpressionError("anomaly detection bands are not supported")
-            a.threshold = float(d["Threshold"])
-            if not math.isfinite(a.threshold):  # an alarm that could never breach
-                raise ExpressionError(f"Threshold {d['Threshold']!r} is not a finite number")
+            a.threshold = _finite(d["Threshold"], "Threshold")
             a.n = _whole(d["EvaluationPeriods"], "EvaluationPeriods")
-            a.m = _whole(d.get("DatapointsToAlarm") or a.n, "DatapointsToAlarm")
+            # only an absent one defaults to EvaluationPeriods: 0 is refused below, not read as N
+            m = d.get("DatapointsToAlarm")
+            a.m = a.n if m is None else _whole(m, "DatapointsToAlarm")
             if a.n < 1:
                 raise ExpressionError("EvaluationPeriods must be at least 1")
             if not 1 <= a.m <= a.n:

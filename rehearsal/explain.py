@@ -483,9 +483,18 @@ def explain(
 
 def _client_waits(out: Path) -> dict[str, float]:
     """What each client waited at the listener, by trace id, from ``requests.jsonl`` ({} when
-    it is missing, unreadable, or from a run that did not record trace ids)."""
+    it is missing, unreadable, or from a run that did not record trace ids). A trace id that
+    several requests carried (a client may send its own ``X-Amzn-Trace-Id``, which the service
+    continues) is left out: which wait is whose cannot be told."""
     try:
         records = harm.read_requests(out / "requests.jsonl")
     except (OSError, ValueError):
         return {}
-    return {r.trace_id: r.latency_ms for r in records if r.trace_id is not None}
+    waits: dict[str, float] = {}
+    shared: set[str] = set()
+    for r in records:
+        if r.trace_id is not None:
+            if r.trace_id in waits:
+                shared.add(r.trace_id)
+            waits[r.trace_id] = r.latency_ms
+    return {k: v for k, v in waits.items() if k not in shared}

@@ -175,16 +175,18 @@ class _Middleware:
             if self._settings is not _runtime.state.settings:
                 self._refresh()
             path = environ.get("PATH_INFO", "")
+            # read now: a dispatcher inside the app moves its prefix there while routing
+            script = environ.get("SCRIPT_NAME")
             exclude = self._exclude
-            if exclude is not None and exclude.fullmatch(path) is not None:
+            # the whole path, as the access line shows it: the same request is excluded or not
+            # whichever of a mounted app and its host is instrumented
+            if exclude is not None and exclude.fullmatch(script + path if script else path):
                 return self.wsgi_app(environ, start_response)
             outer = environ.get(_SCOPE_KEY)
             if outer is not None and getattr(outer, "environ", None) is environ:
                 # an app mounted in an instrumented one (DispatcherMiddleware): the outer
                 # middleware measures and logs this request once
                 return self.wsgi_app(environ, start_response)
-            # read now: a dispatcher inside the app moves its prefix there while routing
-            script = environ.get("SCRIPT_NAME")
             method = environ.get("REQUEST_METHOD", "GET")
             original = None
             if method not in KNOWN_METHODS:

@@ -220,9 +220,9 @@ class Worker:
         for held in leftovers:
             self._acker.release(held.message_id, held.receipt)
         self._count("released", len(leftovers))
-        lost = sum(1 for held in leftovers if held.last_receive)
+        self._count("released_last_receive", sum(1 for held in leftovers if held.last_receive))
+        lost = self.stats.released_last_receive
         if lost:
-            self._count("released_last_receive", lost)
             instrument.log.warning(
                 "released %d message(s) on their last allowed receive: the queue moves them to "
                 "the DLQ (raise the stop timeout, or lower the concurrency or batch size)",
@@ -379,6 +379,9 @@ class Worker:
             if self._forget(h):
                 self._acker.release(h.message_id, h.receipt)
                 self._count("released", 1)
+                if h.last_receive:  # however it came to be released (a job started too late
+                    # for the stop, a pool already shut down): the DLQ gets it
+                    self._count("released_last_receive", 1)
 
     def _forget(self, held: _Held) -> bool:
         """Stop tracking ``held`` (free its slot); False if someone else already did."""

@@ -466,6 +466,19 @@ def test_math_negative_base_to_a_fraction_drops_the_point_in_an_alarm() -> None:
         ({"DatapointsToAlarm": True}, "DatapointsToAlarm True is not a whole number"),
         ({"Dimensions": "Service=svc"}, "Dimensions must be a list of {Name, Value} objects"),
         ({"Dimensions": [{"Name": "Service"}]}, "Dimensions must be a list of {Name, Value}"),
+        # found by review r20: other members of the class, read as numbers or text before
+        ({"Threshold": True}, "Threshold True is not a finite number"),
+        ({"Threshold": "2_50"}, "Threshold '2_50' is not a finite number"),
+        ({"Threshold": "\uff12\uff15\uff10"}, "is not a finite number"),
+        ({"Threshold": 10**400}, "is not a finite number"),
+        ({"Period": " 60 "}, "Period ' 60 ' is not a whole number"),
+        ({"Period": "\uff16\uff10"}, "is not a whole number"),
+        ({"EvaluationPeriods": "1_0"}, "EvaluationPeriods '1_0' is not a whole number"),
+        ({"DatapointsToAlarm": 0}, "DatapointsToAlarm must be between 1"),
+        ({"DatapointsToAlarm": False}, "DatapointsToAlarm False is not a whole number"),
+        ({"Dimensions": [{"Name": None, "Value": "svc"}]}, "list of {Name, Value}"),
+        ({"Dimensions": [{"Name": "Service", "Value": {"Ref": "X"}}]}, "Value must be text"),
+        ({"Dimensions": [{"Name": "Service", "Value": None}]}, "Value must be text"),
     ],
 )
 def test_hostile_alarm_definitions_stay_insufficient_with_a_warning(
@@ -737,3 +750,13 @@ def test_return_data_is_a_boolean_or_a_templates_text(flag: Any, evaluated: bool
         assert not ev.warnings
     else:
         assert "ReturnData must be true or false" in ev.warnings[0]
+
+
+def test_template_text_numbers_and_a_numeric_dimension_are_read() -> None:
+    # a CloudFormation template gives numbers as text, and YAML may give a dimension value as a
+    # number: the stricter reading (review r20) must keep accepting what CloudWatch accepts
+    a = alarm(
+        threshold=0, dims=[{"Name": "Service", "Value": "svc"}], Period="10", EvaluationPeriods="1"
+    ) | {"Threshold": "1.5e2", "DatapointsToAlarm": "1"}
+    ev, _ = run([a], [emf(T0, {"Latency": 500})], T0 + 20)
+    assert ev.states["a"] == "ALARM" and not ev.warnings

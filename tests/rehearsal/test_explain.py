@@ -282,6 +282,15 @@ def test_client_waits_come_from_requests_jsonl_and_tolerate_old_or_bad_files(
          Record(T, "blue", "GET", "/x", 200, 5.0, "u")],
     )  # fmt: skip
     assert explain._client_waits(tmp_path) == {"1-5759e988-" + "a" * 24: 13_000.0}
+    # found by review r20: two requests with one client-sent trace id (the service continues
+    # it): the 13 s of one was shown as the other's wait; an ambiguous id is not joined
+    shared = "1-5759e988-" + "b" * 24
+    write_requests(
+        tmp_path / "requests.jsonl",
+        [Record(T, "green", "GET", "/x", 200, 13_000.0, "u", shared),
+         Record(T, "green", "GET", "/x", 200, 5.0, "u", shared)],
+    )  # fmt: skip
+    assert explain._client_waits(tmp_path) == {}
     (tmp_path / "requests.jsonl").write_text('{"time": 1, "status": "x"}\n')
     assert explain._client_waits(tmp_path) == {}  # unreadable: no client times, no crash
     assert explain._client_waits(tmp_path / "nowhere") == {}

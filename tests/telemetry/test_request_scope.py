@@ -183,6 +183,19 @@ def test_only_the_mounted_app_instrumented_reports_the_whole_path(
     assert span.attributes["url.path"] == f"{script_name}/items/i-8"
 
 
+def test_exclusion_matches_the_whole_path_whichever_app_is_instrumented(tel: Tel) -> None:
+    # found by review r20: only the mounted app instrumented, /inner/healthz was excluded by the
+    # default pattern (its PATH_INFO is /healthz) though the docs say /api/healthz is not, and
+    # the same request is logged when the host app is the instrumented one
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    outer = flask.Flask("outer")  # not instrumented
+    outer.wsgi_app = DispatcherMiddleware(outer.wsgi_app, {"/inner": _app()})  # type: ignore[method-assign]
+    outer.test_client().get("/inner/healthz")
+    paths = [x["path"] for x in tel.logs() if x["logger"] == "telemetry.access"]
+    assert paths == ["/inner/healthz"]
+
+
 def test_without_flasks_private_context_variable_the_public_calls_find_the_scope(
     tel: Tel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

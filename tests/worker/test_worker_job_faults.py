@@ -421,3 +421,21 @@ def test_a_poll_returning_after_the_stop_runs_messages_on_their_last_receive(
     assert sorted(harness.acker.acks) == sorted(
         [("release", first["ReceiptHandle"]), ("delete", last["ReceiptHandle"])]
     )
+
+
+def test_a_last_receive_job_released_after_the_stop_budget_is_counted(harness: Harness) -> None:
+    """A held message on its last receive whose job starts only after the stop's budget ran out
+    (a stuck job freed its thread late) is released by the job itself: the DLQ gets it, so it
+    is counted in released_last_receive like the stop's own leftovers (found by review r20: it
+    was counted as a plain release and no warning said so)."""
+    last = _message(make_event("u-1", f"o-{uuid.uuid4().hex[:8]}", 1000),
+                    Attributes={"ApproximateReceiveCount": str(MAX_RECEIVES)})  # fmt: skip
+    harness.worker._stop.set()
+    harness.worker._closing = True
+    harness.worker._accept([last])
+    deadline = time.monotonic() + 5
+    while harness.worker._holding or harness.worker._running:
+        assert time.monotonic() < deadline, "the slots were never freed"
+        time.sleep(0.001)
+    assert harness.acker.acks == [("release", last["ReceiptHandle"])]
+    assert harness.worker.stats.released == harness.worker.stats.released_last_receive == 1
