@@ -58,6 +58,11 @@ _PHRASES = {
 }
 
 
+def _version_of(dims: Sequence[Mapping[str, Any]]) -> str | None:
+    """The ``Version`` dimension's value, or None."""
+    return next((d.get("Value") for d in dims if d.get("Name") == "Version"), None)
+
+
 def utc(epoch_s: float | None) -> str:
     """``2026-11-30 05:42:04.1 UTC``-style time of day: ``05:42:04.1Z`` (``-`` for None)."""
     if epoch_s is None:
@@ -91,16 +96,27 @@ class AlarmFacts:
     @classmethod
     def of(cls, alarm: Mapping[str, Any]) -> AlarmFacts:
         metrics = alarm.get("Metrics") or []
-        stats = [q["MetricStat"] for q in metrics if "MetricStat" in q]
-        dims = alarm.get("Dimensions") or (
-            stats[0]["Metric"].get("Dimensions", []) if stats else []
+        queries = [q for q in metrics if "MetricStat" in q]
+        stats = [q["MetricStat"] for q in queries]
+        versions = {_version_of(s["Metric"].get("Dimensions") or []) for s in stats}
+        version = (
+            _version_of(alarm.get("Dimensions") or [])
+            if not metrics
+            # one version for every input, else none: "green / blue" is no one version's
+            else (versions.pop() if len(versions) == 1 else None)
         )
-        version = next((d["Value"] for d in dims if d.get("Name") == "Version"), None)
         if metrics:
             shown = next((q for q in metrics if q.get("ReturnData", True)), metrics[0])
             metric = shown.get("Label") or shown.get("Expression") or shown["Id"]
-            inputs = ", ".join(f"{s['Metric']['MetricName']} {s['Stat']}" for s in stats)
-            statistic = f"{shown.get('Expression', '')} of {inputs}".strip()
+            named = []
+            for q in queries:
+                ms = q["MetricStat"]
+                own = _version_of(ms["Metric"].get("Dimensions") or [])
+                # each input's version when they differ (green's and blue's)
+                of = f" of {own}" if own and version is None else ""
+                named.append(f"{q['Id']}: {ms['Metric']['MetricName']} {ms['Stat']}{of}")
+            inputs = ", ".join(named)
+            statistic = f"{shown.get('Expression', '')} ({inputs})".strip()
             namespace = stats[0]["Metric"].get("Namespace", "") if stats else ""
             period = max((int(s.get("Period", 0)) for s in stats), default=0)
         else:

@@ -321,3 +321,17 @@ def test_the_sentence_never_shows_a_value_equal_to_the_threshold_it_breached(
     evaluations = [_ev(AVG, T + 20, "ALARM", "OK", [12.0, value, value])]
     line = explain.alarm_line(AVG, defs, evaluations, started_at=T, decided_at=T + 21)
     assert shown in line
+
+
+def test_a_green_vs_blue_alarm_names_each_inputs_version() -> None:
+    """Its inputs are green's and blue's: the sentence said "Latency Average, Latency Average of
+    v2", hiding that one input is blue's (found by review r19)."""
+    name = next(n for n in explain.alarm_facts(DEFS) if n.endswith("green-vs-blue-latency-avg"))
+    facts = explain.alarm_facts(DEFS)[name]
+    assert facts.version is None
+    assert (
+        facts.statistic
+        == "g / (b + 10) * (b / b) (g: Latency Average of v2, b: Latency Average of v1)"
+    )
+    fired = explain.fired_alarm(facts, [_ev(name, T + 20, "ALARM", "OK", [4.0, 5.0])], T, T + 20)
+    assert "of v1) = 5 against the threshold > 3" in fired.line()
