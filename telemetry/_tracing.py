@@ -492,9 +492,15 @@ def span_limits() -> SpanLimits:
         return SpanLimits(**DEFAULT_SPAN_LIMITS)  # type: ignore[arg-type]
 
 
-def batch_processor(exporter: SpanExporter) -> BatchSpanProcessor:
-    """A ``BatchSpanProcessor`` configured by ``OTEL_BSP_*``; values it refuses are reported
-    naming the variables set, and its defaults are used (spans are still exported)."""
+def batch_processor(
+    exporter: SpanExporter, settings: dict[str, int] | None = None
+) -> tuple[BatchSpanProcessor, dict[str, int]]:
+    """A ``BatchSpanProcessor`` configured by ``OTEL_BSP_*``, and the keyword arguments that
+    override the SDK's reading of them; values it refuses are reported naming the variables set,
+    and its defaults are used (spans are still exported). Pass a first call's ``settings`` to the
+    next: the variables are checked, and a bad one reported, once."""
+    if settings is not None:
+        return BatchSpanProcessor(exporter, **settings), settings  # type: ignore[arg-type]
     given: dict[str, int] = {}
     for name, param in _BATCH_VARIABLES.items():
         raw = os.environ.get(name)
@@ -508,10 +514,10 @@ def batch_processor(exporter: SpanExporter) -> BatchSpanProcessor:
             )
             given[param] = DEFAULT_BATCH[param]
     try:
-        return BatchSpanProcessor(exporter, **given)  # type: ignore[arg-type]
+        return BatchSpanProcessor(exporter, **given), given  # type: ignore[arg-type]
     except ValueError as exc:
         _setting_problem(f"{_set_among(_BATCH_VARIABLES)}: {exc}; using the defaults")
-        return BatchSpanProcessor(exporter, **DEFAULT_BATCH)  # type: ignore[arg-type]
+        return BatchSpanProcessor(exporter, **DEFAULT_BATCH), DEFAULT_BATCH  # type: ignore[arg-type]
 
 
 def _exporters(env: Mapping[str, str]) -> list[SpanExporter]:
@@ -573,8 +579,15 @@ def build_provider(
         span_limits=span_limits(),
         shutdown_on_exit=False,
     )
+    settings: dict[str, int] | None = None
+
+    def export_to(chosen: SpanExporter) -> None:
+        nonlocal settings
+        processor, settings = batch_processor(_CountingExporter(chosen), settings)
+        provider.add_span_processor(processor)
+
     for chosen in [exporter] if exporter is not None else _exporters(env):
-        provider.add_span_processor(batch_processor(_CountingExporter(chosen)))
+        export_to(chosen)
     if traces_file:
         try:
             file_exporter = _FileExporter(traces_file)
@@ -584,14 +597,12 @@ def build_provider(
                 if isinstance(exc, ImportError)
                 else f"cannot open it ({exc.strerror or exc})"
             )
-            problem = (
+            _setting_problem(
                 f"{ev.TELEMETRY_TRACES_FILE}={_config.shown(traces_file)}: {why}; "
                 "spans not written there"
             )
-            _errors.record("config", problem)
-            _errors.report(f"telemetry: invalid setting: {problem}")
         else:
-            provider.add_span_processor(batch_processor(_CountingExporter(file_exporter)))
+            export_to(file_exporter)
     return provider
 
 

@@ -237,6 +237,11 @@ def _exporters_of(provider: object) -> list[str]:
             ["ConsoleSpanExporter"],
             1,
         ),
+        (  # two exporters, one batch processor each: the bad value is reported once
+            {"OTEL_TRACES_EXPORTER": "otlp,console", "OTEL_BSP_MAX_QUEUE_SIZE": "big"},
+            ["ConsoleSpanExporter", "OTLPSpanExporter"],
+            1,
+        ),
         (
             {
                 "OTEL_TRACES_EXPORTER": "console",
