@@ -136,10 +136,14 @@ class Aggregator:
         self.interval_ms = max(1, round(settings.flush_interval_s * 1000))
         self._counts_mode = settings.histogram == "counts"
         self._lock = threading.Lock()
-        self._requests: deque[tuple[float, str, int, float]] = deque()
+        #: request entries ``(time, route, status, latency_ms)`` waiting for the flush thread;
+        #: appended by :meth:`record_request` or, on the request path, by ``telemetry.flask``
+        #: itself (no call), which then calls :meth:`after_record` when the flush thread is
+        #: not running or more than ``MAX_PENDING`` entries wait
+        self.pending: deque[tuple[float, str, int, float]] = deque()
         self._windows: dict[int, _Window] = {}
         self._cur: _Window | None = None
-        self._thread: threading.Thread | None = None
+        self.flush_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
         # worker utilization: busy seconds per window start (ms), jobs in progress
@@ -196,12 +200,19 @@ class Aggregator:
         The request path only appends to a deque (atomic, no lock); the flush thread folds the
         entries into their windows. Bounded: past ``MAX_PENDING`` entries the caller folds them.
         """
-        q = self._requests
+        q = self.pending
         q.append((self.clock(), route, status, latency_ms))
-        if len(q) > MAX_PENDING:
+        if self.flush_thread is None or len(q) > MAX_PENDING:
+            self.after_record()
+
+    def after_record(self) -> None:
+        """After an entry was appended to :attr:`pending`: fold the entries here if more than
+        ``MAX_PENDING`` wait (the flush thread is behind), and start the flush thread if it is
+        not running (first request, or the first after a fork)."""
+        if len(self.pending) > MAX_PENDING:
             with self._lock:
                 self._drain()
-        if self._thread is None:
+        if self.flush_thread is None:
             self._start_thread()
 
     def _drain(self) -> None:
@@ -210,7 +221,7 @@ class Aggregator:
         The entries of each window are folded per series with C-level loops (``map``,
         ``Counter``, ``sum``, ``min``, ``max``): the same counts, buckets, minimum, maximum and
         sum (added in the same order) as folding them one by one (:meth:`_fold_each`)."""
-        q = self._requests
+        q = self.pending
         n = len(q)
         if not n:
             return
@@ -335,7 +346,7 @@ class Aggregator:
                 g.append(value)
                 if len(g) > MAX_GAUGE_VALUES:
                     del g[0]
-        if self._thread is None:
+        if self.flush_thread is None:
             self._start_thread()
 
     # -- worker utilization ----------------------------------------------------------------------
@@ -349,7 +360,7 @@ class Aggregator:
             if self._util_next is None:
                 w = self._window(now)
                 self._util_next = round(w.start * 1000)
-        if self._thread is None:
+        if self.flush_thread is None:
             self._start_thread()
         return token
 
@@ -403,10 +414,10 @@ class Aggregator:
 
     def _start_thread(self) -> None:
         with self._lock:
-            if self._thread is not None or self._closed:
+            if self.flush_thread is not None or self._closed:
                 return
             t = threading.Thread(target=self._run, name="telemetry-flush", daemon=True)
-            self._thread = t
+            self.flush_thread = t
         t.start()
 
     def _run(self) -> None:
@@ -462,7 +473,7 @@ class Aggregator:
         """Stop the flush thread and write everything (idempotent)."""
         with self._lock:
             self._closed = True
-            thread = self._thread
+            thread = self.flush_thread
         self._stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
@@ -564,10 +575,10 @@ class Aggregator:
     def _after_fork_child(self) -> None:
         # The parent still owns (and will flush) its windows; the child starts empty.
         self._lock = threading.Lock()
-        self._requests = deque()
+        self.pending = deque()
         self._windows = {}
         self._cur = None
-        self._thread = None
+        self.flush_thread = None
         self._stop = threading.Event()
         self._busy = {}
         self._active = {}

@@ -18,6 +18,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from time import perf_counter
 from typing import Any
 
@@ -26,7 +27,16 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
-from telemetry import _access_line, _context, _errors, _logging, _runtime, _tracing, catalog
+from telemetry import (
+    _access_line,
+    _context,
+    _errors,
+    _logging,
+    _metrics,
+    _runtime,
+    _tracing,
+    catalog,
+)
 from telemetry import environment_variables as ev
 
 __all__ = ["instrument"]
@@ -58,6 +68,16 @@ _TRACESTATE_KEY = "HTTP_TRACESTATE"
 #: "200 " -> 200 for every valid status code (RFC 9110, section 15: three digits, 100-599):
 #: one dict look-up per response, and nothing else (non-ASCII digits, "1000", "0 abc") passes
 _STATUS_CODES = {f"{code} ": code for code in range(100, 600)}
+_WERKZEUG_REQUEST = _context.WERKZEUG_REQUEST
+_MAX_PENDING = _metrics.MAX_PENDING
+_Scope = _context.Scope
+_new_scope = object.__new__
+_name = itemgetter(0)
+#: ``X-Request-Id`` in every spelling (header names are case-insensitive: RFC 9110, 5.1), so
+#: that a response's own header is found in one C-level pass over its header names
+_REQUEST_ID_NAMES = frozenset(
+    map("".join, itertools.product(*({c.lower(), c.upper()} for c in "x-request-id")))
+)
 
 
 def normalize_method(method: str) -> tuple[str, str | None]:
@@ -142,6 +162,8 @@ class _Middleware:
         self.wsgi_app = wsgi_app
         self.access_log = access_log
         self.tracing = tracing
+        #: an access line or a span: they need the method and path, RED metrics do not
+        self._details = access_log is not False or tracing
         self._settings = None
         self._exclude: re.Pattern[str] | None = None
         self._trace_keys: tuple[str, ...] = ()
@@ -174,30 +196,34 @@ class _Middleware:
         try:
             if self._settings is not _runtime.state.settings:
                 self._refresh()
-            path = environ.get("PATH_INFO", "")
-            # read now: a dispatcher inside the app moves its prefix there while routing
-            script = environ.get("SCRIPT_NAME")
             exclude = self._exclude
-            # the whole path, as the access line shows it: the same request is excluded or not
-            # whichever of a mounted app and its host is instrumented
-            if exclude is not None and exclude.fullmatch(script + path if script else path):
-                return self.wsgi_app(environ, start_response)
-            outer = environ.get(_SCOPE_KEY)
-            if outer is not None and getattr(outer, "environ", None) is environ:
+            method = path = ""
+            script = original = None
+            if self._details or exclude is not None:  # RED alone needs neither
+                path = environ.get("PATH_INFO", "")
+                # read now: a dispatcher inside the app moves its prefix there while routing
+                script = environ.get("SCRIPT_NAME")
+                # the whole path, as the access line shows it: the same request is excluded or
+                # not whichever of a mounted app and its host is instrumented
+                if exclude is not None and exclude.fullmatch(script + path if script else path):
+                    return self.wsgi_app(environ, start_response)
+                method = environ.get("REQUEST_METHOD", "GET")
+                if method not in KNOWN_METHODS:
+                    method, original = normalize_method(method)
+            if _SCOPE_KEY in environ and getattr(environ[_SCOPE_KEY], "environ", None) is environ:
                 # an app mounted in an instrumented one (DispatcherMiddleware): the outer
                 # middleware measures and logs this request once
                 return self.wsgi_app(environ, start_response)
-            method = environ.get("REQUEST_METHOD", "GET")
-            original = None
-            if method not in KNOWN_METHODS:
-                method, original = normalize_method(method)
             rid = environ.get("HTTP_X_REQUEST_ID")
             if rid is None:
                 rid = "%s%016x" % (_ids.prefix, next(_ids.counter))  # noqa: UP031 (cheaper)
             elif not _REQUEST_ID.fullmatch(rid):
                 _errors.note("invalid_request_id", f"X-Request-Id of {len(rid)} character(s)")
                 rid = _ids.next()
-            scope = _context.Scope(rid, None, environ)
+            scope = _new_scope(_Scope)  # Scope(rid, None, environ) without its __init__ frame
+            scope.request_id = rid
+            scope.route = scope.fields = scope.attributes = scope.span_context = None
+            scope.environ = environ
             environ[_SCOPE_KEY] = scope  # telemetry._context.current_scope() finds it there
             spans = _runtime.state.server_spans if self.tracing else None
             if spans is not None:
@@ -210,31 +236,32 @@ class _Middleware:
                 code = _STATUS_CODES.get(status[:4]) if type(status) is str else None
                 resp[0] = code if code is not None else status_code(status)
                 if scope.route is None:  # Flask clears the request from the environ at its end
-                    _context.route_of(scope)
-                if sizes:
-                    try:  # werkzeug puts it last, spelt so: look there first
-                        last = headers[-1]
-                        found = last[0] == "Content-Length"
-                    except Exception:  # no headers at all, or not pairs (gunicorn refuses them)
-                        found = False
-                    if found:
-                        resp[1] = last[1]
+                    try:  # the common case inline: werkzeug's request, the rule Flask matched
+                        route = environ[_WERKZEUG_REQUEST].url_rule.rule
+                    except Exception:  # not routed (404), or another request class
+                        route = None
+                    if type(route) is str:
+                        scope.route = route
                     else:
-                        for k, v in headers:
-                            if k == "Content-Length" or (
-                                len(k) == 14 and k.lower() == "content-length"
-                            ):
-                                resp[1] = v
-                                break
+                        _context.route_of(scope)
                 try:
-                    for k, _ in headers:  # an app's own X-Request-Id is kept, not doubled
-                        if len(k) == 12 and k.lower() == "x-request-id":
-                            break
-                    else:
+                    if type(headers) is not list:  # WSGI asks for a list; servers take any
+                        headers = list(headers)
+                    if sizes:  # werkzeug puts it last, spelt so: look there first
+                        last = headers[-1] if headers else ("", None)
+                        if last[0] == "Content-Length":
+                            resp[1] = last[1]
+                        else:
+                            for k, v in headers:
+                                if k == "Content-Length" or (
+                                    len(k) == 14 and k.lower() == "content-length"
+                                ):
+                                    resp[1] = v
+                                    break
+                    # an app's own X-Request-Id (any spelling) is kept, not doubled
+                    if _REQUEST_ID_NAMES.isdisjoint(map(_name, headers)):
                         headers.append(("X-Request-Id", rid))
-                except AttributeError:  # not a list (WSGI asks for one; servers take any)
-                    headers = [*headers, ("X-Request-Id", rid)]
-                except (TypeError, ValueError):  # not pairs: the server refuses them
+                except Exception:  # not pairs, not iterable: the server refuses them, not us
                     pass
                 return start_response(status, headers, exc_info)
 
@@ -257,8 +284,12 @@ class _Middleware:
                 ms = (perf_counter() - t0) * 1000.0
                 status = resp[0]
                 route = scope.route or _context.route_of(scope) or catalog.UNMATCHED_ROUTE
+                # Aggregator.record_request, inline (a call per request)
                 agg = _runtime.state.aggregator or _runtime.aggregator()
-                agg.record_request(route, status, ms)
+                pending = agg.pending
+                pending.append((agg.clock(), route, status, ms))
+                if agg.flush_thread is None or len(pending) > _MAX_PENDING:
+                    agg.after_record()
                 if span is not None or self.access_log is not False:
                     if script:  # mounted (DispatcherMiddleware) or served under a prefix
                         path = script + path
@@ -440,11 +471,14 @@ def instrument(
     try:
         if app.extensions.get("telemetry") is not None:
             return app
-        app.wsgi_app = _Middleware(app.wsgi_app, access_log, tracing)  # type: ignore[method-assign]
+        middleware = _Middleware(app.wsgi_app, access_log, tracing)
+        # its bound method, not the object: CPython calls a bound method without looking up
+        # ``__call__`` through the type's slot (docs/telemetry.md, "Benchmarks")
+        app.wsgi_app = middleware.__call__  # type: ignore[method-assign]
         # an exception Flask lets through (PROPAGATE_EXCEPTIONS: testing, debug) never reaches
         # start_response: note the route while the request is still there
         flask.got_request_exception.connect(_note_route, app, weak=False)
-        app.extensions["telemetry"] = app.wsgi_app
+        app.extensions["telemetry"] = middleware
     except Exception as exc:
         _errors.record("internal", repr(exc))
     return app

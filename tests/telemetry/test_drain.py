@@ -54,10 +54,10 @@ def test_a_batch_folds_as_one_by_one(seed: int, histogram: str) -> None:
     entries.sort(key=lambda e: e[0] + rng.random() * 0.05)  # nearly in order, as threads append
     options = {"histogram": histogram, "max_routes": 5}
     batch, single = _aggregator(**options), _aggregator(**options)
-    batch._requests.extend(entries)
+    batch.pending.extend(entries)
     with batch._lock:
         batch._drain()
     with single._lock:
         single._fold_each(list(entries))
-    assert not batch._requests
+    assert not batch.pending
     assert _snapshot(batch) == _snapshot(single)

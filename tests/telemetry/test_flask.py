@@ -281,7 +281,7 @@ def test_spans_reach_an_otlp_http_collector(tel: Tel, monkeypatch: pytest.Monkey
     assert span.parent_span_id.hex() == "53995c3f42cd8ad8"
 
 
-@pytest.mark.parametrize("name", ["X-Request-Id", "x-request-id", "X-REQUEST-ID"])
+@pytest.mark.parametrize("name", ["X-Request-Id", "x-request-id", "X-REQUEST-ID", "x-ReQuEsT-iD"])
 @pytest.mark.parametrize(
     "options", [{}, {"access_log": False, "tracing": False}], ids=["full", "red-only"]
 )
@@ -303,3 +303,23 @@ def test_an_apps_own_request_id_header_is_kept_not_doubled(
     plain.get("/")(lambda: "ok")
     r = instrument(plain, **options).test_client().get("/", headers={"X-Request-Id": "c-2"})  # type: ignore[arg-type]
     assert r.headers.getlist("X-Request-Id") == ["c-2"]
+
+
+@pytest.mark.parametrize("shape", [tuple, iter], ids=["tuple", "iterator"])
+def test_response_headers_that_are_not_a_list_reach_the_server_whole(tel: Tel, shape: type) -> None:
+    # WSGI asks for a list; servers (gunicorn, werkzeug) take any iterable, so telemetry must
+    # not consume an iterator while looking for the body size or an app's own X-Request-Id
+    app = flask.Flask("raw")
+
+    def raw(environ: dict, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", shape([("Content-Type", "text/plain"), ("Content-Length", "2")]))
+        return [b"ok"]
+
+    app.wsgi_app = raw  # type: ignore[method-assign]
+    r = instrument(app).test_client().get("/raw", headers={"X-Request-Id": "c-9"})
+    assert r.status_code == 200 and r.data == b"ok"
+    assert r.headers["Content-Type"] == "text/plain"
+    assert r.headers.getlist("X-Request-Id") == ["c-9"]
+    telemetry.flush()
+    (line,) = access_lines(tel)
+    assert line["request_id"] == "c-9" and line["bytes"] == 2

@@ -220,3 +220,30 @@ def test_a_metrics_only_app_mounted_in_an_instrumented_one_is_measured_once(tel:
     assert r.status_code == 404 and len(r.headers.getlist("X-Request-Id")) == 1
     assert total(tel.emf(), "Requests") == 1
     assert len([x for x in tel.logs() if x["logger"] == "telemetry.access"]) == 1
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"access_log": False, "tracing": False}], ids=["full", "red-only"]
+)
+def test_a_request_scope_has_every_field_a_scope_has(tel: Tel, options: dict[str, bool]) -> None:
+    # the middleware builds the scope without Scope.__init__ (a frame per request): a field
+    # added to Scope must be set there too, or reading it fails in every request
+    app = flask.Flask("fields")
+    seen: dict[str, object] = {}
+
+    @app.get("/")
+    def index() -> str:
+        scope = _context.current_scope()
+        assert scope is not None
+        seen.update({name: getattr(scope, name) for name in _context.Scope.__slots__})
+        return "ok"
+
+    instrument(app, **options).test_client().get("/", headers={"X-Request-Id": "r-1"})  # type: ignore[arg-type]
+    fresh = _context.Scope("r-1")
+    expected = {name: getattr(fresh, name) for name in _context.Scope.__slots__}
+    expected["environ"] = seen.get("environ")  # the request's own
+    if not options:  # the server span's context
+        expected["span_context"] = seen.get("span_context")
+        assert seen["span_context"] is not None
+    assert seen == expected
+    assert isinstance(seen["environ"], dict)
