@@ -5,6 +5,7 @@ same deploy/stack.yaml with its own parameters and alarms (`python -m alarms syn
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -110,3 +111,16 @@ def test_synth_for_another_stage_renames_alarms_and_the_service_dimension() -> N
 def test_a_bad_stage_name_is_refused(service: str | None, worker: str | None) -> None:
     with pytest.raises(SpecError):
         with_names(load_spec(POINTS_SERVICE_SPEC), service, worker)
+
+
+@pytest.mark.parametrize(
+    ("value", "taken"),
+    [("1", True), ("10", True), ("59", True), ("60", True), ("0", False), ("61", False),
+     ("2.5", False), ("1e1", False), ("010", False), ("+5", False), (" 5", False), ("", False),
+     ("\uff15", False), ("-1", False)],
+)  # fmt: skip
+def test_the_bake_is_whole_minutes_from_1_to_60(pipeline: dict, value: str, taken: bool) -> None:
+    parameter = pipeline["Parameters"]["BakeMinutes"]
+    assert parameter["Type"] == "String"  # a Number would take 2.5 and 1e1
+    assert (re.fullmatch(parameter["AllowedPattern"], value) is not None) is taken
+    assert re.fullmatch(parameter["AllowedPattern"], parameter["Default"])
