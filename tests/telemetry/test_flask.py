@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import flask
 import pytest
 from opentelemetry import trace
+from werkzeug.test import EnvironBuilder
 
 import telemetry
-from telemetry import catalog
+from telemetry import _metrics, _runtime, catalog
 from telemetry.flask import instrument
 
 from .conftest import Tel, samples, total
@@ -323,3 +326,42 @@ def test_response_headers_that_are_not_a_list_reach_the_server_whole(tel: Tel, s
     telemetry.flush()
     (line,) = access_lines(tel)
     assert line["request_id"] == "c-9" and line["bytes"] == 2
+
+
+def test_a_burst_past_the_pending_bound_is_folded_by_the_request_threads(tel: Tel) -> None:
+    # the middleware appends to Aggregator.pending itself (no call): with the flush thread
+    # behind (here: never draining), the request threads must fold the queue past
+    # MAX_PENDING entries (bounded memory), and no entry may be lost or counted twice
+    app = flask.Flask("burst")
+
+    @app.get("/b/<int:n>")
+    def burst(n: int) -> str:
+        if n % 7 == 0:
+            flask.abort(503)
+        return "ok"
+
+    instrument(app, access_log=False, tracing=False)
+    agg = _runtime.aggregator()
+    agg.flush_thread = threading.Thread()  # looks running; never drains
+    base = EnvironBuilder(path="/b/1").get_environ()
+    per_thread = _metrics.MAX_PENDING // 2 + 600
+    longest: list[int] = []
+
+    def send() -> None:
+        for i in range(per_thread):
+            environ = dict(base, PATH_INFO=f"/b/{i}")
+            app.wsgi_app(environ, lambda status, headers, exc_info=None: None)
+        longest.append(len(agg.pending))
+
+    try:
+        threads = [threading.Thread(target=send) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert len(longest) == 2 and max(longest) <= _metrics.MAX_PENDING
+    finally:
+        agg.flush_thread = None
+    lines = tel.emf()
+    assert total(lines, "Requests", Route="/b/<int:n>") == 2 * per_thread
+    assert total(lines, "ServerErrors", Route="/b/<int:n>") == 2 * len(range(0, per_thread, 7))
