@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import flask
 import pytest
@@ -365,3 +366,72 @@ def test_a_burst_past_the_pending_bound_is_folded_by_the_request_threads(tel: Te
     lines = tel.emf()
     assert total(lines, "Requests", Route="/b/<int:n>") == 2 * per_thread
     assert total(lines, "ServerErrors", Route="/b/<int:n>") == 2 * len(range(0, per_thread, 7))
+
+
+@pytest.mark.parametrize("empty_first", [False, True], ids=["first-item", "after-empty-items"])
+def test_an_app_that_starts_its_response_when_iterated_is_recorded_with_its_status(
+    tel: Tel, empty_first: bool
+) -> None:
+    # WSGI (PEP 3333) lets an app call start_response as late as its body's first non-empty
+    # item (a generator app, or a middleware between Flask and instrument()): its request must
+    # not be recorded as a 500 with no size before the status exists
+    app = flask.Flask("lazy")
+    closed: list[bool] = []
+
+    def body(start_response) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+        try:
+            if empty_first:
+                yield b""
+            start_response("201 Created", [("Content-Length", "5")])
+            yield b"he"
+            yield b"llo"
+        finally:
+            closed.append(True)
+
+    app.wsgi_app = lambda environ, start_response: body(start_response)  # type: ignore[method-assign]
+    r = instrument(app).test_client().get("/lazy", headers={"X-Request-Id": "z-1"})
+    assert r.status_code == 201 and r.data == b"hello"
+    assert r.headers.getlist("X-Request-Id") == ["z-1"]
+    assert closed == [True]
+    (line,) = access_lines(tel)
+    assert (line["status"], line["bytes"], line["request_id"]) == (201, 5, "z-1")
+    lines = tel.emf()
+    assert total(lines, "Requests") == 1 and total(lines, "ServerErrors") == 0
+    (span,) = tel.spans()
+    assert span.attributes["http.response.status_code"] == 201
+
+
+def test_an_app_whose_body_fails_before_it_starts_its_response_is_a_500(tel: Tel) -> None:
+    app = flask.Flask("lazy-fail")
+
+    def body(start_response) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+        raise ValueError("no status")
+        yield b""  # a generator
+
+    app.wsgi_app = lambda environ, start_response: body(start_response)  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="no status"):
+        instrument(app).test_client().get("/lazy")
+    (line,) = access_lines(tel)
+    assert line["status"] == 500
+    assert total(tel.emf(), "ServerErrors") == 1
+
+
+def test_a_body_without_a_status_is_not_read_past_its_first_non_empty_item(tel: Tel) -> None:
+    # an app that never calls start_response (a bug: the server refuses its first non-empty
+    # item) may yield without end: telemetry reads no further than the server would
+    app = flask.Flask("no-status")
+    pulled: list[int] = []
+
+    def body() -> Iterator[bytes]:
+        for i in range(1000):
+            pulled.append(i)
+            yield b"x"
+
+    app.wsgi_app = lambda environ, start_response: body()  # type: ignore[method-assign]
+    instrument(app)
+    environ = EnvironBuilder(path="/endless").get_environ()
+    out = app.wsgi_app(environ, lambda status, headers, exc_info=None: None)
+    assert pulled == [0]
+    assert next(iter(out)) == b"x"
+    out.close()  # type: ignore[attr-defined]
+    assert total(tel.emf(), "ServerErrors") == 1
