@@ -236,6 +236,8 @@ class _Middleware:
             def _start_response(status: str, headers: list, exc_info: Any = None) -> Any:
                 code = _STATUS_CODES.get(status[:4]) if type(status) is str else None
                 resp[0] = code if code is not None else status_code(status)
+                if exc_info is not None:  # a response started again: its headers replace any
+                    resp[1] = None  # the first call gave (PEP 3333), its size with them
                 if scope.route is None:  # Flask clears the request from the environ at its end
                     try:  # the common case inline: werkzeug's request, the rule Flask matched
                         route = environ[_WERKZEUG_REQUEST].url_rule.rule

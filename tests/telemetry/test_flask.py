@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -435,3 +436,31 @@ def test_a_body_without_a_status_is_not_read_past_its_first_non_empty_item(tel: 
     assert next(iter(out)) == b"x"
     out.close()  # type: ignore[attr-defined]
     assert total(tel.emf(), "ServerErrors") == 1
+
+
+def test_a_response_started_again_with_exc_info_has_the_size_of_its_last_headers(
+    tel: Tel,
+) -> None:
+    # an app may call start_response again, with exc_info, before the headers are sent (PEP
+    # 3333): the new headers replace the first ones, so a size from the first call is stale
+    app = flask.Flask("again")
+
+    def raw(environ: dict, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", [("Content-Length", "10")])
+        try:
+            raise ValueError("late")
+        except ValueError:
+            start_response(
+                "503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info()
+            )
+        return [b"sorry"]
+
+    app.wsgi_app = raw  # type: ignore[method-assign]
+    instrument(app)
+    sent: list[tuple] = []
+    environ = EnvironBuilder(path="/again", headers={"X-Request-Id": "a-1"}).get_environ()
+    app.wsgi_app(environ, lambda status, headers, exc_info=None: sent.append((status, headers)))
+    status, headers = sent[-1]
+    assert status.startswith("503") and ("X-Request-Id", "a-1") in headers
+    (line,) = access_lines(tel)
+    assert (line["status"], line["bytes"]) == (503, None)
