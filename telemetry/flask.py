@@ -26,6 +26,7 @@ import flask
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
+from werkzeug.wsgi import ClosingIterator
 
 from telemetry import (
     _access_line,
@@ -192,7 +193,7 @@ class _Middleware:
         ctx_token = None
         scope: _context.Scope | None = None
         span: tuple | None = None  # (this span's context, the parent's, record it, start ns)
-        resp: list[Any] = [500, None]  # status, content-length: 500 unless told otherwise
+        resp: list[Any] = [None, None]  # status (None: start_response not called yet), size
         try:
             if self._settings is not _runtime.state.settings:
                 self._refresh()
@@ -235,6 +236,8 @@ class _Middleware:
             def _start_response(status: str, headers: list, exc_info: Any = None) -> Any:
                 code = _STATUS_CODES.get(status[:4]) if type(status) is str else None
                 resp[0] = code if code is not None else status_code(status)
+                if exc_info is not None:  # a response started again: its headers replace any
+                    resp[1] = None  # the first call gave (PEP 3333), its size with them
                 if scope.route is None:  # Flask clears the request from the environ at its end
                     try:  # the common case inline: werkzeug's request, the rule Flask matched
                         route = environ[_WERKZEUG_REQUEST].url_rule.rule
@@ -274,7 +277,10 @@ class _Middleware:
             return self.wsgi_app(environ, start_response)
         error: BaseException | None = None
         try:
-            return self.wsgi_app(environ, _start_response)
+            body = self.wsgi_app(environ, _start_response)
+            if resp[0] is None:  # an app that starts its response as its body is iterated
+                body = _started(body, resp)
+            return body
         except BaseException as exc:
             error = exc
             resp[0] = 500
@@ -447,6 +453,30 @@ class _Middleware:
             _access.handle(record)
         finally:
             _context.current.reset(token)
+
+
+def _started(body: Iterable[bytes], resp: list) -> Iterable[bytes]:
+    """``body`` of an app that calls ``start_response`` only while its body is iterated (WSGI
+    allows it up to the first non-empty item, PEP 3333: a generator app, or a middleware put
+    between Flask and ``instrument()``): its items are read here up to the one that comes with
+    the status, so that the request is recorded with its status, route and size rather than
+    as a 500; the server gets those items first, then the rest, and ``close()`` reaches
+    ``body``. No ``start_response`` by the first non-empty item: a 500 (the server refuses it)."""
+    head: list[bytes] = []
+    try:
+        it = iter(body)
+        for item in it:
+            head.append(item)
+            if resp[0] is not None or item:  # a non-empty item without a status: the server
+                break  # refuses it (not read on here: the body may be endless)
+    except BaseException:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+        raise
+    if resp[0] is None:
+        resp[0] = 500
+    return ClosingIterator(itertools.chain(head, it), getattr(body, "close", None))
 
 
 def _note_route(sender: object, **extra: object) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from collections.abc import Iterator
+
 import flask
 import pytest
 from opentelemetry import trace
+from werkzeug.test import EnvironBuilder
 
 import telemetry
-from telemetry import catalog
+from telemetry import _metrics, _runtime, catalog
 from telemetry.flask import instrument
 
 from .conftest import Tel, samples, total
@@ -323,3 +328,139 @@ def test_response_headers_that_are_not_a_list_reach_the_server_whole(tel: Tel, s
     telemetry.flush()
     (line,) = access_lines(tel)
     assert line["request_id"] == "c-9" and line["bytes"] == 2
+
+
+def test_a_burst_past_the_pending_bound_is_folded_by_the_request_threads(tel: Tel) -> None:
+    # the middleware appends to Aggregator.pending itself (no call): with the flush thread
+    # behind (here: never draining), the request threads must fold the queue past
+    # MAX_PENDING entries (bounded memory), and no entry may be lost or counted twice
+    app = flask.Flask("burst")
+
+    @app.get("/b/<int:n>")
+    def burst(n: int) -> str:
+        if n % 7 == 0:
+            flask.abort(503)
+        return "ok"
+
+    instrument(app, access_log=False, tracing=False)
+    agg = _runtime.aggregator()
+    agg.flush_thread = threading.Thread()  # looks running; never drains
+    base = EnvironBuilder(path="/b/1").get_environ()
+    per_thread = _metrics.MAX_PENDING // 2 + 600
+    longest: list[int] = []
+
+    def send() -> None:
+        for i in range(per_thread):
+            environ = dict(base, PATH_INFO=f"/b/{i}")
+            app.wsgi_app(environ, lambda status, headers, exc_info=None: None)
+        longest.append(len(agg.pending))
+
+    try:
+        threads = [threading.Thread(target=send) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert len(longest) == 2 and max(longest) <= _metrics.MAX_PENDING
+    finally:
+        agg.flush_thread = None
+    lines = tel.emf()
+    assert total(lines, "Requests", Route="/b/<int:n>") == 2 * per_thread
+    assert total(lines, "ServerErrors", Route="/b/<int:n>") == 2 * len(range(0, per_thread, 7))
+
+
+@pytest.mark.parametrize("empty_first", [False, True], ids=["first-item", "after-empty-items"])
+def test_an_app_that_starts_its_response_when_iterated_is_recorded_with_its_status(
+    tel: Tel, empty_first: bool
+) -> None:
+    # WSGI (PEP 3333) lets an app call start_response as late as its body's first non-empty
+    # item (a generator app, or a middleware between Flask and instrument()): its request must
+    # not be recorded as a 500 with no size before the status exists
+    app = flask.Flask("lazy")
+    closed: list[bool] = []
+
+    def body(start_response) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+        try:
+            if empty_first:
+                yield b""
+            start_response("201 Created", [("Content-Length", "5")])
+            yield b"he"
+            yield b"llo"
+        finally:
+            closed.append(True)
+
+    app.wsgi_app = lambda environ, start_response: body(start_response)  # type: ignore[method-assign]
+    r = instrument(app).test_client().get("/lazy", headers={"X-Request-Id": "z-1"})
+    assert r.status_code == 201 and r.data == b"hello"
+    assert r.headers.getlist("X-Request-Id") == ["z-1"]
+    assert closed == [True]
+    (line,) = access_lines(tel)
+    assert (line["status"], line["bytes"], line["request_id"]) == (201, 5, "z-1")
+    lines = tel.emf()
+    assert total(lines, "Requests") == 1 and total(lines, "ServerErrors") == 0
+    (span,) = tel.spans()
+    assert span.attributes["http.response.status_code"] == 201
+
+
+def test_an_app_whose_body_fails_before_it_starts_its_response_is_a_500(tel: Tel) -> None:
+    app = flask.Flask("lazy-fail")
+
+    def body(start_response) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+        raise ValueError("no status")
+        yield b""  # a generator
+
+    app.wsgi_app = lambda environ, start_response: body(start_response)  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="no status"):
+        instrument(app).test_client().get("/lazy")
+    (line,) = access_lines(tel)
+    assert line["status"] == 500
+    assert total(tel.emf(), "ServerErrors") == 1
+
+
+def test_a_body_without_a_status_is_not_read_past_its_first_non_empty_item(tel: Tel) -> None:
+    # an app that never calls start_response (a bug: the server refuses its first non-empty
+    # item) may yield without end: telemetry reads no further than the server would
+    app = flask.Flask("no-status")
+    pulled: list[int] = []
+
+    def body() -> Iterator[bytes]:
+        for i in range(1000):
+            pulled.append(i)
+            yield b"x"
+
+    app.wsgi_app = lambda environ, start_response: body()  # type: ignore[method-assign]
+    instrument(app)
+    environ = EnvironBuilder(path="/endless").get_environ()
+    out = app.wsgi_app(environ, lambda status, headers, exc_info=None: None)
+    assert pulled == [0]
+    assert next(iter(out)) == b"x"
+    out.close()  # type: ignore[attr-defined]
+    assert total(tel.emf(), "ServerErrors") == 1
+
+
+def test_a_response_started_again_with_exc_info_has_the_size_of_its_last_headers(
+    tel: Tel,
+) -> None:
+    # an app may call start_response again, with exc_info, before the headers are sent (PEP
+    # 3333): the new headers replace the first ones, so a size from the first call is stale
+    app = flask.Flask("again")
+
+    def raw(environ: dict, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", [("Content-Length", "10")])
+        try:
+            raise ValueError("late")
+        except ValueError:
+            start_response(
+                "503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info()
+            )
+        return [b"sorry"]
+
+    app.wsgi_app = raw  # type: ignore[method-assign]
+    instrument(app)
+    sent: list[tuple] = []
+    environ = EnvironBuilder(path="/again", headers={"X-Request-Id": "a-1"}).get_environ()
+    app.wsgi_app(environ, lambda status, headers, exc_info=None: sent.append((status, headers)))
+    status, headers = sent[-1]
+    assert status.startswith("503") and ("X-Request-Id", "a-1") in headers
+    (line,) = access_lines(tel)
+    assert (line["status"], line["bytes"]) == (503, None)
