@@ -8,7 +8,9 @@ own export thread.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import math
 import os
 import random
@@ -16,7 +18,8 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from importlib.metadata import entry_points
 from random import getrandbits
@@ -546,8 +549,95 @@ def _exporters(env: Mapping[str, str]) -> list[SpanExporter]:
     if "otlp" in names or (not names and endpoint):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        out.append(OTLPSpanExporter())
+        # the traces-specific variable wins over the general one: only the one in use counts
+        name = _in_use(env, ev.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, ev.OTEL_EXPORTER_OTLP_ENDPOINT)
+        if name and not _is_http_url(env[name]):
+            _setting_problem(
+                f"{name}={_config.shown(env[name])}: not an http:// or https:// URL with a "
+                "host; every export to it fails"
+            )
+        name = _in_use(env, ev.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, ev.OTEL_EXPORTER_OTLP_TIMEOUT)
+        try:  # the exporter reads seconds with float() and warns itself when that fails
+            seconds = float(env[name]) if name else 1.0
+        except ValueError:
+            seconds = 1.0
+        if not (math.isfinite(seconds) and seconds > 0):
+            _setting_problem(
+                f"{name}={_config.shown(env[name])}: must be a positive number of seconds"
+            )
+        # The exporter reads its other variables itself and only logs a warning for a value
+        # it refuses (timeout, headers, compression: it uses its default or skips the header):
+        # count and report those as any bad setting, naming the variables.
+        with _sdk_warnings() as said:
+            out.append(OTLPSpanExporter())
+        for message in said:
+            _setting_problem(f"{_otlp_set(env)}: {message}")
     return out
+
+
+_OTLP_VARIABLES = (
+    ev.OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    ev.OTEL_EXPORTER_OTLP_HEADERS,
+    ev.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    ev.OTEL_EXPORTER_OTLP_TIMEOUT,
+    ev.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    ev.OTEL_EXPORTER_OTLP_COMPRESSION,
+)
+
+
+def _otlp_set(env: Mapping[str, str]) -> str:
+    """The OTLP exporter variables set, for a problem line: ``NAME='value'``, but a headers
+    variable by its name and length only (its value may hold credentials)."""
+    found = [
+        f"{n} ({len(env[n])} characters)"
+        if n.endswith("_HEADERS")
+        else f"{n}={_config.shown(env[n])}"
+        for n in _OTLP_VARIABLES
+        if n in env
+    ]
+    return ", ".join(found) or "/".join(_OTLP_VARIABLES)
+
+
+def _in_use(env: Mapping[str, str], specific: str, general: str) -> str | None:
+    """The variable of the two that the exporter reads (the first one set and not empty)."""
+    return specific if env.get(specific) else general if env.get(general) else None
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 host, a bad port
+        return False
+
+
+@contextlib.contextmanager
+def _sdk_warnings() -> Iterator[list[str]]:
+    """The warnings OpenTelemetry's own loggers log inside the block (their messages, not
+    passed on to the application's handlers: they are reported as settings instead)."""
+    said: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.name == "opentelemetry.util.re":  # its message repeats the headers
+                said.append("a header is not a URL-encoded name=value pair; skipped")
+                return
+            try:
+                message = record.getMessage()
+            except Exception:  # a message that cannot be formatted: still one problem
+                message = str(record.msg)
+            said.append(" ".join(message.split())[: 2 * _config.MAX_SHOWN_CHARS])  # one line
+
+    logger = logging.getLogger("opentelemetry")
+    handler = _Collect(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def build_provider(

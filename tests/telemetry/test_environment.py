@@ -3,6 +3,8 @@ arguments > OTEL_SERVICE_NAME/APP_VERSION > OTEL_RESOURCE_ATTRIBUTES > defaults.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -201,6 +203,31 @@ def test_a_malformed_span_limit_does_not_break_import_telemetry() -> None:
     assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT must be a non-negative integer but got lots" in line
 
 
+_OTLP = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+
+
+def test_a_bad_otlp_headers_value_is_reported_without_showing_it(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OTLP headers often carry credentials: a malformed value is reported by its variable's
+    name and length, never echoed (the exporter's own warning repeats it)."""
+    from telemetry import _tracing
+
+    for name, value in {
+        **_OTLP,
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=s3cr3t-t0ken,oops",
+    }.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    provider = _tracing.build_provider("svc", "v1")
+    assert provider is not None
+    provider.shutdown()
+    err = capsys.readouterr().err
+    assert "s3cr3t" not in err and "oops" not in err
+    (line,) = [x for x in err.splitlines() if "invalid setting" in x]
+    assert "OTEL_EXPORTER_OTLP_HEADERS (27 characters): a header is not a URL-encoded" in line
+
+
 def _exporters_of(provider: object) -> list[str]:
     processors = provider._active_span_processor._span_processors  # type: ignore[attr-defined]
     return sorted(type(p.span_exporter.inner).__name__ for p in processors)
@@ -293,6 +320,32 @@ def _exporters_of(provider: object) -> list[str]:
             ["ConsoleSpanExporter"],
             1,
         ),
+        # the OTLP exporter's own variables: what it refuses with only a warning, and what it
+        # takes although no export can work with it, is reported; good values are not
+        *(
+            ({**_OTLP, **extra}, ["OTLPSpanExporter"], problems)
+            for extra, problems in [
+                ({"OTEL_EXPORTER_OTLP_TIMEOUT": "abc"}, 1),
+                ({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0"}, 1),
+                ({"OTEL_EXPORTER_OTLP_TIMEOUT": "-5"}, 1),
+                ({"OTEL_EXPORTER_OTLP_TIMEOUT": "-5", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "3"}, 0),
+                ({"OTEL_EXPORTER_OTLP_TIMEOUT": "2.5"}, 0),
+                ({"OTEL_EXPORTER_OTLP_COMPRESSION": "zip"}, 1),
+                ({"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "GZip"}, 0),
+                ({"OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cret,oops"}, 1),
+                ({"OTEL_EXPORTER_OTLP_HEADERS": "a=b,c=d%20e"}, 0),
+                ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, 1),
+                ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://[::1"}, 1),
+                ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://collector.example/v1/traces"}, 0),
+                (  # the general endpoint is not used when the traces one is set
+                    {
+                        "OTEL_EXPORTER_OTLP_ENDPOINT": "nope",
+                        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:9/v1/traces",
+                    },
+                    0,
+                ),
+            ]
+        ),
     ],
 )
 def test_trace_exporter_and_sdk_variables_are_read_as_specified_and_bad_ones_reported(
@@ -310,6 +363,7 @@ def test_trace_exporter_and_sdk_variables_are_read_as_specified_and_bad_ones_rep
         "OTEL_BSP_EXPORT_TIMEOUT",
         "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
         "OTEL_SPAN_EVENT_COUNT_LIMIT",
+        *(n for n in os.environ if n.startswith("OTEL_EXPORTER_OTLP_")),
     ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
