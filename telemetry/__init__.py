@@ -128,7 +128,9 @@ def configure(
         ``AWS_EMF_AGENT_ENDPOINT``, ``AWS_EMF_LOG_GROUP_NAME`` (the sink), ``OTEL_PROPAGATORS``,
         ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_TRACES_SAMPLER``,
         ``OTEL_TRACES_SAMPLER_ARG``,
-        ``OTEL_EXPORTER_OTLP_*`` (tracing). Read by the SDK, a malformed value reported and
+        ``OTEL_EXPORTER_OTLP_*`` (tracing; also the Python SDK's
+        ``OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER`` and
+        ``OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER``). Read by the SDK, a malformed value reported and
         replaced by the specification's default: ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` (and the
         other span limits), ``OTEL_BSP_SCHEDULE_DELAY``, ``OTEL_BSP_MAX_QUEUE_SIZE``,
         ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, ``OTEL_BSP_EXPORT_TIMEOUT``. Defaults:

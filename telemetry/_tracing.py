@@ -16,6 +16,7 @@ import os
 import random
 import re
 import sys
+import threading
 import time
 import traceback
 import urllib.parse
@@ -547,31 +548,9 @@ def _exporters(env: Mapping[str, str]) -> list[SpanExporter]:
     if "console" in names:
         out.append(ConsoleSpanExporter(out=sys.stderr))  # stdout carries EMF and logs
     if "otlp" in names or (not names and endpoint):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        # the traces-specific variable wins over the general one: only the one in use counts
-        name = _in_use(env, ev.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, ev.OTEL_EXPORTER_OTLP_ENDPOINT)
-        if name and not _is_http_url(env[name]):
-            _setting_problem(
-                f"{name}={_config.shown(env[name])}: not an http:// or https:// URL with a "
-                "host; every export to it fails"
-            )
-        name = _in_use(env, ev.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, ev.OTEL_EXPORTER_OTLP_TIMEOUT)
-        try:  # the exporter reads seconds with float() and warns itself when that fails
-            seconds = float(env[name]) if name else 1.0
-        except ValueError:
-            seconds = 1.0
-        if not (math.isfinite(seconds) and seconds > 0):
-            _setting_problem(
-                f"{name}={_config.shown(env[name])}: must be a positive number of seconds"
-            )
-        # The exporter reads its other variables itself and only logs a warning for a value
-        # it refuses (timeout, headers, compression: it uses its default or skips the header):
-        # count and report those as any bad setting, naming the variables.
-        with _sdk_warnings() as said:
-            out.append(OTLPSpanExporter())
-        for message in said:
-            _setting_problem(f"{_otlp_set(env)}: {message}")
+        exporter = _otlp_exporter(env)
+        if exporter is not None:
+            out.append(exporter)
     return out
 
 
@@ -603,12 +582,154 @@ def _in_use(env: Mapping[str, str], specific: str, general: str) -> str | None:
     return specific if env.get(specific) else general if env.get(general) else None
 
 
-def _is_http_url(value: str) -> bool:
+def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter | None:
+    """The OTLP/HTTP exporter, its variables checked first: each bad one in use is reported
+    once, naming it (a headers value by its length only: it may hold credentials). None (no
+    OTLP export; the provider and other exporters stay) when the exporter cannot be made (a
+    credential provider not installed) or a header cannot be sent (every export would fail,
+    and the SDK would log the header's value with each failure)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    problems, usable = _otlp_problems(env)
+    for problem in problems:
+        _setting_problem(problem)
+    if not usable:
+        return None
+    failure: Exception | None = None
+    with _sdk_warnings() as said:
+        try:
+            exporter = OTLPSpanExporter()
+        except Exception as exc:  # e.g. a credential provider that is not installed
+            failure = exc
+    for message in said:  # what the exporter refuses that is not checked above
+        if message != _HEADER_SKIPPED:  # counted by _otlp_problems
+            _setting_problem(f"{_otlp_set(env)}: {message}")
+    if failure is None:
+        return exporter
+    name = _in_use(
+        env,
+        ev.OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER,  # the exporter reads it first
+        ev.OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER,
+    )
+    setting = f"{name}={_config.shown(env[name])}" if name else _otlp_set(env)
+    why = " ".join(str(failure).split())[: 2 * _config.MAX_SHOWN_CHARS]
+    _setting_problem(f"{setting}: {why}; spans are not exported by OTLP")
+    return None
+
+
+#: The most seconds a socket takes as a timeout (with more, every export fails).
+_MAX_TIMEOUT_S = threading.TIMEOUT_MAX
+
+
+def _otlp_problems(env: Mapping[str, str]) -> tuple[list[str], bool]:
+    """Problems with the OTLP exporter's variables in use (the traces-specific one wins over
+    the general one: only the one in use counts), and whether an exporter is worth making."""
+    problems: list[str] = []
+    usable = True
+    endpoint = _in_use(env, ev.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, ev.OTEL_EXPORTER_OTLP_ENDPOINT)
+    if endpoint:
+        base = endpoint == ev.OTEL_EXPORTER_OTLP_ENDPOINT
+        # what the exporter sends to: a base URL gets /v1/traces
+        url = f"{env[endpoint].removesuffix('/')}/v1/traces" if base else env[endpoint]
+        why = _url_problem(url, base)
+        if why:
+            shown = _config.shown(_without_userinfo(env[endpoint]))
+            problems.append(f"{endpoint}={shown}: {why}; every export to it fails")
+    name = _in_use(env, ev.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, ev.OTEL_EXPORTER_OTLP_TIMEOUT)
+    if name:
+        try:  # the exporter reads seconds with float()
+            seconds: float | None = float(env[name])
+        except ValueError:
+            seconds = None
+        if seconds is None or not (math.isfinite(seconds) and 0 < seconds <= _MAX_TIMEOUT_S):
+            problems.append(
+                f"{name}={_config.shown(env[name])}: must be a positive number of seconds up "
+                f"to {_MAX_TIMEOUT_S:.0f}; "
+                + ("using 10" if seconds is None else "every export fails")
+            )
+    name = _in_use(env, ev.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, ev.OTEL_EXPORTER_OTLP_COMPRESSION)
+    if name and env[name].strip().lower() not in ("none", "gzip", "deflate"):
+        problems.append(
+            f"{name}={_config.shown(env[name])}: not one of none, gzip, deflate; using none"
+        )
+    name = _in_use(env, ev.OTEL_EXPORTER_OTLP_TRACES_HEADERS, ev.OTEL_EXPORTER_OTLP_HEADERS)
+    if name:
+        skipped, unsendable = _header_problems(env[name])
+        why = []
+        if skipped:
+            why.append(f"{skipped} header(s) not a URL-encoded name=value pair, skipped")
+        if unsendable:
+            why.append(
+                f"{unsendable} header value(s) with a control or non-Latin-1 character once "
+                "decoded, which HTTP cannot send; spans are not exported by OTLP"
+            )
+            usable = False
+        if why:  # never the value: headers often carry credentials
+            problems.append(f"{name} ({len(env[name])} characters): {'; '.join(why)}")
+    https = bool(endpoint) and env[endpoint].strip().lower().startswith("https:")  # type: ignore[index]
+    files = [(ev.OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, ev.OTEL_EXPORTER_OTLP_CERTIFICATE)]
+    files = files if https else []  # the CA file is used for https only
+    client = (
+        ev.OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+        ev.OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+    )
+    if _in_use(env, *client):  # the key is used only with a certificate
+        files += [
+            client,
+            (ev.OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY, ev.OTEL_EXPORTER_OTLP_CLIENT_KEY),
+        ]
+    for specific, general in files:
+        name = _in_use(env, specific, general)
+        path = env[name] if name else ""
+        if name and not (os.path.isfile(path) or (specific == files[0][0] and os.path.isdir(path))):
+            problems.append(f"{name}={_config.shown(path)}: no such file; every export fails")
+    return problems, usable
+
+
+def _header_problems(raw: str) -> tuple[int, int]:
+    """How many headers of an OTLP headers value the exporter skips (OpenTelemetry's own parser
+    says), and how many it keeps but HTTP cannot send (requests refuses them at every export)."""
+    from opentelemetry.util.re import parse_env_headers
+    from requests.exceptions import InvalidHeader
+    from requests.utils import check_header_validity
+
+    with _sdk_warnings() as skipped:
+        headers = parse_env_headers(raw, liberal=True)
+    unsendable = 0
+    for name, value in headers.items():
+        try:
+            check_header_validity((name, value))
+            value.encode("latin-1")  # what http.client does
+        except (InvalidHeader, UnicodeEncodeError):
+            unsendable += 1
+    return len(skipped), unsendable
+
+
+def _url_problem(url: str, base: bool) -> str | None:
+    """Why requests (the exporter's transport) cannot send to ``url``, or None."""
+    from requests import PreparedRequest
+
+    expected = "not an http:// or https:// URL with a host and a port from 1 to 65535"
     try:
-        parts = urllib.parse.urlsplit(value.strip())
-        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # e.g. a malformed IPv6 host, a bad port
-        return False
+        PreparedRequest().prepare_url(url, None)
+        parts = urllib.parse.urlsplit(url.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return expected
+        if parts.port == 0:  # urllib3 would use the scheme's port instead
+            return expected
+    except Exception:  # e.g. a malformed IPv6 host, a bad port, a space in the host
+        return expected
+    if base and (parts.query or parts.fragment):
+        return "a query or fragment in a base URL comes before the /v1/traces the exporter adds"
+    return None
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@`` (for a problem line)."""
+    return re.sub(r"^(\s*[^:/?#]*://)[^/?#]*@", r"\1***@", url)
+
+
+_HEADER_SKIPPED = "a header is not a URL-encoded name=value pair; skipped"
 
 
 @contextlib.contextmanager
@@ -617,11 +738,24 @@ def _sdk_warnings() -> Iterator[list[str]]:
     passed on to the application's handlers: they are reported as settings instead)."""
     said: list[str] = []
 
+    owner = threading.get_ident()
+    root = logging.getLogger()
+
     class _Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.name == "opentelemetry.util.re":  # its message repeats the headers
-                said.append("a header is not a URL-encoded name=value pair; skipped")
+            if record.thread != owner or record.levelno < logging.WARNING:
+                # another thread's line (an export thread, an instrumentation), or below a
+                # warning: on to the application's handlers as if "opentelemetry" propagated
+                if root.isEnabledFor(record.levelno):
+                    root.handle(record)
                 return
+            if record.name == "opentelemetry.util.re":  # its message repeats the headers
+                said.append(_HEADER_SKIPPED)
+                return
+            if record.name.endswith("proto.http._common") and str(record.msg).startswith(
+                ("Invalid timeout value", "Unsupported compression type")
+            ):
+                return  # reported by _otlp_problems, naming the variable
             try:
                 message = record.getMessage()
             except Exception:  # a message that cannot be formatted: still one problem
@@ -629,7 +763,7 @@ def _sdk_warnings() -> Iterator[list[str]]:
             said.append(" ".join(message.split())[: 2 * _config.MAX_SHOWN_CHARS])  # one line
 
     logger = logging.getLogger("opentelemetry")
-    handler = _Collect(logging.WARNING)
+    handler = _Collect(logging.NOTSET)
     propagate = logger.propagate
     logger.addHandler(handler)
     logger.propagate = False

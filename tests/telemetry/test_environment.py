@@ -225,7 +225,7 @@ def test_a_bad_otlp_headers_value_is_reported_without_showing_it(
     err = capsys.readouterr().err
     assert "s3cr3t" not in err and "oops" not in err
     (line,) = [x for x in err.splitlines() if "invalid setting" in x]
-    assert "OTEL_EXPORTER_OTLP_HEADERS (27 characters): a header is not a URL-encoded" in line
+    assert "OTEL_EXPORTER_OTLP_HEADERS (27 characters): 1 header(s) not a URL-encoded" in line
 
 
 def _exporters_of(provider: object) -> list[str]:
@@ -346,6 +346,89 @@ def _exporters_of(provider: object) -> list[str]:
                 ),
             ]
         ),
+        # values that every export would fail with, although the exporter takes them
+        *(
+            ({**_OTLP, **extra}, exporters, problems)
+            for extra, exporters, problems in [
+                (
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318 "},
+                    ["OTLPSpanExporter"],
+                    1,
+                ),
+                (
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:99999"},
+                    ["OTLPSpanExporter"],
+                    1,
+                ),
+                ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:0"}, ["OTLPSpanExporter"], 1),
+                (
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\uff19"},
+                    ["OTLPSpanExporter"],
+                    1,
+                ),
+                ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://exa mple:4318"}, ["OTLPSpanExporter"], 1),
+                ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://h:4318?x=1"}, ["OTLPSpanExporter"], 1),
+                (
+                    {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://h/v1/traces?x=1"},
+                    ["OTLPSpanExporter"],
+                    0,
+                ),
+                ({"OTEL_EXPORTER_OTLP_ENDPOINT": "HTTP://[::1]:4318/"}, ["OTLPSpanExporter"], 0),
+                (
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://u:p@h\u00e9:4318"},
+                    ["OTLPSpanExporter"],
+                    0,
+                ),
+                ({"OTEL_EXPORTER_OTLP_TIMEOUT": "1e10"}, ["OTLPSpanExporter"], 1),
+                ({"OTEL_EXPORTER_OTLP_TIMEOUT": "1e400"}, ["OTLPSpanExporter"], 1),
+                ({"OTEL_EXPORTER_OTLP_TIMEOUT": " \u0665 "}, ["OTLPSpanExporter"], 0),
+                ({"OTEL_EXPORTER_OTLP_COMPRESSION": " "}, ["OTLPSpanExporter"], 1),
+                ({"OTEL_EXPORTER_OTLP_HEADERS": "oops,bad,c=d"}, ["OTLPSpanExporter"], 1),
+                ({"OTEL_EXPORTER_OTLP_HEADERS": "a=%E2%82%AC"}, [], 1),
+                ({"OTEL_EXPORTER_OTLP_HEADERS": "a=b%0d%0aX:y"}, [], 1),
+                ({"OTEL_EXPORTER_OTLP_HEADERS": "a=b%zz,c=%20d%20"}, ["OTLPSpanExporter"], 0),
+                (
+                    {
+                        "OTEL_EXPORTER_OTLP_HEADERS": "oops",
+                        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "a=b",
+                    },
+                    ["OTLPSpanExporter"],
+                    0,
+                ),
+                (
+                    {"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": "/no/such.pem"},
+                    ["OTLPSpanExporter"],
+                    1,
+                ),
+                (
+                    {
+                        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": __file__,
+                        "OTEL_EXPORTER_OTLP_CLIENT_KEY": "/no/such.key",
+                    },
+                    ["OTLPSpanExporter"],
+                    1,
+                ),
+                ({"OTEL_EXPORTER_OTLP_CLIENT_KEY": "/no/such.key"}, ["OTLPSpanExporter"], 0),
+                ({"OTEL_EXPORTER_OTLP_CERTIFICATE": "/no/ca.pem"}, ["OTLPSpanExporter"], 0),
+                (
+                    {
+                        "OTEL_EXPORTER_OTLP_ENDPOINT": "https://h:4318",
+                        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": "/no/ca.pem",
+                    },
+                    ["OTLPSpanExporter"],
+                    1,
+                ),
+                ({"OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER": "nope"}, [], 1),
+                (
+                    {
+                        "OTEL_TRACES_EXPORTER": "otlp,console",
+                        "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER": "nope",
+                    },
+                    ["ConsoleSpanExporter"],
+                    1,
+                ),
+            ]
+        ),
     ],
 )
 def test_trace_exporter_and_sdk_variables_are_read_as_specified_and_bad_ones_reported(
@@ -363,7 +446,7 @@ def test_trace_exporter_and_sdk_variables_are_read_as_specified_and_bad_ones_rep
         "OTEL_BSP_EXPORT_TIMEOUT",
         "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
         "OTEL_SPAN_EVENT_COUNT_LIMIT",
-        *(n for n in os.environ if n.startswith("OTEL_EXPORTER_OTLP_")),
+        *(n for n in os.environ if n.startswith(("OTEL_EXPORTER_OTLP_", "OTEL_PYTHON_EXP"))),
     ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
@@ -380,3 +463,64 @@ def test_trace_exporter_and_sdk_variables_are_read_as_specified_and_bad_ones_rep
         assert telemetry.counts().get("config", 0) - before == problems
     finally:
         provider.shutdown()
+
+
+def test_no_credential_of_a_bad_header_or_endpoint_is_printed(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A header that decodes to a value HTTP cannot send would fail every export, and the SDK
+    would log it (secret included) with each failure: reported by length, no OTLP exporter.
+    An endpoint's user:password is not shown either."""
+    from telemetry import _tracing
+
+    for name, value in {
+        **_OTLP,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:pa55w0rd@[zz]:4318",
+        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=s3cr3t%0d%0aX:y",
+    }.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    provider = _tracing.build_provider("svc", "v1")
+    assert provider is not None and _exporters_of(provider) == []
+    with provider.get_tracer("t").start_as_current_span("s"):
+        pass
+    provider.shutdown()
+    captured = capsys.readouterr()
+    out = captured.out + captured.err + tel.out.getvalue()
+    assert "s3cr3t" not in out and "pa55w0rd" not in out
+    lines = [x for x in captured.err.splitlines() if "invalid setting" in x]
+    assert len(lines) == 2
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT='http://***@[zz]:4318'" in lines[0]
+    assert "OTEL_EXPORTER_OTLP_HEADERS (29 characters): 1 header value(s)" in lines[1]
+
+
+def test_another_threads_opentelemetry_lines_pass_through_while_the_exporter_is_made() -> None:
+    """The exporter's own warnings are collected while it is made; a line another thread logs
+    under "opentelemetry" meanwhile (an export thread) reaches the application's handlers."""
+    import logging
+    import threading
+
+    from telemetry import _tracing
+
+    seen: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    root = logging.getLogger()
+    keep = _Keep(logging.INFO)
+    root.addHandler(keep)
+    try:
+        with _tracing._sdk_warnings() as said:
+            other = threading.Thread(
+                target=lambda: logging.getLogger("opentelemetry.x").warning("from another thread")
+            )
+            other.start()
+            other.join()
+            logging.getLogger("opentelemetry.y").warning("from this thread")
+        assert said == ["from this thread"]
+        assert "from another thread" in seen and "from this thread" not in seen
+        assert logging.getLogger("opentelemetry").propagate
+    finally:
+        root.removeHandler(keep)
