@@ -198,7 +198,10 @@ def extract_trace_context(headers: Mapping[object, object]) -> Context | None:
     Each header is checked exactly against its specification, as ``telemetry.flask`` checks a
     request's (docs/telemetry.md, "Traces"): a malformed one is ignored as if absent and noted
     (``counts()["invalid_trace_header"]``, not in ``TelemetryErrors``); a valid ``X-Amzn-Trace-Id``
-    wins over ``traceparent``. Never raises (an unexpected failure is counted, ``tracing``)."""
+    wins over ``traceparent``. A valid X-Ray header with no parent span to continue (no
+    ``Parent``, as a load balancer's; or ``Sampled=?``) gives a context without a span whose
+    trace the next :func:`telemetry.jobs.job` span continues as its root, as the API continues
+    such a request's. Never raises (an unexpected failure is counted, ``tracing``)."""
     try:
         return _tracing.extract_context(headers)
     except Exception as exc:

@@ -249,7 +249,16 @@ def extract_context(headers: Mapping[object, object]) -> otel_context.Context | 
         ctx = propagator.extract(carrier)
         if trace.get_current_span(ctx).get_span_context().is_valid:
             return ctx
+    root = parse_xray_root(valid["x-amzn-trace-id"]) if "x-amzn-trace-id" in valid else 0
+    if root:  # a valid X-Ray header without a parent to continue (no Parent, or Sampled=?):
+        # its trace is continued by the next job span (telemetry.jobs), as the API does
+        return otel_context.set_value(FORCED_ROOT_KEY, root, otel_context.Context())
     return None
+
+
+#: The context key of an X-Ray ``Root`` to continue without a parent span
+#: (:func:`extract_context`); :class:`telemetry.jobs.Job` starts its span in that trace.
+FORCED_ROOT_KEY = otel_context.create_key("telemetry-forced-root")
 
 
 _XRAY_PROPAGATOR = AwsXRayPropagator()

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from telemetry import _context, _errors, _runtime
+from telemetry import _context, _errors, _runtime, _tracing
 from telemetry.spans import text
 
 __all__ = ["Job", "job", "record_message_age", "report_queue"]
@@ -54,7 +54,12 @@ class Job:
             span = ctx_token = None
             tracer = _runtime.state.tracer
             if tracer is not None:
+                forced = None
                 try:
+                    root = otel_context.get_value(_tracing.FORCED_ROOT_KEY)
+                    if root and not trace.get_current_span().get_span_context().is_valid:
+                        # an X-Ray Root without a parent (extract_trace_context): this trace
+                        forced = _tracing.forced_trace_id.set(root)  # type: ignore[arg-type]
                     span = tracer.start_span(
                         self.name,
                         kind=trace.SpanKind.CONSUMER,
@@ -64,6 +69,9 @@ class Job:
                 except Exception as exc:  # the job is counted and timed without its span
                     _errors.record("tracing", repr(exc))
                     span = ctx_token = None
+                finally:
+                    if forced is not None:
+                        _tracing.forced_trace_id.reset(forced)
             self._state = (t0, agg, token, scope_token, span, ctx_token)
         except Exception as exc:
             _errors.record("internal", repr(exc))

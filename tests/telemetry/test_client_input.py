@@ -8,11 +8,13 @@ import flask
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import telemetry
 from telemetry import _tracing
 from telemetry.flask import KNOWN_METHODS, instrument
+from telemetry.jobs import job
 
 from .conftest import Tel
 from .test_flask import XRAY_TRACE, access_lines, make_app
@@ -203,13 +205,40 @@ def _continued(ctx: object) -> str | None:
     return f"{trace.get_current_span(ctx).get_span_context().trace_id:032x}"  # type: ignore[arg-type]
 
 
-# (a header without Parent, or with Sampled=?, has no parent span to continue a job under)
 @pytest.mark.parametrize(
     "header", [VALID_XRAY[0], f"Lineage=a87bd80c:1;Root={XRAY_TRACE};Parent={PARENT}"]
 )
 def test_extract_trace_context_continues_valid_xray_headers(header: str) -> None:
     ctx = telemetry.extract_trace_context({"X-Amzn-Trace-Id": header})
     assert _continued(ctx) == XRAY_TRACE[2:10] + XRAY_TRACE[11:]
+
+
+@pytest.mark.parametrize("header", VALID_XRAY)
+def test_a_job_continues_every_valid_xray_header_as_the_api_does(tel: Tel, header: str) -> None:
+    # a header without Parent (a load balancer's) or with Sampled=? has no parent span, but
+    # its trace is continued: the job span is a root span in it, as a request's server span is
+    request = one_span(tel, {"X-Amzn-Trace-Id": header})
+    tel.exporter.clear()
+    ctx = telemetry.extract_trace_context({"X-Amzn-Trace-Id": header})
+    assert ctx is not None
+    token = otel_context.attach(ctx)
+    try:
+        with job("grant"), telemetry.span("store"):
+            pass
+    finally:
+        otel_context.detach(token)
+    spans = {s.name: s for s in tel.spans()}
+    trace_id = XRAY_TRACE[2:10] + XRAY_TRACE[11:]
+    assert f"{spans['grant'].context.trace_id:032x}" == trace_id
+    assert f"{request.context.trace_id:032x}" == trace_id
+    has_parent = "Parent=" in header and "Sampled=?" not in header
+    assert (spans["grant"].parent is not None) is has_parent
+    assert (request.parent is not None) is has_parent
+    assert spans["store"].parent.span_id == spans["grant"].context.span_id
+    # the next job, without that context, starts a trace of its own
+    with job("next"):
+        pass
+    assert f"{tel.spans()[-1].context.trace_id:032x}" != trace_id
 
 
 @pytest.mark.parametrize(
