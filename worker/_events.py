@@ -163,20 +163,21 @@ def trace_context(message: Mapping[str, Any]) -> Context | None:
 def _trace_context(message: Mapping[str, Any]) -> Context | None:
     # each header is checked exactly before it is continued, as the API checks a request's
     # (telemetry.extract_trace_context): a malformed one starts a new trace and is noted
+    # one carrier, as the API's request headers: a valid X-Ray parent wins, then a valid
+    # traceparent, then an X-Ray Root without a parent span (no Parent, or Sampled=?)
+    carrier: dict[str, str] = {}
     attributes = message.get("Attributes")
     header = attributes.get("AWSTraceHeader") if isinstance(attributes, Mapping) else None
     if isinstance(header, str) and header:
-        ctx = telemetry.extract_trace_context({"X-Amzn-Trace-Id": header})
-        if ctx is not None:
-            return ctx
+        carrier["X-Amzn-Trace-Id"] = header
     attrs = message.get("MessageAttributes")
-    if not isinstance(attrs, Mapping):
-        return None
-    carrier = {
-        key: attrs[key]["StringValue"]
-        for key in ("traceparent", "tracestate")
-        if isinstance(attrs.get(key), Mapping) and isinstance(attrs[key].get("StringValue"), str)
-    }
-    if "traceparent" in carrier:
-        return telemetry.extract_trace_context(carrier)
-    return None
+    if isinstance(attrs, Mapping):
+        w3c = {
+            key: attrs[key]["StringValue"]
+            for key in ("traceparent", "tracestate")
+            if isinstance(attrs.get(key), Mapping)
+            and isinstance(attrs[key].get("StringValue"), str)
+        }
+        if "traceparent" in w3c:  # a tracestate alone has nothing to travel with
+            carrier.update(w3c)
+    return telemetry.extract_trace_context(carrier) if carrier else None

@@ -170,3 +170,19 @@ def test_a_malformed_xray_header_falls_back_to_a_valid_traceparent() -> None:
         "MessageAttributes": {"traceparent": {"DataType": "String", "StringValue": traceparent}},
     }
     assert _span_ids(trace_context(message)) == (traceparent[3:35], traceparent[36:52])
+
+
+@pytest.mark.parametrize(
+    "xray", [f"Root={_ROOT}", f"Root={_ROOT};Parent=53995c3f42cd8ad8;Sampled=?"]
+)
+def test_an_xray_root_without_a_parent_gives_way_to_a_valid_traceparent(xray: str) -> None:
+    # as the API continues such a request and extract_trace_context such headers: a
+    # traceparent has a parent span to continue, an X-Ray Root without one has not
+    _, traceparent = new_trace()
+    message = {
+        "Attributes": {"AWSTraceHeader": xray},
+        "MessageAttributes": {"traceparent": {"DataType": "String", "StringValue": traceparent}},
+    }
+    assert _span_ids(trace_context(message)) == (traceparent[3:35], traceparent[36:52])
+    both = {"X-Amzn-Trace-Id": xray, "traceparent": traceparent}
+    assert _span_ids(telemetry.extract_trace_context(both)) == _span_ids(trace_context(message))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 from collections import Counter
@@ -113,3 +114,50 @@ def test_sqs_calls_are_client_spans_and_each_message_has_its_job_span(
     job_traces = {j.trace_id for j in jobs}
     for s in aws:
         assert s.parent_span_id == "" and s.trace_id not in job_traces, s
+
+
+def test_an_xray_root_without_a_parent_is_continued_by_its_job_alone(
+    sqs: Any,
+    queues: dict[str, str],
+    db_path: Path,
+    ledger: Ledger,
+    aws_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    # three jobs at once (WORKER_CONCURRENCY=3) in the X-Ray traces their messages name without a
+    # parent span (no Parent, as a load balancer's; Sampled=?), one whose valid traceparent has a
+    # parent to continue, one without context: no job's trace may reach another's
+    queue_url = queues["queue_url"]
+    roots = [f"{random.getrandbits(128):032x}" for _ in range(4)]
+    shapes = ["Root={}", "Root={};Sampled=?", "Root={};Parent=53995c3f42cd8ad8;Sampled=?"]
+    entries = []
+    for i, (root, shape) in enumerate(zip(roots, [*shapes, "Root={}"], strict=True)):
+        entry = message_entry(make_event("u-1", f"root-{i}", 100 + i), i)
+        xray = shape.format(f"1-{root[:8]}-{root[8:]}")
+        entry["MessageSystemAttributes"] = {
+            "AWSTraceHeader": {"DataType": "String", "StringValue": xray}
+        }
+        if i < len(shapes):
+            del entry["MessageAttributes"]
+        entries.append(entry)
+    mixed = entries[-1]["MessageAttributes"]["traceparent"]["StringValue"].split("-")
+    plain = message_entry(make_event("u-1", "plain", 200), len(entries), traced=False)
+    entries.append(plain)
+    for e in entries:  # one by one: moto's SendMessageBatch drops MessageSystemAttributes
+        sqs.send_message(QueueUrl=queue_url, **{k: v for k, v in e.items() if k != "Id"})
+    traces_file = tmp_path / "traces.jsonl"
+    env = worker_env(
+        aws_env, queue_url, db_path, TELEMETRY_TRACES_FILE=traces_file, WORKER_CONCURRENCY=3
+    )
+    with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        wait_for(lambda: ledger.count() == len(entries), 20, "every order credited")
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    jobs = {
+        j.attributes["order_id"]: j for j in traces.read(traces_file).spans if j.name == JOB_NAME
+    }
+    for i in range(len(shapes)):
+        assert jobs[f"root-{i}"].trace_id == roots[i] and not jobs[f"root-{i}"].parent_span_id
+    assert (jobs["root-3"].trace_id, jobs["root-3"].parent_span_id) == (mixed[1], mixed[2])
+    assert jobs["plain"].trace_id not in roots and not jobs["plain"].parent_span_id
