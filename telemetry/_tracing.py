@@ -839,11 +839,11 @@ def build_provider(
     if traces_file:
         try:
             file_exporter = _FileExporter(traces_file)
-        except (ImportError, OSError) as exc:
+        except (ImportError, OSError, ValueError) as exc:  # ValueError: a NUL in the path
             why = (
                 f"needs the package opentelemetry-exporter-otlp-json-file ({exc})"
                 if isinstance(exc, ImportError)
-                else f"cannot open it ({exc.strerror or exc})"
+                else f"cannot open it ({getattr(exc, 'strerror', None) or exc})"
             )
             _setting_problem(
                 f"{ev.TELEMETRY_TRACES_FILE}={_config.shown(traces_file)}: {why}; "
