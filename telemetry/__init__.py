@@ -127,7 +127,7 @@ def configure(
         ``TELEMETRY_TRACES_FILE`` -> the argument of the same name. Read only from the environment: ``AWS_EMF_ENVIRONMENT``,
         ``AWS_EMF_AGENT_ENDPOINT``, ``AWS_EMF_LOG_GROUP_NAME`` (the sink), ``OTEL_PROPAGATORS``,
         ``OTEL_SDK_DISABLED``, ``OTEL_TRACES_EXPORTER``, ``OTEL_TRACES_SAMPLER``,
-        ``OTEL_TRACES_SAMPLER_ARG``,
+        ``OTEL_TRACES_SAMPLER_ARG``, ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``,
         ``OTEL_EXPORTER_OTLP_*`` (tracing; also the Python SDK's
         ``OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER`` and
         ``OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER``). Read by the SDK, a malformed value reported and

@@ -39,10 +39,20 @@ MAX_SHOWN_CHARS = 100
 
 def shown(value: object) -> str:
     """``repr(value)`` for a problem line, cut to :data:`MAX_SHOWN_CHARS` characters of the
-    value with a note of its full length: ``'xxx...'... (2000 characters)``."""
+    value with a note of its full length: ``'xxx...'... (2000 characters)``. Never raises: an
+    integer too long for ``repr`` (over 4300 digits) or an object whose ``repr`` fails is
+    described by its type."""
     if isinstance(value, str) and len(value) > MAX_SHOWN_CHARS:
         return f"{value[:MAX_SHOWN_CHARS]!r}... ({len(value)} characters)"
-    return repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # int's string-conversion limit, a failing __repr__
+        if isinstance(value, int):
+            return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+        return f"<{type(value).__name__} that cannot be shown>"
+    if len(text) > MAX_SHOWN_CHARS:
+        return f"{text[:MAX_SHOWN_CHARS]}... ({len(text)} characters)"
+    return text
 
 
 def agent_address(endpoint: str) -> tuple[str, str, int]:
@@ -243,6 +253,12 @@ def load(
     exclude = exclude_paths if exclude_paths is not None else env.get(ev.TELEMETRY_EXCLUDE_PATHS)
     if exclude is None:
         exclude = DEFAULT_EXCLUDE
+    elif not isinstance(exclude, str):  # a bytes pattern compiles, then fails on every path
+        problems.append(
+            f"{ev.TELEMETRY_EXCLUDE_PATHS}={shown(exclude)} is not a str regular expression; "
+            f"using {DEFAULT_EXCLUDE!r}"
+        )
+        exclude = DEFAULT_EXCLUDE
     else:
         try:
             re.compile(exclude)
@@ -259,6 +275,12 @@ def load(
             f"{ev.TELEMETRY_LOG_LEVEL}={shown(level)} is not a level ({levels}); using 'INFO'"
         )
         level = "INFO"
+    if json_logs is not None and not isinstance(json_logs, bool):
+        # bool("false") is True: a word or number here is a mistake to name, not to read
+        problems.append(
+            f"{ev.TELEMETRY_JSON_LOGS}={shown(json_logs)} is not True or False; using true"
+        )
+        json_logs = True
     if json_logs is None:
         raw_json_logs = env.get(ev.TELEMETRY_JSON_LOGS, "")
         word = raw_json_logs.strip().lower()
@@ -268,6 +290,21 @@ def load(
                 f"{ev.TELEMETRY_JSON_LOGS}={shown(raw_json_logs)} is not one of "
                 f"{', '.join(TRUE_WORDS + FALSE_WORDS)}; using true"
             )
+
+    def traces_path() -> str:
+        raw = traces_file if traces_file is not None else env.get(ev.TELEMETRY_TRACES_FILE, "")
+        try:
+            path = os.fspath(raw)  # type: ignore[arg-type]
+        except TypeError:
+            path = None
+        if not isinstance(path, str):  # str(5) would create a file named '5'
+            problems.append(
+                f"{ev.TELEMETRY_TRACES_FILE}={shown(raw)} is not a path (str or os.PathLike of "
+                "str); spans not written to a file"
+            )
+            return ""
+        return path
+
     return Settings(
         service=resolved_service,
         version=resolved_version,
@@ -306,9 +343,7 @@ def load(
             0.0,
             600.0,
         ),
-        traces_file=str(
-            traces_file if traces_file is not None else env.get(ev.TELEMETRY_TRACES_FILE, "")
-        ),
+        traces_file=traces_path(),
         resource_attributes=res,
         problems=tuple(problems),
     )

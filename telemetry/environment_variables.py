@@ -43,6 +43,9 @@ OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER = (
     _otel._OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER
 )
 OTEL_PROPAGATORS = _otel_api.OTEL_PROPAGATORS
+#: The Python SDK's: ``true`` makes its tracer provider, batch processor and OTLP exporter record
+#: metrics about themselves; named here to report a value other than true/false.
+OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED = _otel.OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
 #: Read by the SDK (at import; with the other span limits when the provider is built) and by
 #: its batch span processor; named here to report malformed values.
 OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT = _otel.OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT

@@ -31,6 +31,9 @@ class Job:
     """
 
     def __init__(self, name: str = "job", message_id: str | None = None, **fields: object) -> None:
+        self._setup(name, message_id, fields)
+
+    def _setup(self, name: object, message_id: object, fields: dict[str, object]) -> None:
         self.name = name if type(name) is str else text(name)  # never raises into the app
         self.message_id = message_id
         self.fields: dict[str, object] = {k: v for k, v in fields.items() if v is not None}
@@ -136,7 +139,7 @@ class Job:
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with Job(name if name != "job" else func.__name__, message_id, **fields):
+            with _new(name if name != "job" else func.__name__, message_id, fields):
                 return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -144,7 +147,15 @@ class Job:
 
 def job(name: str = "job", /, message_id: str | None = None, **fields: object) -> Job:
     """``with telemetry.job(message_id=m.id, order_id=o) as j: ...`` or ``@telemetry.job()``."""
-    return Job(name, message_id, **fields)
+    return _new(name, message_id, fields)
+
+
+def _new(name: object, message_id: object, fields: dict[str, object]) -> Job:
+    """A Job whose fields may be named like ``Job``'s own parameters (``name``: the job's name
+    is positional in :func:`job`, so ``job("x", name="alice")`` is a field, never a TypeError)."""
+    j = Job.__new__(Job)
+    j._setup(name, message_id, fields)
+    return j
 
 
 def report_queue(

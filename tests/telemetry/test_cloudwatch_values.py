@@ -61,6 +61,13 @@ def assert_cloudwatch_accepts(raw_lines: list[str]) -> list[dict]:
     return docs
 
 
+class Unshowable:
+    """A value whose ``repr`` fails, as an argument from a caller's own types may."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
 def aggregator(sink: MemorySink, now: list[float], **options: object) -> Aggregator:
     st_ = _config.load({}, service="svc", version="v1", flush_interval_s=5, **options)  # type: ignore[arg-type]
     return Aggregator(st_, sink, clock=lambda: now[0])
@@ -213,6 +220,19 @@ def test_sanitised_dimension_values_are_always_accepted(value: str) -> None:
             "exclude_paths",
             _config.DEFAULT_EXCLUDE,
         ),
+        # arguments of the wrong type or beyond what repr() can show: one line, the rest kept
+        ({"max_routes": 10**5000}, {}, "TELEMETRY_MAX_ROUTES", "max_routes", 50),
+        ({"worker_slots": Unshowable()}, {}, "TELEMETRY_WORKER_SLOTS", "worker_slots", 1),
+        (
+            {"exclude_paths": rb"^/x$"},
+            {},
+            "TELEMETRY_EXCLUDE_PATHS",
+            "exclude_paths",
+            _config.DEFAULT_EXCLUDE,
+        ),
+        ({"json_logs": "false"}, {}, "TELEMETRY_JSON_LOGS", "json_logs", True),
+        ({"traces_file": 5}, {}, "TELEMETRY_TRACES_FILE", "traces_file", ""),
+        ({"traces_file": b"/tmp/x"}, {}, "TELEMETRY_TRACES_FILE", "traces_file", ""),
     ],
 )
 def test_invalid_settings_are_reported_in_one_line_naming_the_variable(

@@ -320,6 +320,14 @@ def _exporters_of(provider: object) -> list[str]:
             ["ConsoleSpanExporter"],
             1,
         ),
+        *(  # the SDK reads anything but true/false (any case, spaces) as false, with a warning
+            (
+                {"OTEL_TRACES_EXPORTER": "console", "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": v},
+                ["ConsoleSpanExporter"],
+                problems,
+            )
+            for v, problems in [("yes", 1), ("1", 1), ("", 1), (" TRUE ", 0), ("false", 0)]
+        ),
         # the OTLP exporter's own variables: what it refuses with only a warning, and what it
         # takes although no export can work with it, is reported; good values are not
         *(
@@ -381,6 +389,10 @@ def _exporters_of(provider: object) -> list[str]:
                 ),
                 ({"OTEL_EXPORTER_OTLP_TIMEOUT": "1e10"}, ["OTLPSpanExporter"], 1),
                 ({"OTEL_EXPORTER_OTLP_TIMEOUT": "1e400"}, ["OTLPSpanExporter"], 1),
+                # positive, but gone before the exporter sends: every export fails
+                ({"OTEL_EXPORTER_OTLP_TIMEOUT": "1e-300"}, ["OTLPSpanExporter"], 1),
+                ({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0.0000001"}, ["OTLPSpanExporter"], 1),
+                ({"OTEL_EXPORTER_OTLP_TIMEOUT": "0.00001"}, ["OTLPSpanExporter"], 0),
                 ({"OTEL_EXPORTER_OTLP_TIMEOUT": " \u0665 "}, ["OTLPSpanExporter"], 0),
                 ({"OTEL_EXPORTER_OTLP_COMPRESSION": " "}, ["OTLPSpanExporter"], 1),
                 ({"OTEL_EXPORTER_OTLP_HEADERS": "oops,bad,c=d"}, ["OTLPSpanExporter"], 1),

@@ -55,6 +55,28 @@ def test_job_context_manager_and_decorator(tel: Tel) -> None:
     assert len(spans) == 5
 
 
+def test_a_field_named_like_a_parameter_is_a_field_not_a_type_error(tel: Tel) -> None:
+    """``name`` (the job's name is positional-only in job()) and ``self`` are ordinary fields."""
+    with telemetry.job("order.completed", name="alice", self="s-1"):
+        telemetry.get_logger("worker").info("inside")
+
+    @telemetry.job("handle", name="bob")
+    def handle() -> int:
+        return 7
+
+    assert handle() == 7
+    logs = tel.logs()
+    inside = next(x for x in logs if x["message"] == "inside")
+    assert (inside["job"], inside["name"], inside["self"]) == ("order.completed", "alice", "s-1")
+    done = [x for x in logs if x["logger"] == "telemetry.jobs"]
+    assert [(x["job"], x["name"]) for x in done] == [
+        ("order.completed", "alice"),
+        ("handle", "bob"),
+    ]
+    assert {s.name for s in tel.spans()} >= {"order.completed", "handle"}
+    assert total(tel.emf(), "Jobs") == 2
+
+
 def test_worker_utilization_is_the_busy_share_of_each_window() -> None:
     now = [1_700_000_000.0]
     sink = MemorySink()

@@ -144,11 +144,15 @@ def test_traces_file_holds_otlp_json_lines(tel: Tel, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("where", ["missing-dir", "a-directory", "a-fifo-nobody-reads"])
+@pytest.mark.parametrize(
+    "where", ["missing-dir", "a-directory", "a-fifo-nobody-reads", "a-nul-character"]
+)
 def test_an_unusable_traces_file_is_reported_naming_the_variable(
     tel: Tel, tmp_path: Path, where: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "no" / "such" / "t.jsonl" if where == "missing-dir" else tmp_path
+    if where == "a-nul-character":  # os.open raises ValueError, not OSError
+        target = tmp_path / "t\x00.jsonl"
     if where == "a-fifo-nobody-reads":  # opening it for writing blocked configure() forever
         target = tmp_path / "fifo"
         os.mkfifo(target)
@@ -158,6 +162,7 @@ def test_an_unusable_traces_file_is_reported_naming_the_variable(
     assert telemetry.counts()["config"] == before + 1
     telemetry.shutdown()
     assert f"TELEMETRY_TRACES_FILE={str(target)!r}" in capfd.readouterr().err
+    assert tel.spans(), "tracing stays on, only the file is left out"
 
 
 def test_spans_are_built_by_the_export_thread_from_values_taken_at_their_end(tel: Tel) -> None:
