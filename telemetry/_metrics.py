@@ -24,7 +24,7 @@ from aws_embedded_metrics import constants as emf_limits
 
 from telemetry import _errors, catalog
 from telemetry import cloudwatch_rules as rules
-from telemetry._config import Settings
+from telemetry._config import Settings, shown
 from telemetry._histogram import INV_LOG_GAMMA, MAX_PER_ARRAY, TINY, Histogram, Samples
 from telemetry.sinks import Sink
 
@@ -322,7 +322,7 @@ class Aggregator:
             value = 0.0  # the nearest value CloudWatch accepts
         why = rules.value_problem(value)
         if why is not None:
-            _errors.record("invalid_value", f"{metric.name}: {value!r}: {why}")
+            _errors.record("invalid_value", f"{metric.name}: {shown(value)}: {why}")
             return
         value = float(value)  # an int would be written as such (Min/Max), however long
         now = self.clock()

@@ -173,7 +173,7 @@ def put_metric(name: str, value: float) -> None:
         if why is None and value < 0:
             why = "must be >= 0"
         if why is not None:
-            _errors.record("invalid_value", f"{name}: {value!r}: {why}")
+            _errors.record("invalid_value", f"{name}: {_config.shown(value)}: {why}")
             return
         scope = _context.current_scope()
         aggregator().add(m, float(value), _context.route_of(scope) if scope is not None else None)

@@ -105,6 +105,26 @@ def test_values_outside_cloudwatchs_range_are_dropped_and_counted(tel: Tel) -> N
     assert [d["QueueBacklog"] for d in docs if "QueueBacklog" in d] == [2.0**360]
 
 
+@pytest.mark.parametrize("huge", [10**400, 10**5000, -(10**5000)], ids=["400", "5000", "-5000"])
+def test_integers_too_long_to_print_are_counted_as_invalid_values_with_their_reason(
+    tel: Tel, huge: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # repr() refuses ints over 4300 digits: the problem line must not fail (an "internal"
+    # error with Python's message instead of the reason) nor show hundreds of digits
+    seen: list[tuple[str, str]] = []
+    real = _errors.record
+    monkeypatch.setattr(
+        _errors,
+        "record",
+        lambda kind, detail="", n=1: (seen.append((kind, str(detail))), real(kind, detail, n)),
+    )
+    telemetry.put_metric("QueueBacklog", huge)
+    _runtime.aggregator().add(catalog.get("QueueBacklog"), huge)
+    assert [kind for kind, _ in seen] == ["invalid_value", "invalid_value"], seen
+    for _, detail in seen:
+        assert "2^360" in detail and len(detail) < 250, detail
+
+
 def test_large_integral_values_are_not_written_as_long_integers(tel: Tel) -> None:
     telemetry.put_metric("QueueBacklog", 1e200 / 1e100)  # 1e100, integral as a float
     telemetry.put_metric("DeadLettered", 2.0**60)
