@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import threading
 from typing import TextIO
@@ -75,6 +76,32 @@ def _register_atexit() -> None:
         _atexit_registered = True
 
 
+def _load(**arguments: object) -> _config.Settings:
+    """:func:`telemetry._config.load`; an argument it cannot read at all (an object whose
+    ``str``, ``repr`` or ``float`` raises) is left out, named in a problem line, and every other
+    setting kept."""
+    try:
+        return _config.load(**arguments)  # type: ignore[arg-type]
+    except Exception:
+        pass
+    kept: dict[str, object] = {}
+    problems: list[str] = []
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        try:
+            _config.load(**{name: value})  # type: ignore[arg-type]
+        except Exception as exc:
+            problems.append(
+                f"configure({name}=...): a {type(value).__name__} that cannot be read "
+                f"({type(exc).__name__}); using the default"
+            )
+        else:
+            kept[name] = value
+    settings = _config.load(**kept)  # type: ignore[arg-type]
+    return dataclasses.replace(settings, problems=(*problems, *settings.problems))
+
+
 def configure(
     service: str | None = None,
     version: str | None = None,
@@ -96,7 +123,7 @@ def configure(
         service, version = call.pop("service"), call.pop("version")  # type: ignore[assignment]
         sink, span_exporter = call.pop("sink"), call.pop("span_exporter")  # type: ignore[assignment]
         log_stream = call.pop("log_stream")  # type: ignore[assignment]
-        settings = _config.load(service=service, version=version, **call)  # type: ignore[arg-type]
+        settings = _load(service=service, version=version, **call)
         try:
             propagator, propagator_problems = _propagator()
         except Exception as exc:

@@ -4,9 +4,11 @@ it can, values stay within -2^360..2^360, dimension values and settings follow C
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
+from typing import NoReturn
 
 import flask
 import pytest
@@ -276,6 +278,35 @@ def test_invalid_settings_are_reported_in_one_line_naming_the_variable(
     assert telemetry.error_count() - before == 1
     lines = [x for x in capsys.readouterr().err.splitlines() if "invalid setting" in x]
     assert len(lines) == 1 and variable in lines[0], lines
+
+
+class Unreadable:
+    """A value no conversion can read: str, repr, float and int all raise."""
+
+    def _fail(self, *_: object) -> NoReturn:
+        raise RuntimeError("unreadable")
+
+    __str__ = __repr__ = __float__ = __int__ = __index__ = _fail
+
+
+@pytest.mark.parametrize(
+    "field",
+    [p for p in inspect.signature(_config.load).parameters if p not in ("env", "default_service")],
+)
+def test_an_argument_nothing_can_read_is_named_and_every_other_setting_kept(
+    tel: Tel, capsys: pytest.CaptureFixture, field: str
+) -> None:
+    given = {"service": "svc", "version": "v1", "max_routes": 7, field: Unreadable()}
+    default = getattr(_config.load(**{k: v for k, v in given.items() if k != field}), field)
+    capsys.readouterr()
+    got = telemetry.configure(sink=tel.sink, log_stream=tel.out, **given)
+    assert got is not None
+    assert getattr(got, field) == (default if field != "service" else "unknown_service")
+    kept = {"service": "svc", "version": "v1", "max_routes": 7}
+    kept.pop(field, None)
+    assert {k: getattr(got, k) for k in kept} == kept
+    lines = [x for x in capsys.readouterr().err.splitlines() if "invalid setting" in x]
+    assert len(lines) == 1, lines
 
 
 def test_the_catalog_follows_cloudwatchs_rules() -> None:
