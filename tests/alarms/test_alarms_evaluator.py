@@ -139,10 +139,27 @@ def test_unknown_percentile_method_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("pct", "minimum"),
-    [(99, 1000), (95, 200), (50, 20), (90, 100), (10, 100), (100, float("inf")), (0, float("inf"))],
-)
+    [(99, 1000), (95, 200), (50, 20), (90, 100), (10, 100), (100, float("inf")), (0, float("inf")),
+     (99.9, 10000), (99.99, 100000), (80, 50), (70, 34), (30, 34), (25, 40), (0.1, 10000)],
+)  # fmt: skip
 def test_low_sample_minimum_is_the_documented_rule(pct: float, minimum: float) -> None:
-    assert low_sample_minimum(pct) == pytest.approx(minimum)
+    # exact: "fewer than 10/(1-p)" with 10/(1-0.9) = 100 must let 100 samples through
+    assert low_sample_minimum(pct) == minimum
+
+
+@pytest.mark.parametrize(("stat", "enough"), [("p90", 100), ("p99.9", 10000), ("p10", 100)])
+def test_a_period_with_exactly_the_documented_minimum_of_samples_is_evaluated(
+    stat: str, enough: int
+) -> None:
+    """EvaluateLowSampleCountPercentile=ignore: the documented minimum itself is enough (100
+    samples for p90), one fewer keeps the state."""
+    a = [alarm(stat=stat, threshold=500, EvaluateLowSampleCountPercentile="ignore")]
+    _, evals = run(a, [emf(T0 + 1, {"Latency": {"Values": [900], "Counts": [enough]}})], T0 + 10)
+    assert last(evals).state == "ALARM", last(evals).reason
+    few = {"Values": [900], "Counts": [enough - 1]}
+    _, evals = run(a, [emf(T0 + 1, {"Latency": few})], T0 + 10)
+    assert last(evals).state == "INSUFFICIENT_DATA"
+    assert f"(< {enough})" in last(evals).reason
 
 
 def test_values_with_counts_are_repeated_samples() -> None:
