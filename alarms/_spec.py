@@ -578,6 +578,10 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(data)
 
 
+def _stage_name(flag: str, value: str, pattern: str, rule: str) -> str:
+    return _name({flag: value}, flag, "", None, pattern=re.compile(pattern), rule=rule)
+
+
 def with_names(spec: Spec, service: str | None = None, worker_service: str | None = None) -> Spec:
     """``spec`` for another instance of the service (a stage of ``deploy/stack.yaml``): the
     service and worker names replaced, and with them the deployment targets the spec derives
@@ -588,14 +592,7 @@ def with_names(spec: Spec, service: str | None = None, worker_service: str | Non
     ``WorkerServiceName`` (:data:`STACK_SERVICE_NAME`) or a worker name given to a spec without
     a worker."""
     if service is not None:
-        name = _name(
-            {"--service": service},
-            "--service",
-            "",
-            None,
-            pattern=re.compile(STACK_SERVICE_NAME),
-            rule=STACK_SERVICE_NAME_RULE,
-        )
+        name = _stage_name("--service", service, STACK_SERVICE_NAME, STACK_SERVICE_NAME_RULE)
         old, dep = spec.service, spec.deployment
         dep = replace(
             dep,
@@ -611,13 +608,11 @@ def with_names(spec: Spec, service: str | None = None, worker_service: str | Non
     if worker_service is not None:
         if spec.worker is None:
             raise SpecError("--worker-service", "the spec has no worker section")
-        name = _name(
-            {"--worker-service": worker_service},
+        name = _stage_name(
             "--worker-service",
-            "",
-            None,
-            pattern=re.compile(STACK_WORKER_SERVICE_NAME),
-            rule=STACK_WORKER_SERVICE_NAME_RULE,
+            worker_service,
+            STACK_WORKER_SERVICE_NAME,
+            STACK_WORKER_SERVICE_NAME_RULE,
         )
         dep = spec.deployment
         if dep.worker_ecs_service == spec.worker.service:
