@@ -299,6 +299,22 @@ class Evaluator:
                     self._reject(f"namespace {problem}" if ns_problem else f"metric {problem}",
                                  max(1, len(dimsets)))  # fmt: skip
                     continue
+                # The EMF specification: Unit MUST be a MetricDatum unit, StorageResolution 1 or
+                # 60; CloudWatch Logs extracts no metric from a directive that breaks them.
+                unit = md.get("Unit")
+                res = md.get("StorageResolution")
+                if unit is not None and (not isinstance(unit, str) or unit not in _cw.UNITS):
+                    self._reject(
+                        f"{ns}/{name}: Unit {_emf.short_repr(unit)} is not a CloudWatch unit",
+                        max(1, len(dimsets)),
+                    )
+                    continue
+                if res is not None and not (type(res) is int and res in (1, 60)):
+                    self._reject(
+                        f"{ns}/{name}: StorageResolution {_emf.short_repr(res)} is not 1 or 60",
+                        max(1, len(dimsets)),
+                    )
+                    continue
                 for dp in dim_problems:
                     self._reject(f"{ns}: dimension {dp}", 1)
                 if not keys:
@@ -310,8 +326,8 @@ class Evaluator:
                 targets = [s for k in keys for s in index.get((ns, name, k), ())]
                 if not targets:
                     continue
-                unit = md.get("Unit") or "None"
-                res = 1 if md.get("StorageResolution") == 1 else 60
+                unit = unit or "None"
+                res = 1 if res == 1 else 60
                 t0 = int(ts // res) * res  # a standard-resolution sample is stored per minute
                 for s in targets:
                     if s.unit is None or s.unit == unit:

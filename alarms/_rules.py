@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 OK, ALARM, INSUFFICIENT = "OK", "ALARM", "INSUFFICIENT_DATA"
 TREATMENTS = ("missing", "ignore", "breaching", "notBreaching")
@@ -32,11 +33,16 @@ def max_evaluation_s(period: int) -> int:
 
 
 def low_sample_minimum(percentile: float) -> float:
-    """Samples a period needs before a percentile is trusted (CloudWatch's documented rule)."""
-    p = percentile / 100.0
-    if p in (0.0, 1.0):  # p0/p100: the documented formula never trusts them (no finite minimum)
+    """Samples a period needs before a percentile is trusted (CloudWatch's documented rule: fewer
+    than ``10/(1-p)`` for p >= 0.5, ``10/p`` below, are too few): the least whole count that is
+    not fewer, e.g. 100 for p90, 1000 for p99, 34 for p70; ``inf`` for p0 and p100.
+
+    Computed exactly from the percentile as written (``90`` of ``p90``): in binary floating point
+    ``10 / (1 - 0.9)`` is 100.00000000000003, which would call a period of 100 samples too few."""
+    p = Fraction(repr(float(percentile))) / 100
+    if p in (0, 1):  # p0/p100: the documented formula never trusts them (no finite minimum)
         return math.inf
-    return 10.0 / (1.0 - p) if p >= 0.5 else 10.0 / p
+    return float(math.ceil(10 / (1 - p) if p >= Fraction(1, 2) else 10 / p))
 
 
 def decide(

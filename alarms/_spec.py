@@ -20,6 +20,30 @@ from ._rules import max_evaluation_s
 STATISTICS = ("SampleCount", "Sum", "Average", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,2})?)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+_NAME_RULE = "must be a name of letters, digits, '.', '_' or '-' (1-121 chars)"
+#: A name AWS takes for a CloudWatch dashboard (PutDashboard: A-Z, a-z, 0-9, '-' and '_', at most
+#: 255) and for an ECS service or cluster (letters, digits, '-' and '_', at most 255): the service
+#: names the dashboard and, by default, the ECS service; 97 characters leave room for the
+#: CodeDeploy deployment group ``<service>-dg`` (at most 100, CreateDeploymentGroup).
+_AWS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,96}$")
+_AWS_NAME_RULE = (
+    "must be a name of letters, digits, '_' or '-' (1-97 chars; CloudWatch dashboard and ECS"
+    " names take no '.')"
+)
+#: ``deploy/stack.yaml``'s ``ServiceName`` and ``WorkerServiceName`` (tests/deploy checks they
+#: are the same): a stage's names (``synth --service``) must be ones that stack takes. The
+#: service names its load balancer and target groups (ELB: at most 32 characters of letters,
+#: digits and '-', no '-' at either end, not ``internal-...``; ``<service>-green`` leaves 24).
+STACK_SERVICE_NAME = r"^(?!internal-)[a-z]([a-z0-9-]{0,22}[a-z0-9])?$"
+STACK_SERVICE_NAME_RULE = (
+    "must be a ServiceName the stack takes: 1-24 lowercase letters, digits and '-', starting with"
+    " a letter, not ending with '-', not starting with 'internal-'"
+)
+STACK_WORKER_SERVICE_NAME = r"^[a-z][a-z0-9-]{0,31}$"
+STACK_WORKER_SERVICE_NAME_RULE = (
+    "must be a WorkerServiceName the stack takes: 1-32 lowercase letters, digits and '-',"
+    " starting with a letter"
+)
 
 
 class SpecError(ValueError):
@@ -236,14 +260,27 @@ def _int(data: dict[str, Any], key: str, path: str, default: int, *, minimum: in
     return value
 
 
-def _name(data: dict[str, Any], key: str, path: str, default: str | None) -> str:
+def _name(
+    data: dict[str, Any],
+    key: str,
+    path: str,
+    default: str | None,
+    *,
+    pattern: re.Pattern[str] = _NAME,
+    rule: str = _NAME_RULE,
+) -> str:
     value = data.get(key, default)
     where = f"{path}.{key}" if path else key
     if value is None:
         raise SpecError(where, "is required")
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise SpecError(where, "must be a name of letters, digits, '.', '_' or '-' (1-121 chars)")
+    if not isinstance(value, str) or not pattern.match(value):
+        raise SpecError(where, rule)
     return value
+
+
+def _aws_name(data: dict[str, Any], key: str, path: str, default: str | None) -> str:
+    """A name that becomes a CloudWatch dashboard's or an ECS service's or cluster's."""
+    return _name(data, key, path, default, pattern=_AWS_NAME, rule=_AWS_NAME_RULE)
 
 
 def _text(data: dict[str, Any], key: str, path: str, default: str) -> str:
@@ -315,7 +352,7 @@ def parse_spec(data: Any) -> Spec:
         "profiles",
     }
     _check_keys(data, top, "")
-    service = _name(data, "service", "", None)
+    service = _aws_name(data, "service", "", None)
     namespace = _text(data, "namespace", "", "SafeDeploy")
     if namespace.startswith("AWS/"):
         raise SpecError("namespace", "must not start with 'AWS/' (reserved for AWS services)")
@@ -432,7 +469,7 @@ def parse_spec(data: Any) -> Spec:
         if worker_versions.old == worker_versions.new:
             raise SpecError("worker.versions.new", "must differ from worker.versions.old")
         worker = Worker(
-            _name(w, "service", "worker", "points-worker"),
+            _aws_name(w, "service", "worker", "points-worker"),
             _number(w, "backlog_threshold", "worker", 100.0),
             _number(w, "message_age_threshold_s", "worker", 300.0),
             _number(w, "dead_letter_threshold", "worker", 0.0, strict=False),
@@ -498,8 +535,8 @@ def parse_spec(data: Any) -> Spec:
         _name(dep, "application", "deployment", service),
         _name(dep, "deployment_group", "deployment", f"{service}-dg"),
         _name(dep, "config_name", "deployment", DEFAULT_DEPLOYMENT_CONFIG),
-        _name(dep, "worker_cluster", "deployment", "default"),
-        _name(dep, "worker_ecs_service", "deployment", worker.service if worker else service),
+        _aws_name(dep, "worker_cluster", "deployment", "default"),
+        _aws_name(dep, "worker_ecs_service", "deployment", worker.service if worker else service),
     )
 
     profiles = dict(DEFAULT_PROFILES)
@@ -541,15 +578,44 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(data)
 
 
+def _stage_name(flag: str, value: str, pattern: str, rule: str) -> str:
+    return _name({flag: value}, flag, "", None, pattern=re.compile(pattern), rule=rule)
+
+
 def with_names(spec: Spec, service: str | None = None, worker_service: str | None = None) -> Spec:
-    """``spec`` for another instance of the service (a stage): the service and worker names
-    replaced, validated like the spec's own; :class:`SpecError` for a bad name or a worker name
-    given to a spec without a worker."""
+    """``spec`` for another instance of the service (a stage of ``deploy/stack.yaml``): the
+    service and worker names replaced, and with them the deployment targets the spec derives
+    from them (the CodeDeploy application ``<service>``, its group ``<service>-dg``, the worker's
+    ECS service), so a stage's request shapes never point at another stage's deployment group.
+
+    Raises :class:`SpecError` for a name the stack refuses as its ``ServiceName`` /
+    ``WorkerServiceName`` (:data:`STACK_SERVICE_NAME`) or a worker name given to a spec without
+    a worker."""
     if service is not None:
-        spec = replace(spec, service=_name({"--service": service}, "--service", "", None))
+        name = _stage_name("--service", service, STACK_SERVICE_NAME, STACK_SERVICE_NAME_RULE)
+        old, dep = spec.service, spec.deployment
+        dep = replace(
+            dep,
+            application=name if dep.application == old else dep.application,
+            deployment_group=f"{name}-dg"
+            if dep.deployment_group == f"{old}-dg"
+            else dep.deployment_group,
+            worker_ecs_service=name
+            if spec.worker is None and dep.worker_ecs_service == old
+            else dep.worker_ecs_service,
+        )
+        spec = replace(spec, service=name, deployment=dep)
     if worker_service is not None:
         if spec.worker is None:
             raise SpecError("--worker-service", "the spec has no worker section")
-        name = _name({"--worker-service": worker_service}, "--worker-service", "", None)
-        spec = replace(spec, worker=replace(spec.worker, service=name))
+        name = _stage_name(
+            "--worker-service",
+            worker_service,
+            STACK_WORKER_SERVICE_NAME,
+            STACK_WORKER_SERVICE_NAME_RULE,
+        )
+        dep = spec.deployment
+        if dep.worker_ecs_service == spec.worker.service:
+            dep = replace(dep, worker_ecs_service=name)
+        spec = replace(spec, worker=replace(spec.worker, service=name), deployment=dep)
     return spec

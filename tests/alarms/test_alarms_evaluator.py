@@ -139,10 +139,27 @@ def test_unknown_percentile_method_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("pct", "minimum"),
-    [(99, 1000), (95, 200), (50, 20), (90, 100), (10, 100), (100, float("inf")), (0, float("inf"))],
-)
+    [(99, 1000), (95, 200), (50, 20), (90, 100), (10, 100), (100, float("inf")), (0, float("inf")),
+     (99.9, 10000), (99.99, 100000), (80, 50), (70, 34), (30, 34), (25, 40), (0.1, 10000)],
+)  # fmt: skip
 def test_low_sample_minimum_is_the_documented_rule(pct: float, minimum: float) -> None:
-    assert low_sample_minimum(pct) == pytest.approx(minimum)
+    # exact: "fewer than 10/(1-p)" with 10/(1-0.9) = 100 must let 100 samples through
+    assert low_sample_minimum(pct) == minimum
+
+
+@pytest.mark.parametrize(("stat", "enough"), [("p90", 100), ("p99.9", 10000), ("p10", 100)])
+def test_a_period_with_exactly_the_documented_minimum_of_samples_is_evaluated(
+    stat: str, enough: int
+) -> None:
+    """EvaluateLowSampleCountPercentile=ignore: the documented minimum itself is enough (100
+    samples for p90), one fewer keeps the state."""
+    a = [alarm(stat=stat, threshold=500, EvaluateLowSampleCountPercentile="ignore")]
+    _, evals = run(a, [emf(T0 + 1, {"Latency": {"Values": [900], "Counts": [enough]}})], T0 + 10)
+    assert last(evals).state == "ALARM", last(evals).reason
+    few = {"Values": [900], "Counts": [enough - 1]}
+    _, evals = run(a, [emf(T0 + 1, {"Latency": few})], T0 + 10)
+    assert last(evals).state == "INSUFFICIENT_DATA"
+    assert f"(< {enough})" in last(evals).reason
 
 
 def test_values_with_counts_are_repeated_samples() -> None:
@@ -760,3 +777,43 @@ def test_template_text_numbers_and_a_numeric_dimension_are_read() -> None:
     ) | {"Threshold": "1.5e2", "DatapointsToAlarm": "1"}
     ev, _ = run([a], [emf(T0, {"Latency": 500})], T0 + 20)
     assert ev.states["a"] == "ALARM" and not ev.warnings
+
+
+@pytest.mark.parametrize(
+    ("metric", "problem"),
+    [({"Unit": "Bogus"}, "Unit 'Bogus' is not a CloudWatch unit"),
+     ({"Unit": "milliseconds"}, "Unit 'milliseconds' is not a CloudWatch unit"),
+     ({"Unit": ""}, "Unit '' is not a CloudWatch unit"),
+     ({"Unit": ["Count"]}, "Unit ['Count'] is not a CloudWatch unit"),
+     ({"Unit": 5}, "Unit 5 is not a CloudWatch unit"),
+     ({"StorageResolution": 5}, "StorageResolution 5 is not 1 or 60"),
+     ({"StorageResolution": "1"}, "StorageResolution '1' is not 1 or 60"),
+     ({"StorageResolution": True}, "StorageResolution True is not 1 or 60"),
+     ({"StorageResolution": 1.5}, "StorageResolution 1.5 is not 1 or 60"),
+     ({"StorageResolution": [1]}, "StorageResolution [1] is not 1 or 60")],
+)  # fmt: skip
+def test_a_metric_with_a_unit_or_resolution_emf_forbids_is_left_out(
+    metric: dict[str, Any], problem: str
+) -> None:
+    """The EMF specification: Unit MUST be a MetricDatum unit, StorageResolution 1 or 60; such a
+    metric is never extracted, so an alarm on it sees no data (it saw 900 ms and alarmed)."""
+    line = {
+        "_aws": {
+            "Timestamp": (T0 + 1) * 1000,
+            "CloudWatchMetrics": [
+                {"Namespace": "NS", "Dimensions": [["Service"]],
+                 "Metrics": [{"Name": "Latency", **metric}]}
+            ],
+        },
+        "Service": "svc",
+        "Latency": 900,
+    }  # fmt: skip
+    ev, evals = run([alarm()], [json.dumps(line)], T0 + 10)
+    assert last(evals).state == "INSUFFICIENT_DATA"
+    assert ev.stats["rejected"] == 1
+    assert any(problem in w for w in ev.rejection_warnings), ev.rejection_warnings
+    good = {**line, "_aws": {**line["_aws"], "CloudWatchMetrics": [
+        {"Namespace": "NS", "Dimensions": [["Service"]],
+         "Metrics": [{"Name": "Latency", "Unit": "Milliseconds", "StorageResolution": 60}]}]}}  # fmt: skip
+    _, evals = run([alarm(period=60)], [json.dumps(good)], T0 + 60)
+    assert last(evals).state == "ALARM"

@@ -69,6 +69,13 @@ DELETE = object()
         ),
         ("service", DELETE, "service: is required"),
         ("service", "bad name!", "service: must be a name"),
+        # CloudWatch takes no '.' in a dashboard name (the service names it), ECS none in a
+        # service or cluster name; CodeDeploy's group <service>-dg is at most 100 characters.
+        ("service", "points.service", "service: must be a name of letters, digits, '_' or '-'"),
+        ("service", "a" * 98, "service: must be a name of letters"),
+        ("worker.service", "points.worker", "worker.service: must be a name of letters"),
+        ("deployment.worker_cluster", "safe.deploy", "worker_cluster: must be a name of"),
+        ("deployment.worker_ecs_service", "w.x", "worker_ecs_service: must be a name of"),
         ("namespace", "AWS/ECS", "namespace: must not start with 'AWS/'"),
         ("slo.target", 99.9, "slo.target: must be between 0 and 1"),
         ("errors.rate_threshold_percent", 150, "errors.rate_threshold_percent: must be <= 100"),

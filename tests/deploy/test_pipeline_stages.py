@@ -12,7 +12,12 @@ import sys
 import pytest
 
 from alarms import POINTS_SERVICE_SPEC, load_spec, rollback_alarm_names, synth
-from alarms._spec import SpecError, with_names
+from alarms._spec import (
+    STACK_SERVICE_NAME,
+    STACK_WORKER_SERVICE_NAME,
+    SpecError,
+    with_names,
+)
 from tests.deploy._cfn import DEPLOY, load
 
 
@@ -65,9 +70,9 @@ def test_pre_production_comes_first_and_its_bake_gates_production(pipeline: dict
     assert {r["RuleTypeId"]["Provider"] for r in rules} == {"CloudWatchAlarm"}
     assert all(r["Configuration"]["WaitTime"] == {"Ref": "BakeMinutes"} for r in rules)
     # Exactly the pre-production stack's rollback alarms: the generated names for its service.
-    spec = with_names(load_spec(POINTS_SERVICE_SPEC), service="PREPROD")
+    spec = with_names(load_spec(POINTS_SERVICE_SPEC), service="stageplaceholder")
     expected = [
-        n.replace("PREPROD", "${PreProdServiceName}")
+        n.replace("stageplaceholder", "${PreProdServiceName}")
         for n in rollback_alarm_names(synth(spec, "cloudformation"))
     ]
     assert [r["Configuration"]["AlarmName"]["Fn::Sub"] for r in rules] == expected
@@ -106,11 +111,72 @@ def test_synth_for_another_stage_renames_alarms_and_the_service_dimension() -> N
 
 
 @pytest.mark.parametrize(
-    ("service", "worker"), [("bad name", None), ("", None), (None, "x/y"), ("a" * 200, None)]
-)
+    ("service", "worker"),
+    [("bad name", None), ("", None), (None, "x/y"), ("a" * 200, None),
+     # names deploy/stack.yaml refuses as ServiceName / WorkerServiceName (ELB, ECS, CloudWatch)
+     ("points.preprod", None), ("Points-Preprod", None), ("points_preprod", None),
+     ("preprod-", None), ("internal-points", None), ("1points", None), ("-points", None),
+     ("a" * 25, None), ("p\u00f6ints", None), (None, "Worker"), (None, "points_worker"),
+     (None, "points.worker"), (None, "9worker"), (None, "w" * 33), (None, "")],
+)  # fmt: skip
 def test_a_bad_stage_name_is_refused(service: str | None, worker: str | None) -> None:
     with pytest.raises(SpecError):
         with_names(load_spec(POINTS_SERVICE_SPEC), service, worker)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "parameter"),
+    [("--service", "a", "ServiceName"), ("--service", "a" * 24, "ServiceName"),
+     ("--service", "Points", "ServiceName"), ("--service", "points.preprod", "ServiceName"),
+     ("--service", "preprod-", "ServiceName"), ("--service", "internal-x", "ServiceName"),
+     ("--service", "a" * 25, "ServiceName"), ("--worker-service", "w" * 32, "WorkerServiceName"),
+     ("--worker-service", "Worker_1", "WorkerServiceName"),
+     ("--worker-service", "w" * 33, "WorkerServiceName")],
+)  # fmt: skip
+def test_synth_takes_exactly_the_stage_names_the_stack_takes(
+    tmp_path, flag: str, value: str, parameter: str
+) -> None:
+    """`synth --service` is for a stage of deploy/stack.yaml: a name that stack (its parameter's
+    AllowedPattern, ELB's and ECS's rules) would refuse is refused here, in one line, exit 2,
+    before any template is written."""
+    out = tmp_path / "alarms.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "alarms", "synth", "--spec", str(POINTS_SERVICE_SPEC),
+         "--format", "cloudformation", f"{flag}={value}", "-o", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    stack = load(DEPLOY / "stack.yaml")["Parameters"][parameter]
+    taken = re.fullmatch(stack["AllowedPattern"], value) is not None
+    if taken:
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(out.read_text())["Metadata"]
+    else:
+        assert proc.returncode == 2
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"{flag}: must be a {parameter} the stack takes" in proc.stderr
+        assert not out.exists()
+
+
+def test_the_stage_name_rules_are_the_stacks_and_the_pipelines(pipeline: dict) -> None:
+    stack = load(DEPLOY / "stack.yaml")["Parameters"]
+    assert stack["ServiceName"]["AllowedPattern"] == STACK_SERVICE_NAME
+    assert stack["WorkerServiceName"]["AllowedPattern"] == STACK_WORKER_SERVICE_NAME
+    for name in ("ServiceName", "PreProdServiceName"):
+        assert pipeline["Parameters"][name]["AllowedPattern"] == STACK_SERVICE_NAME
+
+
+def test_a_stages_request_shapes_target_its_own_deployment_group_and_ecs_service() -> None:
+    """`synth --format json --service` for a stage: the CodeDeploy application and group and the
+    worker's ECS service are the stage's (they were the spec's: applying the stage's alarms would
+    have re-pointed production's deployment group at them)."""
+    spec = with_names(load_spec(POINTS_SERVICE_SPEC), "points-preprod", "points-preprod-worker")
+    shapes = synth(spec, "json")
+    assert shapes["CodeDeploy"]["applicationName"] == "points-preprod"
+    assert shapes["CodeDeploy"]["currentDeploymentGroupName"] == "points-preprod-dg"
+    [ecs] = shapes["EcsServices"]
+    assert ecs["service"] == "points-preprod-worker"
+    names = [a["name"] for a in shapes["CodeDeploy"]["alarmConfiguration"]["alarms"]]
+    assert names and all(n.startswith("points-preprod-") for n in names)
 
 
 @pytest.mark.parametrize(
