@@ -535,7 +535,7 @@ def parse_spec(data: Any) -> Spec:
         _name(dep, "application", "deployment", service),
         _name(dep, "deployment_group", "deployment", f"{service}-dg"),
         _name(dep, "config_name", "deployment", DEFAULT_DEPLOYMENT_CONFIG),
-        _aws_name(dep, "worker_cluster", "deployment", "default"),
+        _aws_name(dep, "worker_cluster", "deployment", service),  # the stack's ClusterName
         _aws_name(dep, "worker_ecs_service", "deployment", worker.service if worker else service),
     )
 
@@ -585,8 +585,8 @@ def _stage_name(flag: str, value: str, pattern: str, rule: str) -> str:
 def with_names(spec: Spec, service: str | None = None, worker_service: str | None = None) -> Spec:
     """``spec`` for another instance of the service (a stage of ``deploy/stack.yaml``): the
     service and worker names replaced, and with them the deployment targets the spec derives
-    from them (the CodeDeploy application ``<service>``, its group ``<service>-dg``, the worker's
-    ECS service), so a stage's request shapes never point at another stage's deployment group.
+    from them (the CodeDeploy application ``<service>``, its group ``<service>-dg``, the ECS
+    cluster ``<service>`` and the worker's ECS service), so a stage's request shapes never point at another stage's deployment group.
 
     Raises :class:`SpecError` for a name the stack refuses as its ``ServiceName`` /
     ``WorkerServiceName`` (:data:`STACK_SERVICE_NAME`) or a worker name given to a spec without
@@ -603,6 +603,8 @@ def with_names(spec: Spec, service: str | None = None, worker_service: str | Non
             worker_ecs_service=name
             if spec.worker is None and dep.worker_ecs_service == old
             else dep.worker_ecs_service,
+            # deploy/stack.yaml names its ECS cluster after ServiceName
+            worker_cluster=name if dep.worker_cluster == old else dep.worker_cluster,
         )
         spec = replace(spec, service=name, deployment=dep)
     if worker_service is not None:

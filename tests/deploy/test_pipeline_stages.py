@@ -175,6 +175,7 @@ def test_a_stages_request_shapes_target_its_own_deployment_group_and_ecs_service
     assert shapes["CodeDeploy"]["currentDeploymentGroupName"] == "points-preprod-dg"
     [ecs] = shapes["EcsServices"]
     assert ecs["service"] == "points-preprod-worker"
+    assert ecs["cluster"] == "points-preprod"  # the stack's cluster is named after ServiceName
     names = [a["name"] for a in shapes["CodeDeploy"]["alarmConfiguration"]["alarms"]]
     assert names and all(n.startswith("points-preprod-") for n in names)
 
@@ -190,3 +191,17 @@ def test_the_bake_is_whole_minutes_from_1_to_60(pipeline: dict, value: str, take
     assert parameter["Type"] == "String"  # a Number would take 2.5 and 1e1
     assert (re.fullmatch(parameter["AllowedPattern"], value) is not None) is taken
     assert re.fullmatch(parameter["AllowedPattern"], parameter["Default"])
+
+
+def test_the_specs_ecs_targets_are_what_the_stack_creates() -> None:
+    """The shipped spec's worker update targets the stack's own cluster (``ClusterName:
+    !Ref ServiceName``) and worker service (``WorkerServiceName``), at their defaults: ``alarms
+    apply`` must not update a cluster the stack never creates."""
+    stack = load(DEPLOY / "stack.yaml")
+    assert stack["Resources"]["Cluster"]["Properties"]["ClusterName"] == {"Ref": "ServiceName"}
+    params = stack["Parameters"]
+    spec = load_spec(POINTS_SERVICE_SPEC)
+    assert spec.service == params["ServiceName"]["Default"]
+    assert spec.deployment.worker_cluster == params["ServiceName"]["Default"]
+    assert spec.deployment.worker_ecs_service == params["WorkerServiceName"]["Default"]
+    assert spec.deployment.application == params["ServiceName"]["Default"]
