@@ -338,11 +338,15 @@ class Compiler:
         return ordered
 
 
+#: A percentile statistic as PutMetricAlarm's ExtendedStatistic writes it: ``p`` and a plain
+#: decimal number (``p99``, ``p99.9``), not what Python's float() also reads (``p1e1``, ``p 50``,
+#: ``p5_0``, ``pnan``).
+_PERCENTILE = re.compile(r"p([0-9]{1,3}(?:\.[0-9]+)?)")
+
+
 def _is_pct(stat: str) -> bool:
-    try:
-        return stat.startswith("p") and 0 <= float(stat[1:]) <= 100  # PutMetricAlarm: p0..p100
-    except ValueError:
-        return False
+    m = _PERCENTILE.fullmatch(stat)
+    return m is not None and float(m[1]) <= 100  # PutMetricAlarm: p0..p100
 
 
 def _period(value: Any) -> int:

@@ -817,3 +817,19 @@ def test_a_metric_with_a_unit_or_resolution_emf_forbids_is_left_out(
          "Metrics": [{"Name": "Latency", "Unit": "Milliseconds", "StorageResolution": 60}]}]}}  # fmt: skip
     _, evals = run([alarm(period=60)], [json.dumps(good)], T0 + 60)
     assert last(evals).state == "ALARM"
+
+
+@pytest.mark.parametrize(
+    ("stat", "taken"),
+    [("p99.9", True), ("p0", True), ("p100", True), ("p100.0", True), ("p50", True),
+     ("p1e1", False), ("p 50", False), ("p5_0", False), ("pnan", False), ("pinf", False),
+     ("p101", False), ("p100.5", False), ("p-1", False), ("p", False), ("p50.", False),
+     ("p.5", False), ("p\uff15\uff10", False), ("P50", False)],
+)  # fmt: skip
+def test_percentile_statistics_are_read_as_putmetricalarm_writes_them(
+    stat: str, taken: bool
+) -> None:
+    # Python's float() reads p1e1, p 50, p5_0 and pnan, and \d matches full-width digits:
+    # none is a percentile CloudWatch takes
+    ev = Evaluator({"MetricAlarms": [alarm(stat=stat)]})
+    assert (ev.warnings == []) is taken, ev.warnings
