@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
@@ -98,12 +99,28 @@ class DevIssuer:
 
     @classmethod
     def load(cls, directory: Path | str) -> DevIssuer:
-        """The issuer :meth:`create` made in ``directory``. Raises ``OSError``/``ValueError``."""
+        """The issuer :meth:`create` made in ``directory``. Raises ``OSError`` (a file cannot be
+        read) or ``ValueError`` naming the file that is not what :meth:`create` wrote (including
+        a ``jwks.json`` that is not the public half of ``private.pem``: the service would refuse
+        every token minted with it)."""
         directory = Path(directory)
-        key = serialization.load_pem_private_key((directory / PRIVATE_KEY).read_bytes(), None)
+        key_path, jwks_path = directory / PRIVATE_KEY, directory / JWKS
+        try:
+            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # TypeError: encrypted
+            raise ValueError(f"{key_path} is not an unencrypted PEM private key ({exc})") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{directory / PRIVATE_KEY} is not an EC private key")
-        kid = json.loads((directory / JWKS).read_text())["keys"][0]["kid"]
+            raise ValueError(f"{key_path} is not an EC private key")
+        try:
+            jwk = json.loads(jwks_path.read_text("utf-8"))["keys"][0]
+            kid = jwk["kid"]
+        except (ValueError, LookupError, TypeError):  # JSON errors are ValueErrors
+            kid = None
+        if not isinstance(kid, str) or not kid:
+            raise ValueError(f"{jwks_path} is not this tool's JWKS (one key with a string kid)")
+        public = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+        if any(jwk.get(name) != public[name] for name in ("kty", "crv", "x", "y")):
+            raise ValueError(f"{jwks_path} does not hold the public half of {key_path}")
         return cls(directory, kid, key)
 
     def mint(
@@ -180,10 +197,8 @@ def _existing(directory: Path) -> DevIssuer | None:
         return None
     try:
         return DevIssuer.load(directory)
-    except (KeyError, IndexError, TypeError) as exc:
-        raise ValueError(
-            f"{directory / JWKS} is not this tool's JWKS ({exc!r}); use --new"
-        ) from None
+    except ValueError as exc:
+        raise ValueError(f"{exc}; use --new") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -223,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         issuer = DevIssuer.load(args.directory)
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+    except (OSError, ValueError) as exc:
         parser.error(f"no dev issuer in {args.directory} ({exc}); run 'init' first")
     print(issuer.mint(args.sub, scopes=args.scope, ttl_s=args.ttl))
     return 0

@@ -171,6 +171,16 @@ def _entry_from(item: Mapping[str, Mapping[str, Any]], formats: Formats) -> Ledg
     )
 
 
+def _client_config() -> BotoConfig:
+    """Bounded waits for every DynamoDB call: 2 s to connect, 5 s per read, 3 attempts (about
+    20 s at worst), for the backend and ``create-table`` alike (with botocore's defaults, 60 s
+    per read and 5 attempts, ``create-table`` hung for minutes on an endpoint that accepted
+    connections and never answered)."""
+    return BotoConfig(
+        connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}
+    )
+
+
 class _Contended(Exception):
     """A transaction lost a race; re-read and try again."""
 
@@ -208,11 +218,7 @@ class DynamoDBStorage:
                     "dynamodb",
                     region_name=self.region,
                     endpoint_url=self.endpoint_url,
-                    config=BotoConfig(
-                        connect_timeout=2,
-                        read_timeout=5,
-                        retries={"max_attempts": 3, "mode": "standard"},
-                    ),
+                    config=_client_config(),
                 )
                 self._client_pid = pid
             return self._client
@@ -537,7 +543,9 @@ def create_table(
     For local runs and tests (moto's server, DynamoDB Local); on AWS the stack creates it.
     Returns True if this call created it.
     """
-    client = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url)
+    client = boto3.client(
+        "dynamodb", region_name=region, endpoint_url=endpoint_url, config=_client_config()
+    )
     created = True
     try:
         client.create_table(

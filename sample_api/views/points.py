@@ -78,10 +78,32 @@ def _read_body() -> bytes:
     return b"".join(chunks)
 
 
+class _EncodedBody(UnsupportedMediaType):
+    """415 for a body with a content coding: ``Accept-Encoding: identity`` says what would be
+    accepted (RFC 9110 section 15.5.16)."""
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        return [*super().get_headers(*args, **kwargs), ("Accept-Encoding", "identity")]
+
+
+def _check_not_encoded() -> None:
+    # Nothing here decompresses: a gzip body would be read as the JSON text itself (400 "not
+    # UTF-8"), and a plain body labelled gzip would be taken, so any coding is refused.
+    header = request.headers.get("Content-Encoding", "")
+    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
+    encoded = [c for c in codings if c != "identity"]
+    if encoded:
+        raise _EncodedBody(
+            f"the body must not be compressed or encoded (Content-Encoding: {encoded[0][:40]}); "
+            "send it as is"
+        )
+
+
 def json_body() -> Any:
-    """The request body as JSON: 415 unless ``application/json`` (UTF-8), 413 over the size
-    limit (werkzeug), 400 ``malformed-json`` when it does not parse. Strict: no NaN/Infinity,
-    no duplicate keys."""
+    """The request body as JSON: 415 unless ``application/json`` (UTF-8) without a content
+    coding, 413 over the size limit (werkzeug), 400 ``malformed-json`` when it does not parse.
+    Strict: no NaN/Infinity, no duplicate keys."""
+    _check_not_encoded()
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(
             f"the body must be application/json, not {request.mimetype or 'missing'}"

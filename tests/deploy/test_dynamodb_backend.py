@@ -292,3 +292,23 @@ def test_api_on_dynamodb_over_gunicorn(aws_env: dict[str, str]) -> None:
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(base + "/readyz", timeout=10)
         assert info.value.code == 503
+
+
+def test_create_table_cli_against_a_silent_endpoint_ends_with_one_line(
+    aws_env: dict[str, str],
+) -> None:
+    """An endpoint that accepts connections and never answers (a wrong port, a stuck proxy)
+    held the CLI for botocore's defaults, 60 s per read and 5 attempts (found by review r24);
+    it now ends with the backend's own bounded timeouts."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
+    try:
+        env = {**aws_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{listener.getsockname()[1]}"}
+        cmd = [sys.executable, "-m", "points.storage.dynamodb", "create-table", "--table", "tbl"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=50, env=env)
+    finally:
+        listener.close()
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("create-table: ") and proc.stderr.count("\n") == 1
+    assert "timeout" in proc.stderr.lower()

@@ -383,3 +383,35 @@ def test_dev_tokens_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, args: l
         dev_tokens.main([a.replace("{dir}", str(tmp_path)) for a in args])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("dev_tokens: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "jwks",
+    [
+        "[]",
+        "nope",
+        '{"keys": []}',
+        '{"keys": [{}]}',
+        '{"keys": [{"kid": 5}]}',  # PyJWT refuses a kid that is not a string, with a traceback
+        "another issuer's key",  # jwks.json of another key pair: every token would be refused
+    ],
+)
+@pytest.mark.parametrize("command", ["mint", "init"])
+def test_dev_tokens_a_damaged_issuer_directory_is_one_line_exit_2(
+    tmp_path: Path, capsys, jwks: str, command: str
+) -> None:
+    """A jwks.json that is not this tool's, or not the public half of private.pem (found by
+    review r24: tracebacks in mint, and init printed settings whose keys refuse every token)."""
+    from sample_api import dev_tokens
+
+    if jwks == "another issuer's key":
+        jwks = DevIssuer.create(tmp_path / "other").jwks_path.read_text()
+    assert dev_tokens.main(["init", str(tmp_path)]) == 0
+    (tmp_path / "jwks.json").write_text(jwks)
+    capsys.readouterr()
+    args = ["mint", str(tmp_path), "--sub", "a"] if command == "mint" else ["init", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        dev_tokens.main(args)
+    out, err = capsys.readouterr()
+    assert info.value.code == 2 and err.startswith("dev_tokens: ") and err.count("\n") == 1, err
+    assert "jwks.json" in err and out == ""

@@ -249,6 +249,37 @@ def test_wrong_content_type(api: Api, content_type: str | None) -> None:
     assert response.get_json()["type"] == "about:blank"
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "gzip, identity", "x-unknown"])
+def test_an_encoded_body_is_415_naming_the_coding(api: Api, db_path: Path, coding: str) -> None:
+    """A compressed body was read as the JSON text itself: 400 "not valid UTF-8" for a real
+    gzip body, and a plain body labelled gzip was accepted (found by review r24). RFC 9110
+    section 15.5.16: 415, with Accept-Encoding saying what would be accepted."""
+    import gzip
+
+    raw = json.dumps(grant_body()).encode()
+    for data in (gzip.compress(raw), raw):
+        response = api.post(
+            GRANTS,
+            data=data,
+            content_type="application/json",
+            headers={"Content-Encoding": coding},
+        )
+        body = assert_problem(response, 415)
+        assert "Content-Encoding" in body["detail"] and coding.split(",")[0] in body["detail"]
+        assert response.headers["Accept-Encoding"] == "identity"
+    assert ledger_snapshot(db_path) == ((), ())
+
+
+def test_identity_content_encoding_is_fine(api: Api) -> None:
+    response = api.post(
+        GRANTS,
+        data=json.dumps(grant_body()),
+        content_type="application/json",
+        headers={"Content-Encoding": "Identity"},
+    )
+    assert response.status_code == 201
+
+
 def test_json_with_charset_utf8_is_fine(api: Api) -> None:
     response = api.post(
         GRANTS, data=json.dumps(grant_body()), content_type="application/json; charset=UTF-8"
