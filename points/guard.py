@@ -93,9 +93,11 @@ def _declared(container: Mapping[str, Any], where: str) -> dict[str, str]:
                 )
             values[name] = value
     secrets = container.get("secrets") or []
+    if not isinstance(secrets, list):  # ECS refuses it; read as "none", a secret would hide
+        raise GuardInputError(f"{where}: secrets must be a list")
     hidden = [
         s["name"]
-        for s in (secrets if isinstance(secrets, list) else [])
+        for s in secrets
         if isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] in LABELS
     ]
     if hidden:

@@ -154,6 +154,12 @@ def _two_declaring() -> dict:
             [],
             "POINTS_FORMAT_WRITE comes from secrets, which the guard cannot read",
         ),
+        # ECS takes only a list; read as "no secrets", a format variable in it would be unseen
+        (
+            _with_app(secrets={"POINTS_FORMAT_WRITE": "arn:aws:ssm:x"}),
+            [],
+            "secrets must be a list",
+        ),
         (
             {
                 "containerDefinitions": [
