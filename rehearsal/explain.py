@@ -151,7 +151,7 @@ class FiredAlarm:
     """A rollback alarm in ALARM at the decision, with the periods that put it there."""
 
     facts: AlarmFacts
-    value: float | None  # the newest datapoint of the evaluation that fired
+    value: float | None  # the newest breaching datapoint of the evaluation that fired
     breaching: tuple[tuple[float, float], ...]  # (period start, value) in the firing window
     started_at: float | None  # green's first traffic (epoch s)
     first_breach_at: float | None  # the first breaching period's start, in the whole run
@@ -309,6 +309,8 @@ def fired_alarm(
         used = [(s, v) for s, v in firing.datapoints if v is not None]
         used = used[-facts.evaluation_periods :]
         breaching = tuple((s, v) for s, v in used if facts.breaches(v))
+        if breaching:  # the newest breaching value, as CloudWatch's reason for ALARM lists it
+            value = breaching[-1][1]
     first = min(
         (s for e in own for s, v in e.datapoints if v is not None and facts.breaches(v)),
         default=None,

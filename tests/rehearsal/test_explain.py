@@ -77,6 +77,10 @@ def test_the_breaching_periods_are_those_of_the_newest_n_datapoints_the_decision
     fired = explain.fired_alarm(explain.alarm_facts(DEFS)[AVG], evaluations, T, T + 51)
     assert [v for _, v in fired.breaching] == [400.0, 500.0]
     assert "2 of 3 periods of 10 s breached" in fired.line()
+    # 2 of 3 with a newer datapoint under the threshold: the value said is a breaching one
+    late = [_ev(AVG, T + 50, "ALARM", "OK", [12.0, 300.0, 400.0, 120.0])]
+    fired = explain.fired_alarm(explain.alarm_facts(DEFS)[AVG], late, T, T + 51)
+    assert fired.value == 400.0 and "= 400 ms against the threshold > 250 ms" in fired.line()
 
 
 def test_grey_alarms_are_explained_in_words() -> None:
