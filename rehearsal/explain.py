@@ -347,8 +347,8 @@ def grey_reason(facts: AlarmFacts | None, last: Evaluation | None) -> str:
         return (
             f"too few requests for a {stat}: with EvaluateLowSampleCountPercentile=ignore a "
             f"period with too few samples does not change the state ({reason.split(': ', 1)[-1]}),"
-            " so it kept its first state, INSUFFICIENT_DATA, until green's periods had enough "
-            "requests"
+            " so it was still in its first state, INSUFFICIENT_DATA, at the decision: green's "
+            "periods never had enough requests for it"
         )
     if last is None:
         return "never evaluated before the decision (its first period had not ended)"

@@ -104,6 +104,8 @@ def test_grey_alarms_are_explained_in_words() -> None:
     assert set(grey) == {ALB, P90, AVG}  # the error rate was OK
     assert "load balancer" in grey[ALB] and "AWS/ApplicationELB" in grey[ALB]
     assert "a period has 3 samples (< 10)" in grey[P90] and "too few requests" in grey[P90]
+    # grey at the decision: it never had enough (not "until it had enough")
+    assert "still in its first state, INSUFFICIENT_DATA, at the decision" in grey[P90]
     assert "never evaluated" in grey[AVG]
 
 
