@@ -55,14 +55,41 @@ class Evaluation:
     def changed(self) -> bool:
         return self.state != self.previous_state
 
+    def state_value(self) -> float | None:
+        """The value a change of state is shown with, as CloudWatch's state reason shows it
+        ("Threshold Crossed: 1 out of the last 3 datapoints [12.5 (...)] was not greater than
+        the threshold (250.0) (minimum 2 datapoints for ALARM -> OK transition)"): to ALARM the
+        newest breaching datapoint, to OK the newest one that did not breach, i.e. the value
+        that brought it back, not the last breaching one. None when no datapoint did (missing
+        data treated as breaching / not breaching decided). :attr:`value` (the newest datapoint)
+        for any other evaluation."""
+        compare = COMPARISONS.get(self.comparison or "")
+        if (
+            not (self.changed and self.datapoints)
+            or compare is None
+            or self.state not in (ALARM, OK)
+        ):
+            return self.value
+        wanted = self.state == ALARM
+        return next(
+            (
+                v
+                for _, v in reversed(self.datapoints)
+                if v is not None and compare(v, self.threshold) == wanted
+            ),
+            None,
+        )
+
     def value_vs_threshold(self) -> str:
-        """The newest value and the alarm's condition: ``"1523.5 (> 250)"``; ``"no data (> 250)"``
-        without a value; ``""`` for composites and alarms that were not evaluated. The value has
-        enough digits never to look equal to the threshold, or beyond it, when it is not."""
+        """:meth:`state_value` and the alarm's condition: ``"1523.5 (> 250)"``; ``"no data
+        (> 250)"`` without a value; ``""`` for composites and alarms that were not evaluated.
+        The value has enough digits never to look equal to the threshold, or beyond it, when it
+        is not."""
         if self.threshold is None or self.comparison is None:
             return ""
         op = COMPARISON_TEXT.get(self.comparison, self.comparison)
-        shown = "no data" if self.value is None else value_text(self.value, self.threshold)
+        value = self.state_value()
+        shown = "no data" if value is None else value_text(value, self.threshold)
         return f"{shown} ({op} {number_text(self.threshold)})"
 
     def to_dict(self) -> dict[str, Any]:

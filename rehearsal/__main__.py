@@ -30,6 +30,7 @@ from rehearsal.model import (
     Options,
     Outcome,
     cloudwatch_reject_lines,
+    not_a_run_directory,
 )
 from rehearsal.rolling import cli as worker_cli
 from rehearsal.runner import run
@@ -89,6 +90,9 @@ def _unwritable(out: Path) -> str | None:
     """Why the output directory cannot be used (``None`` if it can); creates it."""
     if out.exists() and not out.is_dir():
         return "is not a directory"
+    foreign = not_a_run_directory(out)
+    if foreign:
+        return foreign
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".rehearsal-write-check"
@@ -145,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait after 100%% green before terminating blue, alarms still watched; "
                    "scaled too (default: 60; worker: the rollback alarms' longest evaluation "
                    "window, unscaled)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("out/rehearsal"), metavar="DIR",
+    p.add_argument("--out", type=arguments.out_dir, default=Path("out/rehearsal"), metavar="DIR",
                    help="output directory (default: %(default)s)")  # fmt: skip
     p.add_argument("--expect", choices=OUTCOMES,
                    help="exit 1 unless the outcome is this")  # fmt: skip
@@ -384,7 +388,7 @@ def pipeline_main(argv: list[str]) -> int:
     p.add_argument("--time-scale", type=arguments.time_scale, default=0.75, metavar="X")
     p.add_argument("--bake", type=arguments.bake, default=60.0, metavar="SECONDS",
                    help="bake of stages that do not give their own (scaled)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("out/pipeline"), metavar="DIR")
+    p.add_argument("--out", type=arguments.out_dir, default=Path("out/pipeline"), metavar="DIR")
     p.add_argument("--spec", type=Path, default=DEFAULT_SPEC, metavar="FILE")
     p.add_argument("--rps", type=arguments.rps, default=40.0)
     p.add_argument("--green-limit-rps", type=_green_limit, default=2.0)

@@ -11,6 +11,7 @@ import argparse
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from rehearsal.schedule import MAX_BAKE_S
 
@@ -72,6 +73,14 @@ def integer(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def out_dir(text: str) -> Path:
+    """An output directory: not empty (``--out ""`` is the current directory, where a run would
+    clean and write its files among the user's own)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a directory, got {text!r}")
+    return Path(text)
 
 
 #: Shared by every rehearsal command line.

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deployment time scale, as the rehearsal's (default: %(default)s)")  # fmt: skip
     p.add_argument("--bake", type=arguments.bake, default=60.0, metavar="SECONDS",
                    help="bake time before scaling (default: %(default)s)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("out/compare"), metavar="DIR",
+    p.add_argument("--out", type=arguments.out_dir, default=Path("out/compare"), metavar="DIR",
                    help="output directory (default: %(default)s)")  # fmt: skip
     p.add_argument("--max-minutes", type=arguments.number(0, MAX_MINUTES, above=True), default=60.0, metavar="M",
                    help="refuse a matrix that could last longer (default: %(default)s)")  # fmt: skip

@@ -5,8 +5,8 @@ behind into one typed :class:`Explanation` that the report renders (and
 :func:`alarm_line` gives the console's ROLLBACK message the same sentence):
 
 - the firing alarm's metric, statistic, version, value against the threshold, how many of its
-  periods breached, and the UTC times of green's first traffic, the first breaching period and
-  the decision (from the alarm definitions and the live evaluations);
+  periods breached, and the UTC times of green's first traffic, the first breaching period (its
+  start and end: periods are aligned to the clock) and the decision (from the alarm definitions and the live evaluations);
 - the new version's slowest and failed requests in the breaching periods, each with its span
   breakdown ("1.9 s of 2.0 s waiting in the rate limiter") and its log lines, joined by trace id
   (``traces.jsonl`` and ``<version>.log``);
@@ -151,7 +151,7 @@ class FiredAlarm:
     """A rollback alarm in ALARM at the decision, with the periods that put it there."""
 
     facts: AlarmFacts
-    value: float | None  # the newest datapoint of the evaluation that fired
+    value: float | None  # the newest breaching datapoint of the evaluation that fired
     breaching: tuple[tuple[float, float], ...]  # (period start, value) in the firing window
     started_at: float | None  # green's first traffic (epoch s)
     first_breach_at: float | None  # the first breaching period's start, in the whole run
@@ -175,9 +175,22 @@ class FiredAlarm:
             f"{_OP_TEXT.get(f.comparison, f.comparison)} {threshold}; {len(self.breaching)} of "
             f"{f.evaluation_periods} periods of {f.period_s} s breached "
             f"({f.datapoints_to_alarm} needed); green's first traffic {utc(self.started_at)}, "
-            f"first breaching period {utc(self.first_breach_at)} + {f.period_s} s, decision "
-            f"{utc(self.decided_at)}"
+            f"{self._first_period()}, decision {utc(self.decided_at)}"
         )
+
+    def _first_period(self) -> str:
+        """``first breaching period 08:00:00.0Z - 08:00:10.0Z``: exact bounds. Periods are
+        aligned to the clock (UTC), so the first one usually starts before green's first
+        traffic: it is then said to be the period that traffic fell in, not left to look like
+        a breach before green served anything."""
+        start = self.first_breach_at
+        if start is None:
+            return "no breaching period"
+        end = start + self.facts.period_s
+        text = f"first breaching period {utc(start)} - {utc(end)}"
+        if self.started_at is not None and start < self.started_at < end:
+            text += " (the one green's first traffic fell in: periods are aligned to the clock)"
+        return text
 
 
 @dataclass(frozen=True)
@@ -291,9 +304,13 @@ def fired_alarm(
     value = None
     if firing is not None:
         value = firing.value
-        breaching = tuple(
-            (s, v) for s, v in firing.datapoints if v is not None and facts.breaches(v)
-        )
+        # CloudWatch decides on the newest N real datapoints of its (longer) evaluation range:
+        # an older breach in the range is not one of "the periods that breached"
+        used = [(s, v) for s, v in firing.datapoints if v is not None]
+        used = used[-facts.evaluation_periods :]
+        breaching = tuple((s, v) for s, v in used if facts.breaches(v))
+        if breaching:  # the newest breaching value, as CloudWatch's reason for ALARM lists it
+            value = breaching[-1][1]
     first = min(
         (s for e in own for s, v in e.datapoints if v is not None and facts.breaches(v)),
         default=None,
@@ -330,8 +347,8 @@ def grey_reason(facts: AlarmFacts | None, last: Evaluation | None) -> str:
         return (
             f"too few requests for a {stat}: with EvaluateLowSampleCountPercentile=ignore a "
             f"period with too few samples does not change the state ({reason.split(': ', 1)[-1]}),"
-            " so it kept its first state, INSUFFICIENT_DATA, until green's periods had enough "
-            "requests"
+            " so it was still in its first state, INSUFFICIENT_DATA, at the decision: green's "
+            "periods never had enough requests for it"
         )
     if last is None:
         return "never evaluated before the decision (its first period had not ended)"

@@ -25,6 +25,46 @@ ROLLED_BACK, SUCCEEDED = "rolled_back", "succeeded"
 OUTCOMES = (ROLLED_BACK, SUCCEEDED)
 
 
+#: What a run removes from its ``--out`` before it starts, so that a re-run starts clean (logs
+#: are appended to while running); ``points.db*`` too unless the store lives elsewhere.
+STALE_OUTPUTS = (
+    "*.log", "logs/*.log", "run.json", "result.json", "report.html", "evaluations.jsonl",
+    "traces.jsonl", "requests.jsonl",
+)  # fmt: skip
+STALE_STORE = "points.db*"
+#: Files only a rehearsal writes: a directory holding one (or whose direct subdirectory holds
+#: one: a two-phase run's or a pipeline's stages) is a rehearsal's output, safe to clean.
+RUN_MARKERS = ("run.json", "result.json", "alarms.json", "pipeline.json", "compare.json")
+
+
+def stale_outputs(out: Path, *, store: bool = True) -> list[Path]:
+    """The files a run into ``out`` removes before it starts (see :data:`STALE_OUTPUTS`)."""
+    globs = (*STALE_OUTPUTS, STALE_STORE) if store else STALE_OUTPUTS
+    return [p for g in globs for p in out.glob(g) if p.is_file() or p.is_symlink()]
+
+
+def not_a_run_directory(out: Path) -> str | None:
+    """Why a run must not clean ``out`` (``None`` when it may): it holds files a run would
+    remove (``*.log``, ``points.db``, ``report.html``, ...) but nothing a rehearsal writes, so
+    they are someone else's (``--out /var/log`` would otherwise delete the system's logs)."""
+    try:
+        if not out.is_dir():
+            return None
+        dirs = [out, *(d for d in out.iterdir() if d.is_dir() and not d.is_symlink())]
+        if any((d / m).is_file() for d in dirs for m in RUN_MARKERS):
+            return None
+        theirs = sorted(str(p.relative_to(out)) for p in stale_outputs(out))
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    if not theirs:
+        return None
+    shown = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more" if len(theirs) > 3 else "")
+    return (
+        f"holds {shown} but no rehearsal output ({', '.join(RUN_MARKERS[:3])}): a run would "
+        "remove them; choose a new or empty directory"
+    )
+
+
 @dataclass
 class Options:
     """Everything a rehearsal run needs; the CLI fills it from its arguments."""

@@ -29,7 +29,15 @@ from rehearsal.controller import DRAIN_S, INGEST_LAG_S, Controller
 from rehearsal.harm import user_of
 from rehearsal.judge import JudgeTrigger
 from rehearsal.listener import WeightedListener
-from rehearsal.model import DEFAULT_SPEC, ROOT, SUCCEEDED, Options, Outcome
+from rehearsal.model import (
+    DEFAULT_SPEC,
+    ROOT,
+    SUCCEEDED,
+    Options,
+    Outcome,
+    not_a_run_directory,
+    stale_outputs,
+)
 from rehearsal.progress import Progress
 from rehearsal.report import write_outputs, write_two_phase
 from rehearsal.safety import SafetyReport, check
@@ -226,14 +234,12 @@ def run(options: Options) -> Outcome:
     if not door.ok and not allowed:
         raise OneWayDoor(door.message)
     out = options.out
+    foreign = not_a_run_directory(out)
+    if foreign:
+        raise ValueError(f"output directory {str(out)!r} {foreign}")
     out.mkdir(parents=True, exist_ok=True)
     # A re-run into the same directory starts clean (logs are appended to while running).
-    stale = [*out.glob("*.log"), *out.glob("logs/*.log")]
-    if options.db_path is None:
-        stale += out.glob("points.db*")
-    stale += [out / n for n in ("run.json", "result.json", "report.html", "evaluations.jsonl")]
-    stale += [out / TRACES_FILE, out / "requests.jsonl"]
-    for path in stale:
+    for path in stale_outputs(out, store=options.db_path is None):
         path.unlink(missing_ok=True)
     spec, defs, evaluator, rollback_names = _load_alarms(
         options.spec, (blue.label, green.label), options.alarm_profile
@@ -459,6 +465,9 @@ def run_two_phase(options: Options) -> Outcome:
     in ``out/1-prepare`` and ``out/2-activate``; ``out/result.json`` and ``out/report.html`` sum
     them up. The second data safety check covers the writes acknowledged in both."""
     out = options.out
+    foreign = not_a_run_directory(out)
+    if foreign:
+        raise ValueError(f"output directory {str(out)!r} {foreign}")
     out.mkdir(parents=True, exist_ok=True)
     db_path = options.db_path or out / "points.db"
     if options.db_path is None:

@@ -129,7 +129,8 @@ def _unservable(
             why += f" ({', '.join(records[:3])}{', ...' if len(records) > 3 else ''})"
     report.problems.append(
         f"{user_id}: {report.served_by} cannot serve the balance ({exc.code} {why}); "
-        f"{len(writes)} acknowledged writes cannot be shown, e.g. {acknowledged[0]}"
+        f"{len(writes)} acknowledged write{'s' if len(writes) != 1 else ''} cannot be shown, "
+        f"e.g. {acknowledged[0]}"
     )
 
 

@@ -59,10 +59,28 @@ def test_the_firing_alarm_in_one_sentence_with_counts_and_utc_times() -> None:
     assert line == (
         f"{AVG}: Latency Average of v2 = 1523.5 ms against the threshold > 250 ms; 2 of 3 "
         "periods of 10 s breached (2 needed); green's first traffic 08:00:03.0Z, first breaching "
-        "period 08:00:00.0Z + 10 s, decision 08:00:21.2Z"
+        "period 08:00:00.0Z - 08:00:10.0Z (the one green's first traffic fell in: periods are "
+        "aligned to the clock), decision 08:00:21.2Z"
     )
+    # a first breach in a later period needs no such words; none at all is said so
+    later = explain.alarm_line(AVG, DEFS, evaluations, started_at=T - 5.0, decided_at=T + 21.25)
+    assert "first breaching period 08:00:00.0Z - 08:00:10.0Z, decision" in later
+    quiet = [_ev(AVG, T + 10, "OK", "INSUFFICIENT_DATA", [None, 12.0, 13.0])]
+    assert "no breaching period, decision" in explain.alarm_line(AVG, DEFS, quiet, T + 3, T + 11)
     fired = explain.fired_alarm(explain.alarm_facts(DEFS)[AVG], evaluations, T + 3, T + 21.25)
     assert fired.window == (T, T + 21.25)
+
+
+def test_the_breaching_periods_are_those_of_the_newest_n_datapoints_the_decision_used() -> None:
+    # a range of 5 for N = 3: the oldest breach is outside the 3 datapoints that decided
+    evaluations = [_ev(AVG, T + 50, "ALARM", "OK", [300.0, 12.0, 12.0, 400.0, 500.0])]
+    fired = explain.fired_alarm(explain.alarm_facts(DEFS)[AVG], evaluations, T, T + 51)
+    assert [v for _, v in fired.breaching] == [400.0, 500.0]
+    assert "2 of 3 periods of 10 s breached" in fired.line()
+    # 2 of 3 with a newer datapoint under the threshold: the value said is a breaching one
+    late = [_ev(AVG, T + 50, "ALARM", "OK", [12.0, 300.0, 400.0, 120.0])]
+    fired = explain.fired_alarm(explain.alarm_facts(DEFS)[AVG], late, T, T + 51)
+    assert fired.value == 400.0 and "= 400 ms against the threshold > 250 ms" in fired.line()
 
 
 def test_grey_alarms_are_explained_in_words() -> None:
@@ -86,6 +104,8 @@ def test_grey_alarms_are_explained_in_words() -> None:
     assert set(grey) == {ALB, P90, AVG}  # the error rate was OK
     assert "load balancer" in grey[ALB] and "AWS/ApplicationELB" in grey[ALB]
     assert "a period has 3 samples (< 10)" in grey[P90] and "too few requests" in grey[P90]
+    # grey at the decision: it never had enough (not "until it had enough")
+    assert "still in its first state, INSUFFICIENT_DATA, at the decision" in grey[P90]
     assert "never evaluated" in grey[AVG]
 
 

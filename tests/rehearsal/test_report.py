@@ -124,3 +124,26 @@ def test_emf_cloudwatch_would_reject_is_reported_by_the_run(tmp_path: Path) -> N
     fake = type("O", (), {"result": worker, "exactly_once": None, "details": {},
                           "report_path": tmp_path / "report.html"})()  # fmt: skip
     assert "WARNING: CloudWatch would reject 4 metric values" in worker_summary(fake)
+
+
+def test_a_change_shows_the_value_that_decided_it_as_cloudwatchs_reason_does() -> None:
+    # CloudWatch: "... 1 out of the last 3 datapoints [120.0 (...)] was not greater than the
+    # threshold (250.0) (minimum 2 datapoints for ALARM -> OK transition)": the value that
+    # brought it back, not the last breaching one
+    points = ((T0 - 30, 900.0), (T0 - 20, 120.0), (T0 - 10, 300.0))
+    back = Evaluation(T0, "svc-green-latency-avg", "OK", "ALARM", 300.0, points, "1 of 3",
+                      250.0, "GreaterThanThreshold")  # fmt: skip
+    assert back.value_vs_threshold() == "120 (> 250)"
+    # to ALARM: the newest breaching datapoint, though a newer one did not breach (2 of 3)
+    fired = Evaluation(T0, "svc-green-latency-avg", "ALARM", "OK", 120.0,
+                       ((T0 - 30, 900.0), (T0 - 20, 300.0), (T0 - 10, 120.0)), "2 of 3",
+                       250.0, "GreaterThanThreshold")  # fmt: skip
+    assert fired.value_vs_threshold() == "300 (> 250)"
+    # OK only because missing data counted as not breaching: no datapoint decided it
+    filled = Evaluation(T0, "svc-green-latency-avg", "OK", "INSUFFICIENT_DATA", 257.4,
+                        ((T0 - 30, None), (T0 - 20, None), (T0 - 10, 257.4)), "1 of 1, 2 missing",
+                        250.0, "GreaterThanThreshold")  # fmt: skip
+    assert filled.value_vs_threshold() == "no data (> 250)"
+    assert filled.value == 257.4  # the JSON keeps the newest datapoint
+    page = _page(0.75, None, [back])
+    assert "<td>OK</td><td>120 (&gt; 250)</td>" in page

@@ -159,6 +159,8 @@ def test_a_user_the_survivor_cannot_read_fails_the_check_naming_records(api) -> 
     ]
     assert "cannot serve 1 of the users at all" in report.describe()
     assert report.to_dict()["unservable_count"] == 1
+    one = check(_url(api), "blue", [*WRITES, Write("green", "grant", "u-3", "g-new", 7)])
+    assert "); 1 acknowledged write cannot be shown, e.g. grant g-new" in one.problems[0]
 
 
 def test_each_user_is_read_with_the_users_own_token(api: ThreadingHTTPServer) -> None:
