@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 from alarms import SpecError, load_spec
 from rehearsal import _arguments as arguments
 from rehearsal import schedule as schedules
+from rehearsal.files import write_atomic
 from rehearsal.model import DEFAULT_SPEC, Options
 from rehearsal.supervisor import Interrupted
 
@@ -372,8 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rehearsal compare: a run failed: {exc}", file=sys.stderr)
         return 1
     summary = summarise(rows)
-    (args.out / "compare.json").write_text(
-        json.dumps({"runs": rows, "summary": summary}, indent=2) + "\n"
+    write_atomic(
+        args.out / "compare.json", json.dumps({"runs": rows, "summary": summary}, indent=2) + "\n"
     )
     plot(summary, args.out / "compare.png")
     print()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rehearsal import schedule as schedules
+from rehearsal.files import write_atomic
 from rehearsal.model import ROLLED_BACK, Options, Outcome
 
 #: Stage names become directory names.
@@ -119,7 +120,7 @@ def run_pipeline(
         if result["outcome"] == ROLLED_BACK:
             stopped_at = stage.name
     base.out.mkdir(parents=True, exist_ok=True)
-    (base.out / "pipeline.json").write_text(json.dumps({"stages": rows}, indent=2) + "\n")
+    write_atomic(base.out / "pipeline.json", json.dumps({"stages": rows}, indent=2) + "\n")
     return rows
 
 

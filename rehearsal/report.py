@@ -17,6 +17,7 @@ from urllib.parse import quote
 from alarms import Evaluation, number_text
 from rehearsal import explain as why
 from rehearsal import harm as harms
+from rehearsal.files import write_atomic
 from rehearsal.judge import TRIGGER_NAME as JUDGE_TRIGGER
 from rehearsal.judge import what_fired
 from rehearsal.model import (
@@ -670,7 +671,7 @@ def write_outputs(
     records = timeline.all_records()
     result["harm"] = harms.account(records, details.get("latency_objective_ms") or 250.0)
     harms.write_requests(out / "requests.jsonl", records)
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
 
     evaluations = list(collector.evaluations)
     with (out / "evaluations.jsonl").open("w") as fh:
@@ -690,7 +691,7 @@ def write_outputs(
         "emf_lines": dict(collector.emf_lines),
         "safety": safety.to_dict() if safety else None,
     }
-    (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
+    write_atomic(out / "run.json", json.dumps(details, indent=2, default=str) + "\n")
 
     drain = details.get("drain") or {}
     svg = plot(
@@ -709,11 +710,11 @@ def write_outputs(
     )
     report = out / "report.html"
     files = sorted({*files, "report.html"})
-    report.write_text(
+    write_atomic(
+        report,
         render_html(
             result, details, svg, transitions, _locust_rows(out), files, safety, explanation
         ),
-        encoding="utf-8",
     )
     return Outcome(result=result, report_path=report, safety=safety, details=details)
 
@@ -738,7 +739,7 @@ def write_two_phase(options: Options, outcomes: list[Outcome]) -> Outcome:
         "errors": sum(o.result["errors"] for o in outcomes),
         "phases": phases,
     }
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
     rows = [
         [p["phase"], f"{p['versions'].get('blue')} -> {p['versions'].get('green')}", p["outcome"],
          p["alarm"] or "-", {True: "yes", False: "NO", None: "-"}[p["rollback_safe"]],
@@ -765,9 +766,9 @@ reads what v3 wrote: the rollback is safe. (v3 straight after v1 is the one-way 
 </body></html>
 """
     report = out / "report.html"
-    report.write_text(page, encoding="utf-8")
+    write_atomic(report, page)
     details = {"phases": [o.details for o in outcomes]}
-    (out / "run.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
+    write_atomic(out / "run.json", json.dumps(details, indent=2, default=str) + "\n")
     return Outcome(
         result=result,
         report_path=report,
