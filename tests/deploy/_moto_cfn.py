@@ -51,6 +51,15 @@ def for_moto(
     template = copy.deepcopy(template)
     resources = template["Resources"]
     notes: dict[str, str] = {}
+    for name, parameter in template.get("Parameters", {}).items():
+        if _numeric_pattern(parameter):
+            # CloudFormation converts the text to the number the resource's schema declares
+            # (DesiredCount, ExpirationInDays); moto hands a String parameter over as text.
+            parameter["Type"] = "Number"
+            number = float(parameter["Default"])  # moto converts given values, not defaults
+            parameter["Default"] = int(number) if number.is_integer() else number
+            notes[f"Parameters.{name}"] = "a whole-number String: a Number for moto (no pattern)"
+            parameter.pop("AllowedPattern")
     removed = set()
     for logical_id, resource in list(resources.items()):
         if resource["Type"] not in models:
@@ -127,8 +136,14 @@ def for_moto(
 
 def _numeric_pattern(parameter: dict[str, Any]) -> bool:
     """A String parameter whose AllowedPattern has no letters (digits, '.', '-' and regular
-    expression syntax only) admits only numbers, e.g. the ECS bake times and step percent."""
+    expression syntax only) and whose default is a number admits only numbers, e.g. the ECS bake
+    times and step percent, the desired counts (a CIDR's pattern has no letters either, and no
+    numeric default)."""
     pattern = parameter.get("AllowedPattern")
+    try:
+        float(parameter.get("Default", ""))
+    except ValueError:
+        return False
     return (
         parameter.get("Type") == "String"
         and isinstance(pattern, str)

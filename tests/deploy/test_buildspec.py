@@ -190,3 +190,32 @@ def test_docs_build_commands_force_the_task_platform() -> None:
     for line in builds:
         assert f"--platform {platform}" in line, line
     assert SPEC["env"]["variables"]["IMAGE_PLATFORM"] == platform
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["v" * 65, "-v2", ".v2", "v 2", "v2/x", "v2:x", "v2\nv3", "v2$x", "\u0662", "v2*"],
+)
+def test_a_version_the_revision_or_docker_would_refuse_stops_the_build_before_it_builds(
+    tmp_path: Path, version: str
+) -> None:
+    """APP_VERSION is the image tag: one render_revision.py --version refuses (or Docker does)
+    was built and pushed first, then refused, the immutable tag taken; now nothing is called."""
+    proc, log, work = _run(tmp_path, "missing", variables={"APP_VERSION": version})
+    assert proc.returncode != 0
+    assert "APP_VERSION (the image tag) must be 1-64" in proc.stderr, proc.stderr
+    assert log == [] and not (work / "imageDetail.json").exists()
+
+
+@pytest.mark.parametrize("version", ["v" * 64, "v2", "_v2", "2.0.1-rc_1", "V2"])
+def test_a_version_both_take_is_built_under_that_tag(tmp_path: Path, version: str) -> None:
+    proc, log, _ = _run(tmp_path, "missing", variables={"APP_VERSION": version})
+    assert proc.returncode == 0, proc.stderr
+    [build] = _docker(log, "build")
+    assert build.split(" -t ")[1].split()[0].endswith(f"/points-service:{version}")
+
+
+def test_no_commit_and_no_version_stops_the_build(tmp_path: Path) -> None:
+    proc, log, _ = _run(tmp_path, "missing", variables={"CODEBUILD_RESOLVED_SOURCE_VERSION": ""})
+    assert proc.returncode != 0 and "must be 1-64" in proc.stderr
+    assert log == []
