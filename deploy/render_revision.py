@@ -82,6 +82,10 @@ WIRED_ENV = {
     "AWS_EMF_NAMESPACE": "the rollback alarms watch the metrics' namespace",
     "AWS_EMF_ENVIRONMENT": "the rollback alarms read the EMF lines the awslogs driver ships",
     "PORT": "the target groups, the AppSpec and the task definition use port 8080",
+    "POINTS_STORE": "the task role grants the stack's DynamoDB table only; a store inside the "
+    "task would lose every write when the task stops",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "spans go to the task's collector sidecar on 127.0.0.1:4318",
+    "TMPDIR": "the root file system is read-only; /tmp is the task's only writable volume",
 }
 
 
@@ -146,7 +150,14 @@ def render_taskdef(
     def fill(match: re.Match[str]) -> str:
         return json.dumps(values[match.group(1)])[1:-1]  # JSON-escaped, inside the quotes
 
-    text = _PLACEHOLDER.sub(fill, TASKDEF_TEMPLATE.read_text(encoding="utf-8"))
+    template = TASKDEF_TEMPLATE.read_text(encoding="utf-8")
+    # variables filled from the stack's outputs (POINTS_TABLE, AUTH_*, AWS_REGION, ...)
+    from_stack = {
+        e["name"]: ", ".join(_PLACEHOLDER.findall(e["value"]))
+        for e in json.loads(template)["containerDefinitions"][0]["environment"]
+        if _PLACEHOLDER.search(e["value"])
+    }
+    text = _PLACEHOLDER.sub(fill, template)
     taskdef = json.loads(text)
     app = taskdef["containerDefinitions"][0]
     app["image"] = image
@@ -156,6 +167,11 @@ def render_taskdef(
             raise UsageError("set APP_VERSION with --version, not --set-env")
         if name in WIRED_ENV:
             raise UsageError(f"{name} cannot be set per release: {WIRED_ENV[name]}")
+        if name in from_stack:
+            raise UsageError(
+                f"{name} cannot be set per release: it is the stack's {from_stack[name]} "
+                "(change the stack instead)"
+            )
         environment[name] = value
     app["environment"] = [{"name": k, "value": v} for k, v in environment.items()]
     return taskdef
