@@ -318,13 +318,16 @@ def _run(args: argparse.Namespace) -> int:
     # busy timeout on a locked file) is remembered and ends the run cleanly (exit 0), as it would
     # a moment later, instead of killing the process (SIGTERM: status 143) or printing a
     # KeyboardInterrupt traceback (SIGINT).
-    stop_requested = threading.Event()
+    # The handler takes no lock (no threading.Event): it may interrupt the main thread while it
+    # holds one, even inside this very handler when a second signal lands (a signal to the
+    # process and one to its group), and would then wait for itself forever.
+    signals: list[int] = []  # list.append takes no Python-level lock
     started: list[Any] = []  # the Worker, once it exists
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop_requested.set()
+        signals.append(signum)
         if started:
-            started[0].stop()
+            started[0].request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -354,14 +357,14 @@ def _run(args: argparse.Namespace) -> int:
             if not (isinstance(exc, StorageUnavailable) and exc.transient):
                 raise ConfigError(f"{POINTS_DB_PATH}: {exc}") from None
 
-    if stop_requested.is_set():  # stopped before anything was received: nothing to hand back
+    if signals:  # stopped before anything was received: nothing to hand back
         storage.close()
         return 0
     instrument.configure(slots=config.concurrency)
     worker = Worker(config, storage, rate=rate)
     started.append(worker)
-    if stop_requested.is_set():  # the signal landed while telemetry or the client was set up
-        worker.stop()
+    if signals:  # the signal landed while telemetry or the client was set up
+        worker.request_stop()
     try:
         worker.start()
     except Exception:

@@ -39,6 +39,9 @@ from worker._config import WorkerConfig
 from worker._events import PoisonMessage, parse_event, trace_context
 from worker._sqs import QueueInfo, describe_queue, make_client, queue_depths
 
+#: How often :meth:`Worker.wait` looks for a stop requested by a signal handler, seconds.
+_STOP_POLL_S = 0.1
+
 
 class SimulatedFailure(RuntimeError):
     """Raised by the fault injection knob ``WORKER_SIMULATED_FAILURE_RATE``."""
@@ -100,6 +103,8 @@ class Worker:
         self.stats = Stats()
         self.info: QueueInfo | None = None
         self._stop = threading.Event()
+        #: set by :meth:`request_stop` (a signal handler); :meth:`wait` turns it into ``_stop``
+        self._stop_requested = False
         self._stopped_at: float | None = None
         self._cond = threading.Condition()
         self._held: dict[int, _Held] = {}  # by _Held.key; guarded by _cond
@@ -156,28 +161,43 @@ class Worker:
         )
 
     def stop(self) -> None:
-        """Ask the worker to stop (safe from a signal handler); :meth:`wait` does the rest."""
+        """Ask the worker to stop, from any thread; :meth:`wait` does the rest.
+
+        Not from a signal handler: it takes locks (see :meth:`request_stop`).
+        """
         if self._stopped_at is None:
             self._stopped_at = time.monotonic()
         self._stop.set()
-        with contextlib.suppress(RuntimeError):  # a signal may land while the lock is held
-            if self._cond.acquire(blocking=False):
-                try:
-                    self._cond.notify_all()
-                finally:
-                    self._cond.release()
+        with self._cond:
+            self._cond.notify_all()
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop, from a signal handler: :meth:`wait` (the main thread) stops
+        it within :data:`_STOP_POLL_S`.
+
+        Takes no lock, on purpose. A handler runs in the main thread between two bytecodes of
+        whatever it interrupted; one that took a lock (``Event.set`` does) while the interrupted
+        code held it (the main thread's own ``Event.wait``, or a first handler still inside
+        ``set`` when a second signal lands) would wait for itself forever, and the process
+        would ignore every later SIGTERM.
+        """
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
+        self._stop_requested = True
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stop_requested or self._stop.is_set()
 
     def wait(self) -> bool:
-        """Block until :meth:`stop`, then shut down within ``stop_timeout_s``.
+        """Block until :meth:`stop` or :meth:`request_stop`, then shut down within
+        ``stop_timeout_s``.
 
         Returns True if every held message was finished or released in time.
         """
-        while not self._stop.wait(0.5):
-            pass
+        while not self._stop.wait(_STOP_POLL_S):
+            if self._stop_requested:
+                self.stop()
         return self._shutdown()
 
     def run(self) -> bool:
