@@ -12,7 +12,7 @@ Detection setups (``--detection``):
 * ``judge-only`` - the judge alone.
 
 Every run is a real rehearsal (:func:`rehearsal.run`) of the ``regression`` scenario, one at a
-time; its output goes to ``OUT/<config>-<setup>-<n>/`` (the console lines to ``console.log``).
+time; its output goes to ``OUT/<config>-<setup>-<n>/`` (the console lines to ``console.txt``: not a ``*.log``, which the run cleans at its start).
 The whole comparison is bounded: it prints its longest possible duration before it starts (each
 run lasts at most its schedule, the time-scaled steps and bake, plus start-up and drain), and
 ``--max-minutes`` refuses a matrix that could take longer. Writes ``OUT/compare.json`` and
@@ -294,7 +294,7 @@ def run_cell(config: str, setup: Setup, index: int, args: argparse.Namespace) ->
         alarm_rollback=setup.alarms,
         alarm_profile=setup.profile,
     )
-    with (out / "console.log").open("w") as log, contextlib.redirect_stdout(log):
+    with (out / "console.txt").open("w") as log, contextlib.redirect_stdout(log):
         outcome = run(options)
     r, d = outcome.result, outcome.details
     return {

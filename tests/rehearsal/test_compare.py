@@ -32,6 +32,12 @@ def test_compare_end_to_end_on_a_tiny_matrix(tmp_path: Path) -> None:
     assert row["outcome"] == "rolled_back" and row["trigger"] == "judge"
     assert row["green_percent"] == 50 and row["harmed_requests"] > 0
     run_result = json.loads((Path(row["out"]) / "result.json").read_text())
+    # the run's console lines are kept (a console.log was removed by the run's clean-up, then
+    # refused as someone else's file)
+    assert (
+        "rehearsal: regression with custom:canary:50:20"
+        in (Path(row["out"]) / "console.txt").read_text()
+    )
     assert run_result["harm"]["harmed_requests"] == row["harmed_requests"]
     (cell,) = doc["summary"]
     assert cell["detected"] == 1 and cell["healthy_s"] == 25  # 20 s at 50 %, then a 5 s bake
