@@ -366,10 +366,14 @@ def _run(args: argparse.Namespace) -> int:
     if signals:  # the signal landed while telemetry or the client was set up
         worker.request_stop()
     try:
-        worker.start()
+        started_up = worker.start()
     except Exception:
         instrument.shutdown()
         raise
+    if not started_up:  # a signal while it waited on SQS or the store: nothing was received
+        instrument.shutdown()
+        storage.close()
+        return 0
     clean = worker.wait()
     instrument.shutdown()
     if clean:

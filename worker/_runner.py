@@ -125,17 +125,26 @@ class Worker:
 
     # -- public ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Read the queue's redrive policy, then start receiving (raises if the queue is missing)."""
-        self.info = describe_queue(self.client, self.config.queue_url)
+    def start(self) -> bool:
+        """Read the queue's redrive policy, then start receiving (raises if the queue is missing).
+
+        Returns False, having started nothing, when a stop was requested first, also while it
+        waited on SQS or the store: an endpoint that accepts and never answers holds a call for
+        its read timeout and retries (minutes), and a SIGTERM must not wait for that."""
+        info = self._unless_stopped(describe_queue, self.client, self.config.queue_url)
+        if info is None:
+            return False
+        self.info = info
         try:
             # Touch the store once before the pool starts: this creates the schema (SQLite) from
             # one thread instead of ten racing for it, and says early if it is unreachable.
-            self.service.storage.ping()
+            self._unless_stopped(self.service.storage.ping)
         except Exception as exc:
             instrument.log.error(
                 "points store unavailable at start-up (jobs will fail and be retried): %s", exc
             )
+        if self.stopping:
+            return False
         if self.info.max_receive_count is None:
             instrument.log.warning(
                 "queue has no redrive policy: poison messages will be retried forever "
@@ -159,6 +168,30 @@ class Worker:
                 "batch_size": self.config.batch_size,
             },
         )
+        return True
+
+    def _unless_stopped(self, call: Any, *args: Any) -> Any:
+        """``call(*args)`` in a helper thread while this one watches for a stop request (every
+        :data:`_STOP_POLL_S`); its result, its exception re-raised, or None when a stop came
+        first (the call is abandoned: a daemon thread that ends with its own timeout)."""
+        done = threading.Event()
+        out: list[Any] = [None, None]
+
+        def target() -> None:
+            try:
+                out[0] = call(*args)
+            except BaseException as exc:  # handed to the caller
+                out[1] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name="worker-start", daemon=True).start()
+        while not done.wait(_STOP_POLL_S):
+            if self.stopping:
+                return None
+        if out[1] is not None:
+            raise out[1]
+        return out[0]
 
     def stop(self) -> None:
         """Ask the worker to stop, from any thread; :meth:`wait` does the rest.
@@ -201,7 +234,8 @@ class Worker:
         return self._shutdown()
 
     def run(self) -> bool:
-        self.start()
+        if not self.start():
+            return True  # stopped before it received anything: nothing to hand back
         return self.wait()
 
     # -- shutdown ----------------------------------------------------------------------------

@@ -439,3 +439,33 @@ def test_a_signal_during_start_up_exits_0_without_a_traceback(
         assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err.decode()[-2000:]
     finally:
         locker.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_start_up_waits_on_a_silent_endpoint_exits_0_at_once(
+    signum: int, db_path: Path, aws_env: dict[str, str]
+) -> None:
+    """An SQS endpoint that accepts connections and never answers holds the start-up's queue
+    read for the client's read timeout and retries (30 s x 3 attempts). Before the fix the
+    signal was only noted meanwhile: the worker exited 1 after ~120 s (ECS SIGKILLs at 30 s);
+    now start-up watches for a stop while it waits (found by review r25)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
+    listener.settimeout(30)
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    env = worker_env(
+        {**aws_env, "AWS_ENDPOINT_URL": endpoint}, f"{endpoint}/123456789012/q", db_path
+    )
+    conn = None
+    try:
+        with child(WORKER_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            conn, _ = listener.accept()  # the worker is in its start-up call now
+            os.kill(proc.pid, signum)
+            _out, err = proc.communicate(timeout=20)
+    finally:
+        if conn is not None:
+            conn.close()
+        listener.close()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"Traceback" not in err, err.decode()[-2000:]
