@@ -107,6 +107,16 @@ def test_create_table_cli_bad_settings_are_one_line(
     assert proc.stderr.startswith(f"create-table: {message}") and proc.stderr.count("\n") == 1
 
 
+def _create_table_against(aws_env: dict[str, str], port: int) -> subprocess.CompletedProcess:
+    """``create-table`` against an endpoint on 127.0.0.1:``port``; asserts one line, exit 2."""
+    env = {**aws_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    cmd = [sys.executable, "-m", "points.storage.dynamodb", "create-table", "--table", "tbl"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("create-table: ") and proc.stderr.count("\n") == 1
+    return proc
+
+
 def test_create_table_cli_against_an_endpoint_that_is_not_dynamodb_is_one_line(
     aws_env: dict[str, str],
 ) -> None:
@@ -121,15 +131,11 @@ def test_create_table_cli_against_an_endpoint_that_is_not_dynamodb_is_one_line(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        env = {**aws_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}"}
-        cmd = [sys.executable, "-m", "points.storage.dynamodb", "create-table", "--table", "tbl"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+        proc = _create_table_against(aws_env, server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("create-table: ") and proc.stderr.count("\n") == 1
     assert "501" in proc.stderr and len(proc.stderr) <= 320
 
 
@@ -304,11 +310,7 @@ def test_create_table_cli_against_a_silent_endpoint_ends_with_one_line(
 
     listener = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
     try:
-        env = {**aws_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{listener.getsockname()[1]}"}
-        cmd = [sys.executable, "-m", "points.storage.dynamodb", "create-table", "--table", "tbl"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=50, env=env)
+        proc = _create_table_against(aws_env, listener.getsockname()[1])
     finally:
         listener.close()
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("create-table: ") and proc.stderr.count("\n") == 1
     assert "timeout" in proc.stderr.lower()
