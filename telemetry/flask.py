@@ -69,6 +69,8 @@ _TRACESTATE_KEY = "HTTP_TRACESTATE"
 #: "200 " -> 200 for every valid status code (RFC 9110, section 15: three digits, 100-599):
 #: one dict look-up per response, and nothing else (non-ASCII digits, "1000", "0 abc") passes
 _STATUS_CODES = {f"{code} ": code for code in range(100, 600)}
+#: statuses whose response has no body (RFC 9110, 6.4.1): never a streamed one
+_NO_BODY = frozenset((*range(100, 200), 204, 304))
 _WERKZEUG_REQUEST = _context.WERKZEUG_REQUEST
 _MAX_PENDING = _metrics.MAX_PENDING
 _Scope = _context.Scope
@@ -231,8 +233,6 @@ class _Middleware:
                 span, ctx_token = self._start_span(spans, environ, method)
                 scope.span_context = span[0]
 
-            sizes = self.access_log is not False  # the body size only matters to access lines
-
             def _start_response(status: str, headers: list, exc_info: Any = None) -> Any:
                 code = _STATUS_CODES.get(status[:4]) if type(status) is str else None
                 resp[0] = code if code is not None else status_code(status)
@@ -250,17 +250,18 @@ class _Middleware:
                 try:
                     if type(headers) is not list:  # WSGI asks for a list; servers take any
                         headers = list(headers)
-                    if sizes:  # werkzeug puts it last, spelt so: look there first
-                        last = headers[-1] if headers else ("", None)
-                        if last[0] == "Content-Length":
-                            resp[1] = last[1]
-                        else:
-                            for k, v in headers:
-                                if k == "Content-Length" or (
-                                    len(k) == 14 and k.lower() == "content-length"
-                                ):
-                                    resp[1] = v
-                                    break
+                    # the size: for access lines, and no size is how a streamed body shows
+                    # (werkzeug puts it last, spelt so: look there first)
+                    last = headers[-1] if headers else ("", None)
+                    if last[0] == "Content-Length":
+                        resp[1] = last[1]
+                    else:
+                        for k, v in headers:
+                            if k == "Content-Length" or (
+                                len(k) == 14 and k.lower() == "content-length"
+                            ):
+                                resp[1] = v
+                                break
                     # an app's own X-Request-Id (any spelling) is kept, not doubled
                     if _REQUEST_ID_NAMES.isdisjoint(map(_name, headers)):
                         headers.append(("X-Request-Id", rid))
@@ -276,83 +277,117 @@ class _Middleware:
                 scope.environ = None
             return self.wsgi_app(environ, start_response)
         error: BaseException | None = None
+        streamed = False
         try:
             body = self.wsgi_app(environ, _start_response)
             if resp[0] is None:  # an app that starts its response as its body is iterated
                 body = _started(body, resp)
+            if (
+                resp[1] is None
+                and type(body) is not list
+                and type(body) is not tuple
+                and resp[0] not in _NO_BODY
+                and environ.get("REQUEST_METHOD") != "HEAD"
+            ):
+                # no Content-Length and a body still to be produced (a generator,
+                # stream_with_context): the request ends when the server closes the body
+                streamed = True
+                return _Streamed(
+                    body, self, t0, resp, scope, span, spans, method, original, path, script, rid
+                )
             return body
         except BaseException as exc:
             error = exc
             resp[0] = 500
             raise
         finally:
-            try:
-                ms = (perf_counter() - t0) * 1000.0
-                status = resp[0]
-                route = scope.route or _context.route_of(scope) or catalog.UNMATCHED_ROUTE
-                # Aggregator.record_request, inline (a call per request)
-                agg = _runtime.state.aggregator or _runtime.aggregator()
-                pending = agg.pending
-                pending.append((agg.clock(), route, status, ms))
-                if agg.flush_thread is None or len(pending) > _MAX_PENDING:
-                    agg.after_record()
-                if span is not None or self.access_log is not False:
-                    if script:  # mounted (DispatcherMiddleware) or served under a prefix
-                        path = script + path
-                    if not path.isascii():
-                        # WSGI hands the path over as latin-1 text of the raw bytes: show what
-                        # the client sent (UTF-8, as werkzeug routes it), not mojibake.
-                        path = path.encode("latin-1", "replace").decode("utf-8", "replace")
-                    sample = self._settings.access_log_sample
-                    if self.access_log is not False and (
-                        status >= 400 or sample >= 1.0 or random.random() < sample
-                    ):
-                        self._log(
-                            method,
-                            original,
-                            path,
-                            route,
-                            status,
-                            ms,
-                            resp[1],
-                            scope.attributes,
-                            error,
-                            rid,
-                            span[0] if span is not None else None,
-                        )
-                    if span is not None and span[2]:
-                        attributes = {
-                            "http.request.method": method,
-                            "http.route": route,
-                            "url.path": path,
-                            "http.response.status_code": status,
-                        }
-                        if original is not None:
-                            attributes["http.request.method_original"] = original
-                        if scope.attributes:
-                            for k, v in scope.attributes.items():
-                                attributes.setdefault(k, v)
-                        spans.end(  # type: ignore[union-attr]
-                            f"{'HTTP' if method == OTHER_METHOD else method} {route}",
-                            span[0],
-                            span[1],
-                            _SERVER,
-                            span[3],
-                            attributes,
-                            error,
-                            status >= 500,
-                        )
-            except Exception as exc:
-                _errors.record("internal", repr(exc))
+            if not streamed:
+                self._end(t0, resp, scope, span, spans, method, original, path, script, rid, error)
             try:
                 if ctx_token is not None:
                     if self._context_var is not None:
                         self._context_var.reset(ctx_token)
                     else:
                         otel_context.detach(ctx_token)
-                scope.environ = None  # no reference cycle: the environ holds the scope
+                if not streamed:
+                    scope.environ = None  # no reference cycle: the environ holds the scope
             except Exception as exc:  # e.g. a response finished in another context
                 _errors.record("internal", repr(exc))
+
+    def _end(
+        self,
+        t0: float,
+        resp: list,
+        scope: _context.Scope,
+        span: tuple | None,
+        spans: _tracing.ServerSpans | None,
+        method: str,
+        original: str | None,
+        path: str,
+        script: str | None,
+        rid: str,
+        error: BaseException | None,
+    ) -> None:
+        """Record the request that began at ``t0`` (``perf_counter``) and ends now: its RED
+        metrics, access line and server span. Never raises."""
+        try:
+            ms = (perf_counter() - t0) * 1000.0
+            status = resp[0]
+            route = scope.route or _context.route_of(scope) or catalog.UNMATCHED_ROUTE
+            # Aggregator.record_request, inline (a call per request)
+            agg = _runtime.state.aggregator or _runtime.aggregator()
+            pending = agg.pending
+            pending.append((agg.clock(), route, status, ms))
+            if agg.flush_thread is None or len(pending) > _MAX_PENDING:
+                agg.after_record()
+            if span is not None or self.access_log is not False:
+                if script:  # mounted (DispatcherMiddleware) or served under a prefix
+                    path = script + path
+                if not path.isascii():
+                    # WSGI hands the path over as latin-1 text of the raw bytes: show what
+                    # the client sent (UTF-8, as werkzeug routes it), not mojibake.
+                    path = path.encode("latin-1", "replace").decode("utf-8", "replace")
+                sample = self._settings.access_log_sample
+                if self.access_log is not False and (
+                    status >= 400 or sample >= 1.0 or random.random() < sample
+                ):
+                    self._log(
+                        method,
+                        original,
+                        path,
+                        route,
+                        status,
+                        ms,
+                        resp[1],
+                        scope.attributes,
+                        error,
+                        rid,
+                        span[0] if span is not None else None,
+                    )
+                if span is not None and span[2]:
+                    attributes = {
+                        "http.request.method": method,
+                        "http.route": route,
+                        "url.path": path,
+                        "http.response.status_code": status,
+                    }
+                    if original is not None:
+                        attributes["http.request.method_original"] = original
+                    if scope.attributes:
+                        for k, v in scope.attributes.items():
+                            attributes.setdefault(k, v)
+                    spans.end(  # type: ignore[union-attr]
+                        f"{'HTTP' if method == OTHER_METHOD else method} {route}",
+                        span[0],
+                        span[1],
+                        _SERVER,
+                        span[3],
+                        attributes,
+                        error,
+                        status >= 500,
+                    )
+        except Exception as exc:
+            _errors.record("internal", repr(exc))
 
     def _start_span(self, spans: _tracing.ServerSpans, environ: dict, method: str) -> tuple:
         """(the span's ``(context, parent context, record, start ns)``, the context token)."""
@@ -447,8 +482,11 @@ class _Middleware:
             (type(error), error, error.__traceback__) if error is not None else None,
         )
         record.telemetry = fields
-        # Flask has ended the request: its scope is no longer found through it
-        token = _context.current.set(_context.Scope(rid))
+        # Flask has ended the request: its scope is no longer found through it, and the span
+        # of a streamed body is no longer the current one
+        scope = _context.Scope(rid)
+        scope.span_context = sc
+        token = _context.current.set(scope)
         try:
             _access.handle(record)
         finally:
@@ -477,6 +515,60 @@ def _started(body: Iterable[bytes], resp: list) -> Iterable[bytes]:
     if resp[0] is None:
         resp[0] = 500
     return ClosingIterator(itertools.chain(head, it), getattr(body, "close", None))
+
+
+class _Streamed:
+    """A streamed body (no ``Content-Length``: a generator, ``stream_with_context``) handed
+    to the server: its request is recorded (RED metrics, access line, span) when the server
+    closes it (PEP 3333: a server calls ``close()`` whatever happened, a client gone
+    included), so its duration covers producing the body; an exception raised while it is
+    produced makes it a 500 (the client got a cut body). Items pass through unchanged."""
+
+    __slots__ = ("_body", "_done", "_end", "_error", "_it")
+
+    def __init__(self, body: Iterable[bytes], middleware: _Middleware, *state: Any) -> None:
+        self._body = body
+        self._it = iter(body)
+        self._end = (middleware, state)
+        self._error: BaseException | None = None
+        self._done = False
+
+    def __iter__(self) -> _Streamed:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+            raise
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._done:  # close() twice: recorded once
+            return
+        self._done = True
+        middleware, (t0, resp, scope, span, spans, method, original, path, script, rid) = self._end
+        if self._error is not None and not isinstance(self._error, GeneratorExit):
+            resp[0] = 500
+        middleware._end(
+            t0, resp, scope, span, spans, method, original, path, script, rid, self._error
+        )
+        scope.environ = None
 
 
 def _note_route(sender: object, **extra: object) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import flask
 
@@ -36,6 +37,21 @@ def noise(n: int) -> dict[str, int]:
     for i in range(min(n, 10_000)):
         log.info("noise %d %s", i, "x" * 1000)
     return {"lines": n}
+
+
+@app.get("/stream/<int:n>")
+def stream(n: int) -> flask.Response:
+    """``n`` chunks, 100 ms apart; ``n`` of 0 fails after its first chunk."""
+
+    def body():  # type: ignore[no-untyped-def]
+        yield "start;"
+        if n == 0:
+            raise OSError("the upstream went away")
+        for i in range(min(n, 50)):
+            time.sleep(0.1)
+            yield f"{i};"
+
+    return flask.Response(body(), mimetype="text/plain")
 
 
 @app.get("/stats")

@@ -464,3 +464,130 @@ def test_a_response_started_again_with_exc_info_has_the_size_of_its_last_headers
     assert status.startswith("503") and ("X-Request-Id", "a-1") in headers
     (line,) = access_lines(tel)
     assert (line["status"], line["bytes"]) == (503, None)
+
+
+class _Clock:
+    """A ``perf_counter`` the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _streaming_app(clock: _Clock, **options: bool) -> flask.Flask:
+    app = flask.Flask("streaming")
+
+    @app.get("/chunks/<int:n>")
+    def chunks(n: int) -> flask.Response:
+        @flask.stream_with_context
+        def body() -> Iterator[str]:
+            for i in range(n):
+                clock.now += 0.25  # each chunk takes 250 ms to produce
+                telemetry.annotate(chunks=i + 1)
+                yield f"{i};"
+
+        return flask.Response(body(), mimetype="text/plain")
+
+    @app.get("/broken")
+    def broken() -> flask.Response:
+        def body() -> Iterator[str]:
+            yield "first;"
+            clock.now += 1.5
+            raise OSError("the upstream went away")
+
+        return flask.Response(body())
+
+    @app.get("/sized")
+    def sized() -> flask.Response:
+        clock.now += 0.01
+        return flask.Response(["ab", "cd"], headers={"Content-Length": "4"})
+
+    return instrument(app, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"access_log": False, "tracing": False}], ids=["full", "red-only"]
+)
+def test_a_streamed_response_is_recorded_when_the_server_closes_it(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch, options: dict[str, bool]
+) -> None:
+    # (open-telemetry/opentelemetry-python-contrib#3401: a server span and a latency that end
+    # when the view returns, before the body exists.) Latency, the access line and the span
+    # cover producing the body, and what the body annotates reaches the line and the span.
+    clock = _Clock()
+    monkeypatch.setattr("telemetry.flask.perf_counter", clock)
+    client = _streaming_app(clock, **options).test_client()
+    r = client.get("/chunks/4")
+    assert r.data == b"0;1;2;3;"
+    assert total(tel.emf(), "Requests") == 0  # served, not closed yet: not recorded yet
+    r.close()
+    r.close()  # a second close records nothing more
+    lines = tel.emf()
+    assert total(lines, "Requests", Route="/chunks/<int:n>") == 1
+    assert samples(lines, "Latency", Route="/chunks/<int:n>") == [pytest.approx(1000.0)]
+    if options:
+        assert access_lines(tel) == [] and tel.spans() == []
+        return
+    (line,) = access_lines(tel)
+    assert (line["status"], line["duration_ms"], line["bytes"], line["chunks"]) == (
+        200,
+        1000.0,
+        None,
+        4,
+    )
+    assert line["request_id"] == r.headers["X-Request-Id"]
+    (span,) = tel.spans()
+    assert span.attributes["chunks"] == 4
+    assert span.end_time >= span.start_time and span.status.is_ok
+
+
+def test_a_streamed_response_that_fails_midway_is_a_server_error(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the client got "200" and a cut body: the server failed the request, and the alarms on
+    # server errors must see it
+    clock = _Clock()
+    monkeypatch.setattr("telemetry.flask.perf_counter", clock)
+    app = _streaming_app(clock)
+    environ = EnvironBuilder(path="/broken").get_environ()
+    sent: list[str] = []
+    body = app.wsgi_app(environ, lambda status, headers, exc_info=None: sent.append(status))
+    it = iter(body)
+    assert next(it) == b"first;"
+    with pytest.raises(OSError, match="went away"):
+        next(it)
+    body.close()  # type: ignore[attr-defined]
+    assert sent == ["200 OK"]
+    lines = tel.emf()
+    assert total(lines, "ServerErrors", Route="/broken") == 1
+    assert samples(lines, "Latency", Route="/broken") == [pytest.approx(1500.0)]
+    (line,) = access_lines(tel)
+    assert (line["status"], line["level"]) == (500, "ERROR")
+    assert "went away" in line["exception"]
+    (span,) = tel.spans()
+    assert span.status.status_code == trace.StatusCode.ERROR
+    assert span.attributes["http.response.status_code"] == 500
+
+
+def test_a_response_with_a_size_or_no_body_is_recorded_when_the_app_returns(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what is not streamed is recorded at once, as before (a server may never iterate a body
+    # it does not send): a Content-Length, a HEAD, a 204/304/1xx
+    clock = _Clock()
+    monkeypatch.setattr("telemetry.flask.perf_counter", clock)
+    app = _streaming_app(clock)
+
+    @app.get("/empty")
+    def empty() -> tuple[str, int]:
+        return "", 204
+
+    client = app.test_client()
+    client.get("/sized")  # never closed
+    client.head("/chunks/2")
+    client.get("/empty")
+    statuses = [(x["route"], x["status"]) for x in access_lines(tel)]
+    assert statuses == [("/sized", 200), ("/chunks/<int:n>", 200), ("/empty", 204)]
+    assert total(tel.emf(), "Requests") == 3

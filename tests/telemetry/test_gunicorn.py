@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import time
 import urllib.request
@@ -87,3 +89,37 @@ def test_requests_counted_exactly_once_across_workers(tmp_path: Path, preload: b
     # each worker exported its own spans after fork: every request's span, once
     assert stderr_text.count('"name": "GET /items/<item_id>"') == n_first + n_second
     assert "TelemetryErrors" not in out.read_text()
+
+
+def test_a_streamed_response_is_measured_until_its_last_chunk(tmp_path: Path) -> None:
+    # a real server closes the body after its last chunk (or after a failure): the request's
+    # latency, access line and span end then, and a body that fails midway is a server error
+    out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    env = {"WORKERS": "1", "OTEL_TRACES_EXPORTER": "console", "TELEMETRY_FLUSH_INTERVAL_S": "1"}
+    with (
+        out.open("w") as stdout,
+        err.open("w") as stderr,
+        gunicorn(
+            app="tests.telemetry.gunicorn_app:app",
+            config="tests/telemetry/gunicorn_conf.py",
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        ) as (base, _proc),
+    ):
+        with urllib.request.urlopen(f"{base}/stream/5", timeout=10) as r:
+            assert r.read() == b"start;0;1;2;3;4;"
+        with urllib.request.urlopen(f"{base}/stream/0", timeout=10) as r:
+            assert r.status == 200  # sent before the body failed
+            with contextlib.suppress(http.client.IncompleteRead):
+                r.read()
+    lines = [json.loads(x) for x in out.read_text().splitlines() if x.startswith("{")]
+    access = {x["path"]: x for x in lines if x.get("logger") == "telemetry.access"}
+    assert access["/stream/5"]["status"] == 200
+    assert access["/stream/5"]["duration_ms"] >= 500  # five chunks, 100 ms apart (sleeps)
+    assert (access["/stream/0"]["status"], access["/stream/0"]["level"]) == (500, "ERROR")
+    emf = [x for x in lines if "_aws" in x and "Requests" in x]
+    assert sum(x.get("ServerErrors", 0) for x in emf) == 1
+    assert max(v for x in emf for v in x["Latency"]["Values"]) >= 500
+    spans = err.read_text()
+    assert '"name": "GET /stream/<int:n>"' in spans and '"status_code": "ERROR"' in spans

@@ -71,12 +71,13 @@ def test_every_line_of_a_request_carries_its_id_hooks_and_copied_contexts_includ
 
 def test_a_body_streamed_with_the_request_context_logs_with_its_id(tel: Tel) -> None:
     client = _app().test_client()
-    r = client.get("/stream")
-    assert r.data == b"a"
+    with client.get("/stream") as r:  # recorded when the body is closed, as a server does
+        assert r.data == b"a"
     (line,) = [x for x in tel.logs() if x.get("message") == "streaming"]
     assert line["request_id"] == r.headers["X-Request-Id"]
     # the body runs after the WSGI call returned (the server span's context is detached by
-    # then): its lines still carry the request's trace and server span, as its access line
+    # then, the span still open): its lines carry the request's trace and server span, as
+    # its access line
     (access,) = [x for x in tel.logs() if x["logger"] == "telemetry.access"]
     assert "trace_id" in access
     assert (line.get("trace_id"), line.get("span_id")) == (access["trace_id"], access["span_id"])
