@@ -685,7 +685,7 @@ def test_composites_without_metric_alarms_are_evaluated_every_minute() -> None:
                 },
             ),
             "150 values",
-        ),  # fmt: skip
+        ),
         (
             emf(T0, {"Latency": {"Values": [500], "Sum": 1e300, "Count": 1, "Min": 1, "Max": 1}}),
             "2^360",
