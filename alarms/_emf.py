@@ -24,6 +24,11 @@ Samples = list[tuple[float, float]]  # (value, count)
 _MAX = _rules.MAX_VALUE
 _TINY = _rules.MIN_MAGNITUDE
 MAX_DIMENSIONS_PER_METRIC = _rules.MAX_DIMENSIONS_PER_METRIC
+#: The EMF specification: at most 100 MetricDefinitions per directive (CloudWatch extracts no
+#: metric from a document with more: EMFValidationErrors) and 100 values per metric.
+MAX_METRICS_PER_DIRECTIVE = _rules.MAX_METRICS_PER_DIRECTIVE
+MAX_VALUES_PER_METRIC = _rules.MAX_VALUES_PER_METRIC
+MAX_EVENT_BYTES = _rules.MAX_LOG_EVENT_BYTES
 
 
 def _accepted(v: float) -> bool:
@@ -38,37 +43,54 @@ def decode_line(line: str | bytes) -> dict[str, Any] | None:
     the EMF JSON (``filter-log-events``/subscription shape); and a line prefixed by a timestamp
     and a tab or space (the S3 export shape).
     """
+    return decode_event(line)[0]
+
+
+def decode_event(line: str | bytes) -> tuple[dict[str, Any] | None, bool]:
+    """``(the EMF object in line or None, whether its log event is larger than CloudWatch Logs
+    takes)``: :func:`decode_line` plus the size of the event that holds the EMF JSON (the line,
+    or an export record's ``message``) against :data:`MAX_EVENT_BYTES`."""
     if isinstance(line, bytes):
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError:
-            return None
+            return None, False
     if "_aws" not in line:  # cheap: JSON logs and other lines are not parsed at all
-        return None
+        return None, False
     text = line.strip()
     if not text:
-        return None
+        return None, False
     if text[0] != "{":
         brace = text.find("{")
         if brace < 0:
-            return None
+            return None, False
         text = text[brace:]
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
-        return None
+        return None, False
     if not isinstance(obj, dict):
-        return None
+        return None, False
     if "_aws" in obj:
-        return obj
+        return obj, _too_large(text)
     message = obj.get("message")
     if isinstance(message, str) and "_aws" in message:
         try:
             inner = json.loads(message)
         except (ValueError, RecursionError):
-            return None
-        return inner if isinstance(inner, dict) and "_aws" in inner else None
-    return None
+            return None, False
+        if isinstance(inner, dict) and "_aws" in inner:
+            return inner, _too_large(message)
+    return None, False
+
+
+def _too_large(text: str) -> bool:
+    """True if ``text`` is more UTF-8 bytes than one CloudWatch Logs event holds; encoded only
+    when its length leaves it in doubt (a character is 1 to 4 bytes)."""
+    n = len(text)
+    if n * 4 <= MAX_EVENT_BYTES:
+        return False
+    return n > MAX_EVENT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES
 
 
 def _stat_set(value: dict[str, Any]) -> tuple[float, float, float, float] | bool | None:
@@ -98,6 +120,8 @@ def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | No
     if isinstance(value, int | float):
         return ([(float(value), 1.0)], None) if _accepted(value) else None
     if isinstance(value, list):
+        if len(value) > MAX_VALUES_PER_METRIC:
+            return None
         out = []
         top, tiny = _MAX, _TINY
         for v in value:
@@ -121,7 +145,11 @@ def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | No
     counts = value.get("Counts")
     if counts is None:
         counts = [1.0] * len(values)
-    if not isinstance(counts, list) or len(counts) != len(values):
+    if (
+        not isinstance(counts, list)
+        or len(counts) != len(values)
+        or len(values) > MAX_VALUES_PER_METRIC
+    ):
         return None
     out = []
     top, tiny = _MAX, _TINY
@@ -142,10 +170,13 @@ def samples(value: Any) -> tuple[Samples, tuple[float, float, float, float] | No
 
 
 def value_rejection(value: Any) -> str | None:
-    """Why CloudWatch would reject a metric value that :func:`samples` refused: NaN, infinite or
-    beyond 2^360 (``telemetry.cloudwatch_rules.value_problem``); ``None`` when the value is
+    """Why CloudWatch would reject a metric value that :func:`samples` refused: an array of more
+    than 100 values, NaN, infinite or beyond 2^360 (``telemetry.cloudwatch_rules.value_problem``); ``None`` when the value is
     malformed for another reason (wrong type, counts that do not match), not a CloudWatch limit.
     Only called for refused values, so the hot path pays nothing for it."""
+    array = value.get("Values") if isinstance(value, dict) else value
+    if isinstance(array, list) and len(array) > MAX_VALUES_PER_METRIC:
+        return f"{len(array)} values (the EMF specification: at most {MAX_VALUES_PER_METRIC})"
     if isinstance(value, dict):
         items = list(value.get("Values") or []) if isinstance(value.get("Values"), list) else []
         items += [value.get(k) for k in ("Count", "Sum", "Min", "Max")]

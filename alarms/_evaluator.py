@@ -22,6 +22,10 @@ from ._rules import ALARM, COMPARISON_TEXT, COMPARISONS, INSUFFICIENT, OK, decid
 from ._store import PERCENTILE_METHODS, Query
 
 MAX_DIMENSIONS_PER_METRIC = _emf.MAX_DIMENSIONS_PER_METRIC
+_EVENT_TOO_LARGE = (
+    f"a log event of more than {_emf.MAX_EVENT_BYTES} bytes (CloudWatch Logs takes at most 1 MB"
+    " per event); CloudWatch extracts no metric from the line"
+)
 
 #: Distinct rejection reasons kept (the rest are counted together): hostile input cannot grow it.
 _MAX_REJECTION_KINDS = 50
@@ -193,6 +197,8 @@ class Evaluator:
             raise ValueError(f"duplicate alarm name {dup!r}")
         self._states: dict[str, str] = dict.fromkeys(names, INSUFFICIENT)
         self._ns_seen: set[str] = set()
+        #: line numbers of the recording being ingested whose event is too large (see ingest)
+        self._oversized: set[int] = set()
         self._start = start
         self._next: int | None = None
         self._last_tick: int | None = None
@@ -209,10 +215,12 @@ class Evaluator:
         non-EMF or bad lines). Its timestamp is checked on its own (a number of milliseconds from
         1970 to 9999), not against other lines: see :meth:`ingest` for a recording."""
         self.stats["lines"] += 1
-        obj = _emf.decode_line(line)
+        obj, too_large = _emf.decode_event(line)
         if obj is None:
             self.stats["bad_lines"] += 1
             return 0
+        if too_large:
+            return self._reject_document(obj, _EVENT_TOO_LARGE, None)
         return self.ingest_record(obj)
 
     def ingest(self, lines: Iterable[str | bytes], source: str = "input") -> int:
@@ -225,7 +233,12 @@ class Evaluator:
         its own call: lines are judged by lines of the same recording."""
         read = 0
         for (line_no, obj), problem in _timestamps.screen(self._timestamped(lines)):
-            if obj is not None:
+            if obj is None:
+                continue
+            if line_no in self._oversized:
+                self._oversized.discard(line_no)
+                self._reject_document(obj, _EVENT_TOO_LARGE, (source, line_no))
+            else:
                 read += self._ingest(obj, problem, (source, line_no))
         return read
 
@@ -234,10 +247,13 @@ class Evaluator:
     ) -> Iterator[tuple[tuple[int, dict[str, Any] | None], float | None]]:
         for line_no, line in enumerate(lines, 1):
             self.stats["lines"] += 1
-            obj = _emf.decode_line(line)
+            obj, too_large = _emf.decode_event(line)
             if obj is None:
                 self.stats["bad_lines"] += 1
                 yield (line_no, None), None
+            elif too_large:  # CloudWatch Logs never takes it: no time to judge others by
+                self._oversized.add(line_no)
+                yield (line_no, obj), None
             else:
                 yield (line_no, obj), _emf.timestamp_s(obj)
 
@@ -253,6 +269,22 @@ class Evaluator:
         raw, problem = _emf.timestamp_ms(obj)  # type: ignore[arg-type]
         if problem is not None or age_problem is not None:
             return self._reject_line(obj, raw, problem, age_problem, where)
+        crowded = next(
+            (
+                len(m)
+                for d in _emf.directives(obj)  # type: ignore[arg-type]
+                if isinstance(m := d.get("Metrics"), list)
+                and len(m) > _emf.MAX_METRICS_PER_DIRECTIVE
+            ),
+            None,
+        )
+        if crowded is not None:
+            return self._reject_document(
+                obj,
+                f"a directive of {crowded} metrics (the EMF specification: at most "
+                f"{_emf.MAX_METRICS_PER_DIRECTIVE}); CloudWatch extracts no metric from the line",
+                where,
+            )
         ts = raw / 1000.0
         self.stats["emf_lines"] += 1
         if (
@@ -388,6 +420,21 @@ class Evaluator:
             shown = _emf.short_repr(raw)
         at = f"{where[0]} line {where[1]}" if where else "e.g."
         self._reject(f"_aws.Timestamp {problem}", n, f"{at}: {shown}")
+        return 0
+
+    def _reject_document(
+        self, obj: Mapping[str, Any], problem: str, where: tuple[str, int] | None
+    ) -> int:
+        """Leave out a whole EMF document CloudWatch extracts no metric from (too large an event,
+        a directive of more than 100 metrics): warned about and counted per metric value in it;
+        a document without metrics is only a bad line."""
+        n = _emf.metric_values(obj)  # type: ignore[arg-type]
+        if not n:
+            self.stats["bad_lines"] += 1
+            return 0
+        self.stats["emf_lines"] += 1
+        example = f"{where[0]} line {where[1]}" if where else None
+        self._reject(problem, n, example)
         return 0
 
     def _key_problem(self, key: tuple[tuple[str, str], ...]) -> str | None:

@@ -91,6 +91,19 @@ def _out_of_range(v: object) -> bool:
     return not (m <= rules.MAX_VALUE and (m == 0.0 or m >= rules.MIN_MAGNITUDE))
 
 
+#: Seconds a line may take from the flush to CloudWatch (the output buffer, the log driver):
+#: a window is written only if CloudWatch takes its time that much later too.
+DELIVERY_MARGIN_S = 60.0
+
+
+def _stale(start: float, now: float) -> str | None:
+    """Why CloudWatch would refuse a window stamped ``start`` written at ``now`` (more than 14
+    days old when it arrives, up to ``DELIVERY_MARGIN_S`` later; more than 2 hours ahead)."""
+    return rules.timestamp_age_problem(start, now + DELIVERY_MARGIN_S) or (
+        rules.timestamp_age_problem(start, now)
+    )
+
+
 class _Series:
     """The data of one dimension-value combination in one window."""
 
@@ -443,14 +456,24 @@ class Aggregator:
                 if self._cur is not None and round(self._cur.start * 1000) in ready:
                     self._cur = None
             lines: list[str] = []
+            kept = []
             for w in windows:
+                stale = _stale(w.start, now)
+                if stale is not None:
+                    _errors.record(
+                        "invalid_timestamp",
+                        f"window {w.start:.0f} dropped: its time {stale} (the clock moved, or "
+                        "the process was suspended, since it was recorded)",
+                    )
+                    continue
+                kept.append(w)
                 try:
                     lines.extend(self._serialize(w))
                 except Exception as exc:  # one window lost, not the flush
                     _errors.record("serialize", f"window {w.start} dropped: {exc!r}")
             pending = _errors.take_pending()
             if pending:
-                last = windows[-1].start if windows else (cur_ms - self.interval_ms) / 1000
+                last = kept[-1].start if kept else (cur_ms - self.interval_ms) / 1000
                 w = _Window(last, last + self.interval_ms / 1000)
                 s = self._series(w, catalog.get("TelemetryErrors").dimension_sets, None)
                 s.counters["TelemetryErrors"] = pending

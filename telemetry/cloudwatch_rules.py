@@ -20,7 +20,10 @@ Sources (where two disagree, the stricter rule is applied, so nothing passing he
   most 30 dimensions per dimension set, 100 metrics per directive, 100 values per metric, the
   ``Unit`` list.
 - CloudWatch Logs API reference, ``CreateLogGroup``: log group names 1-512 characters of
-  ``[.\\-_/#A-Za-z0-9]``.
+  ``[.\\-_/#A-Za-z0-9]``. ``PutLogEvents``: "Each log event can be no larger than 1 MB" and a
+  batch holds at most 1,048,576 bytes, "the sum of all event messages in UTF-8, plus 26 bytes
+  for each log event": one event's message is at most 1,048,550 bytes (an EMF document is one
+  event; the EMF specification: "the same limitations as a standard CloudWatch Logs event").
 - Timestamps: the CloudWatch User Guide, "Amazon CloudWatch concepts", *Time stamps*
   (cloudwatch_concepts.html#about_timestamp): CloudWatch accepts metric data stamped up to two
   weeks in the past and up to two hours into the future of when it receives it; the CloudWatch
@@ -51,6 +54,7 @@ __all__ = [
     "MAX_DIMENSIONS_PER_METRIC",
     "MAX_DIMENSION_NAME_LENGTH",
     "MAX_DIMENSION_VALUE_LENGTH",
+    "MAX_LOG_EVENT_BYTES",
     "MAX_LOG_GROUP_NAME_LENGTH",
     "MAX_METRICS_PER_DIRECTIVE",
     "MAX_METRIC_NAME_LENGTH",
@@ -84,6 +88,9 @@ MAX_DIMENSIONS_PER_METRIC = _emf.MAX_DIMENSION_SET_SIZE  # 30
 MAX_METRICS_PER_DIRECTIVE = _emf.MAX_METRICS_PER_EVENT  # 100
 MAX_VALUES_PER_METRIC = _emf.MAX_DATAPOINTS_PER_METRIC  # 100
 MAX_LOG_GROUP_NAME_LENGTH = 512
+#: UTF-8 bytes of one CloudWatch Logs event's message: 1 MB per batch less the 26 bytes counted
+#: per event (PutLogEvents).
+MAX_LOG_EVENT_BYTES = 1_048_576 - 26
 MAX_VALUE = 2.0**360
 MIN_MAGNITUDE = 2.0**-360
 UNITS: frozenset[str] = frozenset(u.value for u in Unit)

@@ -330,7 +330,9 @@ def test_two_of_three_goes_to_alarm_and_back() -> None:
 
 def test_low_sample_count_percentile_ignore_keeps_the_state() -> None:
     few = [emf(T0 + 10 * i, {"Latency": [900] * 50}) for i in range(3)]  # 50 < 100 for p90
-    many = [emf(T0 + 30 + 10 * i, {"Latency": [900] * 150}) for i in range(3)]
+    many = [  # 150 per period, in lines of at most 100 values (the EMF limit)
+        emf(T0 + 30 + 10 * i, {"Latency": [900] * 75}) for i in range(3) for _ in range(2)
+    ]
     a = [
         alarm("ignore", stat="p90", n=1, threshold=500, EvaluateLowSampleCountPercentile="ignore"),
         alarm("evaluate", stat="p90", n=1, threshold=500),
@@ -663,6 +665,27 @@ def test_composites_without_metric_alarms_are_evaluated_every_minute() -> None:
         (emf(T0, {"Latency": 1e200}), "2^360"),
         (emf(T0, {"Latency": [-(2.0**361)]}), "2^360"),
         (emf(T0, {"Latency": 1e-200}), "2^-360"),
+        (emf(T0, {"Latency": [500] * 101}), "101 values (the EMF specification: at most 100)"),
+        (
+            emf(T0, {"Latency": {"Values": list(range(400, 501)), "Counts": [1] * 101}}),
+            "101 values",
+        ),
+        (
+            emf(
+                T0,
+                {
+                    "Latency": {
+                        "Values": [500] * 150,
+                        "Counts": [1] * 150,
+                        "Count": 150,
+                        "Sum": 75000,
+                        "Min": 500,
+                        "Max": 500,
+                    }
+                },
+            ),
+            "150 values",
+        ),
         (
             emf(T0, {"Latency": {"Values": [500], "Sum": 1e300, "Count": 1, "Min": 1, "Max": 1}}),
             "2^360",
@@ -716,6 +739,51 @@ def test_metric_data_cloudwatch_would_reject_is_warned_about_and_left_out(
     # a rejected value never alarms; a rejected dimension set leaves the accepted [Service] set
     bad_dimension = '"Dimensions": [["Service"], [' in line
     assert (ev.states["a"] == "ALARM") is bad_dimension
+
+
+def test_a_directive_of_more_than_100_metrics_gives_no_metric_at_all() -> None:
+    """The EMF specification allows 100 MetricDefinitions per directive; with more, CloudWatch
+    extracts none of the document's metrics (EMFValidationErrors; aws/amazon-cloudwatch-agent
+    #664, #1813), the first 100 included: the alarm sees no data, the values are warned about."""
+    many = {f"M{i}": 1 for i in range(99)}
+    ev, evals = run([alarm(stat="Maximum")], [emf(T0, {"Latency": 500, **many})], T0 + 10)
+    assert last(evals).state == "ALARM" and ev.stats["rejected"] == 0  # 100: taken
+    line = emf(T0, {"Latency": 500, **many, "M99": 1}, dims=[["Service"], []])
+    ev, evals = run([alarm(stat="Maximum")], [line], T0 + 10)
+    assert last(evals).state == "INSUFFICIENT_DATA"
+    assert ev.stats["rejected"] == 202 and ev.stats["bad_lines"] == 0  # 101 metrics x 2 sets
+    (warning,) = ev.rejection_warnings
+    assert "a directive of 101 metrics (the EMF specification: at most 100)" in warning
+
+
+def _sized_line(size: int, pad: str = "x") -> str:
+    """An EMF line (Latency 500) of exactly ``size`` UTF-8 bytes, padded with ``pad``."""
+    base = json.loads(emf(T0, {"Latency": 500}))
+    empty = len(json.dumps({**base, "Pad": ""}, ensure_ascii=False).encode())
+    width = len(pad.encode())
+    text = pad * ((size - empty) // width) + "x" * ((size - empty) % width)
+    return json.dumps({**base, "Pad": text}, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("pad", ["x", "\u00e9", "\u20ac"])
+def test_a_log_event_larger_than_cloudwatch_logs_takes_gives_no_metric(pad: str) -> None:
+    """CloudWatch Logs takes events of at most 1 MB (1,048,576 bytes per batch, 26 of them per
+    event): a longer EMF line is never ingested, so it never alarms; counted in UTF-8 bytes."""
+    limit = 1_048_576 - 26
+    ok, big = _sized_line(limit, pad), _sized_line(limit + 1, pad)
+    assert len(ok.encode()) == limit and len(big.encode()) == limit + 1
+    ev, evals = run([alarm(stat="Maximum")], [ok], T0 + 10)
+    assert last(evals).state == "ALARM" and ev.stats["rejected"] == 0
+    ev, evals = run([alarm(stat="Maximum")], [big], T0 + 10)
+    assert last(evals).state == "INSUFFICIENT_DATA" and ev.stats["rejected"] == 1
+    assert "log event of more than 1048550 bytes" in ev.rejection_warnings[0]
+    # a recording (replay): named with its line; an export record: its message is the event
+    record = json.dumps({"timestamp": T0 * 1000, "message": big})
+    ev = Evaluator({"MetricAlarms": [alarm(stat="Maximum")]}, start=T0)
+    ev.ingest([emf(T0 - 1, {"Other": 1}), big, record], source="emf.jsonl")
+    assert ev.advance(T0 + 10)[-1].state == "INSUFFICIENT_DATA"
+    assert ev.stats["rejected"] == 2 and ev.stats["bad_lines"] == 0
+    assert "(first: emf.jsonl line 2)" in ev.rejection_warnings[0]
 
 
 def test_rejections_are_bounded_and_accepted_data_is_not_warned_about() -> None:

@@ -97,6 +97,36 @@ def test_an_overflowing_sum_loses_only_its_own_metric() -> None:
     assert _errors.total() - before >= 2  # each dropped metric counted
 
 
+@pytest.mark.parametrize(
+    ("jump_s", "dropped"),
+    [(15 * 86400, True), (-3 * 3600, True), (13 * 86400, False), (-3600, False)],
+)
+def test_a_window_whose_time_cloudwatch_would_refuse_is_dropped_and_counted(
+    jump_s: float, dropped: bool
+) -> None:
+    """CloudWatch takes metric data stamped at most 14 days before and 2 hours after it receives
+    it. A window written only after the clock moved that far (a suspended process, a stepped
+    clock: 15 days on, 3 hours back) is dropped and counted, never written; 13 days on or an hour
+    back it is written. The windows of the new time and the TelemetryErrors line are written."""
+    sink, now = MemorySink(), [T0]
+    agg = aggregator(sink, now)
+    agg.record_request("/old", 200, 10.0)
+    agg.add(catalog.get("QueueBacklog"), 5.0)
+    now[0] += jump_s
+    agg.record_request("/new", 200, 10.0)
+    _errors.take_pending()
+    before = _errors.counts().get("invalid_timestamp", 0)
+    agg.flush(final=True)
+    docs = assert_cloudwatch_accepts(sink.lines)
+    for d in docs:
+        assert rules.timestamp_age_problem(d["_aws"]["Timestamp"] / 1000, now[0]) is None
+    routes = [d["Route"] for d in docs if "Requests" in d and "Route" in d]
+    assert routes == (["/new"] if dropped else ["/old", "/new"][:: 1 if jump_s > 0 else -1])
+    assert any("QueueBacklog" in d for d in docs) is not dropped
+    assert _errors.counts().get("invalid_timestamp", 0) - before == dropped  # once per window
+    assert [d["TelemetryErrors"] for d in docs if "TelemetryErrors" in d] == [1] * dropped
+
+
 def test_values_outside_cloudwatchs_range_are_dropped_and_counted(tel: Tel) -> None:
     before = telemetry.error_count()
     for bad in (2.0**361, 1e200, 10**400, -1.0, math.nan, math.inf):
