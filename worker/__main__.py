@@ -21,7 +21,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from points import StorageUnavailable
 from points.environment_variables import POINTS_DB_PATH
 from points.settings import ConfigError, one_line, region_from
-from worker._config import SETTINGS, WorkerConfig, check_url, queue_url_from, sqs_endpoint_from
+from worker._config import (
+    SETTINGS,
+    WorkerConfig,
+    check_queue_region,
+    check_url,
+    queue_url_from,
+    sqs_endpoint_from,
+)
 from worker.environment_variables import QUEUE_URL
 
 PROG = "points-worker"
@@ -286,6 +293,7 @@ def _send_sample(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"send-sample sends to a standard queue; {url[:80]!r} is a FIFO queue (.fifo)"
         )
+    check_queue_region(url, region_from(os.environ))
     summary = send_sample(
         _client(),
         url,
