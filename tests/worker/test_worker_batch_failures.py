@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 import telemetry
 from points.storage import open_storage
@@ -402,3 +402,71 @@ def test_an_extension_answered_late_counts_from_before_the_call(tmp_path: Path) 
     # SQS hid it for 30 s from when it got the call (before the 1 s late answer), so the worker
     # must not believe it hidden until 30 s after the answer
     assert held.deadline < before + 30 + 0.5
+
+
+# -- receive errors: throttling, outages, credentials ------------------------------------------
+
+
+class FailingReceives(StubSQS):
+    """Every ReceiveMessage fails with ``error`` (after start-up, which succeeds)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(INVALID)
+        self.error = error
+        self.receives = 0
+
+    def receive_message(self, **kw: Any) -> dict:
+        with self.lock:
+            self.receives += 1
+        raise self.error
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": f"{code} here"},
+         "ResponseMetadata": {"HTTPStatusCode": status}},
+        "ReceiveMessage",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _client_error("ThrottlingException", 400),
+        _client_error("ServiceUnavailable", 503),
+        _client_error("AccessDenied", 403),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+        NoCredentialsError(),
+    ],
+    ids=["throttled", "unavailable", "denied", "unreachable", "no-credentials"],
+)
+def test_receive_errors_back_off_are_logged_and_the_worker_keeps_going(
+    tmp_path: Path, error: Exception
+) -> None:
+    logs = io.StringIO()
+    telemetry.configure("points-worker", "test", sink=MemorySink(), log_stream=logs)
+    storage = open_storage({"POINTS_DB_PATH": str(tmp_path / "p.db")})
+    stub = FailingReceives(error)
+    config = WorkerConfig(
+        queue_url="http://127.0.0.1:1/123456789012/q", wait_time_s=0, queue_poll_s=0,
+        stop_timeout_s=4,
+    )  # fmt: skip
+    worker = Worker(config, storage, client=stub)
+    worker.start()
+    try:
+        wait_for(lambda: stub.receives >= 3, 10, "three failed receives")
+        seen = stub.receives
+        time.sleep(1.0)
+        # backing off (0.4 s, 0.8 s, 1.6 s, ... at most 10 s): a handful of calls, not a hot loop
+        assert stub.receives - seen <= 2
+        assert worker._receiver.is_alive()  # it keeps trying; it does not end quietly
+    finally:
+        worker.stop()
+        assert worker.wait()  # and a stop during the back-off is clean
+        storage.close()
+        telemetry.shutdown()
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    failed = [x for x in lines if x["message"].startswith("receive failed")]
+    assert len(failed) == stub.receives
+    assert all(x["level"] == "ERROR" and "retrying in" in x["message"] for x in failed)
+    assert all(x["error"] and "\n" not in x["error"] for x in failed)  # why, in one line

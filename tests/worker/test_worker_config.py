@@ -164,6 +164,28 @@ def test_a_queue_url_of_another_aws_region_is_refused(url: str, region: str, ok:
             WorkerConfig.from_env(env)
 
 
+def test_cli_without_credentials_says_so_in_one_line_and_exit_1(
+    aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in aws_env.items() if not k.startswith("AWS_")}
+    env.update(
+        QUEUE_URL=f"{aws_env['AWS_ENDPOINT_URL']}/123456789012/q",
+        AWS_ENDPOINT_URL=aws_env["AWS_ENDPOINT_URL"],
+        POINTS_DB_PATH=str(tmp_path / "p.db"),
+        AWS_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+        HOME=str(tmp_path),
+    )
+    proc = subprocess.run(WORKER_CMD, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("telemetry:")]
+    assert lines == [
+        "points-worker: no usable AWS credentials for SQS: Unable to locate credentials"
+    ]
+
+
 def test_cli_missing_queue_is_exit_2(aws_env: dict[str, str], tmp_path) -> None:
     env = {
         **aws_env,
