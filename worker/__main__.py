@@ -16,12 +16,24 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
 from points import StorageUnavailable
 from points.environment_variables import POINTS_DB_PATH
 from points.settings import ConfigError, one_line, region_from
-from worker._config import SETTINGS, WorkerConfig, check_url, queue_url_from, sqs_endpoint_from
+from worker._config import (
+    SETTINGS,
+    WorkerConfig,
+    check_queue_region,
+    check_url,
+    queue_url_from,
+    sqs_endpoint_from,
+)
 from worker.environment_variables import QUEUE_URL
 
 PROG = "points-worker"
@@ -63,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = str(err.get("Code", ""))
         status = 2 if "NonExistentQueue" in code or "QueueDoesNotExist" in code else 1
         return _fail(f"SQS {exc.operation_name} failed: {code}: {err.get('Message', '')}", status)
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        # not the endpoint: no request was sent (a task role not yet available is worth a retry)
+        return _fail(f"no usable AWS credentials for SQS: {exc}", 1)
     except BotoCoreError as exc:
         return _fail(f"cannot reach SQS: {exc}", 1)
 
@@ -286,6 +301,7 @@ def _send_sample(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"send-sample sends to a standard queue; {url[:80]!r} is a FIFO queue (.fifo)"
         )
+    check_queue_region(url, region_from(os.environ))
     summary = send_sample(
         _client(),
         url,

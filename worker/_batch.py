@@ -54,10 +54,12 @@ _DESCRIPTION: Mapping[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One message of a batch: its id (for logs) and receipt handle (for SQS)."""
+    """One message of a batch: its id (for logs) and receipt handle (for SQS); for ``extend``,
+    optionally its own visibility timeout in seconds (else the call's ``visibility_s``)."""
 
     message_id: str
     receipt: str
+    visibility_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +221,9 @@ class BatchSender:
                         {
                             "Id": str(i),
                             "ReceiptHandle": t.receipt,
-                            "VisibilityTimeout": visibility_s,
+                            "VisibilityTimeout": visibility_s
+                            if t.visibility_s is None or action == "release"
+                            else t.visibility_s,
                         }
                         for i, t in enumerate(targets)
                     ],

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from points.environment_variables import AWS_ENDPOINT_URL
 
@@ -36,6 +38,7 @@ __all__ = [
     "SETTINGS",
     "Setting",
     "WorkerConfig",
+    "check_queue_region",
     "check_url",
     "queue_url_from",
     "sqs_endpoint_from",
@@ -142,9 +145,11 @@ class WorkerConfig:
                 "creates one locally and prints it)"
             )
         values = {s.field: s.read(env) for s in SETTINGS}
+        region = region_from(env)
+        check_queue_region(queue_url, region)
         cfg = cls(
             queue_url=queue_url,
-            region=region_from(env),
+            region=region,
             endpoint_url=sqs_endpoint_from(env),
             **values,  # type: ignore[arg-type]
         )
@@ -157,6 +162,36 @@ class WorkerConfig:
                 f"{wait.env}/{wait.option} ({cfg.wait_time_s})"
             )
         return cfg
+
+
+#: Hosts of AWS queue URLs and the region each names: ``sqs.<region>.amazonaws.com`` (and
+#: ``sqs-fips.``, ``.amazonaws.com.cn``), the legacy ``<region>.queue.amazonaws.com`` and
+#: ``queue.amazonaws.com`` (us-east-1). SQS API reference, "Amazon SQS queue and message
+#: identifiers" / AWS General Reference, "Amazon SQS endpoints".
+_AWS_QUEUE_HOST = re.compile(
+    r"sqs(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+    r"|(?:(?P<legacy>[a-z0-9-]+)\.)?queue\.amazonaws\.com(?:\.cn)?"
+)
+
+
+def check_queue_region(queue_url: str, region: str) -> None:
+    """Raise :class:`ConfigError` if ``queue_url`` is an AWS queue URL of another region than
+    ``region`` (the client's).
+
+    The client sends every call to its own region's endpoint, whatever host the queue URL names,
+    and SQS there answers that the queue does not exist: a queue that exists in another region
+    would be reported as missing. URLs of other hosts (moto, LocalStack) are not checked."""
+    host = (urlsplit(queue_url).hostname or "").lower()
+    match = _AWS_QUEUE_HOST.fullmatch(host)
+    if match is None:
+        return
+    queue_region = match["region"] or match["legacy"] or DEFAULT_REGION
+    if queue_region != region:
+        raise ConfigError(
+            f"queue URL {queue_url[:200]!r} names region {queue_region}, but the SQS client's "
+            f"region is {region} (AWS_REGION / AWS_DEFAULT_REGION; its endpoint would answer "
+            f"that the queue does not exist): set AWS_REGION={queue_region}"
+        )
 
 
 def check_url(text: str) -> str:

@@ -42,6 +42,12 @@ from worker._sqs import QueueInfo, describe_queue, make_client, queue_depths
 #: How often :meth:`Worker.wait` looks for a stop requested by a signal handler, seconds.
 _STOP_POLL_S = 0.1
 
+#: SQS's limit on a message's total visibility since it was received, seconds (12 hours):
+#: "you can't extend the timeout of a message [...] to more than a total visibility timeout of
+#: 12 hours"; a ChangeMessageVisibility past it is rejected (InvalidParameterValue), and SQS
+#: does not shorten it to the time left (SQS API reference, ChangeMessageVisibility).
+MAX_VISIBILITY_S = 43_200
+
 
 class SimulatedFailure(RuntimeError):
     """Raised by the fault injection knob ``WORKER_SIMULATED_FAILURE_RATE``."""
@@ -56,6 +62,9 @@ class _Held:
     receipt: str
     received_at: float  # monotonic
     deadline: float  # monotonic time its visibility runs out
+    #: monotonic time past which SQS refuses any visibility (12 hours after the receive; counted
+    #: from when the receive was sent, which is before SQS started counting)
+    visible_limit: float
     gave_up_extending: bool = False
     counted: bool = False  # the job's telemetry (Jobs/JobErrors) has started
     settled: bool = False  # the job's outcome has been counted in Stats
@@ -335,6 +344,7 @@ class Worker:
                     self._cond.wait(0.5)
             if self._stop.is_set():
                 break
+            requested_at = time.monotonic()
             try:
                 resp = self.client.receive_message(
                     QueueUrl=cfg.queue_url,
@@ -360,17 +370,18 @@ class Worker:
                     self._stop.wait(1.0)  # short polling an empty queue: do not spin
                 continue
             try:
-                self._accept(messages)
+                self._accept(messages, requested_at)
             except Exception:  # a bug must not stop the receiver; the messages reappear later
                 instrument.log.exception("could not hand received messages to the pool")
 
-    def _accept(self, messages: list[Any]) -> None:
+    def _accept(self, messages: list[Any], requested_at: float | None = None) -> None:
+        """Hold and submit the messages of one receive, sent at monotonic ``requested_at``."""
         now = time.monotonic()
         wall = time.time()
         self._count("received", len(messages))
         accepted: list[tuple[_Held, Mapping[str, Any]]] = []
         for m in messages:
-            held = self._hold(m, now)
+            held = self._hold(m, now, requested_at)
             if held is None:
                 self._unusable(m)
                 continue
@@ -393,8 +404,9 @@ class Worker:
                 self._pending[h.key] = future
             future.add_done_callback(functools.partial(self._job_done, h))
 
-    def _hold(self, message: Any, now: float) -> _Held | None:
-        """Track ``message`` (one slot); None if it has no receipt handle to acknowledge it by."""
+    def _hold(self, message: Any, now: float, requested_at: float | None = None) -> _Held | None:
+        """Track ``message`` (one slot), received at monotonic ``now`` by a receive sent at
+        ``requested_at`` (default ``now``); None if it has no receipt handle to acknowledge it by."""
         if not isinstance(message, Mapping):
             return None
         receipt = message.get("ReceiptHandle")
@@ -406,6 +418,7 @@ class Worker:
             receipt,
             now,
             now + self.config.visibility_timeout_s,
+            (now if requested_at is None else requested_at) + MAX_VISIBILITY_S,
         )
         max_receives = self.info.max_receive_count if self.info is not None else None
         count = _whole_number(_attributes(message).get("ApproximateReceiveCount"))
@@ -642,7 +655,7 @@ class Worker:
     def _heartbeat(self) -> None:
         cfg = self.config
         now = time.monotonic()
-        due: list[_Held] = []
+        due: list[tuple[_Held, int]] = []
         with self._cond:
             for h in self._held.values():
                 if h.gave_up_extending or h.deadline - now > cfg.visibility_timeout_s / 2:
@@ -654,22 +667,37 @@ class Worker:
                         extra={"message_id": h.message_id},
                     )
                     continue
-                due.append(h)
+                # Never past SQS's 12 hours since the receive: SQS rejects such an extension
+                # instead of shortening it, and the message would reappear at its old deadline.
+                left = int(h.visible_limit - now)
+                if left < 1:
+                    h.gave_up_extending = True
+                    instrument.log.warning(
+                        "message reached SQS's 12-hour visibility maximum; no longer extending "
+                        "its visibility",
+                        extra={"message_id": h.message_id},
+                    )
+                    continue
+                due.append((h, min(cfg.visibility_timeout_s, left)))
         for i in range(0, len(due), MAX_BATCH):
-            chunk = due[i : i + MAX_BATCH]
+            chunk = [h for h, _ in due[i : i + MAX_BATCH]]
+            lengths = [s for _, s in due[i : i + MAX_BATCH]]
+            # SQS counts an extension from when it gets the call, so the new deadline is counted
+            # from before the call: after it, a slow answer (retries, a 30 s read timeout) would
+            # make the worker believe the message hidden for longer than it is.
+            sent_at = time.monotonic()
             failures = self.batches.send(
                 "extend",
-                [Target(h.message_id, h.receipt) for h in chunk],
+                [Target(h.message_id, h.receipt, s) for h, s in zip(chunk, lengths, strict=True)],
                 visibility_s=cfg.visibility_timeout_s,
                 # the next tick is the retry of a transient failure
                 attempts=1,
                 # acknowledged since it was picked: its receipt handle is expected to be gone
                 quiet=lambda j, chunk=chunk: not self._is_held(chunk[j]),
             )
-            extended_at = time.monotonic()
-            for h, failure in zip(chunk, failures, strict=True):
+            for h, length, failure in zip(chunk, lengths, failures, strict=True):
                 if failure is None:
-                    h.deadline = extended_at + cfg.visibility_timeout_s
+                    h.deadline = sent_at + length
                     self._count("extended", 1)
                 elif failure.permanent:
                     h.gave_up_extending = True  # retrying every tick cannot help

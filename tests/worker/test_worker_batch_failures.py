@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 import telemetry
 from points.storage import open_storage
@@ -315,3 +315,158 @@ def test_a_message_deleted_elsewhere_stops_being_extended(
     assert held.gave_up_extending
     assert worker.batches.count("extend", "permanent") == 1  # once, not on every tick
     assert ledger.count() == 1
+
+
+# -- the heartbeat against SQS's 12-hour maximum and its own clock ---------------------------
+
+
+class TwelveHourSQS:
+    """Extends visibility as SQS does: refuses (``InvalidParameterValue``, per entry) an
+    extension that would hide a message for more than 12 hours in all since its receive, and
+    optionally answers ``delay_s`` late. Receive times are given per receipt handle (monotonic)."""
+
+    def __init__(self, received: dict[str, float], delay_s: float = 0.0) -> None:
+        self.received = received
+        self.delay_s = delay_s
+        self.asked: dict[str, int] = {}
+
+    def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:
+        now = time.monotonic()  # SQS counts from when it gets the call
+        failed, ok = [], []
+        for e in Entries:
+            self.asked[e["ReceiptHandle"]] = e["VisibilityTimeout"]
+            total = now - self.received[e["ReceiptHandle"]] + e["VisibilityTimeout"]
+            if total > 43_200:
+                failed.append(
+                    {"Id": e["Id"], "Code": "InvalidParameterValue", "SenderFault": True,
+                     "Message": "Total VisibilityTimeout for the message is beyond the limit"}
+                )  # fmt: skip
+            else:
+                ok.append({"Id": e["Id"]})
+        time.sleep(self.delay_s)
+        return {"Successful": ok, "Failed": failed}
+
+
+def _heartbeat_worker(tmp_path: Path, client: Any, visibility_s: int) -> Worker:
+    storage = open_storage({"POINTS_DB_PATH": str(tmp_path / "p.db")})
+    config = WorkerConfig(
+        queue_url="http://127.0.0.1:1/123456789012/q",
+        visibility_timeout_s=visibility_s,
+        job_timeout_s=43_200,
+        queue_poll_s=0,
+    )
+    return Worker(config, storage, client=client)
+
+
+def _held(worker: Worker, receipt: str, received_at: float) -> Any:
+    """A message the worker holds since ``received_at`` (monotonic), due for an extension."""
+    message = {"MessageId": f"m-{receipt}", "ReceiptHandle": receipt, "Body": "{}"}
+    held = worker._hold(message, time.monotonic(), received_at)
+    held.deadline = time.monotonic()  # its visibility is running out now
+    return held
+
+
+def test_extensions_stop_at_sqs_12_hour_maximum_instead_of_being_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = time.monotonic()
+    # received just now; 11 h 55 min ago (5 min left); 12 h ago less a fraction of a second
+    received = {"fresh": now, "near": now - 43_200 + 300, "spent": now - 43_200 + 0.5}
+    stub = TwelveHourSQS(received)
+    worker = _heartbeat_worker(tmp_path, stub, visibility_s=600)
+    held = {r: _held(worker, r, at) for r, at in received.items()}
+    with caplog.at_level(logging.WARNING, logger="worker"):
+        worker._heartbeat()
+    assert worker.batch_failures()["extend"] == 0  # nothing SQS refuses is asked for
+    assert stub.asked["fresh"] == 600
+    assert 298 <= stub.asked["near"] <= 300  # what is left of the 12 hours, not 600
+    assert "spent" not in stub.asked and held["spent"].gave_up_extending
+    assert not held["fresh"].gave_up_extending and not held["near"].gave_up_extending
+    warned = [r for r in caplog.records if "12-hour" in r.getMessage()]
+    assert [r.message_id for r in warned] == ["m-spent"]  # type: ignore[attr-defined]
+    # the next extension of the nearly spent one gets the rest, then it is given up on, once
+    held["near"].deadline = time.monotonic()
+    held["near"].visible_limit = time.monotonic() + 0.5
+    worker._heartbeat()
+    assert held["near"].gave_up_extending and worker.batch_failures()["extend"] == 0
+    assert worker.stats.extended == 2
+
+
+def test_an_extension_answered_late_counts_from_before_the_call(tmp_path: Path) -> None:
+    stub = TwelveHourSQS({"slow": time.monotonic()}, delay_s=1.0)
+    worker = _heartbeat_worker(tmp_path, stub, visibility_s=30)
+    held = _held(worker, "slow", time.monotonic())
+    before = time.monotonic()
+    worker._heartbeat()
+    assert worker.stats.extended == 1
+    # SQS hid it for 30 s from when it got the call (before the 1 s late answer), so the worker
+    # must not believe it hidden until 30 s after the answer
+    assert held.deadline < before + 30 + 0.5
+
+
+# -- receive errors: throttling, outages, credentials ------------------------------------------
+
+
+class FailingReceives(StubSQS):
+    """Every ReceiveMessage fails with ``error`` (after start-up, which succeeds)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(INVALID)
+        self.error = error
+        self.receives = 0
+
+    def receive_message(self, **kw: Any) -> dict:
+        with self.lock:
+            self.receives += 1
+        raise self.error
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": f"{code} here"},
+         "ResponseMetadata": {"HTTPStatusCode": status}},
+        "ReceiveMessage",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _client_error("ThrottlingException", 400),
+        _client_error("ServiceUnavailable", 503),
+        _client_error("AccessDenied", 403),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+        NoCredentialsError(),
+    ],
+    ids=["throttled", "unavailable", "denied", "unreachable", "no-credentials"],
+)
+def test_receive_errors_back_off_are_logged_and_the_worker_keeps_going(
+    tmp_path: Path, error: Exception
+) -> None:
+    logs = io.StringIO()
+    telemetry.configure("points-worker", "test", sink=MemorySink(), log_stream=logs)
+    storage = open_storage({"POINTS_DB_PATH": str(tmp_path / "p.db")})
+    stub = FailingReceives(error)
+    config = WorkerConfig(
+        queue_url="http://127.0.0.1:1/123456789012/q", wait_time_s=0, queue_poll_s=0,
+        stop_timeout_s=4,
+    )  # fmt: skip
+    worker = Worker(config, storage, client=stub)
+    worker.start()
+    try:
+        wait_for(lambda: stub.receives >= 3, 10, "three failed receives")
+        seen = stub.receives
+        time.sleep(1.0)
+        # backing off (0.4 s, 0.8 s, 1.6 s, ... at most 10 s): a handful of calls, not a hot loop
+        assert stub.receives - seen <= 2
+        assert worker._receiver.is_alive()  # it keeps trying; it does not end quietly
+    finally:
+        worker.stop()
+        assert worker.wait()  # and a stop during the back-off is clean
+        storage.close()
+        telemetry.shutdown()
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    failed = [x for x in lines if x["message"].startswith("receive failed")]
+    assert len(failed) == stub.receives
+    assert all(x["level"] == "ERROR" and "retrying in" in x["message"] for x in failed)
+    assert all(x["error"] and "\n" not in x["error"] for x in failed)  # why, in one line

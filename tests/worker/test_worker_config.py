@@ -104,6 +104,22 @@ def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> Non
             {"AWS_REGION": "", "AWS_DEFAULT_REGION": "-x"},
             "AWS_DEFAULT_REGION must",
         ),
+        # a queue of another region: SQS would call it missing, though it exists
+        (
+            [],
+            {"QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/q"},
+            "names region eu-west-1, but the SQS client's region is us-east-1",
+        ),
+        (
+            ["--queue-url", "https://sqs.ap-northeast-1.amazonaws.com/123456789012/q"],
+            {"AWS_REGION": "", "AWS_DEFAULT_REGION": "us-west-2"},
+            "set AWS_REGION=ap-northeast-1",
+        ),
+        (
+            ["send-sample", "--queue-url", "https://eu-central-1.queue.amazonaws.com/1/q"],
+            {"AWS_REGION": "us-east-1"},
+            "names region eu-central-1",
+        ),
     ],
 )
 def test_cli_bad_config_is_one_line_and_exit_2(
@@ -117,6 +133,57 @@ def test_cli_bad_config_is_one_line_and_exit_2(
     lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("telemetry:")]
     assert len(lines) == 1, proc.stderr  # one line: no argparse usage block, no traceback
     assert needle in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "region", "ok"),
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "eu-west-1", True),
+        ("https://SQS.EU-WEST-1.amazonaws.com/123456789012/q", "eu-west-1", True),
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "eu-west-2", False),
+        ("https://sqs-fips.us-gov-west-1.amazonaws.com/1/q", "us-gov-west-1", True),
+        ("https://sqs-fips.us-gov-west-1.amazonaws.com/1/q", "us-east-1", False),
+        ("https://sqs.cn-north-1.amazonaws.com.cn/1/q", "cn-north-1", True),
+        ("https://sqs.cn-north-1.amazonaws.com.cn/1/q", "cn-northwest-1", False),
+        ("https://ap-south-1.queue.amazonaws.com/1/q", "ap-south-1", True),
+        ("https://ap-south-1.queue.amazonaws.com/1/q", "us-east-1", False),
+        ("https://queue.amazonaws.com/1/q", "us-east-1", True),  # legacy: us-east-1
+        ("https://queue.amazonaws.com/1/q", "eu-west-1", False),
+        # not AWS's hosts: whatever region the local endpoint takes
+        ("http://127.0.0.1:5000/123456789012/q", "eu-west-1", True),
+        ("http://sqs.eu-west-1.localhost.localstack.cloud:4566/1/q", "us-east-1", True),
+        ("https://sqs.eu-west-1.amazonaws.com.example.org/1/q", "us-east-1", True),
+    ],
+)
+def test_a_queue_url_of_another_aws_region_is_refused(url: str, region: str, ok: bool) -> None:
+    env = {"QUEUE_URL": url, "AWS_REGION": region}
+    if ok:
+        assert WorkerConfig.from_env(env).region == region
+    else:
+        with pytest.raises(ConfigError, match=r"set AWS_REGION=[a-z0-9-]+$"):
+            WorkerConfig.from_env(env)
+
+
+def test_cli_without_credentials_says_so_in_one_line_and_exit_1(
+    aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in aws_env.items() if not k.startswith("AWS_")}
+    env.update(
+        QUEUE_URL=f"{aws_env['AWS_ENDPOINT_URL']}/123456789012/q",
+        AWS_ENDPOINT_URL=aws_env["AWS_ENDPOINT_URL"],
+        POINTS_DB_PATH=str(tmp_path / "p.db"),
+        AWS_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+        HOME=str(tmp_path),
+    )
+    proc = subprocess.run(WORKER_CMD, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("telemetry:")]
+    assert lines == [
+        "points-worker: no usable AWS credentials for SQS: Unable to locate credentials"
+    ]
 
 
 def test_cli_missing_queue_is_exit_2(aws_env: dict[str, str], tmp_path) -> None:
