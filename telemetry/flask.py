@@ -70,6 +70,9 @@ _TRACESTATE_KEY = "HTTP_TRACESTATE"
 #: one dict look-up per response, and nothing else (non-ASCII digits, "1000", "0 abc") passes
 _STATUS_CODES = {f"{code} ": code for code in range(100, 600)}
 _WERKZEUG_REQUEST = _context.WERKZEUG_REQUEST
+#: The environ key of an exception Flask handled as a 500 (its ``got_request_exception``): the
+#: WSGI call then returns normally, so only this carries it to the server span's event.
+_ERROR_KEY = "telemetry.error"
 _MAX_PENDING = _metrics.MAX_PENDING
 _Scope = _context.Scope
 _new_scope = object.__new__
@@ -339,7 +342,9 @@ class _Middleware:
                             _SERVER,
                             span[3],
                             attributes,
-                            error,
+                            error
+                            if error is not None or status < 500
+                            else environ.pop(_ERROR_KEY, None),
                             status >= 500,
                         )
             except Exception as exc:
@@ -479,11 +484,17 @@ def _started(body: Iterable[bytes], resp: list) -> Iterable[bytes]:
     return ClosingIterator(itertools.chain(head, it), getattr(body, "close", None))
 
 
-def _note_route(sender: object, **extra: object) -> None:
+def _note_route(sender: object, exception: object = None, **extra: object) -> None:
+    """``got_request_exception``: an exception no error handler of the app took (Flask answers
+    500, or lets it through under ``PROPAGATE_EXCEPTIONS``). Note the route while the request
+    is still there, and the exception for the server span (Flask handles it: the WSGI call
+    returns a 500 page and the middleware never sees it)."""
     try:
         scope = _context.current_scope()
         if scope is not None:
             _context.route_of(scope)
+            if isinstance(exception, Exception) and scope.environ is not None:
+                scope.environ[_ERROR_KEY] = exception
     except Exception as exc:
         _errors.record("internal", repr(exc))
 

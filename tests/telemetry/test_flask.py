@@ -146,6 +146,52 @@ def test_errors_are_logged_with_the_exception(tel: Tel) -> None:
     assert line["level"] == "ERROR"
     (span,) = [s for s in tel.spans() if s.name == "GET /fail"]
     assert span.status.status_code == trace.StatusCode.ERROR
+    # Flask handled it (a 500 page, as under gunicorn): the span still has the exception
+    assert [e.name for e in span.events] == ["exception"]
+    assert span.events[0].attributes["exception.type"] == "RuntimeError"
+    assert span.events[0].attributes["exception.message"] == "exploded"
+
+
+@pytest.mark.parametrize("hook", ["before_request", "after_request"])
+def test_a_failing_hook_is_a_500_whose_span_has_the_exception(tel: Tel, hook: str) -> None:
+    app = make_app()
+
+    def failing(*args: object) -> None:
+        raise LookupError(f"{hook} failed")
+
+    getattr(app, hook)(failing)
+    assert app.test_client().get("/v1/users/u1/points").status_code == 500
+    (span,) = tel.spans()
+    assert span.status.status_code == trace.StatusCode.ERROR
+    assert [e.attributes["exception.message"] for e in span.events] == [f"{hook} failed"]
+    (line,) = access_lines(tel)
+    assert line["status"] == 500 and line["trace_id"] and line["span_id"]
+
+
+def test_client_errors_and_redirects_leave_the_span_status_unset(tel: Tel) -> None:
+    """HTTP semantic conventions: a 4xx is the client's error, not the server span's; only
+    5xx sets ERROR. Unmatched requests (404, 405, trailing-slash redirects) share one name."""
+    app = make_app()
+    app.add_url_rule("/dir/", "dir", lambda: "d")
+    app.add_url_rule("/conflict", "conflict", lambda: flask.abort(409))
+    client = app.test_client()
+    got = {
+        client.get("/nowhere").status_code,
+        client.delete("/v1/users/u1/points").status_code,
+        client.get("/dir").status_code,
+        client.get("/conflict").status_code,
+        client.post("/v1/orders", data="x").status_code,
+    }
+    assert got == {404, 405, 308, 409, 400}
+    spans = tel.spans()
+    assert {s.status.status_code for s in spans} == {trace.StatusCode.UNSET}
+    assert all(not s.events for s in spans)
+    assert {s.name for s in spans} == {
+        "GET UNMATCHED",
+        "DELETE UNMATCHED",
+        "GET /conflict",
+        "POST /v1/orders",
+    }
 
 
 def test_successful_access_lines_are_sampled_errors_always_logged(tel: Tel) -> None:
