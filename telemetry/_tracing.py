@@ -1050,7 +1050,7 @@ class ServerSpans:
                     bounded(
                         {
                             "exception.type": type(error).__qualname__,
-                            "exception.message": str(error),
+                            "exception.message": _message(error),
                             "exception.stacktrace": "".join(traceback.format_exception(error)),
                         },
                         self._max_event_attributes,
@@ -1086,6 +1086,15 @@ class ServerSpans:
             recipe = (build, args)
             for emit in emits:
                 emit(recipe)
+
+
+def _message(error: BaseException) -> str:
+    """``str(error)``, or what ``traceback`` shows when that fails (an exception's ``__str__``
+    is the application's code)."""
+    try:
+        return str(error)
+    except Exception:
+        return "<exception str() failed>"
 
 
 def bounded(attributes: dict, count: int | None, length: int | None) -> BoundedAttributes:

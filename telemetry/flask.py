@@ -209,8 +209,10 @@ class _Middleware:
                 script = environ.get("SCRIPT_NAME")
                 # the whole path, as the access line shows it: the same request is excluded or
                 # not whichever of a mounted app and its host is instrumented
-                if exclude is not None and exclude.fullmatch(script + path if script else path):
-                    return self.wsgi_app(environ, start_response)
+                if exclude is not None:
+                    whole = script + path if script else path
+                    if exclude.fullmatch(whole if whole.isascii() else _as_sent(whole)):
+                        return self.wsgi_app(environ, start_response)
                 method = environ.get("REQUEST_METHOD", "GET")
                 if method not in KNOWN_METHODS:
                     method, original = normalize_method(method)
@@ -303,9 +305,7 @@ class _Middleware:
                     if script:  # mounted (DispatcherMiddleware) or served under a prefix
                         path = script + path
                     if not path.isascii():
-                        # WSGI hands the path over as latin-1 text of the raw bytes: show what
-                        # the client sent (UTF-8, as werkzeug routes it), not mojibake.
-                        path = path.encode("latin-1", "replace").decode("utf-8", "replace")
+                        path = _as_sent(path)
                     sample = self._settings.access_log_sample
                     if self.access_log is not False and (
                         status >= 400 or sample >= 1.0 or random.random() < sample
@@ -458,6 +458,12 @@ class _Middleware:
             _access.handle(record)
         finally:
             _context.current.reset(token)
+
+
+def _as_sent(path: str) -> str:
+    """The path as the client sent it: WSGI hands it over as latin-1 text of the raw bytes;
+    they are UTF-8, as werkzeug routes them (invalid bytes become U+FFFD), not mojibake."""
+    return path.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
 def _started(body: Iterable[bytes], resp: list) -> Iterable[bytes]:

@@ -510,3 +510,41 @@ def test_a_response_started_again_with_exc_info_has_the_size_of_its_last_headers
     assert status.startswith("503") and ("X-Request-Id", "a-1") in headers
     (line,) = access_lines(tel)
     assert (line["status"], line["bytes"]) == (503, None)
+
+
+def test_an_exception_whose_str_fails_still_gives_its_span_and_no_telemetry_error(
+    tel: Tel,
+) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise ValueError("no text")
+
+    app = make_app()
+
+    @app.get("/unprintable")
+    def unprintable() -> str:
+        raise Unprintable()
+
+    before = telemetry.error_count()
+    assert app.test_client().get("/unprintable").status_code == 500
+    (span,) = tel.spans()
+    assert span.status.status_code == trace.StatusCode.ERROR
+    (event,) = span.events
+    assert event.attributes["exception.type"].endswith("Unprintable")
+    assert event.attributes["exception.message"] == "<exception str() failed>"
+    assert telemetry.error_count() == before
+
+
+@pytest.mark.parametrize("sent", ["/caf%C3%A9", "/café"])
+def test_exclusion_matches_the_path_as_the_access_line_shows_it(tel: Tel, sent: str) -> None:
+    """A non-ASCII path reaches WSGI as latin-1 text of its UTF-8 bytes; the pattern is matched
+    against what the client sent (the access line's ``path``), not that text."""
+    tel.configure(exclude_paths="/(healthz|café)")
+    app = make_app()
+    app.add_url_rule("/café", "cafe", lambda: "c")
+    app.add_url_rule("/other/<x>", "other", lambda x: x)
+    client = app.test_client()
+    assert client.get(sent).status_code == 200
+    assert client.get("/other/é").status_code == 200
+    assert [x["path"] for x in access_lines(tel)] == ["/other/é"]
+    assert [s.name for s in tel.spans()] == ["GET /other/<x>"]
