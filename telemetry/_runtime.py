@@ -176,7 +176,11 @@ def shutdown() -> None:
         with _lock:
             if state.aggregator is not None:
                 state.aggregator.close()
-            if state.provider is not None and state.provider_pid == os.getpid():
+            # a provider made by this process, or inherited through fork by a worker that did
+            # not configure() again (preload_app without post_fork): the SDK gave the child's
+            # batch processors their own thread and an empty queue, so what they hold now are
+            # this process's spans, and only its exit exports the last of them
+            if state.provider is not None and state.provider_pid:
                 state.provider.shutdown()  # exports what the batch processor holds
                 state.provider_pid = 0  # shut down: not again
     except Exception as exc:

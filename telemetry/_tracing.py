@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ from types import ModuleType
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.composite import CompositePropagator
@@ -948,6 +950,17 @@ class ServerSpans:
                 emits.append(emit)
             else:
                 self._emits = tuple(emits)
+        # The provider's span limits (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, ..._VALUE_LENGTH_LIMIT,
+        # OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT for events), applied as the SDK's own spans apply
+        # them: a path, an annotation or an exception message is client input of any size.
+        # Private to the SDK, hence looked up defensively (without it: its defaults).
+        limits = getattr(provider, "_span_limits", None)
+        if not isinstance(limits, SpanLimits):
+            limits = span_limits()
+        self._max_attributes = limits.max_span_attributes
+        self._max_length = limits.max_span_attribute_length
+        self._max_event_attributes = limits.max_event_attributes
+        self._max_event_length = limits.max_attribute_length
         self.scope = InstrumentationScope(scope_name)
         #: the scope of ``telemetry.span()`` children
         self.child_scope = InstrumentationScope("telemetry")
@@ -1034,13 +1047,21 @@ class ServerSpans:
             events = (
                 Event(
                     "exception",
-                    {
-                        "exception.type": type(error).__qualname__,
-                        "exception.message": str(error),
-                        "exception.stacktrace": "".join(traceback.format_exception(error)),
-                    },
+                    bounded(
+                        {
+                            "exception.type": type(error).__qualname__,
+                            "exception.message": _message(error),
+                            "exception.stacktrace": "".join(traceback.format_exception(error)),
+                        },
+                        self._max_event_attributes,
+                        self._max_event_length,
+                    ),
                 ),
             )
+        if self._max_length is not None or (
+            self._max_attributes is not None and len(attributes) > self._max_attributes
+        ):
+            attributes = bounded(attributes, self._max_attributes, self._max_length)
         # ReadableSpan's own arguments, in its order: the export thread calls it directly
         args = (
             name,
@@ -1065,6 +1086,28 @@ class ServerSpans:
             recipe = (build, args)
             for emit in emits:
                 emit(recipe)
+
+
+def _message(error: BaseException) -> str:
+    """``str(error)``, or what ``traceback`` shows when that fails (an exception's ``__str__``
+    is the application's code)."""
+    try:
+        return str(error)
+    except Exception:
+        return "<exception str() failed>"
+
+
+def bounded(attributes: dict, count: int | None, length: int | None) -> BoundedAttributes:
+    """``attributes`` within span limits, as the SDK keeps them (``BoundedAttributes``: strings
+    cut to ``length``, the number dropped in ``dropped``, which OTLP exports), but keeping the
+    first ``count`` (a server span's HTTP attributes come first) where the SDK keeps the last."""
+    dropped = 0
+    if count is not None and len(attributes) > count:
+        dropped = len(attributes) - count
+        attributes = dict(itertools.islice(attributes.items(), count))
+    out = BoundedAttributes(None, attributes, immutable=True, max_value_len=length)
+    out.dropped = dropped
+    return out
 
 
 def _readable_span_by_keywords(

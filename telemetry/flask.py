@@ -72,6 +72,9 @@ _STATUS_CODES = {f"{code} ": code for code in range(100, 600)}
 #: statuses whose response has no body (RFC 9110, 6.4.1): never a streamed one
 _NO_BODY = frozenset((*range(100, 200), 204, 304))
 _WERKZEUG_REQUEST = _context.WERKZEUG_REQUEST
+#: The environ key of an exception Flask handled as a 500 (its ``got_request_exception``): the
+#: WSGI call then returns normally, so only this carries it to the server span's event.
+_ERROR_KEY = "telemetry.error"
 _MAX_PENDING = _metrics.MAX_PENDING
 _Scope = _context.Scope
 _new_scope = object.__new__
@@ -208,8 +211,10 @@ class _Middleware:
                 script = environ.get("SCRIPT_NAME")
                 # the whole path, as the access line shows it: the same request is excluded or
                 # not whichever of a mounted app and its host is instrumented
-                if exclude is not None and exclude.fullmatch(script + path if script else path):
-                    return self.wsgi_app(environ, start_response)
+                if exclude is not None:
+                    whole = script + path if script else path
+                    if exclude.fullmatch(whole if whole.isascii() else _as_sent(whole)):
+                        return self.wsgi_app(environ, start_response)
                 method = environ.get("REQUEST_METHOD", "GET")
                 if method not in KNOWN_METHODS:
                     method, original = normalize_method(method)
@@ -344,9 +349,7 @@ class _Middleware:
                 if script:  # mounted (DispatcherMiddleware) or served under a prefix
                     path = script + path
                 if not path.isascii():
-                    # WSGI hands the path over as latin-1 text of the raw bytes: show what
-                    # the client sent (UTF-8, as werkzeug routes it), not mojibake.
-                    path = path.encode("latin-1", "replace").decode("utf-8", "replace")
+                    path = _as_sent(path)
                 sample = self._settings.access_log_sample
                 if self.access_log is not False and (
                     status >= 400 or sample >= 1.0 or random.random() < sample
@@ -383,7 +386,9 @@ class _Middleware:
                         _SERVER,
                         span[3],
                         attributes,
-                        error,
+                        error
+                        if error is not None or status < 500 or scope.environ is None
+                        else scope.environ.pop(_ERROR_KEY, None),
                         status >= 500,
                     )
         except Exception as exc:
@@ -493,6 +498,12 @@ class _Middleware:
             _context.current.reset(token)
 
 
+def _as_sent(path: str) -> str:
+    """The path as the client sent it: WSGI hands it over as latin-1 text of the raw bytes;
+    they are UTF-8, as werkzeug routes them (invalid bytes become U+FFFD), not mojibake."""
+    return path.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
 def _started(body: Iterable[bytes], resp: list) -> Iterable[bytes]:
     """``body`` of an app that calls ``start_response`` only while its body is iterated (WSGI
     allows it up to the first non-empty item, PEP 3333: a generator app, or a middleware put
@@ -571,11 +582,17 @@ class _Streamed:
         scope.environ = None
 
 
-def _note_route(sender: object, **extra: object) -> None:
+def _note_route(sender: object, exception: object = None, **extra: object) -> None:
+    """``got_request_exception``: an exception no error handler of the app took (Flask answers
+    500, or lets it through under ``PROPAGATE_EXCEPTIONS``). Note the route while the request
+    is still there, and the exception for the server span (Flask handles it: the WSGI call
+    returns a 500 page and the middleware never sees it)."""
     try:
         scope = _context.current_scope()
         if scope is not None:
             _context.route_of(scope)
+            if isinstance(exception, Exception) and scope.environ is not None:
+                scope.environ[_ERROR_KEY] = exception
     except Exception as exc:
         _errors.record("internal", repr(exc))
 

@@ -11,4 +11,7 @@ preload_app = os.environ.get("PRELOAD") == "1"
 
 
 def post_fork(server, worker):
-    telemetry.configure()
+    # POST_FORK_CONFIGURE=0: an app that configures once, in the master (preload_app), and
+    # leaves the workers with what fork gave them
+    if os.environ.get("POST_FORK_CONFIGURE", "1") == "1":
+        telemetry.configure()

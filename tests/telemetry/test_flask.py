@@ -146,6 +146,52 @@ def test_errors_are_logged_with_the_exception(tel: Tel) -> None:
     assert line["level"] == "ERROR"
     (span,) = [s for s in tel.spans() if s.name == "GET /fail"]
     assert span.status.status_code == trace.StatusCode.ERROR
+    # Flask handled it (a 500 page, as under gunicorn): the span still has the exception
+    assert [e.name for e in span.events] == ["exception"]
+    assert span.events[0].attributes["exception.type"] == "RuntimeError"
+    assert span.events[0].attributes["exception.message"] == "exploded"
+
+
+@pytest.mark.parametrize("hook", ["before_request", "after_request"])
+def test_a_failing_hook_is_a_500_whose_span_has_the_exception(tel: Tel, hook: str) -> None:
+    app = make_app()
+
+    def failing(*args: object) -> None:
+        raise LookupError(f"{hook} failed")
+
+    getattr(app, hook)(failing)
+    assert app.test_client().get("/v1/users/u1/points").status_code == 500
+    (span,) = tel.spans()
+    assert span.status.status_code == trace.StatusCode.ERROR
+    assert [e.attributes["exception.message"] for e in span.events] == [f"{hook} failed"]
+    (line,) = access_lines(tel)
+    assert line["status"] == 500 and line["trace_id"] and line["span_id"]
+
+
+def test_client_errors_and_redirects_leave_the_span_status_unset(tel: Tel) -> None:
+    """HTTP semantic conventions: a 4xx is the client's error, not the server span's; only
+    5xx sets ERROR. Unmatched requests (404, 405, trailing-slash redirects) share one name."""
+    app = make_app()
+    app.add_url_rule("/dir/", "dir", lambda: "d")
+    app.add_url_rule("/conflict", "conflict", lambda: flask.abort(409))
+    client = app.test_client()
+    got = {
+        client.get("/nowhere").status_code,
+        client.delete("/v1/users/u1/points").status_code,
+        client.get("/dir").status_code,
+        client.get("/conflict").status_code,
+        client.post("/v1/orders", data="x").status_code,
+    }
+    assert got == {404, 405, 308, 409, 400}
+    spans = tel.spans()
+    assert {s.status.status_code for s in spans} == {trace.StatusCode.UNSET}
+    assert all(not s.events for s in spans)
+    assert {s.name for s in spans} == {
+        "GET UNMATCHED",
+        "DELETE UNMATCHED",
+        "GET /conflict",
+        "POST /v1/orders",
+    }
 
 
 def test_successful_access_lines_are_sampled_errors_always_logged(tel: Tel) -> None:
@@ -591,3 +637,41 @@ def test_a_response_with_a_size_or_no_body_is_recorded_when_the_app_returns(
     statuses = [(x["route"], x["status"]) for x in access_lines(tel)]
     assert statuses == [("/sized", 200), ("/chunks/<int:n>", 200), ("/empty", 204)]
     assert total(tel.emf(), "Requests") == 3
+
+
+def test_an_exception_whose_str_fails_still_gives_its_span_and_no_telemetry_error(
+    tel: Tel,
+) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise ValueError("no text")
+
+    app = make_app()
+
+    @app.get("/unprintable")
+    def unprintable() -> str:
+        raise Unprintable()
+
+    before = telemetry.error_count()
+    assert app.test_client().get("/unprintable").status_code == 500
+    (span,) = tel.spans()
+    assert span.status.status_code == trace.StatusCode.ERROR
+    (event,) = span.events
+    assert event.attributes["exception.type"].endswith("Unprintable")
+    assert event.attributes["exception.message"] == "<exception str() failed>"
+    assert telemetry.error_count() == before
+
+
+@pytest.mark.parametrize("sent", ["/caf%C3%A9", "/café"])
+def test_exclusion_matches_the_path_as_the_access_line_shows_it(tel: Tel, sent: str) -> None:
+    """A non-ASCII path reaches WSGI as latin-1 text of its UTF-8 bytes; the pattern is matched
+    against what the client sent (the access line's ``path``), not that text."""
+    tel.configure(exclude_paths="/(healthz|café)")
+    app = make_app()
+    app.add_url_rule("/café", "cafe", lambda: "c")
+    app.add_url_rule("/other/<x>", "other", lambda x: x)
+    client = app.test_client()
+    assert client.get(sent).status_code == 200
+    assert client.get("/other/é").status_code == 200
+    assert [x["path"] for x in access_lines(tel)] == ["/other/é"]
+    assert [s.name for s in tel.spans()] == ["GET /other/<x>"]

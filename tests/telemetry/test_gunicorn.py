@@ -31,8 +31,14 @@ def _requests_in(text: str) -> int:
     return total
 
 
-@pytest.mark.parametrize("preload", [False, True], ids=["post-fork-only", "preload"])
-def test_requests_counted_exactly_once_across_workers(tmp_path: Path, preload: bool) -> None:
+@pytest.mark.parametrize(
+    ("preload", "post_fork"),
+    [(False, True), (True, True), (True, False)],
+    ids=["post-fork-only", "preload", "preload-without-post-fork"],
+)
+def test_requests_counted_exactly_once_across_workers(
+    tmp_path: Path, preload: bool, post_fork: bool
+) -> None:
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     env = {
         # preload: the app's explicit configure(service=..., version=...) must win in workers
@@ -42,6 +48,9 @@ def test_requests_counted_exactly_once_across_workers(tmp_path: Path, preload: b
         "OTEL_TRACES_EXPORTER": "console",  # spans on stderr, exported by each worker's BSP
         "PRELOAD": "1" if preload else "0",
         "CONFIGURE_AT_IMPORT": "1" if preload else "0",
+        # without it, each worker's spans go through the provider it inherited: the SDK gave
+        # its batch processor a new thread and an empty queue; the last ones leave at exit
+        "POST_FORK_CONFIGURE": "1" if post_fork else "0",
     }
     n_first, n_second = 40, 35
     with (

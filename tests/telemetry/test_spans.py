@@ -251,3 +251,49 @@ def test_the_positional_build_is_used_only_when_the_sdk_order_matches() -> None:
             pass
 
     assert not _tracing._positional_parameters_are(Reordered, ("name", "context"))
+
+
+def test_span_limits_of_the_environment_bound_server_child_and_job_spans(
+    tel: Tel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`` / ``_COUNT_LIMIT`` and
+    ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` (event attributes) bound what a client or the app puts
+    on a span, as the SDK's own spans are bounded: the first attributes (the HTTP ones) are kept,
+    the rest counted as dropped, long strings cut."""
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "16")
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "6")
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "20")
+    tel.configure()
+    app = flask.Flask("limits")
+
+    @app.get("/<path:p>")
+    def view(p: str) -> str:
+        telemetry.annotate(**{f"a{i}": "v" * 100 for i in range(10)})
+        with telemetry.span("child", **{f"c{i}": i for i in range(10)}) as child:
+            child.set_attribute("long", "w" * 100)
+        with telemetry.span("failing"):
+            raise KeyError("k" * 500)
+
+    instrument(app)
+    path = "/" + "p" * 3000  # client input
+    assert app.test_client().get(path).status_code == 500
+    with telemetry.job("order.completed", message_id="m-1"):
+        telemetry.annotate(**{f"j{i}": "x" * 50 for i in range(10)})
+    got = _by_name(tel.spans())
+    server = got["GET /<path:p>"]
+    assert list(server.attributes)[:4] == [
+        "http.request.method",
+        "http.route",
+        "url.path",
+        "http.response.status_code",
+    ]
+    assert len(server.attributes) == 6 and server.dropped_attributes == 8
+    assert server.attributes["url.path"] == path[:16]
+    assert server.attributes["a0"] == "v" * 16
+    assert len(got["child"].attributes) == 6 and got["child"].dropped_attributes == 5
+    (event,) = got["failing"].events
+    assert {len(v) for v in event.attributes.values()} <= set(range(21))
+    job = got["order.completed"]
+    assert len(job.attributes) <= 6 and all(
+        len(v) <= 16 for v in job.attributes.values() if isinstance(v, str)
+    )
