@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, current_app, json
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from points import (
     FormatUnsupported,
@@ -166,9 +166,10 @@ def _auth(exc: AuthError) -> Response:
     return problem(exc.status, exc.title, exc.detail, slug=exc.slug, headers=headers)
 
 
-def _unexpected(exc: Exception) -> Response:
-    # Log the trace for operators; the client gets no internals.
-    current_app.logger.exception("unhandled error")
+def _unexpected(exc: InternalServerError) -> Response:
+    # Flask reached this through its handler for unhandled exceptions: it logged the trace for
+    # operators ("Exception on <path> [<method>]") and signalled got_request_exception, which
+    # puts the exception on the request's server span. The client gets no internals.
     return problem(500, "Internal server error", "an unexpected error occurred", slug="internal")
 
 
@@ -191,4 +192,6 @@ def register(app: Flask) -> None:
     else:
         app.register_error_handler(ParseException, _unparsable_body)
     app.register_error_handler(AuthError, _auth)
-    app.register_error_handler(Exception, _unexpected)
+    # not ``Exception``: a handler for it takes every exception before Flask's own handling of
+    # unhandled ones (its log line with the trace, got_request_exception for telemetry's span)
+    app.register_error_handler(InternalServerError, _unexpected)

@@ -26,6 +26,7 @@ from sample_api.app import load_openapi
 from sample_api.state import state_of
 from sample_api.tokens import auth_settings_from
 from tests.support.issuer import ISSUER, bearer, grant_token, user_token
+from tests.telemetry.conftest import tel  # noqa: F401 (telemetry into memory, for the tests that read it back)
 
 #: The AUTH_* settings every test app uses unless told otherwise.
 AUTH = auth_settings_from(ISSUER.env())

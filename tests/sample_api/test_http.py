@@ -10,9 +10,11 @@ from urllib.parse import quote
 
 import pytest
 from flask import Flask
+from opentelemetry import trace
 
 from points.storage.sqlite import SQLiteStorage
 from tests.sample_api.conftest import _REGISTRY, OPENAPI, Api, ledger_snapshot, rightful_headers
+from tests.telemetry.conftest import Tel
 
 GRANTS = "/v1/points/grants"
 REDEMPTIONS = "/v1/points/redemptions"
@@ -391,6 +393,40 @@ def test_unexpected_error_is_a_500_problem_without_trace(
     body = assert_problem(response, 500, slug="internal")
     assert "a bug" not in json.dumps(body)
     assert "a bug" in caplog.text  # the trace goes to the log, not to the client
+
+
+def test_an_unexpected_error_is_an_exception_event_of_the_server_span(
+    config, db_path: Path, tel: Tel
+) -> None:
+    # the span an operator opens from the alarm says what failed, as the log line does
+    from sample_api import create_app
+
+    app = create_app(config, storage=_Broken(str(db_path)))
+    response = app.test_client().post(
+        GRANTS, json=grant_body(), headers=rightful_headers("POST", GRANTS)
+    )
+    assert_problem(response, 500, slug="internal")
+    (span,) = [s for s in tel.spans() if s.kind == trace.SpanKind.SERVER]
+    assert span.status.status_code == trace.StatusCode.ERROR
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"].endswith("RuntimeError")
+    assert event.attributes["exception.message"] == "a bug"
+    (logged,) = [x for x in tel.logs() if "a bug" in x.get("exception", "")]
+    assert logged["trace_id"] and logged["span_id"] == f"{span.context.span_id:016x}"
+
+
+def test_an_aborted_500_is_a_problem_and_not_logged_as_a_crash(
+    config, db_path: Path, tel: Tel
+) -> None:
+    # abort(500) (or a werkzeug InternalServerError) is a deliberate answer, not a bug
+    from flask import abort
+
+    from sample_api import create_app
+
+    app = create_app(config, storage=SQLiteStorage(str(db_path)))
+    app.add_url_rule("/v1/boom", "boom", lambda: abort(500))
+    assert_problem(app.test_client().get("/v1/boom"), 500, slug="internal")
+    assert not [x for x in tel.logs() if "exception" in x]
 
 
 # -- the document's constraints are the app's ------------------------------------------------------
