@@ -23,7 +23,9 @@ from tests.support.processes import ROOT
 
 def _deploy_script(name: str) -> Callable[[], argparse.ArgumentParser]:
     def build() -> argparse.ArgumentParser:
-        spec = importlib.util.spec_from_file_location(f"_cli_{name}", ROOT / "deploy" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(
+            f"_cli_{name}", ROOT / "deploy" / f"{name}.py"
+        )
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
