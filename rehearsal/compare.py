@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from alarms import SpecError, load_spec
+from alarms import SpecError, load_spec, read_spec_document
 from rehearsal import _arguments as arguments
 from rehearsal import schedule as schedules
 from rehearsal.files import write_atomic
@@ -153,7 +153,8 @@ def _spec_without_ratios(spec: Path, out: Path) -> Path:
     """A copy of ``spec`` with ``baseline: false``: static thresholds only."""
     import yaml
 
-    data = yaml.safe_load(spec.read_text())
+    # read as the alarms read it: YAML 1.1 would take ``1e3`` for text and write it back quoted
+    data = read_spec_document(spec)
     data["baseline"] = False
     path = out / "spec-static.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
