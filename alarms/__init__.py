@@ -19,7 +19,7 @@ from ._expr import ExpressionError
 from ._format import number_text, value_text
 from ._policy import MAX_DEPLOYMENT_ALARMS
 from ._rules import decide
-from ._spec import Profile, Spec, SpecError, load_spec, parse_spec
+from ._spec import Profile, Spec, SpecError, load_spec, parse_spec, read_spec_document
 from ._synth import rollback_alarm_names, synth, worker_rollback_alarm_names
 
 #: The points service's own spec (shipped as package data).
@@ -39,6 +39,7 @@ __all__ = [
     "load_spec",
     "number_text",
     "parse_spec",
+    "read_spec_document",
     "rollback_alarm_names",
     "synth",
     "value_text",

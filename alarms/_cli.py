@@ -29,6 +29,11 @@ _LAST_TIME_S = _rules.MAX_TIMESTAMP_MS / 1000.0
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
+        # are this class): a typo or a later option must not silently change the meaning.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
         raise InputError(message)
 

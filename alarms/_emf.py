@@ -206,7 +206,8 @@ class CloudWatchCheck:
         self._cache: dict[tuple[str, object], str | None] = {}
 
     def _problem(self, kind: str, value: object) -> str | None:
-        key = (kind, value if isinstance(value, str) else repr(value))
+        # a non-string by its type and text: the number 2 is not the string "2"
+        key = (kind, value if isinstance(value, str) else (type(value).__name__, repr(value)))
         try:
             return self._cache[key]
         except KeyError:
@@ -234,12 +235,12 @@ class CloudWatchCheck:
         """Why CloudWatch would reject the metric name ``name`` (``None``: accepted)."""
         return self._problem("metric", name)
 
-    def dimension(self, name: str, value: object) -> str | None:
+    def dimension(self, name: object, value: object) -> str | None:
         """Why CloudWatch would reject the dimension ``name`` = ``value`` (``None``: accepted).
-        Non-string values are read as their text, as the evaluator reads them."""
-        return self._problem("dimension", name) or self._problem(
-            "value", value if isinstance(value, str) else str(value)
-        )
+        A name or value that is not a JSON string (``2``, ``true``, ``null``, an array, an
+        object) is rejected: the EMF specification's dimension names are strings and "the
+        target member MUST have a string value"; CloudWatch Logs extracts no metric for it."""
+        return self._problem("dimension", name) or self._problem("value", value)
 
 
 def short_repr(value: object, limit: int = 60) -> str:

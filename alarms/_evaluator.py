@@ -326,11 +326,17 @@ class Evaluator:
                 if not isinstance(ds, list):
                     continue
                 try:
-                    key = tuple(sorted((k, str(obj[k])) for k in ds))
+                    key = tuple(sorted((k, obj[k]) for k in ds))
+                    problem = seen.get(key, _UNSEEN)  # type: ignore[call-overload]
                 except (KeyError, TypeError):
-                    self.stats["bad_lines"] += 1  # a dimension without a value: CloudWatch drops it
+                    # a name that is no string, a value that is an array or object, or a name
+                    # with no value: the slow path says which
+                    problem = self._set_problem(ds, obj)
+                    if problem is None:  # a dimension without a value: CloudWatch drops it
+                        self.stats["bad_lines"] += 1
+                        continue
+                    dim_problems.append(problem)
                     continue
-                problem = seen.get(key, _UNSEEN)  # type: ignore[call-overload]
                 if problem is _UNSEEN:
                     problem = self._key_problem(key)
                 if problem is None:
@@ -437,7 +443,19 @@ class Evaluator:
         self._reject(problem, n, example)
         return 0
 
-    def _key_problem(self, key: tuple[tuple[str, str], ...]) -> str | None:
+    def _set_problem(self, names: list[Any], obj: Mapping[str, Any]) -> str | None:
+        """Why CloudWatch would reject a dimension set that cannot be a cache key: a name that
+        is not a string, or a value that is an array or an object (``None``: every name is a
+        string and one has no value, which drops the set)."""
+        for name in names:
+            if not isinstance(name, str):
+                return f"name {self._check.dimension(name, '')}"
+        for name in names:
+            if name in obj and (problem := self._check.dimension(name, obj[name])):
+                return f"{name} {problem}"
+        return None
+
+    def _key_problem(self, key: tuple[tuple[str, Any], ...]) -> str | None:
         """Why CloudWatch would reject a dimension set (``None``: accepted)."""
         if len(key) > MAX_DIMENSIONS_PER_METRIC:
             problem: str | None = (

@@ -69,6 +69,26 @@ def _yaml_loader() -> type:
     return CfnLoader
 
 
+#: A YAML 1.2 float (core schema, yaml.org/spec/1.2.2 10.3.2) written without a dot or with an
+#: unsigned exponent, which YAML 1.1 (PyYAML) reads as a string: ``1e3``, ``5E2``, ``1e308``,
+#: ``.5e1``, ``1.5e3``. What YAML 1.1 already reads (``1.5``, ``1.0e+3``, ``.inf``) is unchanged.
+_YAML12_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z")
+
+
+def _yaml12_numbers_loader() -> type:
+    import yaml
+
+    class Yaml12NumbersLoader(yaml.SafeLoader):
+        """SafeLoader that reads YAML 1.2 floats as numbers (a spec written by hand or by a
+        YAML 1.2 / JSON tool: ``threshold_ms: 1e3`` is the number 1000, not the text ``1e3``)."""
+
+    # Checked after YAML 1.1's own resolvers (appended): ints and 1.1 floats resolve as before.
+    Yaml12NumbersLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789.")
+    )
+    return Yaml12NumbersLoader
+
+
 #: Largest YAML document read, in nodes with every alias counted as what it expands to: a
 #: "billion laughs" document (aliases of aliases) is refused before anything walks it. A
 #: generated template has a few thousand nodes.
@@ -150,8 +170,10 @@ def _refuse_duplicate_keys(root: Any) -> None:
 
 
 def parse_document(text: str, where: str, *, cfn_tags: bool = False) -> Any:
-    """The JSON or YAML document in ``text`` (``cfn_tags``: CloudFormation short tags such as
-    ``!Ref`` read as their long form; else plain safe YAML).
+    """The JSON or YAML document in ``text``. ``cfn_tags`` (a template): CloudFormation short
+    tags such as ``!Ref`` read as their long form, scalars as YAML 1.1, as CloudFormation reads
+    them ("supports the YAML Version 1.1 specification", CloudFormation User Guide, template
+    formats). Else (a spec): safe YAML reading YAML 1.2 floats (``1e3``) as numbers.
 
     Raises InputError naming ``where`` for text that is neither, nested too deeply for the
     parsers (a JSON or YAML document thousands of levels deep), or a YAML document whose aliases
@@ -166,7 +188,7 @@ def parse_document(text: str, where: str, *, cfn_tags: bool = False) -> Any:
         raise InputError(f"{where} has a duplicate key {exc.args[0]!r}") from None
     except ValueError:
         pass
-    loader = _yaml_loader() if cfn_tags else yaml.SafeLoader
+    loader = _yaml_loader() if cfn_tags else _yaml12_numbers_loader()
     try:
         root = yaml.compose(text, Loader=loader)
         if root is None:

@@ -219,6 +219,14 @@ def _check_keys(data: dict[str, Any], allowed: set[str], path: str) -> None:
             raise SpecError(where, f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
+#: CloudWatch's thresholds and values are finite doubles: "special values (for example, NaN,
+#: +Infinity, -Infinity) are not supported" (PutMetricData / MetricDatum).
+_NOT_FINITE = (
+    "must be a finite number: CloudWatch takes no infinity or NaN (a number beyond about "
+    "1.8e308, such as 1e309, is infinity as a double)"
+)
+
+
 def _number(
     data: dict[str, Any],
     key: str,
@@ -236,9 +244,9 @@ def _number(
     try:  # YAML reads 400 digits as an int that no float (no CloudWatch threshold) can hold
         value = float(value)
     except OverflowError:
-        raise SpecError(where, "must be a number") from None
-    if not math.isfinite(value):
-        raise SpecError(where, "must be a number")
+        value = math.inf
+    if not math.isfinite(value):  # .inf, .nan, 1e309 (a double overflows to infinity)
+        raise SpecError(where, _NOT_FINITE)
     if strict and value <= minimum:
         raise SpecError(
             where, "must be a positive number" if minimum == 0 else f"must be > {minimum}"
@@ -565,6 +573,13 @@ def parse_spec(data: Any) -> Spec:
 
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a YAML (or JSON) spec file; :class:`SpecError` on any problem."""
+    return parse_spec(read_spec_document(path))
+
+
+def read_spec_document(path: str | Path) -> Any:
+    """The data of a spec file, unvalidated, as :func:`load_spec` reads it: JSON, or YAML with
+    YAML 1.2 numbers (``1e3`` is a number), a key given twice refused. :class:`SpecError` for
+    a file that cannot be read or parsed."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -572,10 +587,9 @@ def load_spec(path: str | Path) -> Spec:
             "", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
         ) from None
     try:
-        data = parse_document(text, str(path))
+        return parse_document(text, str(path))
     except InputError as exc:
         raise SpecError("", str(exc)) from None
-    return parse_spec(data)
 
 
 def _stage_name(flag: str, value: str, pattern: str, rule: str) -> str:

@@ -13,9 +13,10 @@ import os
 import flask
 
 import telemetry
+from benchmarks.environment_variables import BENCH_VARIANT
 from telemetry.flask import instrument
 
-VARIANT = os.environ.get("BENCH_VARIANT", "bare")
+VARIANT = os.environ.get(BENCH_VARIANT, "bare")
 
 
 def _exporter():  # the same no-op exporter as the in-process benchmark

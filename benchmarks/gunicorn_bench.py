@@ -41,6 +41,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks.environment_variables import BENCH_VARIANT
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("bare", "bare-again", "red", "full")
 LABELS = {
@@ -72,16 +74,20 @@ def _server(
     variant: str, wrapper: tuple[str, ...] = (), ready_s: float = 30.0
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """A gunicorn server of ``variant`` (run under ``wrapper``, e.g. valgrind)."""
+    # here, not at the top: the load client's spawned process imports this module and should
+    # not load telemetry (and OpenTelemetry) for nothing
+    from telemetry import environment_variables as ev
+
     port = _free_port()
     env = {
         **os.environ,
-        "BENCH_VARIANT": variant.removesuffix("-again"),
+        BENCH_VARIANT: variant.removesuffix("-again"),
         "PYTHONPATH": str(ROOT),
-        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-        "OTEL_SDK_DISABLED": "false",
+        ev.OTEL_TRACES_SAMPLER: "parentbased_always_on",
+        ev.OTEL_SDK_DISABLED: "false",
     }
-    for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                "OTEL_TRACES_EXPORTER", "TELEMETRY_TRACES_FILE", "TELEMETRY_EXCLUDE_PATHS"):  # fmt: skip
+    for key in (ev.OTEL_EXPORTER_OTLP_ENDPOINT, ev.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+                ev.OTEL_TRACES_EXPORTER, ev.TELEMETRY_TRACES_FILE, ev.TELEMETRY_EXCLUDE_PATHS):  # fmt: skip
         env.pop(key, None)
     cmd = [
         *wrapper, sys.executable, "-m", "gunicorn", "--timeout", str(int(VALGRIND_TIMEOUT_S)), "-b", f"127.0.0.1:{port}", "-w", "1",

@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.environment_variables import (
+    REHEARSAL_BENCH_HEALTHY_RUNS,
+    REHEARSAL_BENCH_REGRESSION_RUNS,
+)
 from points.environment_variables import POINTS_DB_PATH
 from sample_api import environment_variables as api_env
 
@@ -194,8 +198,8 @@ def listener_overhead(tmp: Path, threads: int = 8, per_thread: int = 400) -> Non
 
 
 def main() -> None:
-    regressions = int(os.environ.get("REHEARSAL_BENCH_REGRESSION_RUNS", "3"))
-    healthy = int(os.environ.get("REHEARSAL_BENCH_HEALTHY_RUNS", "10"))
+    regressions = int(os.environ.get(REHEARSAL_BENCH_REGRESSION_RUNS, "3"))
+    healthy = int(os.environ.get(REHEARSAL_BENCH_HEALTHY_RUNS, "10"))
     with tempfile.TemporaryDirectory(prefix="rehearsal-bench-") as tmp:
         listener_overhead(Path(tmp))
         detection(Path(tmp), regressions)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from points.environment_variables import POINTS_DB_PATH
 from sample_api import environment_variables as api_env
+from telemetry.environment_variables import AWS_EMF_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW_CLIENTS = (2, 8, 24)
@@ -58,7 +59,7 @@ def _run(label: str, extra: list[str], folder: Path) -> None:
         api_env.GUNICORN_TIMEOUT: "10",
         api_env.GUNICORN_DRAIN_S: "0",
         api_env.AUTH_MODE: "off",  # only /healthz is measured: no tokens involved
-        "AWS_EMF_ENVIRONMENT": "",
+        AWS_EMF_ENVIRONMENT: "",
     }
     args = [sys.executable, "-m", "gunicorn", "-c", "sample_api/gunicorn.conf.py", *extra]
     proc = subprocess.Popen(

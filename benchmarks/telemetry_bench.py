@@ -26,6 +26,7 @@ from werkzeug.test import EnvironBuilder
 
 import telemetry
 from telemetry import _config
+from telemetry import environment_variables as ev
 from telemetry._logging import JsonHandler
 from telemetry._metrics import Aggregator
 from telemetry.flask import instrument
@@ -33,13 +34,13 @@ from telemetry.sinks import MemorySink
 
 #: unset while the variants are built: 100 % sampling, no OTLP export, whatever the caller's env
 _ENV_UNSET = (
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_SDK_DISABLED",
-    "TELEMETRY_EXCLUDE_PATHS",
+    ev.OTEL_TRACES_SAMPLER,
+    ev.OTEL_TRACES_SAMPLER_ARG,
+    ev.OTEL_EXPORTER_OTLP_ENDPOINT,
+    ev.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    ev.OTEL_TRACES_EXPORTER,
+    ev.OTEL_SDK_DISABLED,
+    ev.TELEMETRY_EXCLUDE_PATHS,
 )
 
 PATH = "/v1/users/u-42/points"

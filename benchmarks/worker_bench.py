@@ -27,15 +27,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.environment_variables import WORKER_BENCH_MESSAGES, WORKER_BENCH_ROUNDS
 from points.environment_variables import AWS_ENDPOINT_URL, POINTS_DB_PATH
+from telemetry.environment_variables import OTEL_SERVICE_NAME
 from tests.conftest import FAKE_AWS_ENV
 from tests.support.processes import child, moto_server
 from worker import make_client, make_event, setup_queues
 from worker._sample import send_bodies
 from worker.environment_variables import QUEUE_URL, WORKER_BATCH_SIZE, WORKER_WAIT_TIME_S
 
-MESSAGES = int(os.environ.get("WORKER_BENCH_MESSAGES", "300"))
-ROUNDS = int(os.environ.get("WORKER_BENCH_ROUNDS", "5"))
+MESSAGES = int(os.environ.get(WORKER_BENCH_MESSAGES, "300"))
+ROUNDS = int(os.environ.get(WORKER_BENCH_ROUNDS, "5"))
 TIME_LIMIT_S = 120.0
 
 
@@ -86,7 +88,7 @@ def _worker(endpoint: str, url: str, n: int, workdir: Path) -> dict[str, Any]:
         POINTS_DB_PATH: str(workdir / f"{uuid.uuid4().hex[:6]}.db"),
         WORKER_BATCH_SIZE: "10",
         WORKER_WAIT_TIME_S: "1",
-        "OTEL_SERVICE_NAME": "points-worker",
+        OTEL_SERVICE_NAME: "points-worker",
     }
     times: list[float] = []
     outcomes: dict[str, int] = {}

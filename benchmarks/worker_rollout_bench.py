@@ -25,9 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.environment_variables import (
+    WORKER_ROLLOUT_BENCH_HEALTHY_RUNS,
+    WORKER_ROLLOUT_BENCH_REGRESSION_RUNS,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-REGRESSION_RUNS = "WORKER_ROLLOUT_BENCH_REGRESSION_RUNS"
-HEALTHY_RUNS = "WORKER_ROLLOUT_BENCH_HEALTHY_RUNS"
 HEALTHY_ARGS = ["--time-scale", "0.5"]
 
 
@@ -112,8 +115,8 @@ def false_rollbacks(tmp: Path, runs: int) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="worker-rollout-bench-") as tmp:
-        detection(Path(tmp), int(os.environ.get(REGRESSION_RUNS, "3")))
-        false_rollbacks(Path(tmp), int(os.environ.get(HEALTHY_RUNS, "5")))
+        detection(Path(tmp), int(os.environ.get(WORKER_ROLLOUT_BENCH_REGRESSION_RUNS, "3")))
+        false_rollbacks(Path(tmp), int(os.environ.get(WORKER_ROLLOUT_BENCH_HEALTHY_RUNS, "5")))
 
 
 if __name__ == "__main__":

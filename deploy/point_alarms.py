@@ -413,12 +413,17 @@ def describe(the_plan: dict[str, Any]) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
+        # are this class): a typo or a later option must not silently change the meaning.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> NoReturn:
         # One line on stderr, as for every other bad input (not argparse's usage block).
         self.exit(2, f"point_alarms: {message} (see --help)\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="the deploy/stack.yaml stack")
     parser.add_argument("--green-version", required=True, help="the release (image tag)")
@@ -430,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     parser.add_argument("--plan", type=Path, help="also write the plan as JSON to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if not _STACK.fullmatch(args.stack):
             raise UsageError(f"--stack is not a CloudFormation stack name: {args.stack!r}")

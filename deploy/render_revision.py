@@ -32,7 +32,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 HERE = Path(__file__).resolve().parent
 TASKDEF_TEMPLATE = HERE / "taskdef.json"
@@ -94,6 +94,11 @@ class UsageError(ValueError):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
+        # are this class): a typo or a later option must not silently change the meaning.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> NoReturn:
         # One line on stderr, as for every other bad input (not argparse's usage block).
         self.exit(2, f"render_revision: {message} (see --help)\n")
@@ -280,7 +285,7 @@ def _env_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--outputs", type=Path, required=True, help="describe-stacks outputs JSON")
     parser.add_argument("--region", required=True)
@@ -291,7 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subnets", help="API subnets for this deployment (comma-separated IDs)")
     parser.add_argument("--assign-public-ip", help="ENABLED or DISABLED for this deployment")
     parser.add_argument("--out", type=Path, default=Path("."))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         arn = args.task_definition_arn
         if arn is not None and not _TASKDEF_ARN.fullmatch(arn):

@@ -110,17 +110,25 @@ def preset(name: str) -> Formats:
 
 
 def _number(part: str) -> int | None:
+    """A ledger format number: 1 to 999 in ASCII digits (formats are numbered from 1); else
+    None."""
     part = part.strip()
-    return int(part) if part.isascii() and part.isdigit() and len(part) <= 3 else None
+    number = int(part) if part.isascii() and part.isdigit() and len(part) <= 3 else 0
+    return number if number >= 1 else None
 
 
-def parse_format_list(text: str, name: str) -> frozenset[int]:
-    """Comma-separated format numbers (``1,2``); ConfigError naming ``name`` and the text."""
+def parse_format_list(text: str, name: str, *, once: bool = False) -> frozenset[int]:
+    """Comma-separated format numbers (``1,2``), each 1 to 999; ConfigError naming ``name`` and
+    the text (empty, ``0``, ``-1``, ``1.5``, ``1,,2``; ``1,1`` too when ``once``)."""
     parts = [_number(part) for part in text.split(",")]
     if not text.strip() or None in parts:
         raise ConfigError(
-            f"{name} must be comma-separated ledger format numbers (e.g. 1,2); got {text!r:.80}"
+            f"{name} must be comma-separated ledger format numbers from 1 to 999 (e.g. 1,2); "
+            f"got {text!r:.80}"
         )
+    twice = sorted({p for p in parts if parts.count(p) > 1 and p is not None})
+    if once and twice:
+        raise ConfigError(f"{name} names ledger format {twice[0]} twice; got {text!r:.80}")
     return frozenset(p for p in parts if p is not None)
 
 
@@ -135,7 +143,7 @@ def formats_from(env: Mapping[str, str]) -> Formats:
         number = _number(write_text)
         if number is None:
             raise ConfigError(
-                f"{POINTS_FORMAT_WRITE} must be a ledger format number (e.g. 1); "
+                f"{POINTS_FORMAT_WRITE} must be a ledger format number from 1 to 999 (e.g. 1); "
                 f"got {env[POINTS_FORMAT_WRITE]!r:.80}"
             )
         write = number

@@ -189,6 +189,11 @@ def _name(task: Mapping[str, Any], path: Path, role: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
+        # are this class): a typo or a later option must not silently change the meaning.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"guard: error: {message} (see --help)\n")
 
@@ -208,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the task definition about to be deployed (or rolled back to)")  # fmt: skip
     parser.add_argument("--container", default=None, metavar="NAME",
                         help="the app container (default: the one that declares formats)")  # fmt: skip
-    parser.add_argument("--store-formats", default="", metavar="LIST",
-                        help="formats already in the store (its marker), e.g. 1,2")  # fmt: skip
+    parser.add_argument("--store-formats", default=None, metavar="LIST",
+                        help="formats already in the store (its marker), e.g. 1,2; a format this "
+                        "build does not know (a later release's) is a one-way door")  # fmt: skip
     return parser
 
 
@@ -217,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         store: set[int] = set()
-        if args.store_formats.strip():
-            store = set(parse_format_list(args.store_formats, "--store-formats"))
+        if args.store_formats is not None:  # given empty: bad input, not "unknown"
+            # "1,1" is likelier a typo of "1,2" (a door) than meant: refused, not guessed
+            store = set(parse_format_list(args.store_formats, "--store-formats", once=True))
         running_task = load_task_definition(args.running)
         candidate_task = load_task_definition(args.candidate)
         running_name = _name(running_task, args.running, "running")

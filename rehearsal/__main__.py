@@ -43,6 +43,11 @@ EXIT_MISMATCH, EXIT_USAGE, EXIT_UNSAFE, EXIT_REFUSED, EXIT_INTERRUPTED = 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
+        # are this class): a typo or a later option must not silently change the meaning.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> NoReturn:
         # One clear line, not argparse's usage block.
         self.exit(2, f"rehearsal: error: {message} (see --help)\n")
@@ -371,12 +376,7 @@ def summary(outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
-def pipeline_main(argv: list[str]) -> int:
-    """``python -m rehearsal pipeline ...``. Exit status: 0 done (and as ``--expect`` says), 1 the
-    end differs from ``--expect`` or a stage's run failed, 2 bad arguments (one line), 130
-    interrupted."""
-    from rehearsal.pipeline import DEFAULT_STAGES, Stage, final_outcome, run_pipeline, table
-
+def build_pipeline_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m rehearsal pipeline",
         description="The release pipeline's stages (pre-production, then production) as "
@@ -395,7 +395,16 @@ def pipeline_main(argv: list[str]) -> int:
     p.add_argument("--expect", metavar="released|STAGE",
                    help="exit 1 unless the release is released, or stopped at STAGE")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def pipeline_main(argv: list[str]) -> int:
+    """``python -m rehearsal pipeline ...``. Exit status: 0 done (and as ``--expect`` says), 1 the
+    end differs from ``--expect`` or a stage's run failed, 2 bad arguments (one line), 130
+    interrupted."""
+    from rehearsal.pipeline import DEFAULT_STAGES, Stage, final_outcome, run_pipeline, table
+
+    args = build_pipeline_parser().parse_args(argv)
     try:
         stages = [Stage.parse(s) for s in args.stage] or list(DEFAULT_STAGES)
         names = [s.name for s in stages]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from alarms import SpecError, load_spec
+from alarms import SpecError, load_spec, read_spec_document
 from rehearsal import _arguments as arguments
 from rehearsal import schedule as schedules
 from rehearsal.files import write_atomic
@@ -76,6 +76,11 @@ OVERHEAD_S = 120.0
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
+        # are this class): a typo or a later option must not silently change the meaning.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"rehearsal compare: error: {message} (see --help)\n")
 
@@ -148,7 +153,8 @@ def _spec_without_ratios(spec: Path, out: Path) -> Path:
     """A copy of ``spec`` with ``baseline: false``: static thresholds only."""
     import yaml
 
-    data = yaml.safe_load(spec.read_text())
+    # read as the alarms read it: YAML 1.1 would take ``1e3`` for text and write it back quoted
+    data = read_spec_document(spec)
     data["baseline"] = False
     path = out / "spec-static.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

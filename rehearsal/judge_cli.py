@@ -20,6 +20,11 @@ from rehearsal.judge import JudgeConfig, replay
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
+        # are this class): a typo or a later option must not silently change the meaning.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"rehearsal judge: error: {message} (see --help)\n")
 
@@ -65,11 +70,15 @@ def judge_run(run_dir: Path, config: JudgeConfig | None = None) -> dict[str, Any
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m rehearsal judge", description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path, metavar="DIR", help="a rehearsal's --out directory")
     p.add_argument("--json", action="store_true", help="every judgement as JSON")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         doc = judge_run(args.run_dir)
     except ValueError as exc:

@@ -202,12 +202,17 @@ def _existing(directory: Path) -> DevIssuer | None:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
+        # are this class): a typo or a later option must not silently change the meaning.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"dev_tokens: {message}", file=sys.stderr)
         raise SystemExit(2)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m sample_api.dev_tokens", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     init = commands.add_parser("init", help="make a key pair; print the service's AUTH_* lines")
@@ -223,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     mint.add_argument("--sub", required=True, type=_subject, help="a user id, or a service's id")
     mint.add_argument("--scope", action="append", default=[], help="e.g. points:grant")
     mint.add_argument("--ttl", type=_ttl, default=3600, help="seconds (default 3600)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "init":
         # Running the README's init line again (a second shell) must not swap the keys under a

@@ -569,17 +569,26 @@ def create_table(
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line on stderr, exit 2 (argparse adds the usage block)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
+        # are this class): a typo or a later option must not silently change the meaning.
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m points.storage.dynamodb create-table [--table NAME]`` (env as the app)."""
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m points.storage.dynamodb")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-table", help="create the ledger table (local runs)")
     create.add_argument("--table", default=None, help="default: $POINTS_TABLE or points-ledger")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m points.storage.dynamodb create-table [--table NAME]`` (env as the app)."""
+    args = build_parser().parse_args(argv)
     try:
         table = table_from(
             {POINTS_TABLE: args.table or os.environ.get(POINTS_TABLE, "")}, required=False

@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def given_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
-    """Destinations of the options ``argv`` gives explicitly (abbreviations included)."""
+    """Destinations of the options ``argv`` gives explicitly."""
     # Parse again with every default replaced by a marker (then restored).
     dests = {a.dest for a in parser._actions if a.dest not in ("help",)}
     saved = {d: parser.get_default(d) for d in dests}

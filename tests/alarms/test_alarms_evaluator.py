@@ -708,6 +708,39 @@ def test_composites_without_metric_alarms_are_evaluated_every_minute() -> None:
             "control characters",
         ),
         (emf(T0, {"Latency": 500}, props={":x": "1"}, dims=[["Service"], [":x"]]), "':'"),
+        # The EMF specification: "the target member MUST have a string value"; a number, a
+        # boolean, null, an array or an object is not read as its text (it was: "2")
+        *(
+            (
+                emf(T0, {"Latency": 500}, props={"Version": v}, dims=[["Service"], ["Version"]]),  # type: ignore[dict-item]
+                f"Version {short}: a dimension value must be a string, not {kind}",
+            )
+            for v, short, kind in [
+                (2, "2", "int"),
+                (2.5, "2.5", "float"),
+                (True, "True", "bool"),
+                (None, "None", "NoneType"),
+                ([1], "[1]", "list"),
+                ({"a": "b"}, "{'a': 'b'}", "dict"),
+            ]
+        ),
+        # ... and a dimension name is a string: 1, null, true or an array names no member
+        *(
+            (
+                emf(T0, {"Latency": 500}, dims=[["Service"], [name]]),  # type: ignore[list-item]
+                f"dimension name {short}: a dimension name must be a string, not {kind}",
+            )
+            for name, short, kind in [
+                (1, "1", "int"),
+                (None, "None", "NoneType"),
+                (True, "True", "bool"),
+                (["Service"], "['Service']", "list"),
+            ]
+        ),
+        (
+            emf(T0, {"Latency": 500}, props={"Version": "v2"}, dims=[["Service"], ["Version", 7]]),  # type: ignore[list-item]
+            "dimension name 7: a dimension name must be a string, not int",
+        ),
         (emf(T0, {"Latency": 500}, namespace="AWS/ApplicationELB"), "reserved for AWS"),
         (emf(T0, {"Latency": 500}, namespace="with space"), "namespace"),
         (emf(T0, {"Latency": 500}, namespace="N" * 256), "characters long"),
@@ -784,6 +817,20 @@ def test_a_log_event_larger_than_cloudwatch_logs_takes_gives_no_metric(pad: str)
     assert ev.advance(T0 + 10)[-1].state == "INSUFFICIENT_DATA"
     assert ev.stats["rejected"] == 2 and ev.stats["bad_lines"] == 0
     assert "(first: emf.jsonl line 2)" in ev.rejection_warnings[0]
+
+
+def test_a_numeric_dimension_value_is_not_the_string_an_alarm_names() -> None:
+    """``"Version": 2`` is no metric ``Version=2`` (CloudWatch extracts none): an alarm on
+    Version "2" sees no data, and the line's accepted [Service] set still counts."""
+    on_version = alarm("v", stat="Maximum", dims=[{"Name": "Version", "Value": "2"}])
+    line = emf(T0, {"Latency": 500}, props={"Version": 2}, dims=[["Service"], ["Version"]])  # type: ignore[dict-item]
+    ev, _ = run([alarm(stat="Maximum"), on_version], [line] * 3, T0 + 10)
+    assert ev.states == {"a": "ALARM", "v": "INSUFFICIENT_DATA"}
+    assert ev.stats["rejected"] == 3 and ev.stats["bad_lines"] == 0
+    assert ev.rejection_warnings == [
+        "3 metric values CloudWatch would reject: NS: dimension Version 2: a dimension value "
+        "must be a string, not int"
+    ]
 
 
 def test_rejections_are_bounded_and_accepted_data_is_not_warned_about() -> None:

@@ -171,8 +171,12 @@ def test_bad_yaml_and_unreadable_file(tmp_path: Path) -> None:
     ("path", "value", "message"),
     [
         # Integers beyond a float (YAML reads 400 nines as an int): one error, no OverflowError.
-        ("latency.threshold_ms", 10**400, "latency.threshold_ms: must be a number"),
-        ("worker.backlog_threshold", -(10**400), "worker.backlog_threshold: must be a number"),
+        ("latency.threshold_ms", 10**400, "latency.threshold_ms: must be a finite number"),
+        (
+            "worker.backlog_threshold",
+            -(10**400),
+            "worker.backlog_threshold: must be a finite number",
+        ),
         # CloudWatch's namespace rules (telemetry.cloudwatch_rules): the telemetry could never
         # write these, and ':' / '${' broke the template (cfn-lint E3031, Fn::Sub E1019).
         ("namespace", ":Safe", "namespace: a namespace must not start with ':'"),
@@ -199,3 +203,59 @@ def test_duplicate_keys_are_refused_not_silently_overwritten(tmp_path: Path) -> 
         with pytest.raises(SpecError, match="duplicate key") as err:
             load_spec(path)
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # YAML 1.2 floats that YAML 1.1 (PyYAML) reads as text ("must be a number")
+        ("1e3", 1000.0),
+        ("5E2", 500.0),
+        (".5e1", 5.0),
+        ("1.5e3", 1500.0),
+        ("+2e1", 20.0),
+        ("1e+2", 100.0),
+        ("25e-1", 2.5),
+        ("1e308", 1e308),
+        # what YAML 1.1 already read stays as it was
+        ("250", 250.0),
+        ("2.5", 2.5),
+        ("1.0e+3", 1000.0),
+        ("1_000", 1000.0),
+    ],
+)
+def test_yaml_1_2_numbers_are_numbers(tmp_path: Path, text: str, value: float) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"service: svc\nworker:\n  backlog_threshold: {text}\n")
+    worker = load_spec(path).worker
+    assert worker is not None and worker.backlog_threshold == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1e309", "-1e309", "1e400", ".inf", "-.inf", ".NaN", "9" * 400, "-" + "9" * 400],
+)
+def test_numbers_cloudwatch_refuses_are_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"service: svc\nlatency:\n  threshold_ms: {text}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert "latency.threshold_ms: must be a finite number" in str(err.value)
+    assert "infinity" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["'1e3'", '"1e3"', "1e3x", "e3", "1e", "0x1p3"])
+def test_text_that_is_no_yaml_number_stays_text(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"service: svc\nlatency:\n  threshold_ms: {text}\n")
+    with pytest.raises(SpecError, match=r"latency\.threshold_ms: must be a number$"):
+        load_spec(path)
+
+
+def test_templates_keep_yaml_1_1_scalars_as_cloudformation_reads_them(tmp_path: Path) -> None:
+    # CloudFormation reads YAML 1.1: 1e3 in a template is the text "1e3" there and here alike
+    from alarms._io import load_document
+
+    path = tmp_path / "t.yaml"
+    path.write_text("Resources:\n  A:\n    Type: X\n    Properties:\n      Threshold: 1e3\n")
+    assert load_document(str(path))["Resources"]["A"]["Properties"]["Threshold"] == "1e3"

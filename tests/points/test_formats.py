@@ -47,10 +47,12 @@ def test_declared_formats_are_parsed(read: str, write: str, expected: Formats) -
         ({"POINTS_FORMAT_WRITE": "\u0661"}, "POINTS_FORMAT_WRITE must be a ledger format number"),
         ({"POINTS_FORMAT_WRITE": "2"}, "POINTS_FORMAT_WRITE=2 must be one of POINTS_FORMATS_READ"),
         ({"POINTS_FORMATS_READ": "1,3"}, "^POINTS_FORMATS_READ: ledger format 3 is unknown to"),
+        # formats are numbered from 1: 0 is no format, not an unknown one
         (
             {"POINTS_FORMATS_READ": "0", "POINTS_FORMAT_WRITE": "0"},
-            "^POINTS_FORMATS_READ: ledger format 0 is unknown",
+            "^POINTS_FORMATS_READ must be comma-separated ledger format numbers from 1 to 999",
         ),
+        ({"POINTS_FORMAT_WRITE": "00"}, "^POINTS_FORMAT_WRITE must be a ledger format number"),
         ({"POINTS_FORMAT_WRITE": "7"}, "^POINTS_FORMAT_WRITE: ledger format 7 is unknown"),
         # a huge value is cut in the message, not echoed whole
         ({"POINTS_FORMAT_WRITE": "9" * 100_000}, "POINTS_FORMAT_WRITE must be a ledger format"),

@@ -86,6 +86,59 @@ def test_store_formats_refuse_a_rollback_the_declarations_allow(tmp_path) -> Non
     assert main(["--running", running, "--candidate", candidate, "--store-formats", "1,2"]) == 3
 
 
+@pytest.mark.parametrize(
+    ("store", "status"),
+    [
+        ("1", 0),
+        ("1,2", 0),
+        (" 2 , 1 ", 0),
+        # a format of a later release in the store: no candidate of this build reads it, a
+        # genuine one-way door (exit 3), not bad input
+        ("3", 3),
+        ("1,999", 3),
+    ],
+)
+def test_store_formats_well_formed(tmp_path, capsys, store: str, status: int) -> None:
+    running = str(write(tmp_path, "r.json", taskdef("v2")))
+    candidate = str(write(tmp_path, "c.json", taskdef("v3")))
+    assert main(["--running", running, "--candidate", candidate, "--store-formats", store]) == (
+        status
+    )
+    out, err = capsys.readouterr()
+    assert (out if status == 0 else err).count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("store", "message"),
+    [
+        ("0", "--store-formats must be comma-separated ledger format numbers from 1 to 999"),
+        ("000", "--store-formats must be comma-separated"),
+        ("1,0", "--store-formats must be comma-separated"),
+        ("-1", "--store-formats must be comma-separated"),
+        ("", "--store-formats must be comma-separated"),
+        (" ", "--store-formats must be comma-separated"),
+        (",", "--store-formats must be comma-separated"),
+        ("1,,2", "--store-formats must be comma-separated"),
+        ("1.5", "--store-formats must be comma-separated"),
+        ("1e0", "--store-formats must be comma-separated"),
+        ("+1", "--store-formats must be comma-separated"),
+        ("\u0661", "--store-formats must be comma-separated"),  # an Arabic-Indic digit one
+        ("1000", "--store-formats must be comma-separated"),
+        ("9" * 10_000, "--store-formats must be comma-separated"),
+        ("1,1", "--store-formats names ledger format 1 twice"),
+        ("2,1,2", "--store-formats names ledger format 2 twice"),
+    ],
+)
+def test_bad_store_formats_are_one_line_and_exit_2(tmp_path, capsys, store, message) -> None:
+    running = str(write(tmp_path, "r.json", taskdef("v2")))
+    candidate = str(write(tmp_path, "c.json", taskdef("v3")))
+    assert main(["--running", running, "--candidate", candidate, "--store-formats", store]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("guard: error: ") and err.count("\n") == 1
+    assert message in err
+    assert len(err) < 600
+
+
 def _with_app(**changes) -> dict:
     task = taskdef("v2")
     task["containerDefinitions"][0].update(changes)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal.compare import bound_s, summarise, table
+from rehearsal.compare import _spec_without_ratios, bound_s, summarise, table
 from tests.support.processes import ROOT
 
 
@@ -87,3 +87,12 @@ def test_bound_and_summary_table() -> None:
     assert by["judge"]["detected"] == 3 and by["static-1m"]["detected"] == 0
     text = table(summarise(rows))
     assert "3/3" in text and "0/1" in text and "500" in text
+
+
+def test_the_static_spec_copy_keeps_yaml_1_2_numbers(tmp_path: Path) -> None:
+    from alarms import load_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("service: svc\nlatency:\n  threshold_ms: 1e3\n")
+    copy = load_spec(_spec_without_ratios(spec, tmp_path))
+    assert copy.latency.threshold_ms == 1000.0 and not copy.baseline
