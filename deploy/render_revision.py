@@ -54,8 +54,9 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
-_SUBNET = re.compile(r"subnet-[0-9a-f]{8,17}")
-_SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
+# EC2 resource IDs: the prefix and 8 (older) or 17 hex digits, nothing in between
+_SUBNET = re.compile(r"subnet-([0-9a-f]{8}|[0-9a-f]{17})")
+_SECURITY_GROUP = re.compile(r"sg-([0-9a-f]{8}|[0-9a-f]{17})")
 #: Stack outputs of the API's network configuration (optional: older stacks lack them).
 NETWORK_OUTPUTS = ("ApiSubnetIds", "ApiSecurityGroupId", "ApiAssignPublicIp")
 #: Stack output naming the AfterAllowTestTraffic smoke test function (absent: no hook).

@@ -5,6 +5,7 @@ the reason (tests/deploy/_moto_cfn.py); cfn-lint covers those resources (test_te
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import boto3
@@ -217,12 +218,32 @@ def test_ecr_and_pipeline_stacks_create_on_moto(aws: dict) -> None:
     repo = boto3.client("ecr").describe_repositories(repositoryNames=[outputs["RepositoryName"]])
     assert repo["repositories"][0]["imageTagMutability"] == "IMMUTABLE"
 
+    # The two stages' exports the pipeline imports (deploy/stack.yaml's outputs; the service
+    # stack's own creation is test_service_stack_creates_on_moto).
+    stages = {f"pts{suffix}": f"pts{suffix}", f"pts{suffix}-pre": f"pts{suffix}pre"}
+    exports = {
+        f"{stage}{key}": {
+            "Value": f"arn:aws:iam::123456789012:role/{stage}-{key}-X"
+            if "Role" in key
+            else f"arn:aws:cloudformation:us-east-1:123456789012:stack/{stage}-Alarms-X/{uuid.uuid4()}",
+            "Export": {"Name": f"{stage}:{key}"},
+        }
+        for stage in stages
+        for key in ("ExecutionRoleArn", "ApiTaskRoleArn", "AlarmsStackId")
+    }
+    exporter = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue",
+                                 "Properties": {"QueueName": f"exports-{suffix}"}}},
+        "Outputs": {re.sub(r"[^A-Za-z0-9]", "", k): v for k, v in exports.items()},
+    }  # fmt: skip
+    _create(aws["cloudformation"], aws["s3"], aws["bucket"], f"exp-{suffix}", exporter, {})
     pipeline, notes = for_moto(load(DEPLOY / "pipeline.yaml"))
     _report("pipeline.yaml", notes)
     created = _create(
         aws["cloudformation"], aws["s3"], aws["bucket"], f"pipe-{suffix}", pipeline,
         {"SourceProvider": "CodeCommit", "CodeCommitRepositoryName": f"points-{suffix}",
-         "ServiceName": f"pts{suffix}", "ServiceStackName": f"pts{suffix}"},
+         "ServiceName": f"pts{suffix}", "ServiceStackName": f"pts{suffix}",
+         "PreProdServiceName": f"pts{suffix}pre", "PreProdStackName": f"pts{suffix}-pre"},
     )  # fmt: skip
     resources = {
         r["LogicalResourceId"]: r
@@ -237,4 +258,9 @@ def test_ecr_and_pipeline_stacks_create_on_moto(aws: dict) -> None:
     role = resources["BuildRole"]["PhysicalResourceId"]
     policy = aws["iam"].list_role_policies(RoleName=role)["PolicyNames"]
     assert policy == ["release-build"]
+    # the deploy action may pass exactly the stages' exported roles
+    pipeline_role = resources["PipelineRole"]["PhysicalResourceId"]
+    document = aws["iam"].get_role_policy(RoleName=pipeline_role, PolicyName="release-pipeline")
+    text = str(document["PolicyDocument"])  # moto answers a dict or its text
+    assert all(e["Value"] in text for e in exports.values() if ":role/" in e["Value"])
     assert all(PLACEHOLDER not in json.dumps(v) for v in created.get("Outputs", []))

@@ -9,12 +9,14 @@ import ipaddress
 import json
 import math
 import re
+import subprocess
+import urllib.parse
 from typing import Any
 
 import botocore.session
 import pytest
 
-from tests.deploy._cfn import DEPLOY, load
+from tests.deploy._cfn import DEPLOY, ROOT, load
 
 TEMPLATES = ["stack.yaml", "ecr.yaml", "pipeline.yaml"]
 _SESSION = botocore.session.get_session()
@@ -284,3 +286,294 @@ def test_every_default_is_allowed(template: str) -> None:
     for name, parameter in _parameters(template).items():
         if "Default" in parameter and parameter["Type"] in ("String", "Number"):
             assert _allowed(parameter, str(parameter["Default"])), (template, name)
+
+
+# ------------------------------------------------------------------ ids, ARNs, URLs, git names
+
+
+def _members(parameter: dict, value: str) -> bool:
+    """A CommaDelimitedList: CloudFormation applies the pattern to each member."""
+    return all(_allowed({**parameter, "Type": "String"}, item) for item in value.split(","))
+
+
+def _rules_allow(template: str, values: dict[str, list[str]]) -> bool:
+    """Evaluate the template's ``Rules`` (the functions they use) for list parameter values."""
+
+    def ev(node: Any) -> Any:
+        if isinstance(node, dict):
+            ((key, arg),) = node.items()
+            if key == "Ref":
+                return values[arg]
+            if key == "Fn::Not":
+                return not ev(arg[0])
+            if key == "Fn::Contains":
+                return ev(arg[1]) in ev(arg[0])
+            if key == "Fn::EachMemberEquals":
+                return all(v == ev(arg[1]) for v in ev(arg[0]))
+            raise AssertionError(f"rule function not evaluated here: {key}")
+        return node
+
+    for rule in load(DEPLOY / template).get("Rules", {}).values():
+        refs = _param_refs(rule, set(values))
+        if not refs or refs - set(values):
+            continue
+        if "RuleCondition" in rule and not ev(rule["RuleCondition"]):
+            continue
+        if not all(ev(a["Assert"]) for a in rule["Assertions"]):
+            return False
+    return True
+
+
+_SUBNETS = ["", "subnet-0123abcd", "subnet-0123456789abcdef0", "subnet-0123abcd,subnet-4567ef01"]
+_SUBNETS += ["subnet-0123abc", "subnet-0123abcde", "subnet-0123456789abcdef", "subnet-0123ABCD"]
+_SUBNETS += ["subnet-*", "subnet-0123abcd,", ",subnet-0123abcd", "subnet-0123abcd,,subnet-4567ef01"]
+_SUBNETS += ["sg-0123abcd", "subnet-0123abcd ", "subnet-0123abcd\n", "*"]
+
+
+@pytest.mark.parametrize("value", _SUBNETS)
+def test_smoke_test_subnets_are_subnet_ids_or_nothing(value: str) -> None:
+    """EC2's subnet IDs: ``subnet-`` and 8 or 17 lowercase hex digits (EC2 API reference,
+    resource IDs); empty means no smoke test, but an empty member of a list is refused."""
+    takes = value == "" or all(
+        re.fullmatch(r"subnet-([0-9a-f]{8}|[0-9a-f]{17})", s) for s in value.split(",")
+    )
+    parameter = _parameters("stack.yaml")["SmokeTestSubnetIds"]
+    allowed = _members(parameter, value) and _rules_allow(
+        "stack.yaml", {"SmokeTestSubnetIds": value.split(",")}
+    )
+    assert allowed == takes
+
+
+_BRANCHES = ["main", "release/2024-06", "feature/x_y.z", "v1.2", "a" * 255, "a" * 256, "a@b"]
+_BRANCHES += ["", "-x", "x..y", "x//y", "/x", "x/", "x.", "x.lock", "x.lock/y", ".x", "x/.y"]
+_BRANCHES += ["x y", "x~1", "x^", "x:y", "x?", "x*", "x[", "x\\y", "x@{1}", "@", "x\n", "x\x7f"]
+
+
+def _git_takes_branch(value: str) -> bool:
+    if not value or len(value) > 255 or value.startswith("-") or value == "@":
+        return False
+    proc = subprocess.run(
+        ["git", "check-ref-format", f"refs/heads/{value}"], capture_output=True, timeout=10
+    )
+    return proc.returncode == 0
+
+
+@pytest.mark.parametrize("value", _BRANCHES)
+def test_branch_name_is_one_git_takes(value: str) -> None:
+    """git's own rule (``git check-ref-format``; a branch also cannot start with '-' or be
+    '@'), at most 255 characters (CodePipeline's BranchName)."""
+    assert _allowed(_parameters("pipeline.yaml")["BranchName"], value) == _git_takes_branch(value)
+
+
+_REPOS = ["", "owner/name", "my-org/points.service_2", "group/subgroup/name", "owner"]
+_REPOS += ["owner/", "/name", "owner//name", "owner/na me", "owner/*", "owner/name\n"]
+
+
+@pytest.mark.parametrize("value", _REPOS)
+def test_full_repository_id_is_owner_and_name(value: str) -> None:
+    """CodeConnections' FullRepositoryId: ``owner/name`` (GitLab groups: ``group/sub/name``),
+    each part letters, digits, '.', '_' and '-'."""
+    parts = value.split("/")
+    takes = value == "" or (
+        len(parts) >= 2 and all(re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", p) for p in parts)
+    )
+    assert _allowed(_parameters("pipeline.yaml")["FullRepositoryId"], value) == takes
+
+
+_UUIDS = ["", "0123abcd-4567-89ab-cdef-0123456789ab", "0123abcd-4567-89ab-cdef-0123456789a"]
+_UUIDS += ["------------------------------------", "0123abcd456789abcdef0123456789abcdef"]
+_UUIDS += ["0123ABCD-4567-89AB-CDEF-0123456789AB", "0123abcd-4567-89ab-cdef-0123456789ab\n"]
+
+
+def _is_uuid(value: str) -> bool:
+    return (
+        re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", value)
+        is not None
+    )
+
+
+@pytest.mark.parametrize("value", _UUIDS)
+def test_connection_id_is_a_uuid(value: str) -> None:
+    """The ID at the end of a CodeConnections connection ARN is a UUID (lowercase)."""
+    takes = value == "" or _is_uuid(value)
+    assert _allowed(_parameters("pipeline.yaml")["ConnectionId"], value) == takes
+
+
+_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/"
+_CERTS = ["", _CERT + "0123abcd-4567-89ab-cdef-0123456789ab", _CERT + "*", _CERT + "x"]
+_CERTS += [
+    "arn:aws-cn:acm:cn-north-1:123456789012:certificate/0123abcd-4567-89ab-cdef-0123456789ab"
+]
+_CERTS += ["arn:aws:acm:us-east-1:12345678901:certificate/0123abcd-4567-89ab-cdef-0123456789ab"]
+_CERTS += ["arn:aws:iam::123456789012:server-certificate/x", _CERT[:-1]]
+
+
+@pytest.mark.parametrize("value", _CERTS)
+def test_certificate_is_an_acm_certificate_arn_or_nothing(value: str) -> None:
+    """ACM's certificate ARN: ``arn:PARTITION:acm:REGION:ACCOUNT:certificate/UUID`` (ACM API
+    reference, CertificateArn)."""
+    head, _, cert_id = value.rpartition(":certificate/")
+    fields = head.split(":")
+    takes = value == "" or (
+        len(fields) == 5
+        and fields[0] == "arn"
+        and fields[1].startswith("aws")
+        and fields[2] == "acm"
+        and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", fields[3]) is not None
+        and re.fullmatch(r"\d{12}", fields[4]) is not None
+        and _is_uuid(cert_id)
+    )
+    assert _allowed(_parameters("stack.yaml")["CertificateArn"], value) == takes
+
+
+_VERSIONS = ["v1", "1.2.3", "abc_DEF-9", "a" * 64, "a" * 65, "", "v 1", "v1/2", "v*", "v1\n"]
+
+
+@pytest.mark.parametrize("value", _VERSIONS)
+@pytest.mark.parametrize("name", ["ApiVersion", "WorkerVersion", "BlueVersion", "GreenVersion"])
+def test_versions_are_what_a_revision_takes(name: str, value: str) -> None:
+    """A version is an image tag and the ``Version`` dimension: the rule of
+    ``deploy/render_revision.py --version`` (so a stack's version is one a release can name)."""
+    takes = re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value) is not None
+    assert _allowed(_parameters("stack.yaml")[name], value) == takes
+
+
+# ------------------------------------------------------------------ every parameter has a rule
+
+#: Each user-typed parameter with a pattern, and the test that checks its pattern against the
+#: service's rule. A new parameter fails ``test_every_parameter_has_a_service_rule`` until it
+#: has AllowedValues, an AWS-specific type, or a pattern and an entry here.
+SERVICE_RULES: dict[tuple[str, str], str] = {
+    ("stack.yaml", "AllowedCidr"): "test_parameters.py::test_allowed_cidr_is_an_ipv4_cidr",
+    ("stack.yaml", "TestTrafficCidr"): "test_parameters.py::test_test_traffic_cidr_is_never_the_whole_internet",
+    ("stack.yaml", "CertificateArn"): "test_parameters.py::test_certificate_is_an_acm_certificate_arn_or_nothing",
+    ("stack.yaml", "ServiceName"): "test_templates.py::test_service_names_are_ones_the_load_balancer_takes",
+    ("stack.yaml", "WorkerServiceName"): "test_pipeline_stages.py::test_synth_takes_exactly_the_stage_names_the_stack_takes",
+    ("stack.yaml", "EcrRepositoryName"): "test_parameters.py::test_repository_name_parameters_take_what_ecr_takes",
+    ("stack.yaml", "ApiImageUri"): "test_parameters.py::test_image_parameters_take_what_ecs_takes",
+    ("stack.yaml", "WorkerImageUri"): "test_parameters.py::test_image_parameters_take_what_ecs_takes",
+    ("stack.yaml", "CollectorImageUri"): "test_parameters.py::test_image_parameters_take_what_ecs_takes",
+    ("stack.yaml", "AuthIssuer"): "test_parameters.py::test_auth_urls_are_https_urls",
+    ("stack.yaml", "AuthJwksUrl"): "test_parameters.py::test_auth_urls_are_https_urls",
+    ("stack.yaml", "AuthAudience"): "test_parameters.py::test_audience_is_one_token_without_spaces",
+    ("stack.yaml", "ApiVersion"): "test_parameters.py::test_versions_are_what_a_revision_takes",
+    ("stack.yaml", "WorkerVersion"): "test_parameters.py::test_versions_are_what_a_revision_takes",
+    ("stack.yaml", "BlueVersion"): "test_parameters.py::test_versions_are_what_a_revision_takes",
+    ("stack.yaml", "GreenVersion"): "test_parameters.py::test_versions_are_what_a_revision_takes",
+    ("stack.yaml", "ApiDesiredCount"): "test_parameters.py::test_desired_counts_are_whole_numbers",
+    ("stack.yaml", "WorkerDesiredCount"): "test_parameters.py::test_desired_counts_are_whole_numbers",
+    ("stack.yaml", "EcsBakeTimeInMinutes"): "test_templates.py::test_ecs_bake_time_parameters_take_whole_minutes_0_to_1440",
+    ("stack.yaml", "EcsStepBakeTimeInMinutes"): "test_templates.py::test_ecs_bake_time_parameters_take_whole_minutes_0_to_1440",
+    ("stack.yaml", "EcsStepPercent"): "test_templates.py::test_ecs_step_percent_parameter_takes_what_ecs_takes",
+    ("stack.yaml", "LifecycleHookFunctionArn"): "test_parameters.py::test_lifecycle_hook_is_a_lambda_function_arn_or_nothing",
+    ("stack.yaml", "SmokeTestSubnetIds"): "test_parameters.py::test_smoke_test_subnets_are_subnet_ids_or_nothing",
+    ("stack.yaml", "SmokeTestBaseUrl"): "test_parameters.py::test_smoke_test_base_url_is_scheme_host_and_port",
+    ("stack.yaml", "SmokeTestReadPath"): "test_parameters.py::test_smoke_test_read_path_is_a_url_path",
+    ("stack.yaml", "AccessLogRetentionDays"): "test_parameters.py::test_access_log_retention_is_whole_days",
+    ("stack.yaml", "NotificationEmail"): "test_parameters.py::test_notification_email_is_an_address_or_nothing",
+    ("ecr.yaml", "RepositoryName"): "test_parameters.py::test_repository_name_parameters_take_what_ecr_takes",
+    ("ecr.yaml", "KeepImages"): "test_parameters.py::test_kept_images_are_a_whole_number",
+    ("pipeline.yaml", "ConnectionId"): "test_parameters.py::test_connection_id_is_a_uuid",
+    ("pipeline.yaml", "FullRepositoryId"): "test_parameters.py::test_full_repository_id_is_owner_and_name",
+    ("pipeline.yaml", "CodeCommitRepositoryName"): "test_parameters.py::test_codecommit_repository_name_takes_what_codecommit_takes",
+    ("pipeline.yaml", "BranchName"): "test_parameters.py::test_branch_name_is_one_git_takes",
+    ("pipeline.yaml", "ServiceStackName"): "test_parameters.py::test_stack_name_parameters_take_what_cloudformation_takes",
+    ("pipeline.yaml", "PreProdStackName"): "test_parameters.py::test_stack_name_parameters_take_what_cloudformation_takes",
+    ("pipeline.yaml", "ServiceName"): "test_templates.py::test_service_names_are_ones_the_load_balancer_takes",
+    ("pipeline.yaml", "PreProdServiceName"): "test_templates.py::test_service_names_are_ones_the_load_balancer_takes",
+    ("pipeline.yaml", "BakeMinutes"): "test_pipeline_stages.py::test_the_bake_is_whole_minutes_from_1_to_60",
+    ("pipeline.yaml", "PackagedTemplateBucket"): "test_parameters.py::test_packaged_template_bucket_is_a_bucket_name_or_nothing",
+    ("pipeline.yaml", "EcrRepositoryName"): "test_parameters.py::test_repository_name_parameters_take_what_ecr_takes",
+}  # fmt: skip
+
+
+def _typed_by_aws(parameter: dict) -> bool:
+    """AWS-specific types (``AWS::EC2::VPC::Id``, ``List<AWS::EC2::Subnet::Id>``):
+    CloudFormation checks the value names an existing resource of the account."""
+    kind = parameter["Type"]
+    return kind.startswith("AWS::") or kind.startswith("List<AWS::")
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_parameter_has_a_service_rule(template: str) -> None:
+    """A parameter a user types takes only what its service takes: AllowedValues, an
+    AWS-specific type, or an AllowedPattern checked by a test against the service's rule."""
+    for name, parameter in _parameters(template).items():
+        if "AllowedValues" in parameter or _typed_by_aws(parameter):
+            continue
+        assert "AllowedPattern" in parameter, (template, name, "no AllowedPattern")
+        assert (template, name) in SERVICE_RULES, (template, name, "no service-rule test")
+    for (template_, name), where in SERVICE_RULES.items():
+        if template_ != template:
+            continue
+        assert name in _parameters(template), (template, name, "gone: drop it from SERVICE_RULES")
+        path, _, function = where.partition("::")
+        source = (ROOT / "tests" / "deploy" / path).read_text()
+        body = source.split(f"def {function}(", 1)
+        assert len(body) == 2, (name, where, "no such test")
+
+
+_URLS = ["https://issuer.example.com/", "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Ab"]
+_URLS += ["https://idp.example.com:8443/realms/x", "https://idp.example.com/.well-known/jwks.json"]
+_URLS += ["http://issuer.example.com/", "https://", "https:///x", "https://a b", "https://x\n"]
+_URLS += ["https://user@x/", "ftp://x", "https://x/ y"]
+
+
+@pytest.mark.parametrize("value", _URLS)
+@pytest.mark.parametrize("name", ["AuthIssuer", "AuthJwksUrl"])
+def test_auth_urls_are_https_urls(name: str, value: str) -> None:
+    """An https URL with a host (the API refuses plain http for the issuer and its keys)."""
+    parsed = urllib.parse.urlsplit(value)
+    takes = (
+        parsed.scheme == "https"
+        and re.fullmatch(r"[A-Za-z0-9.-]+(:\d{1,5})?", parsed.netloc) is not None
+        and re.search(r"[\s\x00-\x1f\x7f]", value) is None
+    )
+    assert _allowed(_parameters("stack.yaml")[name], value) == takes
+
+
+@pytest.mark.parametrize(
+    "value", ["points-service", "api://points", "a" * 256, "a" * 257, "", "a b"]
+)
+def test_audience_is_one_token_without_spaces(value: str) -> None:
+    """``aud`` is a StringOrURI (RFC 7519): one value, no whitespace, bounded here to 256."""
+    takes = 1 <= len(value) <= 256 and re.search(r"\s", value) is None
+    assert _allowed(_parameters("stack.yaml")["AuthAudience"], value) == takes
+
+
+_BASES = ["", "https://api.example.com:8080", "http://x.elb.amazonaws.com:8080", "https://x"]
+_BASES += ["https://x:8080/", "https://x/path", "ftp://x", "https://x:123456", "https://a b"]
+
+
+@pytest.mark.parametrize("value", _BASES)
+def test_smoke_test_base_url_is_scheme_host_and_port(value: str) -> None:
+    """``scheme://host[:port]``, nothing after it: the Lambda appends the paths itself."""
+    takes = value == "" or re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", value) is not None
+    assert _allowed(_parameters("stack.yaml")["SmokeTestBaseUrl"], value) == takes
+
+
+_PATHS = ["/version", "/readyz", "/v1/x?y=1&z=%20", "", "version", "/a b", "/x#y", "/x\n"]
+
+
+@pytest.mark.parametrize("value", _PATHS)
+def test_smoke_test_read_path_is_a_url_path(value: str) -> None:
+    """A path (and query) the Lambda appends to the base URL: '/' first, URL-safe characters."""
+    takes = re.fullmatch(r"/[A-Za-z0-9/_.?=&%-]*", value) is not None
+    assert _allowed(_parameters("stack.yaml")["SmokeTestReadPath"], value) == takes
+
+
+_EMAILS = ["", "ops@example.com", "a.b+c@sub.example.co.jp", "ops", "ops@", "@example.com"]
+_EMAILS += ["ops@example", "o ps@example.com", "ops@example.com\n", "a@b@example.com"]
+
+
+@pytest.mark.parametrize("value", _EMAILS)
+def test_notification_email_is_an_address_or_nothing(value: str) -> None:
+    """One address SNS can mail (local part, '@', a domain with a dot), or nothing."""
+    local, at, domain = value.partition("@")
+    takes = value == "" or (
+        bool(local and at)
+        and "@" not in domain
+        and "." in domain.strip(".")
+        and re.search(r"\s", value) is None
+    )
+    assert _allowed(_parameters("stack.yaml")["NotificationEmail"], value) == takes

@@ -83,7 +83,8 @@ def test_the_pipeline_may_read_the_bake_alarms_and_deploy_both_stages(pipeline: 
     role = pipeline["Resources"]["PipelineRole"]["Properties"]["Policies"][0]["PolicyDocument"]
     by_sid = {s.get("Sid"): s for s in role["Statement"] if isinstance(s, dict)}
     assert by_sid["BakeAlarms"]["Action"] == "cloudwatch:DescribeAlarms"
-    assert by_sid["BakeAlarms"]["Resource"]["Fn::Sub"].endswith(":alarm:${PreProdServiceName}-*")
+    baked = [r["Fn::Sub"].split(":alarm:")[1] for r in by_sid["BakeAlarms"]["Resource"]]
+    assert baked and all(n.startswith("${PreProdServiceName}-") and "*" not in n for n in baked)
     groups = [r["Fn::Sub"] for r in by_sid["Deploy"]["Resource"]]
     assert any(
         g.endswith("deploymentgroup:${PreProdServiceName}/${PreProdServiceName}-dg") for g in groups

@@ -162,6 +162,15 @@ def test_without_network_outputs_the_appspec_keeps_the_service_network(tmp_path:
         (None, "v2", "us-east-1", ["--set-env", "TMPDIR=/var"], "TMPDIR cannot be set"),
         (None, "v2", "us-east-1", ["--subnets", "subnet-1; rm -rf /"], "--subnets must be"),
         (None, "v2", "us-east-1", ["--subnets", ""], "--subnets must be"),
+        # EC2's IDs have 8 or 17 hex digits, nothing in between
+        (None, "v2", "us-east-1", ["--subnets", "subnet-0123456789abc"], "--subnets must be"),
+        (
+            None,
+            "v2",
+            "us-east-1",
+            ["--subnets", "subnet-0123abcd,subnet-0123abcde"],
+            "--subnets must",
+        ),
         (None, "v2", "us-east-1", ["--assign-public-ip", "yes"], "--assign-public-ip must be"),
         # written into the AppSpec: a line break would add YAML (here a hook) of its own
         (

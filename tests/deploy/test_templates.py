@@ -530,6 +530,8 @@ def _rule_value(expr: object, params: dict[str, str]) -> object:
 def _refused_by_rules(stack: dict, params: dict[str, str]) -> list[str]:
     refused = []
     for name, rule in stack.get("Rules", {}).items():
+        if set(re.findall(r"'Ref': '([A-Za-z0-9]+)'", repr(rule))) - set(params):
+            continue  # a rule about other parameters
         if "RuleCondition" in rule and not _rule_value(rule["RuleCondition"], params):
             continue
         if not all(_rule_value(a["Assert"], params) for a in rule["Assertions"]):
@@ -541,7 +543,11 @@ def _refused_by_rules(stack: dict, params: dict[str, str]) -> list[str]:
     ("allow_plain_http", "certificate", "refused"),
     [
         ("false", "", True),  # the default: no certificate, no stack
-        ("false", "arn:aws:acm:us-east-1:123456789012:certificate/abc", False),
+        (
+            "false",
+            "arn:aws:acm:us-east-1:123456789012:certificate/0123abcd-4567-89ab-cdef-0123456789ab",
+            False,
+        ),
         ("true", "", False),  # plain HTTP only when asked for by name
     ],
 )
