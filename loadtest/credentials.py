@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -33,12 +33,26 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 GRANT_SCOPE = "points:grant"
 _REFRESH_S = 60.0  # re-mint this long before expiry: a request never carries a dying token
+_MAX_KEY_BYTES = 64 * 1024  # an RSA-16384 PEM is ~13 KB
 _MAX_CACHED = 10_000  # tokens kept per process (a huge LOAD_USER_POOL must not grow memory)
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
     value = (env.get(name) or "").strip()
     return value or None
+
+
+def _read_key(path: str) -> bytes:
+    """A key file's bytes: a regular file of at most ``_MAX_KEY_BYTES``. Opened without blocking
+    and checked first, since reading a FIFO waited forever and ``/dev/zero`` filled memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(_MAX_KEY_BYTES + 1)
+    if len(data) > _MAX_KEY_BYTES:
+        raise ValueError(f"larger than {_MAX_KEY_BYTES} bytes, not a PEM key")
+    return data
 
 
 def _algorithm(key: object, path: str) -> str:
@@ -90,7 +104,7 @@ class Credentials:
                 "(or LOAD_AUTH_MODE=off for a service with AUTH_MODE=off)"
             )
         try:
-            key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+            key = serialization.load_pem_private_key(_read_key(path), password=None)
         except (OSError, ValueError, TypeError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ValueError(

@@ -29,27 +29,34 @@ import os
 import random
 import sys
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from locust import FastHttpUser, constant_throughput, events, task
 from locust.runners import WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 try:
-    from loadtest import credentials, rates, shapes
+    from loadtest import command_line, credentials, rates, shapes
 except ImportError:  # copied elsewhere with its sibling modules beside it (Locust adds its dir)
+    import command_line  # type: ignore[no-redef]
     import credentials  # type: ignore[no-redef]
     import rates  # type: ignore[no-redef]
     import shapes  # type: ignore[no-redef]
 
+
 # Every setting is checked before Locust starts anything: a bad one stops it with one line
 # naming the variable (exit status 2), never a traceback or a run where every task fails.
+def _refuse(exc: ValueError) -> NoReturn:
+    print(f"loadtest: configuration error: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
+
+
 try:
     rates.check()
+    SHAPE = rates.shape_name(os.environ.get("LOAD_SHAPE"))
     CREDENTIALS = credentials.Credentials.from_env()
 except ValueError as _exc:
-    print(f"loadtest: configuration error: {_exc}", file=sys.stderr, flush=True)
-    raise SystemExit(2) from None
+    _refuse(_exc)
 
 USER_POOL = int(rates.setting("LOAD_USER_POOL"))  # distinct customer ids
 RETRY_SHARE = rates.setting("LOAD_RETRY_SHARE")  # grants re-sent as client retries
@@ -61,9 +68,28 @@ BALANCE_ROUTE = "/v1/users/[user_id]/points"
 _ENVIRONMENT: list[Any] = []  # Locust's Environment, for the final CSV
 
 
+@events.init_command_line_parser.add_listener
+def _loopback_web_ui(parser: Any, **_kwargs: Any) -> None:
+    # Locust's web UI binds to every interface by default, with no login.
+    parser.set_defaults(web_host=command_line.WEB_HOST)
+
+
 @events.init.add_listener
 def _remember(environment: Any, **_kwargs: Any) -> None:
+    """Check Locust's own options (``--host``, ``--users`` with a shape, ``--web-host``) before
+    any user starts or the web UI binds; a bad one stops Locust like a bad ``LOAD_*`` setting."""
     _ENVIRONMENT[:] = [environment]
+    options = getattr(environment, "parsed_options", None)
+    if options is None:  # Locust used as a library: the caller's own environment
+        return
+    try:
+        host = command_line.check(
+            options, SHAPE, worker=isinstance(environment.runner, WorkerRunner)
+        )
+    except ValueError as exc:
+        _refuse(exc)
+    if host:
+        environment.host = options.host = host
 
 
 @events.quit.add_listener
@@ -95,7 +121,12 @@ def _amount_jpy(rng: random.Random) -> int:
 class PointsUser(FastHttpUser):
     """One simulated client of the points API."""
 
-    wait_time = constant_throughput(rates.setting("LOAD_USER_RPS"))
+    def wait_time(self) -> float:
+        # Like constant_throughput(LOAD_USER_RPS), but with a shape each user makes its share of
+        # the shape's rate (see rates.user_rps_at): a few users make the rate, not more.
+        shape = getattr(self.environment, "shape_class", None)
+        run_time = shape.get_run_time() if SHAPE and shape is not None else 0.0
+        return constant_throughput(rates.user_rps_at(SHAPE, run_time))(self)
 
     def on_start(self) -> None:
         self.rng = random.Random()
@@ -168,7 +199,7 @@ class PointsUser(FastHttpUser):
             self._check(resp, {201, 409})
 
 
-_shape = shapes.pick(os.environ.get("LOAD_SHAPE"))
+_shape = shapes.pick(SHAPE)
 if _shape is not None:
     # Locust runs the LoadTestShape subclass it finds in this module; bind only the chosen one.
     LoadShape = type("LoadShape", (_shape,), {"abstract": False})

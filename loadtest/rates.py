@@ -119,6 +119,21 @@ def rate_at(shape: str, run_time: float, env: Mapping[str, str] | None = None) -
     return setting("LOAD_RPS", env)
 
 
+def user_rps_at(shape: str | None, run_time: float, env: Mapping[str, str] | None = None) -> float:
+    """Requests per second each user makes ``run_time`` seconds into the test.
+
+    Without a shape, ``LOAD_USER_RPS``. With one, the shape's rate shared by its
+    ``ceil(rate / LOAD_USER_RPS)`` users, so at most ``LOAD_USER_RPS``: the users together make
+    the rate asked for, not up to a user's rate more (``LOAD_RPS=1`` with the default 2 per user
+    made 2 requests/s, ``LOAD_USER_RPS=1e20`` one user's unpaced loop)."""
+    user_rps = setting("LOAD_USER_RPS", env)
+    if shape is None:
+        return user_rps
+    rate = rate_at(shape, run_time, env)
+    users = users_for(rate, user_rps)
+    return rate / users if users else user_rps
+
+
 def tick(
     shape: str,
     run_time: float,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,20 @@ def test_a_key_of_another_kind_is_one_clear_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="LOAD_AUTH_KEY_FILE must hold an RSA or EC"):
         Credentials.from_env({**ISSUER.load_env(), "LOAD_AUTH_KEY_FILE": str(path)})
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_a_key_file_that_is_no_regular_small_file_is_refused_at_once(
+    tmp_path: Path, kind: str
+) -> None:
+    # A FIFO blocked Locust's start-up forever; /dev/zero filled memory until the OOM killer.
+    path = tmp_path / "key.pem"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "huge":
+        path.write_bytes(b"-" * (2 * 1024 * 1024))
+    else:
+        path = Path("/dev/zero")
+    env = {"LOAD_AUTH_KEY_FILE": str(path), "LOAD_AUTH_ISSUER": "i", "LOAD_AUTH_AUDIENCE": "a"}
+    with pytest.raises(ValueError, match="LOAD_AUTH_KEY_FILE: cannot read a private key"):
+        Credentials.from_env(env)

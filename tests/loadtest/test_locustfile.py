@@ -144,3 +144,39 @@ def test_bad_credentials_stop_locust_at_start_with_one_line(
     assert len(lines) == 1 and lines[0].startswith("loadtest: configuration error: "), lines
     assert message in lines[0]
     assert not (tmp_path / "load_stats.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("host", "extra", "message"),
+    [("", (), "--host is required"),  # was a traceback per user, exit 0, nothing sent
+     ("127.0.0.1:9", (), "--host must be an http:// or https:// URL"),  # every request failed
+     ("http://127.0.0.1:99999", (), "--host must have a port from 1 to 65535"),
+     ("http://127.0.0.1:9", ("-u", "50", "-r", "5"), "--users/--spawn-rate cannot be used"),  # ignored
+     ("http://127.0.0.1:9", ("--tags", "grant"), "--tags grant: no task"),  # tracebacks, nothing sent
+    ],
+)  # fmt: skip
+def test_a_bad_locust_option_stops_locust_at_start_with_one_line(
+    tmp_path: Path, host: str, extra: tuple[str, ...], message: str
+) -> None:
+    proc = _locust(host, tmp_path, "--run-time", "30s", *extra)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loadtest: configuration error: "), lines
+    assert message in lines[0]
+    # Locust opens its --csv files before the locustfile sees its options: no request in them
+    stats = tmp_path / "load_stats.csv"
+    assert not stats.exists() or not _rows(stats), stats.read_text()
+
+
+@pytest.mark.parametrize("web_host", ["*", "0.0.0.0", "::"])
+def test_the_web_ui_is_refused_beyond_loopback(tmp_path: Path, web_host: str) -> None:
+    # Locust's web UI (no login) bound to every interface by default; now 127.0.0.1.
+    args = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
+            "--web-host", web_host, "--web-port", "0", "--loglevel", "WARNING"]  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "LOAD_AUTH_MODE": "off"}
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "loadtest: configuration error: --web-host must be a loopback address such as "
+        f"127.0.0.1 (the web UI has no login), got {web_host!r}; use --headless to run without it"
+    ]

@@ -111,3 +111,23 @@ def test_defaults_and_blank_values_pass_the_check() -> None:
     assert rates.setting("LOAD_USER_POOL", {"LOAD_USER_POOL": ""}) == 500
     assert rates.setting("LOAD_RETRY_SHARE", {"LOAD_RETRY_SHARE": "1"}) == 1.0
     assert rates.setting("LOAD_RPS", {"LOAD_RPS": "0"}) == 0  # no load is a valid rate
+
+
+@pytest.mark.parametrize(
+    ("env", "users", "per_user"),
+    [({"LOAD_RPS": "0.5"}, 1, 0.5), ({"LOAD_RPS": "3"}, 2, 1.5), ({"LOAD_RPS": "40"}, 20, 2.0),
+     ({"LOAD_RPS": "2", "LOAD_USER_RPS": "1e20"}, 1, 2.0)],
+)  # fmt: skip
+def test_a_shapes_users_together_make_its_rate_not_more(
+    env: dict[str, str], users: int, per_user: float
+) -> None:
+    # LOAD_RPS=0.5 started one user making LOAD_USER_RPS=2 requests/s: four times the rate.
+    assert rates.tick("steady", 10, env)[0] == users
+    assert rates.user_rps_at("steady", 10, env) == pytest.approx(per_user)
+    assert rates.user_rps_at(None, 10, env) == rates.setting("LOAD_USER_RPS", env)
+
+
+def test_the_step_shapes_users_share_each_stages_rate() -> None:
+    env = {"LOAD_RPS": "1", "LOAD_STEP_RPS": "5", "LOAD_STEP_AFTER_S": "60"}
+    assert rates.user_rps_at("step", 0, env) == 1.0  # one user
+    assert rates.user_rps_at("step", 60, env) == pytest.approx(5 / 3)  # three users
