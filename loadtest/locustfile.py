@@ -69,9 +69,19 @@ _ENVIRONMENT: list[Any] = []  # Locust's Environment, for the final CSV
 
 
 @events.init_command_line_parser.add_listener
-def _loopback_web_ui(parser: Any, **_kwargs: Any) -> None:
+def _check_options_early(parser: Any, **_kwargs: Any) -> None:
     # Locust's web UI binds to every interface by default, with no login.
     parser.set_defaults(web_host=command_line.WEB_HOST)
+    # Locust opens (empties) the --csv files before its init event: a run refused there for a
+    # bad option wiped the previous run's results. Its parser has every option by now, so the
+    # command line, LOCUST_* variables and config files are read (and checked) here first;
+    # options of other listeners, added later, are left to Locust.
+    # (--help, --version or a value Locust's parser refuses end here as they would there)
+    options, _unknown = parser.parse_known_args()
+    try:
+        command_line.check(options, SHAPE, worker=bool(getattr(options, "worker", False)))
+    except ValueError as exc:
+        _refuse(exc)
 
 
 @events.init.add_listener
