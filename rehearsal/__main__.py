@@ -21,6 +21,7 @@ from points import PRESETS
 from rehearsal import _arguments as arguments
 from rehearsal import schedule as schedules
 from rehearsal import versions
+from rehearsal.files import claim
 from rehearsal.harm import describe as describe_harm
 from rehearsal.judge import what_fired
 from rehearsal.model import (
@@ -92,7 +93,8 @@ def _read_spec(path: Path) -> tuple[Any, str | None]:
 
 
 def _unwritable(out: Path) -> str | None:
-    """Why the output directory cannot be used (``None`` if it can); creates it."""
+    """Why the output directory cannot be used (``None`` if it can); creates it, and holds it
+    for this process (:func:`rehearsal.files.claim`): one run at a time in a directory."""
     if out.exists() and not out.is_dir():
         return "is not a directory"
     foreign = not_a_run_directory(out)
@@ -105,7 +107,7 @@ def _unwritable(out: Path) -> str | None:
         probe.unlink()
     except OSError as exc:
         return f"cannot create or write it ({exc.strerror or exc})"
-    return None
+    return claim(out)
 
 
 def _assignment(text: str) -> tuple[str, str]:

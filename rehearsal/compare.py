@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 from alarms import SpecError, load_spec, read_spec_document
 from rehearsal import _arguments as arguments
 from rehearsal import schedule as schedules
-from rehearsal.files import write_atomic
+from rehearsal.files import claim, write_atomic
 from rehearsal.model import DEFAULT_SPEC, Options
 from rehearsal.supervisor import Interrupted
 
@@ -351,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"rehearsal compare: error: --out {str(args.out)!r}: {exc}", file=sys.stderr)
+        return 2
+    busy = claim(args.out)  # its runs write into subdirectories another compare would reuse
+    if busy:
+        print(f"rehearsal compare: error: --out {str(args.out)!r}: {busy}", file=sys.stderr)
         return 2
     cells = [(c, SETUPS[s], i) for c in args.configs for s in args.detection
              for i in range(1, args.runs + 1)]  # fmt: skip

@@ -18,8 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from points import PRESETS, ConfigError, Decision, Formats, check_transition, formats_from
+from points import environment_variables as points_env
 from points.environment_variables import POINTS_FORMAT_WRITE, POINTS_FORMATS_READ
 from rehearsal.model import REGRESSED, Options
+from sample_api import environment_variables as api_env
+from telemetry import environment_variables as telemetry_env
 
 #: scenario -> (blue, green) releases for a one-deployment scenario.
 SCENARIO_VERSIONS: dict[str, tuple[str | None, str | None]] = {
@@ -29,6 +32,45 @@ SCENARIO_VERSIONS: dict[str, tuple[str | None, str | None]] = {
 }
 #: The two deployments of ``two-phase``: (name, blue, green, green regressed).
 TWO_PHASES = (("prepare", "v1", "v2", False), ("activate", "v2", "v3", True))
+
+
+#: What the rehearsal sets in each version's environment to measure it, and why a version's own
+#: environment (``--blue-env``/``--green-env``) may not change it: the run would go on and its
+#: verdict would be about something else (``APP_VERSION=v1`` on green: its metrics counted as
+#: blue's, the green alarms never see data, a regression "succeeds"; ``AWS_EMF_NAMESPACE``: the
+#: alarms see nothing; ``POINTS_DB_PATH``: the data safety check reads another store).
+RESERVED_ENV: dict[str, str] = {
+    api_env.APP_VERSION: "the Version the alarms watch: use --blue-version/--green-version or "
+    "the spec's versions",
+    api_env.PORT: "the port the listener sends this version's traffic to",
+    api_env.BIND: "the address the listener sends this version's traffic to",
+    points_env.POINTS_STORE: "the store both versions share, which the data safety check reads",
+    points_env.POINTS_DB_PATH: "the store both versions share, which the data safety check reads",
+    telemetry_env.OTEL_SERVICE_NAME: "the Service the alarms watch (the spec's service)",
+    telemetry_env.OTEL_RESOURCE_ATTRIBUTES: "it carries service.version, the version's label",
+    telemetry_env.AWS_EMF_NAMESPACE: "the namespace the alarms watch (the spec's namespace)",
+    telemetry_env.AWS_EMF_ENVIRONMENT: "EMF must reach the rehearsal's collector (stdout)",
+    telemetry_env.AWS_EMF_AGENT_ENDPOINT: "EMF must reach the rehearsal's collector (stdout)",
+    telemetry_env.TELEMETRY_FLUSH_INTERVAL_S: "the 1 s windows the live alarms are fed with",
+    telemetry_env.TELEMETRY_STORAGE_RESOLUTION: "the high-resolution metrics 10 s periods need",
+    telemetry_env.TELEMETRY_ACCESS_LOG_SAMPLE: "every request's access line, for the report",
+    telemetry_env.TELEMETRY_TRACES_FILE: "the run's traces.jsonl, for the report",
+    telemetry_env.OTEL_TRACES_SAMPLER: "every request's trace, for the report",
+    telemetry_env.OTEL_TRACES_SAMPLER_ARG: "every request's trace, for the report",
+    telemetry_env.OTEL_TRACES_EXPORTER: "every request's trace, for the report",
+    telemetry_env.OTEL_SDK_DISABLED: "every request's trace, for the report",
+}
+
+
+def reserved(name: str, env: Mapping[str, str]) -> None:
+    """Raise ValueError naming ``name`` (a side) and the first variable of ``env`` the
+    rehearsal sets itself (:data:`RESERVED_ENV`)."""
+    for variable in env:
+        if variable in RESERVED_ENV:
+            raise ValueError(
+                f"{name}: {variable} is set by the rehearsal ({RESERVED_ENV[variable]}); "
+                "it cannot be given per version"
+            )
 
 
 class OneWayDoor(Exception):
@@ -76,8 +118,11 @@ def releases(options: Options) -> tuple[str | None, str | None]:
 
 def sides(options: Options, spec_blue: str, spec_green: str) -> tuple[Side, Side]:
     """Blue and green for ``options``; a release names its version label (``v3``), otherwise
-    the spec's label is used. Raises ValueError for two sides with the same label, or for
-    ledger-format settings in an environment the version could not start with."""
+    the spec's label is used. Raises ValueError for two sides with the same label, for
+    ledger-format settings in an environment the version could not start with, or for a
+    variable the rehearsal sets itself in a side's environment (:data:`RESERVED_ENV`)."""
+    reserved("blue", options.blue_env)
+    reserved("green", options.green_env)
     blue_release, green_release = releases(options)
     blue = Side(
         "blue",

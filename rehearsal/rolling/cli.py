@@ -54,9 +54,10 @@ MAX_RATE = 1000.0
 MIN_RATE = 0.1
 MAX_NEW_WORK_MS = 600_000.0
 #: Fargate's largest container stopTimeout (ECS API reference, ContainerDefinition.stopTimeout).
-MAX_STOP_TIMEOUT_S = 120.0
-#: ... which is whole seconds: below one, SIGKILL follows SIGTERM at once.
-MIN_STOP_TIMEOUT_S = 1.0
+MAX_STOP_TIMEOUT_S = 120
+#: ... which is whole seconds (an Integer in the API: 1.5 is not a stopTimeout ECS accepts);
+#: below one, SIGKILL follows SIGTERM at once.
+MIN_STOP_TIMEOUT_S = 1
 _UNSET = object()
 
 
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--delay-objective", type=arguments.number(0, arguments.MAX_DELAY_OBJECTIVE_S, above=True), default=None, metavar="SECONDS",
                    help="an order credited later than this after it was sent counts as harm "
                    "(default: 10)")  # fmt: skip
-    g.add_argument("--stop-timeout", type=arguments.number(MIN_STOP_TIMEOUT_S, MAX_STOP_TIMEOUT_S), default=None, metavar="SECONDS",
+    g.add_argument("--stop-timeout", type=arguments.integer(MIN_STOP_TIMEOUT_S, MAX_STOP_TIMEOUT_S), default=None, metavar="SECONDS",
                    help="ECS stopTimeout: a stopped task gets SIGTERM, then SIGKILL this much "
                    "later (default: 30, as deploy/stack.yaml)")  # fmt: skip
 

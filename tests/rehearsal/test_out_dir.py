@@ -78,3 +78,49 @@ def test_a_previous_run_or_an_empty_or_new_directory_may_be_cleaned(tmp_path: Pa
     (two_phase / "points.db").write_text("")
     (two_phase / "1-prepare" / "alarms.json").write_text("{}")  # a stage's own output
     assert not_a_run_directory(two_phase) is None
+
+
+#: Another run holding its output directory, as rehearsal.files.claim does: flock on it.
+_HOLD = """
+import fcntl, os, sys, time
+fcntl.flock(os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY), fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["--scenario", "regression", "--app", "nosuch.module:app"],  # would start, then fail
+        ["--target", "worker", "--scenario", "regression"],
+        ["pipeline", "--scenario", "regression"],
+        ["compare", "--configs", "ECSAllAtOnce", "--detection", "judge"],
+    ],
+)
+def test_a_directory_another_run_is_using_is_refused_and_kept(
+    command: list[str], tmp_path: Path
+) -> None:
+    # A second run into the directory of a running one would delete its store and files and
+    # write its own among them; it is refused before anything starts.
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "run.json").write_text("{}\n")
+    (out / "points.db").write_text("the running rehearsal's store\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        proc = _rehearsal(*command, "--out", str(out), cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "another rehearsal is running into it" in proc.stderr
+    assert (out / "points.db").read_text() == "the running rehearsal's store\n"
+    assert sorted(p.name for p in out.iterdir()) == ["points.db", "run.json"]
+    # once the other run has ended (its lock goes with its process), the directory is usable
+    from rehearsal.files import claim
+
+    assert claim(out) is None

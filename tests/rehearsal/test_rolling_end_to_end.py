@@ -161,8 +161,9 @@ def test_healthy_rolling_update_completes(tmp_path: Path) -> None:
         (["--scenario", "regression", "--new-work-ms", "1e308"], "--new-work-ms"),
         (["--new-work-ms", "600001"], "--new-work-ms"),
         # ECS's own limit; 1e308 overflowed the wait for the stopped tasks
-        (["--stop-timeout", "121"], "--stop-timeout: expected a number >= 1 and <= 120"),
-        (["--stop-timeout", "1e-9"], "--stop-timeout: expected a number >= 1"),  # whole seconds
+        (["--stop-timeout", "121"], "--stop-timeout: expected an integer 1-120"),
+        (["--stop-timeout", "1e-9"], "--stop-timeout: expected an integer"),  # whole seconds
+        (["--stop-timeout", "1.5"], "--stop-timeout: expected an integer"),  # ECS: an Integer
         (["--delay-objective", "1e300"], "--delay-objective"),  # beyond SQS's retention
         # ECS's 40 s healthy wait x 1e308 is inf: a run that never ends, Infinity in run.json;
         # 1e300 x a 1e10 s bake, or a 1e300 s bake: practically never ending

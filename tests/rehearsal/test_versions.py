@@ -220,3 +220,33 @@ def test_two_phase_is_guarded_with_the_versions_environment(tmp_path, extra) -> 
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.startswith("rehearsal: one-way door: green v2 writes ledger format 2")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        # green's metrics would be labelled blue's: the green alarms never see data, the result
+        # still says "v2", and a regression succeeds under --no-judge
+        (["--green-env", "APP_VERSION=v1"], "green: APP_VERSION is set by the rehearsal"),
+        (["--blue-env", "AWS_EMF_NAMESPACE=Elsewhere"], "blue: AWS_EMF_NAMESPACE is set by"),
+        (["--green-env", "POINTS_DB_PATH=/tmp/other.db"], "green: POINTS_DB_PATH is set by"),
+        (["--green-env", "OTEL_SERVICE_NAME=é"], "green: OTEL_SERVICE_NAME is set by"),
+        (["--blue-env", "TELEMETRY_TRACES_FILE="], "blue: TELEMETRY_TRACES_FILE is set by"),
+    ],
+)
+def test_what_the_rehearsal_measures_by_is_not_per_version(tmp_path, args, needle) -> None:
+    proc = _cli("--scenario", "regression", *args, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and needle in proc.stderr
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match=needle.split(" is ")[0]):  # the library too
+        env = dict(a.split("=", 1) for a in args[1::2])
+        side = "green_env" if args[0] == "--green-env" else "blue_env"
+        _sides(tmp_path, "regression", **{side: env})
+
+
+def test_a_versions_tuning_is_still_its_own(tmp_path: Path) -> None:
+    # what a version is made of (its limiter, threads, rate) stays the user's to change
+    env = {"RATE_LIMIT_RPS": "5", "GUNICORN_THREADS": "1", "POINTS_RATE": "0.02"}
+    _, green = _sides(tmp_path, "regression", green_env=env)
+    assert green.env == env
