@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait after 100%% green before terminating blue, alarms still watched; "
                    "scaled too (default: 60; worker: the rollback alarms' longest evaluation "
                    "window, unscaled)")  # fmt: skip
+    p.add_argument("--max-minutes", type=arguments.number(0, arguments.MAX_MINUTES, above=True),
+                   default=None, metavar="M",
+                   help="refuse a deployment whose traffic shifting and bake, scaled, take longer "
+                   "(default: 60)")  # fmt: skip
     p.add_argument("--out", type=arguments.out_dir, default=Path("out/rehearsal"), metavar="DIR",
                    help="output directory (default: %(default)s)")  # fmt: skip
     p.add_argument("--expect", choices=OUTCOMES,
@@ -227,9 +231,22 @@ def main(argv: list[str] | None = None) -> int:
     # The help lists the predefined names without their prefix; accept them so.
     args.deployment_config = schedules.canonical(args.deployment_config)
     try:
-        schedules.build(args.deployment_config, time_scale=args.time_scale, bake_s=args.bake)
+        schedule = schedules.build(
+            args.deployment_config, time_scale=args.time_scale, bake_s=args.bake
+        )
     except schedules.ConfigError as exc:
         print(f"rehearsal: error: {exc}", file=sys.stderr)
+        return 2
+    max_minutes = 60.0 if args.max_minutes is None else args.max_minutes
+    if schedule.total_s > max_minutes * 60:
+        # a custom interval of a day at --time-scale 1000 was accepted: ~270 years
+        print(
+            f"rehearsal: error: {args.deployment_config} at --time-scale {args.time_scale:g} "
+            f"with --bake {args.bake:g} takes {schedule.total_s / 60:.1f} minutes to shift and "
+            f"bake, above --max-minutes {max_minutes:g}; lower --time-scale or --bake, or raise "
+            "--max-minutes",
+            file=sys.stderr,
+        )
         return 2
     spec, problem = _read_spec(args.spec)
     if problem:

@@ -42,6 +42,11 @@ def wsgi_app(text: str) -> str:
     return text
 
 
+#: ``--max-minutes``: a week; a run or a matrix is meant to finish within a working session or a
+#: night.
+MAX_MINUTES = 7 * 1440.0
+
+
 def number(low: float, high: float = math.inf, *, above: bool = False) -> Callable[[str], float]:
     """A finite number in ``[low, high]`` (``(low, high]`` when ``above``)."""
     low_text = f"> {low:g}" if above else f">= {low:g}"

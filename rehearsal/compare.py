@@ -105,8 +105,7 @@ def _list(choices: tuple[str, ...] | dict[str, Any], canon: Any = None) -> Any:
     return parse
 
 
-#: ``--max-minutes``: a week; a matrix is meant to finish within a working session or a night.
-MAX_MINUTES = 7 * 1440.0
+MAX_MINUTES = arguments.MAX_MINUTES
 
 
 def _runs(text: str) -> int:

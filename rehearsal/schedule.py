@@ -59,6 +59,7 @@ PREDEFINED: dict[str, tuple[str, int, int]] = {
 DEFAULT_CONFIG = "CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
 
 ECS_PREFIX = "ecs:"
+_PLAIN_NUMBER = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 #: ECS strategy -> (schedule kind, default percent, default bake minutes, minimum percent)
 ECS_STRATEGIES: dict[str, tuple[str, float, int, float]] = {
     "BLUE_GREEN": ("allatonce", 100.0, 0, 100.0),
@@ -212,12 +213,13 @@ def parse(name: str) -> tuple[str, float, float]:
             "custom:linear:<percent>:<interval_s>, custom:canary:<percent>:<interval_s> or "
             "custom:allatonce"
         )
-    try:
-        percent, interval_s = float(parts[2]), float(parts[3])
-    except ValueError:
+    # plain ASCII decimals: float() also reads Arabic-Indic digits, "1_0", " 10", "1e1"
+    if not (_PLAIN_NUMBER.fullmatch(parts[2]) and _PLAIN_NUMBER.fullmatch(parts[3])):
         raise ConfigError(
-            f"bad custom deployment configuration {name!r}: percent and interval must be numbers"
-        ) from None
+            f"bad custom deployment configuration {name!r}: percent and interval must be "
+            "plain decimal numbers (digits 0-9, an optional fraction)"
+        )
+    percent, interval_s = float(parts[2]), float(parts[3])
     # CodeDeploy accepts 1..99 percent for TimeBasedCanary/TimeBasedLinear increments.
     if not (1 <= percent <= 99 and percent == int(percent)):
         raise ConfigError(f"bad custom deployment configuration {name!r}: percent must be 1..99")
@@ -247,6 +249,16 @@ def build(name: str, *, time_scale: float = 1.0, bake_s: float = 60.0) -> Schedu
         Step(round(s.at_s * time_scale, 3), s.green_percent)
         for s in _steps(kind, percent, interval_s)
     )
+    if (
+        name.startswith("custom:")
+        and kind != "allatonce"
+        and round(interval_s * time_scale, 3) <= 0
+    ):
+        # every step would land at 0 s: not the gradual shift the configuration names
+        raise ConfigError(
+            f"{name} at time scale {time_scale!r}: its {interval_s:g} s interval scales to "
+            "under 1 ms; raise --time-scale or the interval"
+        )
     scaled_bake = round(bake_s * time_scale, 3)
     if not all(math.isfinite(x) for x in (scaled_bake, *(s.at_s for s in steps))):
         # e.g. --time-scale 1e308: an infinite wait would run forever and write Infinity (not

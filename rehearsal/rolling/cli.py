@@ -21,6 +21,7 @@ from rehearsal.rolling.schedule import HEALTHY_AFTER_RUNNING_S, RollingConfigErr
 #: Option destinations of each target (refused with the other one).
 API_ONLY = {
     "deployment_config": "--deployment-config",
+    "max_minutes": "--max-minutes",
     "port": "--port",
     "rps": "--rps",
     "green_limit_rps": "--green-limit-rps",

@@ -92,11 +92,31 @@ def test_custom_linear_and_canary() -> None:
         "custom:canary:ten:60",
         "custom:linear:10.5:60",
         "custom:zigzag:10:60",
+        # what float() reads but is no plain number: other digits, separators, spaces, exponents
+        "custom:linear:\u0661\u0660:10",
+        "custom:linear:10:\uff16\uff10",
+        "custom:linear:1_0:60",
+        "custom:linear: 10:60",
+        "custom:canary:10:6e1",
+        "custom:canary:10:+60",
+        "custom:canary:10:inf",
+        "custom:canary:10:nan",
     ],
 )
 def test_bad_configurations_are_refused_with_a_clear_error(name: str) -> None:
     with pytest.raises(ConfigError, match="deployment configuration"):
         build(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "scale"), [("custom:linear:33:0.00001", 1.0), ("custom:linear:33:0.0004", 1.0),
+                        ("custom:canary:10:1", 0.0004)]
+)  # fmt: skip
+def test_a_custom_interval_that_scales_to_nothing_is_refused(name: str, scale: float) -> None:
+    # every step at 0 s: an all-at-once deployment under a linear or canary name
+    with pytest.raises(ConfigError, match="under 1 ms"):
+        build(name, time_scale=scale)
+    assert build("custom:linear:33:0.001", time_scale=1.0).steps[1].at_s == 0.001
 
 
 @pytest.mark.parametrize("scale", [0, -1, float("nan"), float("inf")])
@@ -210,3 +230,21 @@ def test_the_cli_accepts_ecs_strategies_and_refuses_bad_ones_in_one_line(tmp_pat
     assert main(["--scenario", "healthy", "--deployment-config", "ecs:linear:0.5",
                  "--out", str(tmp_path)]) == 2  # fmt: skip
     parse(canonical("ecs:canary:5:1"))  # and a good one parses
+
+
+@pytest.mark.parametrize(
+    ("args", "minutes"),
+    [(["--deployment-config", "custom:linear:1:86400", "--time-scale", "1000"], "142561000.0"),
+     (["--deployment-config", "CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+       "--time-scale", "1", "--max-minutes", "20"], "28.0")],
+)  # fmt: skip
+def test_a_run_longer_than_max_minutes_is_refused_before_it_starts(
+    tmp_path, capsys: pytest.CaptureFixture[str], args: list[str], minutes: str
+) -> None:
+    # a custom interval of a day at --time-scale 1000 was accepted: a run of ~270 years
+    from rehearsal.__main__ import main
+
+    assert main(["--scenario", "healthy", *args, "--out", str(tmp_path / "out")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"takes {minutes} minutes to shift and bake, above --max-minutes" in line
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written
