@@ -54,10 +54,27 @@ class GuardInputError(ValueError):
     """A task definition the guard cannot judge; reported on one line, exit status 2."""
 
 
+#: Largest input read, in bytes. ECS refuses task definitions over 64 KiB; describe output adds
+#: a few fields. Bounded so that an endless input (``--candidate /dev/zero``) ends with exit 2
+#: instead of reading until memory runs out.
+MAX_INPUT_BYTES = 1024 * 1024
+
+
+def _read(path: Path) -> str:
+    with path.open("rb") as stream:
+        data = stream.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise GuardInputError(
+            f"{str(path)!r} is larger than {MAX_INPUT_BYTES // 1024} KiB: not a task definition"
+        )
+    return data.decode("utf-8")
+
+
 def load_task_definition(path: Path) -> dict[str, Any]:
-    """The task definition in ``path`` (either shape); GuardInputError otherwise."""
+    """The task definition in ``path`` (either shape, at most :data:`MAX_INPUT_BYTES`);
+    GuardInputError otherwise."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read(path))
     except OSError as exc:
         raise GuardInputError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

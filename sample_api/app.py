@@ -48,6 +48,9 @@ def create_app(config: Config | None = None, *, storage: Storage | None = None) 
     config = config or Config.from_env()
     verifier = _verifier(config)  # before the store is opened: nothing to close on failure
     app = Flask("sample_api")
+    # "/v1/users//alice/points" (or "alice%2F") is an unknown route (404 problem), not a 308
+    # text/html redirect that werkzeug would send before any check ran.
+    app.url_map.merge_slashes = False
     # werkzeug enforces this while reading the body and raises 413, rendered as a problem.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -86,17 +86,25 @@ class _EncodedBody(UnsupportedMediaType):
         return [*super().get_headers(*args, **kwargs), ("Accept-Encoding", "identity")]
 
 
+def _codings(header: str, plain: set[str]) -> list[str]:
+    codings = [c.strip().lower() for c in request.headers.get(header, "").split(",")]
+    return [c for c in codings if c and c not in plain]
+
+
 def _check_not_encoded() -> None:
     # Nothing here decompresses: a gzip body would be read as the JSON text itself (400 "not
-    # UTF-8"), and a plain body labelled gzip would be taken, so any coding is refused.
-    header = request.headers.get("Content-Encoding", "")
-    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
-    encoded = [c for c in codings if c != "identity"]
-    if encoded:
-        raise _EncodedBody(
-            f"the body must not be compressed or encoded (Content-Encoding: {encoded[0][:40]}); "
-            "send it as is"
-        )
+    # UTF-8"), and a plain body labelled gzip would be taken, so any coding is refused. The same
+    # for a transfer coding: gunicorn undoes "chunked" only and passes "gzip, chunked" through.
+    for header, plain in (
+        ("Content-Encoding", {"identity"}),
+        ("Transfer-Encoding", {"identity", "chunked"}),
+    ):
+        encoded = _codings(header, plain)
+        if encoded:
+            raise _EncodedBody(
+                f"the body must not be compressed or encoded ({header}: {encoded[0][:40]}); "
+                "send it as is"
+            )
 
 
 def json_body() -> Any:

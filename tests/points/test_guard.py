@@ -306,6 +306,25 @@ def test_unreadable_files(tmp_path, capsys, path: str) -> None:
     assert capsys.readouterr().err.startswith("guard: error: cannot read")
 
 
+def test_an_endless_or_huge_input_is_refused_not_read_to_the_end(tmp_path, capsys) -> None:
+    """``--candidate /dev/zero`` read until memory ran out (found by review r35)."""
+    running = write(tmp_path, "running.json", taskdef("v1"))
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps(taskdef("v1")) + " " * (1024 * 1024), encoding="utf-8")
+    assert main(["--running", str(running), "--candidate", str(huge)]) == 2
+    assert "larger than 1024 KiB" in capsys.readouterr().err
+    if Path("/dev/zero").exists():
+        args = ["--running", str(running), "--candidate", "/dev/zero"]
+        done = subprocess.run(
+            [sys.executable, "-m", "points", "guard", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2 and "larger than" in done.stderr, done.stderr
+
+
 def test_the_command_line(tmp_path) -> None:
     running = write(tmp_path, "r.json", taskdef("v1"))
     candidate = write(tmp_path, "c.json", taskdef("v3"))
