@@ -522,6 +522,14 @@ class _Clock:
         return self.now
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    """The middleware's ``perf_counter``, moved by hand."""
+    c = _Clock()
+    monkeypatch.setattr("telemetry.flask.perf_counter", c)
+    return c
+
+
 def _streaming_app(clock: _Clock, **options: bool) -> flask.Flask:
     app = flask.Flask("streaming")
 
@@ -557,13 +565,11 @@ def _streaming_app(clock: _Clock, **options: bool) -> flask.Flask:
     "options", [{}, {"access_log": False, "tracing": False}], ids=["full", "red-only"]
 )
 def test_a_streamed_response_is_recorded_when_the_server_closes_it(
-    tel: Tel, monkeypatch: pytest.MonkeyPatch, options: dict[str, bool]
+    tel: Tel, clock: _Clock, options: dict[str, bool]
 ) -> None:
     # (open-telemetry/opentelemetry-python-contrib#3401: a server span and a latency that end
     # when the view returns, before the body exists.) Latency, the access line and the span
     # cover producing the body, and what the body annotates reaches the line and the span.
-    clock = _Clock()
-    monkeypatch.setattr("telemetry.flask.perf_counter", clock)
     client = _streaming_app(clock, **options).test_client()
     r = client.get("/chunks/4")
     assert r.data == b"0;1;2;3;"
@@ -589,13 +595,9 @@ def test_a_streamed_response_is_recorded_when_the_server_closes_it(
     assert span.end_time >= span.start_time and span.status.is_ok
 
 
-def test_a_streamed_response_that_fails_midway_is_a_server_error(
-    tel: Tel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_streamed_response_that_fails_midway_is_a_server_error(tel: Tel, clock: _Clock) -> None:
     # the client got "200" and a cut body: the server failed the request, and the alarms on
     # server errors must see it
-    clock = _Clock()
-    monkeypatch.setattr("telemetry.flask.perf_counter", clock)
     app = _streaming_app(clock)
     environ = EnvironBuilder(path="/broken").get_environ()
     sent: list[str] = []
@@ -618,12 +620,10 @@ def test_a_streamed_response_that_fails_midway_is_a_server_error(
 
 
 def test_a_response_with_a_size_or_no_body_is_recorded_when_the_app_returns(
-    tel: Tel, monkeypatch: pytest.MonkeyPatch
+    tel: Tel, clock: _Clock
 ) -> None:
     # what is not streamed is recorded at once, as before (a server may never iterate a body
     # it does not send): a Content-Length, a HEAD, a 204/304/1xx
-    clock = _Clock()
-    monkeypatch.setattr("telemetry.flask.perf_counter", clock)
     app = _streaming_app(clock)
 
     @app.get("/empty")

@@ -7,6 +7,7 @@ import http.client
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,24 @@ import pytest
 from tests.support.processes import gunicorn
 
 pytestmark = pytest.mark.slow
+
+
+@contextlib.contextmanager
+def _served(env: dict[str, str], out: Path, err: Path) -> Iterator[str]:
+    """The test service under a real gunicorn (tests/telemetry/gunicorn_conf.py), its stdout and
+    stderr written to ``out`` and ``err``; its base URL. Leaving SIGTERMs it."""
+    with (
+        out.open("w") as stdout,
+        err.open("w") as stderr,
+        gunicorn(
+            app="tests.telemetry.gunicorn_app:app",
+            config="tests/telemetry/gunicorn_conf.py",
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        ) as (base, _proc),
+    ):
+        yield base
 
 
 def _get(url: str) -> int:
@@ -53,17 +72,7 @@ def test_requests_counted_exactly_once_across_workers(
         "POST_FORK_CONFIGURE": "1" if post_fork else "0",
     }
     n_first, n_second = 40, 35
-    with (
-        out.open("w") as stdout,
-        err.open("w") as stderr,
-        gunicorn(
-            app="tests.telemetry.gunicorn_app:app",
-            config="tests/telemetry/gunicorn_conf.py",
-            env=env,
-            stdout=stdout,
-            stderr=stderr,
-        ) as (base, _proc),
-    ):
+    with _served(env, out, err) as base:
         for i in range(n_first):
             assert _get(f"{base}/items/{i}") == 200
         # The workers' flush threads (re-created after fork) write the first batch's windows
@@ -105,17 +114,7 @@ def test_a_streamed_response_is_measured_until_its_last_chunk(tmp_path: Path) ->
     # latency, access line and span end then, and a body that fails midway is a server error
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     env = {"WORKERS": "1", "OTEL_TRACES_EXPORTER": "console", "TELEMETRY_FLUSH_INTERVAL_S": "1"}
-    with (
-        out.open("w") as stdout,
-        err.open("w") as stderr,
-        gunicorn(
-            app="tests.telemetry.gunicorn_app:app",
-            config="tests/telemetry/gunicorn_conf.py",
-            env=env,
-            stdout=stdout,
-            stderr=stderr,
-        ) as (base, _proc),
-    ):
+    with _served(env, out, err) as base:
         with urllib.request.urlopen(f"{base}/stream/5", timeout=10) as r:
             assert r.read() == b"start;0;1;2;3;4;"
         with urllib.request.urlopen(f"{base}/stream/0", timeout=10) as r:
