@@ -76,8 +76,20 @@ def _check_options_early(parser: Any, **_kwargs: Any) -> None:
     # bad option wiped the previous run's results. Its parser has every option by now, so the
     # command line, LOCUST_* variables and config files are read (and checked) here first;
     # options of other listeners, added later, are left to Locust.
-    # (--help, --version or a value Locust's parser refuses end here as they would there)
-    options, _unknown = parser.parse_known_args()
+    # (--help, --version or a value Locust's parser refuses end here as they would there).
+    # Without abbreviations: another locustfile's own --user, added later, is not --users
+    # here; an option that only abbreviates one of Locust's (--user, --hos) means what Locust's
+    # whole parser makes of it, checked in the init event.
+    abbrev, parser.allow_abbrev = parser.allow_abbrev, False
+    try:
+        options, unknown = parser.parse_known_args()
+    finally:
+        parser.allow_abbrev = abbrev
+    known = tuple(getattr(parser, "_option_string_actions", ()))
+    for arg in unknown:
+        name = arg.split("=", 1)[0]
+        if name.startswith("--") and any(option.startswith(name) for option in known):
+            return
     try:
         command_line.check(options, SHAPE, worker=bool(getattr(options, "worker", False)))
     except ValueError as exc:

@@ -10,6 +10,7 @@ refused the deployment before anything started (one line on stderr); 130 interru
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import socket
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         # a custom interval of a day at --time-scale 1000 was accepted: ~270 years
         print(
             f"rehearsal: error: {args.deployment_config} at --time-scale {args.time_scale:g} "
-            f"with --bake {args.bake:g} takes {schedule.total_s / 60:.1f} minutes to shift and "
+            f"with --bake {args.bake:g} takes {_minutes(schedule.total_s)} minutes to shift and "
             f"bake, above --max-minutes {max_minutes:g}; lower --time-scale or --bake, or raise "
             "--max-minutes",
             file=sys.stderr,
@@ -395,6 +396,11 @@ def summary(outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
+def _minutes(seconds: float) -> str:
+    """``seconds`` in minutes, rounded up to a tenth: above a limit never prints as it."""
+    return f"{math.ceil(round(seconds / 6, 6)) / 10:.1f}"
+
+
 def build_pipeline_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m rehearsal pipeline",
@@ -407,6 +413,10 @@ def build_pipeline_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-scale", type=arguments.time_scale, default=0.75, metavar="X")
     p.add_argument("--bake", type=arguments.bake, default=60.0, metavar="SECONDS",
                    help="bake of stages that do not give their own (scaled)")  # fmt: skip
+    p.add_argument("--max-minutes", type=arguments.number(0, arguments.MAX_MINUTES, above=True),
+                   default=60.0, metavar="M",
+                   help="refuse stages whose traffic shifting and bakes, scaled, take longer in "
+                   "all (default: %(default)g)")  # fmt: skip
     p.add_argument("--out", type=arguments.out_dir, default=Path("out/pipeline"), metavar="DIR")
     p.add_argument("--spec", type=Path, default=DEFAULT_SPEC, metavar="FILE")
     p.add_argument("--rps", type=arguments.rps, default=40.0)
@@ -429,11 +439,21 @@ def pipeline_main(argv: list[str]) -> int:
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise schedules.ConfigError(f"stage names must differ: {', '.join(names)}")
+        total_s = 0.0
         for stage in stages:
             bake = args.bake if stage.bake_s is None else stage.bake_s
-            schedules.build(stage.deployment_config, time_scale=args.time_scale, bake_s=bake)
+            total_s += schedules.build(
+                stage.deployment_config, time_scale=args.time_scale, bake_s=bake
+            ).total_s
     except schedules.ConfigError as exc:
         print(f"rehearsal pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    if total_s > args.max_minutes * 60:
+        # as for a single run: a stage of custom:linear:1:86400 at --time-scale 1000 never ends
+        print(f"rehearsal pipeline: error: the {len(stages)} stage(s) at --time-scale "
+              f"{args.time_scale:g} take {_minutes(total_s)} minutes to shift and bake, above "
+              f"--max-minutes {args.max_minutes:g}; lower --time-scale or the bakes, or raise "
+              "--max-minutes", file=sys.stderr)  # fmt: skip
         return 2
     if args.expect is not None and args.expect != "released" and args.expect not in names:
         print(f"rehearsal pipeline: error: --expect {args.expect!r} is neither 'released' nor a "

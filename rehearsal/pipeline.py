@@ -56,12 +56,12 @@ class Stage:
             )
         stage = cls(name, schedules.canonical(config) if config else schedules.DEFAULT_CONFIG)
         if bake:
-            try:
-                stage = replace(stage, bake_s=float(bake))
-            except ValueError:
+            if not schedules.plain_number(bake):  # float() reads other digits, "1_0", "6e1", "inf"
                 raise schedules.ConfigError(
-                    f"stage {name}: bake {bake!r} is not a number"
-                ) from None
+                    f"stage {name}: bake {bake!r} is not a plain decimal number of seconds "
+                    "(digits 0-9, an optional fraction)"
+                )
+            stage = replace(stage, bake_s=float(bake))
         schedules.build(stage.deployment_config, bake_s=stage.bake_s or 0.0)  # validates both
         return stage
 

@@ -60,6 +60,15 @@ DEFAULT_CONFIG = "CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
 
 ECS_PREFIX = "ecs:"
 _PLAIN_NUMBER = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+
+
+def plain_number(text: str) -> bool:
+    """Whether ``text`` is a plain ASCII decimal (``10``, ``2.5``): what a value written inside
+    a configuration name may be. ``float()`` also reads Arabic-Indic and full-width digits,
+    ``1_0``, `` 10``, ``1e1``, ``+5``, ``inf``."""
+    return _PLAIN_NUMBER.fullmatch(text) is not None
+
+
 #: ECS strategy -> (schedule kind, default percent, default bake minutes, minimum percent)
 ECS_STRATEGIES: dict[str, tuple[str, float, int, float]] = {
     "BLUE_GREEN": ("allatonce", 100.0, 0, 100.0),
@@ -146,12 +155,12 @@ def _parse_ecs(name: str) -> tuple[str, float, float]:
     field = "stepPercent" if strategy == "LINEAR" else "canaryPercent"
     bake = "stepBakeTimeInMinutes" if strategy == "LINEAR" else "canaryBakeTimeInMinutes"
     if len(parts) > 1:
-        try:
-            percent = float(parts[1])
-        except ValueError:
+        if not plain_number(parts[1]):
             raise ConfigError(
-                f"bad ECS deployment configuration {name!r}: {field} must be a number"
-            ) from None
+                f"bad ECS deployment configuration {name!r}: {field} must be a number: a plain "
+                "decimal (digits 0-9, an optional fraction)"
+            )
+        percent = float(parts[1])
         tenths = percent * 10
         if not (
             math.isfinite(percent) and low <= percent <= 100 and abs(tenths - round(tenths)) < 1e-9
@@ -214,7 +223,7 @@ def parse(name: str) -> tuple[str, float, float]:
             "custom:allatonce"
         )
     # plain ASCII decimals: float() also reads Arabic-Indic digits, "1_0", " 10", "1e1"
-    if not (_PLAIN_NUMBER.fullmatch(parts[2]) and _PLAIN_NUMBER.fullmatch(parts[3])):
+    if not (plain_number(parts[2]) and plain_number(parts[3])):
         raise ConfigError(
             f"bad custom deployment configuration {name!r}: percent and interval must be "
             "plain decimal numbers (digits 0-9, an optional fraction)"

@@ -297,9 +297,12 @@ class _Middleware:
                 # no Content-Length and a body still to be produced (a generator,
                 # stream_with_context): the request ends when the server closes the body
                 streamed = True
-                return _Streamed(
+                out = _Streamed(
                     body, self, t0, resp, scope, span, spans, method, original, path, script, rid
                 )
+                if ctx_token is not None:  # produced in the request's trace, not outside it
+                    out._ctx = (self._context_var, otel_context.get_current())
+                return out
             return body
         except BaseException as exc:
             error = exc
@@ -533,9 +536,13 @@ class _Streamed:
     to the server: its request is recorded (RED metrics, access line, span) when the server
     closes it (PEP 3333: a server calls ``close()`` whatever happened, a client gone
     included), so its duration covers producing the body; an exception raised while it is
-    produced makes it a 500 (the client got a cut body). Items pass through unchanged."""
+    produced makes it a 500 (the client got a cut body). Items pass through unchanged. Each
+    item, and ``close()``, is produced with the request's OpenTelemetry context current (its
+    server span the parent of what the body traces and logs; what the body made current, such
+    as a span open across items, current again for the next item), reset after it: the
+    server's thread is back in its own context between items and after the request."""
 
-    __slots__ = ("_body", "_done", "_end", "_error", "_it")
+    __slots__ = ("_body", "_ctx", "_done", "_end", "_error", "_it")
 
     def __init__(self, body: Iterable[bytes], middleware: _Middleware, *state: Any) -> None:
         self._body = body
@@ -543,11 +550,14 @@ class _Streamed:
         self._end = (middleware, state)
         self._error: BaseException | None = None
         self._done = False
+        #: (the runtime's context variable or None, the request's OpenTelemetry context)
+        self._ctx: tuple[Any, otel_context.Context] | None = None
 
     def __iter__(self) -> _Streamed:
         return self
 
     def __next__(self) -> bytes:
+        token = self._enter()
         try:
             return next(self._it)
         except StopIteration:
@@ -556,8 +566,12 @@ class _Streamed:
             if self._error is None:
                 self._error = exc
             raise
+        finally:
+            if token is not None:
+                self._leave(token)
 
     def close(self) -> None:
+        token = self._enter()
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
@@ -567,7 +581,34 @@ class _Streamed:
                 self._error = exc
             raise
         finally:
+            if token is not None:
+                self._leave(token)
             self._finish()
+
+    def _enter(self) -> Any:
+        """Make the request's context current; the token to reset it (None: nothing set)."""
+        if self._ctx is None:
+            return None
+        var, ctx = self._ctx
+        try:
+            return var.set(ctx) if var is not None else otel_context.attach(ctx)
+        except Exception as exc:
+            _errors.record("internal", repr(exc))
+            return None
+
+    def _leave(self, token: Any) -> None:
+        try:
+            var = self._ctx[0]  # type: ignore[index]
+            # what the body made current (a span open across items) is current again for
+            # its next item, as in a generator's own context; not in the server's
+            if var is not None:
+                self._ctx = (var, var.get())
+                var.reset(token)
+            else:
+                self._ctx = (None, otel_context.get_current())
+                otel_context.detach(token)
+        except Exception as exc:  # e.g. an item produced in another context than the last
+            _errors.record("internal", repr(exc))
 
     def _finish(self) -> None:
         if self._done:  # close() twice: recorded once

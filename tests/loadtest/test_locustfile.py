@@ -171,6 +171,39 @@ def test_a_bad_locust_option_stops_locust_at_start_with_one_line(
     assert {name: (tmp_path / name).read_text() for name in earlier} == earlier
 
 
+def test_another_locustfile_s_option_is_not_read_as_a_locust_option(tmp_path: Path) -> None:
+    # the options are checked before the other locustfile added its own: its --user (or --run)
+    # was read as an abbreviation of Locust's --users (--run-time) and refused
+    other = tmp_path / "other.py"
+    other.write_text(
+        "import sys\n"
+        "from locust import events\n"
+        "@events.init_command_line_parser.add_listener\n"
+        "def _options(parser, **_kwargs):\n"
+        "    parser.add_argument('--user', default='nobody')\n"
+        "    parser.add_argument('--run', default='never')\n"
+        "@events.init.add_listener\n"
+        "def _seen(environment, **_kwargs):\n"
+        "    o = environment.parsed_options\n"
+        "    print(f'user={o.user} run={o.run} users={o.num_users}', flush=True)\n"
+        "    sys.exit(0)\n"
+    )
+    args = [sys.executable, "-m", "locust", "-f", f"{ROOT / 'loadtest' / 'locustfile.py'},{other}",
+            "--headless", "--host", "http://127.0.0.1:9", "--user", "5", "--run", "now"]  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "LOAD_AUTH_MODE": "off", "LOAD_SHAPE": "steady"}
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "user=5 run=now users=None" in proc.stdout
+
+
+def test_an_abbreviated_locust_option_is_checked_as_locust_reads_it(tmp_path: Path) -> None:
+    # Locust takes --hos for --host: refused for its value, not as a missing --host
+    proc = _locust("", tmp_path, "--run-time", "30s", "--hos", "ftp://x")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--host must be an http:// or https:// URL" in lines[0], lines
+
+
 @pytest.mark.parametrize("web_host", ["*", "0.0.0.0", "::"])
 def test_the_web_ui_is_refused_beyond_loopback(tmp_path: Path, web_host: str) -> None:
     # Locust's web UI (no login) bound to every interface by default; now 127.0.0.1.

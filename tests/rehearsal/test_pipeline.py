@@ -72,7 +72,11 @@ def test_every_stage_runs_in_order_with_its_own_config_and_bake(tmp_path: Path) 
 @pytest.mark.parametrize(
     "text",
     ["Prod", "a b", "x=nonsense", "x=ecs:linear:1", "x=ecs:linear@fast", "x=ecs:blue_green@-1",
-     "a=", "=x", "a=@", "a=@5", "a=ecs:linear@", "x=ecs:canary:101", "x=ecs:blue_green@nan"],
+     "a=", "=x", "a=@", "a=@5", "a=ecs:linear@", "x=ecs:canary:101", "x=ecs:blue_green@nan",
+     # what float() reads but is no plain number (as custom:linear's values)
+     "x=ecs:blue_green@\u0661\u0660", "x=ecs:blue_green@1_0", "x=ecs:blue_green@6e1",
+     "x=ecs:blue_green@ 5", "x=ecs:blue_green@+5", "x=ecs:blue_green@inf",
+     "x=ecs:linear:\uff11\uff10", "x=ecs:canary:1e1"],
 )  # fmt: skip
 def test_bad_stages_are_refused(text: str) -> None:
     with pytest.raises(ConfigError):
@@ -121,9 +125,30 @@ def test_bad_pipeline_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
         (["--time-scale", "1e308"], "--time-scale: expected a number >= 0.001 and <= 1000"),
         (["--bake", "1e300"], "--bake: expected a number >= 0 and <= 172800"),
         # the stage's own bake: beyond CodeDeploy's longest termination wait
-        (["--stage", "a=CodeDeployDefault.ECSAllAtOnce@1e10"], "bake time must be 0-172800 s"),
+        (["--stage", "a=CodeDeployDefault.ECSAllAtOnce@172800.5"], "bake time must be 0-172800 s"),
         (["--green-limit-rps", "1e-9"], "--green-limit-rps"),  # green would refuse to start
         (["--rps", "1e9"], "--rps: expected a number > 0 and <= 10000"),
+        # a stage of a day-long interval at --time-scale 1000 (~270 years), as a single run
+        (
+            ["--stage", "a=custom:linear:1:86400", "--time-scale", "1000"],
+            "take 142561000.0 minutes to shift and bake, above --max-minutes 60",
+        ),
+        # two stages of 28 min each: each within an hour, not both
+        (
+            [
+                "--stage",
+                "a=CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+                "--stage",
+                "b=CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+                "--time-scale",
+                "1",
+                "--max-minutes",
+                "50",
+            ],
+            "the 2 stage(s) at --time-scale 1 take 56.0 minutes to shift and bake, above "
+            "--max-minutes 50",
+        ),
+        (["--max-minutes", "0"], "--max-minutes: expected a number > 0 and <= 10080"),
     ],
 )
 def test_a_duration_or_rate_out_of_range_is_refused_before_any_stage(

@@ -101,6 +101,13 @@ def test_custom_linear_and_canary() -> None:
         "custom:canary:10:+60",
         "custom:canary:10:inf",
         "custom:canary:10:nan",
+        # and so in an ECS strategy's percent
+        "ecs:linear:\u0661\u0660",
+        "ecs:canary:\uff15",
+        "ecs:linear:1_0",
+        "ecs:canary:1e1",
+        "ecs:linear: 10",
+        "ecs:linear:+10",
     ],
 )
 def test_bad_configurations_are_refused_with_a_clear_error(name: str) -> None:
@@ -248,3 +255,18 @@ def test_a_run_longer_than_max_minutes_is_refused_before_it_starts(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"takes {minutes} minutes to shift and bake, above --max-minutes" in line
     assert not (tmp_path / "out").exists()  # nothing started, nothing written
+
+
+def test_max_minutes_boundary(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # exactly --max-minutes is allowed; a second more is refused, and its length does not
+    # print as the limit ("takes 60.0 minutes ..., above --max-minutes 60")
+    from rehearsal.__main__ import main
+
+    base = ["--scenario", "healthy", "--time-scale", "1", "--bake", "60",
+            "--spec", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main([*base, "--deployment-config", "custom:canary:10:3540"]) == 2
+    assert "alarm spec" in capsys.readouterr().err  # past the length check
+    assert main([*base, "--deployment-config", "custom:canary:10:3541"]) == 2
+    assert "takes 60.1 minutes to shift and bake, above --max-minutes 60" in (
+        capsys.readouterr().err
+    )

@@ -619,6 +619,54 @@ def test_a_streamed_response_that_fails_midway_is_a_server_error(tel: Tel, clock
     assert span.attributes["http.response.status_code"] == 500
 
 
+def test_a_streamed_body_runs_in_its_request_s_trace(tel: Tel, clock: _Clock) -> None:
+    # a span (or an OpenTelemetry instrumentation, a log line) inside a streamed body is a
+    # child of the request's server span, whether or not the body keeps the request context;
+    # the next request on the thread does not inherit that context
+    app = _streaming_app(clock)
+    seen: list[object] = []
+
+    @app.get("/traced")
+    def traced() -> flask.Response:
+        def body() -> Iterator[str]:
+            try:
+                with telemetry.span("inner"):
+                    seen.append(trace.get_current_span().get_span_context().span_id)
+                    telemetry.get_logger("streamed").info("in the body")
+                    yield "a;"
+                    with telemetry.span("nested"):  # the open span is current again
+                        yield "b;"
+            finally:  # closing the body runs this, in the request's trace too
+                with telemetry.span("cleanup"):
+                    pass
+
+        return flask.Response(body())
+
+    client = app.test_client()
+    with client.get("/traced") as r:
+        assert r.data == b"a;b;"
+    with client.get("/traced", buffered=False) as r:
+        next(r.response)  # the client went away after the first item: the server closes it
+    outside = trace.get_current_span().get_span_context()
+    assert not outside.is_valid
+    spans = tel.spans()
+    servers = [s for s in spans if s.name == "GET /traced"]
+    assert len(servers) == 2
+    for server in servers:
+        children = [
+            s for s in spans if s.parent is not None and s.parent.span_id == server.context.span_id
+        ]
+        assert sorted(s.name for s in children) == ["cleanup", "inner"]
+        assert all(s.context.trace_id == server.context.trace_id for s in children)
+    inner = {s.context.span_id for s in spans if s.name == "inner"}
+    assert set(seen) == inner
+    (nested,) = [s for s in spans if s.name == "nested"]  # the first body only: the second
+    assert nested.parent.span_id in inner  # closed before it
+    logs = [x for x in tel.logs() if x.get("message") == "in the body"]
+    traces = {f"{s.context.trace_id:032x}" for s in servers}
+    assert {x["trace_id"].replace("-", "")[1:] for x in logs} == traces
+
+
 def test_a_response_with_a_size_or_no_body_is_recorded_when_the_app_returns(
     tel: Tel, clock: _Clock
 ) -> None:
