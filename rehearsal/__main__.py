@@ -16,7 +16,7 @@ import shlex
 import socket
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from points import PRESETS
 from rehearsal import _arguments as arguments
@@ -42,17 +42,6 @@ from sample_api.config import RATE_LIMIT_RPS_RANGE
 
 #: Exit statuses (see the module docstring).
 EXIT_MISMATCH, EXIT_USAGE, EXIT_UNSAFE, EXIT_REFUSED, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
-
-
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
-        # are this class): a typo or a later option must not silently change the meaning.
-        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
-
-    def error(self, message: str) -> NoReturn:
-        # One clear line, not argparse's usage block.
-        self.exit(2, f"rehearsal: error: {message} (see --help)\n")
 
 
 #: green's RATE_LIMIT_RPS: the range the service itself accepts (it would refuse to start)
@@ -119,7 +108,7 @@ def _assignment(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = arguments.Parser(
         prog="python -m rehearsal",
         description=(
             "Rehearse a CodeDeploy blue/green deployment of the points service on this machine: "
@@ -238,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except schedules.ConfigError as exc:
         print(f"rehearsal: error: {exc}", file=sys.stderr)
         return 2
-    max_minutes = 60.0 if args.max_minutes is None else args.max_minutes
+    max_minutes = arguments.DEFAULT_MAX_MINUTES if args.max_minutes is None else args.max_minutes
     if schedule.total_s > max_minutes * 60:
         # a custom interval of a day at --time-scale 1000 was accepted: ~270 years
         print(
@@ -402,7 +391,7 @@ def _minutes(seconds: float) -> str:
 
 
 def build_pipeline_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = arguments.Parser(
         prog="python -m rehearsal pipeline",
         description="The release pipeline's stages (pre-production, then production) as "
         "consecutive rehearsals of one release; the first stage that rolls back stops it.",
@@ -414,7 +403,7 @@ def build_pipeline_parser() -> argparse.ArgumentParser:
     p.add_argument("--bake", type=arguments.bake, default=60.0, metavar="SECONDS",
                    help="bake of stages that do not give their own (scaled)")  # fmt: skip
     p.add_argument("--max-minutes", type=arguments.number(0, arguments.MAX_MINUTES, above=True),
-                   default=60.0, metavar="M",
+                   default=arguments.DEFAULT_MAX_MINUTES, metavar="M",
                    help="refuse stages whose traffic shifting and bakes, scaled, take longer in "
                    "all (default: %(default)g)")  # fmt: skip
     p.add_argument("--out", type=arguments.out_dir, default=Path("out/pipeline"), metavar="DIR")

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 from rehearsal.schedule import MAX_BAKE_S
 
@@ -45,6 +46,21 @@ def wsgi_app(text: str) -> str:
 #: ``--max-minutes``: a week; a run or a matrix is meant to finish within a working session or a
 #: night.
 MAX_MINUTES = 7 * 1440.0
+#: ``--max-minutes`` when not given (a run, a pipeline, a comparison)
+DEFAULT_MAX_MINUTES = 60.0
+
+
+class Parser(argparse.ArgumentParser):
+    """The rehearsal's command lines: an error is one line, ``<label>: error: ... (see --help)``
+    with exit status 2, not argparse's usage block; no abbreviated options (``--min`` for
+    ``--min-healthy-percent``: a typo or a later option must not silently change the meaning)."""
+
+    def __init__(self, *args: Any, label: str = "rehearsal", **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+        self.label = label
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.label}: error: {message} (see --help)\n")
 
 
 def number(low: float, high: float = math.inf, *, above: bool = False) -> Callable[[str], float]:

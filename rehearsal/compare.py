@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from alarms import SpecError, load_spec, read_spec_document
 from rehearsal import _arguments as arguments
@@ -75,16 +75,6 @@ DEFAULT_SETUPS = ("static-1m", "alarms-10s", "judge")
 OVERHEAD_S = 120.0
 
 
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
-        # are this class): a typo or a later option must not silently change the meaning.
-        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"rehearsal compare: error: {message} (see --help)\n")
-
-
 def _list(choices: tuple[str, ...] | dict[str, Any], canon: Any = None) -> Any:
     def parse(text: str) -> list[str]:
         items = [canon(t.strip()) if canon else t.strip() for t in text.split(",") if t.strip()]
@@ -105,9 +95,6 @@ def _list(choices: tuple[str, ...] | dict[str, Any], canon: Any = None) -> Any:
     return parse
 
 
-MAX_MINUTES = arguments.MAX_MINUTES
-
-
 def _runs(text: str) -> int:
     try:
         value = int(text)
@@ -119,7 +106,8 @@ def _runs(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = arguments.Parser(
+        label="rehearsal compare",
         prog="python -m rehearsal compare",
         description=(
             "The same regression under several deployment configurations and detection setups, "
@@ -141,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bake time before scaling (default: %(default)s)")  # fmt: skip
     p.add_argument("--out", type=arguments.out_dir, default=Path("out/compare"), metavar="DIR",
                    help="output directory (default: %(default)s)")  # fmt: skip
-    p.add_argument("--max-minutes", type=arguments.number(0, MAX_MINUTES, above=True), default=60.0, metavar="M",
+    p.add_argument("--max-minutes", type=arguments.number(0, arguments.MAX_MINUTES, above=True),
+                   default=arguments.DEFAULT_MAX_MINUTES, metavar="M",
                    help="refuse a matrix that could last longer (default: %(default)s)")  # fmt: skip
     p.add_argument("--spec", type=Path, default=DEFAULT_SPEC, metavar="FILE",
                    help="alarm spec (default: the packaged one)")  # fmt: skip

@@ -13,20 +13,11 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from rehearsal import _arguments as arguments
 from rehearsal.harm import account, read_requests
 from rehearsal.judge import JudgeConfig, replay
-
-
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # No abbreviations ("--min" for "--min-healthy-percent"), in subcommands too (they
-        # are this class): a typo or a later option must not silently change the meaning.
-        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"rehearsal judge: error: {message} (see --help)\n")
 
 
 def load_run(run_dir: Path) -> tuple[list, list[tuple[float, int]], float, float]:
@@ -71,7 +62,11 @@ def judge_run(run_dir: Path, config: JudgeConfig | None = None) -> dict[str, Any
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m rehearsal judge", description=__doc__.splitlines()[0])
+    p = arguments.Parser(
+        label="rehearsal judge",
+        prog="python -m rehearsal judge",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument("run_dir", type=Path, metavar="DIR", help="a rehearsal's --out directory")
     p.add_argument("--json", action="store_true", help="every judgement as JSON")
     return p

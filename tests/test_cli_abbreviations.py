@@ -63,7 +63,7 @@ def _builds_a_parser(path: Path) -> bool:
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name in ("ArgumentParser", "_Parser", "add_subparsers"):
+            if name in ("ArgumentParser", "Parser", "_Parser", "add_subparsers"):
                 return True
     return False
 
