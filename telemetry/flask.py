@@ -557,9 +557,22 @@ class _Streamed:
         return self
 
     def __next__(self) -> bytes:
+        return self._produce(self._it.__next__)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                self._produce(close)
+        finally:
+            self._finish()
+
+    def _produce(self, step: Callable[[], Any]) -> Any:
+        """``step()`` (the next item, the body's ``close``) in the request's context; an
+        exception it raises, other than the body's end, is the request's error."""
         token = self._enter()
         try:
-            return next(self._it)
+            return step()
         except StopIteration:
             raise
         except BaseException as exc:
@@ -569,21 +582,6 @@ class _Streamed:
         finally:
             if token is not None:
                 self._leave(token)
-
-    def close(self) -> None:
-        token = self._enter()
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            if self._error is None:
-                self._error = exc
-            raise
-        finally:
-            if token is not None:
-                self._leave(token)
-            self._finish()
 
     def _enter(self) -> Any:
         """Make the request's context current; the token to reset it (None: nothing set)."""
@@ -614,12 +612,11 @@ class _Streamed:
         if self._done:  # close() twice: recorded once
             return
         self._done = True
-        middleware, (t0, resp, scope, span, spans, method, original, path, script, rid) = self._end
+        middleware, state = self._end  # _Middleware._end's arguments but the error
+        resp, scope = state[1], state[2]
         if self._error is not None and not isinstance(self._error, GeneratorExit):
             resp[0] = 500
-        middleware._end(
-            t0, resp, scope, span, spans, method, original, path, script, rid, self._error
-        )
+        middleware._end(*state, self._error)
         scope.environ = None
 
 
